@@ -59,6 +59,11 @@ class InvalidInput(MeterlineError):
         super().__init__(f"invalid {what}: {count} {noun}\n{lines}")
 
     @classmethod
+    def single(cls, what: str, path: str, message: str, fix: str = "") -> InvalidInput:
+        """One problem only (e.g. the input could not even be parsed)."""
+        return cls(what, [Problem(path=path, message=message, fix=fix)])
+
+    @classmethod
     def from_pydantic(cls, what: str, errors: Sequence[object], prefix: str = "") -> InvalidInput:
         """Build from ``pydantic.ValidationError.errors()`` output."""
         problems = []

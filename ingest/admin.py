@@ -1,0 +1,74 @@
+"""Kafka topics Meterline owns, created idempotently with the settings they need.
+
+The events topic stamps records with the broker's append time (``LogAppendTime``): that
+time is the event's ingestion time, stable across re-reads, and retention counts from it
+— a backdated event cannot fall out of retention before the worker has read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from schemas.errors import InvalidInput, ServiceUnavailable
+from schemas.settings import Settings
+
+__all__ = ["TopicSpec", "ensure_topics", "meterline_topics"]
+
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def meterline_topics(settings: Settings) -> list[TopicSpec]:
+    return [
+        TopicSpec(
+            settings.events_topic,
+            settings.events_partitions,
+            {"message.timestamp.type": "LogAppendTime", "retention.ms": str(14 * DAY_MS)},
+        ),
+        TopicSpec(settings.dead_letter_topic, 1, {"retention.ms": "-1"}),
+        TopicSpec(settings.invoices_topic, 1, {"retention.ms": "-1"}),
+    ]
+
+
+def ensure_topics(bootstrap: str, specs: list[TopicSpec], timeout: float = 15.0) -> None:
+    """Create missing topics; refuse an existing topic whose partition count differs."""
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": int(timeout * 1000)})
+    try:
+        existing = admin.list_topics(timeout=timeout).topics
+    except KafkaException as exc:
+        raise ServiceUnavailable(
+            f"Kafka at {bootstrap} did not answer within {timeout:.0f}s ({exc}); "
+            "start it with `make up`"
+        ) from exc
+    missing = [s for s in specs if s.name not in existing]
+    if missing:
+        futures = admin.create_topics(
+            [NewTopic(s.name, num_partitions=s.partitions, replication_factor=1, config=s.config)
+             for s in missing],
+            operation_timeout=timeout,
+        )
+        for name, future in futures.items():
+            try:
+                future.result(timeout)
+            except KafkaException as exc:
+                if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                    raise ServiceUnavailable(f"could not create topic {name}: {exc}") from exc
+    existing = admin.list_topics(timeout=timeout).topics
+    for spec in specs:
+        found = len(existing[spec.name].partitions)
+        if found != spec.partitions:
+            raise InvalidInput.single(
+                "topic layout",
+                spec.name,
+                f"has {found} partitions, settings say {spec.partitions}",
+                "set METERLINE_EVENTS_PARTITIONS to match, or recreate the topic",
+            )

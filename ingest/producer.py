@@ -1,0 +1,179 @@
+"""The producer SDK: send usage events to the events topic, exactly as accepted.
+
+``UsageProducer`` wraps an idempotent confluent-kafka producer (``acks=all``,
+``enable.idempotence``): a retried send inside the client cannot duplicate a record, and a
+record the broker acknowledged is on every in-sync replica.  Records are keyed by subject
+so one customer's events stay in order on one partition; the client batches them
+(``linger.ms``).
+
+Delivery is asynchronous.  Each outcome reaches the caller three ways: an optional
+per-event callback, the running :class:`DeliveryReport`, and :meth:`flush` /
+:meth:`close`, which wait for every pending record.  An event is accepted only once its
+delivery succeeded; :meth:`send_and_wait` does both and raises
+:class:`~schemas.errors.DeliveryFailed` naming each event that was not accepted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from schemas.errors import DeliveryFailed, ServiceUnavailable
+from schemas.events import UsageEvent
+from schemas.wire import encode_event, event_key
+
+__all__ = ["Delivery", "DeliveryReport", "UsageProducer"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """The outcome of one send: where it landed, or why it did not."""
+
+    source: str
+    id: str
+    partition: int | None
+    offset: int | None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(slots=True)
+class DeliveryReport:
+    delivered: int = 0
+    failed: list[Delivery] = field(default_factory=list)
+
+    @property
+    def pending_errors(self) -> bool:
+        return bool(self.failed)
+
+
+Callback = Callable[[Delivery], None]
+
+
+class UsageProducer:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        *,
+        linger_ms: int = 5,
+        delivery_timeout_ms: int = 30_000,
+        connect_timeout: float = 10.0,
+        extra_config: dict[str, Any] | None = None,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.report = DeliveryReport()
+        config: dict[str, Any] = {
+            "bootstrap.servers": bootstrap,
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": linger_ms,
+            "batch.size": 1_000_000,
+            "queue.buffering.max.messages": 500_000,
+            "delivery.timeout.ms": delivery_timeout_ms,
+            "logger": log,
+            **(extra_config or {}),
+        }
+        self._producer = Producer(config)
+        self._check_reachable(connect_timeout)
+
+    def _check_reachable(self, timeout: float) -> None:
+        try:
+            metadata = self._producer.list_topics(self.topic, timeout=timeout)
+        except KafkaException as exc:
+            raise ServiceUnavailable(
+                f"Kafka at {self.bootstrap} is unreachable (no answer within {timeout:.0f}s: "
+                f"{exc}); start it with `make up` or check METERLINE_KAFKA_PORT"
+            ) from None
+        topic = metadata.topics.get(self.topic)
+        if topic is None or topic.error is not None:
+            raise ServiceUnavailable(
+                f"topic {self.topic!r} does not exist on {self.bootstrap}; "
+                "create it with `python -m streams init`"
+            )
+
+    def send(self, event: UsageEvent, on_delivery: Callback | None = None) -> None:
+        """Queue one event; its :class:`Delivery` arrives via callback, report and flush."""
+        source, event_id = event.source, event.id
+
+        def delivered(err: KafkaError | None, msg: Message) -> None:
+            if err is None:
+                outcome = Delivery(source, event_id, msg.partition(), msg.offset())
+                self.report.delivered += 1
+            else:
+                outcome = Delivery(source, event_id, None, None, err.str())
+                self.report.failed.append(outcome)
+            if on_delivery is not None:
+                on_delivery(outcome)
+
+        value, key = encode_event(event), event_key(event)
+        while True:
+            try:
+                self._producer.produce(self.topic, value=value, key=key, on_delivery=delivered)
+                break
+            except BufferError:
+                self._producer.poll(0.05)  # local queue full: serve callbacks, then retry
+        self._producer.poll(0)
+
+    def send_many(self, events: Iterable[UsageEvent], on_delivery: Callback | None = None) -> int:
+        count = 0
+        for event in events:
+            self.send(event, on_delivery)
+            count += 1
+        return count
+
+    def flush(self, timeout: float = 60.0) -> DeliveryReport:
+        """Wait for every queued event; raise if any is still undelivered at the deadline."""
+        remaining = self._producer.flush(timeout)
+        if remaining:
+            raise DeliveryFailed(
+                f"{remaining} events still undelivered after {timeout:.0f}s to {self.bootstrap}"
+            )
+        return self.report
+
+    def send_and_wait(self, events: Iterable[UsageEvent], timeout: float = 30.0) -> list[Delivery]:
+        """Send and wait for every event; raise :class:`DeliveryFailed` unless all landed."""
+        outcomes: list[Delivery] = []
+        self.send_many(events, outcomes.append)
+        self.flush(timeout)
+        failed = [d for d in outcomes if not d.ok]
+        if failed:
+            names = ", ".join(f"{d.source}/{d.id}: {d.error}" for d in failed[:10])
+            raise DeliveryFailed(f"{len(failed)} of {len(outcomes)} events not accepted: {names}")
+        return outcomes
+
+    def close(self, timeout: float = 60.0) -> DeliveryReport:
+        """Flush on close; raise if anything failed, so no loss goes unnoticed."""
+        report = self.flush(timeout)
+        if report.failed:
+            first = report.failed[0]
+            raise DeliveryFailed(
+                f"{len(report.failed)} events were not accepted; first: "
+                f"{first.source}/{first.id}: {first.error}"
+            )
+        return report
+
+    def __enter__(self) -> UsageProducer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.flush()

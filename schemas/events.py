@@ -1,0 +1,119 @@
+"""The usage event: a CloudEvents 1.0 envelope whose ``data`` carries the measured values.
+
+The envelope fields are ``specversion, id, source, type, subject, time, data`` (plus the
+optional ``datacontenttype`` and ``dataschema``).  Meterline needs ``subject`` — the
+customer or entity being metered — so it is required here even though CloudEvents makes it
+optional.  ``(source, id)`` identifies an event: a retry with the same pair is the same
+event and is counted once.
+
+``time`` must carry a UTC offset; it is normalised to UTC and cut to the millisecond.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from schemas.errors import InvalidInput
+from schemas.timeutil import format_ms, to_ms, truncate_ms
+
+__all__ = ["UsageEvent", "parse_event", "parse_event_json"]
+
+_TEXT = {"min_length": 1, "max_length": 512}
+
+
+class UsageEvent(BaseModel):
+    """One usage event as accepted on the wire and stored in Kafka."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+    specversion: Literal["1.0"] = "1.0"
+    id: str = Field(**_TEXT)  # type: ignore[arg-type]
+    source: str = Field(**_TEXT)  # type: ignore[arg-type]
+    type: str = Field(**_TEXT)  # type: ignore[arg-type]
+    subject: str = Field(**_TEXT)  # type: ignore[arg-type]
+    time: datetime
+    data: dict[str, Any] | None = None
+    datacontenttype: str | None = None
+    dataschema: str | None = None
+
+    @field_validator("time", mode="after")
+    @classmethod
+    def _aware_utc_ms(cls, value: datetime) -> datetime:
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(
+                "time has no UTC offset; send RFC 3339 such as 2026-11-01T12:00:00.000Z"
+            )
+        return truncate_ms(value.astimezone(UTC))
+
+    @property
+    def time_ms(self) -> int:
+        return to_ms(self.time)
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        type: str,
+        subject: str,
+        data: Mapping[str, Any] | None = None,
+        source: str = "meterline-sdk",
+        id: str | None = None,
+        time: datetime | None = None,
+    ) -> UsageEvent:
+        """Build an event, filling ``id`` with a UUID4 and ``time`` with now (UTC)."""
+        payload: dict[str, Any] = {
+            "id": id or str(uuid.uuid4()),
+            "source": source,
+            "type": type,
+            "subject": subject,
+            "time": time or datetime.now(UTC),
+            "data": dict(data) if data is not None else None,
+        }
+        return parse_event(payload)
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON-ready form: time as RFC 3339 with milliseconds and ``Z``."""
+        out: dict[str, Any] = {
+            "specversion": self.specversion,
+            "id": self.id,
+            "source": self.source,
+            "type": self.type,
+            "subject": self.subject,
+            "time": format_ms(self.time_ms),
+        }
+        if self.data is not None:
+            out["data"] = self.data
+        if self.datacontenttype is not None:
+            out["datacontenttype"] = self.datacontenttype
+        if self.dataschema is not None:
+            out["dataschema"] = self.dataschema
+        return out
+
+
+def parse_event(payload: Any, *, where: str = "") -> UsageEvent:
+    """Validate one event; on failure raise :class:`InvalidInput` listing every problem."""
+    try:
+        return UsageEvent.model_validate(payload)
+    except ValidationError as exc:
+        raise InvalidInput.from_pydantic("usage event", exc.errors(), prefix=where) from None
+
+
+def parse_event_json(raw: bytes | str, *, where: str = "") -> UsageEvent:
+    """Decode JSON bytes and validate them as one event."""
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput.single(
+            "usage event", where, f"not valid JSON ({exc})", "send one JSON object per event"
+        ) from None
+    if not isinstance(payload, dict):
+        raise InvalidInput.single(
+            "usage event", where, "expected a JSON object", "send one JSON object per event"
+        )
+    return parse_event(payload, where=where)

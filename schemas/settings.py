@@ -1,0 +1,46 @@
+"""Where the services are and what they are called: one settings object, read at start.
+
+Every value comes from ``METERLINE_*`` environment variables with local defaults that
+match ``make up`` (everything on 127.0.0.1).  Services read it once at start-up and pass
+it down; nothing reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="METERLINE_", extra="ignore", frozen=True)
+
+    namespace: str = Field(default="default", pattern=r"^[a-z0-9][a-z0-9_\-]{0,62}$")
+
+    kafka_host: str = "127.0.0.1"
+    kafka_port: int = 9092
+    events_topic: str = "meterline.events"
+    events_partitions: int = Field(default=4, ge=1)
+    invoices_topic: str = "meterline.invoices"
+    dead_letter_topic: str = "meterline.dead-letter"
+
+    clickhouse_host: str = "127.0.0.1"
+    clickhouse_tcp_port: int = 9000
+    clickhouse_http_port: int = 8123
+    clickhouse_database: str = Field(default="meterline", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+    meters_file: str = "deploy/demo/meters.yaml"
+    rate_card_file: str = "deploy/demo/rate-card.yaml"
+    customers_file: str = "deploy/demo/customers.yaml"
+
+    worker_app_id: str = "meterline-metering"
+    worker_batch_max: int = Field(default=5000, ge=1)
+    worker_batch_seconds: float = Field(default=0.5, gt=0)
+    worker_session_timeout: float = Field(default=10.0, ge=6.0)
+    worker_metrics_port: int = Field(default=0, ge=0)
+    worker_data_dir: str = ""
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"{self.kafka_host}:{self.kafka_port}"

@@ -1,0 +1,141 @@
+"""Two ways to run the project's SQL: a ClickHouse server, or chDB in-process.
+
+Both expose the same two calls: :meth:`Engine.execute` for SQL text (returning rows as
+tuples of Python values: ``int``, ``str``, ``Decimal``) and :meth:`Engine.insert` for
+rows.  Query objects never return ``DateTime`` columns — they return epoch seconds — so no
+timezone conversion happens inside a driver.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any, Protocol
+
+from schemas.errors import ServiceUnavailable
+from schemas.storage.sql import values_literal
+
+__all__ = ["ChdbEngine", "Engine", "ServerEngine"]
+
+Row = tuple[Any, ...]
+
+
+class Engine(Protocol):
+    name: str
+
+    def execute(self, sql: str) -> list[Row]: ...
+
+    def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        ...
+
+    def close(self) -> None: ...
+
+
+class ServerEngine:
+    """A ClickHouse server over the native protocol (clickhouse-driver)."""
+
+    name = "server"
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 9000, **settings: Any) -> None:
+        from clickhouse_driver import Client
+
+        self._client = Client(
+            host=host,
+            port=port,
+            connect_timeout=5,
+            send_receive_timeout=60,
+            settings={"max_block_size": 65536, **settings},
+        )
+        self.host, self.port = host, port
+
+    def execute(self, sql: str) -> list[Row]:
+        try:
+            return list(self._client.execute(sql))
+        except (ConnectionError, OSError, EOFError) as exc:
+            raise ServiceUnavailable(
+                f"ClickHouse at {self.host}:{self.port} is unreachable ({exc}); "
+                "start it with `make up`"
+            ) from exc
+
+    def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """One INSERT, sent as one block: the rows land together or not at all."""
+        if not rows:
+            return
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES"
+        try:
+            self._client.execute(sql, rows, types_check=False)
+        except (ConnectionError, OSError, EOFError) as exc:
+            raise ServiceUnavailable(
+                f"ClickHouse at {self.host}:{self.port} is unreachable ({exc})"
+            ) from exc
+
+    def close(self) -> None:
+        self._client.disconnect()
+
+
+class ChdbEngine:
+    """Current ClickHouse in-process (chDB), with its data in ``path``.
+
+    chDB reads a ``config.xml`` from the working directory when it is imported; the
+    import is done from an empty directory so a stray file cannot redirect it.
+    """
+
+    name = "chdb"
+
+    def __init__(self, path: str) -> None:
+        cwd = os.getcwd()
+        empty = os.path.join(path, ".cwd")
+        os.makedirs(empty, exist_ok=True)
+        os.chdir(empty)
+        try:
+            from chdb import session
+        finally:
+            os.chdir(cwd)
+        self._session = session.Session(os.path.join(path, "db"))
+
+    def execute(self, sql: str) -> list[Row]:
+        if not _returns_rows(sql):
+            self._session.query(sql)
+            return []
+        raw = self._session.query(sql, "JSONCompact").bytes()
+        if not raw:
+            return []
+        # stdlib json so that decimals parse straight to Decimal, never through float
+        doc = json.loads(raw, parse_float=Decimal)
+        types = [column["type"] for column in doc["meta"]]
+        return [
+            tuple(_convert(v, t) for v, t in zip(row, types, strict=True)) for row in doc["data"]
+        ]
+
+    def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        if not rows:
+            return
+        values = ",".join(
+            "(" + ",".join(values_literal(v) for v in row) + ")" for row in rows
+        )
+        self._session.query(f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values}")
+
+    def close(self) -> None:
+        self._session.close()
+
+
+def _returns_rows(sql: str) -> bool:
+    head = sql.lstrip().split(None, 1)[0].upper() if sql.strip() else ""
+    return head in {"SELECT", "WITH", "SHOW", "DESCRIBE", "EXISTS"}
+
+
+def _convert(value: Any, ch_type: str) -> Any:
+    """JSONCompact value → the Python value clickhouse-driver would give."""
+    if value is None:
+        return None
+    base = ch_type.removeprefix("Nullable(").removesuffix(")") if ch_type.startswith("Nullable(") else ch_type
+    if base.startswith("Decimal"):
+        return Decimal(str(value))
+    if base.startswith(("Int", "UInt")):
+        return int(value)
+    if base.startswith("Array("):
+        inner = base[len("Array(") : -1]
+        return [_convert(item, inner) for item in value]
+    return value

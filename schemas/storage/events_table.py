@@ -1,0 +1,90 @@
+"""``usage_events``: every accepted, deduplicated event, kept raw for audit and re-metering.
+
+Rows are written by the stream worker after deduplication.  The table is a
+ReplacingMergeTree keyed by the event's identity, so a batch that is written again after a
+worker crash (same rows, same Kafka positions) collapses to one copy; reads that need
+exactness use ``FINAL``.  ``ingested_ms`` is the broker's append time of the record
+(LogAppendTime), which makes it a stable, replay-proof ingestion-time cutoff.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from schemas.storage.sql import Statement, lit
+
+__all__ = ["COLUMNS", "EventsTable", "RawEventRow"]
+
+COLUMNS = (
+    "namespace",
+    "source",
+    "id",
+    "type",
+    "subject",
+    "time_ms",
+    "data",
+    "ingested_ms",
+    "source_partition",
+    "source_offset",
+    "content_hash",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RawEventRow:
+    namespace: str
+    source: str
+    id: str
+    type: str
+    subject: str
+    time_ms: int
+    data: str
+    ingested_ms: int
+    source_partition: int
+    source_offset: int
+    content_hash: str
+
+    def as_row(self) -> tuple[object, ...]:
+        return (
+            self.namespace,
+            self.source,
+            self.id,
+            self.type,
+            self.subject,
+            self.time_ms,
+            self.data,
+            self.ingested_ms,
+            self.source_partition,
+            self.source_offset,
+            self.content_hash,
+        )
+
+
+class EventsTable:
+    def __init__(self, database: str) -> None:
+        self.database = database
+        self.name = f"{database}.usage_events"
+
+    def ddl(self) -> list[Statement]:
+        return [
+            Statement(
+                f"CREATE TABLE IF NOT EXISTS {self.name} ("
+                " namespace String, source String, id String, type String, subject String,"
+                " time_ms Int64, data String, ingested_ms Int64,"
+                " source_partition UInt32, source_offset UInt64, content_hash String,"
+                " event_time DateTime MATERIALIZED toDateTime(intDiv(time_ms, 1000))"
+                ") ENGINE = ReplacingMergeTree()"
+                " PARTITION BY toYYYYMM(event_time)"
+                " ORDER BY (namespace, type, subject, time_ms, source, id)"
+            )
+        ]
+
+    def insert_args(self, rows: Sequence[RawEventRow]) -> tuple[str, tuple[str, ...], list[tuple[object, ...]]]:
+        return self.name, COLUMNS, [row.as_row() for row in rows]
+
+    def count(self, namespace: str) -> Statement:
+        """Distinct stored events of a namespace (exact, after collapsing rewrites)."""
+        return Statement(
+            f"SELECT count() FROM {self.name} FINAL WHERE namespace = {lit(namespace)}"
+        )

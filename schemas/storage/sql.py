@@ -1,0 +1,71 @@
+"""SQL text building: literal rendering and the query-object protocol.
+
+Statements are rendered to plain SQL text with literals inlined through :func:`lit`, so
+the same text runs on a ClickHouse server and on chDB and can be asserted on as text.
+Only values from our own code and validated input reach :func:`lit`; it escapes strings
+per ClickHouse's quoting rules regardless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Protocol
+
+__all__ = ["Query", "Statement", "ident", "lit"]
+
+DECIMAL_SCALE = 9
+"""Quantities are stored as Decimal(38, 9): 29 integer digits, 9 fractional."""
+
+
+class Query(Protocol):
+    """A read: SQL text plus how to turn each result row into a value."""
+
+    def to_sql(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """A statement with no result (DDL, INSERT ... SELECT)."""
+
+    sql: str
+
+    def to_sql(self) -> str:
+        return self.sql
+
+
+def ident(name: str) -> str:
+    """A safely quoted identifier (database, table or column name)."""
+    if not name.replace("_", "").replace(".", "").isalnum():
+        raise ValueError(f"not a safe identifier: {name!r}")
+    return ".".join(f"`{part}`" for part in name.split("."))
+
+
+def _quote(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{escaped}'"
+
+
+def lit(value: Any) -> str:
+    """Render a Python value as a ClickHouse literal."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, Decimal):
+        return f"toDecimal128({_quote(format(value, 'f'))}, {DECIMAL_SCALE})"
+    if isinstance(value, str):
+        return _quote(value)
+    if isinstance(value, Sequence):
+        return "[" + ", ".join(lit(item) for item in value) + "]"
+    raise TypeError(f"cannot render {type(value).__name__} as a ClickHouse literal")
+
+
+def values_literal(value: Any) -> str:
+    """Render a value for an ``INSERT ... VALUES`` row (decimals as bare numbers)."""
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return lit(value)

@@ -1,0 +1,264 @@
+"""``meter_windows``: one-minute windows per (meter, subject, group-by values), as
+mergeable aggregate states, so that any coarser window is computed exactly.
+
+Write path.  The worker inserts one row per (event, meter) into ``meter_window_feed``, a
+``Null`` table; a materialized view aggregates each insert block into
+``meter_windows`` (AggregatingMergeTree).  ``meter_windows`` has no PARTITION BY, so one
+insert becomes exactly one part: the whole batch's windows land together or not at all.
+
+Progress.  Each window row also carries ``maxState(source_offset)`` per source
+partition.  Because it is written in the same part as the aggregates, the highest offset
+it reports for a partition is exactly the last event whose contribution is stored.  After
+a crash the worker skips window contributions at or below it, so a batch that was written
+but not yet committed to Kafka is never counted twice.
+
+States kept: sum, count, uniqExact (UNIQUE_COUNT), max, min, argMax by (event time,
+offset) (LATEST); AVG is sum / count, computed in Python with Decimal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+
+from schemas.meters import Aggregation
+from schemas.storage.sql import Statement, lit
+
+__all__ = [
+    "FEED_COLUMNS",
+    "FeedRow",
+    "MeterQuery",
+    "UsageQuery",
+    "WindowSize",
+    "WindowsTable",
+    "finish_value",
+]
+
+FEED_COLUMNS = (
+    "namespace",
+    "meter",
+    "subject",
+    "group_key",
+    "window_start_s",
+    "value",
+    "uniq",
+    "event_ms",
+    "source_partition",
+    "source_offset",
+)
+
+_GROUP_KEYS = "namespace, meter, window_start, subject, group_key, source_partition"
+
+
+@dataclass(frozen=True, slots=True)
+class FeedRow:
+    """One event's contribution to one meter's minute window."""
+
+    namespace: str
+    meter: str
+    subject: str
+    group_key: str
+    window_start_s: int
+    value: Decimal
+    uniq: str
+    event_ms: int
+    source_partition: int
+    source_offset: int
+
+    def as_row(self) -> tuple[object, ...]:
+        return (
+            self.namespace,
+            self.meter,
+            self.subject,
+            self.group_key,
+            self.window_start_s,
+            self.value,
+            self.uniq,
+            self.event_ms,
+            self.source_partition,
+            self.source_offset,
+        )
+
+
+class WindowSize(StrEnum):
+    MINUTE = "MINUTE"
+    HOUR = "HOUR"
+    DAY = "DAY"
+    MONTH = "MONTH"
+
+
+def _select_value(kind: Aggregation) -> str:
+    """The SQL columns a kind needs; :func:`finish_value` turns them into one value."""
+    return {
+        Aggregation.SUM: "sumMerge(value_sum)",
+        Aggregation.COUNT: "countMerge(event_count)",
+        Aggregation.UNIQUE_COUNT: "uniqExactMerge(value_uniq)",
+        Aggregation.MAX: "maxMerge(value_max)",
+        Aggregation.MIN: "minMerge(value_min)",
+        Aggregation.AVG: "sumMerge(value_sum), countMerge(event_count)",
+        Aggregation.LATEST: "argMaxMerge(value_latest)",
+    }[kind]
+
+
+def finish_value(kind: Aggregation, columns: Sequence[object]) -> Decimal:
+    """The meter value from the columns :func:`_select_value` produced, as a Decimal."""
+    if kind is Aggregation.AVG:
+        total, count = columns
+        assert isinstance(count, int)
+        return Decimal(0) if count == 0 else Decimal(str(total)) / Decimal(count)
+    (value,) = columns
+    return Decimal(value) if isinstance(value, int) else Decimal(str(value))
+
+
+def _width(kind: Aggregation) -> int:
+    return 2 if kind is Aggregation.AVG else 1
+
+
+class WindowsTable:
+    def __init__(self, database: str) -> None:
+        self.database = database
+        self.feed = f"{database}.meter_window_feed"
+        self.name = f"{database}.meter_windows"
+        self.view = f"{database}.meter_windows_mv"
+
+    def ddl(self) -> list[Statement]:
+        dec = "Decimal(38, 9)"
+        return [
+            Statement(
+                f"CREATE TABLE IF NOT EXISTS {self.feed} ("
+                " namespace String, meter String, subject String, group_key String,"
+                f" window_start_s UInt32, value {dec}, uniq String, event_ms Int64,"
+                " source_partition UInt32, source_offset UInt64"
+                ") ENGINE = Null"
+            ),
+            Statement(
+                f"CREATE TABLE IF NOT EXISTS {self.name} ("
+                " namespace String, meter String, subject String, group_key String,"
+                " window_start DateTime, source_partition UInt32,"
+                f" value_sum AggregateFunction(sum, {dec}),"
+                " event_count AggregateFunction(count),"
+                " value_uniq AggregateFunction(uniqExact, String),"
+                f" value_max AggregateFunction(max, {dec}),"
+                f" value_min AggregateFunction(min, {dec}),"
+                f" value_latest AggregateFunction(argMax, {dec}, Tuple(Int64, UInt64)),"
+                " max_offset AggregateFunction(max, UInt64)"
+                f") ENGINE = AggregatingMergeTree() ORDER BY ({_GROUP_KEYS})"
+            ),
+            Statement(
+                f"CREATE MATERIALIZED VIEW IF NOT EXISTS {self.view} TO {self.name} AS SELECT"
+                " namespace, meter, subject, group_key,"
+                " toDateTime(window_start_s) AS window_start, source_partition,"
+                " sumState(value) AS value_sum, countState() AS event_count,"
+                " uniqExactState(uniq) AS value_uniq, maxState(value) AS value_max,"
+                " minState(value) AS value_min,"
+                " argMaxState(value, (event_ms, source_offset)) AS value_latest,"
+                " maxState(source_offset) AS max_offset"
+                f" FROM {self.feed} GROUP BY {_GROUP_KEYS}"
+            ),
+        ]
+
+    def insert_args(
+        self, rows: Sequence[FeedRow]
+    ) -> tuple[str, tuple[str, ...], list[tuple[object, ...]]]:
+        return self.feed, FEED_COLUMNS, [row.as_row() for row in rows]
+
+    def progress(self, namespace: str) -> Statement:
+        """Rows ``(source_partition, last stored offset)`` for a namespace."""
+        return Statement(
+            f"SELECT source_partition, maxMerge(max_offset) FROM {self.name}"
+            f" WHERE namespace = {lit(namespace)} GROUP BY source_partition"
+            " ORDER BY source_partition"
+        )
+
+    def usage(self, query: UsageQuery) -> Statement:
+        return Statement(query.to_sql(self.name))
+
+    def meter_query(self, query: MeterQuery) -> Statement:
+        return Statement(query.to_sql(self.name))
+
+
+@dataclass(frozen=True, slots=True)
+class UsageQuery:
+    """A meter's value per subject over ``[start_s, end_s)`` (epoch seconds, UTC).
+
+    Result rows: ``(subject, *value columns)``; pass the value columns to
+    :func:`finish_value`.
+    """
+
+    namespace: str
+    meter: str
+    kind: Aggregation
+    start_s: int
+    end_s: int
+
+    def to_sql(self, table: str) -> str:
+        return (
+            f"SELECT subject, {_select_value(self.kind)} FROM {table}"
+            f" WHERE namespace = {lit(self.namespace)} AND meter = {lit(self.meter)}"
+            f" AND window_start >= toDateTime({self.start_s})"
+            f" AND window_start < toDateTime({self.end_s})"
+            " GROUP BY subject ORDER BY subject"
+        )
+
+    @property
+    def width(self) -> int:
+        return _width(self.kind)
+
+
+@dataclass(frozen=True, slots=True)
+class MeterQuery:
+    """Windowed meter values, in the shape of OpenMeter's meter query.
+
+    Result rows: ``(window_start_s, subject, *group values, *value columns)``.  Window
+    ends are computed by the caller (a DAY or MONTH in a timezone is not a fixed length).
+    """
+
+    namespace: str
+    meter: str
+    kind: Aggregation
+    start_s: int
+    end_s: int
+    window_size: WindowSize = WindowSize.HOUR
+    timezone: str = "UTC"
+    subjects: tuple[str, ...] = ()
+    group_by: tuple[str, ...] = ()
+    filter_group_by: tuple[tuple[str, str], ...] = ()
+
+    def _bucket(self) -> str:
+        tz = lit(self.timezone)
+        return {
+            WindowSize.MINUTE: "toUnixTimestamp(window_start)",
+            WindowSize.HOUR: f"toUnixTimestamp(toStartOfHour(window_start, {tz}))",
+            WindowSize.DAY: f"toUnixTimestamp(toStartOfDay(window_start, {tz}))",
+            WindowSize.MONTH: (
+                f"toUnixTimestamp(toDateTime(toStartOfMonth(window_start, {tz}), {tz}))"
+            ),
+        }[self.window_size]
+
+    def to_sql(self, table: str) -> str:
+        groups = [
+            f"visitParamExtractString(group_key, {lit(name)}) AS g_{i}"
+            for i, name in enumerate(self.group_by)
+        ]
+        where = [
+            f"namespace = {lit(self.namespace)}",
+            f"meter = {lit(self.meter)}",
+            f"window_start >= toDateTime({self.start_s})",
+            f"window_start < toDateTime({self.end_s})",
+        ]
+        if self.subjects:
+            where.append(f"subject IN ({', '.join(lit(s) for s in self.subjects)})")
+        for name, value in self.filter_group_by:
+            where.append(f"visitParamExtractString(group_key, {lit(name)}) = {lit(value)}")
+        keys = ["bucket", "subject", *[f"g_{i}" for i in range(len(groups))]]
+        select = [f"{self._bucket()} AS bucket", "subject", *groups, _select_value(self.kind)]
+        return (
+            f"SELECT {', '.join(select)} FROM {table} WHERE {' AND '.join(where)}"
+            f" GROUP BY {', '.join(keys)} ORDER BY {', '.join(keys)}"
+        )
+
+    @property
+    def width(self) -> int:
+        return _width(self.kind)

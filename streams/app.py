@@ -1,0 +1,185 @@
+"""The Faust worker: thin glue between the events topic and :class:`MeteringSink`.
+
+:func:`create_worker` builds everything from settings; importing this module does no work.
+The agent takes batches with ``Stream.take_events`` — Faust acknowledges a batch's
+records only when the loop comes back for the next batch, i.e. after the ClickHouse write
+and the dedupe records.  Faust acknowledges a buffer even when the loop body raises, so
+on any failure the worker exits at once (``os._exit``) instead of letting an unwritten
+batch be acknowledged and committed; the records are then read again by the next owner
+of the partition.
+
+Dedupe state lives in a Faust table (changelog-backed, restored on restart and on
+rebalance).  Its writes go to the changelog partition of the record they describe — not
+of whatever record happens to be current — via :class:`PositionedTable`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import faust
+
+from schemas.meters import MeterSet
+from schemas.settings import Settings
+from schemas.storage.engine import Engine, ServerEngine
+from streams.dedupe import SeenRecord
+from streams.sink import MeteringSink, Record, SinkFailed
+
+__all__ = ["PositionedTable", "TableSeenStore", "Worker", "create_worker"]
+
+log = logging.getLogger(__name__)
+EXIT_SINK_FAILED = 70
+
+
+class PositionedTable(faust.Table):  # type: ignore[misc]
+    """A table whose changelog partition is chosen per write by :meth:`put_at`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._write_partition: int | None = None
+
+    def partition_for_key(self, key: Any) -> int | None:
+        if self._write_partition is not None:
+            return self._write_partition
+        return super().partition_for_key(key)  # type: ignore[no-any-return]
+
+    def put_at(self, key: bytes, value: bytes, partition: int) -> None:
+        self._write_partition = partition
+        try:
+            self[key] = value
+        finally:
+            self._write_partition = None
+
+
+@dataclass(slots=True)
+class TableSeenStore:
+    """The dedupe store over a Faust table with raw (bytes) keys and values."""
+
+    table: PositionedTable
+
+    def get(self, key: str) -> SeenRecord | None:
+        value = self.table.get(key.encode())
+        return SeenRecord.decode(value.decode()) if value is not None else None
+
+    def put(self, key: str, record: SeenRecord, partition: int) -> None:
+        self.table.put_at(key.encode(), record.encode().encode(), partition)
+
+
+@dataclass(slots=True)
+class Worker:
+    app: faust.App
+    sink: MeteringSink
+
+
+def _record(event: Any) -> Record:
+    message = event.message
+    return Record(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        timestamp_ms=round(message.timestamp * 1000),
+        key=message.key,
+        value=event.value,
+    )
+
+
+def create_worker(
+    settings: Settings,
+    meters: MeterSet,
+    *,
+    engine_factory: Callable[[], Engine] | None = None,
+) -> Worker:
+    """Build the Faust app and its sink.  Nothing connects until the worker starts."""
+    datadir = Path(settings.worker_data_dir or Path.home() / ".cache/meterline/worker")
+    datadir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.worker_app_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="memory://",
+        datadir=str(datadir / settings.worker_app_id),
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=settings.events_partitions,
+        topic_replication_factor=1,
+        topic_allow_declare=True,
+        processing_guarantee="at_least_once",
+        consumer_auto_offset_reset="earliest",
+        broker_commit_every=settings.worker_batch_max,
+        broker_commit_interval=1.0,
+        table_standby_replicas=0,
+        # A SIGKILLed worker holds its partitions until its session expires; keep that short.
+        broker_session_timeout=settings.worker_session_timeout,
+        broker_heartbeat_interval=min(3.0, settings.worker_session_timeout / 3),
+        broker_rebalance_timeout=max(30.0, settings.worker_session_timeout * 3),
+        web_enabled=False,
+    )
+    factory = engine_factory or (
+        lambda: ServerEngine(settings.clickhouse_host, settings.clickhouse_tcp_port)
+    )
+    sink = MeteringSink(
+        namespace=settings.namespace,
+        meters=meters,
+        engine_factory=factory,
+        database=settings.clickhouse_database,
+    )
+    seen_table = app.tables.add(
+        PositionedTable(
+            app,
+            name="dedupe",
+            partitions=settings.events_partitions,
+            key_type=bytes,
+            value_type=bytes,
+        )
+    )
+    store = TableSeenStore(seen_table)
+    events_topic = app.topic(
+        settings.events_topic, partitions=settings.events_partitions, internal=False
+    )
+    dead_letters = app.topic(settings.dead_letter_topic, internal=False)
+
+    async def meter(stream: Any) -> None:
+        async for events in stream.take_events(
+            settings.worker_batch_max, within=settings.worker_batch_seconds
+        ):
+            try:
+                records = [_record(event) for event in events]
+                plan = sink.plan(records, store)
+                await asyncio.to_thread(sink.write, plan)
+                sink.finish(plan, store)
+                for dead in plan.dead:
+                    await dead_letters.send(
+                        key=dead.record.key,
+                        value=dead.record.value,
+                        headers={
+                            "meterline.reason": dead.reason.value.encode(),
+                            "meterline.detail": dead.detail.encode()[:4096],
+                            "meterline.source": (
+                                f"{dead.record.topic}/{dead.record.partition}/{dead.record.offset}"
+                            ).encode(),
+                        },
+                    )
+            except SinkFailed as exc:
+                _die(f"ClickHouse unavailable; exiting without acknowledging the batch: {exc}")
+            except Exception:  # noqa: BLE001 - fail closed: never acknowledge an unwritten batch
+                log.exception("unexpected error in the metering batch")
+                _die("unexpected error; exiting without acknowledging the batch")
+
+    app.agent(events_topic, name="meter")(meter)
+
+    async def on_revoked(_app: Any, revoked: Any, **_: Any) -> None:
+        sink.forget_partitions([tp.partition for tp in revoked if tp.topic == settings.events_topic])
+
+    app.on_partitions_revoked.connect(on_revoked)
+    return Worker(app=app, sink=sink)
+
+
+def _die(message: str) -> None:
+    log.critical(message)
+    logging.shutdown()
+    os._exit(EXIT_SINK_FAILED)

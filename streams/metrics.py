@@ -1,0 +1,34 @@
+"""Prometheus metrics of the stream worker (names follow Prometheus conventions)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS = Counter(
+    "meterline_stream_events_total",
+    "Events read from the events topic, by outcome "
+    "(new, replay, duplicate, conflict, dead_letter).",
+    ["outcome"],
+)
+DEAD_LETTERS = Counter(
+    "meterline_stream_dead_letters_total", "Events sent to the dead-letter topic.", ["reason"]
+)
+WINDOW_ROWS = Counter(
+    "meterline_stream_window_rows_total",
+    "Window contributions by fate (written, skipped_already_stored).",
+    ["fate"],
+)
+BATCHES = Counter("meterline_stream_batches_total", "Batches flushed to ClickHouse.")
+FLUSH_SECONDS = Histogram(
+    "meterline_clickhouse_flush_seconds",
+    "Time to write one batch (raw events and windows) to ClickHouse.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+FLUSH_RETRIES = Counter(
+    "meterline_clickhouse_flush_retries_total", "ClickHouse writes retried after an error."
+)
+LAST_OFFSET = Gauge(
+    "meterline_stream_stored_offset",
+    "Highest events-topic offset whose windows are stored, per partition.",
+    ["partition"],
+)

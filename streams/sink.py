@@ -1,0 +1,266 @@
+"""The metering sink: one batch of Kafka records in, raw events and windows in ClickHouse.
+
+A batch goes through three steps; the comments say what a crash after each one costs.
+
+1. :meth:`MeteringSink.plan` (pure, plus dedupe-store lookups): decode, meter and
+   deduplicate.  Nothing is written.  *Crash: nothing happened; the batch is re-read.*
+2. :meth:`MeteringSink.write` (ClickHouse I/O, run off the event loop):
+   a. load, once per assigned partition, the highest offset whose windows are stored;
+   b. insert the raw events (ReplacingMergeTree: a rewrite collapses);
+      *crash: re-read; the rows are written again and collapse*;
+   c. insert the window contributions above that offset, in one block, which lands as
+      one part together with its progress;
+      *crash: re-read; contributions at or below the stored offset are skipped.*
+   Failed writes are retried with back-off until ``retry_seconds``; then
+   :class:`SinkFailed` is raised and the worker must exit *without acknowledging* the
+   batch (see ``streams.app``), so the records are read again by the next owner.
+3. :meth:`MeteringSink.finish`: record the kept keys in the dedupe store (only now,
+   after the write) and hand dead letters to the producer.  The worker then acknowledges
+   the records; Faust flushes the changelog and dead letters before committing offsets.
+   *Crash before the commit: re-read; decisions are by position, so they repeat.*
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
+
+from schemas.errors import InvalidInput, MeterlineError
+from schemas.meters import MeterSet
+from schemas.storage.engine import Engine
+from schemas.storage.events_table import EventsTable, RawEventRow
+from schemas.storage.windows_table import FeedRow, WindowsTable
+from schemas.wire import content_hash, decode_event
+from streams import metrics
+from streams.dedupe import Candidate, SeenRecord, Verdict, classify, dedupe_key
+from streams.metering import DeadLetterReason, Unmeterable, contributions
+
+__all__ = ["BatchPlan", "DeadLetter", "MeteringSink", "Record", "SeenStore", "SinkFailed"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class SinkFailed(MeterlineError):
+    """ClickHouse kept failing past the retry deadline; the batch must not be acknowledged."""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A record of the events topic, as the sink needs it."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    record: Record
+    reason: DeadLetterReason
+    detail: str
+
+
+class SeenStore(Protocol):
+    def get(self, key: str) -> SeenRecord | None: ...
+
+    def put(self, key: str, record: SeenRecord, partition: int) -> None: ...
+
+
+@dataclass(slots=True)
+class BatchPlan:
+    raw_rows: list[RawEventRow] = field(default_factory=list)
+    feed_rows: list[FeedRow] = field(default_factory=list)
+    seen: list[tuple[str, SeenRecord]] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    outcomes: dict[str, int] = field(default_factory=dict)
+    conflicts: list[str] = field(default_factory=list)
+
+    def count(self, outcome: str, n: int = 1) -> None:
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + n
+
+
+class MeteringSink:
+    def __init__(
+        self,
+        *,
+        namespace: str,
+        meters: MeterSet,
+        engine_factory: Callable[[], Engine],
+        database: str,
+        retry_seconds: float = 120.0,
+        unknown_type_is_error: bool = False,
+    ) -> None:
+        self.namespace = namespace
+        self.meters = meters
+        self._engine_factory = engine_factory
+        self._engine: Engine | None = None
+        self.events = EventsTable(database)
+        self.windows = WindowsTable(database)
+        self.retry_seconds = retry_seconds
+        self.unknown_type_is_error = unknown_type_is_error
+        self._progress: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    # -- step 1 ---------------------------------------------------------------------------
+    def plan(self, records: Sequence[Record], store: SeenStore) -> BatchPlan:
+        plan = BatchPlan()
+        metered = []
+        for rec in records:
+            try:
+                event = decode_event(rec.value)
+                contribs = contributions(
+                    event, self.meters, unknown_type_is_error=self.unknown_type_is_error
+                )
+            except InvalidInput as exc:
+                plan.dead.append(DeadLetter(rec, DeadLetterReason.SCHEMA, str(exc)))
+                continue
+            except Unmeterable as exc:
+                plan.dead.append(DeadLetter(rec, exc.reason, exc.detail))
+                continue
+            metered.append((rec, event, contribs, content_hash(event)))
+        plan.count("dead_letter", len(plan.dead))
+        candidates = [
+            Candidate(
+                dedupe_key(self.namespace, event.source, event.id),
+                rec.partition,
+                rec.offset,
+                digest,
+            )
+            for rec, event, _, digest in metered
+        ]
+        for decision, (rec, event, contribs, digest) in zip(
+            classify(candidates, store.get), metered, strict=True
+        ):
+            plan.count(decision.verdict.value)
+            if decision.verdict is Verdict.CONFLICT:
+                plan.conflicts.append(
+                    f"{event.source}/{event.id} at {rec.partition}:{rec.offset} differs from "
+                    f"the first copy at {decision.first.partition}:{decision.first.offset}"
+                    if decision.first
+                    else f"{event.source}/{event.id}"
+                )
+            if not decision.keep:
+                continue
+            key = decision.candidate.key
+            plan.seen.append((key, SeenRecord(rec.partition, rec.offset, digest)))
+            plan.raw_rows.append(
+                RawEventRow(
+                    namespace=self.namespace,
+                    source=event.source,
+                    id=event.id,
+                    type=event.type,
+                    subject=event.subject,
+                    time_ms=event.time_ms,
+                    data=rec.value.decode("utf-8"),
+                    ingested_ms=rec.timestamp_ms,
+                    source_partition=rec.partition,
+                    source_offset=rec.offset,
+                    content_hash=digest,
+                )
+            )
+            plan.feed_rows.extend(
+                FeedRow(
+                    namespace=self.namespace,
+                    meter=c.meter,
+                    subject=c.subject,
+                    group_key=c.group_key,
+                    window_start_s=c.window_start_ms // 1000,
+                    value=c.value,
+                    uniq=c.uniq,
+                    event_ms=c.event_ms,
+                    source_partition=rec.partition,
+                    source_offset=rec.offset,
+                )
+                for c in contribs
+            )
+        return plan
+
+    # -- step 2 ---------------------------------------------------------------------------
+    def write(self, plan: BatchPlan) -> None:
+        """Write the plan to ClickHouse; raise :class:`SinkFailed` past the deadline."""
+        started = time.monotonic()
+        with self._lock:
+            progress = self._with_retry(lambda: self._load_progress(plan), started)
+            fresh = [r for r in plan.feed_rows if r.source_offset > progress.get(r.source_partition, -1)]
+            skipped = len(plan.feed_rows) - len(fresh)
+            engine = self._connected()
+            if plan.raw_rows:
+                self._with_retry(
+                    lambda: engine.insert(*self.events.insert_args(plan.raw_rows)), started
+                )
+            if fresh:
+                self._with_retry(lambda: engine.insert(*self.windows.insert_args(fresh)), started)
+            for row in fresh:
+                if row.source_offset > self._progress.get(row.source_partition, -1):
+                    self._progress[row.source_partition] = row.source_offset
+        metrics.FLUSH_SECONDS.observe(time.monotonic() - started)
+        metrics.BATCHES.inc()
+        metrics.WINDOW_ROWS.labels("written").inc(len(fresh))
+        if skipped:
+            metrics.WINDOW_ROWS.labels("skipped_already_stored").inc(skipped)
+            log.info("skipped %d window rows already stored before a restart", skipped)
+        for partition, offset in self._progress.items():
+            metrics.LAST_OFFSET.labels(str(partition)).set(offset)
+
+    def _connected(self) -> Engine:
+        if self._engine is None:
+            self._engine = self._engine_factory()
+        return self._engine
+
+    def _load_progress(self, plan: BatchPlan) -> dict[int, int]:
+        needed = {r.source_partition for r in plan.feed_rows} - set(self._progress)
+        if needed:
+            rows = self._connected().execute(self.windows.progress(self.namespace).to_sql())
+            stored = {int(p): int(o) for p, o in rows}
+            for partition in needed:
+                self._progress[partition] = stored.get(partition, -1)
+        return dict(self._progress)
+
+    def _with_retry(self, action: Callable[[], T], started: float) -> T:
+        delay = 0.2
+        while True:
+            try:
+                return action()
+            except Exception as exc:  # noqa: BLE001 - any driver error: retry, then fail loudly
+                if time.monotonic() - started + delay > self.retry_seconds:
+                    raise SinkFailed(
+                        f"ClickHouse write failed for {self.retry_seconds:.0f}s: {exc!r}"
+                    ) from exc
+                metrics.FLUSH_RETRIES.inc()
+                log.warning("ClickHouse write failed (%r); retrying in %.1fs", exc, delay)
+                self._reset_connection()
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _reset_connection(self) -> None:
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            try:
+                engine.close()
+            except Exception as exc:  # noqa: BLE001 - closing a broken connection may fail
+                log.debug("closing ClickHouse connection failed: %r", exc)
+
+    def forget_partitions(self, partitions: Sequence[int]) -> None:
+        """Partitions were revoked: another worker may advance them; reload on return."""
+        with self._lock:
+            for partition in partitions:
+                self._progress.pop(partition, None)
+
+    # -- step 3 ---------------------------------------------------------------------------
+    def finish(self, plan: BatchPlan, store: SeenStore) -> None:
+        for key, record in plan.seen:
+            store.put(key, record, record.partition)
+        for outcome, n in plan.outcomes.items():
+            metrics.EVENTS.labels(outcome).inc(n)
+        for dead in plan.dead:
+            metrics.DEAD_LETTERS.labels(dead.reason.value).inc()
+        for conflict in plan.conflicts:
+            log.warning("dedupe conflict, first copy kept: %s", conflict)

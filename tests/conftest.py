@@ -1,0 +1,147 @@
+"""Shared fixtures.  Integration tests use the real local Kafka and ClickHouse started by
+``make up``; when either is missing they FAIL with the command to run — never skip."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from schemas.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, every: float = 0.25) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail with ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(every)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last value: {last!r})")
+
+
+def _port_open(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1.0)
+        return sock.connect_ex((host, port)) == 0
+
+
+@pytest.fixture(scope="session")
+def stack() -> Settings:
+    """The local services, checked once per session."""
+    base = Settings()
+    missing = [
+        f"{name} on {base.kafka_host if name == 'Kafka' else base.clickhouse_host}:{port}"
+        for name, port in (
+            ("Kafka", base.kafka_port),
+            ("ClickHouse", base.clickhouse_tcp_port),
+        )
+        if not _port_open("127.0.0.1", port)
+    ]
+    if missing:
+        pytest.fail(
+            f"integration services not running: {', '.join(missing)}. Start them with `make up` "
+            "(`make test` does this itself)."
+        )
+    return base
+
+
+@pytest.fixture
+def isolated(stack: Settings, tmp_path: Path) -> Settings:
+    """Settings with a fresh database, topics and consumer group for one test."""
+    tag = "t" + uuid.uuid4().hex[:10]
+    return stack.model_copy(
+        update={
+            "clickhouse_database": f"mlt_{tag}",
+            "events_topic": f"{tag}.events",
+            "dead_letter_topic": f"{tag}.dead-letter",
+            "invoices_topic": f"{tag}.invoices",
+            "worker_app_id": f"{tag}-metering",
+            "worker_data_dir": str(tmp_path / "worker"),
+            "events_partitions": 4,
+            "meters_file": str(ROOT / "deploy/demo/meters.yaml"),
+            "rate_card_file": str(ROOT / "deploy/demo/rate-card.yaml"),
+            "customers_file": str(ROOT / "deploy/demo/customers.yaml"),
+        }
+    )
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METERLINE_")}
+    for name, value in settings.model_dump().items():
+        env[f"METERLINE_{name.upper()}"] = str(value)
+    return env
+
+
+@dataclass
+class WorkerProcess:
+    settings: Settings
+    log_dir: Path
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start(self) -> subprocess.Popen[bytes]:
+        log = open(self.log_dir / f"worker-{len(self.procs)}.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streams", "worker"],
+            cwd=ROOT,
+            env=settings_env(self.settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def kill(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
+        if proc.poll() is None:
+            os.killpg(proc.pid, sig)
+            proc.wait(30)
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(10)
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace")[-4000:] for p in sorted(self.log_dir.glob("*.log")))
+
+
+@pytest.fixture
+def workers(isolated: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
+    log_dir = tmp_path / "logs"
+    log_dir.mkdir()
+    pool = WorkerProcess(isolated, log_dir)
+    yield pool
+    pool.stop_all()
+
+
+@pytest.fixture(scope="session")
+def chdb_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One in-process current-ClickHouse for the session; tests isolate by database."""
+    from schemas.storage.engine import ChdbEngine
+
+    path = tmp_path_factory.mktemp("chdb")
+    engine = ChdbEngine(str(path))
+    yield engine
+    engine.close()
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,50 @@
+from hypothesis import given
+from hypothesis import strategies as st
+
+from streams.dedupe import Candidate, SeenRecord, Verdict, classify
+
+
+def cand(key: str, offset: int, digest: str = "h", partition: int = 0) -> Candidate:
+    return Candidate(key, partition, offset, digest)
+
+
+def test_first_wins_within_a_batch() -> None:
+    verdicts = [d.verdict for d in classify([cand("a", 1), cand("a", 2), cand("a", 3, "x")], lambda _: None)]
+    assert verdicts == [Verdict.NEW, Verdict.DUPLICATE, Verdict.CONFLICT]
+
+
+def test_same_position_is_a_replay_not_a_duplicate() -> None:
+    store = {"a": SeenRecord(0, 1, "h")}
+    (decision,) = classify([cand("a", 1)], store.get)
+    assert decision.verdict is Verdict.REPLAY and decision.keep
+
+
+def test_seen_elsewhere_is_duplicate_or_conflict() -> None:
+    store = {"a": SeenRecord(0, 1, "h")}
+    dup, conflict = classify([cand("a", 7), cand("a", 8, "other")], store.get)
+    assert dup.verdict is Verdict.DUPLICATE and not dup.keep
+    assert conflict.verdict is Verdict.CONFLICT and conflict.first == SeenRecord(0, 1, "h")
+
+
+def test_record_round_trip() -> None:
+    record = SeenRecord(3, 123456789, "abc:def")
+    assert SeenRecord.decode(record.encode()) == record
+
+
+@given(st.lists(st.tuples(st.sampled_from("abcde"), st.sampled_from("xy")), max_size=40),
+       st.integers(min_value=0, max_value=40))
+def test_replaying_from_any_offset_repeats_the_same_decisions(
+    items: list[tuple[str, str]], crash_at: int
+) -> None:
+    """Whatever prefix was recorded before a crash, re-reading gives the same keep set."""
+    batch = [cand(key, offset, digest) for offset, (key, digest) in enumerate(items)]
+    first = classify(batch, lambda _: None)
+    recorded = {}
+    for decision in first[:crash_at]:
+        if decision.keep:
+            c = decision.candidate
+            recorded[c.key] = SeenRecord(c.partition, c.offset, c.content_hash)
+    again = classify(batch, recorded.get)
+    assert [d.keep for d in again] == [d.keep for d in first]
+    kept_keys = [d.candidate.key for d in first if d.keep]
+    assert len(kept_keys) == len(set(kept_keys)) == len({key for key, _ in items})
