@@ -52,8 +52,10 @@ def ensure_topics(bootstrap: str, specs: list[TopicSpec], timeout: float = 15.0)
     missing = [s for s in specs if s.name not in existing]
     if missing:
         futures = admin.create_topics(
-            [NewTopic(s.name, num_partitions=s.partitions, replication_factor=1, config=s.config)
-             for s in missing],
+            [
+                NewTopic(s.name, num_partitions=s.partitions, replication_factor=1, config=s.config)
+                for s in missing
+            ],
             operation_timeout=timeout,
         )
         for name, future in futures.items():

@@ -44,9 +44,10 @@ def generate(
     seed: int = 7,
     duplicate_ratio: float = 0.1,
     shuffle: bool = True,
+    id_prefix: str = "",
 ) -> Telemetry:
     """Events spread over ``[start, start + span)``; ``duplicate_ratio`` of them re-sent."""
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - reproducible synthetic data, not security
     out = Telemetry()
     span_ms = int(span.total_seconds() * 1000)
     for subject in subjects:
@@ -58,7 +59,7 @@ def generate(
                     type="api.request",
                     subject=subject,
                     source="demo-gateway",
-                    id=f"{subject}-req-{n}",
+                    id=f"{id_prefix}{subject}-req-{n}",
                     time=at,
                     data={"endpoint": rng.choice(ENDPOINTS), "region": rng.choice(REGIONS)},
                 )
@@ -69,7 +70,7 @@ def generate(
                     type="llm.completion",
                     subject=subject,
                     source="demo-llm",
-                    id=f"{subject}-llm-{n}",
+                    id=f"{id_prefix}{subject}-llm-{n}",
                     time=at,
                     data={"tokens": tokens, "model": rng.choice(MODELS)},
                 )
@@ -80,7 +81,7 @@ def generate(
                     type="storage.snapshot",
                     subject=subject,
                     source="demo-storage",
-                    id=f"{subject}-sto-{n}",
+                    id=f"{id_prefix}{subject}-sto-{n}",
                     time=at,
                     data={"gb_hours": str(gb_hours)},
                 )

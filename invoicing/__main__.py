@@ -43,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
             unknown = set(args.customer) - {c.id for c in customers}
             if unknown:
                 raise InvalidInput.single(
-                    "billing run", "--customer", f"unknown customers {sorted(unknown)}",
+                    "billing run",
+                    "--customer",
+                    f"unknown customers {sorted(unknown)}",
                     f"use ids from {settings.customers_file}",
                 )
             customers = tuple(c for c in customers if c.id in set(args.customer))
@@ -56,9 +58,9 @@ def main(argv: list[str] | None = None) -> int:
             card=card,
             meters=meters,
             engine=engine,
-            publish=None if args.dry_run else KafkaPublisher(
-                settings.kafka_bootstrap, settings.invoices_topic
-            ),
+            publish=None
+            if args.dry_run
+            else KafkaPublisher(settings.kafka_bootstrap, settings.invoices_topic),
             dry_run=args.dry_run,
             force=args.force,
         )
@@ -69,7 +71,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.format == "json":
-        print(orjson.dumps([i.document() for i in result.invoices], option=orjson.OPT_INDENT_2).decode())
+        print(
+            orjson.dumps(
+                [i.document() for i in result.invoices], option=orjson.OPT_INDENT_2
+            ).decode()
+        )
     else:
         print(invoices_table(result.invoices))
     verb = "would emit" if args.dry_run else "emitted"

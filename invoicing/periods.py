@@ -40,7 +40,10 @@ def month_period(text: str) -> Period:
     match = _MONTH.match(text.strip())
     if match is None or not 1 <= int(match[2]) <= 12:
         raise InvalidInput.single(
-            "billing period", "period", f"{text!r} is not a month", "write it as YYYY-MM, e.g. 2026-11"
+            "billing period",
+            "period",
+            f"{text!r} is not a month",
+            "write it as YYYY-MM, e.g. 2026-11",
         )
     year, month = int(match[1]), int(match[2])
     start = datetime(year, month, 1, tzinfo=UTC)

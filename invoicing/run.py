@@ -48,7 +48,12 @@ class RunResult:
 
 
 def read_usage(
-    engine: Engine, database: str, namespace: str, meters: MeterSet, slugs: Iterable[str], period: Period
+    engine: Engine,
+    database: str,
+    namespace: str,
+    meters: MeterSet,
+    slugs: Iterable[str],
+    period: Period,
 ) -> SubjectUsage:
     """``{subject: {meter: value}}`` over the period, one query per meter."""
     windows = WindowsTable(database)
@@ -124,7 +129,13 @@ def run_period(
             f"{period.label} is still open until {period.end + grace:%Y-%m-%dT%H:%MZ}",
             "wait for the period to end (plus grace), or pass --force",
         )
-    slugs = {charge for plan in card.plans for charge in card.meters_of(plan)}
+    slugs = {
+        charge.meter
+        for plan in card.plans.values()
+        for charges in plan.prices.values()
+        for charge in charges
+        if charge.meter is not None
+    }
     usage = read_usage(engine, database, namespace, meters, slugs, period)
     invoices = plan_invoices(
         namespace=namespace,

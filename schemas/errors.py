@@ -87,7 +87,7 @@ def _fix_for(err: dict[str, object]) -> str:
     if kind.startswith("string_") or kind == "string_type":
         return "send a string"
     if kind in {"decimal_parsing", "decimal_type", "float_parsing", "int_parsing"}:
-        return "send a number, e.g. 12.5 or \"12.5\""
+        return 'send a number, e.g. 12.5 or "12.5"'
     if kind.startswith("datetime") or kind.startswith("timezone"):
         return "send an RFC 3339 timestamp with a UTC offset, e.g. 2026-11-01T12:00:00.000Z"
     if kind == "literal_error" and isinstance(ctx, dict) and "expected" in ctx:

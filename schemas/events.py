@@ -24,19 +24,16 @@ from schemas.timeutil import format_ms, to_ms, truncate_ms
 
 __all__ = ["UsageEvent", "parse_event", "parse_event_json"]
 
-_TEXT = {"min_length": 1, "max_length": 512}
-
-
 class UsageEvent(BaseModel):
     """One usage event as accepted on the wire and stored in Kafka."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 
     specversion: Literal["1.0"] = "1.0"
-    id: str = Field(**_TEXT)  # type: ignore[arg-type]
-    source: str = Field(**_TEXT)  # type: ignore[arg-type]
-    type: str = Field(**_TEXT)  # type: ignore[arg-type]
-    subject: str = Field(**_TEXT)  # type: ignore[arg-type]
+    id: str = Field(min_length=1, max_length=512)
+    source: str = Field(min_length=1, max_length=512)
+    type: str = Field(min_length=1, max_length=512)
+    subject: str = Field(min_length=1, max_length=512)
     time: datetime
     data: dict[str, Any] | None = None
     datacontenttype: str | None = None

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["JsonPath", "MISSING"]
+__all__ = ["MISSING", "JsonPath"]
 
 _STEP = re.compile(
     r"""\.(?P<name>[A-Za-z_][A-Za-z0-9_\-]*)

@@ -135,7 +135,9 @@ def parse_meters(document: Any, *, source: str = "meters") -> MeterSet:
     """Validate a ``{"meters": [...]}`` document; every problem is reported at once."""
     if not isinstance(document, Mapping) or not isinstance(document.get("meters"), list):
         raise InvalidInput.single(
-            "meter definitions", source, "expected a mapping with a 'meters' list",
+            "meter definitions",
+            source,
+            "expected a mapping with a 'meters' list",
             "write 'meters:' followed by a list of meter definitions",
         )
     problems: list[Problem] = []
@@ -166,7 +168,9 @@ def load_meters(path: str | Path) -> MeterSet:
     try:
         document = yaml.safe_load(file.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise InvalidInput.single("meter definitions", str(file), str(exc), "check the path") from None
+        raise InvalidInput.single(
+            "meter definitions", str(file), str(exc), "check the path"
+        ) from None
     except yaml.YAMLError as exc:
         raise InvalidInput.single(
             "meter definitions", str(file), f"not valid YAML: {exc}", "fix the syntax"

@@ -28,6 +28,7 @@ import faust
 from schemas.meters import MeterSet
 from schemas.settings import Settings
 from schemas.storage.engine import Engine, ServerEngine
+from streams import faust_fixes
 from streams.dedupe import SeenRecord
 from streams.sink import MeteringSink, Record, SinkFailed
 
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 EXIT_SINK_FAILED = 70
 
 
-class PositionedTable(faust.Table):  # type: ignore[misc]
+class PositionedTable(faust.Table):  # type: ignore[misc]  # faust is untyped here
     """A table whose changelog partition is chosen per write by :meth:`put_at`."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -96,6 +97,7 @@ def create_worker(
     engine_factory: Callable[[], Engine] | None = None,
 ) -> Worker:
     """Build the Faust app and its sink.  Nothing connects until the worker starts."""
+    faust_fixes.apply()
     datadir = Path(settings.worker_data_dir or Path.home() / ".cache/meterline/worker")
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -166,14 +168,16 @@ def create_worker(
                     )
             except SinkFailed as exc:
                 _die(f"ClickHouse unavailable; exiting without acknowledging the batch: {exc}")
-            except Exception:  # noqa: BLE001 - fail closed: never acknowledge an unwritten batch
+            except Exception:
                 log.exception("unexpected error in the metering batch")
                 _die("unexpected error; exiting without acknowledging the batch")
 
     app.agent(events_topic, name="meter")(meter)
 
     async def on_revoked(_app: Any, revoked: Any, **_: Any) -> None:
-        sink.forget_partitions([tp.partition for tp in revoked if tp.topic == settings.events_topic])
+        sink.forget_partitions(
+            [tp.partition for tp in revoked if tp.topic == settings.events_topic]
+        )
 
     app.on_partitions_revoked.connect(on_revoked)
     return Worker(app=app, sink=sink)

@@ -43,7 +43,7 @@ class DeadLetterReason(StrEnum):
     UNKNOWN_TYPE = "unknown_event_type"
 
 
-class Unmeterable(Exception):  # noqa: N818 - a verdict, raised and caught inside the worker
+class Unmeterable(Exception):
     """The event cannot be metered; ``reason`` is the dead-letter reason code."""
 
     def __init__(self, reason: DeadLetterReason, detail: str) -> None:
@@ -93,7 +93,7 @@ def _numeric(raw: Any, meter: MeterDefinition) -> Decimal:
         raise Unmeterable(
             DeadLetterReason.VALUE_NOT_NUMERIC, f"meter {meter.slug!r}: {path} = {raw!r}"
         )
-    sign, digits, exponent = value.as_tuple()
+    _sign, digits, exponent = value.as_tuple()
     assert isinstance(exponent, int)
     fraction = max(0, -exponent)
     integer = max(0, len(digits) + exponent)

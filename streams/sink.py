@@ -189,7 +189,9 @@ class MeteringSink:
         started = time.monotonic()
         with self._lock:
             progress = self._with_retry(lambda: self._load_progress(plan), started)
-            fresh = [r for r in plan.feed_rows if r.source_offset > progress.get(r.source_partition, -1)]
+            fresh = [
+                r for r in plan.feed_rows if r.source_offset > progress.get(r.source_partition, -1)
+            ]
             skipped = len(plan.feed_rows) - len(fresh)
             engine = self._connected()
             if plan.raw_rows:
@@ -229,7 +231,7 @@ class MeteringSink:
         while True:
             try:
                 return action()
-            except Exception as exc:  # noqa: BLE001 - any driver error: retry, then fail loudly
+            except Exception as exc:
                 if time.monotonic() - started + delay > self.retry_seconds:
                     raise SinkFailed(
                         f"ClickHouse write failed for {self.retry_seconds:.0f}s: {exc!r}"

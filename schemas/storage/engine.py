@@ -27,8 +27,7 @@ class Engine(Protocol):
 
     def execute(self, sql: str) -> list[Row]: ...
 
-    def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        ...
+    def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None: ...
 
     def close(self) -> None: ...
 
@@ -112,9 +111,7 @@ class ChdbEngine:
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         if not rows:
             return
-        values = ",".join(
-            "(" + ",".join(values_literal(v) for v in row) + ")" for row in rows
-        )
+        values = ",".join("(" + ",".join(values_literal(v) for v in row) + ")" for row in rows)
         self._session.query(f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values}")
 
     def close(self) -> None:
@@ -130,7 +127,11 @@ def _convert(value: Any, ch_type: str) -> Any:
     """JSONCompact value → the Python value clickhouse-driver would give."""
     if value is None:
         return None
-    base = ch_type.removeprefix("Nullable(").removesuffix(")") if ch_type.startswith("Nullable(") else ch_type
+    base = (
+        ch_type.removeprefix("Nullable(").removesuffix(")")
+        if ch_type.startswith("Nullable(")
+        else ch_type
+    )
     if base.startswith("Decimal"):
         return Decimal(str(value))
     if base.startswith(("Int", "UInt")):

@@ -80,7 +80,9 @@ class EventsTable:
             )
         ]
 
-    def insert_args(self, rows: Sequence[RawEventRow]) -> tuple[str, tuple[str, ...], list[tuple[object, ...]]]:
+    def insert_args(
+        self, rows: Sequence[RawEventRow]
+    ) -> tuple[str, tuple[str, ...], list[tuple[object, ...]]]:
         return self.name, COLUMNS, [row.as_row() for row in rows]
 
     def count(self, namespace: str) -> Statement:

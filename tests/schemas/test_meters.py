@@ -32,11 +32,14 @@ def test_all_problems_reported_at_once() -> None:
     text = str(caught.value)
     paths = [p.path for p in caught.value.problems]
     assert "meters[0].slug" in paths
-    assert "meters[1]" in paths and "takes no value_property" in text
-    assert "meters[2]" in paths and "needs value_property" in text
+    assert "meters[1]" in paths
+    assert "takes no value_property" in text
+    assert "meters[2]" in paths
+    assert "needs value_property" in text
     assert "meters[3].aggregation" in paths
     assert "meters[4].value_property" in paths
-    assert "meters[5].slug" in paths and "duplicate slug" in text
+    assert "meters[5].slug" in paths
+    assert "duplicate slug" in text
 
 
 def test_unknown_meter_names_the_known_ones() -> None:

@@ -47,7 +47,9 @@ def engine(request: pytest.FixtureRequest, stack: Settings) -> Iterator[tuple[En
         eng.close()
 
 
-def feed(partition: int, offset: int, minute: int, value: str, uniq: str = "", **kw: Any) -> FeedRow:
+def feed(
+    partition: int, offset: int, minute: int, value: str, uniq: str = "", **kw: Any
+) -> FeedRow:
     return FeedRow(
         namespace=kw.get("namespace", "ns"),
         meter=kw.get("meter", "m"),
@@ -75,7 +77,9 @@ def test_every_aggregation_merges_exactly(engine: tuple[Engine, str]) -> None:
     windows = WindowsTable(database)
     # two inserts (two parts) over three minutes; merged states must equal the whole
     eng.insert(*windows.insert_args([feed(0, 1, 0, "1.5", "u1"), feed(0, 2, 0, "2.25", "u2")]))
-    eng.insert(*windows.insert_args([feed(0, 3, 1, "0.000000001", "u1"), feed(1, 9, 59, "10", "u3")]))
+    eng.insert(
+        *windows.insert_args([feed(0, 3, 1, "0.000000001", "u1"), feed(1, 9, 59, "10", "u3")])
+    )
     expected = {
         Aggregation.SUM: Decimal("13.750000001"),
         Aggregation.COUNT: Decimal(4),
@@ -132,8 +136,15 @@ def test_meter_query_windows_and_timezones(
     assert [r[0] for r in rows] == buckets
     assert sum(finish_value(Aggregation.SUM, r[2:]) for r in rows) == 7
     grouped = MeterQuery(
-        "ns", "m", Aggregation.SUM, T0, T0 + 86400, WindowSize.DAY, "UTC",
-        group_by=("region",), filter_group_by=(("region", "eu"),),
+        "ns",
+        "m",
+        Aggregation.SUM,
+        T0,
+        T0 + 86400,
+        WindowSize.DAY,
+        "UTC",
+        group_by=("region",),
+        filter_group_by=(("region", "eu"),),
     )
     rows = eng.execute(windows.meter_query(grouped).to_sql())
     assert [(r[1], r[2], finish_value(Aggregation.SUM, r[3:])) for r in rows] == [
@@ -145,7 +156,9 @@ def test_meter_query_windows_and_timezones(
 def test_raw_events_collapse_rewrites(engine: tuple[Engine, str]) -> None:
     eng, database = engine
     table = EventsTable(database)
-    row = RawEventRow("ns", "src", "id-1", "t", "acme", T0 * 1000 + 5, '{"a":1}', T0 * 1000 + 9, 0, 3, "h")
+    row = RawEventRow(
+        "ns", "src", "id-1", "t", "acme", T0 * 1000 + 5, '{"a":1}', T0 * 1000 + 9, 0, 3, "h"
+    )
     eng.insert(*table.insert_args([row]))
     eng.insert(*table.insert_args([row]))  # a batch written again after a crash
     assert eng.execute(table.count("ns").to_sql()) == [(1,)]
@@ -154,13 +167,25 @@ def test_raw_events_collapse_rewrites(engine: tuple[Engine, str]) -> None:
 def test_invoices_existing_and_period(engine: tuple[Engine, str]) -> None:
     eng, database = engine
     table = InvoicesTable(database)
-    invoice = InvoiceRow("ns", "inv_1", "acme", "pro", "USD", T0, T0 + 2592000, Decimal("12.34"), 1, 1, "{}")
+    invoice = InvoiceRow(
+        "ns", "inv_1", "acme", "pro", "USD", T0, T0 + 2592000, Decimal("12.34"), 1, 1, "{}"
+    )
     eng.insert(*table.insert_invoices([invoice, invoice]))
-    eng.insert(*table.insert_lines([InvoiceLineRow("ns", "inv_1", 1, "m", "per_unit", Decimal("3"), Decimal("12.34"), "12.3399")]))
+    eng.insert(
+        *table.insert_lines(
+            [
+                InvoiceLineRow(
+                    "ns", "inv_1", 1, "m", "per_unit", Decimal("3"), Decimal("12.34"), "12.3399"
+                )
+            ]
+        )
+    )
     assert eng.execute(table.existing("ns", ["inv_1", "inv_2"]).to_sql()) == [("inv_1",)]
     assert eng.execute(table.existing("ns", []).to_sql()) == []
     rows = eng.execute(table.for_period("ns", T0).to_sql())
-    assert [(r[0], r[1], r[2], Decimal(str(r[3]))) for r in rows] == [("inv_1", "acme", "USD", Decimal("12.34"))]
+    assert [(r[0], r[1], r[2], Decimal(str(r[3]))) for r in rows] == [
+        ("inv_1", "acme", "USD", Decimal("12.34"))
+    ]
 
 
 @pytest.mark.parametrize(

@@ -9,21 +9,26 @@ def cand(key: str, offset: int, digest: str = "h", partition: int = 0) -> Candid
 
 
 def test_first_wins_within_a_batch() -> None:
-    verdicts = [d.verdict for d in classify([cand("a", 1), cand("a", 2), cand("a", 3, "x")], lambda _: None)]
+    verdicts = [
+        d.verdict for d in classify([cand("a", 1), cand("a", 2), cand("a", 3, "x")], lambda _: None)
+    ]
     assert verdicts == [Verdict.NEW, Verdict.DUPLICATE, Verdict.CONFLICT]
 
 
 def test_same_position_is_a_replay_not_a_duplicate() -> None:
     store = {"a": SeenRecord(0, 1, "h")}
     (decision,) = classify([cand("a", 1)], store.get)
-    assert decision.verdict is Verdict.REPLAY and decision.keep
+    assert decision.verdict is Verdict.REPLAY
+    assert decision.keep
 
 
 def test_seen_elsewhere_is_duplicate_or_conflict() -> None:
     store = {"a": SeenRecord(0, 1, "h")}
     dup, conflict = classify([cand("a", 7), cand("a", 8, "other")], store.get)
-    assert dup.verdict is Verdict.DUPLICATE and not dup.keep
-    assert conflict.verdict is Verdict.CONFLICT and conflict.first == SeenRecord(0, 1, "h")
+    assert dup.verdict is Verdict.DUPLICATE
+    assert not dup.keep
+    assert conflict.verdict is Verdict.CONFLICT
+    assert conflict.first == SeenRecord(0, 1, "h")
 
 
 def test_record_round_trip() -> None:
@@ -31,8 +36,10 @@ def test_record_round_trip() -> None:
     assert SeenRecord.decode(record.encode()) == record
 
 
-@given(st.lists(st.tuples(st.sampled_from("abcde"), st.sampled_from("xy")), max_size=40),
-       st.integers(min_value=0, max_value=40))
+@given(
+    st.lists(st.tuples(st.sampled_from("abcde"), st.sampled_from("xy")), max_size=40),
+    st.integers(min_value=0, max_value=40),
+)
 def test_replaying_from_any_offset_repeats_the_same_decisions(
     items: list[tuple[str, str]], crash_at: int
 ) -> None:

@@ -11,12 +11,24 @@ from streams.metering import DeadLetterReason, Unmeterable, contributions, windo
 METERS = parse_meters(
     {
         "meters": [
-            {"slug": "calls", "event_type": "req", "aggregation": "COUNT",
-             "group_by": {"region": "$.region"}},
-            {"slug": "bytes", "event_type": "req", "aggregation": "SUM",
-             "value_property": "$.bytes"},
-            {"slug": "users", "event_type": "login", "aggregation": "UNIQUE_COUNT",
-             "value_property": "$.user"},
+            {
+                "slug": "calls",
+                "event_type": "req",
+                "aggregation": "COUNT",
+                "group_by": {"region": "$.region"},
+            },
+            {
+                "slug": "bytes",
+                "event_type": "req",
+                "aggregation": "SUM",
+                "value_property": "$.bytes",
+            },
+            {
+                "slug": "users",
+                "event_type": "login",
+                "aggregation": "UNIQUE_COUNT",
+                "value_property": "$.user",
+            },
         ]
     }
 )

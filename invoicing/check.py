@@ -1,0 +1,62 @@
+"""An independent check of a billing run: per-unit invoices recomputed from scratch.
+
+It does not use the rating engine.  It reads per-unit prices straight from the rate-card
+file (numbers kept as text, so exact), multiplies them with the true usage of the
+generated telemetry, rounds each line half-up to the currency's minor unit, and sums.
+The demo and the end-to-end tests compare the pipeline's invoices with this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+
+import yaml
+
+from invoicing.customers import Customer
+
+__all__ = ["expected_totals", "per_unit_prices"]
+
+_MINOR_UNITS = {"USD": 2, "EUR": 2, "GBP": 2, "JPY": 0, "KWD": 3}
+
+
+class _TextLoader(yaml.SafeLoader):
+    """YAML with every scalar kept as text: no number passes through float."""
+
+
+_TextLoader.yaml_implicit_resolvers = {}
+
+
+def per_unit_prices(rate_card: str | Path) -> dict[tuple[str, str, str], Decimal]:
+    """``(plan, currency, meter) → unit price`` for the card's ``per_unit`` charges."""
+    document = yaml.load(Path(rate_card).read_text(encoding="utf-8"), Loader=_TextLoader)  # noqa: S506
+    prices = {}
+    for plan, currencies in document["plans"].items():
+        for currency, price_list in currencies.items():
+            for charge in price_list["charges"]:
+                if charge["model"] == "per_unit":
+                    prices[(plan, currency, charge["meter"])] = Decimal(charge["unit_price"])
+    return prices
+
+
+def expected_totals(
+    truth: Mapping[tuple[str, str], Decimal],
+    customers: Sequence[Customer],
+    prices: Mapping[tuple[str, str, str], Decimal],
+) -> dict[str, Decimal]:
+    """Customer id → invoice total, from the true (deduplicated) usage per subject."""
+    totals = {}
+    for customer in customers:
+        exponent = Decimal(1).scaleb(-_MINOR_UNITS[customer.currency])
+        total = Decimal(0)
+        for (plan, currency, meter), price in prices.items():
+            if (plan, currency) != (customer.plan, customer.currency):
+                continue
+            quantity = sum(
+                (truth.get((subject, meter), Decimal(0)) for subject in customer.subjects),
+                Decimal(0),
+            )
+            total += (quantity * price).quantize(exponent, rounding=ROUND_HALF_UP)
+        totals[customer.id] = total
+    return totals

@@ -1,0 +1,56 @@
+"""How far the metering worker has got: committed offsets against the log end.
+
+A partition is caught up when the worker's committed offset equals the high watermark.
+The worker commits only records whose effects are stored (see ``streams.sink``), so zero
+lag means every record written so far is metered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from schemas.errors import ServiceUnavailable
+
+__all__ = ["Lag", "consumer_lag"]
+
+
+@dataclass(frozen=True, slots=True)
+class Lag:
+    committed: dict[int, int]
+    end: dict[int, int]
+
+    @property
+    def per_partition(self) -> dict[int, int]:
+        return {p: end - max(self.committed.get(p, 0), 0) for p, end in self.end.items()}
+
+    @property
+    def total(self) -> int:
+        return sum(self.per_partition.values())
+
+    @property
+    def processed(self) -> int:
+        return sum(max(offset, 0) for offset in self.committed.values())
+
+    @property
+    def produced(self) -> int:
+        return sum(self.end.values())
+
+
+def consumer_lag(bootstrap: str, group: str, topic: str, timeout: float = 10.0) -> Lag:
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
+    )
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+        if metadata is None or metadata.error is not None:
+            raise ServiceUnavailable(f"topic {topic!r} not found on {bootstrap}")
+        tps = [TopicPartition(topic, p) for p in sorted(metadata.partitions)]
+        committed = {tp.partition: tp.offset for tp in consumer.committed(tps, timeout=timeout)}
+        end = {tp.partition: consumer.get_watermark_offsets(tp, timeout=timeout)[1] for tp in tps}
+        return Lag(committed=committed, end=end)
+    except KafkaException as exc:
+        raise ServiceUnavailable(f"Kafka at {bootstrap} did not answer: {exc}") from exc
+    finally:
+        consumer.close()

@@ -1,0 +1,147 @@
+"""End to end on the real local Kafka and ClickHouse: SDK → Kafka → Faust → ClickHouse →
+invoices.  The expected invoices are recomputed independently from the generated events
+(duplicates excluded) and must match to the cent."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from ingest import UsageProducer
+from ingest.admin import ensure_topics, meterline_topics
+from ingest.telemetry import Telemetry, generate
+from invoicing.check import expected_totals, per_unit_prices
+from invoicing.customers import load_customers
+from invoicing.periods import month_period
+from invoicing.run import KafkaPublisher, run_period
+from rating import load_rate_card
+from schemas.meters import load_meters
+from schemas.settings import Settings
+from schemas.storage.bootstrap import ensure_schema
+from schemas.storage.engine import ServerEngine
+from schemas.storage.events_table import EventsTable
+from schemas.storage.windows_table import UsageQuery, WindowsTable, finish_value
+from streams.progress import consumer_lag
+from tests.conftest import WorkerProcess, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+SUBJECTS = ["acme", "globex", "initech", "umbrella-eu", "umbrella-us"]
+OCTOBER = datetime(2026, 10, 1, tzinfo=UTC)
+
+
+def prepare(settings: Settings) -> ServerEngine:
+    ensure_topics(settings.kafka_bootstrap, meterline_topics(settings))
+    engine = ServerEngine(settings.clickhouse_host, settings.clickhouse_tcp_port)
+    ensure_schema(engine, settings.clickhouse_database)
+    return engine
+
+
+def send(settings: Settings, telemetry: Telemetry) -> None:
+    with UsageProducer(settings.kafka_bootstrap, settings.events_topic) as producer:
+        producer.send_many(telemetry.events)
+    assert producer.report.delivered == len(telemetry.events)
+    assert not producer.report.failed
+
+
+def stored_totals(engine: ServerEngine, settings: Settings) -> dict[tuple[str, str], Decimal]:
+    meters = load_meters(settings.meters_file)
+    windows = WindowsTable(settings.clickhouse_database)
+    out = {}
+    for meter in meters:
+        query = UsageQuery(settings.namespace, meter.slug, meter.aggregation, 0, 2**32 - 1)
+        for row in engine.execute(windows.usage(query).to_sql()):
+            out[(str(row[0]), meter.slug)] = finish_value(meter.aggregation, row[1:])
+    return out
+
+
+def wait_caught_up(settings: Settings, workers: WorkerProcess, timeout: float = 120) -> None:
+    def done() -> bool:
+        if any(p.poll() is not None for p in workers.procs[-1:]):
+            pytest.fail(f"worker exited early:\n{workers.logs()}")
+        lag = consumer_lag(settings.kafka_bootstrap, settings.worker_app_id, settings.events_topic)
+        return lag.produced > 0 and lag.total == 0
+
+    wait_until(done, timeout, "the worker to commit every record")
+
+
+def bill(settings: Settings, engine: ServerEngine) -> dict[str, Decimal]:
+    meters = load_meters(settings.meters_file)
+    result = run_period(
+        namespace=settings.namespace,
+        database=settings.clickhouse_database,
+        period=month_period("2026-10"),
+        customers=load_customers(settings.customers_file),
+        card=load_rate_card(settings.rate_card_file, known_meters=meters.slugs()),
+        meters=meters,
+        engine=engine,
+        publish=KafkaPublisher(settings.kafka_bootstrap, settings.invoices_topic),
+    )
+    return {invoice.customer.id: invoice.total for invoice in result.invoices}
+
+
+def test_duplicates_and_disorder_give_exact_invoices(
+    isolated: Settings, workers: WorkerProcess
+) -> None:
+    engine = prepare(isolated)
+    telemetry = generate(SUBJECTS, OCTOBER, timedelta(days=31), 400, seed=11)
+    assert telemetry.duplicates > 0
+    send(isolated, telemetry)
+    workers.start()
+    wait_caught_up(isolated, workers)
+
+    assert stored_totals(engine, isolated) == telemetry.truth
+    raw = engine.execute(
+        EventsTable(isolated.clickhouse_database).count(isolated.namespace).to_sql()
+    )
+    assert raw == [(telemetry.unique,)]
+
+    customers = load_customers(isolated.customers_file)
+    expected = expected_totals(telemetry.truth, customers, per_unit_prices(isolated.rate_card_file))
+    assert bill(isolated, engine) == expected
+    assert all(total > 0 for total in expected.values())
+    engine.close()
+
+
+def test_sigkill_mid_consumption_and_redelivery_stay_exact(
+    isolated: Settings, workers: WorkerProcess
+) -> None:
+    settings = isolated.model_copy(update={"worker_batch_max": 250, "worker_batch_seconds": 0.05})
+    workers.settings = settings
+    engine = prepare(settings)
+    telemetry = generate(SUBJECTS, OCTOBER, timedelta(days=31), 4000, seed=5)
+    send(settings, telemetry)
+
+    first = workers.start()
+    windows = WindowsTable(settings.clickhouse_database)
+
+    def some_but_not_all_stored() -> bool:
+        stored = sum(
+            o + 1 for _, o in engine.execute(windows.progress(settings.namespace).to_sql())
+        )
+        return 0 < stored < len(telemetry.events) * 0.8
+
+    wait_until(some_but_not_all_stored, 90, "the worker to store part of the stream", every=0.05)
+    workers.kill(first)  # SIGKILL mid-consumption: no flush, no commit, no goodbye
+
+    workers.start()
+    wait_caught_up(settings, workers, timeout=180)
+    assert stored_totals(engine, settings) == telemetry.truth
+
+    # Re-send a slice of already-metered events: the dedupe state restored from the
+    # changelog after the crash must drop every one of them.
+    again = Telemetry(events=telemetry.events[:500])
+    send(settings, again)
+    wait_caught_up(settings, workers)
+    assert stored_totals(engine, settings) == telemetry.truth
+    raw = engine.execute(
+        EventsTable(settings.clickhouse_database).count(settings.namespace).to_sql()
+    )
+    assert raw == [(telemetry.unique,)]
+
+    customers = load_customers(settings.customers_file)
+    expected = expected_totals(telemetry.truth, customers, per_unit_prices(settings.rate_card_file))
+    assert bill(settings, engine) == expected
+    engine.close()
