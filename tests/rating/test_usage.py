@@ -1,0 +1,76 @@
+"""Usage from files and CLI pairs: exact numbers, every problem at once, with paths."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rating.usage import Usage, load_usage_file, parse_usage_pairs, usage_from_data
+from schemas.errors import InvalidInput
+
+D = Decimal
+
+
+def test_plain_quantities_and_event_lists() -> None:
+    usage = usage_from_data(
+        {"api_calls": D("1234.5"), "seats": 3, "payments": {"events": [D("10.00"), 5]}}
+    )
+    assert usage == {
+        "api_calls": Usage(quantity=D("1234.5")),
+        "seats": Usage(quantity=D(3)),
+        "payments": Usage(quantity=D(2), event_amounts=(D("10.00"), D(5))),
+    }
+
+
+def test_quantity_and_events_together_are_kept_as_given() -> None:
+    usage = usage_from_data({"payments": {"quantity": 3, "events": [1]}})
+    assert usage["payments"] == Usage(quantity=D(3), event_amounts=(D(1),))
+
+
+@pytest.mark.parametrize(
+    ("data", "paths"),
+    [
+        ({"a": -1}, ["usage.a"]),
+        ({"a": 0.5}, ["usage.a"]),
+        ({"a": "x"}, ["usage.a"]),
+        ({"a": {"quantity": -1, "events": [1, -2]}}, ["usage.a.quantity", "usage.a.events[1]"]),
+        ({"a": {"amounts": [1]}}, ["usage.a.amounts"]),
+        ({"a": {}}, ["usage.a"]),
+        ({"a": -1, "b": {"events": ["x"]}}, ["usage.a", "usage.b.events[0]"]),
+        ([1, 2], ["usage"]),
+    ],
+)
+def test_problems_are_collected_with_paths(data: Any, paths: list[str]) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        usage_from_data(data)
+    assert [p.path for p in caught.value.problems] == paths
+
+
+def test_usage_files_keep_numbers_exact(tmp_path: Path) -> None:
+    yaml_file = tmp_path / "usage.yaml"
+    yaml_file.write_text("api_calls: 0.1\npayments:\n  events: [0.1, 0.2]\n")
+    usage = load_usage_file(yaml_file)
+    assert usage["api_calls"].quantity == D("0.1")
+    assert usage["payments"].event_amounts == (D("0.1"), D("0.2"))
+    json_file = tmp_path / "usage.json"
+    json_file.write_text('{"api_calls": 0.1}')
+    assert load_usage_file(json_file)["api_calls"].quantity == D("0.1")
+
+
+def test_cli_pairs() -> None:
+    assert parse_usage_pairs(["a=1.5", " b = 2 "]) == {
+        "a": Usage(quantity=D("1.5")),
+        "b": Usage(quantity=D(2)),
+    }
+    with pytest.raises(InvalidInput) as caught:
+        parse_usage_pairs(["a=x", "b", "c=-1", "d=1", "d=2", "e=NaN"])
+    assert [p.path for p in caught.value.problems] == [
+        "--usage a=x",
+        "--usage b",
+        "--usage c=-1",
+        "--usage d=2",
+        "--usage e=NaN",
+    ]
