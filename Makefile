@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 export METERLINE_HOME ?= $(HOME)/.cache/meterline
 
-.PHONY: help install up down status lint fmt test test-unit demo bench clean
+.PHONY: help install up down status lint fmt test test-unit demo bench reset clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ demo: install up ## Run the pipeline on generated telemetry and print the invoic
 
 bench: install ## Benchmarks (run `make up` first); writes docs/benchmarks.md
 	$(PY) bench/run.py
+
+reset: install ## Delete the local pipeline's topics, consumer group and database (asks nothing)
+	$(PY) -m streams reset --yes
 
 clean: down ## Stop services and remove the virtualenv (the jar/package cache stays)
 	rm -rf $(VENV)

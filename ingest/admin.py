@@ -15,7 +15,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from schemas.errors import InvalidInput, ServiceUnavailable
 from schemas.settings import Settings
 
-__all__ = ["TopicSpec", "ensure_topics", "meterline_topics"]
+__all__ = ["TopicSpec", "delete_state", "ensure_topics", "meterline_topics"]
 
 DAY_MS = 86_400_000
 
@@ -74,3 +74,31 @@ def ensure_topics(bootstrap: str, specs: list[TopicSpec], timeout: float = 15.0)
                 f"has {found} partitions, settings say {spec.partitions}",
                 "set METERLINE_EVENTS_PARTITIONS to match, or recreate the topic",
             )
+
+
+def delete_state(settings: Settings, timeout: float = 30.0) -> list[str]:
+    """Delete every topic and the consumer group of a namespace's pipeline.
+
+    Used by ``python -m streams reset``: the dedupe changelog and the metered data must go
+    together, or a fresh database would be fed by a worker that thinks it has seen
+    everything already.
+    """
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    existing = admin.list_topics(timeout=timeout).topics
+    prefix = settings.worker_app_id
+    names = [
+        name
+        for name in existing
+        if name in {s.name for s in meterline_topics(settings)} or name.startswith(f"{prefix}-")
+    ]
+    if names:
+        for future in admin.delete_topics(names, operation_timeout=timeout).values():
+            future.result(timeout)
+    groups = admin.delete_consumer_groups([prefix], request_timeout=timeout)
+    for future in groups.values():
+        try:
+            future.result(timeout)
+        except KafkaException as exc:
+            if "GROUP_ID_NOT_FOUND" not in str(exc):
+                raise
+    return names

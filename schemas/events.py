@@ -24,6 +24,7 @@ from schemas.timeutil import format_ms, to_ms, truncate_ms
 
 __all__ = ["UsageEvent", "parse_event", "parse_event_json"]
 
+
 class UsageEvent(BaseModel):
     """One usage event as accepted on the wire and stored in Kafka."""
 

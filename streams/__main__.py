@@ -2,6 +2,8 @@
 
 * ``init``: create the Kafka topics and the ClickHouse tables (idempotent).
 * ``worker``: run the Faust metering worker until stopped.
+* ``reset --yes``: delete the topics, the consumer group and the ClickHouse database of
+  these settings (all metered data and dedupe state; for local use).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from schemas.storage.engine import ServerEngine
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m streams")
-    parser.add_argument("command", choices=["init", "worker"])
+    parser.add_argument("command", choices=["init", "worker", "reset"])
+    parser.add_argument("--yes", action="store_true", help="confirm reset")
     parser.add_argument("--meters", help="meters YAML (default: $METERLINE_METERS_FILE)")
     parser.add_argument("-l", "--loglevel", default="info")
     args = parser.parse_args(argv)
@@ -29,6 +32,18 @@ def main(argv: list[str] | None = None) -> int:
         level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
+        if args.command == "reset":
+            if not args.yes:
+                print("reset deletes all metered data and dedupe state; add --yes", file=sys.stderr)
+                return 2
+            from ingest.admin import delete_state
+
+            deleted = delete_state(settings)
+            engine = ServerEngine(settings.clickhouse_host, settings.clickhouse_tcp_port)
+            engine.execute(f"DROP DATABASE IF EXISTS {settings.clickhouse_database}")
+            print(f"deleted topics {deleted}, group {settings.worker_app_id}, "
+                  f"database {settings.clickhouse_database}")
+            return 0
         if args.command == "init":
             ensure_topics(settings.kafka_bootstrap, meterline_topics(settings))
             engine = ServerEngine(settings.clickhouse_host, settings.clickhouse_tcp_port)

@@ -37,7 +37,7 @@ from schemas.storage.windows_table import FeedRow, WindowsTable
 from schemas.wire import content_hash, decode_event
 from streams import metrics
 from streams.dedupe import Candidate, SeenRecord, Verdict, classify, dedupe_key
-from streams.metering import DeadLetterReason, Unmeterable, contributions
+from streams.metering import DeadLetterReason, Unmeterable, contributions, window_start_ms
 
 __all__ = ["BatchPlan", "DeadLetter", "MeteringSink", "Record", "SeenStore", "SinkFailed"]
 
@@ -173,6 +173,7 @@ class MeteringSink:
                     subject=c.subject,
                     group_key=c.group_key,
                     window_start_s=c.window_start_ms // 1000,
+                    ingest_minute_s=window_start_ms(rec.timestamp_ms) // 1000,
                     value=c.value,
                     uniq=c.uniq,
                     event_ms=c.event_ms,

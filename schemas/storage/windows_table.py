@@ -6,6 +6,13 @@ Write path.  The worker inserts one row per (event, meter) into ``meter_window_f
 ``meter_windows`` (AggregatingMergeTree).  ``meter_windows`` has no PARTITION BY, so one
 insert becomes exactly one part: the whole batch's windows land together or not at all.
 
+Ingestion time.  Rows are also keyed by ``ingest_minute``, the minute the broker appended
+the event (its LogAppendTime), so usage can be read *as of* an ingestion cutoff — a
+closed period re-rated with the same cutoff gives the same numbers — and usage that
+arrived after a cutoff can be billed as an adjustment.  An event is *late* when its
+ingest minute is past its window's end plus the grace; it is still counted in its own
+window.
+
 Progress.  Each window row also carries ``maxState(source_offset)`` per source
 partition.  Because it is written in the same part as the aggregates, the highest offset
 it reports for a partition is exactly the last event whose contribution is stored.  After
@@ -42,6 +49,7 @@ FEED_COLUMNS = (
     "subject",
     "group_key",
     "window_start_s",
+    "ingest_minute_s",
     "value",
     "uniq",
     "event_ms",
@@ -49,7 +57,7 @@ FEED_COLUMNS = (
     "source_offset",
 )
 
-_GROUP_KEYS = "namespace, meter, window_start, subject, group_key, source_partition"
+_GROUP_KEYS = "namespace, meter, window_start, subject, group_key, ingest_minute, source_partition"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +69,7 @@ class FeedRow:
     subject: str
     group_key: str
     window_start_s: int
+    ingest_minute_s: int
     value: Decimal
     uniq: str
     event_ms: int
@@ -74,6 +83,7 @@ class FeedRow:
             self.subject,
             self.group_key,
             self.window_start_s,
+            self.ingest_minute_s,
             self.value,
             self.uniq,
             self.event_ms,
@@ -129,14 +139,15 @@ class WindowsTable:
             Statement(
                 f"CREATE TABLE IF NOT EXISTS {self.feed} ("
                 " namespace String, meter String, subject String, group_key String,"
-                f" window_start_s UInt32, value {dec}, uniq String, event_ms Int64,"
+                f" window_start_s UInt32, ingest_minute_s UInt32, value {dec}, uniq String,"
+                " event_ms Int64,"
                 " source_partition UInt32, source_offset UInt64"
                 ") ENGINE = Null"
             ),
             Statement(
                 f"CREATE TABLE IF NOT EXISTS {self.name} ("
                 " namespace String, meter String, subject String, group_key String,"
-                " window_start DateTime, source_partition UInt32,"
+                " window_start DateTime, ingest_minute DateTime, source_partition UInt32,"
                 f" value_sum AggregateFunction(sum, {dec}),"
                 " event_count AggregateFunction(count),"
                 " value_uniq AggregateFunction(uniqExact, String),"
@@ -149,7 +160,8 @@ class WindowsTable:
             Statement(
                 f"CREATE MATERIALIZED VIEW IF NOT EXISTS {self.view} TO {self.name} AS SELECT"
                 " namespace, meter, subject, group_key,"
-                " toDateTime(window_start_s) AS window_start, source_partition,"
+                " toDateTime(window_start_s) AS window_start,"
+                " toDateTime(ingest_minute_s) AS ingest_minute, source_partition,"
                 " sumState(value) AS value_sum, countState() AS event_count,"
                 " uniqExactState(uniq) AS value_uniq, maxState(value) AS value_max,"
                 " minState(value) AS value_min,"
@@ -192,14 +204,25 @@ class UsageQuery:
     kind: Aggregation
     start_s: int
     end_s: int
+    ingested_from_s: int | None = None
+    ingested_before_s: int | None = None
+    """Optional ingestion-time bounds ``[from, before)``, in whole minutes: usage as of a
+    cutoff (reproducible invoices) or usage that arrived after one (adjustments)."""
 
     def to_sql(self, table: str) -> str:
+        where = [
+            f"namespace = {lit(self.namespace)}",
+            f"meter = {lit(self.meter)}",
+            f"window_start >= toDateTime({self.start_s})",
+            f"window_start < toDateTime({self.end_s})",
+        ]
+        if self.ingested_from_s is not None:
+            where.append(f"ingest_minute >= toDateTime({self.ingested_from_s})")
+        if self.ingested_before_s is not None:
+            where.append(f"ingest_minute < toDateTime({self.ingested_before_s})")
         return (
             f"SELECT subject, {_select_value(self.kind)} FROM {table}"
-            f" WHERE namespace = {lit(self.namespace)} AND meter = {lit(self.meter)}"
-            f" AND window_start >= toDateTime({self.start_s})"
-            f" AND window_start < toDateTime({self.end_s})"
-            " GROUP BY subject ORDER BY subject"
+            f" WHERE {' AND '.join(where)} GROUP BY subject ORDER BY subject"
         )
 
     @property

@@ -56,6 +56,7 @@ def feed(
         subject=kw.get("subject", "acme"),
         group_key=kw.get("group_key", '{"region":"eu"}'),
         window_start_s=T0 + 60 * minute,
+        ingest_minute_s=kw.get("ingest_minute_s", T0 + 60 * minute),
         value=Decimal(value),
         uniq=uniq,
         event_ms=(T0 + 60 * minute) * 1000 + offset,
@@ -207,3 +208,25 @@ def test_quoted_literal_round_trips_on_both_engines(engine: tuple[Engine, str]) 
     eng, _ = engine
     nasty = "quote ' backslash \\ tab \t end"
     assert eng.execute(f"SELECT {lit(nasty)}") == [(nasty,)]
+
+
+def test_usage_as_of_an_ingestion_cutoff(engine: tuple[Engine, str]) -> None:
+    """Usage read with a cutoff ignores what arrived later; the rest is the adjustment."""
+    eng, database = engine
+    windows = WindowsTable(database)
+    eng.insert(
+        *windows.insert_args(
+            [
+                feed(0, 1, 0, "5"),  # on time
+                feed(0, 2, 10, "7", ingest_minute_s=T0 + 86400 * 3),  # arrived 3 days late
+            ]
+        )
+    )
+    cutoff = T0 + 86400
+    as_of = UsageQuery("ns", "m", Aggregation.SUM, T0, T0 + 3600, ingested_before_s=cutoff)
+    late = UsageQuery("ns", "m", Aggregation.SUM, T0, T0 + 3600, ingested_from_s=cutoff)
+    whole = UsageQuery("ns", "m", Aggregation.SUM, T0, T0 + 3600)
+    value = lambda q: [finish_value(q.kind, r[1:]) for r in eng.execute(windows.usage(q).to_sql())]  # noqa: E731
+    assert value(as_of) == [Decimal(5)]
+    assert value(late) == [Decimal(7)]
+    assert value(whole) == [Decimal(12)]
