@@ -7,7 +7,9 @@ time is the event's ingestion time, stable across re-reads, and retention counts
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -64,7 +66,7 @@ def ensure_topics(bootstrap: str, specs: list[TopicSpec], timeout: float = 15.0)
             except KafkaException as exc:
                 if "TOPIC_ALREADY_EXISTS" not in str(exc):
                     raise ServiceUnavailable(f"could not create topic {name}: {exc}") from exc
-    existing = admin.list_topics(timeout=timeout).topics
+    existing = _wait_visible(admin, [s.name for s in specs], timeout)
     for spec in specs:
         found = len(existing[spec.name].partitions)
         if found != spec.partitions:
@@ -74,6 +76,19 @@ def ensure_topics(bootstrap: str, specs: list[TopicSpec], timeout: float = 15.0)
                 f"has {found} partitions, settings say {spec.partitions}",
                 "set METERLINE_EVENTS_PARTITIONS to match, or recreate the topic",
             )
+
+
+def _wait_visible(admin: AdminClient, names: list[str], timeout: float) -> dict[str, Any]:
+    """Metadata right after CreateTopics may not list the new topics yet: poll briefly."""
+    deadline = time.monotonic() + timeout
+    while True:
+        topics = admin.list_topics(timeout=timeout).topics
+        if all(name in topics and topics[name].partitions for name in names):
+            return dict(topics)
+        if time.monotonic() > deadline:
+            missing = [n for n in names if n not in topics]
+            raise ServiceUnavailable(f"topics {missing} not visible {timeout:.0f}s after creation")
+        time.sleep(0.1)
 
 
 def delete_state(settings: Settings, timeout: float = 30.0) -> list[str]:

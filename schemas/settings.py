@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     rate_card_file: str = "deploy/demo/rate-card.yaml"
     customers_file: str = "deploy/demo/customers.yaml"
 
+    dedupe_horizon_days: float = Field(default=32, gt=0)
+    late_grace_seconds: float = Field(default=300, ge=0)
+    unknown_event_type_is_error: bool = False
+
     worker_app_id: str = "meterline-metering"
     worker_batch_max: int = Field(default=5000, ge=1)
     worker_batch_seconds: float = Field(default=0.5, gt=0)

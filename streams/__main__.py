@@ -1,7 +1,11 @@
 """``python -m streams init|worker``.
 
 * ``init``: create the Kafka topics and the ClickHouse tables (idempotent).
-* ``worker``: run the Faust metering worker until stopped.
+* ``worker``: run the Faust metering worker until stopped (supervised: restarted when it
+  exits failing closed).
+* ``reconcile --from T --to T [--meter SLUG]``: recompute meters from the raw events and
+  compare with the windows; exit 1 on any difference.
+* ``backfill --meter SLUG --from T --to T``: fill a new meter from the raw events.
 * ``reset --yes``: delete the topics, the consumer group and the ClickHouse database of
   these settings (all metered data and dedupe state; for local use).
 """
@@ -10,22 +14,29 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
+import subprocess
 import sys
+import time
 
 from ingest.admin import ensure_topics, meterline_topics
-from schemas.errors import MeterlineError
+from schemas.errors import MeterlineError, ServiceUnavailable
 from schemas.meters import load_meters
 from schemas.settings import Settings
 from schemas.storage.bootstrap import ensure_schema
 from schemas.storage.engine import ServerEngine
+from streams.cli import add_range_arguments, run_backfill, run_reconcile
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m streams")
-    parser.add_argument("command", choices=["init", "worker", "reset"])
+    parser.add_argument("command", choices=["init", "worker", "reset", "reconcile", "backfill"])
+    parser.add_argument("--meter", action="append", help="reconcile/backfill: meter slug")
     parser.add_argument("--yes", action="store_true", help="confirm reset")
+    add_range_arguments(parser)
     parser.add_argument("--meters", help="meters YAML (default: $METERLINE_METERS_FILE)")
     parser.add_argument("-l", "--loglevel", default="info")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     settings = Settings()
     logging.basicConfig(
@@ -41,8 +52,10 @@ def main(argv: list[str] | None = None) -> int:
             deleted = delete_state(settings)
             engine = ServerEngine(settings.clickhouse_host, settings.clickhouse_tcp_port)
             engine.execute(f"DROP DATABASE IF EXISTS {settings.clickhouse_database}")
-            print(f"deleted topics {deleted}, group {settings.worker_app_id}, "
-                  f"database {settings.clickhouse_database}")
+            print(
+                f"deleted topics {deleted}, group {settings.worker_app_id}, "
+                f"database {settings.clickhouse_database}"
+            )
             return 0
         if args.command == "init":
             ensure_topics(settings.kafka_bootstrap, meterline_topics(settings))
@@ -51,6 +64,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"topics and tables ready (database {settings.clickhouse_database})")
             return 0
         meters = load_meters(args.meters or settings.meters_file)
+        if args.command == "worker" and not args.child:
+            return supervise(
+                [*(["--meters", args.meters] if args.meters else []), "-l", args.loglevel]
+            )
+        if args.command == "reconcile":
+            return run_reconcile(settings, meters, args)
+        if args.command == "backfill":
+            return run_backfill(settings, meters, args)
         from streams.app import create_worker
 
         ensure_topics(settings.kafka_bootstrap, meterline_topics(settings))
@@ -66,9 +87,43 @@ def main(argv: list[str] | None = None) -> int:
         sys.argv = ["streams", "worker", "--without-web", "-l", args.loglevel]
         worker.app.main()
         return 0
+    except ServiceUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
     except MeterlineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def supervise(extra: list[str]) -> int:
+    """Run the worker as a child; restart it when it exits failing closed.
+
+    The worker exits with a restartable code when it refuses to acknowledge a batch
+    (ClickHouse down past the retry deadline, or records skipped by the consumer).  Any
+    other exit ends supervision with the child's code; SIGTERM/SIGINT are passed on.
+    """
+    from streams.app import RESTARTABLE_EXITS
+
+    log = logging.getLogger("streams.supervisor")
+    delay = 1.0
+    while True:
+        child = subprocess.Popen([sys.executable, "-m", "streams", "worker", "--child", *extra])
+
+        def forward(signum: int, _frame: object, child: subprocess.Popen[bytes] = child) -> None:
+            child.send_signal(signum)
+
+        signal.signal(signal.SIGTERM, forward)
+        signal.signal(signal.SIGINT, forward)
+        code = child.wait()
+        if code not in RESTARTABLE_EXITS:
+            return code
+        log.warning(
+            "worker exited with %d without acknowledging its batch; restarting in %.0fs",
+            code,
+            delay,
+        )
+        time.sleep(delay)
+        delay = min(delay * 2, 30.0)
 
 
 if __name__ == "__main__":

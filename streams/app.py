@@ -1,6 +1,12 @@
 """The Faust worker: thin glue between the events topic and :class:`MeteringSink`.
 
 :func:`create_worker` builds everything from settings; importing this module does no work.
+Faust can skip records around its post-recovery seek (seen here: a restarted worker's
+second batch started 19 offsets past the first one's end).  The sink refuses any batch
+whose offsets jump forward within a partition, and the worker exits unacknowledged;
+``python -m streams worker`` supervises the worker process and restarts it, so the
+skipped records are read again.
+
 The agent takes batches with ``Stream.take_events`` — Faust acknowledges a batch's
 records only when the loop comes back for the next batch, i.e. after the ClickHouse write
 and the dedupe records.  Faust acknowledges a buffer even when the loop body raises, so
@@ -28,14 +34,17 @@ import faust
 from schemas.meters import MeterSet
 from schemas.settings import Settings
 from schemas.storage.engine import Engine, ServerEngine
-from streams import faust_fixes
+from schemas.timeutil import now_ms
+from streams import faust_fixes, metrics
 from streams.dedupe import SeenRecord
-from streams.sink import MeteringSink, Record, SinkFailed
+from streams.sink import MeteringSink, Record, RecordsSkipped, SinkFailed
 
 __all__ = ["PositionedTable", "TableSeenStore", "Worker", "create_worker"]
 
 log = logging.getLogger(__name__)
 EXIT_SINK_FAILED = 70
+EXIT_SKIPPED = 71
+RESTARTABLE_EXITS = (EXIT_SINK_FAILED, EXIT_SKIPPED)
 
 
 class PositionedTable(faust.Table):  # type: ignore[misc]  # faust is untyped here
@@ -54,6 +63,13 @@ class PositionedTable(faust.Table):  # type: ignore[misc]  # faust is untyped he
         self._write_partition = partition
         try:
             self[key] = value
+        finally:
+            self._write_partition = None
+
+    def delete_at(self, key: bytes, partition: int) -> None:
+        self._write_partition = partition
+        try:
+            del self[key]
         finally:
             self._write_partition = None
 
@@ -129,6 +145,9 @@ def create_worker(
         meters=meters,
         engine_factory=factory,
         database=settings.clickhouse_database,
+        unknown_type_is_error=settings.unknown_event_type_is_error,
+        horizon_ms=int(settings.dedupe_horizon_days * 86_400_000),
+        late_grace_ms=int(settings.late_grace_seconds * 1000),
     )
     seen_table = app.tables.add(
         PositionedTable(
@@ -151,6 +170,7 @@ def create_worker(
         ):
             try:
                 records = [_record(event) for event in events]
+                sink.check_contiguous(records)
                 plan = sink.plan(records, store)
                 await asyncio.to_thread(sink.write, plan)
                 sink.finish(plan, store)
@@ -168,6 +188,10 @@ def create_worker(
                     )
             except SinkFailed as exc:
                 _die(f"ClickHouse unavailable; exiting without acknowledging the batch: {exc}")
+            except RecordsSkipped as exc:
+                _die(
+                    f"consumer skipped records ({exc}); exiting without acknowledging", EXIT_SKIPPED
+                )
             except Exception:
                 log.exception("unexpected error in the metering batch")
                 _die("unexpected error; exiting without acknowledging the batch")
@@ -180,10 +204,28 @@ def create_worker(
         )
 
     app.on_partitions_revoked.connect(on_revoked)
+
+    horizon_ms = int(settings.dedupe_horizon_days * 86_400_000)
+
+    async def purge_expired() -> None:
+        """Drop dedupe records beyond the horizon, so the state stays bounded."""
+        threshold = now_ms() - horizon_ms
+        expired = [
+            (key, SeenRecord.decode(value.decode()))
+            for key, value in list(seen_table.items())
+            if SeenRecord.decode(value.decode()).ingested_ms < threshold
+        ]
+        for key, record in expired:
+            seen_table.delete_at(key, record.partition)
+        if expired:
+            metrics.DEDUPE_EXPIRED.inc(len(expired))
+            log.info("purged %d dedupe records older than the horizon", len(expired))
+
+    app.timer(interval=600.0, on_leader=False)(purge_expired)
     return Worker(app=app, sink=sink)
 
 
-def _die(message: str) -> None:
+def _die(message: str, code: int = EXIT_SINK_FAILED) -> None:
     log.critical(message)
     logging.shutdown()
-    os._exit(EXIT_SINK_FAILED)
+    os._exit(code)

@@ -11,7 +11,8 @@ a bare "seen" flag makes every decision replay-proof:
   counted and logged).
 
 The worker records a key only after the event's effects are durably in ClickHouse, and
-Faust flushes those records to the changelog before it commits offsets.  Duplicates are
+Faust flushes those records to the changelog before it commits offsets.  Records older
+than the horizon (default 32 days of ingestion time) expire.  Duplicates are
 caught within a Kafka partition; the wire key (the subject) puts every retry of an
 event on the same partition as the original.
 """
@@ -22,7 +23,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
 
-__all__ = ["Candidate", "Decision", "SeenRecord", "Verdict", "classify", "dedupe_key"]
+__all__ = [
+    "DEFAULT_HORIZON_MS",
+    "Candidate",
+    "Decision",
+    "SeenRecord",
+    "Verdict",
+    "classify",
+    "dedupe_key",
+]
 
 
 def dedupe_key(namespace: str, source: str, event_id: str) -> str:
@@ -34,14 +43,15 @@ class SeenRecord:
     partition: int
     offset: int
     content_hash: str
+    ingested_ms: int = 0
 
     def encode(self) -> str:
-        return f"{self.partition}:{self.offset}:{self.content_hash}"
+        return f"{self.partition}:{self.offset}:{self.ingested_ms}:{self.content_hash}"
 
     @classmethod
     def decode(cls, text: str) -> SeenRecord:
-        partition, offset, digest = text.split(":", 2)
-        return cls(int(partition), int(offset), digest)
+        partition, offset, ingested, digest = text.split(":", 3)
+        return cls(int(partition), int(offset), digest, int(ingested))
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +60,7 @@ class Candidate:
     partition: int
     offset: int
     content_hash: str
+    ingested_ms: int = 0
 
 
 class Verdict(Enum):
@@ -75,14 +86,30 @@ class Decision:
         return self.verdict in (Verdict.NEW, Verdict.REPLAY)
 
 
+DEFAULT_HORIZON_MS = 32 * 86_400_000
+
+
 def classify(
-    candidates: Iterable[Candidate], lookup: Callable[[str], SeenRecord | None]
+    candidates: Iterable[Candidate],
+    lookup: Callable[[str], SeenRecord | None],
+    horizon_ms: int = DEFAULT_HORIZON_MS,
 ) -> list[Decision]:
-    """Decide each candidate, in order; earlier candidates in the batch count as seen."""
+    """Decide each candidate, in order; earlier candidates in the batch count as seen.
+
+    A key first accepted more than ``horizon_ms`` (by ingestion time) before the
+    candidate has expired: the candidate is new again.  The same record re-read is
+    always a replay, however old.
+    """
     in_batch: dict[str, SeenRecord] = {}
     decisions: list[Decision] = []
     for cand in candidates:
         first = in_batch.get(cand.key) or lookup(cand.key)
+        if (
+            first is not None
+            and (first.partition, first.offset) != (cand.partition, cand.offset)
+            and cand.ingested_ms - first.ingested_ms > horizon_ms
+        ):
+            first = None  # beyond the dedupe horizon
         if first is None:
             verdict = Verdict.NEW
         elif (first.partition, first.offset) == (cand.partition, cand.offset):
@@ -92,6 +119,8 @@ def classify(
         else:
             verdict = Verdict.CONFLICT
         if first is None:
-            in_batch[cand.key] = SeenRecord(cand.partition, cand.offset, cand.content_hash)
+            in_batch[cand.key] = SeenRecord(
+                cand.partition, cand.offset, cand.content_hash, cand.ingested_ms
+            )
         decisions.append(Decision(cand, verdict, first))
     return decisions

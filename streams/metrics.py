@@ -32,3 +32,10 @@ LAST_OFFSET = Gauge(
     "Highest events-topic offset whose windows are stored, per partition.",
     ["partition"],
 )
+LATE = Counter(
+    "meterline_stream_late_events_total",
+    "Events that arrived after their window's end plus the grace; still counted, marked late.",
+)
+DEDUPE_EXPIRED = Counter(
+    "meterline_stream_dedupe_expired_total", "Dedupe records purged beyond the horizon."
+)

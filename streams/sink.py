@@ -2,6 +2,9 @@
 
 A batch goes through three steps; the comments say what a crash after each one costs.
 
+0. :meth:`MeteringSink.check_contiguous`: a batch whose partition offsets jump forward
+   (records skipped by the consumer) is refused — the worker exits unacknowledged, so the
+   skipped records are read again by the next owner instead of being committed past.
 1. :meth:`MeteringSink.plan` (pure, plus dedupe-store lookups): decode, meter and
    deduplicate.  Nothing is written.  *Crash: nothing happened; the batch is re-read.*
 2. :meth:`MeteringSink.write` (ClickHouse I/O, run off the event loop):
@@ -34,12 +37,28 @@ from schemas.meters import MeterSet
 from schemas.storage.engine import Engine
 from schemas.storage.events_table import EventsTable, RawEventRow
 from schemas.storage.windows_table import FeedRow, WindowsTable
+from schemas.timeutil import MINUTE_MS
 from schemas.wire import content_hash, decode_event
 from streams import metrics
-from streams.dedupe import Candidate, SeenRecord, Verdict, classify, dedupe_key
+from streams.dedupe import (
+    DEFAULT_HORIZON_MS,
+    Candidate,
+    SeenRecord,
+    Verdict,
+    classify,
+    dedupe_key,
+)
 from streams.metering import DeadLetterReason, Unmeterable, contributions, window_start_ms
 
-__all__ = ["BatchPlan", "DeadLetter", "MeteringSink", "Record", "SeenStore", "SinkFailed"]
+__all__ = [
+    "BatchPlan",
+    "DeadLetter",
+    "MeteringSink",
+    "Record",
+    "RecordsSkipped",
+    "SeenStore",
+    "SinkFailed",
+]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -47,6 +66,10 @@ T = TypeVar("T")
 
 class SinkFailed(MeterlineError):
     """ClickHouse kept failing past the retry deadline; the batch must not be acknowledged."""
+
+
+class RecordsSkipped(MeterlineError):
+    """The consumer delivered a partition with a hole; the batch must not be acknowledged."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +107,8 @@ class BatchPlan:
     conflicts: list[str] = field(default_factory=list)
 
     def count(self, outcome: str, n: int = 1) -> None:
-        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + n
+        if n:
+            self.outcomes[outcome] = self.outcomes.get(outcome, 0) + n
 
 
 class MeteringSink:
@@ -97,6 +121,8 @@ class MeteringSink:
         database: str,
         retry_seconds: float = 120.0,
         unknown_type_is_error: bool = False,
+        horizon_ms: int = DEFAULT_HORIZON_MS,
+        late_grace_ms: int = 300_000,
     ) -> None:
         self.namespace = namespace
         self.meters = meters
@@ -106,10 +132,31 @@ class MeteringSink:
         self.windows = WindowsTable(database)
         self.retry_seconds = retry_seconds
         self.unknown_type_is_error = unknown_type_is_error
+        self.horizon_ms = horizon_ms
+        self.late_grace_ms = late_grace_ms
         self._progress: dict[int, int] = {}
+        self._next_offset: dict[int, int] = {}
         self._lock = threading.Lock()
 
     # -- step 1 ---------------------------------------------------------------------------
+    def check_contiguous(self, records: Sequence[Record]) -> None:
+        """Refuse a batch that skips records.
+
+        The events topic is neither compacted nor transactional, so within one
+        assignment a partition's offsets arrive consecutively (a step back is a
+        re-delivery, which is harmless).  A step *forward* means the consumer skipped
+        records; acknowledging the batch could commit past them and lose them, so
+        :class:`RecordsSkipped` is raised and the worker must exit without acknowledging.
+        """
+        for rec in records:
+            expected = self._next_offset.get(rec.partition)
+            if expected is not None and rec.offset > expected:
+                raise RecordsSkipped(
+                    f"partition {rec.partition}: expected offset {expected}, got {rec.offset}"
+                )
+            if expected is None or rec.offset >= expected:
+                self._next_offset[rec.partition] = rec.offset + 1
+
     def plan(self, records: Sequence[Record], store: SeenStore) -> BatchPlan:
         plan = BatchPlan()
         metered = []
@@ -133,11 +180,12 @@ class MeteringSink:
                 rec.partition,
                 rec.offset,
                 digest,
+                rec.timestamp_ms,
             )
             for rec, event, _, digest in metered
         ]
         for decision, (rec, event, contribs, digest) in zip(
-            classify(candidates, store.get), metered, strict=True
+            classify(candidates, store.get, self.horizon_ms), metered, strict=True
         ):
             plan.count(decision.verdict.value)
             if decision.verdict is Verdict.CONFLICT:
@@ -150,7 +198,12 @@ class MeteringSink:
             if not decision.keep:
                 continue
             key = decision.candidate.key
-            plan.seen.append((key, SeenRecord(rec.partition, rec.offset, digest)))
+            plan.seen.append((key, SeenRecord(rec.partition, rec.offset, digest, rec.timestamp_ms)))
+            late = (
+                rec.timestamp_ms > window_start_ms(event.time_ms) + MINUTE_MS + self.late_grace_ms
+            )
+            if late:
+                plan.count("late")
             plan.raw_rows.append(
                 RawEventRow(
                     namespace=self.namespace,
@@ -164,6 +217,7 @@ class MeteringSink:
                     source_partition=rec.partition,
                     source_offset=rec.offset,
                     content_hash=digest,
+                    late=late,
                 )
             )
             plan.feed_rows.extend(
@@ -256,13 +310,17 @@ class MeteringSink:
         with self._lock:
             for partition in partitions:
                 self._progress.pop(partition, None)
+                self._next_offset.pop(partition, None)
 
     # -- step 3 ---------------------------------------------------------------------------
     def finish(self, plan: BatchPlan, store: SeenStore) -> None:
         for key, record in plan.seen:
             store.put(key, record, record.partition)
         for outcome, n in plan.outcomes.items():
-            metrics.EVENTS.labels(outcome).inc(n)
+            if outcome == "late":
+                metrics.LATE.inc(n)
+            else:
+                metrics.EVENTS.labels(outcome).inc(n)
         for dead in plan.dead:
             metrics.DEAD_LETTERS.labels(dead.reason.value).inc()
         for conflict in plan.conflicts:

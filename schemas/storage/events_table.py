@@ -4,7 +4,8 @@ Rows are written by the stream worker after deduplication.  The table is a
 ReplacingMergeTree keyed by the event's identity, so a batch that is written again after a
 worker crash (same rows, same Kafka positions) collapses to one copy; reads that need
 exactness use ``FINAL``.  ``ingested_ms`` is the broker's append time of the record
-(LogAppendTime), which makes it a stable, replay-proof ingestion-time cutoff.
+(LogAppendTime), which makes it a stable, replay-proof ingestion-time cutoff; ``late`` marks
+an event that arrived after its window's end plus the grace.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ COLUMNS = (
     "source_partition",
     "source_offset",
     "content_hash",
+    "late",
 )
 
 
@@ -44,6 +46,7 @@ class RawEventRow:
     source_partition: int
     source_offset: int
     content_hash: str
+    late: bool = False
 
     def as_row(self) -> tuple[object, ...]:
         return (
@@ -58,6 +61,7 @@ class RawEventRow:
             self.source_partition,
             self.source_offset,
             self.content_hash,
+            int(self.late),
         )
 
 
@@ -72,7 +76,7 @@ class EventsTable:
                 f"CREATE TABLE IF NOT EXISTS {self.name} ("
                 " namespace String, source String, id String, type String, subject String,"
                 " time_ms Int64, data String, ingested_ms Int64,"
-                " source_partition UInt32, source_offset UInt64, content_hash String,"
+                " source_partition UInt32, source_offset UInt64, content_hash String, late UInt8,"
                 " event_time DateTime MATERIALIZED toDateTime(intDiv(time_ms, 1000))"
                 ") ENGINE = ReplacingMergeTree()"
                 " PARTITION BY toYYYYMM(event_time)"
@@ -89,4 +93,33 @@ class EventsTable:
         """Distinct stored events of a namespace (exact, after collapsing rewrites)."""
         return Statement(
             f"SELECT count() FROM {self.name} FINAL WHERE namespace = {lit(namespace)}"
+        )
+
+    def scan(
+        self,
+        namespace: str,
+        types: Sequence[str],
+        start_ms: int,
+        end_ms: int,
+        below_offsets: dict[int, int] | None = None,
+    ) -> Statement:
+        """Rows ``(source_partition, source_offset, ingested_ms, data)`` of stored events of
+        ``types`` with event time in ``[start_ms, end_ms)``, optionally only those below a
+        Kafka offset per partition (what a stopped worker has already passed)."""
+        where = [
+            f"namespace = {lit(namespace)}",
+            f"type IN ({', '.join(lit(t) for t in types) or lit('')})",
+            f"time_ms >= {start_ms}",
+            f"time_ms < {end_ms}",
+        ]
+        if below_offsets is not None:
+            bounds = " OR ".join(
+                f"(source_partition = {p} AND source_offset < {o})"
+                for p, o in sorted(below_offsets.items())
+            )
+            where.append(f"({bounds or '0'})")
+        return Statement(
+            "SELECT source_partition, source_offset, ingested_ms, data"
+            f" FROM {self.name} FINAL WHERE {' AND '.join(where)}"
+            " ORDER BY source_partition, source_offset"
         )

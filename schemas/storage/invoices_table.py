@@ -1,9 +1,18 @@
-"""``invoices`` and ``invoice_lines``: every invoice emitted, as issued.
+"""The invoice ledger: ``invoice_drafts``, ``invoices``, ``invoice_lines``, ``invoice_status``.
 
-An invoice id is deterministic (customer, plan, period, revision), so the tables are
-ReplacingMergeTree on it: writing the same invoice again is harmless, and a rerun checks
-:meth:`InvoicesTable.existing` to emit nothing that already exists.  The full invoice
-document is kept as JSON next to the columns used for queries.
+* ``invoice_drafts``: every invoice as built, *before* it is published — its document,
+  ingestion cutoff, revision and the earlier periods it covers for late usage.  It is
+  the billing run's intent record: a draft without an ``invoices`` row is pending, and
+  the next run finishes it (see ``invoicing.run``).
+* ``invoices`` and ``invoice_lines``: every invoice issued (committed to the
+  ``invoices`` topic).  Adjustment lines are stored with ``model`` = ``adjustment:<model>``;
+  the document holds their full detail.
+* ``invoice_status``: lifecycle events after issue (``void`` with its reason), append-only.
+
+Invoice ids are deterministic (customer, subscription, period, revision), so the first
+three tables are ReplacingMergeTree on them: writing the same invoice again collapses.
+The columns of ``invoices`` and ``invoice_lines`` are unchanged since the first version
+(ClickHouse 18.16 has no ``ADD COLUMN IF NOT EXISTS``); what is new lives in new tables.
 """
 
 from __future__ import annotations
@@ -14,7 +23,7 @@ from decimal import Decimal
 
 from schemas.storage.sql import Statement, lit
 
-__all__ = ["InvoiceLineRow", "InvoiceRow", "InvoicesTable"]
+__all__ = ["DraftRow", "InvoiceLineRow", "InvoiceRow", "InvoicesTable", "StatusRow"]
 
 INVOICE_COLUMNS = (
     "namespace",
@@ -39,6 +48,56 @@ LINE_COLUMNS = (
     "amount",
     "unrounded_amount",
 )
+DRAFT_COLUMNS = (
+    "namespace",
+    "invoice_id",
+    "customer_id",
+    "subscription_id",
+    "period_start_s",
+    "period_end_s",
+    "revision",
+    "cutoff_s",
+    "covers",
+    "total",
+    "created_ms",
+    "document",
+)
+STATUS_COLUMNS = ("namespace", "invoice_id", "status_rank", "status", "reason", "at_ms")
+
+
+@dataclass(frozen=True, slots=True)
+class DraftRow:
+    namespace: str
+    invoice_id: str
+    customer_id: str
+    subscription_id: str
+    period_start_s: int
+    period_end_s: int
+    revision: int
+    cutoff_s: int
+    covers: tuple[int, ...]
+    total: Decimal
+    created_ms: int
+    document: str
+
+    def as_row(self) -> tuple[object, ...]:
+        return tuple(
+            list(getattr(self, name)) if name == "covers" else getattr(self, name)
+            for name in DRAFT_COLUMNS
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRow:
+    namespace: str
+    invoice_id: str
+    status_rank: int
+    status: str
+    reason: str
+    at_ms: int
+
+    def as_row(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in STATUS_COLUMNS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +137,8 @@ class InvoicesTable:
     def __init__(self, database: str) -> None:
         self.name = f"{database}.invoices"
         self.lines = f"{database}.invoice_lines"
+        self.drafts = f"{database}.invoice_drafts"
+        self.status = f"{database}.invoice_status"
 
     def ddl(self) -> list[Statement]:
         return [
@@ -95,7 +156,57 @@ class InvoicesTable:
                 " unrounded_amount String"
                 ") ENGINE = ReplacingMergeTree() ORDER BY (namespace, invoice_id, line_no)"
             ),
+            Statement(
+                f"CREATE TABLE IF NOT EXISTS {self.drafts} ("
+                " namespace String, invoice_id String, customer_id String,"
+                " subscription_id String, period_start_s UInt32, period_end_s UInt32,"
+                " revision UInt32, cutoff_s UInt32, covers Array(UInt32),"
+                " total Decimal(38, 9), created_ms Int64, document String"
+                ") ENGINE = ReplacingMergeTree() ORDER BY (namespace, invoice_id)"
+            ),
+            Statement(
+                f"CREATE TABLE IF NOT EXISTS {self.status} ("
+                " namespace String, invoice_id String, status_rank UInt8, status String,"
+                " reason String, at_ms Int64"
+                ") ENGINE = MergeTree() ORDER BY (namespace, invoice_id, status_rank)"
+            ),
         ]
+
+    def insert_drafts(
+        self, rows: Sequence[DraftRow]
+    ) -> tuple[str, tuple[str, ...], list[tuple[object, ...]]]:
+        return self.drafts, DRAFT_COLUMNS, [row.as_row() for row in rows]
+
+    def insert_status(
+        self, rows: Sequence[StatusRow]
+    ) -> tuple[str, tuple[str, ...], list[tuple[object, ...]]]:
+        return self.status, STATUS_COLUMNS, [row.as_row() for row in rows]
+
+    def ledger(self, namespace: str) -> Statement:
+        """Rows ``(invoice_id, customer_id, subscription_id, period_start_s, period_end_s,
+        revision, cutoff_s, covers, created_ms, issued, voided)`` of every draft;
+        ``issued`` is 1 when the invoice is in ``invoices``, ``voided`` 1 when a void
+        event is recorded."""
+        ns = lit(namespace)
+        return Statement(
+            "SELECT d.invoice_id, d.customer_id, d.subscription_id, d.period_start_s,"
+            " d.period_end_s, d.revision, d.cutoff_s, d.covers, d.created_ms,"
+            f" d.invoice_id IN (SELECT invoice_id FROM {self.name} WHERE namespace = {ns})"
+            " AS issued,"
+            f" d.invoice_id IN (SELECT invoice_id FROM {self.status}"
+            f" WHERE namespace = {ns} AND status_rank = 2) AS voided"
+            f" FROM {self.drafts} AS d FINAL WHERE d.namespace = {ns}"
+            " ORDER BY d.customer_id, d.subscription_id, d.period_start_s, d.revision"
+        )
+
+    def documents(self, namespace: str, invoice_ids: Sequence[str]) -> Statement:
+        """Rows ``(invoice_id, created_ms, document)`` of the given drafts."""
+        ids = ", ".join(lit(i) for i in invoice_ids) or "''"
+        return Statement(
+            f"SELECT invoice_id, created_ms, document FROM {self.drafts} FINAL"
+            f" WHERE namespace = {lit(namespace)} AND invoice_id IN ({ids})"
+            " ORDER BY invoice_id"
+        )
 
     def insert_invoices(
         self, rows: Sequence[InvoiceRow]

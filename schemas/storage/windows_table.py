@@ -184,6 +184,24 @@ class WindowsTable:
             " ORDER BY source_partition"
         )
 
+    def meter_progress(self, namespace: str, meter: str) -> Statement:
+        """Rows ``(source_partition, highest offset)`` that one meter has windows for."""
+        return Statement(
+            f"SELECT source_partition, maxMerge(max_offset) FROM {self.name}"
+            f" WHERE namespace = {lit(namespace)} AND meter = {lit(meter)}"
+            " GROUP BY source_partition ORDER BY source_partition"
+        )
+
+    def chunk_exists(
+        self, namespace: str, meter: str, partition: int, start_s: int, end_s: int
+    ) -> Statement:
+        """Rows ``(count,)``: whether a meter has windows from one partition in a range."""
+        return Statement(
+            f"SELECT count() FROM {self.name} WHERE namespace = {lit(namespace)}"
+            f" AND meter = {lit(meter)} AND source_partition = {partition}"
+            f" AND window_start >= toDateTime({start_s}) AND window_start < toDateTime({end_s})"
+        )
+
     def usage(self, query: UsageQuery) -> Statement:
         return Statement(query.to_sql(self.name))
 

@@ -55,3 +55,14 @@ def test_replaying_from_any_offset_repeats_the_same_decisions(
     assert [d.keep for d in again] == [d.keep for d in first]
     kept_keys = [d.candidate.key for d in first if d.keep]
     assert len(kept_keys) == len(set(kept_keys)) == len({key for key, _ in items})
+
+
+def test_records_expire_beyond_the_horizon_but_replays_never_do() -> None:
+    day = 86_400_000
+    store = {"a": SeenRecord(0, 1, "h", ingested_ms=0)}
+    (within,) = classify([Candidate("a", 0, 9, "h", 31 * day)], store.get, horizon_ms=32 * day)
+    (beyond,) = classify([Candidate("a", 0, 9, "h", 33 * day)], store.get, horizon_ms=32 * day)
+    (replay,) = classify([Candidate("a", 0, 1, "h", 99 * day)], store.get, horizon_ms=32 * day)
+    assert within.verdict is Verdict.DUPLICATE
+    assert beyond.verdict is Verdict.NEW
+    assert replay.verdict is Verdict.REPLAY

@@ -1,0 +1,290 @@
+"""Issue-level acceptance for metering, on the real Kafka, Faust worker and ClickHouse:
+every aggregation kind exact through duplicates, late events, malformed events and a
+SIGKILL; reconcile passing; every malformed event on the dead-letter topic; and a
+rebalance between two workers that neither loses nor double-counts."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import orjson
+import pytest
+from confluent_kafka import Consumer, Producer
+
+from ingest import UsageProducer
+from schemas.events import UsageEvent
+from schemas.meters import Aggregation, load_meters
+from schemas.settings import Settings
+from schemas.storage.windows_table import FeedRow, WindowsTable
+from tests.conftest import ROOT, WorkerProcess, settings_env, wait_until
+from tests.e2e.test_pipeline import prepare, stored_totals, wait_caught_up
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+METERS_YAML = """
+meters:
+  - {slug: m_sum, event_type: job, aggregation: SUM, value_property: $.v}
+  - {slug: m_count, event_type: job, aggregation: COUNT}
+  - {slug: m_unique, event_type: job, aggregation: UNIQUE_COUNT, value_property: $.user}
+  - {slug: m_max, event_type: job, aggregation: MAX, value_property: $.v}
+  - {slug: m_min, event_type: job, aggregation: MIN, value_property: $.v}
+  - {slug: m_avg, event_type: job, aggregation: AVG, value_property: $.v}
+  - {slug: m_latest, event_type: job, aggregation: LATEST, value_property: $.v}
+"""
+
+
+def expected(events: list[UsageEvent]) -> dict[tuple[str, str], Decimal]:
+    """Each kind computed directly from the unique events (independent of the pipeline)."""
+    out: dict[tuple[str, str], Decimal] = {}
+    for subject in sorted({e.subject for e in events}):
+        mine = [e for e in events if e.subject == subject]
+        values = [Decimal(str(e.data["v"])) for e in mine if e.data]
+        latest = max(mine, key=lambda e: e.time_ms)  # times are distinct per subject
+        out[(subject, "m_sum")] = sum(values, Decimal(0))
+        out[(subject, "m_count")] = Decimal(len(mine))
+        out[(subject, "m_unique")] = Decimal(len({e.data["user"] for e in mine if e.data}))
+        out[(subject, "m_max")] = max(values)
+        out[(subject, "m_min")] = min(values)
+        out[(subject, "m_avg")] = sum(values, Decimal(0)) / len(values)
+        out[(subject, "m_latest")] = Decimal(str(latest.data["v"])) if latest.data else Decimal(0)
+    return out
+
+
+def make_events(n: int, seed: int, late_share: float) -> list[UsageEvent]:
+    rng = random.Random(seed)
+    now = datetime.now(UTC)
+    events = []
+    for i in range(n):
+        subject = f"cust-{i % 7}"
+        late = rng.random() < late_share
+        # on time: within the last minute; late: days ago, far beyond any grace
+        at = now - timedelta(days=rng.randint(2, 20)) if late else now - timedelta(seconds=30)
+        at -= timedelta(milliseconds=i)  # distinct times, so LATEST has one answer
+        value = Decimal(rng.randrange(-5000, 10**6)) / Decimal(1000)
+        events.append(
+            UsageEvent.create(
+                type="job",
+                subject=subject,
+                source="e2e",
+                id=f"job-{seed}-{i}",
+                time=at,
+                data={"v": str(value), "user": f"u{rng.randrange(40)}"},
+            )
+        )
+    return events
+
+
+def _bad(event_id: str, **fields: object) -> bytes:
+    base: dict[str, object] = {
+        "specversion": "1.0",
+        "id": event_id,
+        "source": "e2e",
+        "type": "job",
+        "subject": "x",
+        "time": "2026-11-01T00:00:00Z",
+    }
+    base.update(fields)
+    return orjson.dumps({k: v for k, v in base.items() if v is not None})
+
+
+MALFORMED = {
+    "schema_invalid": _bad("bad-1", subject=None),
+    "value_missing": _bad("bad-2", data={"user": "u"}),
+    "value_not_numeric": _bad("bad-3", data={"v": "lots", "user": "u"}),
+    "value_out_of_range": _bad("bad-4", data={"v": "0.0000000001", "user": "u"}),
+    "unknown_event_type": _bad("bad-5", type="nobody.meters.this", data={}),
+}
+
+
+def dead_letters(settings: Settings, want: int) -> list[tuple[str, bytes, str]]:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": f"dlq-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    consumer.subscribe([settings.dead_letter_topic])
+    found: list[tuple[str, bytes, str]] = []
+    deadline = time.monotonic() + 60
+    while len(found) < want and time.monotonic() < deadline:
+        msg = consumer.poll(1.0)
+        if msg is None or msg.error():
+            continue
+        headers = dict(msg.headers() or [])
+        found.append(
+            (
+                headers["meterline.reason"].decode(),
+                msg.value(),
+                headers["meterline.source"].decode(),
+            )
+        )
+    consumer.close()
+    return found
+
+
+def with_meters(isolated: Settings, tmp_path: Path, **extra: object) -> Settings:
+    meters_file = tmp_path / "meters.yaml"
+    meters_file.write_text(METERS_YAML)
+    return isolated.model_copy(update={"meters_file": str(meters_file), **extra})
+
+
+def test_all_kinds_exact_through_duplicates_late_malformed_and_sigkill(
+    isolated: Settings, workers: WorkerProcess, tmp_path: Path
+) -> None:
+    settings = with_meters(
+        isolated,
+        tmp_path,
+        unknown_event_type_is_error=True,
+        worker_batch_max=200,
+        worker_batch_seconds=0.05,
+        late_grace_seconds=60,
+    )
+    workers.settings = settings
+    engine = prepare(settings)
+    events = make_events(6000, seed=3, late_share=0.2)
+    rng = random.Random(9)
+    duplicates = [e for e in events if rng.random() < 0.1]
+    stream = events + duplicates
+    rng.shuffle(stream)
+
+    with UsageProducer(settings.kafka_bootstrap, settings.events_topic) as producer:
+        producer.send_many(stream)
+    raw = Producer({"bootstrap.servers": settings.kafka_bootstrap})
+    for body in MALFORMED.values():
+        raw.produce(settings.events_topic, key=b"x", value=body)
+    assert raw.flush(30) == 0
+
+    first = workers.start()
+    time.sleep(0)  # the worker starts consuming; kill it once part of the stream is stored
+    wait_until(
+        lambda: (
+            engine.execute(f"SELECT count() FROM {settings.clickhouse_database}.usage_events")[0][0]
+            > 500
+        ),
+        90,
+        "part of the stream to be stored",
+        every=0.05,
+    )
+    workers.kill(first)
+    workers.start()
+    wait_caught_up(settings, workers, timeout=180)
+
+    assert stored_totals(engine, settings) == expected(events)
+    late_marked = engine.execute(
+        f"SELECT sum(late) FROM {settings.clickhouse_database}.usage_events FINAL"
+    )[0][0]
+    assert late_marked == sum(1 for e in events if (datetime.now(UTC) - e.time) > timedelta(days=1))
+
+    letters = dead_letters(settings, len(MALFORMED))
+    # at least once: a dead letter re-read after the SIGKILL may be sent again
+    assert {(reason, body) for reason, body, _ in letters} == set(MALFORMED.items())
+    assert all(src.startswith(f"{settings.events_topic}/") for _, _, src in letters)
+
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "streams",
+            "reconcile",
+            "--from",
+            (day - timedelta(days=30)).isoformat(),
+            "--to",
+            (day + timedelta(days=2)).isoformat(),
+        ],
+        cwd=ROOT,
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "reconcile OK: 49 (meter, subject) pairs checked, 0 differences" in result.stdout
+    engine.close()
+
+
+def test_reconcile_fails_on_a_tampered_window(
+    isolated: Settings, workers: WorkerProcess, tmp_path: Path
+) -> None:
+    settings = with_meters(isolated, tmp_path)
+    workers.settings = settings
+    engine = prepare(settings)
+    with UsageProducer(settings.kafka_bootstrap, settings.events_topic) as producer:
+        producer.send_many(make_events(50, seed=4, late_share=0))
+    workers.start()
+    wait_caught_up(settings, workers)
+    # a contribution that no raw event backs: reconcile must notice
+    now_s = int(time.time()) // 60 * 60
+    tampered = FeedRow(
+        settings.namespace, "m_sum", "cust-1", "{}", now_s, now_s, Decimal(1), "", 0, 0, 10**8
+    )
+    engine.insert(*WindowsTable(settings.clickhouse_database).insert_args([tampered]))
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "streams",
+            "reconcile",
+            "--from",
+            day.isoformat(),
+            "--to",
+            (day + timedelta(days=2)).isoformat(),
+            "--meter",
+            "m_sum",
+        ],
+        cwd=ROOT,
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert "DIFF meter=m_sum subject=cust-1" in result.stdout
+    engine.close()
+
+
+def test_two_workers_rebalance_without_loss_or_double_count(
+    isolated: Settings, workers: WorkerProcess, tmp_path: Path
+) -> None:
+    settings = with_meters(isolated, tmp_path, worker_batch_max=200, worker_batch_seconds=0.05)
+    workers.settings = settings
+    engine = prepare(settings)
+    events = make_events(4000, seed=8, late_share=0.5)
+    with UsageProducer(settings.kafka_bootstrap, settings.events_topic) as producer:
+        producer.send_many(events[:2000])
+    a = workers.start()
+    wait_until(
+        lambda: (
+            engine.execute(f"SELECT count() FROM {settings.clickhouse_database}.usage_events")[0][0]
+            > 200
+        ),
+        90,
+        "worker A to store part of the stream",
+        every=0.05,
+    )
+    workers.start()  # worker B joins: partitions move between them mid-stream
+    with UsageProducer(settings.kafka_bootstrap, settings.events_topic) as producer:
+        producer.send_many(events[2000:])
+        producer.send_many(events[:300])  # retries of events A may already have metered
+    time.sleep(3)
+    workers.kill(a)  # A dies: B takes every partition, restoring A's dedupe state
+    with UsageProducer(settings.kafka_bootstrap, settings.events_topic) as producer:
+        producer.send_many(events[1000:1500])  # more retries, now all routed to B
+    wait_caught_up(settings, workers, timeout=180)
+    assert stored_totals(engine, settings) == expected(events)
+    meters = load_meters(settings.meters_file)
+    assert {m.aggregation for m in meters} == set(Aggregation)
+    stored = engine.execute(
+        f"SELECT count() FROM {settings.clickhouse_database}.usage_events FINAL"
+    )
+    assert stored == [(len(events),)]
+    engine.close()

@@ -1,0 +1,163 @@
+"""The sink's plan and write steps, with an in-memory dedupe store and a recording engine.
+
+These are unit tests of the orchestration; the same sink runs against the real Kafka and
+ClickHouse in tests/e2e."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from schemas.events import UsageEvent
+from schemas.meters import parse_meters
+from schemas.wire import encode_event
+from streams.dedupe import SeenRecord
+from streams.metering import DeadLetterReason
+from streams.sink import MeteringSink, Record, RecordsSkipped, SinkFailed
+
+METERS = parse_meters(
+    {
+        "meters": [
+            {"slug": "tokens", "event_type": "llm", "aggregation": "SUM", "value_property": "$.n"}
+        ]
+    }
+)
+T0 = int(datetime(2026, 11, 1, tzinfo=UTC).timestamp() * 1000)
+
+
+class Store:
+    def __init__(self) -> None:
+        self.data: dict[str, SeenRecord] = {}
+
+    def get(self, key: str) -> SeenRecord | None:
+        return self.data.get(key)
+
+    def put(self, key: str, record: SeenRecord, partition: int) -> None:
+        assert partition == record.partition
+        self.data[key] = record
+
+
+class RecordingEngine:
+    name = "recording"
+
+    def __init__(self, progress: list[tuple[int, int]] | None = None, fail: int = 0) -> None:
+        self.progress = progress or []
+        self.fail = fail
+        self.inserts: list[tuple[str, int]] = []
+
+    def execute(self, sql: str) -> list[tuple[Any, ...]]:
+        assert "maxMerge(max_offset)" in sql
+        return list(self.progress)
+
+    def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        if self.fail:
+            self.fail -= 1
+            raise ConnectionError("boom")
+        self.inserts.append((table.split(".")[-1], len(rows)))
+
+    def close(self) -> None:
+        pass
+
+
+def record(
+    offset: int, event_id: str, n: Any, *, at: int = T0, ingested: int | None = None
+) -> Record:
+    event = UsageEvent.create(
+        type="llm",
+        subject="acme",
+        source="s",
+        id=event_id,
+        data={"n": n},
+        time=datetime.fromtimestamp(at / 1000, UTC),
+    )
+    return Record("events", 0, offset, ingested or at + 1000, b"acme", encode_event(event))
+
+
+def sink(engine: RecordingEngine, **kw: Any) -> MeteringSink:
+    return MeteringSink(
+        namespace="ns", meters=METERS, engine_factory=lambda: engine, database="db", **kw
+    )
+
+
+def test_plan_drops_duplicates_and_dead_letters_the_unmeterable() -> None:
+    bad_json = Record("events", 0, 3, T0, None, b"{not json")
+    records = [
+        record(0, "a", 5),
+        record(1, "a", 5),
+        record(2, "b", "x"),
+        bad_json,
+        record(4, "c", 2),
+    ]
+    plan = sink(RecordingEngine()).plan(records, Store())
+    assert [r.id for r in plan.raw_rows] == ["a", "c"]
+    assert sum(r.value for r in plan.feed_rows) == Decimal(7)
+    assert {d.reason for d in plan.dead} == {
+        DeadLetterReason.VALUE_NOT_NUMERIC,
+        DeadLetterReason.SCHEMA,
+    }
+    assert {d.record.offset for d in plan.dead} == {2, 3}
+    assert plan.outcomes == {"dead_letter": 2, "new": 2, "duplicate": 1}
+
+
+def test_conflicting_content_keeps_the_first_and_is_reported() -> None:
+    store = Store()
+    s = sink(RecordingEngine())
+    first = s.plan([record(0, "a", 5)], store)
+    s.finish(first, store)
+    second = s.plan([record(7, "a", 6)], store)
+    assert second.outcomes == {"conflict": 1}
+    assert second.raw_rows == []
+    assert "differs from the first copy at 0:0" in second.conflicts[0]
+
+
+def test_late_events_are_counted_and_marked_not_dropped() -> None:
+    grace = 60_000
+    on_time = record(0, "a", 1, at=T0, ingested=T0 + 60_000 + grace)
+    late = record(1, "b", 2, at=T0, ingested=T0 + 60_000 + grace + 1)
+    plan = sink(RecordingEngine(), late_grace_ms=grace).plan([on_time, late], Store())
+    assert [r.late for r in plan.raw_rows] == [False, True]
+    assert len(plan.feed_rows) == 2
+    assert plan.outcomes["late"] == 1
+
+
+def test_write_skips_window_rows_already_stored_before_a_crash() -> None:
+    engine = RecordingEngine(progress=[(0, 1)])
+    s = sink(engine)
+    plan = s.plan([record(0, "a", 1), record(1, "b", 1), record(2, "c", 1)], Store())
+    s.write(plan)
+    # raw rows are rewritten (they collapse); only offset 2's window row is new
+    assert engine.inserts == [("usage_events", 3), ("meter_window_feed", 1)]
+
+
+def test_seen_is_recorded_only_in_finish_after_the_write() -> None:
+    store = Store()
+    s = sink(RecordingEngine())
+    plan = s.plan([record(0, "a", 1)], store)
+    s.write(plan)
+    assert store.data == {}
+    s.finish(plan, store)
+    assert list(store.data) == ["ns\x1fs\x1fa"]
+
+
+def test_write_retries_then_fails_loudly() -> None:
+    engine = RecordingEngine(fail=2)
+    s = sink(engine, retry_seconds=30)
+    s.write(s.plan([record(0, "a", 1)], Store()))
+    assert engine.inserts == [("usage_events", 1), ("meter_window_feed", 1)]
+    stubborn = RecordingEngine(fail=10**6)
+    with pytest.raises(SinkFailed, match="ClickHouse write failed"):
+        sink(stubborn, retry_seconds=0.5).write(sink(stubborn).plan([record(0, "a", 1)], Store()))
+
+
+def test_a_forward_jump_in_offsets_is_refused_a_step_back_is_not() -> None:
+    s = sink(RecordingEngine())
+    s.check_contiguous([record(5, "a", 1), record(6, "b", 1)])
+    s.check_contiguous([record(6, "b", 1), record(7, "c", 1)])  # re-delivery: fine
+    with pytest.raises(RecordsSkipped, match="expected offset 9, got 10"):
+        s.check_contiguous([record(8, "d", 1), record(10, "e", 1)])
+    s.forget_partitions([0])  # after a rebalance the partition may resume anywhere
+    s.check_contiguous([record(42, "f", 1)])
