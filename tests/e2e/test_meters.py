@@ -6,6 +6,7 @@ rebalance between two workers that neither loses nor double-counts."""
 from __future__ import annotations
 
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -287,4 +288,55 @@ def test_two_workers_rebalance_without_loss_or_double_count(
         f"SELECT count() FROM {settings.clickhouse_database}.usage_events FINAL"
     )
     assert stored == [(len(events),)]
+    engine.close()
+
+
+def test_backfill_meters_history_for_a_meter_defined_later(
+    isolated: Settings, workers: WorkerProcess, tmp_path: Path
+) -> None:
+    early = tmp_path / "early.yaml"
+    early.write_text(
+        "meters:\n  - {slug: m_sum, event_type: job, aggregation: SUM, value_property: $.v}\n"
+    )
+    settings = isolated.model_copy(update={"meters_file": str(early)})
+    workers.settings = settings
+    engine = prepare(settings)
+    events = make_events(400, seed=12, late_share=0.5)
+    with UsageProducer(settings.kafka_bootstrap, settings.events_topic) as producer:
+        producer.send_many(events)
+    worker = workers.start()
+    wait_caught_up(settings, workers)
+
+    # m_max is defined after its events arrived: backfill refuses while the worker runs…
+    later = with_meters(isolated, tmp_path)
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    command = [
+        sys.executable,
+        "-m",
+        "streams",
+        "backfill",
+        "--meter",
+        "m_max",
+        "--from",
+        (day - timedelta(days=30)).isoformat(),
+        "--to",
+        (day + timedelta(days=1)).isoformat(),
+    ]
+    run = lambda: subprocess.run(  # noqa: E731
+        command, cwd=ROOT, env=settings_env(later), capture_output=True, text=True, timeout=120
+    )
+    refused = run()
+    assert refused.returncode == 2
+    assert "is running; stop it first" in refused.stderr
+
+    # …and fills exactly the history once the worker is stopped; a rerun writes nothing
+    workers.kill(worker, signal.SIGTERM)
+    done = wait_until(lambda: (r := run()).returncode == 0 and r, 60, "backfill to run")
+    assert "0 already filled" in done.stdout
+    again = run()
+    assert again.returncode == 0
+    assert " 0 events in 0 (partition, day) chunks written" in again.stdout
+    want = {k: v for k, v in expected(events).items() if k[1] in {"m_sum", "m_max"}}
+    got = {k: v for k, v in stored_totals(engine, later).items() if k[1] in {"m_sum", "m_max"}}
+    assert got == want
     engine.close()
