@@ -7,9 +7,10 @@ lag means every record written so far is metered.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from schemas.errors import ServiceUnavailable
 
@@ -38,7 +39,28 @@ class Lag:
         return sum(self.end.values())
 
 
-def consumer_lag(bootstrap: str, group: str, topic: str, timeout: float = 10.0) -> Lag:
+def consumer_lag(bootstrap: str, group: str, topic: str, timeout: float = 30.0) -> Lag:
+    """Committed offsets against the log end; retriable broker errors are retried.
+
+    On a brand-new broker the group coordinator is still loading when the first group
+    appears (``NOT_COORDINATOR``, ``COORDINATOR_LOAD_IN_PROGRESS``): that is a wait, not
+    a failure.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return _consumer_lag(bootstrap, group, topic, timeout)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            retriable = isinstance(error, KafkaError) and (
+                error.retriable() or error.code() == KafkaError.NOT_COORDINATOR
+            )
+            if not retriable or time.monotonic() > deadline:
+                raise ServiceUnavailable(f"Kafka at {bootstrap} did not answer: {exc}") from exc
+            time.sleep(0.5)
+
+
+def _consumer_lag(bootstrap: str, group: str, topic: str, timeout: float) -> Lag:
     consumer = Consumer(
         {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
     )
@@ -50,7 +72,5 @@ def consumer_lag(bootstrap: str, group: str, topic: str, timeout: float = 10.0) 
         committed = {tp.partition: tp.offset for tp in consumer.committed(tps, timeout=timeout)}
         end = {tp.partition: consumer.get_watermark_offsets(tp, timeout=timeout)[1] for tp in tps}
         return Lag(committed=committed, end=end)
-    except KafkaException as exc:
-        raise ServiceUnavailable(f"Kafka at {bootstrap} did not answer: {exc}") from exc
     finally:
         consumer.close()
