@@ -11,6 +11,7 @@ event and is counted once.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -47,7 +48,12 @@ class UsageEvent(BaseModel):
             raise ValueError(
                 "time has no UTC offset; send RFC 3339 such as 2026-11-01T12:00:00.000Z"
             )
-        return truncate_ms(value.astimezone(UTC))
+        try:
+            return truncate_ms(value.astimezone(UTC))
+        except OverflowError:
+            raise ValueError(
+                "time is outside the supported range; send a time between years 1970 and 9999"
+            ) from None
 
     @property
     def time_ms(self) -> int:
@@ -95,11 +101,33 @@ class UsageEvent(BaseModel):
 
 
 def parse_event(payload: Any, *, where: str = "") -> UsageEvent:
-    """Validate one event; on failure raise :class:`InvalidInput` listing every problem."""
+    """Validate one event; on failure raise :class:`InvalidInput` listing every problem.
+
+    Text must be valid Unicode: a lone surrogate (``"\\ud800"``) is legal JSON but
+    cannot be stored, so it is refused here rather than poisoning the worker later.
+    """
     try:
-        return UsageEvent.model_validate(payload)
+        event = UsageEvent.model_validate(payload)
     except ValidationError as exc:
         raise InvalidInput.from_pydantic("usage event", exc.errors(), prefix=where) from None
+    try:
+        json.dumps(event.data, ensure_ascii=False, default=str).encode("utf-8")
+        json.dumps([event.id, event.source, event.type, event.subject], ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise InvalidInput.single(
+            "usage event",
+            f"{where}.data" if where else "data",
+            "contains text that is not valid Unicode (a lone surrogate)",
+            "send UTF-8 text; escape binary data, e.g. as base64",
+        ) from None
+    except RecursionError:
+        raise InvalidInput.single(
+            "usage event",
+            f"{where}.data" if where else "data",
+            "nested too deeply",
+            "keep data within a few hundred levels of nesting",
+        ) from None
+    return event
 
 
 def parse_event_json(raw: bytes | str, *, where: str = "") -> UsageEvent:

@@ -33,7 +33,13 @@ def _default(value: Any) -> Any:
 
 
 def encode_event(event: UsageEvent) -> bytes:
-    return orjson.dumps(event.to_wire(), default=_default)
+    """Compact JSON.  orjson first; integers beyond 64 bits, lone surrogates or very deep
+    nesting fall back to the standard library, which encodes them exactly."""
+    payload = event.to_wire()
+    try:
+        return orjson.dumps(payload, default=_default)
+    except orjson.JSONEncodeError:
+        return json.dumps(payload, default=_default, separators=(",", ":")).encode()
 
 
 def event_key(event: UsageEvent) -> bytes:

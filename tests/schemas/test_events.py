@@ -85,3 +85,15 @@ def test_content_hash_tells_retry_from_conflict() -> None:
     other = parse_event({**VALID, "data": {"tokens": 6}})
     assert content_hash(a) == content_hash(same)
     assert content_hash(a) != content_hash(other)
+
+
+def test_time_outside_the_supported_range_is_a_field_error() -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse_event({**VALID, "time": "0001-01-01T00:00:00+01:00"})
+    assert [p.path for p in caught.value.problems] == ["time"]
+
+
+def test_integers_beyond_64_bits_survive_the_wire_exactly() -> None:
+    huge = 2**80 + 1
+    event = parse_event({**VALID, "data": {"n": huge, "deep": [[[1]]]}})
+    assert decode_event(encode_event(event)).data == {"n": huge, "deep": [[[1]]]}

@@ -161,3 +161,14 @@ def test_a_forward_jump_in_offsets_is_refused_a_step_back_is_not() -> None:
         s.check_contiguous([record(8, "d", 1), record(10, "e", 1)])
     s.forget_partitions([0])  # after a rebalance the partition may resume anywhere
     s.check_contiguous([record(42, "f", 1)])
+
+
+def test_invalid_unicode_is_dead_lettered_not_a_poison_pill() -> None:
+    body = (
+        b'{"specversion":"1.0","id":"u","source":"s","type":"llm","subject":"acme",'
+        b'"time":"2026-11-01T00:00:00Z","data":{"n":1,"note":"\\ud800"}}'
+    )
+    plan = sink(RecordingEngine()).plan([Record("events", 0, 0, T0, b"acme", body)], Store())
+    assert [d.reason for d in plan.dead] == [DeadLetterReason.SCHEMA]
+    assert "not valid Unicode" in plan.dead[0].detail
+    assert plan.raw_rows == []
