@@ -16,7 +16,7 @@ import yaml
 
 from invoicing.customers import Customer
 
-__all__ = ["expected_totals", "per_unit_prices"]
+__all__ = ["expected_adjustments", "expected_totals", "per_unit_prices"]
 
 _MINOR_UNITS = {"USD": 2, "EUR": 2, "GBP": 2, "JPY": 0, "KWD": 3}
 
@@ -60,3 +60,19 @@ def expected_totals(
             total += (quantity * price).quantize(exponent, rounding=ROUND_HALF_UP)
         totals[customer.id] = total
     return totals
+
+
+def expected_adjustments(
+    billed: Mapping[tuple[str, str], Decimal],
+    late: Mapping[tuple[str, str], Decimal],
+    customers: Sequence[Customer],
+    prices: Mapping[tuple[str, str, str], Decimal],
+) -> dict[str, Decimal]:
+    """Customer id → adjustment total for late usage, per unit, from the true usage:
+    each meter's line re-rated with the late usage minus the line as billed."""
+    after = dict(billed)
+    for key, value in late.items():
+        after[key] = after.get(key, Decimal(0)) + value
+    before_totals = expected_totals(billed, customers, prices)
+    after_totals = expected_totals(after, customers, prices)
+    return {c.id: after_totals[c.id] - before_totals[c.id] for c in customers}

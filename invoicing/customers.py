@@ -1,12 +1,26 @@
-"""Customers and what they are billed on, from a YAML file.
+"""Customers and their subscriptions, from a YAML file.
+
+Each entry is one subscription of one customer::
 
 ```yaml
 customers:
-  - id: acme
-    subjects: [acme-prod, acme-staging]   # default: [id]
-    plan: pro
+  - id: acme                            # the customer id (and, by default, its one subject)
+    subjects: [acme-prod, acme-staging] # several event subjects billed to one customer
+    subscription: main                  # default "main"
+    plan: pro                           # a plan of the rate card
     currency: USD
+    cadence: monthly                    # monthly (default) | daily | yearly
+    anchor_day: 31                      # monthly/yearly; default: the start date's day
+    timezone: Europe/Berlin             # IANA name; default UTC
+    start: 2026-01-31                   # first day billed (local date)
+    end: 2027-01-31                     # optional: first day no longer billed
 ```
+
+A customer may appear several times, one entry per subscription (e.g. a plan change:
+one subscription ends on the day the next starts); the subscriptions of one customer may
+not overlap, since they would bill the same usage twice.  A yearly cadence renews on the
+start date's month at the anchor day.
+
 A customer's usage is the sum of its subjects' usage, which is exact for additive meters
 (SUM, COUNT).  Non-additive meters (UNIQUE_COUNT, MAX, MIN, AVG, LATEST) cannot be
 combined across subjects, so a customer billed on one must have exactly one subject.
@@ -14,29 +28,61 @@ combined across subjects, so a customer billed on one must have exactly one subj
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from schemas.errors import InvalidInput
+from invoicing.periods import Cadence, Schedule
+from schemas.errors import InvalidInput, Problem
 
-__all__ = ["Customer", "load_customers", "parse_customers"]
+__all__ = ["Cadence", "Customer", "load_customers", "parse_customers"]
 
 
 class Customer(BaseModel):
+    """One subscription of one customer (``id`` is the customer id)."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: str = Field(min_length=1, max_length=128)
     subjects: tuple[str, ...] = ()
+    subscription: str = Field(default="main", min_length=1, max_length=128)
     plan: str = Field(min_length=1)
     currency: str = Field(pattern=r"^[A-Z]{3}$")
+    cadence: Cadence = Cadence.MONTHLY
+    anchor_day: int | None = Field(default=None, ge=1, le=31)
+    timezone: str = "UTC"
+    start: date = date(1970, 1, 1)
+    end: date | None = None
 
-    @model_validator(mode="after")
-    def _default_subject(self) -> Customer:
+    def model_post_init(self, context: object, /) -> None:
         if not self.subjects:
             object.__setattr__(self, "subjects", (self.id,))
-        return self
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown timezone {value!r}; use an IANA name such as UTC or Europe/Berlin"
+            ) from None
+        return value
+
+    @property
+    def schedule(self) -> Schedule:
+        day = self.anchor_day if self.anchor_day is not None else self.start.day
+        return Schedule(
+            cadence=self.cadence,
+            timezone=self.timezone,
+            start=self.start,
+            end=self.end,
+            anchor_day=day,
+            anchor_month=self.start.month,
+        )
 
 
 class _File(BaseModel):
@@ -44,22 +90,67 @@ class _File(BaseModel):
     customers: list[Customer]
 
 
+def _problems(customers: list[Customer]) -> list[Problem]:
+    problems: list[Problem] = []
+    owner: dict[str, str] = {}
+    seen: dict[tuple[str, str], int] = {}
+    for index, customer in enumerate(customers):
+        path = f"customers[{index}]"
+        if customer.end is not None and customer.end <= customer.start:
+            problems.append(
+                Problem(f"{path}.end", "ends on or before its start", "set end after start")
+            )
+        if customer.cadence is Cadence.DAILY and customer.anchor_day is not None:
+            problems.append(
+                Problem(f"{path}.anchor_day", "a daily cadence has no anchor day", "remove it")
+            )
+        key = (customer.id, customer.subscription)
+        if key in seen:
+            problems.append(
+                Problem(
+                    f"{path}.subscription",
+                    f"subscription {customer.subscription!r} of {customer.id!r} is already"
+                    f" defined at customers[{seen[key]}]",
+                    "give each subscription of a customer its own id",
+                )
+            )
+        seen[key] = index
+        for subject in customer.subjects:
+            if owner.get(subject, customer.id) != customer.id:
+                problems.append(
+                    Problem(
+                        f"{path}.subjects",
+                        f"subject {subject!r} already belongs to customer {owner[subject]!r}",
+                        "bill each subject to one customer",
+                    )
+                )
+            owner[subject] = customer.id
+        for other_index, other in enumerate(customers[:index]):
+            if other.id == customer.id and _overlap(other, customer):
+                problems.append(
+                    Problem(
+                        f"{path}.start",
+                        f"overlaps subscription {other.subscription!r}"
+                        f" (customers[{other_index}]) of the same customer",
+                        "end one subscription on or before the day the other starts",
+                    )
+                )
+    return problems
+
+
+def _overlap(a: Customer, b: Customer) -> bool:
+    far = date.max
+    return a.start < (b.end or far) and b.start < (a.end or far)
+
+
 def parse_customers(document: object) -> tuple[Customer, ...]:
     try:
         parsed = _File.model_validate(document)
     except ValidationError as exc:
         raise InvalidInput.from_pydantic("customers", exc.errors()) from None
-    seen: dict[str, str] = {}
-    for index, customer in enumerate(parsed.customers):
-        for subject in customer.subjects:
-            if subject in seen:
-                raise InvalidInput.single(
-                    "customers",
-                    f"customers[{index}].subjects",
-                    f"subject {subject!r} already belongs to customer {seen[subject]!r}",
-                    "bill each subject to one customer",
-                )
-            seen[subject] = customer.id
+    problems = _problems(parsed.customers)
+    if problems:
+        raise InvalidInput("customers", problems)
     return tuple(parsed.customers)
 
 

@@ -1,26 +1,98 @@
-"""Billing periods (pure).  Here a period is a UTC calendar month, ``[start, end)``."""
+"""Billing periods (pure): cadences, anchor days, timezones, and which periods a month holds.
+
+A period is ``[start, end)`` between two local midnights of the subscription's timezone,
+kept as aware UTC datetimes.  Cadences:
+
+* ``daily``: every local day;
+* ``monthly``: from the anchor day of one month to the anchor day of the next; an
+  anchor of 29, 30 or 31 is clamped to the month's last day *for that month only*
+  (anchor 31: Jan 31 → Feb 28 → Mar 31 → Apr 30 …);
+* ``yearly``: from the anchor (month, day) of one year to the next; Feb 29 clamps to
+  Feb 28 in common years.
+
+A subscription's first period starts at its start date and its last ends at its end
+date, so the first and last periods may be shorter than the cadence (no proration is
+applied to fixed fees; see ``docs/invoicing.md``).
+
+Which periods a billing month selects: a run for ``--period 2026-11`` bills every
+subscription period whose *end* falls in ``(2026-11-01, 2026-12-01]`` local time — the
+periods whose last day is in November.  So a monthly period anchored on the 1st is the
+calendar month itself, one anchored on the 15th is 2026-10-15..2026-11-15, and a daily
+cadence yields the 30 days of November.
+"""
 
 from __future__ import annotations
 
+import calendar
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from enum import StrEnum
+from zoneinfo import ZoneInfo
 
 from schemas.errors import InvalidInput
 
-__all__ = ["Period", "month_period"]
+__all__ = [
+    "Cadence",
+    "Month",
+    "Period",
+    "Schedule",
+    "clamp_day",
+    "local_midnight",
+    "month_period",
+    "parse_month",
+]
 
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 
 
+class Cadence(StrEnum):
+    DAILY = "daily"
+    MONTHLY = "monthly"
+    YEARLY = "yearly"
+
+
+def clamp_day(year: int, month: int, day: int) -> date:
+    """``day`` of that month, or the month's last day when the month is shorter."""
+    return date(year, month, min(day, calendar.monthrange(year, month)[1]))
+
+
+def local_midnight(day: date, timezone: str) -> datetime:
+    """The instant (UTC) at which ``day`` begins in ``timezone``."""
+    return datetime.combine(day, time(0), tzinfo=ZoneInfo(timezone)).astimezone(UTC)
+
+
 @dataclass(frozen=True, slots=True)
 class Period:
+    """``[start, end)``; both aware UTC.  ``first_day``/``end_day`` are the local dates."""
+
     start: datetime
     end: datetime
+    timezone: str = "UTC"
+
+    @property
+    def first_day(self) -> date:
+        return self.start.astimezone(ZoneInfo(self.timezone)).date()
+
+    @property
+    def end_day(self) -> date:
+        """The local date on which the period ends (exclusive)."""
+        return self.end.astimezone(ZoneInfo(self.timezone)).date()
 
     @property
     def label(self) -> str:
-        return self.start.strftime("%Y-%m")
+        """``2026-11`` (a calendar month), ``2026-11-05`` (a day), ``2026`` (a calendar
+        year), otherwise ``2026-10-15..2026-11-15`` (end exclusive)."""
+        first, end = self.first_day, self.end_day
+        if first.day == 1 and end.day == 1:
+            if (end.year * 12 + end.month) - (first.year * 12 + first.month) == 1:
+                return f"{first:%Y-%m}"
+            if first.month == 1 and end.month == 1 and end.year == first.year + 1:
+                return f"{first:%Y}"
+        if end - first == timedelta(days=1):
+            return first.isoformat()
+        return f"{first.isoformat()}..{end.isoformat()}"
 
     @property
     def start_s(self) -> int:
@@ -35,8 +107,27 @@ class Period:
         return now >= self.end + grace
 
 
-def month_period(text: str) -> Period:
-    """``"2026-11"`` → ``[2026-11-01T00:00Z, 2026-12-01T00:00Z)``."""
+@dataclass(frozen=True, slots=True)
+class Month:
+    """A billing month as named on the command line (``2026-11``)."""
+
+    year: int
+    month: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.year:04d}-{self.month:02d}"
+
+    @property
+    def first(self) -> date:
+        return date(self.year, self.month, 1)
+
+    @property
+    def next_first(self) -> date:
+        return date(self.year + (self.month == 12), self.month % 12 + 1, 1)
+
+
+def parse_month(text: str) -> Month:
     match = _MONTH.match(text.strip())
     if match is None or not 1 <= int(match[2]) <= 12:
         raise InvalidInput.single(
@@ -45,7 +136,86 @@ def month_period(text: str) -> Period:
             f"{text!r} is not a month",
             "write it as YYYY-MM, e.g. 2026-11",
         )
-    year, month = int(match[1]), int(match[2])
-    start = datetime(year, month, 1, tzinfo=UTC)
-    end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
-    return Period(start, end)
+    return Month(int(match[1]), int(match[2]))
+
+
+def month_period(text: str, timezone: str = "UTC") -> Period:
+    """``"2026-11"`` → ``[2026-11-01T00:00, 2026-12-01T00:00)`` in ``timezone``."""
+    month = parse_month(text)
+    return Period(
+        local_midnight(month.first, timezone), local_midnight(month.next_first, timezone), timezone
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """The period grid of one subscription."""
+
+    cadence: Cadence
+    timezone: str
+    start: date
+    end: date | None = None
+    anchor_day: int = 1
+    anchor_month: int = 1
+
+    def _boundary(self, year: int, month: int) -> date:
+        return clamp_day(year, month, self.anchor_day)
+
+    def _grid_start(self, day: date) -> date:
+        """The last grid boundary on or before ``day`` (ignoring start/end)."""
+        if self.cadence is Cadence.DAILY:
+            return day
+        if self.cadence is Cadence.MONTHLY:
+            boundary = self._boundary(day.year, day.month)
+            if boundary <= day:
+                return boundary
+            year, month = (day.year, day.month - 1) if day.month > 1 else (day.year - 1, 12)
+            return self._boundary(year, month)
+        boundary = clamp_day(day.year, self.anchor_month, self.anchor_day)
+        return (
+            boundary
+            if boundary <= day
+            else clamp_day(day.year - 1, self.anchor_month, self.anchor_day)
+        )
+
+    def _grid_next(self, boundary: date) -> date:
+        """The grid boundary after ``boundary`` (which must be on the grid)."""
+        if self.cadence is Cadence.DAILY:
+            return boundary + timedelta(days=1)
+        if self.cadence is Cadence.MONTHLY:
+            year, month = (
+                (boundary.year, boundary.month + 1)
+                if boundary.month < 12
+                else (boundary.year + 1, 1)
+            )
+            return self._boundary(year, month)
+        return clamp_day(boundary.year + 1, self.anchor_month, self.anchor_day)
+
+    def period_containing(self, day: date) -> Period | None:
+        """The subscription period holding local ``day``; ``None`` outside the subscription."""
+        if day < self.start or (self.end is not None and day >= self.end):
+            return None
+        first = max(self._grid_start(day), self.start)
+        end = self._grid_next(self._grid_start(day))
+        if self.end is not None:
+            end = min(end, self.end)
+        return Period(
+            local_midnight(first, self.timezone), local_midnight(end, self.timezone), self.timezone
+        )
+
+    def periods(self, since: date) -> Iterator[Period]:
+        """Every period from the one holding ``since`` (or the first) onwards, in order."""
+        day = max(since, self.start)
+        while (period := self.period_containing(day)) is not None:
+            yield period
+            day = period.end_day
+
+    def ending_in(self, month: Month) -> list[Period]:
+        """The periods whose end falls in ``(month.first, month.next_first]`` (local)."""
+        out = []
+        for period in self.periods(month.first - timedelta(days=1)):
+            if period.end_day > month.next_first:
+                break
+            if period.end_day > month.first:
+                out.append(period)
+        return out

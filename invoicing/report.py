@@ -1,29 +1,29 @@
-"""Human-readable renderings of invoices (pure)."""
+"""Human-readable renderings of invoices for the terminal (pure), from their documents."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from invoicing.invoice import Invoice
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 __all__ = ["invoices_table"]
 
 
-def invoices_table(invoices: Sequence[Invoice]) -> str:
+def invoices_table(documents: Sequence[Mapping[str, Any]]) -> str:
     """A fixed-width table: one block per invoice, one row per line, then the total."""
     out: list[str] = []
-    for invoice in invoices:
-        doc = invoice.document()
+    for doc in documents:
         out.append(
-            f"{invoice.id}  customer={invoice.customer.id}  plan={invoice.customer.plan}"
-            f"  period={invoice.period.label}  currency={invoice.rated.currency}"
+            f"{doc['invoice_id']}  customer={doc['customer_id']}/{doc['subscription_id']}"
+            f"  plan={doc['plan']}  period={doc['period']['label']}  currency={doc['currency']}"
         )
-        out.append(f"  {'meter':<20} {'model':<12} {'quantity':>18} {'amount':>14}")
+        out.append(f"  {'line':<34} {'model':<12} {'quantity':>18} {'amount':>14}")
         for line in doc["lines"]:
+            name = line.get("meter") or line["charge_id"]
+            if line["kind"] == "adjustment":
+                name = f"adj {line['adjusts']['period']['label']} {name}"
             out.append(
-                f"  {line.get('meter') or '-':<20} {line['model']:<12}"
-                f" {line['quantity']:>18} {line['amount']:>14}"
+                f"  {name:<34} {line['model']:<12} {line['quantity']:>18} {line['amount']:>14}"
             )
-        out.append(f"  {'total':<51} {doc['total']:>14}")
+        out.append(f"  {'total':<65} {doc['total']:>14}")
         out.append("")
     return "\n".join(out)

@@ -1,184 +1,427 @@
-"""A billing run over one closed period: read usage, rate it, emit new invoices.
+"""A billing run over every due subscription period of one month: safe to repeat and to crash.
 
 Steps, and what a crash after each costs:
 
-1. read usage from ``meter_windows`` and rate it (pure) — *nothing happened*;
-2. look up which invoice ids already exist — *nothing happened*;
-3. publish the new invoices to the ``invoices`` topic (idempotent producer, key = invoice
-   id) and wait for every acknowledgement — *a rerun publishes them again with the same
-   ids; consumers key on the id* (transactional, exactly-once publication is a later
-   stage's work);
-4. store them in ClickHouse — from now on a rerun emits nothing for them.
+0. refuse to close a period that has not ended plus the grace, or while the metering
+   worker has not processed every record (consumer lag > 0), unless forced — *nothing
+   happened*;
+1. finish pending drafts of an earlier, crashed run (drafts with no ``invoices`` row):
+   ``init_transactions`` fences the crashed producer (its open transaction is aborted),
+   the ``invoices`` topic is read with ``read_committed`` from the drafts' creation time,
+   drafts not found there are published now (the stored bytes, in one transaction), and
+   then all are stored as issued — *a crash repeats this step; it is idempotent*;
+2. read the ledger and usage as of the run's ingestion cutoff, and plan (pure) —
+   *nothing happened*;
+3. store the new invoices as drafts (``invoice_drafts``): this is the intent record —
+   *crash: the next run finds them pending and does step 1 for them; they are not
+   re-rated, so their cutoff and lines stay as recorded*;
+4. publish the drafts in one Kafka transaction — *crash before the commit: the broker
+   aborts the transaction (fenced by the next run, or after its timeout), so
+   read_committed consumers never see those records and step 1 republishes them; crash
+   after the commit: step 1 finds them on the topic and does not publish them again*;
+5. store lines, then ``invoices`` rows — *crash: step 1 finds them committed and
+   writes the rows again (ReplacingMergeTree collapses the copies)*.
+
+So each invoice is committed to the topic exactly once and stored exactly once, however
+often the run is killed and repeated.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+import time
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any, Protocol
 
-from confluent_kafka import KafkaError, Message, Producer
+import orjson
 
 from invoicing.customers import Customer
-from invoicing.invoice import Invoice, build_invoice
-from invoicing.periods import Period
-from rating import RateCard, Usage, rate_plan
-from schemas.errors import DeliveryFailed, InvalidInput, Problem
-from schemas.meters import Aggregation, MeterSet
+from invoicing.invoice import Invoice
+from invoicing.lifecycle import RANK, Status, check_transition
+from invoicing.periods import Month, Period
+from invoicing.plan import Billed, SubjectUsage, choose_cutoff, due_periods, plan_subscription
+from invoicing.publish import KafkaPublisher
+from rating import RateCard
+from schemas.errors import InvalidInput
+from schemas.meters import MeterSet
 from schemas.storage.engine import Engine
-from schemas.storage.invoices_table import InvoicesTable
+from schemas.storage.invoices_table import (
+    DraftRow,
+    InvoiceLineRow,
+    InvoiceRow,
+    InvoicesTable,
+    StatusRow,
+)
 from schemas.storage.windows_table import UsageQuery, WindowsTable, finish_value
-from schemas.timeutil import now_ms
+from schemas.timeutil import format_ms, now_ms, to_ms
+from streams.progress import Lag
 
-__all__ = ["RunResult", "plan_invoices", "read_usage", "run_period"]
+__all__ = [
+    "KafkaPublisher",
+    "Publisher",
+    "RunResult",
+    "rows_from_document",
+    "run_period",
+    "stream_not_ready",
+    "void_invoice",
+]
 
 log = logging.getLogger(__name__)
-ADDITIVE = {Aggregation.SUM, Aggregation.COUNT}
-SubjectUsage = dict[str, dict[str, Decimal]]
+RECOVERY_MARGIN_MS = 10 * 60_000
+"""How far before a draft's creation the topic is searched for it (clock skew margin)."""
+
+
+class Publisher(Protocol):
+    def publish(self, records: Sequence[tuple[str, bytes]]) -> None: ...
+
+    def committed(self, keys: Collection[str], since_ms: int) -> set[str]: ...
 
 
 @dataclass(slots=True)
 class RunResult:
-    period: Period
+    month: Month
+    cutoff_s: int
     invoices: list[Invoice] = field(default_factory=list)
     emitted: list[str] = field(default_factory=list)
     already_emitted: list[str] = field(default_factory=list)
+    recovered: list[str] = field(default_factory=list)
+    still_open: list[tuple[Customer, Period]] = field(default_factory=list)
 
 
-def read_usage(
-    engine: Engine,
-    database: str,
-    namespace: str,
-    meters: MeterSet,
-    slugs: Iterable[str],
-    period: Period,
-) -> SubjectUsage:
-    """``{subject: {meter: value}}`` over the period, one query per meter."""
-    windows = WindowsTable(database)
-    usage: SubjectUsage = {}
-    for slug in sorted(set(slugs)):
-        meter = meters.get(slug)
-        query = UsageQuery(namespace, slug, meter.aggregation, period.start_s, period.end_s)
-        for row in engine.execute(windows.usage(query).to_sql()):
-            subject = str(row[0])
-            usage.setdefault(subject, {})[slug] = finish_value(meter.aggregation, row[1:])
-    return usage
+def stream_not_ready(lag: Lag) -> str | None:
+    """Why usage may be incomplete, or ``None`` when every record is metered."""
+    behind = {p: n for p, n in lag.per_partition.items() if n > 0}
+    if not behind:
+        return None
+    return (
+        f"the metering worker has not processed {sum(behind.values())} records yet "
+        f"(lag per partition: {behind})"
+    )
 
 
-def plan_invoices(
-    *,
-    namespace: str,
-    customers: Sequence[Customer],
-    card: RateCard,
-    meters: MeterSet,
-    usage: SubjectUsage,
-    period: Period,
-    created_ms: int,
-) -> list[Invoice]:
-    """Rate every customer's usage (pure)."""
-    problems: list[Problem] = []
-    invoices = []
-    for index, customer in enumerate(customers):
-        totals: dict[str, Decimal] = {}
-        for subject in customer.subjects:
-            for slug, value in usage.get(subject, {}).items():
-                kind = meters.get(slug).aggregation
-                if kind not in ADDITIVE and len(customer.subjects) > 1:
-                    problems.append(
-                        Problem(
-                            f"customers[{index}].subjects",
-                            f"meter {slug!r} ({kind.value}) cannot be summed across subjects",
-                            "bill this customer on one subject",
-                        )
-                    )
-                totals[slug] = totals.get(slug, Decimal(0)) + value
-        rated = rate_plan(
-            card,
-            plan=customer.plan,
-            currency=customer.currency,
-            usage={slug: Usage(quantity=q) for slug, q in totals.items()},
-        )
-        invoices.append(build_invoice(namespace, customer, period, rated, created_ms))
-    if problems:
-        raise InvalidInput("billing run", problems)
-    return invoices
+def _month_of(period: Period | Month) -> Month:
+    if isinstance(period, Month):
+        return period
+    first = period.first_day
+    return Month(first.year, first.month)
 
 
 def run_period(
     *,
     namespace: str,
     database: str,
-    period: Period,
+    period: Period | Month,
     customers: Sequence[Customer],
     card: RateCard,
     meters: MeterSet,
     engine: Engine,
-    publish: Callable[[Sequence[Invoice]], None] | None,
+    publish: Publisher | None,
     dry_run: bool = False,
     force: bool = False,
     grace: timedelta = timedelta(0),
     now: datetime | None = None,
+    progress: Callable[[], Lag] | None = None,
+    report: Callable[[str], None] = log.info,
+    cutoff_s: int | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> RunResult:
+    """Bill every subscription period ending in the month; see the module docstring.
+
+    ``cutoff_s`` fixes the ingestion cutoff (a whole minute, not in the future), e.g. to
+    re-rate a period exactly as before; by default it is ``now`` rounded up to the
+    minute, and the run waits for that minute to pass.
+    """
+    month = _month_of(period)
     moment = now or datetime.now(UTC)
-    if not force and not period.is_closed(moment, grace):
+    if grace.total_seconds() % 60:
+        raise InvalidInput.single("billing run", "grace", "not whole minutes", "e.g. 60m")
+    cutoff = choose_cutoff(moment) if cutoff_s is None else cutoff_s
+    if cutoff % 60 or (cutoff_s is not None and cutoff > moment.timestamp()):
+        raise InvalidInput.single(
+            "billing run",
+            "cutoff",
+            f"{format_ms(cutoff * 1000)} is not a whole minute in the past",
+            "give a past time on a whole minute, e.g. 2026-12-01T01:00Z",
+        )
+    result = RunResult(month, cutoff)
+    due = due_periods(customers, month, moment, grace)
+    result.still_open = [(d.customer, d.period) for d in due if not d.closed and not force]
+    closable = [d for d in due if d.closed or force]
+    if not force and not closable and result.still_open:
+        first = min(result.still_open, key=lambda pair: pair[1].end)[1]
         raise InvalidInput.single(
             "billing run",
             "period",
-            f"{period.label} is still open until {period.end + grace:%Y-%m-%dT%H:%MZ}",
+            f"no period ending in {month.label} can be closed yet: {first.label} is open "
+            f"until {first.end + grace:%Y-%m-%dT%H:%MZ} (end + grace)",
             "wait for the period to end (plus grace), or pass --force",
         )
-    slugs = {
-        charge.meter
-        for plan in card.plans.values()
-        for charges in plan.prices.values()
-        for charge in charges
-        if charge.meter is not None
-    }
-    usage = read_usage(engine, database, namespace, meters, slugs, period)
-    invoices = plan_invoices(
-        namespace=namespace,
-        customers=customers,
-        card=card,
-        meters=meters,
-        usage=usage,
-        period=period,
-        created_ms=now_ms(),
-    )
+    if not force and closable:
+        late = [d.period for d in closable if cutoff < (d.period.end + grace).timestamp()]
+        if late:
+            raise InvalidInput.single(
+                "billing run",
+                "cutoff",
+                f"{format_ms(cutoff * 1000)} is before {late[0].label} ended plus grace",
+                "use a later cutoff, or pass --force",
+            )
+    wait = cutoff - time.time()
+    if wait > 0 and not dry_run:
+        report(f"waiting {wait:.0f}s for the ingestion cutoff {format_ms(cutoff * 1000)}")
+        sleep(wait)
+    if not force and progress is not None and closable:
+        why = stream_not_ready(progress())
+        if why is not None:
+            raise InvalidInput.single(
+                "billing run",
+                "stream",
+                f"refusing to close {month.label}: {why}",
+                "wait for the worker to catch up (see `make status`), or pass --force",
+            )
     table = InvoicesTable(database)
-    ids = [invoice.id for invoice in invoices]
-    existing = {str(row[0]) for row in engine.execute(table.existing(namespace, ids).to_sql())}
-    fresh = [invoice for invoice in invoices if invoice.id not in existing]
-    result = RunResult(period, invoices, [i.id for i in fresh], sorted(existing))
-    if dry_run or not fresh:
+    ledger = _read_ledger(engine, table, namespace)
+    if not dry_run and publish is not None:
+        result.recovered = _finish_pending(engine, table, namespace, ledger, publish, report)
+    read = _usage_reader(engine, database, namespace, meters, card)
+    created = now_ms()
+    for index, customer in enumerate(customers):
+        periods = [d.period for d in closable if d.customer is customer]
+        if not periods:
+            continue
+        key = (customer.id, customer.subscription)
+        history = list(ledger.get(key, []))
+        planned = plan_subscription(
+            namespace=namespace,
+            customer=customer,
+            index=index,
+            periods=periods,
+            history=history,
+            cutoff_s=result.cutoff_s,
+            read=read,
+            card=card,
+            meters=meters,
+            created_ms=created,
+        )
+        result.invoices += planned.invoices
+        result.already_emitted += planned.existing
+        report(
+            f"{customer.id}/{customer.subscription}: {len(planned.invoices)} to emit,"
+            f" {len(planned.existing)} already emitted"
+        )
+    result.emitted = [invoice.id for invoice in result.invoices]
+    if dry_run or not result.invoices:
         return result
+    documents = {invoice.id: invoice.to_json() for invoice in result.invoices}
+    engine.insert(*table.insert_drafts([_draft_row(i, documents[i.id]) for i in result.invoices]))
+    report(f"recorded {len(documents)} drafts; publishing them in one transaction")
     if publish is not None:
-        publish(fresh)
-    engine.insert(*table.insert_invoices([invoice.row() for invoice in fresh]))
-    engine.insert(*table.insert_lines([row for invoice in fresh for row in invoice.line_rows()]))
+        publish.publish(list(documents.items()))
+    _store_issued(engine, table, namespace, list(documents.values()))
+    report(f"issued {len(documents)} invoices")
     return result
 
 
-class KafkaPublisher:
-    """Publish invoice documents to the invoices topic and wait for every ack."""
+def _draft_row(invoice: Invoice, document: bytes) -> DraftRow:
+    return DraftRow(
+        namespace=invoice.namespace,
+        invoice_id=invoice.id,
+        customer_id=invoice.customer.id,
+        subscription_id=invoice.customer.subscription,
+        period_start_s=invoice.period.start_s,
+        period_end_s=invoice.period.end_s,
+        revision=invoice.revision,
+        cutoff_s=invoice.cutoff_s,
+        covers=invoice.covers,
+        total=invoice.total,
+        created_ms=invoice.created_ms,
+        document=document.decode(),
+    )
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.topic = topic
-        self._producer = Producer(
-            {"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True}
-        )
 
-    def __call__(self, invoices: Sequence[Invoice]) -> None:
-        errors: list[str] = []
+@dataclass(frozen=True, slots=True)
+class _Ledger:
+    by_subscription: dict[tuple[str, str], list[Billed]]
+    pending: list[tuple[str, int]]
 
-        def delivered(err: KafkaError | None, msg: Message) -> None:
-            if err is not None:
-                errors.append(f"{msg.key()!r}: {err.str()}")
+    def get(self, key: tuple[str, str], default: list[Billed]) -> list[Billed]:
+        return self.by_subscription.get(key, default)
 
-        for invoice in invoices:
-            self._producer.produce(
-                self.topic, key=invoice.id.encode(), value=invoice.to_json(), on_delivery=delivered
+
+def _read_ledger(engine: Engine, table: InvoicesTable, namespace: str) -> _Ledger:
+    by_subscription: dict[tuple[str, str], list[Billed]] = {}
+    pending: list[tuple[str, int]] = []
+    for row in engine.execute(table.ledger(namespace).to_sql()):
+        (invoice, customer, subscription, start, end, revision, cutoff, covers, created) = row[:9]
+        issued, voided = bool(row[9]), bool(row[10])
+        status = Status.VOID if voided else Status.ISSUED if issued else Status.DRAFT
+        by_subscription.setdefault((str(customer), str(subscription)), []).append(
+            Billed(
+                str(invoice),
+                int(start),
+                int(end),
+                int(revision),
+                int(cutoff),
+                tuple(int(c) for c in covers),
+                status,
             )
-        if self._producer.flush(60) or errors:
-            raise DeliveryFailed(f"invoices not acknowledged by Kafka: {errors or 'timeout'}")
+        )
+        if status is Status.DRAFT:
+            pending.append((str(invoice), int(created)))
+    return _Ledger(by_subscription, pending)
+
+
+def _finish_pending(
+    engine: Engine,
+    table: InvoicesTable,
+    namespace: str,
+    ledger: _Ledger,
+    publish: Publisher,
+    report: Callable[[str], None],
+) -> list[str]:
+    if not ledger.pending:
+        return []
+    ids = [invoice for invoice, _ in ledger.pending]
+    since = min(created for _, created in ledger.pending) - RECOVERY_MARGIN_MS
+    committed = publish.committed(ids, since)
+    rows = engine.execute(table.documents(namespace, ids).to_sql())
+    documents = {str(r[0]): str(r[2]).encode() for r in rows}
+    missing = [(i, documents[i]) for i in ids if i not in committed]
+    report(
+        f"found {len(ids)} pending drafts of an earlier run: {len(committed)} already "
+        f"committed to Kafka, publishing {len(missing)}"
+    )
+    publish.publish(missing)
+    _store_issued(engine, table, namespace, [documents[i] for i in ids])
+    return ids
+
+
+def _store_issued(
+    engine: Engine, table: InvoicesTable, namespace: str, documents: Sequence[bytes]
+) -> None:
+    """Lines first, then the ``invoices`` rows that mark the invoices issued."""
+    invoices, lines = [], []
+    for document in documents:
+        invoice, invoice_lines = rows_from_document(namespace, orjson.loads(document), document)
+        invoices.append(invoice)
+        lines += invoice_lines
+    engine.insert(*table.insert_lines(lines))
+    engine.insert(*table.insert_invoices(invoices))
+
+
+def rows_from_document(
+    namespace: str, doc: dict[str, Any], raw: bytes
+) -> tuple[InvoiceRow, list[InvoiceLineRow]]:
+    """The stored rows of an invoice, derived from its document (pure)."""
+    start = datetime.fromisoformat(doc["period"]["start"].replace("Z", "+00:00"))
+    end = datetime.fromisoformat(doc["period"]["end"].replace("Z", "+00:00"))
+    created = datetime.fromisoformat(doc["created_at"].replace("Z", "+00:00"))
+    row = InvoiceRow(
+        namespace=namespace,
+        invoice_id=doc["invoice_id"],
+        customer_id=doc["customer_id"],
+        plan=doc["plan"],
+        currency=doc["currency"],
+        period_start_s=to_ms(start) // 1000,
+        period_end_s=to_ms(end) // 1000,
+        total=Decimal(doc["total"]),
+        line_count=len(doc["lines"]),
+        created_ms=to_ms(created),
+        document=raw.decode(),
+    )
+    lines = []
+    for line in doc["lines"]:
+        detail = line if line["kind"] == "usage" else (line["after"] or line["before"])
+        prefix = "" if line["kind"] == "usage" else "adjustment:"
+        lines.append(
+            InvoiceLineRow(
+                namespace=namespace,
+                invoice_id=doc["invoice_id"],
+                line_no=int(line["line_no"]),
+                meter=line.get("meter") or "",
+                model=prefix + str(line["model"]),
+                quantity=Decimal(line["quantity"]),
+                amount=Decimal(line["amount"]),
+                unrounded_amount=str(
+                    detail["unrounded_amount"] if line["kind"] == "usage" else line["amount"]
+                ),
+            )
+        )
+    return row, lines
+
+
+def _usage_reader(
+    engine: Engine, database: str, namespace: str, meters: MeterSet, card: RateCard
+) -> Callable[[int, int, int | None, int], SubjectUsage]:
+    """Reads ``meter_windows``: one query per priced meter, results cached per window."""
+    windows = WindowsTable(database)
+    slugs = sorted(
+        {
+            charge.meter
+            for plan in card.plans.values()
+            for charges in plan.prices.values()
+            for charge in charges
+            if charge.meter is not None
+        }
+    )
+    cache: dict[tuple[int, int, int | None, int], SubjectUsage] = {}
+
+    def read(start_s: int, end_s: int, from_s: int | None, before_s: int) -> SubjectUsage:
+        key = (start_s, end_s, from_s, before_s)
+        if key not in cache:
+            usage: SubjectUsage = {}
+            for slug in slugs:
+                kind = meters.get(slug).aggregation
+                query = UsageQuery(namespace, slug, kind, start_s, end_s, from_s, before_s)
+                for row in engine.execute(windows.usage(query).to_sql()):
+                    usage.setdefault(str(row[0]), {})[slug] = finish_value(kind, row[1:])
+            cache[key] = usage
+        return cache[key]
+
+    return read
+
+
+STATUS_SCHEMA = "meterline.invoice-status/1"
+
+
+def void_invoice(
+    *,
+    namespace: str,
+    database: str,
+    invoice_id: str,
+    reason: str,
+    engine: Engine,
+    publish: Publisher | None,
+) -> dict[str, Any]:
+    """Void an issued invoice: publish a status record, then record it in ClickHouse.
+
+    The invoice itself is not touched.  A crash between the two steps leaves the void
+    on the topic but not in ClickHouse; running the command again publishes it once more
+    (consumers key status records on ``(invoice_id, status)``) and records it.
+    """
+    table = InvoicesTable(database)
+    ledger = _read_ledger(engine, table, namespace)
+    found = [b for bs in ledger.by_subscription.values() for b in bs if b.invoice_id == invoice_id]
+    if not found:
+        raise InvalidInput.single(
+            "invoice lifecycle", invoice_id, "no such invoice", "give an id from the run output"
+        )
+    check_transition(invoice_id, found[0].status, Status.VOID, reason)
+    at = now_ms()
+    record = {
+        "schema": STATUS_SCHEMA,
+        "invoice_id": invoice_id,
+        "status": str(Status.VOID),
+        "reason": reason,
+        "at": format_ms(at),
+    }
+    if publish is not None:
+        publish.publish([(invoice_id, orjson.dumps(record, option=orjson.OPT_SORT_KEYS))])
+    engine.insert(
+        *table.insert_status(
+            [StatusRow(namespace, invoice_id, RANK[Status.VOID], str(Status.VOID), reason, at)]
+        )
+    )
+    return record

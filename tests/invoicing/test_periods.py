@@ -1,8 +1,12 @@
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from itertools import islice, pairwise
+from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from invoicing.periods import month_period
+from invoicing.periods import Cadence, Month, Schedule, clamp_day, month_period, parse_month
 from schemas.errors import InvalidInput
 
 
@@ -32,3 +36,115 @@ def test_closed_only_after_end_plus_grace() -> None:
     assert period.is_closed(end)
     assert not period.is_closed(end, grace=timedelta(hours=1))
     assert period.is_closed(end + timedelta(hours=1), grace=timedelta(hours=1))
+
+
+def monthly(anchor: int, tz: str = "UTC", start: date = date(2020, 1, 1)) -> Schedule:
+    return Schedule(Cadence.MONTHLY, tz, start, anchor_day=anchor, anchor_month=start.month)
+
+
+@pytest.mark.parametrize(
+    ("anchor", "month", "labels"),
+    [
+        (31, "2026-02", ["2026-01-31..2026-02-28"]),
+        (31, "2026-03", ["2026-02-28..2026-03-31"]),
+        (31, "2026-05", ["2026-04-30..2026-05-31"]),
+        (30, "2026-03", ["2026-02-28..2026-03-30"]),
+        (29, "2028-03", ["2028-02-29..2028-03-29"]),  # leap year: Feb 29 exists
+        (29, "2027-03", ["2027-02-28..2027-03-29"]),
+        (15, "2026-11", ["2026-10-15..2026-11-15"]),
+        (1, "2026-11", ["2026-11"]),
+    ],
+)
+def test_anchor_days_clamp_to_month_end(anchor: int, month: str, labels: list[str]) -> None:
+    periods = monthly(anchor).ending_in(parse_month(month))
+    assert [p.label for p in periods] == labels
+
+
+def test_anchor_31_grid_never_drifts() -> None:
+    periods = list(islice(monthly(31, start=date(2026, 1, 31)).periods(date(2026, 1, 31)), 5))
+    assert [p.first_day for p in periods] == [
+        date(2026, 1, 31),
+        date(2026, 2, 28),
+        date(2026, 3, 31),
+        date(2026, 4, 30),
+        date(2026, 5, 31),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("tz", "start_utc"),
+    [
+        ("Europe/Berlin", datetime(2026, 10, 31, 23, 0, tzinfo=UTC)),  # CET, +01:00
+        ("America/New_York", datetime(2026, 11, 1, 4, 0, tzinfo=UTC)),  # EDT, -04:00
+        ("Asia/Kolkata", datetime(2026, 10, 31, 18, 30, tzinfo=UTC)),  # +05:30
+        ("Pacific/Kiritimati", datetime(2026, 10, 31, 10, 0, tzinfo=UTC)),  # +14:00
+    ],
+)
+def test_month_starts_at_local_midnight(tz: str, start_utc: datetime) -> None:
+    (period,) = monthly(1, tz).ending_in(parse_month("2026-11"))
+    assert period.start == start_utc
+    assert period.label == "2026-11"
+    assert period.end.astimezone(ZoneInfo(tz)).replace(tzinfo=None) == datetime(2026, 12, 1)
+
+
+def test_daily_periods_across_dst_change_are_23_and_25_hours() -> None:
+    days = Schedule(Cadence.DAILY, "Europe/Berlin", date(2026, 1, 1))
+    march = {p.label: p for p in days.ending_in(parse_month("2026-03"))}
+    october = {p.label: p for p in days.ending_in(parse_month("2026-10"))}
+    assert len(march) == 31
+    assert len(october) == 31
+    assert march["2026-03-29"].end - march["2026-03-29"].start == timedelta(hours=23)
+    assert october["2026-10-25"].end - october["2026-10-25"].start == timedelta(hours=25)
+    assert "2026-10-01" in october
+    assert "2026-09-30" not in october
+
+
+def test_yearly_renews_on_start_month_and_clamps_feb_29() -> None:
+    yearly = Schedule(Cadence.YEARLY, "UTC", date(2028, 2, 29), anchor_day=29, anchor_month=2)
+    assert [p.label for p in yearly.ending_in(parse_month("2029-02"))] == ["2028-02-29..2029-02-28"]
+    assert [p.label for p in yearly.ending_in(parse_month("2032-02"))] == ["2031-02-28..2032-02-29"]
+    calendar_year = Schedule(Cadence.YEARLY, "UTC", date(2020, 1, 1))
+    assert [p.label for p in calendar_year.ending_in(parse_month("2026-12"))] == ["2026"]
+    assert calendar_year.ending_in(parse_month("2026-11")) == []
+
+
+def test_start_and_end_dates_cut_the_first_and_last_period() -> None:
+    schedule = Schedule(
+        Cadence.MONTHLY, "UTC", date(2026, 3, 10), end=date(2026, 6, 20), anchor_day=1
+    )
+    labels = [p.label for p in islice(schedule.periods(date(2026, 1, 1)), 10)]
+    assert labels == ["2026-03-10..2026-04-01", "2026-04", "2026-05", "2026-06-01..2026-06-20"]
+    assert schedule.ending_in(parse_month("2026-02")) == []
+    assert [p.label for p in schedule.ending_in(parse_month("2026-06"))] == [
+        "2026-06-01..2026-06-20"
+    ]
+    assert schedule.ending_in(parse_month("2026-07")) == []
+
+
+@given(
+    anchor=st.integers(1, 31),
+    tz=st.sampled_from(["UTC", "Europe/Berlin", "America/Los_Angeles", "Australia/Sydney"]),
+    cadence=st.sampled_from(list(Cadence)),
+    year=st.integers(2024, 2030),
+)
+def test_periods_tile_time_without_gaps_or_overlaps(
+    anchor: int, tz: str, cadence: Cadence, year: int
+) -> None:
+    start = clamp_day(year, 1, anchor)
+    schedule = Schedule(
+        cadence,
+        tz,
+        start,
+        anchor_day=anchor if cadence is not Cadence.DAILY else 1,
+        anchor_month=1,
+    )
+    months = [Month(year + (m > 12), (m - 1) % 12 + 1) for m in range(1, 16)]
+    periods = [p for month in months for p in schedule.ending_in(month)]
+    assert periods, "some period must end within 15 months"
+    for earlier, later in pairwise(periods):
+        assert earlier.end == later.start
+    for period in periods:
+        assert period.start < period.end
+        assert period.start.astimezone(ZoneInfo(tz)).time().hour == 0
+        end_day = period.end_day
+        assert Month(end_day.year, end_day.month) in months or end_day.day == 1

@@ -1,0 +1,177 @@
+"""Invoice renderings (pure), all from the JSON document: CSV of the lines, and HTML.
+
+Working from the document (not from the objects that built it) means an invoice read
+back from Kafka or ClickHouse renders exactly as the one just issued.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Mapping, Sequence
+from html import escape
+from typing import Any
+
+__all__ = ["CSV_COLUMNS", "lines_csv", "render_html"]
+
+CSV_COLUMNS = (
+    "invoice_id",
+    "line_no",
+    "kind",
+    "adjusts_period",
+    "charge_id",
+    "name",
+    "meter",
+    "model",
+    "quantity",
+    "amount",
+    "currency",
+    "description",
+)
+
+
+def lines_csv(documents: Sequence[Mapping[str, Any]]) -> str:
+    """One row per line of every invoice; amounts as exact decimal strings."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for doc in documents:
+        for line in doc["lines"]:
+            adjusts = line.get("adjusts")
+            writer.writerow(
+                [
+                    doc["invoice_id"],
+                    line["line_no"],
+                    line["kind"],
+                    adjusts["period"]["label"] if adjusts else "",
+                    line["charge_id"],
+                    line["name"],
+                    line.get("meter") or "",
+                    line["model"],
+                    line["quantity"],
+                    line["amount"],
+                    doc["currency"],
+                    line["description"],
+                ]
+            )
+    return out.getvalue()
+
+
+_STYLE = """
+body { font-family: sans-serif; margin: 2em; color: #222; }
+h1 { margin-bottom: 0; } .muted { color: #666; }
+table { border-collapse: collapse; width: 100%; margin-top: 1em; }
+th, td { border-bottom: 1px solid #ddd; padding: 4px 8px; text-align: left; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+tr.detail td { color: #555; font-size: 90%; border-bottom: none; padding-left: 2em; }
+tr.total td { font-weight: bold; border-top: 2px solid #222; }
+"""
+
+
+def _row(cells: Sequence[tuple[str, bool]], css: str = "") -> str:
+    tds = "".join(
+        f'<td class="num">{escape(text)}</td>' if numeric else f"<td>{escape(text)}</td>"
+        for text, numeric in cells
+    )
+    return f'<tr class="{css}">{tds}</tr>' if css else f"<tr>{tds}</tr>"
+
+
+def _breakdown(line: Mapping[str, Any]) -> list[str]:
+    """Detail rows: each tier's range and arithmetic, then the other terms."""
+    rows = []
+    for tier in line.get("tiers", []):
+        upper = "∞" if tier["up_to"] is None else tier["up_to"]
+        fee = f" + {tier['flat_fee']}" if tier["flat_fee"] not in ("0", "0.0") else ""
+        text = (
+            f"tier {tier['tier']} ({tier['from']}, {upper}]: "
+            f"{tier['quantity']} × {tier['unit_price']}{fee}"
+        )
+        rows.append(
+            _row([(text, False), ("", False), ("", True), (tier["amount"], True)], "detail")
+        )
+    for part in line.get("components", []):
+        text = f"{part['label']}: {part['quantity']} × {part['unit_price']}"
+        rows.append(
+            _row([(text, False), ("", False), ("", True), (part["amount"], True)], "detail")
+        )
+    return rows
+
+
+def render_html(doc: Mapping[str, Any]) -> str:
+    """A self-contained HTML page: customer, period, lines with tiers, totals, currency."""
+    currency = str(doc["currency"])
+    body = [
+        f"<h1>Invoice {escape(doc['invoice_id'])}</h1>",
+        f'<p class="muted">revision {doc["revision"]} · schema {escape(doc["schema"])}</p>',
+        "<table>",
+        _row([("Customer", False), (doc["customer_id"], False)]),
+        _row([("Subscription", False), (f"{doc['subscription_id']} ({doc['cadence']})", False)]),
+        _row([("Subjects", False), (", ".join(doc["subjects"]), False)]),
+        _row([("Plan", False), (doc["plan"], False)]),
+        _row(
+            [
+                ("Period", False),
+                (
+                    f"{doc['period']['label']}: {doc['period']['start']} to "
+                    f"{doc['period']['end']} ({doc['period']['timezone']})",
+                    False,
+                ),
+            ]
+        ),
+        _row([("Usage ingested before", False), (doc["usage_cutoff"], False)]),
+        _row([("Currency", False), (currency, False)]),
+        "</table>",
+        "<h2>Lines</h2>",
+        "<table>",
+        "<tr><th>Charge</th><th>Meter</th><th class=num>Quantity</th>"
+        f"<th class=num>Amount ({escape(currency)})</th></tr>",
+    ]
+    for line in doc["lines"]:
+        if line["kind"] == "usage":
+            body.append(
+                _row(
+                    [
+                        (f"{line['name']} ({line['model']})", False),
+                        (line.get("meter") or "", False),
+                        (line["quantity"], True),
+                        (line["amount"], True),
+                    ]
+                )
+            )
+            body += _breakdown(line)
+        else:
+            label = line["adjusts"]["period"]["label"]
+            body.append(
+                _row(
+                    [
+                        (f"Adjustment for {label}: {line['name']} ({line['model']})", False),
+                        (line.get("meter") or "", False),
+                        (line["quantity"], True),
+                        (line["amount"], True),
+                    ]
+                )
+            )
+            before = line["before"]["amount"] if line["before"] else "0"
+            after = line["after"]["amount"] if line["after"] else "0"
+            note = (
+                f"late usage of {label} (invoice {line['adjusts']['invoice_id']}):"
+                f" re-rated {before} → {after}"
+            )
+            body.append(_row([(note, False), ("", False), ("", True), ("", True)], "detail"))
+            if line["after"]:
+                body += _breakdown(line["after"])
+    body += [
+        _row([("Usage", False), ("", False), ("", True), (doc["usage_total"], True)]),
+        _row([("Adjustments", False), ("", False), ("", True), (doc["adjustments_total"], True)]),
+        _row(
+            [(f"Total {currency}", False), ("", False), ("", True), (doc["total"], True)], "total"
+        ),
+        "</table>",
+        f'<p class="muted">Issued by Meterline · created {escape(doc["created_at"])}</p>',
+    ]
+    title = f"Invoice {doc['invoice_id']} · {doc['customer_id']} · {doc['period']['label']}"
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{escape(title)}</title><style>{_STYLE}</style></head>"
+        f"<body>{''.join(body)}</body></html>\n"
+    )

@@ -1,0 +1,283 @@
+"""Planning a billing run (pure): due periods, revisions, usage lines and late-usage adjustments.
+
+Nothing here does I/O: usage comes through a :class:`UsageReader` (ClickHouse in
+``invoicing.run``, a dictionary in the tests) and history is a list of :class:`Billed`.
+
+Late usage, the rule.  Each invoice records its ingestion *cutoff*, and the earlier
+periods it *covers*.  The **frontier** of a period Q, as seen by a new invoice with
+cutoff c, is the highest cutoff among Q's own invoices and the invoices covering Q whose
+cutoff is at most c.  Every usage of Q ingested before the frontier has been billed.  The
+new invoice then adds, for every earlier invoiced period Q with frontier f < c::
+
+    adjustment(charge) = rate(usage of Q ingested before c)(charge)
+                       - rate(usage of Q ingested before f)(charge)
+
+both rated with the same plan, each side rounded once per line.  For additive meters
+(SUM, COUNT) the quantity difference is exactly the usage that arrived late; for tiered,
+volume, package or minimum-commitment pricing and non-additive meters (MAX, UNIQUE_COUNT,
+…) re-rating the whole period is what makes the result right: the original invoice plus
+all its adjustments always equals the period rated with everything that arrived so far,
+never a late event billed twice or lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from invoicing.customers import Customer
+from invoicing.invoice import Adjustment, Invoice, invoice_id
+from invoicing.lifecycle import Status
+from invoicing.periods import Month, Period
+from rating import RateCard, Usage, rate_plan
+from schemas.errors import InvalidInput, Problem
+from schemas.meters import Aggregation, MeterSet
+
+__all__ = [
+    "ADDITIVE",
+    "Billed",
+    "Due",
+    "SubjectUsage",
+    "UsageReader",
+    "adjustments_for",
+    "choose_cutoff",
+    "customer_usage",
+    "due_periods",
+    "frontier",
+    "plan_subscription",
+]
+
+ADDITIVE = {Aggregation.SUM, Aggregation.COUNT}
+SubjectUsage = dict[str, dict[str, Decimal]]
+
+
+UsageReader = Callable[[int, int, int | None, int], SubjectUsage]
+"""``read(start_s, end_s, ingested_from_s, ingested_before_s)`` → ``{subject: {meter:
+value}}`` of windows in ``[start_s, end_s)`` ingested in ``[from, before)``; subjects
+with no such usage are absent."""
+
+
+@dataclass(frozen=True, slots=True)
+class Billed:
+    """What the ledger knows about one invoice of a subscription."""
+
+    invoice_id: str
+    period_start_s: int
+    period_end_s: int
+    revision: int
+    cutoff_s: int
+    covers: tuple[int, ...]
+    status: Status
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    customer: Customer
+    period: Period
+    closed: bool
+
+
+def due_periods(
+    customers: Iterable[Customer], month: Month, now: datetime, grace: timedelta
+) -> list[Due]:
+    """Every subscription period ending in ``month``, and whether it may be closed."""
+    return [
+        Due(customer, period, period.is_closed(now, grace))
+        for customer in customers
+        for period in customer.schedule.ending_in(month)
+    ]
+
+
+def choose_cutoff(now: datetime) -> int:
+    """The run's ingestion cutoff: ``now`` rounded *up* to a whole minute (epoch seconds).
+
+    Usage is keyed by ingestion minute, so a cutoff must be a whole minute.  Rounding up
+    includes everything ingested so far; the run then waits until the cutoff has passed
+    before checking the worker's lag and reading, so nothing can still arrive before it
+    and a later re-rating with the same cutoff reads the same usage.  It is also never
+    before a closed period's end plus grace.
+    """
+    seconds = int(now.astimezone(UTC).timestamp())
+    return seconds + (-seconds) % 60
+
+
+def customer_usage(
+    customer: Customer, index: int, meters: MeterSet, usage: SubjectUsage
+) -> tuple[dict[str, Usage], list[Problem]]:
+    """The customer's usage per meter: its subjects' usage added up (additive meters)."""
+    totals: dict[str, Decimal] = {}
+    problems: list[Problem] = []
+    for subject in customer.subjects:
+        for slug, value in usage.get(subject, {}).items():
+            kind = meters.get(slug).aggregation
+            if kind not in ADDITIVE and len(customer.subjects) > 1:
+                problems.append(
+                    Problem(
+                        f"customers[{index}].subjects",
+                        f"meter {slug!r} ({kind.value}) cannot be summed across subjects",
+                        "bill this customer on one subject",
+                    )
+                )
+            totals[slug] = totals.get(slug, Decimal(0)) + value
+    return {slug: Usage(quantity=q) for slug, q in totals.items()}, problems
+
+
+def frontier(history: Sequence[Billed], period_start_s: int, cutoff_s: int) -> int | None:
+    """How far (ingestion time) period Q's usage is billed, as seen at ``cutoff_s``."""
+    cutoffs = [
+        b.cutoff_s
+        for b in history
+        if (b.period_start_s == period_start_s or period_start_s in b.covers)
+        and b.cutoff_s <= cutoff_s
+    ]
+    return max(cutoffs, default=None)
+
+
+def adjustments_for(
+    card: RateCard,
+    customer: Customer,
+    original: Period,
+    original_id: str,
+    before: dict[str, Usage],
+    after: dict[str, Usage],
+    from_cutoff_s: int,
+    to_cutoff_s: int,
+) -> tuple[Adjustment, ...]:
+    """Charge by charge, the re-rated period minus the period as billed; unchanged
+    charges give no line."""
+    rated_before = rate_plan(card, customer.plan, customer.currency, before)
+    rated_after = rate_plan(card, customer.plan, customer.currency, after)
+    old = {line.charge_id: line for line in rated_before.lines}
+    new = {line.charge_id: line for line in rated_after.lines}
+    out = []
+    for charge_id in [*new, *(c for c in old if c not in new)]:
+        adjustment = Adjustment(
+            period=original,
+            original_invoice_id=original_id,
+            from_cutoff_s=from_cutoff_s,
+            to_cutoff_s=to_cutoff_s,
+            before=old.get(charge_id),
+            after=new.get(charge_id),
+        )
+        if adjustment.quantity != 0 or adjustment.amount != 0:
+            out.append(adjustment)
+    return tuple(out)
+
+
+@dataclass(slots=True)
+class SubscriptionPlan:
+    invoices: list[Invoice] = field(default_factory=list)
+    existing: list[str] = field(default_factory=list)
+
+
+def plan_subscription(
+    *,
+    namespace: str,
+    customer: Customer,
+    index: int,
+    periods: Sequence[Period],
+    history: list[Billed],
+    cutoff_s: int,
+    read: UsageReader,
+    card: RateCard,
+    meters: MeterSet,
+    created_ms: int,
+) -> SubscriptionPlan:
+    """Invoices for the subscription's due ``periods`` (chronological).  ``history`` is
+    extended with each planned invoice so later periods of the same run see it."""
+    out = SubscriptionPlan()
+    problems: list[Problem] = []
+    for period in sorted(periods, key=lambda p: p.start_s):
+        revisions = [b for b in history if b.period_start_s == period.start_s]
+        live = [b for b in revisions if b.status is not Status.VOID]
+        if live:
+            out.existing.extend(b.invoice_id for b in live)
+            continue
+        latest = max(revisions, key=lambda b: b.revision, default=None)
+        revision = 0 if latest is None else latest.revision + 1
+        cutoff = cutoff_s if latest is None else latest.cutoff_s
+        usage, found = customer_usage(
+            customer, index, meters, read(period.start_s, period.end_s, None, cutoff)
+        )
+        problems += found
+        rated = rate_plan(card, customer.plan, customer.currency, usage)
+        adjustments: list[Adjustment] = []
+        covers: list[int] = []
+        earlier = sorted(
+            {
+                (b.period_start_s, b.period_end_s)
+                for b in history
+                if b.period_start_s < period.start_s
+            }
+        )
+        for start_s, end_s in earlier:
+            since = frontier(
+                [b for b in history if b.period_start_s != period.start_s], start_s, cutoff
+            )
+            if since is None or since >= cutoff:
+                continue
+            covers.append(start_s)
+            late = read(start_s, end_s, since, cutoff)
+            if not any(subject in late for subject in customer.subjects):
+                continue
+            original = Period(
+                datetime.fromtimestamp(start_s, UTC),
+                datetime.fromtimestamp(end_s, UTC),
+                customer.timezone,
+            )
+            before, found_before = customer_usage(
+                customer, index, meters, read(start_s, end_s, None, since)
+            )
+            after, found_after = customer_usage(
+                customer, index, meters, read(start_s, end_s, None, cutoff)
+            )
+            problems += found_before + found_after
+            adjustments += adjustments_for(
+                card,
+                customer,
+                original,
+                _original_id(history, namespace, customer, start_s),
+                before,
+                after,
+                since,
+                cutoff,
+            )
+        invoice = Invoice(
+            namespace=namespace,
+            customer=customer,
+            period=period,
+            revision=revision,
+            cutoff_s=cutoff,
+            rated=rated,
+            adjustments=tuple(adjustments),
+            covers=tuple(covers),
+            created_ms=created_ms,
+        )
+        out.invoices.append(invoice)
+        history.append(
+            Billed(
+                invoice.id,
+                period.start_s,
+                period.end_s,
+                revision,
+                cutoff,
+                tuple(covers),
+                Status.DRAFT,
+            )
+        )
+    if problems:
+        raise InvalidInput("billing run", problems)
+    return out
+
+
+def _original_id(
+    history: Sequence[Billed], namespace: str, customer: Customer, start_s: int
+) -> str:
+    """The invoice that billed the period: its latest non-void revision, else revision 0."""
+    own = [b for b in history if b.period_start_s == start_s]
+    live = [b for b in own if b.status is not Status.VOID] or own
+    if live:
+        return max(live, key=lambda b: b.revision).invoice_id
+    return invoice_id(namespace, customer.id, customer.subscription, start_s)
