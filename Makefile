@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 export METERLINE_HOME ?= $(HOME)/.cache/meterline
 
-.PHONY: help install up down status lint fmt test test-unit demo bench reset clean
+.PHONY: help install up down status lint fmt test test-unit demo bench reset clean browser api
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -25,8 +25,8 @@ install: $(STAMP) ## Create .venv and install runtime + dev dependencies
 up: install ## Start Kafka and ClickHouse on 127.0.0.1 (installs them when missing); idempotent
 	$(PY) deploy/stack.py up
 
-down: ## Stop only the processes `make up` started (by pid)
-	@if [ -x $(PY) ]; then $(PY) deploy/stack.py down; else $(PYTHON) deploy/stack.py down; fi
+down: ## Stop only the processes `make up` and `make demo` started (by pid)
+	@if [ -x $(PY) ]; then $(PY) -m api stop; $(PY) deploy/stack.py down; else $(PYTHON) deploy/stack.py down; fi
 
 status: ## Health of each local service
 	@if [ -x $(PY) ]; then $(PY) deploy/stack.py status; else $(PYTHON) deploy/stack.py status; fi
@@ -43,11 +43,19 @@ fmt: install ## Apply ruff formatting and safe fixes
 test-unit: install ## Fast tests that need no services
 	$(PY) -m pytest -m "not integration and not e2e" -q
 
-test: install up lint ## Set everything up and run the whole suite (unit, integration, e2e)
+test: install up lint browser ## Set everything up and run the whole suite (unit, integration, e2e)
 	$(PY) -m pytest -q
 
-demo: install up ## Run the pipeline on generated telemetry and print the invoices
+demo: install up ## Run the pipeline on generated telemetry, print the invoices and the dashboard URL
 	$(PY) deploy/demo.py
+	$(PY) -m api demo --port $${METERLINE_API_PORT:-8080}
+
+browser: ## Install Debian's chromium (headless browser tests) when it is missing
+	@test -x /usr/bin/chromium || { SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+
+api: install ## Run the HTTP API and dashboard in the foreground (port $$METERLINE_API_PORT or 8080)
+	$(PY) -m api serve --port $${METERLINE_API_PORT:-8080}
 
 bench: install ## Benchmarks (run `make up` first); writes docs/benchmarks.md
 	$(PY) bench/run.py

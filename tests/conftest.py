@@ -61,24 +61,30 @@ def stack() -> Settings:
     return base
 
 
-@pytest.fixture
-def isolated(stack: Settings, tmp_path: Path) -> Settings:
-    """Settings with a fresh database, topics and consumer group for one test."""
+def isolated_settings(base: Settings, work: Path, **extra: object) -> Settings:
+    """``base`` with a fresh database, topics and consumer group, and the demo configs."""
     tag = "t" + uuid.uuid4().hex[:10]
-    return stack.model_copy(
+    return base.model_copy(
         update={
             "clickhouse_database": f"mlt_{tag}",
             "events_topic": f"{tag}.events",
             "dead_letter_topic": f"{tag}.dead-letter",
             "invoices_topic": f"{tag}.invoices",
             "worker_app_id": f"{tag}-metering",
-            "worker_data_dir": str(tmp_path / "worker"),
+            "worker_data_dir": str(work / "worker"),
             "events_partitions": 4,
             "meters_file": str(ROOT / "deploy/demo/meters.yaml"),
             "rate_card_file": str(ROOT / "deploy/demo/rate-card.yaml"),
             "customers_file": str(ROOT / "deploy/demo/customers.yaml"),
+            **extra,
         }
     )
+
+
+@pytest.fixture
+def isolated(stack: Settings, tmp_path: Path) -> Settings:
+    """Settings with a fresh database, topics and consumer group for one test."""
+    return isolated_settings(stack, tmp_path)
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

@@ -1,0 +1,79 @@
+"""``python -m api serve [--host H] [--port N]`` | ``demo [--port N]`` | ``openapi``.
+
+* ``serve``: run the HTTP API and dashboard (uvicorn) until stopped; prints the
+  dashboard URL and, with the demo auth file, a demo token.
+* ``demo``: start ``serve`` detached (default port 8080), wait until it answers, print
+  the dashboard URL, a demo token and the pid to stop it (``make demo``).
+* ``openapi``: print the OpenAPI document (``> docs/openapi.json`` to refresh it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from api.settings import DEMO_AUTH_FILE, ApiSettings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m api")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the API and dashboard")
+    serve.add_argument("--host", help="default: $METERLINE_API_HOST or 127.0.0.1")
+    serve.add_argument("--port", type=int, help="default: $METERLINE_API_PORT or 8080")
+    sub.add_parser("openapi", help="print the OpenAPI document")
+    sub.add_parser("stop", help="stop the API that `demo` started")
+    demo = sub.add_parser("demo", help="start the API in the background; print URL and token")
+    demo.add_argument("--port", type=int, default=8080)
+    args = parser.parse_args(argv)
+
+    if args.command == "openapi":
+        from api.openapi import document
+
+        print(json.dumps(document(), indent=2, sort_keys=True))
+        return 0
+
+    if args.command == "stop":
+        from api.server import stop_demo
+
+        print("stopped the demo API" if stop_demo() else "no demo API was running")
+        return 0
+    if args.command == "demo":
+        from api.server import demo_banner, start_demo
+
+        try:
+            print(demo_banner(start_demo(args.port)))
+        except RuntimeError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        return 0
+
+    import uvicorn
+
+    from api.app import create_app
+    from api.server import demo_tokens
+    from schemas.errors import MeterlineError
+
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = ApiSettings()
+    host, port = args.host or settings.host, args.port if args.port is not None else settings.port
+    try:
+        app = create_app(api_settings=settings)
+    except MeterlineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"Meterline API on http://{host}:{port}  (OpenAPI: /api/v1/openapi.json)", flush=True)
+    if settings.auth_file == DEMO_AUTH_FILE:
+        tokens = demo_tokens()
+        print(f"Dashboard: http://{host}:{port}/dashboard#token={tokens['admin']}", flush=True)
+        for customer, token in tokens.items():
+            if customer != "admin":
+                print(f"  as customer {customer}: /dashboard#token={token}", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,256 @@
+"""The HTTP handlers: authenticate, call the pure parsers and shapers, run one query.
+
+Each handler is thin glue; what it decides is in ``api.auth``, ``api.ingest``,
+``api.query``, ``api.estimates`` and ``api.pages``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+
+from api import metrics, pages
+from api.auth import Principal, authenticate, require_api_key, require_customer, require_namespace
+from api.estimates import current_period, estimate, period_json, priced_meters
+from api.ingest import parse_events
+from api.problems import HttpProblem, invalid
+from api.query import parse_meter_query, query_document, rows_to_csv, shape_rows
+from api.reads import InvoiceGet, InvoiceList, MeterSubjects
+from api.responses import RawJson, json_response, preferred
+from api.services import Services
+from schemas.errors import DeliveryFailed, InvalidInput, Problem, ServiceUnavailable
+from schemas.meters import MeterDefinition
+from schemas.storage.windows_table import UsageQuery, finish_value
+
+__all__ = ["Handlers"]
+
+
+def meter_json(meter: MeterDefinition) -> dict[str, object]:
+    return {
+        "id": meter.slug,
+        "slug": meter.slug,
+        "description": meter.description,
+        "aggregation": meter.aggregation.value,
+        "eventType": meter.event_type,
+        "valueProperty": meter.value_property,
+        "groupBy": dict(meter.group_by),
+        "unit": meter.unit,
+    }
+
+
+class Handlers:
+    def __init__(self, services: Services) -> None:
+        self.s = services
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def principal(self, request: Request) -> Principal:
+        principal = authenticate(self.s.auth, request.headers.get("authorization"))
+        require_namespace(principal, self.s.settings.namespace)
+        return principal
+
+    def visible_subjects(self, principal: Principal) -> tuple[str, ...] | None:
+        """None: every subject; else only the customer's own."""
+        if principal.customer is None:
+            return None
+        return self.s.subjects_of(principal.customer)
+
+    def meter(self, slug: str) -> MeterDefinition:
+        meter = self.s.meters.by_slug.get(slug)
+        if meter is None:
+            raise HttpProblem(404, "Not found", f"no meter {slug!r}")
+        return meter
+
+    # -- ingest --------------------------------------------------------------------------
+
+    async def ingest(self, request: Request) -> Response:
+        try:
+            principal = self.principal(request)
+            require_api_key(principal, "ingest events")
+        except HttpProblem as exc:
+            reason = "unauthenticated" if exc.status == 401 else "forbidden"
+            metrics.EVENTS_RECEIVED.inc()
+            metrics.EVENTS_REJECTED.labels(reason).inc()
+            raise
+        raw = await self._body(request)
+        try:
+            events = parse_events(
+                raw, request.headers.get("content-type"), self.s.api.max_batch_events
+            )
+        except HttpProblem as exc:
+            reason = {413: "too_large", 415: "unsupported_media_type"}.get(exc.status, "invalid")
+            count = _count_items(raw)
+            metrics.EVENTS_RECEIVED.inc(count)
+            metrics.EVENTS_REJECTED.labels(reason).inc(count)
+            raise
+        metrics.EVENTS_RECEIVED.inc(len(events))
+        started = time.monotonic()
+        retry = {"Retry-After": str(self.s.api.retry_after_s)}
+        try:
+            await self.s.delivery.deliver(events, self.s.api.delivery_timeout_s)
+        except ServiceUnavailable as exc:
+            metrics.EVENTS_REJECTED.labels("kafka_unavailable").inc(len(events))
+            raise HttpProblem(503, "Kafka unavailable", str(exc), headers=retry) from None
+        except DeliveryFailed as exc:
+            metrics.EVENTS_REJECTED.labels("not_acknowledged").inc(len(events))
+            detail = f"{exc}; retry the whole batch (duplicates are dropped by source and id)"
+            raise HttpProblem(503, "Not acknowledged", detail, headers=retry) from None
+        metrics.DELIVERY_SECONDS.observe(time.monotonic() - started)
+        metrics.EVENTS_ACCEPTED.inc(len(events))
+        return Response(status_code=204)
+
+    async def _body(self, request: Request) -> bytes:
+        limit = self.s.api.max_body_bytes
+        declared = request.headers.get("content-length")
+        too_large = HttpProblem(413, "Payload too large", f"the body exceeds {limit} bytes")
+        if declared is not None:
+            if not declared.strip().isdigit():
+                raise invalid(InvalidInput.single("request", "Content-Length", "not a number"))
+            if int(declared) > limit:
+                metrics.EVENTS_RECEIVED.inc()
+                metrics.EVENTS_REJECTED.labels("too_large").inc()
+                raise too_large
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                metrics.EVENTS_RECEIVED.inc()
+                metrics.EVENTS_REJECTED.labels("too_large").inc()
+                raise too_large
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    # -- meters --------------------------------------------------------------------------
+
+    async def list_meters(self, request: Request) -> Response:
+        self.principal(request)
+        return json_response([meter_json(m) for m in self.s.meters])
+
+    async def get_meter(self, request: Request) -> Response:
+        self.principal(request)
+        return json_response(meter_json(self.meter(request.path_params["slug"])))
+
+    async def meter_subjects(self, request: Request) -> Response:
+        principal = self.principal(request)
+        meter = self.meter(request.path_params["slug"])
+        query = MeterSubjects(
+            self.s.settings.namespace, meter.slug, self.visible_subjects(principal)
+        )
+        rows = await self.s.reader.rows(query.to_sql(self.s.windows_table))
+        return json_response([str(row[0]) for row in rows])
+
+    async def meter_query(self, request: Request) -> Response:
+        principal = self.principal(request)
+        meter = self.meter(request.path_params["slug"])
+        try:
+            parsed = parse_meter_query(
+                list(request.query_params.multi_items()), meter, int(time.time())
+            )
+        except InvalidInput as exc:
+            raise invalid(exc) from None
+        visible = self.visible_subjects(principal)
+        if visible is not None:
+            outside = [s for s in parsed.subjects if s not in visible]
+            if outside:
+                raise HttpProblem(
+                    403, "Forbidden", f"subject {outside[0]!r} is not this customer's"
+                )
+            if not parsed.subjects:
+                parsed = replace(parsed, subjects=visible)
+        query = parsed.to_query(self.s.settings.namespace, meter)
+        rows = shape_rows(
+            parsed, meter, await self.s.reader.rows(query.to_sql(self.s.windows_table))
+        )
+        if preferred(request.headers.get("accept"), ("application/json", "text/csv")) == "text/csv":
+            return Response(rows_to_csv(parsed, rows), media_type="text/csv")
+        return json_response(query_document(parsed, rows))
+
+    # -- customers (the dashboard's per-customer view) -------------------------------------
+
+    async def list_customers(self, request: Request) -> Response:
+        principal = self.principal(request)
+        customers = [c for c in self.s.customers if principal.customer in (None, c.id)]
+        period = current_period(datetime.now(UTC))
+        usage: dict[str, dict[str, Decimal]] = {}
+        subjects = tuple(s for c in customers for s in c.subjects)
+        for slug in sorted(priced_meters(self.s.card) & self.s.meters.slugs()):
+            kind = self.s.meters.get(slug).aggregation
+            query = UsageQuery(self.s.settings.namespace, slug, kind, period.start_s, period.end_s)
+            for row in await self.s.reader.rows(query.to_sql(self.s.windows_table)):
+                if str(row[0]) in subjects:
+                    usage.setdefault(str(row[0]), {})[slug] = finish_value(kind, row[1:])
+        estimates = estimate(customers, self.s.card, usage)
+        return json_response(
+            {
+                "period": period_json(period),
+                "customers": [e.to_json() for e in estimates],
+            }
+        )
+
+    # -- invoices ------------------------------------------------------------------------
+
+    async def list_invoices(self, request: Request) -> Response:
+        principal = self.principal(request)
+        params = request.query_params
+        customer = params.get("customer") or None
+        if principal.customer is not None:
+            if customer not in (None, principal.customer):
+                raise HttpProblem(403, "Forbidden", "a customer token can list only its invoices")
+            customer = principal.customer
+        problems: list[Problem] = []
+        bounds = {name: _period_bound(name, params.get(name), problems) for name in ("from", "to")}
+        limit = params.get("limit", "100")
+        if not limit.isdigit() or not 1 <= int(limit) <= 1000:
+            problems.append(Problem("limit", "must be an integer from 1 to 1000", "e.g. 100"))
+        if problems:
+            raise invalid(InvalidInput("invoice list query", problems))
+        query = InvoiceList(
+            self.s.settings.namespace, customer, bounds["from"], bounds["to"], int(limit)
+        )
+        rows = await self.s.reader.rows(query.to_sql(self.s.invoices_table))
+        return json_response([RawJson(str(row[0])) for row in rows])
+
+    async def get_invoice(self, request: Request) -> Response:
+        principal = self.principal(request)
+        query = InvoiceGet(self.s.settings.namespace, request.path_params["invoiceId"])
+        rows = await self.s.reader.rows(query.to_sql(self.s.invoices_table))
+        if not rows:
+            raise HttpProblem(404, "Not found", "no such invoice")
+        customer_id, document = str(rows[0][0]), str(rows[0][1])
+        require_customer(principal, customer_id)
+        if (
+            preferred(request.headers.get("accept"), ("application/json", "text/html"))
+            == "text/html"
+        ):
+            return HTMLResponse(pages.invoice_html(orjson.loads(document)))
+        return json_response(RawJson(document))
+
+
+def _period_bound(name: str, text: str | None, problems: list[Problem]) -> int | None:
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip().replace(" ", "+"))
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        problems.append(
+            Problem(name, "not an RFC 3339 time with an offset", "e.g. 2026-10-01T00:00:00Z")
+        )
+        return None
+    return max(0, min(int(moment.timestamp()), 2**32 - 1))
+
+
+def _count_items(raw: bytes) -> int:
+    """How many events a rejected body held, for the metrics (1 if it is not an array)."""
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return 1
+    return len(payload) if isinstance(payload, list) and payload else 1

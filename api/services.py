@@ -1,0 +1,97 @@
+"""What the handlers share: configuration loaded once at start, the Kafka delivery, and
+a ClickHouse reader that runs the blocking driver off the event loop."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from clickhouse_driver.errors import ServerException
+from starlette.concurrency import run_in_threadpool
+
+from api.auth import AuthConfig
+from api.delivery import Delivery
+from api.settings import ApiSettings
+from invoicing.customers import Customer
+from rating import RateCard
+from schemas.errors import ServiceUnavailable
+from schemas.meters import MeterSet
+from schemas.settings import Settings
+from schemas.storage.engine import Engine
+
+__all__ = ["Reader", "Services"]
+
+Row = tuple[Any, ...]
+_NOT_INITIALISED = {60, 81}  # ClickHouse UNKNOWN_TABLE, UNKNOWN_DATABASE
+
+
+class Reader:
+    """Runs SQL on ClickHouse from a thread pool, one engine (connection) per thread.
+
+    clickhouse-driver clients are not thread-safe, so each worker thread keeps its own;
+    a connection that failed is dropped and reopened on the next query."""
+
+    def __init__(self, factory: Callable[[], Engine]) -> None:
+        self._factory = factory
+        self._local = threading.local()
+        self._all: list[Engine] = []
+        self._lock = threading.Lock()
+
+    def _engine(self) -> Engine:
+        engine: Engine | None = getattr(self._local, "engine", None)
+        if engine is None:
+            engine = self._factory()
+            self._local.engine = engine
+            with self._lock:
+                self._all.append(engine)
+        return engine
+
+    def run(self, sql: str) -> list[Row]:
+        """Blocking: execute on this thread's engine."""
+        try:
+            return self._engine().execute(sql)
+        except ServiceUnavailable:
+            self._local.engine = None
+            raise
+        except ServerException as exc:
+            if exc.code in _NOT_INITIALISED:
+                raise ServiceUnavailable(
+                    "the ClickHouse tables do not exist yet; run `python -m streams init`"
+                ) from exc
+            raise
+
+    async def rows(self, sql: str) -> list[Row]:
+        return await run_in_threadpool(self.run, sql)
+
+    def close(self) -> None:
+        with self._lock:
+            engines, self._all = self._all, []
+        for engine in engines:
+            engine.close()
+
+
+@dataclass
+class Services:
+    settings: Settings
+    api: ApiSettings
+    meters: MeterSet
+    customers: tuple[Customer, ...]
+    card: RateCard
+    auth: AuthConfig
+    reader: Reader
+    delivery: Delivery
+
+    @property
+    def windows_table(self) -> str:
+        return f"{self.settings.clickhouse_database}.meter_windows"
+
+    @property
+    def invoices_table(self) -> str:
+        return f"{self.settings.clickhouse_database}.invoices"
+
+    def subjects_of(self, customer_id: str) -> tuple[str, ...]:
+        """Every subject billed to a customer (across its entries, e.g. subscriptions)."""
+        subjects = (s for c in self.customers if c.id == customer_id for s in c.subjects)
+        return tuple(dict.fromkeys(subjects))

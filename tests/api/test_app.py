@@ -1,0 +1,193 @@
+"""HTTP behaviour of the app with Kafka and ClickHouse replaced by doubles (see doubles)."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import orjson
+import pytest
+
+from api.openapi import document
+from schemas.errors import DeliveryFailed, ServiceUnavailable
+from tests.api.doubles import ACME, ADMIN, FakeDelivery, FakeEngine, SyncClient, fake_app
+from tests.conftest import ROOT
+
+EVENT = {
+    "id": "e1",
+    "source": "t",
+    "type": "api.request",
+    "subject": "acme",
+    "time": "2026-11-01T00:00:00Z",
+    "data": {"endpoint": "/a"},
+}
+
+
+def client(**kwargs: object) -> SyncClient:
+    return SyncClient(fake_app(**kwargs))  # type: ignore[arg-type]
+
+
+def test_ingest_all_content_types_and_answer_204() -> None:
+    delivery = FakeDelivery()
+    http = client(delivery=delivery)
+    for kind, body in [
+        ("application/cloudevents+json", EVENT),
+        ("application/cloudevents-batch+json", [EVENT, {**EVENT, "id": "e2"}]),
+        ("application/json", EVENT),
+        ("application/json", [EVENT]),
+    ]:
+        answer = http.post(
+            "/api/v1/events", content=orjson.dumps(body), headers={**ADMIN, "content-type": kind}
+        )
+        assert answer.status_code == 204, answer.text
+    assert [e.id for e in delivery.sent] == ["e1", "e1", "e2", "e1", "e1"]
+
+
+def test_invalid_batch_is_400_with_every_problem_and_nothing_sent() -> None:
+    delivery = FakeDelivery()
+    body = [EVENT, {**EVENT, "time": "soon"}, {**EVENT, "subject": "", "extra": 1}]
+    answer = client(delivery=delivery).post(
+        "/api/v1/events",
+        content=orjson.dumps(body),
+        headers={**ADMIN, "content-type": "application/cloudevents-batch+json"},
+    )
+    assert answer.status_code == 400
+    assert answer.headers["content-type"] == "application/problem+json"
+    paths = [p["path"] for p in answer.json()["problems"]]
+    assert paths == ["[1].time", "[2].subject", "[2].extra"]
+    assert delivery.sent == []
+
+
+def test_413_above_the_size_limit() -> None:
+    http = client(max_body_bytes=2048)
+    big = orjson.dumps([{**EVENT, "id": str(i)} for i in range(40)])
+    answer = http.post(
+        "/api/v1/events", content=big, headers={**ADMIN, "content-type": "application/json"}
+    )
+    assert answer.status_code == 413
+
+    async def chunks():  # type: ignore[no-untyped-def]
+        yield big  # no Content-Length: the limit is enforced while streaming
+
+    answer = http.post(
+        "/api/v1/events", content=chunks(), headers={**ADMIN, "content-type": "application/json"}
+    )
+    assert answer.status_code == 413
+
+
+@pytest.mark.parametrize(
+    "error", [ServiceUnavailable("Kafka down"), DeliveryFailed("1 of 1 not acknowledged")]
+)
+def test_503_with_retry_after_when_kafka_does_not_acknowledge(error: Exception) -> None:
+    answer = client(delivery=FakeDelivery(error), retry_after_s=7).post(
+        "/api/v1/events",
+        content=orjson.dumps(EVENT),
+        headers={**ADMIN, "content-type": "application/json"},
+    )
+    assert answer.status_code == 503
+    assert answer.headers["retry-after"] == "7"
+
+
+def test_401_and_403() -> None:
+    http = client()
+    assert http.get("/api/v1/meters").status_code == 401
+    assert http.get("/api/v1/meters", headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert http.get("/api/v1/meters").headers["www-authenticate"].startswith("Bearer")
+    post = http.post(
+        "/api/v1/events",
+        content=orjson.dumps(EVENT),
+        headers={**ACME, "content-type": "application/json"},
+    )
+    assert post.status_code == 403
+    assert (
+        http.get("/api/v1/meters/api_calls/query?subject=globex", headers=ACME).status_code == 403
+    )
+    assert http.get("/api/v1/invoices?customer=globex", headers=ACME).status_code == 403
+
+
+def test_customer_token_is_confined_to_its_subjects() -> None:
+    engine = FakeEngine()
+    http = client(engine=engine)
+    assert http.get("/api/v1/meters/api_calls/query", headers=ACME).status_code == 200
+    assert "subject IN ('acme')" in engine.seen[-1]
+    assert http.get("/api/v1/meters/api_calls/subjects", headers=ACME).json() == []
+    assert "subject IN ('acme')" in engine.seen[-1]
+    assert http.get("/api/v1/invoices", headers=ACME).status_code == 200
+    assert "customer_id = 'acme'" in engine.seen[-1]
+    customers = http.get("/api/v1/customers", headers=ACME).json()["customers"]
+    assert [c["id"] for c in customers] == ["acme"]
+
+
+def test_invoice_of_another_customer_is_403_and_unknown_is_404() -> None:
+    doc = {
+        "invoice_id": "inv_1",
+        "customer_id": "globex",
+        "currency": "USD",
+        "total": "1.00",
+        "period": {"start": "a", "end": "b"},
+        "lines": [],
+    }
+    engine = FakeEngine(lambda sql: [("globex", json.dumps(doc))] if "inv_1" in sql else [])
+    http = client(engine=engine)
+    assert http.get("/api/v1/invoices/inv_1", headers=ACME).status_code == 403
+    assert http.get("/api/v1/invoices/inv_2", headers=ADMIN).status_code == 404
+    assert http.get("/api/v1/invoices/inv_1", headers=ADMIN).json() == doc
+    page = http.get("/api/v1/invoices/inv_1", headers={**ADMIN, "accept": "text/html"})
+    assert page.headers["content-type"].startswith("text/html")
+    assert "inv_1" in page.text
+
+
+def test_meter_query_json_numbers_are_exact_and_csv_on_request() -> None:
+    value = Decimal("123456789012345678901.000000001")
+    engine = FakeEngine(lambda sql: [(1_793_491_200, "acme", value)] if "sumMerge" in sql else [])
+    http = client(engine=engine)
+    url = "/api/v1/meters/llm_tokens/query?windowSize=HOUR&from=2026-11-01T00:00:00Z"
+    answer = http.get(url, headers=ADMIN)
+    assert b'"value":123456789012345678901.000000001' in answer.content
+    assert json.loads(answer.content, parse_float=Decimal)["data"][0]["value"] == value
+    csv = http.get(url, headers={**ADMIN, "accept": "text/csv"})
+    assert csv.headers["content-type"].startswith("text/csv")
+    assert csv.text.splitlines()[1].endswith(",acme,123456789012345678901.000000001")
+
+
+def test_bad_query_is_400_and_unknown_meter_404() -> None:
+    http = client()
+    bad = http.get("/api/v1/meters/api_calls/query?windowSize=WEEK&groupBy=x", headers=ADMIN)
+    assert bad.status_code == 400
+    assert [p["path"] for p in bad.json()["problems"]] == ["windowSize", "groupBy[0]"]
+    assert http.get("/api/v1/meters/nope", headers=ADMIN).status_code == 404
+    assert http.get("/api/v1/nothing-here").status_code == 404
+
+
+def test_openapi_is_served_and_checked_in() -> None:
+    served = client().get("/api/v1/openapi.json").json()
+    assert served == document()
+    checked_in = json.loads((ROOT / "docs/openapi.json").read_text())
+    assert checked_in == document(), "run: python -m api openapi > docs/openapi.json"
+
+
+def test_dashboard_page_is_self_contained() -> None:
+    page = client(dashboard_refresh_s=3).get("/dashboard")
+    assert page.status_code == 200
+    assert "const REFRESH_MS = 3000;" in page.text
+    assert "http://" not in page.text.replace("http://www.w3.org/2000/svg", "")
+    assert "https://" not in page.text
+
+
+def test_metrics_names() -> None:
+    http = client(engine=FakeEngine(lambda sql: [(3, 1)] if "count()" in sql else []))
+    http.post("/api/v1/events", content=b"{", headers={**ADMIN, "content-type": "application/json"})
+    text = http.get("/metrics").text
+    for name in [
+        "meterline_api_requests_total",
+        "meterline_api_request_duration_seconds_bucket",
+        "meterline_ingest_events_received_total",
+        "meterline_ingest_events_accepted_total",
+        'meterline_ingest_events_rejected_total{reason="invalid"}',
+        "meterline_ingest_delivery_seconds_bucket",
+        "meterline_invoice_records 3.0",
+        "meterline_invoice_periods 1.0",
+        'meterline_stream_consumer_lag{partition="1"} 2.0',
+    ]:
+        assert name in text, name
+    assert 'route="/api/v1/events"' in text
