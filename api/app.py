@@ -28,7 +28,6 @@ from api.auth import load_auth
 from api.delivery import Delivery, KafkaDelivery
 from api.pages import dashboard_html
 from api.problems import HttpProblem, invalid
-from api.reads import InvoiceStats
 from api.responses import json_response, problem_response
 from api.routes import Handlers
 from api.services import Reader, Services
@@ -39,6 +38,7 @@ from schemas.errors import InvalidInput, ServiceUnavailable
 from schemas.meters import load_meters
 from schemas.settings import Settings
 from schemas.storage.engine import Engine, ServerEngine
+from schemas.storage.invoices_table import InvoiceStats
 from streams.progress import consumer_lag
 
 __all__ = ["create_app"]

@@ -21,12 +21,12 @@ from api.estimates import current_period, estimate, period_json, priced_meters
 from api.ingest import parse_events
 from api.problems import HttpProblem, invalid
 from api.query import parse_meter_query, query_document, rows_to_csv, shape_rows
-from api.reads import InvoiceGet, InvoiceList, MeterSubjects
 from api.responses import RawJson, json_response, preferred
 from api.services import Services
 from schemas.errors import DeliveryFailed, InvalidInput, Problem, ServiceUnavailable
 from schemas.meters import MeterDefinition
-from schemas.storage.windows_table import UsageQuery, finish_value
+from schemas.storage.invoices_table import InvoiceGet, InvoiceList
+from schemas.storage.windows_table import MeterSubjects, UsageQuery, finish_value
 
 __all__ = ["Handlers"]
 

@@ -23,7 +23,16 @@ from decimal import Decimal
 
 from schemas.storage.sql import Statement, lit
 
-__all__ = ["DraftRow", "InvoiceLineRow", "InvoiceRow", "InvoicesTable", "StatusRow"]
+__all__ = [
+    "DraftRow",
+    "InvoiceGet",
+    "InvoiceLineRow",
+    "InvoiceList",
+    "InvoiceRow",
+    "InvoiceStats",
+    "InvoicesTable",
+    "StatusRow",
+]
 
 INVOICE_COLUMNS = (
     "namespace",
@@ -232,4 +241,59 @@ class InvoicesTable:
             f"SELECT invoice_id, customer_id, currency, total, document FROM {self.name} FINAL"
             f" WHERE namespace = {lit(namespace)} AND period_start_s = {period_start_s}"
             " ORDER BY customer_id, invoice_id"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceList:
+    """Rows ``(document,)`` of a namespace's invoices, newest period first.
+
+    ``period_from_s``/``period_to_s`` select invoices whose period starts in
+    ``[from, to)``."""
+
+    namespace: str
+    customer: str | None = None
+    period_from_s: int | None = None
+    period_to_s: int | None = None
+    limit: int = 100
+
+    def to_sql(self, table: str) -> str:
+        where = [f"namespace = {lit(self.namespace)}"]
+        if self.customer is not None:
+            where.append(f"customer_id = {lit(self.customer)}")
+        if self.period_from_s is not None:
+            where.append(f"period_start_s >= {self.period_from_s}")
+        if self.period_to_s is not None:
+            where.append(f"period_start_s < {self.period_to_s}")
+        return (
+            f"SELECT document FROM {table} FINAL WHERE {' AND '.join(where)}"
+            f" ORDER BY period_start_s DESC, customer_id, invoice_id LIMIT {int(self.limit)}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceGet:
+    """Rows ``(customer_id, document)`` of one invoice (zero or one row)."""
+
+    namespace: str
+    invoice_id: str
+
+    def to_sql(self, table: str) -> str:
+        return (
+            f"SELECT customer_id, document FROM {table} FINAL"
+            f" WHERE namespace = {lit(self.namespace)} AND invoice_id = {lit(self.invoice_id)}"
+            " LIMIT 1"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceStats:
+    """One row ``(invoices stored, distinct periods invoiced)`` for the metrics page."""
+
+    namespace: str
+
+    def to_sql(self, table: str) -> str:
+        return (
+            f"SELECT count(), uniqExact(period_start_s) FROM {table} FINAL"
+            f" WHERE namespace = {lit(self.namespace)}"
         )

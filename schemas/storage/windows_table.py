@@ -37,6 +37,7 @@ __all__ = [
     "FEED_COLUMNS",
     "FeedRow",
     "MeterQuery",
+    "MeterSubjects",
     "UsageQuery",
     "WindowSize",
     "WindowsTable",
@@ -303,3 +304,20 @@ class MeterQuery:
     @property
     def width(self) -> int:
         return _width(self.kind)
+
+
+@dataclass(frozen=True, slots=True)
+class MeterSubjects:
+    """Rows ``(subject,)``: every subject with usage on a meter, sorted."""
+
+    namespace: str
+    meter: str
+    subjects: tuple[str, ...] | None = None
+    """When set, only these subjects (a customer token's view)."""
+
+    def to_sql(self, table: str) -> str:
+        where = [f"namespace = {lit(self.namespace)}", f"meter = {lit(self.meter)}"]
+        if self.subjects is not None:
+            listed = ", ".join(lit(s) for s in self.subjects) or "''"
+            where.append(f"subject IN ({listed})")
+        return f"SELECT DISTINCT subject FROM {table} WHERE {' AND '.join(where)} ORDER BY subject"

@@ -6,17 +6,14 @@ chDB (current ClickHouse), and both must return the same rows.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
 from schemas.meters import Aggregation
-from schemas.settings import Settings
-from schemas.storage.bootstrap import all_ddl, ensure_schema
-from schemas.storage.engine import Engine, ServerEngine
+from schemas.storage.bootstrap import all_ddl
+from schemas.storage.engine import Engine
 from schemas.storage.events_table import EventsTable, RawEventRow
 from schemas.storage.invoices_table import InvoiceLineRow, InvoiceRow, InvoicesTable
 from schemas.storage.sql import lit
@@ -31,20 +28,6 @@ from schemas.storage.windows_table import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.chdb]
 T0 = 1_793_491_200  # 2026-11-01T00:00:00Z
-
-
-@pytest.fixture(params=["server", "chdb"])
-def engine(request: pytest.FixtureRequest, stack: Settings) -> Iterator[tuple[Engine, str]]:
-    database = "mls_" + uuid.uuid4().hex[:10]
-    if request.param == "server":
-        eng: Engine = ServerEngine(stack.clickhouse_host, stack.clickhouse_tcp_port)
-    else:
-        eng = request.getfixturevalue("chdb_engine")
-    ensure_schema(eng, database)
-    yield eng, database
-    eng.execute(f"DROP DATABASE IF EXISTS {database}")
-    if request.param == "server":
-        eng.close()
 
 
 def feed(

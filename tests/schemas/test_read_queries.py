@@ -1,8 +1,19 @@
 from __future__ import annotations
 
+from dataclasses import astuple
+from decimal import Decimal
+
 import pytest
 
-from api.reads import InvoiceGet, InvoiceList, InvoiceStats, MeterSubjects
+from schemas.storage.engine import Engine
+from schemas.storage.invoices_table import (
+    InvoiceGet,
+    InvoiceList,
+    InvoiceRow,
+    InvoicesTable,
+    InvoiceStats,
+)
+from schemas.storage.windows_table import FeedRow, MeterSubjects, WindowsTable
 
 T = "db.t"
 
@@ -49,3 +60,23 @@ T = "db.t"
 )
 def test_sql_text(query: MeterSubjects | InvoiceList | InvoiceGet | InvoiceStats, sql: str) -> None:
     assert query.to_sql(T) == sql
+
+
+@pytest.mark.integration
+@pytest.mark.chdb
+def test_read_queries_on_both_engines(engine: tuple[Engine, str]) -> None:
+    eng, database = engine
+    windows, invoices = WindowsTable(database), InvoicesTable(database)
+    row = FeedRow("ns", "m", "acme", "{}", 1_793_491_200, 1_793_491_200, Decimal(1), "", 0, 0, 1)
+    eng.insert(
+        *windows.insert_args([row, FeedRow(*(*astuple(row)[:2], "bolt", *astuple(row)[3:]))])
+    )
+    assert eng.execute(MeterSubjects("ns", "m").to_sql(windows.name)) == [("acme",), ("bolt",)]
+    assert eng.execute(MeterSubjects("ns", "m", ("bolt",)).to_sql(windows.name)) == [("bolt",)]
+    doc = '{"invoice_id": "inv_1"}'
+    invoice = InvoiceRow("ns", "inv_1", "acme", "pro", "USD", 100, 200, Decimal("1.50"), 1, 1, doc)
+    eng.insert(*invoices.insert_invoices([invoice, invoice]))
+    assert eng.execute(InvoiceList("ns", "acme").to_sql(invoices.name)) == [(doc,)]
+    assert eng.execute(InvoiceList("ns", "other").to_sql(invoices.name)) == []
+    assert eng.execute(InvoiceGet("ns", "inv_1").to_sql(invoices.name)) == [("acme", doc)]
+    assert eng.execute(InvoiceStats("ns").to_sql(invoices.name)) == [(1, 1)]
