@@ -18,7 +18,7 @@ finished by running it again.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -30,7 +30,7 @@ from schemas.storage.windows_table import FeedRow, UsageQuery, WindowsTable, fin
 from schemas.timeutil import MINUTE_MS
 from schemas.wire import decode_event
 from streams.aggregate import WindowState
-from streams.metering import Unmeterable, contributions, window_start_ms
+from streams.metering import Contribution, Unmeterable, contributions, window_start_ms
 
 __all__ = ["Difference", "backfill_rows", "compare", "recompute", "stored_usage"]
 
@@ -55,6 +55,27 @@ def _aligned(start_ms: int, end_ms: int) -> None:
         )
 
 
+class MeteredRows:
+    """Raw rows ``(partition, offset, ingested_ms, data)`` run through the pure metering
+    code; iterating yields ``(partition, offset, ingested_ms, contributions)`` and counts
+    the stored events the given meters cannot meter in :attr:`unmeterable`."""
+
+    def __init__(self, rows: Iterable[Sequence[object]], meters: MeterSet) -> None:
+        self.rows = rows
+        self.meters = meters
+        self.unmeterable = 0
+
+    def __iter__(self) -> Iterator[tuple[int, int, int, tuple[Contribution, ...]]]:
+        for partition, offset, ingested_ms, data in self.rows:
+            event = decode_event(str(data).encode())
+            try:
+                contribs = contributions(event, self.meters)
+            except Unmeterable:
+                self.unmeterable += 1
+                continue
+            yield int(str(partition)), int(str(offset)), int(str(ingested_ms)), contribs
+
+
 def recompute(
     rows: Iterable[Sequence[object]], meters: MeterSet, only: set[str] | None = None
 ) -> tuple[dict[tuple[str, str], WindowState], int]:
@@ -63,22 +84,14 @@ def recompute(
     Returns the states and how many stored events the current definitions cannot meter.
     """
     states: dict[tuple[str, str], WindowState] = {}
-    unmeterable = 0
-    for _, offset, _, data in rows:
-        event = decode_event(str(data).encode())
-        try:
-            contribs = contributions(event, meters)
-        except Unmeterable:
-            unmeterable += 1
-            continue
+    scan = MeteredRows(rows, meters)
+    for _, offset, _, contribs in scan:
         for c in contribs:
             if only is not None and c.meter not in only:
                 continue
             key = (c.meter, c.subject)
-            states[key] = states.get(key, WindowState()).add(
-                c.value, c.uniq, c.event_ms, int(str(offset))
-            )
-    return states, unmeterable
+            states[key] = states.get(key, WindowState()).add(c.value, c.uniq, c.event_ms, offset)
+    return states, scan.unmeterable
 
 
 def stored_usage(
@@ -130,18 +143,10 @@ def backfill_rows(
 ) -> tuple[dict[tuple[int, int], list[FeedRow]], int]:
     """Feed rows for one meter from raw rows, grouped by (partition, day start ms), and the
     number of stored events this meter cannot meter (reported, not written)."""
-    single = MeterSet([meter])
     chunks: dict[tuple[int, int], list[FeedRow]] = {}
-    unmeterable = 0
-    for partition, offset, ingested_ms, data in rows:
-        event = decode_event(str(data).encode())
-        try:
-            contribs = contributions(event, single)
-        except Unmeterable:
-            unmeterable += 1
-            continue
+    scan = MeteredRows(rows, MeterSet([meter]))
+    for p, o, ingested, contribs in scan:
         for c in contribs:
-            p, o, ingested = int(str(partition)), int(str(offset)), int(str(ingested_ms))
             row = FeedRow(
                 namespace=namespace,
                 meter=c.meter,
@@ -156,4 +161,4 @@ def backfill_rows(
                 source_offset=o,
             )
             chunks.setdefault((p, c.window_start_ms - c.window_start_ms % DAY_MS), []).append(row)
-    return chunks, unmeterable
+    return chunks, scan.unmeterable

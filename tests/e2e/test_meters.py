@@ -131,6 +131,31 @@ def dead_letters(settings: Settings, want: int) -> list[tuple[str, bytes, str]]:
     return found
 
 
+def streams_cli(
+    settings: Settings, command: str, days_back: int, days_ahead: int, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    """``python -m streams COMMAND --from <today - back> --to <today + ahead> ...``."""
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "streams",
+            command,
+            "--from",
+            (day - timedelta(days=days_back)).isoformat(),
+            "--to",
+            (day + timedelta(days=days_ahead)).isoformat(),
+            *extra,
+        ],
+        cwd=ROOT,
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def with_meters(isolated: Settings, tmp_path: Path, **extra: object) -> Settings:
     meters_file = tmp_path / "meters.yaml"
     meters_file.write_text(METERS_YAML)
@@ -189,24 +214,7 @@ def test_all_kinds_exact_through_duplicates_late_malformed_and_sigkill(
     assert {(reason, body) for reason, body, _ in letters} == set(MALFORMED.items())
     assert all(src.startswith(f"{settings.events_topic}/") for _, _, src in letters)
 
-    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "streams",
-            "reconcile",
-            "--from",
-            (day - timedelta(days=30)).isoformat(),
-            "--to",
-            (day + timedelta(days=2)).isoformat(),
-        ],
-        cwd=ROOT,
-        env=settings_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = streams_cli(settings, "reconcile", 30, 2)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "reconcile OK: 49 (meter, subject) pairs checked, 0 differences" in result.stdout
     engine.close()
@@ -228,26 +236,7 @@ def test_reconcile_fails_on_a_tampered_window(
         settings.namespace, "m_sum", "cust-1", "{}", now_s, now_s, Decimal(1), "", 0, 0, 10**8
     )
     engine.insert(*WindowsTable(settings.clickhouse_database).insert_args([tampered]))
-    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "streams",
-            "reconcile",
-            "--from",
-            day.isoformat(),
-            "--to",
-            (day + timedelta(days=2)).isoformat(),
-            "--meter",
-            "m_sum",
-        ],
-        cwd=ROOT,
-        env=settings_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = streams_cli(settings, "reconcile", 0, 2, "--meter", "m_sum")
     assert result.returncode == 1
     assert "DIFF meter=m_sum subject=cust-1" in result.stdout
     engine.close()
@@ -309,22 +298,10 @@ def test_backfill_meters_history_for_a_meter_defined_later(
 
     # m_max is defined after its events arrived: backfill refuses while the worker runs…
     later = with_meters(isolated, tmp_path)
-    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    command = [
-        sys.executable,
-        "-m",
-        "streams",
-        "backfill",
-        "--meter",
-        "m_max",
-        "--from",
-        (day - timedelta(days=30)).isoformat(),
-        "--to",
-        (day + timedelta(days=1)).isoformat(),
-    ]
-    run = lambda: subprocess.run(  # noqa: E731
-        command, cwd=ROOT, env=settings_env(later), capture_output=True, text=True, timeout=120
-    )
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return streams_cli(later, "backfill", 30, 1, "--meter", "m_max")
+
     refused = run()
     assert refused.returncode == 2
     assert "is running; stop it first" in refused.stderr
