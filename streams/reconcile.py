@@ -32,7 +32,15 @@ from schemas.wire import decode_event
 from streams.aggregate import WindowState
 from streams.metering import Contribution, Unmeterable, contributions, window_start_ms
 
-__all__ = ["Difference", "backfill_rows", "compare", "recompute", "stored_usage"]
+__all__ = [
+    "Difference",
+    "MeteredRows",
+    "backfill_rows",
+    "compare",
+    "recompute",
+    "stored_totals",
+    "stored_usage",
+]
 
 DAY_MS = 86_400_000
 
@@ -106,6 +114,21 @@ def stored_usage(
     return {
         str(row[0]): finish_value(meter.aggregation, row[1:])
         for row in engine.execute(WindowsTable(database).usage(query).to_sql())
+    }
+
+
+ALL_TIME_MS = (0, (2**32 - 1) * 1000)
+"""Every window a DateTime column can hold."""
+
+
+def stored_totals(
+    engine: Engine, database: str, namespace: str, meters: MeterSet
+) -> dict[tuple[str, str], Decimal]:
+    """``{(subject, meter): value}`` over all time, from the stored windows."""
+    return {
+        (subject, meter.slug): value
+        for meter in meters
+        for subject, value in stored_usage(engine, database, namespace, meter, *ALL_TIME_MS).items()
     }
 
 
