@@ -3,7 +3,9 @@
 Every figure is reported next to a baseline measured in the same run, with the ratio:
 these machines are noisy, so absolute rates are context and the ratios are the result.
 
-Benchmarks here:
+Benchmarks here (the pipeline ones are described in ``bench/bench_pipeline.py``):
+- producer SDK, bare consume baseline, stream stage (one and two worker processes), sink
+  against bare inserts, meter query latency — on the local Kafka and ClickHouse;
 - rating: ``rating.rate_plan`` over 500k (customer, meter) rows against a baseline of
   bare ``Decimal`` per-unit arithmetic (multiply + quantize) over the same rows — the cost
   of pricing with no models, breakdowns or validation.
@@ -12,6 +14,7 @@ Benchmarks here:
 from __future__ import annotations
 
 import json
+import os
 import platform
 import random
 import statistics
@@ -20,16 +23,21 @@ import time
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import bench_pipeline  # noqa: E402
 import bench_rating  # noqa: E402
 
 ROWS = 500_000
 SEED = 7
 REPEATS = 3
+#: 20 subjects × this many events, plus 10 % duplicates (fixed seed).
+EVENTS_PER_SUBJECT = int(os.environ.get("BENCH_EVENTS_PER_SUBJECT", "10000"))
+PARTITIONS = 4
 
 
 def decimal_baseline(rows: int, seed: int, repeats: int) -> dict[str, float]:
@@ -48,17 +56,108 @@ def decimal_baseline(rows: int, seed: int, repeats: int) -> dict[str, float]:
     return {"rows_per_second": rows / median, "median_seconds": median}
 
 
+def spread(seconds: list[float]) -> float:
+    """Half the min–max range of the timed runs, in % of their median."""
+    median = statistics.median(seconds)
+    return 100 * (max(seconds) - min(seconds)) / 2 / median
+
+
+def rate(summary: dict[str, object]) -> str:
+    return f"{summary['median']:,.0f} events/s (±{summary['spread_pct']:.0f} %)"
+
+
+def pipeline() -> dict[str, object]:
+    """The benchmarks on the local Kafka and ClickHouse; cleaned up even on failure."""
+    out: dict[str, object] = {}
+    with bench_pipeline.isolated_bench(
+        events_per_subject=EVENTS_PER_SUBJECT, seed=SEED, repeats=REPEATS, partitions=PARTITIONS
+    ) as bench:
+        out["events"] = bench.events
+        out["unique_events"] = bench.telemetry.unique
+        out["partitions"] = PARTITIONS
+        stage = bench_pipeline.timed_stage
+        out["producer"] = stage("producer SDK", bench.producer)
+        out["consume_baseline"] = stage("bare consume + orjson", bench.consume_baseline)
+        out["stream_1_worker"] = stage("stream stage, 1 worker", lambda: bench.stream(1))
+        out["queries"] = stage("meter queries", lambda: bench.queries(bench.last_database))
+        out["stream_2_workers"] = stage("stream stage, 2 workers", lambda: bench.stream(2))
+        out["sink"] = stage("sink vs bare insert", bench.sink)
+    return out
+
+
+def exact(stage: dict[str, Any]) -> str:
+    if stage["exact"]:
+        return "yes, every run"
+    bad = [c for c in stage["checks"] if not c["exact"]]
+    return (
+        f"**NO** in {len(bad)} of {len(stage['checks'])} runs (warm-up included; "
+        "see `checks` in `bench/results.json`)"
+    )
+
+
+def exactness_lines(p: dict[str, Any]) -> list[str]:
+    lines = []
+    for name in ("stream_1_worker", "stream_2_workers", "sink"):
+        for check in p[name]["checks"]:
+            if check["exact"]:
+                continue
+            wrong = ", ".join(
+                f"{key} stored {v['stored']}, truth {v['truth']}"
+                for key, v in check["wrong_totals"].items()
+            )
+            lines.append(
+                f"- `{name}`, database `{check['database']}`: `usage_events` rows "
+                f"{check['raw_rows']:,} of {p['unique_events']:,}; "
+                f"{check['wrong_total_count']} wrong totals ({wrong})."
+            )
+    return lines or ["- Every run of every stage stored exactly the generated totals and rows."]
+
+
+def pipeline_rows(p: dict[str, Any]) -> list[str]:
+    events = f"{p['events']:,} events ({p['unique_events']:,} unique), {p['partitions']} partitions"
+    base = p["consume_baseline"]
+    base_text = f"bare confluent-kafka consume + orjson: {rate(base)}"
+    one, two = p["stream_1_worker"], p["stream_2_workers"]
+    sink, bare = p["sink"]["sink"], p["sink"]["bare_insert"]
+    q = p["queries"]
+    return [
+        f"| producer SDK → local broker, {events} | {rate(p['producer'])} | {base_text} | "
+        f"{p['producer']['median'] / base['median']:.3f} |",
+        f"| stream stage, 1 worker process (Faust dedupe + aggregation + ClickHouse write); "
+        f"exact totals and row counts: {exact(one)} | {rate(one)} | "
+        f"{base_text} | {one['median'] / base['median']:.3f} |",
+        f"| scale-out: 2 worker processes, same topic; exact totals and row counts: "
+        f"{exact(two)} | {rate(two)} | 1 worker: {rate(one)} | "
+        f"{two['median'] / one['median']:.3f} |",
+        f"| sink: `MeteringSink` plan + write in-process, batches of {p['sink']['batch']:,}; "
+        f"exact: {'yes' if p['sink']['exact'] else 'NO'} | "
+        f"{rate(sink)} | bare clickhouse-driver insert of the same rows: {rate(bare)} | "
+        f"{sink['median'] / bare['median']:.3f} |",
+        f"| meter query (hourly windows over a month, per meter), {q['samples']} samples | "
+        f"p50 {q['meter_query_ms']['p50']:.1f} ms, p95 {q['meter_query_ms']['p95']:.1f} ms | "
+        f"`SELECT 1` round trip: p50 {q['select_1_ms']['p50']:.1f} ms, "
+        f"p95 {q['select_1_ms']['p95']:.1f} ms | "
+        f"{q['meter_query_ms']['p50'] / q['select_1_ms']['p50']:.1f} (p50) |",
+    ]
+
+
 def main() -> int:
     started = datetime.now(UTC)
+    wall = time.perf_counter()
+    pipe = pipeline()
     print(f"rating: {ROWS} rows, {REPEATS} runs after a warm-up …", flush=True)
     rating = bench_rating.run(ROWS, SEED, REPEATS)
     baseline = decimal_baseline(ROWS, SEED, REPEATS)
     rating_rows = float(rating["rows_per_second"])  # type: ignore[arg-type]
     ratio = rating_rows / baseline["rows_per_second"]
+    rating_spread = spread(rating["seconds"][1:])  # type: ignore[index]
+    wall_seconds = time.perf_counter() - wall
     results = {
         "when": started.isoformat(timespec="seconds"),
         "python": platform.python_version(),
         "machine": platform.machine(),
+        "wall_seconds": round(wall_seconds, 1),
+        "pipeline": pipe,
         "rating": rating,
         "rating_baseline_decimal": baseline,
         "rating_ratio_to_baseline": ratio,
@@ -69,18 +168,64 @@ def main() -> int:
             "# Benchmarks",
             "",
             f"Written by `make bench` on {started:%Y-%m-%d %H:%M} UTC (Python "
-            f"{platform.python_version()}, 2 cores). Absolute rates are context only: the "
-            "ratio to the baseline measured in the same run is the figure to compare.",
+            f"{platform.python_version()}, 2 cores, {wall_seconds / 60:.1f} min in all), on "
+            "the local Kafka and ClickHouse of `make up`. The machine was shared with other "
+            "work while this ran, so the figures are noisy: absolute rates are context only, "
+            "the ratio to the baseline measured in the same run is the figure to compare.",
             "",
-            "| benchmark | result | baseline (same run) | ratio |",
+            "| benchmark | result (median, ± half the min–max range) | baseline (same run) "
+            "| ratio |",
             "| --- | --- | --- | --- |",
+            *pipeline_rows(pipe),
             f"| rating: `rate_plan` over {ROWS:,} (customer, meter) rows, all models | "
-            f"{rating_rows:,.0f} rows/s ({rating['lines_per_second']:,} priced lines/s) | "
+            f"{rating_rows:,.0f} rows/s (±{rating_spread:.0f} %, "
+            f"{rating['lines_per_second']:,} priced lines/s) | "
             f"bare Decimal per-unit pricing: {baseline['rows_per_second']:,.0f} rows/s | "
             f"{ratio:.3f} |",
             "",
-            "Method: fixed seed, one warm-up, then the median of "
-            f"{REPEATS} runs (each run's seconds are in `bench/results.json`).",
+            "## Method",
+            "",
+            f"- Fixed seeds: {pipe['events']:,} events generated by `ingest.telemetry.generate` "
+            f"(20 subjects, seed {SEED}, 10 % duplicates, shuffled) for every pipeline "
+            f"benchmark; one warm-up run, then the median of {REPEATS} runs. Each run's "
+            "figures are in `bench/results.json`.",
+            "- Producer SDK: `UsageProducer.send_many` then `flush` (acks=all, idempotent) "
+            "into a fresh topic per run; those topics are then read by the other stages.",
+            "- Baseline for the producer and the stream stage: a bare confluent-kafka "
+            "consumer reading the same topic on the same broker with `orjson.loads` per "
+            "record, timed from the first record received (group join excluded).",
+            "- Stream stage: `python -m streams worker` on a topic already holding every "
+            "event, with its own consumer group and ClickHouse database; the rate is "
+            "taken from the first committed offset to zero lag (worker start-up and the "
+            "first batch excluded), by polling `streams.progress.consumer_lag` every 0.1 s. "
+            "After every run (warm-up included) the stored totals per (subject, meter) are "
+            "compared with the generated truth and the `usage_events` row count with the "
+            "unique events; a run that is not exact is flagged in the table and listed "
+            "below.",
+            "- Scale-out: the same with two worker processes in one group on the "
+            f"{PARTITIONS}-partition topic, against the one-worker figure. On this "
+            "2-core machine the two workers and ClickHouse share the cores.",
+            "- Sink: `MeteringSink.plan` + `write` + `finish` in-process (decode, meter, "
+            "dedupe, two inserts per batch) into a fresh database, against the same raw "
+            "and feed rows inserted with a bare clickhouse-driver `Client.execute`; both "
+            "results are checked for exact totals.",
+            "- Meter query: `WindowsTable.meter_query` (hourly windows over October, one "
+            "query per meter in turn) on the database of the last one-worker run, after a "
+            "warm-up; baseline is `SELECT 1` on the same connection.",
+            "- Rating: `rate_plan` against bare Decimal per-unit pricing "
+            "(`bench/bench_rating.py`).",
+            "- Everything runs under a `bench_<random>` prefix (topics, consumer groups, "
+            "databases), deleted at the end.",
+            "",
+            "## Exactness",
+            "",
+            *exactness_lines(pipe),
+            "",
+            "## Not measured yet",
+            "",
+            "- End-to-end latency (p50/p99 from event to queryable row at an offered load of "
+            "10k events/s).",
+            "- Invoicing throughput (`invoicing.run.run_period`); rating is measured.",
             "",
         ]
     )

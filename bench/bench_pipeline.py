@@ -1,0 +1,455 @@
+"""Pipeline benchmarks on the local Kafka and ClickHouse started by ``make up``.
+
+Everything runs in an isolated namespace of its own: topics, consumer groups, worker app
+ids and ClickHouse databases are prefixed ``bench_<random>`` and deleted at the end.
+
+Measured (each next to a baseline measured in the same run):
+
+- producer SDK: events/s from ``UsageProducer.send_many`` + flush to the local broker.
+  Baseline: a bare confluent-kafka consume plus ``orjson.loads`` of the same topic.
+- stream stage: events/s through the worker (``python -m streams worker``: Faust,
+  decode, dedupe, aggregation and the ClickHouse write), from its first committed offset
+  to zero lag; exactness is checked after every run (stored totals per (subject, meter)
+  equal the generated truth, raw row count equals the unique events).  Baseline: the
+  bare consume + decode above.
+- scale-out: the same with two worker processes on the same multi-partition topic.
+- sink: ``MeteringSink.plan`` + ``write`` in-process against a bare clickhouse-driver
+  insert of the same rows.
+- queries: meter query latency (hourly windows, one month) p50 / p95 against a
+  ``SELECT 1`` round trip on the same connection.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+from clickhouse_driver import Client
+from confluent_kafka import Consumer, KafkaException
+from confluent_kafka.admin import AdminClient
+
+from ingest import UsageProducer
+from ingest.admin import ensure_topics, meterline_topics
+from ingest.telemetry import generate
+from schemas.meters import load_meters
+from schemas.settings import Settings
+from schemas.storage.bootstrap import ensure_schema
+from schemas.storage.engine import ServerEngine
+from schemas.storage.events_table import EventsTable
+from schemas.storage.windows_table import MeterQuery, UsageQuery, WindowsTable, finish_value
+from schemas.wire import encode_event, event_key
+from streams.dedupe import SeenRecord
+from streams.progress import consumer_lag
+from streams.sink import MeteringSink, Record
+
+__all__ = ["Bench"]
+
+ROOT = Path(__file__).resolve().parent.parent
+SUBJECTS = [f"customer-{n:03d}" for n in range(20)]
+OCTOBER = datetime(2026, 10, 1, tzinfo=UTC)
+
+
+class BenchError(RuntimeError):
+    """A benchmark could not produce a trustworthy figure (e.g. a total did not match)."""
+
+
+def summary(values: list[float]) -> dict[str, Any]:
+    """Median and spread (min, max, relative half-range) of the timed runs."""
+    median = statistics.median(values)
+    return {
+        "runs": values,
+        "median": median,
+        "min": min(values),
+        "max": max(values),
+        "spread_pct": 100 * (max(values) - min(values)) / 2 / median if median else 0.0,
+    }
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    index = max(0, min(len(ordered) - 1, round(pct / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+class _Seen:
+    """A dict-backed dedupe store for the in-process sink benchmark."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, SeenRecord] = {}
+
+    def get(self, key: str) -> SeenRecord | None:
+        return self.data.get(key)
+
+    def put(self, key: str, record: SeenRecord, partition: int) -> None:
+        self.data[key] = record
+
+
+class Bench:
+    def __init__(self, events_per_subject: int, seed: int, repeats: int, partitions: int) -> None:
+        self.prefix = "bench_" + uuid.uuid4().hex[:8]
+        self.repeats = repeats
+        self.partitions = partitions
+        self.work = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-"))
+        self.base = Settings().model_copy(
+            update={
+                "events_partitions": partitions,
+                "meters_file": str(ROOT / "deploy/demo/meters.yaml"),
+                "rate_card_file": str(ROOT / "deploy/demo/rate-card.yaml"),
+                "customers_file": str(ROOT / "deploy/demo/customers.yaml"),
+            }
+        )
+        self.telemetry = generate(
+            SUBJECTS, OCTOBER, timedelta(days=31), events_per_subject, seed=seed
+        )
+        self.events = len(self.telemetry.events)
+        self.topics: list[str] = []  # filled event topics, one per producer run
+        self._n = 0
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.last_database = ""  # the last stream run's database, for the query benchmark
+
+    # -- isolation ------------------------------------------------------------------------
+    def settings(self, events_topic: str | None = None) -> Settings:
+        self._n += 1
+        tag = f"{self.prefix}_{self._n}"
+        return self.base.model_copy(
+            update={
+                "clickhouse_database": tag,
+                "events_topic": events_topic or f"{tag}.events",
+                "dead_letter_topic": f"{tag}.dead-letter",
+                "invoices_topic": f"{tag}.invoices",
+                "worker_app_id": f"{tag}-metering",
+                "worker_data_dir": str(self.work / tag),
+            }
+        )
+
+    def engine(self) -> ServerEngine:
+        return ServerEngine(self.base.clickhouse_host, self.base.clickhouse_tcp_port)
+
+    def cleanup(self) -> dict[str, int]:
+        for proc in self.procs:
+            _stop(proc)
+        admin = AdminClient({"bootstrap.servers": self.base.kafka_bootstrap})
+        topics = [t for t in admin.list_topics(timeout=30).topics if t.startswith(self.prefix)]
+        if topics:
+            for future in admin.delete_topics(topics, operation_timeout=30).values():
+                future.result(30)
+        groups = [
+            g.group_id
+            for g in admin.list_consumer_groups(request_timeout=30).result(30).valid
+            if g.group_id.startswith(self.prefix)
+        ]
+        if groups:
+            for future in admin.delete_consumer_groups(groups, request_timeout=30).values():
+                with suppress(KafkaException):  # an empty group may already be gone
+                    future.result(30)
+        engine = self.engine()
+        dbs = [
+            str(r[0])
+            for r in engine.execute("SELECT name FROM system.databases")
+            if str(r[0]).startswith(self.prefix)
+        ]
+        for db in dbs:
+            engine.execute(f"DROP DATABASE IF EXISTS {db}")
+        engine.close()
+        return {"topics": len(topics), "groups": len(groups), "databases": len(dbs)}
+
+    # -- producer SDK + consume baseline -----------------------------------------------------
+    def producer(self) -> dict[str, Any]:
+        """Warm-up + ``repeats`` runs; each fills a fresh topic reused by the later stages."""
+        rates = []
+        for run in range(self.repeats + 1):
+            settings = self.settings()
+            ensure_topics(settings.kafka_bootstrap, meterline_topics(settings))
+            with UsageProducer(settings.kafka_bootstrap, settings.events_topic) as producer:
+                start = time.perf_counter()
+                producer.send_many(self.telemetry.events)
+                report = producer.flush()
+                elapsed = time.perf_counter() - start
+            if report.delivered != self.events or report.failed:
+                raise BenchError(f"producer delivered {report.delivered}/{self.events}")
+            self.topics.append(settings.events_topic)
+            if run:
+                rates.append(self.events / elapsed)
+        return summary(rates)
+
+    def consume_baseline(self) -> dict[str, Any]:
+        rates = []
+        for run, topic in enumerate(self.topics):
+            consumer = Consumer(
+                {
+                    "bootstrap.servers": self.base.kafka_bootstrap,
+                    "group.id": f"{self.prefix}_raw_{run}",
+                    "auto.offset.reset": "earliest",
+                    "enable.auto.commit": False,
+                }
+            )
+            consumer.subscribe([topic])
+            seen, total_bytes = 0, 0
+            start: float | None = None
+            deadline = time.monotonic() + 300
+            while seen < self.events:
+                if time.monotonic() > deadline:
+                    raise BenchError(f"bare consume read {seen}/{self.events}")
+                for msg in consumer.consume(num_messages=10_000, timeout=1.0):
+                    if msg.error():
+                        continue
+                    if start is None:
+                        start = time.perf_counter()  # time from the first record: no join
+                    orjson.loads(msg.value())
+                    total_bytes += len(msg.value())
+                    seen += 1
+            elapsed = time.perf_counter() - (start or time.perf_counter())
+            consumer.close()
+            if seen != self.events:
+                raise BenchError(f"bare consume read {seen}, expected {self.events}")
+            if run:
+                rates.append(self.events / elapsed)
+        return summary(rates)
+
+    # -- stream stage (worker processes) ---------------------------------------------------
+    def stream(self, workers: int) -> dict[str, Any]:
+        rates = []
+        checks = []
+        for run, topic in enumerate(self.topics):
+            settings = self.settings(events_topic=topic)
+            ensure_topics(settings.kafka_bootstrap, meterline_topics(settings))
+            engine = self.engine()
+            ensure_schema(engine, settings.clickhouse_database)
+            procs = [self._start_worker(settings, i) for i in range(workers)]
+            try:
+                rate = self._wait_through(settings, procs)
+            finally:
+                for proc in procs:
+                    _stop(proc)
+            checks.append(self._check_exact(engine, settings))
+            self.last_database = settings.clickhouse_database
+            engine.close()
+            if run:
+                rates.append(rate)
+        out = summary(rates)
+        out["exact"] = all(c["exact"] for c in checks)
+        out["checks"] = checks
+        out["workers"] = workers
+        return out
+
+    def _start_worker(self, settings: Settings, index: int) -> subprocess.Popen[bytes]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("METERLINE_")}
+        for name, value in settings.model_dump().items():
+            env[f"METERLINE_{name.upper()}"] = str(value)
+        env["METERLINE_WORKER_DATA_DIR"] = f"{settings.worker_data_dir}-{index}"
+        log = self.work / f"{settings.worker_app_id}-{index}.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "streams", "worker"],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.procs.append(proc)
+        return proc
+
+    def _wait_through(self, settings: Settings, procs: list[subprocess.Popen[bytes]]) -> float:
+        """Events/s from the first committed offset to zero lag (excludes worker start)."""
+
+        def lag() -> Any:
+            if any(p.poll() is not None for p in procs):
+                raise BenchError(f"a worker exited early; logs in {self.work}")
+            return consumer_lag(settings.kafka_bootstrap, settings.worker_app_id, self_topic)
+
+        self_topic = settings.events_topic
+        deadline = time.monotonic() + 600
+        first: tuple[float, int] | None = None
+        while time.monotonic() < deadline:
+            current = lag()
+            now = time.perf_counter()
+            if first is None and current.processed > 0:
+                first = (now, current.processed)
+            if current.produced > 0 and current.total == 0:
+                if first is None or current.processed <= first[1]:
+                    raise BenchError("the worker processed everything between two polls")
+                return (current.processed - first[1]) / (now - first[0])
+            time.sleep(0.1)
+        raise BenchError("the worker did not catch up within 600 s")
+
+    def _check_exact(self, engine: ServerEngine, settings: Settings) -> dict[str, Any]:
+        """Stored totals and raw row count against the generated truth."""
+        stored = stored_totals(engine, settings)
+        raw = engine.execute(
+            EventsTable(settings.clickhouse_database).count(settings.namespace).to_sql()
+        )
+        truth = self.telemetry.truth
+        wrong = {
+            f"{key[0]}/{key[1]}": {"stored": str(stored.get(key)), "truth": str(truth.get(key))}
+            for key in sorted(set(stored) | set(truth))
+            if stored.get(key) != truth.get(key)
+        }
+        raw_rows = int(raw[0][0]) if raw else 0
+        exact = not wrong and raw_rows == self.telemetry.unique
+        if not exact:
+            print(
+                f"NOT EXACT in {settings.clickhouse_database}: raw rows {raw_rows} of "
+                f"{self.telemetry.unique}, {len(wrong)} wrong totals; logs in {self.work}",
+                flush=True,
+            )
+        return {
+            "database": settings.clickhouse_database,
+            "exact": exact,
+            "raw_rows": raw_rows,
+            "wrong_totals": dict(list(wrong.items())[:10]),
+            "wrong_total_count": len(wrong),
+        }
+
+    # -- sink against bare inserts ---------------------------------------------------------
+    def sink(self, batch: int = 5000) -> dict[str, Any]:
+        meters = load_meters(self.base.meters_file)
+        now_ms = int(time.time() * 1000)
+        records = [
+            Record(
+                topic="bench",
+                partition=0,
+                offset=i,
+                timestamp_ms=now_ms,
+                key=event_key(e),
+                value=encode_event(e),
+            )
+            for i, e in enumerate(self.telemetry.events)
+        ]
+        batches = [records[i : i + batch] for i in range(0, len(records), batch)]
+        sink_rates, bare_rates = [], []
+        checks: list[dict[str, Any]] = []
+        for run in range(self.repeats + 1):
+            settings = self.settings()
+            engine = self.engine()
+            ensure_schema(engine, settings.clickhouse_database)
+            sink = MeteringSink(
+                namespace=settings.namespace,
+                meters=meters,
+                engine_factory=self.engine,
+                database=settings.clickhouse_database,
+            )
+            store = _Seen()
+            plans = []
+            start = time.perf_counter()
+            for chunk in batches:
+                plan = sink.plan(chunk, store)
+                sink.write(plan)
+                sink.finish(plan, store)
+                plans.append(plan)
+            sink_elapsed = time.perf_counter() - start
+            checks.append(self._check_exact(engine, settings))
+
+            bare_db = self.settings()
+            ensure_schema(engine, bare_db.clickhouse_database)
+            events_table = EventsTable(bare_db.clickhouse_database)
+            windows = WindowsTable(bare_db.clickhouse_database)
+            inserts = []
+            for plan in plans:
+                inserts.append(events_table.insert_args(plan.raw_rows))
+                inserts.append(windows.insert_args(plan.feed_rows))
+            client = Client(host=self.base.clickhouse_host, port=self.base.clickhouse_tcp_port)
+            start = time.perf_counter()
+            for table, columns, rows in inserts:
+                if rows:
+                    client.execute(
+                        f"INSERT INTO {table} ({', '.join(columns)}) VALUES",
+                        rows,
+                        types_check=False,
+                    )
+            bare_elapsed = time.perf_counter() - start
+            client.disconnect()
+            checks.append(self._check_exact(engine, bare_db))
+            engine.close()
+            if run:
+                sink_rates.append(self.events / sink_elapsed)
+                bare_rates.append(self.events / bare_elapsed)
+        return {
+            "sink": summary(sink_rates),
+            "bare_insert": summary(bare_rates),
+            "batch": batch,
+            "exact": all(c["exact"] for c in checks),
+            "checks": checks,
+        }
+
+    # -- queries ---------------------------------------------------------------------------
+    def queries(self, database: str, samples: int = 50) -> dict[str, Any]:
+        meters = load_meters(self.base.meters_file)
+        windows = WindowsTable(database)
+        start_s = int(OCTOBER.timestamp())
+        end_s = int((OCTOBER + timedelta(days=31)).timestamp())
+        statements = [
+            windows.meter_query(
+                MeterQuery(self.base.namespace, m.slug, m.aggregation, start_s, end_s)
+            ).to_sql()
+            for m in meters
+        ]
+        engine = self.engine()
+
+        def timed(sql: str) -> float:
+            start = time.perf_counter()
+            engine.execute(sql)
+            return (time.perf_counter() - start) * 1000
+
+        for sql in [*statements, "SELECT 1"]:
+            timed(sql)  # warm-up
+        meter_ms = [timed(statements[i % len(statements)]) for i in range(samples)]
+        ping_ms = [timed("SELECT 1") for _ in range(samples)]
+        engine.close()
+        return {
+            "samples": samples,
+            "meter_query_ms": {"p50": percentile(meter_ms, 50), "p95": percentile(meter_ms, 95)},
+            "select_1_ms": {"p50": percentile(ping_ms, 50), "p95": percentile(ping_ms, 95)},
+        }
+
+
+def stored_totals(engine: ServerEngine, settings: Settings) -> dict[tuple[str, str], Decimal]:
+    meters = load_meters(settings.meters_file)
+    windows = WindowsTable(settings.clickhouse_database)
+    out = {}
+    for meter in meters:
+        query = UsageQuery(settings.namespace, meter.slug, meter.aggregation, 0, 2**32 - 1)
+        for row in engine.execute(windows.usage(query).to_sql()):
+            out[(str(row[0]), meter.slug)] = finish_value(meter.aggregation, row[1:])
+    return out
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+@contextmanager
+def isolated_bench(**kwargs: Any) -> Iterator[Bench]:
+    bench = Bench(**kwargs)
+    try:
+        yield bench
+    finally:
+        print(f"cleanup: {bench.cleanup()}", flush=True)
+
+
+def timed_stage(name: str, action: Callable[[], Any]) -> Any:
+    print(f"{name} …", flush=True)
+    start = time.perf_counter()
+    result = action()
+    print(f"{name}: done in {time.perf_counter() - start:.0f}s", flush=True)
+    return result
