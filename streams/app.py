@@ -205,6 +205,16 @@ def create_worker(
 
     app.on_partitions_revoked.connect(on_revoked)
 
+    async def on_assigned(_app: Any, assigned: Any, **_: Any) -> None:
+        # Faust (0.15.3, aiokafka driver) was seen not to deliver the revocation signal,
+        # so every assignment also drops the cached progress of the partitions it hands
+        # out: a partition that was away may have been advanced by another worker.
+        ours = sorted(tp.partition for tp in assigned if tp.topic == settings.events_topic)
+        sink.forget_partitions(ours)
+        log.info("partitions %s assigned; their stored progress will be reloaded", ours)
+
+    app.on_partitions_assigned.connect(on_assigned)
+
     horizon_ms = int(settings.dedupe_horizon_days * 86_400_000)
 
     async def purge_expired() -> None:

@@ -160,7 +160,14 @@ class MeteringSink:
     def plan(self, records: Sequence[Record], store: SeenStore) -> BatchPlan:
         plan = BatchPlan()
         metered = []
+        positions: set[tuple[int, int]] = set()
         for rec in records:
+            # Faust may deliver a record twice in one batch (a re-fetch after its seek);
+            # the progress gate covers earlier batches, this covers the batch itself.
+            if (rec.partition, rec.offset) in positions:
+                plan.count("redelivered")
+                continue
+            positions.add((rec.partition, rec.offset))
             try:
                 event = decode_event(rec.value)
                 contribs = contributions(
@@ -306,7 +313,9 @@ class MeteringSink:
                 log.debug("closing ClickHouse connection failed: %r", exc)
 
     def forget_partitions(self, partitions: Sequence[int]) -> None:
-        """Partitions were revoked: another worker may advance them; reload on return."""
+        """Partitions were (re)assigned or revoked: another worker may have advanced them
+        meanwhile, so their stored progress is reloaded before the next write.  Taking the
+        lock waits for a write in flight."""
         with self._lock:
             for partition in partitions:
                 self._progress.pop(partition, None)

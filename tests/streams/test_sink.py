@@ -172,3 +172,24 @@ def test_invalid_unicode_is_dead_lettered_not_a_poison_pill() -> None:
     assert [d.reason for d in plan.dead] == [DeadLetterReason.SCHEMA]
     assert "not valid Unicode" in plan.dead[0].detail
     assert plan.raw_rows == []
+
+
+def test_a_record_delivered_twice_in_one_batch_counts_once() -> None:
+    engine = RecordingEngine()
+    s = sink(engine)
+    plan = s.plan([record(0, "a", 5), record(1, "b", 2), record(0, "a", 5)], Store())
+    assert sum(r.value for r in plan.feed_rows) == Decimal(7)
+    assert plan.outcomes == {"new": 2, "redelivered": 1}
+    s.write(plan)
+    assert engine.inserts == [("usage_events", 2), ("meter_window_feed", 2)]
+
+
+def test_progress_is_reloaded_after_a_partition_comes_back() -> None:
+    engine = RecordingEngine(progress=[(0, 1)])
+    s = sink(engine)
+    s.write(s.plan([record(0, "a", 1), record(1, "b", 1), record(2, "c", 1)], Store()))
+    engine.progress = [(0, 9)]  # meanwhile another worker stored offsets up to 9
+    s.forget_partitions([0])  # assigned back to this worker
+    engine.inserts.clear()
+    s.write(s.plan([record(8, "h", 1), record(9, "i", 1), record(10, "j", 1)], Store()))
+    assert engine.inserts == [("usage_events", 3), ("meter_window_feed", 1)]
