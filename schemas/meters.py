@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -90,11 +91,12 @@ class MeterDefinition(BaseModel):
             )
         return self
 
-    @property
+    # Compiled once per definition: the worker reads them for every event it meters.
+    @cached_property
     def value_path(self) -> JsonPath | None:
         return JsonPath.parse(self.value_property) if self.value_property else None
 
-    @property
+    @cached_property
     def group_paths(self) -> dict[str, JsonPath]:
         return {name: JsonPath.parse(path) for name, path in sorted(self.group_by.items())}
 

@@ -69,3 +69,10 @@ def test_jsonpath_subset(path: str, doc: object, expected: object) -> None:
 def test_jsonpath_rejects_unsupported(path: str) -> None:
     with pytest.raises(ValueError, match="JSONPath"):
         JsonPath.parse(path)
+
+
+def test_paths_are_compiled_once_per_definition() -> None:
+    meter = load_meters(ROOT / "deploy/demo/meters.yaml").get("llm_tokens")
+    assert meter.value_path is meter.value_path
+    assert meter.group_paths is meter.group_paths
+    assert str(meter.value_path) == "$.tokens"
