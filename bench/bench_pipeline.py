@@ -49,10 +49,11 @@ from schemas.settings import Settings
 from schemas.storage.bootstrap import ensure_schema
 from schemas.storage.engine import ServerEngine
 from schemas.storage.events_table import EventsTable
-from schemas.storage.windows_table import MeterQuery, UsageQuery, WindowsTable, finish_value
+from schemas.storage.windows_table import MeterQuery, WindowsTable
 from schemas.wire import encode_event, event_key
 from streams.dedupe import SeenRecord
 from streams.progress import consumer_lag
+from streams.reconcile import stored_totals as totals_of
 from streams.sink import MeteringSink, Record
 
 __all__ = ["Bench"]
@@ -418,13 +419,7 @@ class Bench:
 
 def stored_totals(engine: ServerEngine, settings: Settings) -> dict[tuple[str, str], Decimal]:
     meters = load_meters(settings.meters_file)
-    windows = WindowsTable(settings.clickhouse_database)
-    out = {}
-    for meter in meters:
-        query = UsageQuery(settings.namespace, meter.slug, meter.aggregation, 0, 2**32 - 1)
-        for row in engine.execute(windows.usage(query).to_sql()):
-            out[(str(row[0]), meter.slug)] = finish_value(meter.aggregation, row[1:])
-    return out
+    return totals_of(engine, settings.clickhouse_database, settings.namespace, meters)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
