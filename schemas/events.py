@@ -15,6 +15,7 @@ import json
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any, Literal
 
 import orjson
@@ -55,7 +56,7 @@ class UsageEvent(BaseModel):
                 "time is outside the supported range; send a time between years 1970 and 9999"
             ) from None
 
-    @property
+    @cached_property
     def time_ms(self) -> int:
         return to_ms(self.time)
 
@@ -111,8 +112,7 @@ def parse_event(payload: Any, *, where: str = "") -> UsageEvent:
     except ValidationError as exc:
         raise InvalidInput.from_pydantic("usage event", exc.errors(), prefix=where) from None
     try:
-        json.dumps(event.data, ensure_ascii=False, default=str).encode("utf-8")
-        json.dumps([event.id, event.source, event.type, event.subject], ensure_ascii=False).encode()
+        _check_encodable(event)
     except UnicodeEncodeError:
         raise InvalidInput.single(
             "usage event",
@@ -128,6 +128,20 @@ def parse_event(payload: Any, *, where: str = "") -> UsageEvent:
             "keep data within a few hundred levels of nesting",
         ) from None
     return event
+
+
+def _check_encodable(event: UsageEvent) -> None:
+    """Raise ``UnicodeEncodeError`` (lone surrogate) or ``RecursionError`` (too deep).
+
+    orjson answers the common case in microseconds; anything it refuses (a surrogate,
+    an integer beyond 64 bits, deep nesting) is decided by the standard library, which
+    raises only for the two real problems.
+    """
+    try:
+        orjson.dumps([event.id, event.source, event.type, event.subject, event.data], default=str)
+    except orjson.JSONEncodeError:
+        json.dumps(event.data, ensure_ascii=False, default=str).encode("utf-8")
+        json.dumps([event.id, event.source, event.type, event.subject], ensure_ascii=False).encode()
 
 
 def parse_event_json(raw: bytes | str, *, where: str = "") -> UsageEvent:

@@ -49,7 +49,7 @@ def event_key(event: UsageEvent) -> bytes:
 def decode_event(raw: bytes) -> UsageEvent:
     """Bytes from the events topic → a validated event; :class:`InvalidInput` if not one."""
     try:
-        payload = json.loads(raw, parse_float=Decimal)
+        payload = _loads_exact(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput.single(
             "usage event", "", f"not valid JSON ({exc})", "send one JSON object per event"
@@ -59,6 +59,38 @@ def decode_event(raw: bytes) -> UsageEvent:
             "usage event", "", "expected a JSON object", "send one JSON object per event"
         )
     return parse_event(payload)
+
+
+def _has_float(value: Any) -> bool:
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        kind = type(item)
+        if kind is float:
+            return True
+        if kind is dict:
+            pending.extend(item.values())
+        elif kind is list:
+            pending.extend(item)
+    return False
+
+
+def _loads_exact(raw: bytes) -> Any:
+    """JSON with every number exact.
+
+    orjson is several times faster than the standard library but reads fractions (and
+    integers beyond 64 bits) as binary floats.  Its result is used only when it holds no
+    float; otherwise, or when orjson refuses the text (``NaN``, a lone surrogate escape),
+    the standard library decodes it with ``Decimal`` numbers and has the last word.
+    """
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw, parse_float=Decimal)
+    if type(payload) is not dict or _has_float(payload.get("data")):
+        # Only data carries quantities; a float anywhere else is refused by validation.
+        return json.loads(raw, parse_float=Decimal)
+    return payload
 
 
 def content_hash(event: UsageEvent) -> str:
