@@ -187,8 +187,11 @@ def run_period(
         result.recovered = _finish_pending(engine, table, namespace, ledger, publish, report)
     read = _usage_reader(engine, database, namespace, meters, card)
     created = now_ms()
+    periods_of: dict[int, list[Period]] = {}
+    for d in closable:  # grouped once: a scan per customer would be quadratic
+        periods_of.setdefault(id(d.customer), []).append(d.period)
     for index, customer in enumerate(customers):
-        periods = [d.period for d in closable if d.customer is customer]
+        periods = periods_of.get(id(customer), [])
         if not periods:
             continue
         key = (customer.id, customer.subscription)
