@@ -2,6 +2,7 @@
 
 :class:`KafkaDelivery` owns an idempotent confluent-kafka producer (``acks=all``,
 ``enable.idempotence``), keyed and encoded exactly like :class:`ingest.UsageProducer`.
+A request's events are packed per subject into shared records (``schemas.wire.pack``).
 A daemon thread serves delivery callbacks; each callback resolves an asyncio future on
 the request's event loop, so a request awaits its own batch without blocking others.
 
@@ -27,7 +28,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from schemas.errors import DeliveryFailed, ServiceUnavailable
 from schemas.events import UsageEvent
-from schemas.wire import encode_event, event_key
+from schemas.wire import Packed, pack, record_of
 
 __all__ = ["Delivery", "KafkaDelivery"]
 
@@ -47,8 +48,17 @@ class KafkaDelivery:
 
     PROBE_EVERY_S = 5.0
 
-    def __init__(self, bootstrap: str, topic: str, *, delivery_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        *,
+        delivery_timeout_s: float = 10.0,
+        record_events: int = 500,
+        record_bytes: int = 256_000,
+    ) -> None:
         self.bootstrap, self.topic = bootstrap, topic
+        self.record_events, self.record_bytes = record_events, record_bytes
         self._producer = Producer(
             {
                 "bootstrap.servers": bootstrap,
@@ -105,23 +115,25 @@ class KafkaDelivery:
 
             return on_delivery
 
-        for event in events:
+        for group in pack(events, self.record_events, self.record_bytes):
             future: asyncio.Future[None] = loop.create_future()
             futures.append(future)
-            self._produce(event, resolver(future))
+            self._produce(group, resolver(future))
         done, pending = await asyncio.wait(futures, timeout=timeout)
         errors = [str(f.exception()) for f in done if f.exception() is not None]
         if pending or errors:
             raise DeliveryFailed(
-                f"{len(pending) + len(errors)} of {len(events)} events not acknowledged"
+                f"{len(pending) + len(errors)} of {len(futures)} records not acknowledged"
                 + (f": {errors[0]}" if errors else f" within {timeout:.0f}s")
             )
 
-    def _produce(self, event: UsageEvent, callback: Any) -> None:
-        value, key = encode_event(event), event_key(event)
+    def _produce(self, group: Packed, callback: Any) -> None:
+        key, value, headers = record_of(group)
         while True:
             try:
-                self._producer.produce(self.topic, value=value, key=key, on_delivery=callback)
+                self._producer.produce(
+                    self.topic, value=value, key=key, headers=headers, on_delivery=callback
+                )
                 return
             except BufferError:
                 time.sleep(0.01)  # local queue full; the poll thread drains it

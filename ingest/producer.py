@@ -6,6 +6,13 @@ record the broker acknowledged is on every in-sync replica.  Records are keyed b
 so one customer's events stay in order on one partition; the client batches them
 (``linger.ms``).
 
+:meth:`send` puts one event in one record.  :meth:`send_many` packs consecutive events of
+one subject into records of up to ``record_events`` events / ``record_bytes`` bytes
+(``schemas.wire``: one compact JSON per line, header ``content-type:
+application/x-ndjson``).  The worker's cost is mostly per record, so packing is what
+high-volume producers should use; each event still gets its own :class:`Delivery`, with
+its index in the record.
+
 Delivery is asynchronous.  Each outcome reaches the caller three ways: an optional
 per-event callback, the running :class:`DeliveryReport`, and :meth:`flush` /
 :meth:`close`, which wait for every pending record.  An event is accepted only once its
@@ -25,7 +32,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from schemas.errors import DeliveryFailed, ServiceUnavailable
 from schemas.events import UsageEvent
-from schemas.wire import encode_event, event_key
+from schemas.wire import Packed, encode_event, pack, record_of
 
 __all__ = ["Delivery", "DeliveryReport", "UsageProducer"]
 
@@ -41,6 +48,9 @@ class Delivery:
     partition: int | None
     offset: int | None
     error: str | None = None
+    index: int = 0
+    """The event's place in its record (0 unless :meth:`UsageProducer.send_many` packed
+    several events into one record)."""
 
     @property
     def ok(self) -> bool:
@@ -67,6 +77,8 @@ class UsageProducer:
         topic: str,
         *,
         linger_ms: int = 5,
+        record_events: int = 500,
+        record_bytes: int = 256_000,
         delivery_timeout_ms: int = 30_000,
         connect_timeout: float = 10.0,
         extra_config: dict[str, Any] | None = None,
@@ -74,6 +86,8 @@ class UsageProducer:
         self.bootstrap = bootstrap
         self.topic = topic
         self.report = DeliveryReport()
+        self.record_events = record_events
+        self.record_bytes = record_bytes
         config: dict[str, Any] = {
             "bootstrap.servers": bootstrap,
             "acks": "all",
@@ -104,41 +118,53 @@ class UsageProducer:
             )
 
     def send(self, event: UsageEvent, on_delivery: Callback | None = None) -> None:
-        """Queue one event; its :class:`Delivery` arrives via callback, report and flush."""
-        source, event_id = event.source, event.id
+        """Queue one event as one record; its :class:`Delivery` arrives via callback,
+        report and flush."""
+        self._produce([(event, encode_event(event))], on_delivery)
+
+    def send_many(self, events: Iterable[UsageEvent], on_delivery: Callback | None = None) -> int:
+        """Queue events, packing consecutive events of one subject into shared records.
+
+        Order is kept per subject (one subject's records go to one partition, in order).
+        Returns the number of events queued.
+        """
+        count = 0
+        for group in pack(events, self.record_events, self.record_bytes):
+            self._produce(group, on_delivery)
+            count += len(group)
+        return count
+
+    def _produce(self, group: Packed, on_delivery: Callback | None) -> None:
+        names = [(event.source, event.id) for event, _ in group]
 
         def delivered(err: KafkaError | None, msg: Message) -> None:
-            if err is None:
-                outcome = Delivery(source, event_id, msg.partition(), msg.offset())
-                self.report.delivered += 1
-            else:
-                outcome = Delivery(source, event_id, None, None, err.str())
-                self.report.failed.append(outcome)
-            if on_delivery is not None:
-                on_delivery(outcome)
+            for index, (source, event_id) in enumerate(names):
+                if err is None:
+                    outcome = Delivery(source, event_id, msg.partition(), msg.offset(), None, index)
+                    self.report.delivered += 1
+                else:
+                    outcome = Delivery(source, event_id, None, None, err.str(), index)
+                    self.report.failed.append(outcome)
+                if on_delivery is not None:
+                    on_delivery(outcome)
 
-        value, key = encode_event(event), event_key(event)
+        key, value, headers = record_of(group)
         while True:
             try:
-                self._producer.produce(self.topic, value=value, key=key, on_delivery=delivered)
+                self._producer.produce(
+                    self.topic, value=value, key=key, headers=headers, on_delivery=delivered
+                )
                 break
             except BufferError:
                 self._producer.poll(0.05)  # local queue full: serve callbacks, then retry
         self._producer.poll(0)
-
-    def send_many(self, events: Iterable[UsageEvent], on_delivery: Callback | None = None) -> int:
-        count = 0
-        for event in events:
-            self.send(event, on_delivery)
-            count += 1
-        return count
 
     def flush(self, timeout: float = 60.0) -> DeliveryReport:
         """Wait for every queued event; raise if any is still undelivered at the deadline."""
         remaining = self._producer.flush(timeout)
         if remaining:
             raise DeliveryFailed(
-                f"{remaining} events still undelivered after {timeout:.0f}s to {self.bootstrap}"
+                f"{remaining} records still undelivered after {timeout:.0f}s to {self.bootstrap}"
             )
         return self.report
 

@@ -25,12 +25,15 @@ class WindowState:
     distinct: frozenset[str] = frozenset()
     maximum: Decimal | None = None
     minimum: Decimal | None = None
-    latest: tuple[int, int, Decimal] | None = None
-    """(event time ms, Kafka offset, value): the greatest (time, offset) wins."""
+    latest: tuple[int, int, int, Decimal] | None = None
+    """(event time ms, Kafka offset, index in the record, value): the greatest
+    (time, offset, index) wins."""
 
-    def add(self, value: Decimal, uniq: str, event_ms: int, offset: int) -> WindowState:
+    def add(
+        self, value: Decimal, uniq: str, event_ms: int, offset: int, index: int = 0
+    ) -> WindowState:
         return self.merge(
-            WindowState(value, 1, frozenset({uniq}), value, value, (event_ms, offset, value))
+            WindowState(value, 1, frozenset({uniq}), value, value, (event_ms, offset, index, value))
         )
 
     def merge(self, other: WindowState) -> WindowState:
@@ -55,12 +58,12 @@ class WindowState:
         chosen = {
             Aggregation.MAX: self.maximum,
             Aggregation.MIN: self.minimum,
-            Aggregation.LATEST: self.latest[2] if self.latest else None,
+            Aggregation.LATEST: self.latest[3] if self.latest else None,
         }[kind]
         return chosen if chosen is not None else Decimal(0)
 
 
-T = TypeVar("T", Decimal, tuple[int, int, Decimal])
+T = TypeVar("T", Decimal, tuple[int, int, int, Decimal])
 
 
 def _pick(a: T | None, b: T | None, choose: Callable[[T, T], T]) -> T | None:

@@ -24,17 +24,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import faust
+import orjson
 
 from schemas.meters import MeterSet
 from schemas.settings import Settings
 from schemas.storage.engine import Engine, ServerEngine
 from schemas.timeutil import now_ms
+from schemas.wire import is_batch
 from streams import faust_fixes, metrics
 from streams.dedupe import SeenRecord
 from streams.sink import MeteringSink, Record, RecordsSkipped, SinkFailed
@@ -76,22 +78,84 @@ class PositionedTable(faust.Table):  # type: ignore[misc]  # faust is untyped he
 
 @dataclass(slots=True)
 class TableSeenStore:
-    """The dedupe store over a Faust table with raw (bytes) keys and values."""
+    """The dedupe store over a Faust table: one table entry per Kafka record.
+
+    Table key ``b"<partition>:<offset>"`` (written to that changelog partition); value the
+    record's kept events, ``{"t": ingested_ms, "e": [[dedupe key, index, digest], ...]}``.
+    One changelog message per record instead of one per event keeps the changelog off the
+    worker's hot path.  Lookups go to an in-memory index by dedupe key, rebuilt from the
+    table after each assignment (Faust restores the table before the agent resumes) and
+    after a purge.  Entries written by older workers (one per event, keyed by the dedupe
+    key, value :meth:`SeenRecord.encode`) are read as well.
+    """
 
     table: PositionedTable
+    _index: dict[str, SeenRecord] | None = None
 
     def get(self, key: str) -> SeenRecord | None:
-        value = self.table.get(key.encode())
-        return SeenRecord.decode(value.decode()) if value is not None else None
+        if self._index is None:
+            self._index = self._load()
+        return self._index.get(key)
 
-    def put(self, key: str, record: SeenRecord, partition: int) -> None:
-        self.table.put_at(key.encode(), record.encode().encode(), partition)
+    def put_many(self, entries: Sequence[tuple[str, SeenRecord]]) -> None:
+        by_record: dict[tuple[int, int], list[tuple[str, SeenRecord]]] = {}
+        for key, record in entries:
+            by_record.setdefault((record.partition, record.offset), []).append((key, record))
+        for (partition, offset), kept in by_record.items():
+            value = {
+                "t": kept[0][1].ingested_ms,
+                "e": [[key, record.index, record.content_hash] for key, record in kept],
+            }
+            self.table.put_at(f"{partition}:{offset}".encode(), orjson.dumps(value), partition)
+            if self._index is not None:
+                self._index.update(kept)
+
+    def invalidate(self) -> None:
+        """Rebuild the index from the table before the next lookup."""
+        self._index = None
+
+    def _load(self) -> dict[str, SeenRecord]:
+        index: dict[str, SeenRecord] = {}
+        for table_key, value in list(self.table.items()):
+            for key, record in _entries(table_key, value):
+                index[key] = record
+        return index
+
+    def purge(self, threshold_ms: int) -> int:
+        """Drop entries ingested before ``threshold_ms``; the number of events dropped."""
+        dropped = 0
+        for table_key, value in list(self.table.items()):
+            entries = _entries(table_key, value)
+            if entries and entries[0][1].ingested_ms < threshold_ms:
+                self.table.delete_at(table_key, entries[0][1].partition)
+                dropped += len(entries)
+        if dropped:
+            self.invalidate()
+        return dropped
+
+
+def _entries(table_key: bytes, value: bytes) -> list[tuple[str, SeenRecord]]:
+    if not value.startswith(b"{"):  # one event per entry, from an older worker
+        return [(table_key.decode(), SeenRecord.decode(value.decode()))]
+    partition, offset = (int(part) for part in table_key.decode().split(":"))
+    doc = orjson.loads(value)
+    return [
+        (key, SeenRecord(partition, offset, digest, doc["t"], index))
+        for key, index, digest in doc["e"]
+    ]
 
 
 @dataclass(slots=True)
 class Worker:
     app: faust.App
     sink: MeteringSink
+
+
+def _headers(raw: Any) -> list[tuple[str, bytes | None]]:
+    if not raw:
+        return []
+    items = raw.items() if isinstance(raw, Mapping) else raw
+    return [(str(name), value) for name, value in items]
 
 
 def _record(event: Any) -> Record:
@@ -103,6 +167,7 @@ def _record(event: Any) -> Record:
         timestamp_ms=round(message.timestamp * 1000),
         key=message.key,
         value=event.value,
+        batch=is_batch(_headers(message.headers)),
     )
 
 
@@ -171,21 +236,24 @@ def create_worker(
             try:
                 records = [_record(event) for event in events]
                 sink.check_contiguous(records)
-                plan = sink.plan(records, store)
-                await asyncio.to_thread(sink.write, plan)
-                sink.finish(plan, store)
-                for dead in plan.dead:
-                    await dead_letters.send(
-                        key=dead.record.key,
-                        value=dead.record.value,
-                        headers={
-                            "meterline.reason": dead.reason.value.encode(),
-                            "meterline.detail": dead.detail.encode()[:4096],
-                            "meterline.source": (
-                                f"{dead.record.topic}/{dead.record.partition}/{dead.record.offset}"
-                            ).encode(),
-                        },
-                    )
+                for chunk in sink.chunks(records, settings.worker_batch_max):
+                    plan = sink.plan(chunk, store)
+                    await asyncio.to_thread(sink.write, plan)
+                    sink.finish(plan, store)
+                    for dead in plan.dead:
+                        await dead_letters.send(
+                            key=dead.record.key,
+                            value=dead.value,
+                            headers={
+                                "meterline.reason": dead.reason.value.encode(),
+                                "meterline.detail": dead.detail.encode()[:4096],
+                                "meterline.source": (
+                                    f"{dead.record.topic}/{dead.record.partition}"
+                                    f"/{dead.record.offset}"
+                                ).encode(),
+                                "meterline.index": str(dead.index).encode(),
+                            },
+                        )
             except SinkFailed as exc:
                 _die(f"ClickHouse unavailable; exiting without acknowledging the batch: {exc}")
             except RecordsSkipped as exc:
@@ -211,6 +279,7 @@ def create_worker(
         # out: a partition that was away may have been advanced by another worker.
         ours = sorted(tp.partition for tp in assigned if tp.topic == settings.events_topic)
         sink.forget_partitions(ours)
+        store.invalidate()
         log.info("partitions %s assigned; their stored progress will be reloaded", ours)
 
     app.on_partitions_assigned.connect(on_assigned)
@@ -219,17 +288,10 @@ def create_worker(
 
     async def purge_expired() -> None:
         """Drop dedupe records beyond the horizon, so the state stays bounded."""
-        threshold = now_ms() - horizon_ms
-        expired = [
-            (key, SeenRecord.decode(value.decode()))
-            for key, value in list(seen_table.items())
-            if SeenRecord.decode(value.decode()).ingested_ms < threshold
-        ]
-        for key, record in expired:
-            seen_table.delete_at(key, record.partition)
+        expired = store.purge(now_ms() - horizon_ms)
         if expired:
-            metrics.DEDUPE_EXPIRED.inc(len(expired))
-            log.info("purged %d dedupe records older than the horizon", len(expired))
+            metrics.DEDUPE_EXPIRED.inc(expired)
+            log.info("purged %d dedupe records older than the horizon", expired)
 
     app.timer(interval=600.0, on_leader=False)(purge_expired)
     return Worker(app=app, sink=sink)

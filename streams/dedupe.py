@@ -1,12 +1,12 @@
 """Pure deduplication decisions by ``(namespace, source, id)``.
 
 The dedupe store maps an event's key to where the event was *first accepted*: its Kafka
-partition and offset, and a digest of its content.  Deciding by position rather than by
-a bare "seen" flag makes every decision replay-proof:
+partition, offset and index within the record, and a digest of its content.  Deciding by
+position rather than by a bare "seen" flag makes every decision replay-proof:
 
-* the same record read again after a crash (same partition and offset) is the same
-  event, not a duplicate, so a batch whose write failed is written in full on retry;
-* a record at another position with the same key is a duplicate and is dropped; if its
+* the same event read again after a crash (same partition, offset and index) is the
+  same event, not a duplicate, so a batch whose write failed is written in full on retry;
+* an event at another position with the same key is a duplicate and is dropped; if its
   content digest differs it is also a *conflict* (the first one wins, the conflict is
   counted and logged).
 
@@ -44,12 +44,23 @@ class SeenRecord:
     offset: int
     content_hash: str
     ingested_ms: int = 0
+    index: int = 0
+
+    @property
+    def position(self) -> tuple[int, int, int]:
+        return (self.partition, self.offset, self.index)
 
     def encode(self) -> str:
-        return f"{self.partition}:{self.offset}:{self.ingested_ms}:{self.content_hash}"
+        return (
+            f"v2:{self.partition}:{self.offset}:{self.index}:{self.ingested_ms}:{self.content_hash}"
+        )
 
     @classmethod
     def decode(cls, text: str) -> SeenRecord:
+        if text.startswith("v2:"):
+            _, partition, offset, index, ingested, digest = text.split(":", 5)
+            return cls(int(partition), int(offset), digest, int(ingested), int(index))
+        # Written before records carried several events: the index is 0.
         partition, offset, ingested, digest = text.split(":", 3)
         return cls(int(partition), int(offset), digest, int(ingested))
 
@@ -61,6 +72,11 @@ class Candidate:
     offset: int
     content_hash: str
     ingested_ms: int = 0
+    index: int = 0
+
+    @property
+    def position(self) -> tuple[int, int, int]:
+        return (self.partition, self.offset, self.index)
 
 
 class Verdict(Enum):
@@ -106,13 +122,13 @@ def classify(
         first = in_batch.get(cand.key) or lookup(cand.key)
         if (
             first is not None
-            and (first.partition, first.offset) != (cand.partition, cand.offset)
+            and first.position != cand.position
             and cand.ingested_ms - first.ingested_ms > horizon_ms
         ):
             first = None  # beyond the dedupe horizon
         if first is None:
             verdict = Verdict.NEW
-        elif (first.partition, first.offset) == (cand.partition, cand.offset):
+        elif first.position == cand.position:
             verdict = Verdict.REPLAY
         elif first.content_hash == cand.content_hash:
             verdict = Verdict.DUPLICATE
@@ -120,7 +136,7 @@ def classify(
             verdict = Verdict.CONFLICT
         if first is None:
             in_batch[cand.key] = SeenRecord(
-                cand.partition, cand.offset, cand.content_hash, cand.ingested_ms
+                cand.partition, cand.offset, cand.content_hash, cand.ingested_ms, cand.index
             )
         decisions.append(Decision(cand, verdict, first))
     return decisions

@@ -64,41 +64,49 @@ def _aligned(start_ms: int, end_ms: int) -> None:
 
 
 class MeteredRows:
-    """Raw rows ``(partition, offset, ingested_ms, data)`` run through the pure metering
-    code; iterating yields ``(partition, offset, ingested_ms, contributions)`` and counts
-    the stored events the given meters cannot meter in :attr:`unmeterable`."""
+    """Raw rows ``(partition, offset, index, ingested_ms, data)`` run through the pure
+    metering code; iterating yields ``(partition, offset, index, ingested_ms,
+    contributions)`` and counts the stored events the given meters cannot meter in
+    :attr:`unmeterable`."""
 
     def __init__(self, rows: Iterable[Sequence[object]], meters: MeterSet) -> None:
         self.rows = rows
         self.meters = meters
         self.unmeterable = 0
 
-    def __iter__(self) -> Iterator[tuple[int, int, int, tuple[Contribution, ...]]]:
-        for partition, offset, ingested_ms, data in self.rows:
+    def __iter__(self) -> Iterator[tuple[int, int, int, int, tuple[Contribution, ...]]]:
+        for partition, offset, index, ingested_ms, data in self.rows:
             event = decode_event(str(data).encode())
             try:
                 contribs = contributions(event, self.meters)
             except Unmeterable:
                 self.unmeterable += 1
                 continue
-            yield int(str(partition)), int(str(offset)), int(str(ingested_ms)), contribs
+            yield (
+                int(str(partition)),
+                int(str(offset)),
+                int(str(index)),
+                int(str(ingested_ms)),
+                contribs,
+            )
 
 
 def recompute(
     rows: Iterable[Sequence[object]], meters: MeterSet, only: set[str] | None = None
 ) -> tuple[dict[tuple[str, str], WindowState], int]:
-    """Fold raw rows ``(partition, offset, ingested_ms, data)`` per (meter, subject).
+    """Fold raw rows ``(partition, offset, index, ingested_ms, data)`` per (meter, subject).
 
     Returns the states and how many stored events the current definitions cannot meter.
     """
     states: dict[tuple[str, str], WindowState] = {}
     scan = MeteredRows(rows, meters)
-    for _, offset, _, contribs in scan:
+    for _, offset, index, _, contribs in scan:
         for c in contribs:
             if only is not None and c.meter not in only:
                 continue
             key = (c.meter, c.subject)
-            states[key] = states.get(key, WindowState()).add(c.value, c.uniq, c.event_ms, offset)
+            state = states.get(key, WindowState())
+            states[key] = state.add(c.value, c.uniq, c.event_ms, offset, index)
     return states, scan.unmeterable
 
 
@@ -168,7 +176,7 @@ def backfill_rows(
     number of stored events this meter cannot meter (reported, not written)."""
     chunks: dict[tuple[int, int], list[FeedRow]] = {}
     scan = MeteredRows(rows, MeterSet([meter]))
-    for p, o, ingested, contribs in scan:
+    for p, o, i, ingested, contribs in scan:
         for c in contribs:
             row = FeedRow(
                 namespace=namespace,
@@ -182,6 +190,7 @@ def backfill_rows(
                 event_ms=c.event_ms,
                 source_partition=p,
                 source_offset=o,
+                source_index=i,
             )
             chunks.setdefault((p, c.window_start_ms - c.window_start_ms % DAY_MS), []).append(row)
     return chunks, scan.unmeterable

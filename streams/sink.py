@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
@@ -38,7 +38,7 @@ from schemas.storage.engine import Engine
 from schemas.storage.events_table import EventsTable, RawEventRow
 from schemas.storage.windows_table import FeedRow, WindowsTable
 from schemas.timeutil import MINUTE_MS
-from schemas.wire import content_hash, decode_event
+from schemas.wire import content_hash, decode_event, split_record
 from streams import metrics
 from streams.dedupe import (
     DEFAULT_HORIZON_MS,
@@ -74,7 +74,10 @@ class RecordsSkipped(MeterlineError):
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """A record of the events topic, as the sink needs it."""
+    """A record of the events topic, as the sink needs it.
+
+    ``batch``: the value holds several events, one per line (``schemas.wire``).
+    """
 
     topic: str
     partition: int
@@ -82,19 +85,26 @@ class Record:
     timestamp_ms: int
     key: bytes | None
     value: bytes
+    batch: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
+    """An event that cannot be metered: ``value`` is its exact bytes, ``index`` its place
+    in the record."""
+
     record: Record
     reason: DeadLetterReason
     detail: str
+    index: int = 0
+    value: bytes = b""
 
 
 class SeenStore(Protocol):
     def get(self, key: str) -> SeenRecord | None: ...
 
-    def put(self, key: str, record: SeenRecord, partition: int) -> None: ...
+    def put_many(self, entries: Sequence[tuple[str, SeenRecord]]) -> None:
+        """Record kept events; each :class:`SeenRecord` names its own partition."""
 
 
 @dataclass(slots=True)
@@ -157,6 +167,21 @@ class MeteringSink:
             if expected is None or rec.offset >= expected:
                 self._next_offset[rec.partition] = rec.offset + 1
 
+    @staticmethod
+    def chunks(records: Sequence[Record], max_events: int) -> Iterator[Sequence[Record]]:
+        """Split a batch at record boundaries into chunks of at most ``max_events`` events
+        (a larger record is a chunk of its own).  A record is never split: window progress
+        is kept per offset, so all of a record's events must land in one write."""
+        start, events = 0, 0
+        for i, rec in enumerate(records):
+            n = rec.value.count(b"\n") + 1 if rec.batch else 1
+            if i > start and events + n > max_events:
+                yield records[start:i]
+                start, events = i, 0
+            events += n
+        if start < len(records):
+            yield records[start:]
+
     def plan(self, records: Sequence[Record], store: SeenStore) -> BatchPlan:
         plan = BatchPlan()
         metered = []
@@ -168,18 +193,32 @@ class MeteringSink:
                 plan.count("redelivered")
                 continue
             positions.add((rec.partition, rec.offset))
-            try:
-                event = decode_event(rec.value)
-                contribs = contributions(
-                    event, self.meters, unknown_type_is_error=self.unknown_type_is_error
+            lines = split_record(rec.value, rec.batch)
+            if not lines:
+                plan.dead.append(
+                    DeadLetter(
+                        rec,
+                        DeadLetterReason.SCHEMA,
+                        "the batch record holds no events",
+                        0,
+                        rec.value,
+                    )
                 )
-            except InvalidInput as exc:
-                plan.dead.append(DeadLetter(rec, DeadLetterReason.SCHEMA, str(exc)))
-                continue
-            except Unmeterable as exc:
-                plan.dead.append(DeadLetter(rec, exc.reason, exc.detail))
-                continue
-            metered.append((rec, event, contribs, content_hash(event)))
+            for index, line in enumerate(lines):
+                try:
+                    event = decode_event(line)
+                    contribs = contributions(
+                        event, self.meters, unknown_type_is_error=self.unknown_type_is_error
+                    )
+                except InvalidInput as exc:
+                    plan.dead.append(
+                        DeadLetter(rec, DeadLetterReason.SCHEMA, str(exc), index, line)
+                    )
+                    continue
+                except Unmeterable as exc:
+                    plan.dead.append(DeadLetter(rec, exc.reason, exc.detail, index, line))
+                    continue
+                metered.append((rec, index, line, event, contribs, content_hash(event)))
         plan.count("dead_letter", len(plan.dead))
         candidates = [
             Candidate(
@@ -188,24 +227,28 @@ class MeteringSink:
                 rec.offset,
                 digest,
                 rec.timestamp_ms,
+                index,
             )
-            for rec, event, _, digest in metered
+            for rec, index, _, event, _, digest in metered
         ]
-        for decision, (rec, event, contribs, digest) in zip(
+        for decision, (rec, index, line, event, contribs, digest) in zip(
             classify(candidates, store.get, self.horizon_ms), metered, strict=True
         ):
             plan.count(decision.verdict.value)
             if decision.verdict is Verdict.CONFLICT:
                 plan.conflicts.append(
-                    f"{event.source}/{event.id} at {rec.partition}:{rec.offset} differs from "
-                    f"the first copy at {decision.first.partition}:{decision.first.offset}"
+                    f"{event.source}/{event.id} at {rec.partition}:{rec.offset}:{index} differs "
+                    f"from the first copy at {decision.first.partition}:"
+                    f"{decision.first.offset}:{decision.first.index}"
                     if decision.first
                     else f"{event.source}/{event.id}"
                 )
             if not decision.keep:
                 continue
             key = decision.candidate.key
-            plan.seen.append((key, SeenRecord(rec.partition, rec.offset, digest, rec.timestamp_ms)))
+            plan.seen.append(
+                (key, SeenRecord(rec.partition, rec.offset, digest, rec.timestamp_ms, index))
+            )
             late = (
                 rec.timestamp_ms > window_start_ms(event.time_ms) + MINUTE_MS + self.late_grace_ms
             )
@@ -219,12 +262,13 @@ class MeteringSink:
                     type=event.type,
                     subject=event.subject,
                     time_ms=event.time_ms,
-                    data=rec.value.decode("utf-8"),
+                    data=line.decode("utf-8"),
                     ingested_ms=rec.timestamp_ms,
                     source_partition=rec.partition,
                     source_offset=rec.offset,
                     content_hash=digest,
                     late=late,
+                    source_index=index,
                 )
             )
             plan.feed_rows.extend(
@@ -240,6 +284,7 @@ class MeteringSink:
                     event_ms=c.event_ms,
                     source_partition=rec.partition,
                     source_offset=rec.offset,
+                    source_index=index,
                 )
                 for c in contribs
             )
@@ -323,8 +368,7 @@ class MeteringSink:
 
     # -- step 3 ---------------------------------------------------------------------------
     def finish(self, plan: BatchPlan, store: SeenStore) -> None:
-        for key, record in plan.seen:
-            store.put(key, record, record.partition)
+        store.put_many(plan.seen)
         for outcome, n in plan.outcomes.items():
             if outcome == "late":
                 metrics.LATE.inc(n)

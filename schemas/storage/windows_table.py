@@ -20,7 +20,8 @@ a crash the worker skips window contributions at or below it, so a batch that wa
 but not yet committed to Kafka is never counted twice.
 
 States kept: sum, count, uniqExact (UNIQUE_COUNT), max, min, argMax by (event time,
-offset) (LATEST); AVG is sum / count, computed in Python with Decimal.
+Kafka offset, index within the record) (LATEST); AVG is sum / count, computed in Python
+with Decimal.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ FEED_COLUMNS = (
     "event_ms",
     "source_partition",
     "source_offset",
+    "source_index",
 )
 
 _GROUP_KEYS = "namespace, meter, window_start, subject, group_key, ingest_minute, source_partition"
@@ -76,6 +78,7 @@ class FeedRow:
     event_ms: int
     source_partition: int
     source_offset: int
+    source_index: int = 0
 
     def as_row(self) -> tuple[object, ...]:
         return (
@@ -90,6 +93,7 @@ class FeedRow:
             self.event_ms,
             self.source_partition,
             self.source_offset,
+            self.source_index,
         )
 
 
@@ -142,7 +146,7 @@ class WindowsTable:
                 " namespace String, meter String, subject String, group_key String,"
                 f" window_start_s UInt32, ingest_minute_s UInt32, value {dec}, uniq String,"
                 " event_ms Int64,"
-                " source_partition UInt32, source_offset UInt64"
+                " source_partition UInt32, source_offset UInt64, source_index UInt32"
                 ") ENGINE = Null"
             ),
             Statement(
@@ -154,7 +158,7 @@ class WindowsTable:
                 " value_uniq AggregateFunction(uniqExact, String),"
                 f" value_max AggregateFunction(max, {dec}),"
                 f" value_min AggregateFunction(min, {dec}),"
-                f" value_latest AggregateFunction(argMax, {dec}, Tuple(Int64, UInt64)),"
+                f" value_latest AggregateFunction(argMax, {dec}, Tuple(Int64, UInt64, UInt32)),"
                 " max_offset AggregateFunction(max, UInt64)"
                 f") ENGINE = AggregatingMergeTree() ORDER BY ({_GROUP_KEYS})"
             ),
@@ -166,7 +170,7 @@ class WindowsTable:
                 " sumState(value) AS value_sum, countState() AS event_count,"
                 " uniqExactState(uniq) AS value_uniq, maxState(value) AS value_max,"
                 " minState(value) AS value_min,"
-                " argMaxState(value, (event_ms, source_offset)) AS value_latest,"
+                " argMaxState(value, (event_ms, source_offset, source_index)) AS value_latest,"
                 " maxState(source_offset) AS max_offset"
                 f" FROM {self.feed} GROUP BY {_GROUP_KEYS}"
             ),

@@ -15,7 +15,7 @@ from ingest.admin import ensure_topics, meterline_topics
 from schemas.errors import ServiceUnavailable
 from schemas.events import UsageEvent
 from schemas.settings import Settings
-from schemas.wire import decode_event
+from schemas.wire import decode_event, is_batch, split_record
 
 pytestmark = pytest.mark.integration
 
@@ -62,6 +62,47 @@ def test_deliveries_are_reported_and_keyed_by_subject(isolated: Settings) -> Non
     assert len(got) == 30
     assert all(key == event.subject.encode() for key, event in got)
     assert sorted(e.id for _, e in got) == sorted(e.id for e in events(30))
+
+
+def test_send_many_packs_each_subjects_events_into_shared_records(isolated: Settings) -> None:
+    ensure_topics(isolated.kafka_bootstrap, meterline_topics(isolated))
+    sent = events(30)
+    seen: list[Delivery] = []
+    with UsageProducer(isolated.kafka_bootstrap, isolated.events_topic, record_events=4) as p:
+        assert p.send_many(sent, seen.append) == 30
+    assert p.report.delivered == 30
+    positions = {(d.partition, d.offset, d.index) for d in seen}
+    assert len(positions) == 30  # every event has a position of its own
+    records = {(d.partition, d.offset) for d in seen}
+    assert len(records) < 30
+    assert max(d.index for d in seen) == 3
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": isolated.kafka_bootstrap,
+            "group.id": uuid.uuid4().hex,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    consumer.subscribe([isolated.events_topic])
+    got: dict[tuple[int, int, int], UsageEvent] = {}
+    deadline = time.monotonic() + 30
+    while len(got) < 30 and time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is None or msg.error():
+            continue
+        lines = split_record(msg.value(), is_batch(msg.headers()))
+        for index, line in enumerate(lines):
+            event = decode_event(line)
+            assert msg.key() == event.subject.encode()
+            got[(msg.partition(), msg.offset(), index)] = event
+    consumer.close()
+    assert set(got) == positions
+    by_position = {(d.partition, d.offset, d.index): d.id for d in seen}
+    assert all(got[pos].id == event_id for pos, event_id in by_position.items())
+    subject_ids = [e.id for e in sent if e.subject == sent[0].subject]
+    in_kafka_order = [e.id for _, e in sorted(got.items()) if e.subject == sent[0].subject]
+    assert in_kafka_order == subject_ids  # order kept per subject
 
 
 def test_send_and_wait_returns_every_outcome(isolated: Settings) -> None:

@@ -45,6 +45,7 @@ def feed(
         event_ms=(T0 + 60 * minute) * 1000 + offset,
         source_partition=partition,
         source_offset=offset,
+        source_index=kw.get("index", 0),
     )
 
 
@@ -77,6 +78,20 @@ def test_every_aggregation_merges_exactly(engine: tuple[Engine, str]) -> None:
         query = UsageQuery("ns", "m", kind, T0, T0 + 3600)
         rows = eng.execute(windows.usage(query).to_sql())
         assert [(r[0], finish_value(kind, r[1:])) for r in rows] == [("acme", value)], kind
+
+
+def test_latest_breaks_ties_by_index_within_a_record(engine: tuple[Engine, str]) -> None:
+    """Events packed in one record share time and offset; the later index is the latest."""
+    eng, database = engine
+    windows = WindowsTable(database)
+    rows = [feed(0, 4, 0, "5", index=1), feed(0, 4, 0, "7", index=2), feed(0, 4, 0, "6")]
+    eng.insert(*windows.insert_args(rows))
+    rows = eng.execute(
+        windows.usage(UsageQuery("ns", "m", Aggregation.LATEST, T0, T0 + 60)).to_sql()
+    )
+    assert [(r[0], finish_value(Aggregation.LATEST, r[1:])) for r in rows] == [
+        ("acme", Decimal(7))
+    ]
 
 
 def test_progress_is_per_partition(engine: tuple[Engine, str]) -> None:
@@ -144,6 +159,7 @@ def test_raw_events_collapse_rewrites(engine: tuple[Engine, str]) -> None:
         "ns", "src", "id-1", "t", "acme", T0 * 1000 + 5, '{"a":1}', T0 * 1000 + 9, 0, 3, "h"
     )
     eng.insert(*table.insert_args([row]))
+    assert eng.execute(table.rows_written("ns").to_sql()) == [(1,)]
     eng.insert(*table.insert_args([row]))  # a batch written again after a crash
     assert eng.execute(table.count("ns").to_sql()) == [(1,)]
 

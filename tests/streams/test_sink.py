@@ -36,9 +36,8 @@ class Store:
     def get(self, key: str) -> SeenRecord | None:
         return self.data.get(key)
 
-    def put(self, key: str, record: SeenRecord, partition: int) -> None:
-        assert partition == record.partition
-        self.data[key] = record
+    def put_many(self, entries: Sequence[tuple[str, SeenRecord]]) -> None:
+        self.data.update(entries)
 
 
 class RecordingEngine:
