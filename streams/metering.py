@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
-from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -76,12 +75,7 @@ def group_key(values: dict[str, str]) -> str:
     return orjson.dumps(values, option=orjson.OPT_SORT_KEYS).decode()
 
 
-_INT_LIMIT = 10**MAX_INTEGER_DIGITS
-
-
 def _numeric(raw: Any, meter: MeterDefinition) -> Decimal:
-    if type(raw) is int and -_INT_LIMIT < raw < _INT_LIMIT:
-        return Decimal(raw)  # the common case: an integer that fits
     path = meter.value_property
     if isinstance(raw, bool) or not isinstance(raw, int | Decimal | str | float):
         raise Unmeterable(
@@ -139,26 +133,20 @@ def _one(event: UsageEvent, meter: MeterDefinition) -> Contribution:
             uniq = _unique_text(raw, meter)
         else:
             value = _numeric(raw, meter)
-    groups = tuple(
-        (name, "" if found is MISSING or found is None else _group_text(found))
-        for name, found in ((name, path.find(data)) for name, path in meter.group_paths.items())
-    )
+    groups: dict[str, str] = {}
+    for name, group_path in meter.group_paths.items():
+        found = group_path.find(data)
+        groups[name] = "" if found is MISSING or found is None else _group_text(found)
     time_ms = event.time_ms
     return Contribution(
         meter=meter.slug,
         subject=event.subject,
-        group_key=_group_key(groups),
+        group_key=group_key(groups),
         window_start_ms=window_start_ms(time_ms),
         value=value,
         uniq=uniq,
         event_ms=time_ms,
     )
-
-
-@lru_cache(maxsize=65_536)
-def _group_key(groups: tuple[tuple[str, str], ...]) -> str:
-    """:func:`group_key`, cached: group-by values repeat across events."""
-    return group_key(dict(groups))
 
 
 def _group_text(found: Any) -> str:
