@@ -38,7 +38,7 @@ def dedupe_key(namespace: str, source: str, event_id: str) -> str:
     return f"{namespace}\x1f{source}\x1f{event_id}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per event on the worker's hot path
 class SeenRecord:
     partition: int
     offset: int
@@ -65,7 +65,7 @@ class SeenRecord:
         return cls(int(partition), int(offset), digest, int(ingested))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per event on the worker's hot path
 class Candidate:
     key: str
     partition: int
@@ -91,7 +91,7 @@ class Verdict(Enum):
     """Same key, different content, another position: drop (first wins), count, log."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per event on the worker's hot path
 class Decision:
     candidate: Candidate
     verdict: Verdict

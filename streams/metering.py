@@ -52,7 +52,7 @@ class Unmeterable(Exception):
         self.detail = detail
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per event on the worker's hot path
 class Contribution:
     """What one event adds to one meter's window (before the Kafka position is attached)."""
 

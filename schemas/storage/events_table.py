@@ -34,7 +34,7 @@ COLUMNS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per event on the worker's hot path
 class RawEventRow:
     namespace: str
     source: str

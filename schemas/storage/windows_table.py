@@ -63,7 +63,7 @@ FEED_COLUMNS = (
 _GROUP_KEYS = "namespace, meter, window_start, subject, group_key, ingest_minute, source_partition"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per event on the worker's hot path
 class FeedRow:
     """One event's contribution to one meter's minute window."""
 
