@@ -39,7 +39,14 @@ from schemas.timeutil import now_ms
 from schemas.wire import is_batch
 from streams import faust_fixes, metrics
 from streams.dedupe import SeenRecord
-from streams.sink import MeteringSink, Record, RecordsSkipped, SinkFailed
+from streams.sink import (
+    BatchPlan,
+    MeteringSink,
+    PendingSeen,
+    Record,
+    RecordsSkipped,
+    SinkFailed,
+)
 
 __all__ = ["PositionedTable", "TableSeenStore", "Worker", "create_worker"]
 
@@ -229,6 +236,41 @@ def create_worker(
     )
     dead_letters = app.topic(settings.dead_letter_topic, internal=False)
 
+    async def send_dead_letters(plan: BatchPlan) -> None:
+        for dead in plan.dead:
+            await dead_letters.send(
+                key=dead.record.key,
+                value=dead.value,
+                headers={
+                    "meterline.reason": dead.reason.value.encode(),
+                    "meterline.detail": dead.detail.encode()[:4096],
+                    "meterline.source": (
+                        f"{dead.record.topic}/{dead.record.partition}/{dead.record.offset}"
+                    ).encode(),
+                    "meterline.index": str(dead.index).encode(),
+                },
+            )
+
+    async def meter_records(records: Sequence[Record]) -> None:
+        """Plan, write and finish a batch chunk by chunk, planning the next chunk while
+        the previous one is being written.  Writes and finishes stay in order; a chunk is
+        planned against the dedupe store plus the keys of chunks not yet finished, which
+        is what the store would hold had they finished."""
+        pending = PendingSeen(store)
+        in_flight: tuple[BatchPlan, asyncio.Future[None]] | None = None
+        for chunk in sink.chunks(records, settings.worker_batch_max):
+            plan = sink.plan(chunk, pending)
+            pending.add(plan.seen)
+            if in_flight is not None:
+                await in_flight[1]
+                sink.finish(in_flight[0], store)
+                await send_dead_letters(in_flight[0])
+            in_flight = (plan, asyncio.ensure_future(asyncio.to_thread(sink.write, plan)))
+        if in_flight is not None:
+            await in_flight[1]
+            sink.finish(in_flight[0], store)
+            await send_dead_letters(in_flight[0])
+
     async def meter(stream: Any) -> None:
         async for events in stream.take_events(
             settings.worker_batch_max, within=settings.worker_batch_seconds
@@ -236,24 +278,7 @@ def create_worker(
             try:
                 records = [_record(event) for event in events]
                 sink.check_contiguous(records)
-                for chunk in sink.chunks(records, settings.worker_batch_max):
-                    plan = sink.plan(chunk, store)
-                    await asyncio.to_thread(sink.write, plan)
-                    sink.finish(plan, store)
-                    for dead in plan.dead:
-                        await dead_letters.send(
-                            key=dead.record.key,
-                            value=dead.value,
-                            headers={
-                                "meterline.reason": dead.reason.value.encode(),
-                                "meterline.detail": dead.detail.encode()[:4096],
-                                "meterline.source": (
-                                    f"{dead.record.topic}/{dead.record.partition}"
-                                    f"/{dead.record.offset}"
-                                ).encode(),
-                                "meterline.index": str(dead.index).encode(),
-                            },
-                        )
+                await meter_records(records)
             except SinkFailed as exc:
                 _die(f"ClickHouse unavailable; exiting without acknowledging the batch: {exc}")
             except RecordsSkipped as exc:

@@ -54,8 +54,10 @@ __all__ = [
     "BatchPlan",
     "DeadLetter",
     "MeteringSink",
+    "PendingSeen",
     "Record",
     "RecordsSkipped",
+    "SeenLookup",
     "SeenStore",
     "SinkFailed",
 ]
@@ -100,11 +102,28 @@ class DeadLetter:
     value: bytes = b""
 
 
-class SeenStore(Protocol):
+class SeenLookup(Protocol):
     def get(self, key: str) -> SeenRecord | None: ...
 
+
+class SeenStore(SeenLookup, Protocol):
     def put_many(self, entries: Sequence[tuple[str, SeenRecord]]) -> None:
         """Record kept events; each :class:`SeenRecord` names its own partition."""
+
+
+class PendingSeen:
+    """A dedupe store seen through the keys of planned chunks not yet finished."""
+
+    def __init__(self, store: SeenLookup) -> None:
+        self.store = store
+        self.pending: dict[str, SeenRecord] = {}
+
+    def get(self, key: str) -> SeenRecord | None:
+        found = self.pending.get(key)
+        return found if found is not None else self.store.get(key)
+
+    def add(self, entries: Sequence[tuple[str, SeenRecord]]) -> None:
+        self.pending.update(entries)
 
 
 @dataclass(slots=True)
@@ -182,7 +201,7 @@ class MeteringSink:
         if start < len(records):
             yield records[start:]
 
-    def plan(self, records: Sequence[Record], store: SeenStore) -> BatchPlan:
+    def plan(self, records: Sequence[Record], store: SeenLookup) -> BatchPlan:
         plan = BatchPlan()
         metered = []
         positions: set[tuple[int, int]] = set()

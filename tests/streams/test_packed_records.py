@@ -14,7 +14,7 @@ from schemas.wire import encode_event, encode_record
 from streams.app import TableSeenStore
 from streams.dedupe import SeenRecord
 from streams.metering import DeadLetterReason
-from streams.sink import MeteringSink, Record
+from streams.sink import MeteringSink, PendingSeen, Record
 from tests.streams.test_sink import T0, RecordingEngine, Store, sink
 
 
@@ -154,3 +154,19 @@ def test_table_store_purges_old_records_and_forgets_them() -> None:
     assert store.get("old") is None
     assert store.get("new") is not None
     assert list(table.data) == [b"0:2"]
+
+
+def test_a_chunk_planned_before_the_previous_one_finished_still_sees_its_keys() -> None:
+    """The worker plans chunk 2 while chunk 1 is being written (not yet finished)."""
+    store = Store()
+    s = sink(RecordingEngine())
+    pending = PendingSeen(store)
+    first = s.plan([packed(0, encode_record([event("a", 1), event("b", 2)]))], pending)
+    pending.add(first.seen)
+    second = s.plan([packed(1, encode_record([event("b", 2), event("c", 3)]))], pending)
+    assert [r.id for r in second.raw_rows] == ["c"]
+    assert second.outcomes == {"duplicate": 1, "new": 1}
+    assert store.data == {}  # nothing is recorded before finish
+    s.finish(first, store)
+    s.finish(second, store)
+    assert sorted(k.rsplit("\x1f", 1)[1] for k in store.data) == ["a", "b", "c"]
