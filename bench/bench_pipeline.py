@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -50,7 +50,7 @@ from schemas.storage.bootstrap import ensure_schema
 from schemas.storage.engine import ServerEngine
 from schemas.storage.events_table import EventsTable
 from schemas.storage.windows_table import MeterQuery, WindowsTable
-from schemas.wire import encode_event, event_key
+from schemas.wire import encode_event, event_key, is_batch, split_record
 from streams.dedupe import SeenRecord
 from streams.progress import consumer_lag
 from streams.reconcile import stored_totals as totals_of
@@ -61,6 +61,11 @@ __all__ = ["Bench"]
 ROOT = Path(__file__).resolve().parent.parent
 SUBJECTS = [f"customer-{n:03d}" for n in range(20)]
 OCTOBER = datetime(2026, 10, 1, tzinfo=UTC)
+
+
+PACKED, SINGLE = "packed", "single"
+RECORD_EVENTS = {PACKED: 500, SINGLE: 1}
+"""Events per Kafka record for each layout the producer benchmark writes."""
 
 
 class BenchError(RuntimeError):
@@ -94,8 +99,8 @@ class _Seen:
     def get(self, key: str) -> SeenRecord | None:
         return self.data.get(key)
 
-    def put(self, key: str, record: SeenRecord, partition: int) -> None:
-        self.data[key] = record
+    def put_many(self, entries: Sequence[tuple[str, SeenRecord]]) -> None:
+        self.data.update(entries)
 
 
 class Bench:
@@ -116,7 +121,8 @@ class Bench:
             SUBJECTS, OCTOBER, timedelta(days=31), events_per_subject, seed=seed
         )
         self.events = len(self.telemetry.events)
-        self.topics: list[str] = []  # filled event topics, one per producer run
+        # filled event topics per record layout, one per producer run (the first: warm-up)
+        self.topics: dict[str, list[str]] = {PACKED: [], SINGLE: []}
         self._n = 0
         self.procs: list[subprocess.Popen[bytes]] = []
         self.last_database = ""  # the last stream run's database, for the query benchmark
@@ -168,27 +174,33 @@ class Bench:
         return {"topics": len(topics), "groups": len(groups), "databases": len(dbs)}
 
     # -- producer SDK + consume baseline -----------------------------------------------------
-    def producer(self) -> dict[str, Any]:
-        """Warm-up + ``repeats`` runs; each fills a fresh topic reused by the later stages."""
+    def producer(self, layout: str = PACKED, runs: int | None = None) -> dict[str, Any]:
+        """Warm-up + ``runs`` (default ``repeats``) runs; each fills a fresh topic reused by
+        the later stages.  ``layout``: packed records (``send_many``'s default, up to
+        500 events of a subject per record) or one event per record."""
         rates = []
-        for run in range(self.repeats + 1):
+        for run in range((self.repeats if runs is None else runs) + 1):
             settings = self.settings()
             ensure_topics(settings.kafka_bootstrap, meterline_topics(settings))
-            with UsageProducer(settings.kafka_bootstrap, settings.events_topic) as producer:
+            with UsageProducer(
+                settings.kafka_bootstrap,
+                settings.events_topic,
+                record_events=RECORD_EVENTS[layout],
+            ) as producer:
                 start = time.perf_counter()
                 producer.send_many(self.telemetry.events)
                 report = producer.flush()
                 elapsed = time.perf_counter() - start
             if report.delivered != self.events or report.failed:
                 raise BenchError(f"producer delivered {report.delivered}/{self.events}")
-            self.topics.append(settings.events_topic)
+            self.topics[layout].append(settings.events_topic)
             if run:
                 rates.append(self.events / elapsed)
         return summary(rates)
 
-    def consume_baseline(self) -> dict[str, Any]:
+    def consume_baseline(self, layout: str = PACKED) -> dict[str, Any]:
         rates = []
-        for run, topic in enumerate(self.topics):
+        for run, topic in enumerate(self.topics[layout]):
             consumer = Consumer(
                 {
                     "bootstrap.servers": self.base.kafka_bootstrap,
@@ -209,9 +221,11 @@ class Bench:
                         continue
                     if start is None:
                         start = time.perf_counter()  # time from the first record: no join
-                    orjson.loads(msg.value())
-                    total_bytes += len(msg.value())
-                    seen += 1
+                    value = msg.value()
+                    for line in split_record(value, is_batch(msg.headers())):
+                        orjson.loads(line)
+                        seen += 1
+                    total_bytes += len(value)
             elapsed = time.perf_counter() - (start or time.perf_counter())
             consumer.close()
             if seen != self.events:
@@ -221,15 +235,17 @@ class Bench:
         return summary(rates)
 
     # -- stream stage (worker processes) ---------------------------------------------------
-    def stream(self, workers: int) -> dict[str, Any]:
+    def stream(
+        self, workers: int, layout: str = PACKED, worker_root: Path = ROOT
+    ) -> dict[str, Any]:
         rates = []
         checks = []
-        for run, topic in enumerate(self.topics):
+        for run, topic in enumerate(self.topics[layout]):
             settings = self.settings(events_topic=topic)
             ensure_topics(settings.kafka_bootstrap, meterline_topics(settings))
             engine = self.engine()
             ensure_schema(engine, settings.clickhouse_database)
-            procs = [self._start_worker(settings, i) for i in range(workers)]
+            procs = [self._start_worker(settings, i, worker_root) for i in range(workers)]
             try:
                 rate = self._wait_through(settings, procs)
             finally:
@@ -244,9 +260,14 @@ class Bench:
         out["exact"] = all(c["exact"] for c in checks)
         out["checks"] = checks
         out["workers"] = workers
+        out["layout"] = layout
         return out
 
-    def _start_worker(self, settings: Settings, index: int) -> subprocess.Popen[bytes]:
+    def _start_worker(
+        self, settings: Settings, index: int, root: Path = ROOT
+    ) -> subprocess.Popen[bytes]:
+        """``python -m streams worker`` from the code in ``root`` (another checkout of
+        the project runs the same stage with older code)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("METERLINE_")}
         for name, value in settings.model_dump().items():
             env[f"METERLINE_{name.upper()}"] = str(value)
@@ -255,7 +276,7 @@ class Bench:
         with open(log, "wb") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "streams", "worker"],
-                cwd=ROOT,
+                cwd=root,
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -265,27 +286,36 @@ class Bench:
         return proc
 
     def _wait_through(self, settings: Settings, procs: list[subprocess.Popen[bytes]]) -> float:
-        """Events/s from the first committed offset to zero lag (excludes worker start)."""
+        """Events/s from the first stored event to the last (excludes worker start).
 
-        def lag() -> Any:
-            if any(p.poll() is not None for p in procs):
-                raise BenchError(f"a worker exited early; logs in {self.work}")
-            return consumer_lag(settings.kafka_bootstrap, settings.worker_app_id, self_topic)
-
-        self_topic = settings.events_topic
-        deadline = time.monotonic() + 600
+        Progress is read from ClickHouse (rows written to ``usage_events``), because a
+        Kafka record can carry many events; the end also waits for zero consumer lag."""
+        table = EventsTable(settings.clickhouse_database)
+        engine = self.engine()
+        deadline = time.monotonic() + 900
         first: tuple[float, int] | None = None
-        while time.monotonic() < deadline:
-            current = lag()
-            now = time.perf_counter()
-            if first is None and current.processed > 0:
-                first = (now, current.processed)
-            if current.produced > 0 and current.total == 0:
-                if first is None or current.processed <= first[1]:
-                    raise BenchError("the worker processed everything between two polls")
-                return (current.processed - first[1]) / (now - first[0])
-            time.sleep(0.1)
-        raise BenchError("the worker did not catch up within 600 s")
+        try:
+            while time.monotonic() < deadline:
+                if any(p.poll() is not None for p in procs):
+                    raise BenchError(f"a worker exited early; logs in {self.work}")
+                rows = int(engine.execute(table.rows_written(settings.namespace).to_sql())[0][0])
+                now = time.perf_counter()
+                if first is None and rows > 0:
+                    first = (now, rows)
+                if rows >= self.telemetry.unique:
+                    lag = consumer_lag(
+                        settings.kafka_bootstrap, settings.worker_app_id, settings.events_topic
+                    )
+                    if lag.total:
+                        time.sleep(0.05)
+                        continue
+                    if first is None or rows <= first[1]:
+                        raise BenchError("the worker stored everything between two polls")
+                    return (rows - first[1]) / (now - first[0])
+                time.sleep(0.1)
+        finally:
+            engine.close()
+        raise BenchError("the worker did not catch up within 900 s")
 
     def _check_exact(self, engine: ServerEngine, settings: Settings) -> dict[str, Any]:
         """Stored totals and raw row count against the generated truth."""
@@ -431,6 +461,25 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
+
+
+@contextmanager
+def checkout(ref: str) -> Iterator[Path]:
+    """A temporary git worktree of ``ref``, removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix="meterline-ref-")) / "tree"
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), ref],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield path
+    finally:
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)],
+            check=True,
+            capture_output=True,
+        )
 
 
 @contextmanager

@@ -22,6 +22,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import bench_invoicing  # noqa: E402
+import bench_latency  # noqa: E402
 import bench_pipeline  # noqa: E402
 import bench_rating  # noqa: E402
 
@@ -38,6 +41,15 @@ REPEATS = 3
 #: 20 subjects × this many events, plus 10 % duplicates (fixed seed).
 EVENTS_PER_SUBJECT = int(os.environ.get("BENCH_EVENTS_PER_SUBJECT", "10000"))
 PARTITIONS = 4
+LATENCY_RATE = 10_000
+#: The issue's offered load, and half of it (below the worker's saturation point here).
+LATENCY_RATES = (LATENCY_RATE, LATENCY_RATE // 2)
+LATENCY_SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "20"))
+INVOICE_CUSTOMERS = 2000
+#: Optional: a git ref whose worker also runs the one-event-per-record stream stage in the
+#: same run (before/after figures of a change), e.g. ``BENCH_COMPARE_REF=4e806ac``.
+COMPARE_REF = os.environ.get("BENCH_COMPARE_REF", "")
+NOTES_MARKER = "<!-- Everything below this line is written by hand; make bench keeps it. -->"
 
 
 def decimal_baseline(rows: int, seed: int, repeats: int) -> dict[str, float]:
@@ -76,12 +88,31 @@ def pipeline() -> dict[str, object]:
         out["unique_events"] = bench.telemetry.unique
         out["partitions"] = PARTITIONS
         stage = bench_pipeline.timed_stage
+        packed, single = bench_pipeline.PACKED, bench_pipeline.SINGLE
         out["producer"] = stage("producer SDK", bench.producer)
         out["consume_baseline"] = stage("bare consume + orjson", bench.consume_baseline)
         out["stream_1_worker"] = stage("stream stage, 1 worker", lambda: bench.stream(1))
         out["queries"] = stage("meter queries", lambda: bench.queries(bench.last_database))
         out["stream_2_workers"] = stage("stream stage, 2 workers", lambda: bench.stream(2))
+        # One event per record, as before records were packed: one run after the warm-up.
+        out["producer_single"] = stage(
+            "producer SDK, one event per record", lambda: bench.producer(single, runs=1)
+        )
+        out["consume_baseline_single"] = stage(
+            "bare consume, one event per record", lambda: bench.consume_baseline(single)
+        )
+        out["stream_1_worker_single"] = stage(
+            "stream stage, 1 worker, one event per record", lambda: bench.stream(1, single)
+        )
+        if COMPARE_REF:
+            with bench_pipeline.checkout(COMPARE_REF) as tree:
+                out["stream_1_worker_ref"] = stage(
+                    f"stream stage, 1 worker, code at {COMPARE_REF}, one event per record",
+                    lambda: bench.stream(1, single, worker_root=tree),
+                )
+            out["compare_ref"] = COMPARE_REF
         out["sink"] = stage("sink vs bare insert", bench.sink)
+        out["record_events"] = bench_pipeline.RECORD_EVENTS[packed]
     return out
 
 
@@ -97,7 +128,8 @@ def exact(stage: dict[str, Any]) -> str:
 
 def exactness_lines(p: dict[str, Any]) -> list[str]:
     lines = []
-    for name in ("stream_1_worker", "stream_2_workers", "sink"):
+    names = ["stream_1_worker", "stream_2_workers", "stream_1_worker_single", "sink"]
+    for name in [*names, *(["stream_1_worker_ref"] if "stream_1_worker_ref" in p else [])]:
         for check in p[name]["checks"]:
             if check["exact"]:
                 continue
@@ -118,6 +150,7 @@ def pipeline_rows(p: dict[str, Any]) -> list[str]:
     base = p["consume_baseline"]
     base_text = f"bare confluent-kafka consume + orjson: {rate(base)}"
     one, two = p["stream_1_worker"], p["stream_2_workers"]
+    single, single_base = p["stream_1_worker_single"], p["consume_baseline_single"]
     sink, bare = p["sink"]["sink"], p["sink"]["bare_insert"]
     q = p["queries"]
     return [
@@ -129,6 +162,17 @@ def pipeline_rows(p: dict[str, Any]) -> list[str]:
         f"| scale-out: 2 worker processes, same topic; exact totals and row counts: "
         f"{exact(two)} | {rate(two)} | 1 worker: {rate(one)} | "
         f"{two['median'] / one['median']:.3f} |",
+        f"| stream stage, 1 worker, **one event per record** (the layout before packing); "
+        f"exact: {exact(single)} | {rate(single)} | same stage, packed records "
+        f"(≤ {p['record_events']} events per record): {rate(one)} | "
+        f"{single['median'] / one['median']:.3f} |",
+        f"| bare consume, one event per record | {rate(single_base)} | "
+        f"bare consume, packed records: {rate(base)} | "
+        f"{single_base['median'] / base['median']:.3f} |",
+        f"| stream stage, 1 worker, one event per record, against its own baseline | "
+        f"{rate(single)} | bare consume, one event per record: {rate(single_base)} | "
+        f"{single['median'] / single_base['median']:.3f} |",
+        *compare_rows(p),
         f"| sink: `MeteringSink` plan + write in-process, batches of {p['sink']['batch']:,}; "
         f"exact: {'yes' if p['sink']['exact'] else 'NO'} | "
         f"{rate(sink)} | bare clickhouse-driver insert of the same rows: {rate(bare)} | "
@@ -141,10 +185,50 @@ def pipeline_rows(p: dict[str, Any]) -> list[str]:
     ]
 
 
+def compare_rows(p: dict[str, Any]) -> list[str]:
+    if "stream_1_worker_ref" not in p:
+        return []
+    ref, one, single = p["stream_1_worker_ref"], p["stream_1_worker"], p["stream_1_worker_single"]
+    name = f"`{p['compare_ref']}`"
+    return [
+        f"| before/after: stream stage, 1 worker, code at {name}, one event per record; "
+        f"exact: {exact(ref)} | {rate(ref)} | current code, one event per record: "
+        f"{rate(single)} | {single['median'] / ref['median']:.3f} (current ÷ {name}) |",
+        f"| before/after: current code with packed records | {rate(one)} | code at {name}, "
+        f"one event per record: {rate(ref)} | {one['median'] / ref['median']:.3f} |",
+    ]
+
+
+def latency_rows(lat: dict[str, Any]) -> list[str]:
+    base = lat["baseline"]
+    kept = "kept up" if lat["kept_up"] else "**fell behind**"
+    return [
+        f"| end-to-end latency, event → queryable meter window, {lat['rate']:,} events/s "
+        f"offered for {lat['seconds']:.0f} s ({lat['offered_rate_achieved']:,.0f}/s achieved), "
+        f"1 worker; {kept}; exact: {'yes' if lat['exact'] else 'NO'} | "
+        f"p50 {lat['p50_ms']:,.0f} ms, p99 {lat['p99_ms']:,.0f} ms | "
+        f"bare consume + insert: p50 {base['p50_ms']:,.0f} ms, p99 {base['p99_ms']:,.0f} ms | "
+        f"{lat['ratio']['p50']:.1f} (p50), {lat['ratio']['p99']:.1f} (p99) |",
+    ]
+
+
 def main() -> int:
     started = datetime.now(UTC)
     wall = time.perf_counter()
     pipe = pipeline()
+    stage = bench_pipeline.timed_stage
+
+    def latency_at(offered: int) -> dict[str, Any]:
+        return bench_latency.latency(offered, LATENCY_SECONDS, SEED)
+
+    lats = [
+        stage(f"end-to-end latency at {offered:,} events/s", partial(latency_at, offered))
+        for offered in LATENCY_RATES
+    ]
+    inv = stage(
+        f"invoicing, {INVOICE_CUSTOMERS:,} customers",
+        lambda: bench_invoicing.invoicing(INVOICE_CUSTOMERS, SEED, REPEATS),
+    )
     print(f"rating: {ROWS} rows, {REPEATS} runs after a warm-up …", flush=True)
     rating = bench_rating.run(ROWS, SEED, REPEATS)
     baseline = decimal_baseline(ROWS, SEED, REPEATS)
@@ -158,6 +242,8 @@ def main() -> int:
         "machine": platform.machine(),
         "wall_seconds": round(wall_seconds, 1),
         "pipeline": pipe,
+        "latency": lats,
+        "invoicing": inv,
         "rating": rating,
         "rating_baseline_decimal": baseline,
         "rating_ratio_to_baseline": ratio,
@@ -177,6 +263,13 @@ def main() -> int:
             "| ratio |",
             "| --- | --- | --- | --- |",
             *pipeline_rows(pipe),
+            *[row for lat in lats for row in latency_rows(lat)],
+            f"| invoicing: `run_period` for {inv['customers']:,} customers "
+            f"({inv['lines']:,} priced lines, drafts + transactional publish + storage); "
+            f"exact: {'yes' if inv['exact'] else 'NO'} | "
+            f"{inv['runs']['median']:,.0f} invoices/s (±{inv['runs']['spread_pct']:.0f} %) | "
+            f"bare I/O of the same run (usage SELECT, row inserts, one Kafka transaction): "
+            f"{inv['baseline']['median']:,.0f} invoices/s | {inv['ratio']:.3f} |",
             f"| rating: `rate_plan` over {ROWS:,} (customer, meter) rows, all models | "
             f"{rating_rows:,.0f} rows/s (±{rating_spread:.0f} %, "
             f"{rating['lines_per_second']:,} priced lines/s) | "
@@ -190,14 +283,19 @@ def main() -> int:
             f"benchmark; one warm-up run, then the median of {REPEATS} runs. Each run's "
             "figures are in `bench/results.json`.",
             "- Producer SDK: `UsageProducer.send_many` then `flush` (acks=all, idempotent) "
-            "into a fresh topic per run; those topics are then read by the other stages.",
+            "into a fresh topic per run; those topics are then read by the other stages. "
+            "`send_many` packs up to 500 events of one subject into one record "
+            "(`schemas/wire.py`); the *one event per record* rows use the same producer with "
+            "`record_events=1`, the layout every record had before packing.",
             "- Baseline for the producer and the stream stage: a bare confluent-kafka "
             "consumer reading the same topic on the same broker with `orjson.loads` per "
-            "record, timed from the first record received (group join excluded).",
+            "event (a packed record is split on newlines first), timed from the first "
+            "record received (group join excluded).",
             "- Stream stage: `python -m streams worker` on a topic already holding every "
             "event, with its own consumer group and ClickHouse database; the rate is "
-            "taken from the first committed offset to zero lag (worker start-up and the "
-            "first batch excluded), by polling `streams.progress.consumer_lag` every 0.1 s. "
+            "taken from the first stored event to the last (worker start-up excluded), by "
+            "polling the `usage_events` row count every 0.1 s, and the run ends only at zero "
+            "consumer lag. "
             "After every run (warm-up included) the stored totals per (subject, meter) are "
             "compared with the generated truth and the `usage_events` row count with the "
             "unique events; a run that is not exact is flagged in the table and listed "
@@ -221,15 +319,28 @@ def main() -> int:
             "",
             *exactness_lines(pipe),
             "",
-            "## Not measured yet",
-            "",
-            "- End-to-end latency (p50/p99 from event to queryable row at an offered load of "
-            "10k events/s).",
-            "- Invoicing throughput (`invoicing.run.run_period`); rating is measured.",
+            "- End-to-end latency (`bench/bench_latency.py`): an open-loop load of "
+            f"{LATENCY_RATE:,} events/s, then of {LATENCY_RATE // 2:,}, for "
+            f"{LATENCY_SECONDS:.0f} s each (one tick of events every 10 ms through "
+            "`UsageProducer.send_many`, the load generator on the same 2 cores) into one "
+            "worker; an event is queryable when "
+            "the meter windows' stored progress for its partition covers its offset, polled "
+            "every 10 ms. Baseline: the same load through a bare confluent-kafka consumer "
+            "that decodes with orjson and inserts one row per event with clickhouse-driver "
+            "every 50 ms, polled the same way.",
+            "- Invoicing (`bench/bench_invoicing.py`): `invoicing.run.run_period` for one "
+            "closed month over generated customers and usage, into a fresh database and "
+            "topic per run, totals checked against `invoicing.check.expected_totals`; "
+            "baseline is the bare I/O the same run performs.",
             "",
         ]
     )
-    (ROOT / "docs" / "benchmarks.md").write_text(table)
+    notes = ROOT / "docs" / "benchmarks.md"
+    kept = ""
+    if notes.exists() and NOTES_MARKER in notes.read_text():
+        kept = notes.read_text().split(NOTES_MARKER, 1)[1]
+    table += NOTES_MARKER + kept
+    notes.write_text(table)
     print(table)
     return 0
 
