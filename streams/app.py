@@ -85,12 +85,15 @@ class PositionedTable(faust.Table):  # type: ignore[misc]  # faust is untyped he
 
 @dataclass(slots=True)
 class TableSeenStore:
-    """The dedupe store over a Faust table: one table entry per Kafka record.
+    """The dedupe store over a Faust table: one table entry per partition per write.
 
-    Table key ``b"<partition>:<offset>"`` (written to that changelog partition); value the
-    record's kept events, ``{"t": ingested_ms, "e": [[dedupe key, index, digest], ...]}``.
-    One changelog message per record instead of one per event keeps the changelog off the
-    worker's hot path.  Lookups go to an in-memory index by dedupe key, rebuilt from the
+    Each :meth:`put_many` (one written chunk) adds, per partition, one entry keyed
+    ``b"<partition>:<first offset>-<last offset>"`` and written to that changelog
+    partition; its value lists the kept events,
+    ``{"e": [[dedupe key, offset, index, digest, ingested_ms], ...]}``.  A changelog
+    message per partition and chunk, instead of one per event or per record, keeps the
+    changelog off the worker's hot path (small live records would otherwise cost one
+    Kafka send each).  Lookups go to an in-memory index by dedupe key, rebuilt from the
     table after each assignment (Faust restores the table before the agent resumes) and
     after a purge.  Entries written by older workers (one per event, keyed by the dedupe
     key, value :meth:`SeenRecord.encode`) are read as well.
@@ -105,15 +108,16 @@ class TableSeenStore:
         return self._index.get(key)
 
     def put_many(self, entries: Sequence[tuple[str, SeenRecord]]) -> None:
-        by_record: dict[tuple[int, int], list[tuple[str, SeenRecord]]] = {}
+        by_partition: dict[int, list[tuple[str, SeenRecord]]] = {}
         for key, record in entries:
-            by_record.setdefault((record.partition, record.offset), []).append((key, record))
-        for (partition, offset), kept in by_record.items():
+            by_partition.setdefault(record.partition, []).append((key, record))
+        for partition, kept in by_partition.items():
+            offsets = [record.offset for _, record in kept]
             value = {
-                "t": kept[0][1].ingested_ms,
-                "e": [[key, record.index, record.content_hash] for key, record in kept],
+                "e": [[key, r.offset, r.index, r.content_hash, r.ingested_ms] for key, r in kept]
             }
-            self.table.put_at(f"{partition}:{offset}".encode(), orjson.dumps(value), partition)
+            table_key = f"{partition}:{min(offsets)}-{max(offsets)}".encode()
+            self.table.put_at(table_key, orjson.dumps(value), partition)
             if self._index is not None:
                 self._index.update(kept)
 
@@ -129,11 +133,12 @@ class TableSeenStore:
         return index
 
     def purge(self, threshold_ms: int) -> int:
-        """Drop entries ingested before ``threshold_ms``; the number of events dropped."""
+        """Drop entries whose newest event was ingested before ``threshold_ms``; the number
+        of events dropped."""
         dropped = 0
         for table_key, value in list(self.table.items()):
             entries = _entries(table_key, value)
-            if entries and entries[0][1].ingested_ms < threshold_ms:
+            if entries and max(r.ingested_ms for _, r in entries) < threshold_ms:
                 self.table.delete_at(table_key, entries[0][1].partition)
                 dropped += len(entries)
         if dropped:
@@ -144,11 +149,10 @@ class TableSeenStore:
 def _entries(table_key: bytes, value: bytes) -> list[tuple[str, SeenRecord]]:
     if not value.startswith(b"{"):  # one event per entry, from an older worker
         return [(table_key.decode(), SeenRecord.decode(value.decode()))]
-    partition, offset = (int(part) for part in table_key.decode().split(":"))
-    doc = orjson.loads(value)
+    partition = int(table_key.decode().split(":", 1)[0])
     return [
-        (key, SeenRecord(partition, offset, digest, doc["t"], index))
-        for key, index, digest in doc["e"]
+        (key, SeenRecord(partition, offset, digest, ingested, index))
+        for key, offset, index, digest, ingested in orjson.loads(value)["e"]
     ]
 
 

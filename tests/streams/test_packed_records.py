@@ -117,7 +117,7 @@ class FakeTable:
         del self.data[key]
 
 
-def test_table_store_writes_one_entry_per_record_and_reads_it_back() -> None:
+def test_table_store_writes_one_entry_per_partition_and_reads_it_back() -> None:
     table = FakeTable()
     store = TableSeenStore(table)  # type: ignore[arg-type]
     store.put_many(
@@ -125,16 +125,17 @@ def test_table_store_writes_one_entry_per_record_and_reads_it_back() -> None:
             ("k1", SeenRecord(2, 40, "h1", T0, 0)),
             ("k2", SeenRecord(2, 40, "h2", T0, 3)),
             ("k3", SeenRecord(1, 7, "h3", T0 + 5, 0)),
+            ("k4", SeenRecord(2, 41, "h4", T0 + 9, 0)),
         ]
     )
-    assert {k: p for k, (_, p) in table.data.items()} == {b"2:40": 2, b"1:7": 1}
-    assert orjson.loads(table.data[b"2:40"][0]) == {
-        "t": T0,
-        "e": [["k1", 0, "h1"], ["k2", 3, "h2"]],
+    assert {k: p for k, (_, p) in table.data.items()} == {b"2:40-41": 2, b"1:7-7": 1}
+    assert orjson.loads(table.data[b"2:40-41"][0]) == {
+        "e": [["k1", 40, 0, "h1", T0], ["k2", 40, 3, "h2", T0], ["k4", 41, 0, "h4", T0 + 9]]
     }
     fresh = TableSeenStore(table)  # type: ignore[arg-type]  # as after a restart
     assert fresh.get("k2") == SeenRecord(2, 40, "h2", T0, 3)
     assert fresh.get("k3") == SeenRecord(1, 7, "h3", T0 + 5, 0)
+    assert fresh.get("k4") == SeenRecord(2, 41, "h4", T0 + 9, 0)
     assert fresh.get("nope") is None
 
 
@@ -148,12 +149,15 @@ def test_table_store_reads_entries_written_one_per_event() -> None:
 def test_table_store_purges_old_records_and_forgets_them() -> None:
     table = FakeTable()
     store = TableSeenStore(table)  # type: ignore[arg-type]
-    store.put_many([("old", SeenRecord(0, 1, "h", 1_000)), ("new", SeenRecord(0, 2, "h", 9_000))])
+    store.put_many([("old", SeenRecord(0, 1, "h", 1_000)), ("mid", SeenRecord(0, 2, "h", 4_000))])
+    store.put_many([("new", SeenRecord(0, 3, "h", 9_000)), ("x", SeenRecord(0, 4, "h", 2_000))])
     assert store.get("old") is not None
-    assert store.purge(5_000) == 1
+    assert store.purge(5_000) == 2  # an entry goes when its newest event is past the horizon
     assert store.get("old") is None
+    assert store.get("mid") is None
     assert store.get("new") is not None
-    assert list(table.data) == [b"0:2"]
+    assert store.get("x") is not None
+    assert list(table.data) == [b"0:3-4"]
 
 
 def test_a_chunk_planned_before_the_previous_one_finished_still_sees_its_keys() -> None:
