@@ -8,7 +8,8 @@
    the updates; the group's committed offsets reach the end of the source topic;
 3. the worker stops; two fresh workers start (memory store, so no local state survives),
    the group splits the partitions between them, both restore the Table from the
-   changelog, and one more event per key yields exactly previous count + 1.
+   changelog, and one more event per key yields previous count + 1 (or + 2 when a
+   rebalance between the two replays it: at least once).
 
 ``exactly_once``: steps 1-2 with aiokafka's transactional producers (InitProducerId,
 AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit, EndTxn), results read with
@@ -63,15 +64,25 @@ def latest_counts(records: list[dict[str, object]]) -> dict[str, object]:
 
 
 def wait_for_counts(
-    reader: TopicReader, expected: dict[str, int], workers: list[FaustWorker]
+    reader: TopicReader,
+    expected: dict[str, int],
+    workers: list[FaustWorker],
+    *,
+    at_least: bool = False,
 ) -> list[dict[str, object]]:
-    """Poll the results topic until every key shows its expected count."""
+    """Poll the results topic until every key shows its expected count (or more, with
+    ``at_least``)."""
 
     def check() -> tuple[bool, object]:
         for worker in workers:
             worker.assert_alive()
         reader.poll()
         counts = latest_counts(reader.records)
+        if at_least:
+            reached = set(counts) == set(expected) and all(
+                int(str(counts[k])) >= n for k, n in expected.items()
+            )
+            return reached, counts
         return counts == expected, counts
 
     wait_for(check, PROCESS_S, f"counts {expected}", context=lambda: logs(workers))
@@ -195,9 +206,15 @@ def test_group_assignment_changelog_and_restore_after_restart(scenario: FaustSce
     workers = scenario.start_workers(2)
     produce_events(scenario.source, dict.fromkeys(KEYS, 1))
     expected = {key: count + 1 for key, count in PHASE1_COUNTS.items()}
-    records = wait_for_counts(scenario.reader, expected, workers)
+    # At least once: if the two fresh workers rebalance while counting, an event can be
+    # counted again (seen here once: three keys one higher).  What this proves is
+    # that every count continues from the restored changelog, never from zero, and that
+    # a replay only ever adds.  Meterline's own worker dedupes by Kafka position instead.
+    records = wait_for_counts(scenario.reader, expected, workers, at_least=True)
     phase2 = records[len(phase1) :]
-    assert len(phase2) == len(KEYS), f"expected one result per key, got {phase2}"
+    counts = latest_counts(records)
+    assert all(expected[k] <= int(str(counts[k])) <= expected[k] + 1 for k in KEYS), counts
+    assert len(phase2) >= len(KEYS), f"expected a result per key, got {phase2}"
     assert {r["worker"] for r in phase2} == {w.proc.pid for w in workers}
     scenario.stop_workers()
 
