@@ -11,7 +11,11 @@ one subject into records of up to ``record_events`` events / ``record_bytes`` by
 (``schemas.wire``: one compact JSON per line, header ``content-type:
 application/x-ndjson``).  The worker's cost is mostly per record, so packing is what
 high-volume producers should use; each event still gets its own :class:`Delivery`, with
-its index in the record.
+its index in the record.  With ``pack_ms`` the producer also packs *across* calls: a
+subject's events wait up to ``pack_ms`` for company before a background thread produces
+their record — the setting for a service that sends events one at a time at a high
+rate.  :meth:`flush` and :meth:`close` produce whatever is waiting.  Delivery callbacks
+then run on whichever thread serves the client (the caller's or the packing thread's).
 
 Delivery is asynchronous.  Each outcome reaches the caller three ways: an optional
 per-event callback, the running :class:`DeliveryReport`, and :meth:`flush` /
@@ -23,6 +27,8 @@ delivery succeeded; :meth:`send_and_wait` does both and raises
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -30,9 +36,10 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from ingest.packing import Packer, Pending
 from schemas.errors import DeliveryFailed, ServiceUnavailable
 from schemas.events import UsageEvent
-from schemas.wire import Packed, encode_event, pack, record_of
+from schemas.wire import encode_event, pack, record_of
 
 __all__ = ["Delivery", "DeliveryReport", "UsageProducer"]
 
@@ -79,6 +86,7 @@ class UsageProducer:
         linger_ms: int = 5,
         record_events: int = 500,
         record_bytes: int = 256_000,
+        pack_ms: int = 0,
         delivery_timeout_ms: int = 30_000,
         connect_timeout: float = 10.0,
         extra_config: dict[str, Any] | None = None,
@@ -88,6 +96,11 @@ class UsageProducer:
         self.report = DeliveryReport()
         self.record_events = record_events
         self.record_bytes = record_bytes
+        self.pack_ms = pack_ms
+        self._packer = Packer(pack_ms / 1000, record_events, record_bytes)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._packing: threading.Thread | None = None
         config: dict[str, Any] = {
             "bootstrap.servers": bootstrap,
             "acks": "all",
@@ -101,6 +114,9 @@ class UsageProducer:
         }
         self._producer = Producer(config)
         self._check_reachable(connect_timeout)
+        if pack_ms > 0:
+            self._packing = threading.Thread(target=self._pack_loop, name="pack", daemon=True)
+            self._packing.start()
 
     def _check_reachable(self, timeout: float) -> None:
         try:
@@ -118,37 +134,65 @@ class UsageProducer:
             )
 
     def send(self, event: UsageEvent, on_delivery: Callback | None = None) -> None:
-        """Queue one event as one record; its :class:`Delivery` arrives via callback,
-        report and flush."""
-        self._produce([(event, encode_event(event))], on_delivery)
+        """Queue one event; its :class:`Delivery` arrives via callback, report and flush.
+
+        Without ``pack_ms`` the event is a record of its own; with it, it waits (at most
+        ``pack_ms``) to share a record with the same subject's next events."""
+        if self._packing is not None:
+            self._add([event], on_delivery)
+            return
+        self._produce([(event, encode_event(event), on_delivery)])
 
     def send_many(self, events: Iterable[UsageEvent], on_delivery: Callback | None = None) -> int:
         """Queue events, packing consecutive events of one subject into shared records.
 
         Order is kept per subject (one subject's records go to one partition, in order).
+        Without ``pack_ms`` the records are produced before this returns; with it,
+        partly filled records wait up to ``pack_ms`` for more of the subject's events.
         Returns the number of events queued.
         """
+        if self._packing is not None:
+            return self._add(events, on_delivery)
         count = 0
         for group in pack(events, self.record_events, self.record_bytes):
-            self._produce(group, on_delivery)
+            self._produce([(event, value, on_delivery) for event, value in group])
             count += len(group)
         return count
 
-    def _produce(self, group: Packed, on_delivery: Callback | None) -> None:
-        names = [(event.source, event.id) for event, _ in group]
+    def _add(self, events: Iterable[UsageEvent], on_delivery: Callback | None) -> int:
+        count = 0
+        with self._lock:  # held while producing, so each subject's records stay in order
+            for event in events:
+                for group in self._packer.add(
+                    (event, encode_event(event), on_delivery), time.monotonic()
+                ):
+                    self._produce(group)
+                count += 1
+        return count
+
+    def _pack_loop(self) -> None:
+        """Produce the groups whose window closed (the SDK's packing thread)."""
+        tick = max(self.pack_ms / 4000, 0.001)
+        while not self._stop.wait(tick):
+            with self._lock:
+                for group in self._packer.due(time.monotonic()):
+                    self._produce(group)
+
+    def _produce(self, group: list[Pending]) -> None:
+        names = [(event.source, event.id, callback) for event, _, callback in group]
 
         def delivered(err: KafkaError | None, msg: Message) -> None:
-            for index, (source, event_id) in enumerate(names):
+            for index, (source, event_id, callback) in enumerate(names):
                 if err is None:
                     outcome = Delivery(source, event_id, msg.partition(), msg.offset(), None, index)
                     self.report.delivered += 1
                 else:
                     outcome = Delivery(source, event_id, None, None, err.str(), index)
                     self.report.failed.append(outcome)
-                if on_delivery is not None:
-                    on_delivery(outcome)
+                if callback is not None:
+                    callback(outcome)
 
-        key, value, headers = record_of(group)
+        key, value, headers = record_of([(event, encoded) for event, encoded, _ in group])
         while True:
             try:
                 self._producer.produce(
@@ -161,6 +205,9 @@ class UsageProducer:
 
     def flush(self, timeout: float = 60.0) -> DeliveryReport:
         """Wait for every queued event; raise if any is still undelivered at the deadline."""
+        with self._lock:
+            for group in self._packer.drain():
+                self._produce(group)
         remaining = self._producer.flush(timeout)
         if remaining:
             raise DeliveryFailed(
@@ -181,6 +228,7 @@ class UsageProducer:
 
     def close(self, timeout: float = 60.0) -> DeliveryReport:
         """Flush on close; raise if anything failed, so no loss goes unnoticed."""
+        self._stop_packing()
         report = self.flush(timeout)
         if report.failed:
             first = report.failed[0]
@@ -189,6 +237,12 @@ class UsageProducer:
                 f"{first.source}/{first.id}: {first.error}"
             )
         return report
+
+    def _stop_packing(self) -> None:
+        if self._packing is not None:
+            self._stop.set()
+            self._packing.join(5)
+            self._packing = None
 
     def __enter__(self) -> UsageProducer:
         return self
@@ -202,4 +256,5 @@ class UsageProducer:
         if exc_type is None:
             self.close()
         else:
+            self._stop_packing()
             self.flush()

@@ -105,6 +105,25 @@ def test_send_many_packs_each_subjects_events_into_shared_records(isolated: Sett
     assert in_kafka_order == subject_ids  # order kept per subject
 
 
+def test_pack_ms_packs_events_sent_one_at_a_time(isolated: Settings) -> None:
+    ensure_topics(isolated.kafka_bootstrap, meterline_topics(isolated))
+    sent = events(30)
+    seen: list[Delivery] = []
+    with UsageProducer(isolated.kafka_bootstrap, isolated.events_topic, pack_ms=200) as p:
+        for event in sent:
+            p.send(event, seen.append)
+        assert p.report.delivered == 0  # still inside the window
+        time.sleep(1.0)  # the packing thread produces them; serve the callbacks
+        p._producer.flush(10)
+        assert p.report.delivered == 30
+    assert {d.id for d in seen} == {e.id for e in sent}
+    records = {(d.partition, d.offset) for d in seen}
+    assert len(records) == 3  # one record per subject
+    assert sorted(d.index for d in seen if (d.partition, d.offset) == min(records)) == list(
+        range(10)
+    )
+
+
 def test_send_and_wait_returns_every_outcome(isolated: Settings) -> None:
     ensure_topics(isolated.kafka_bootstrap, meterline_topics(isolated))
     producer = UsageProducer(isolated.kafka_bootstrap, isolated.events_topic)

@@ -1,0 +1,75 @@
+"""Packing events into records over a time window (the SDK's ``pack_ms``).
+
+Pure bookkeeping, no I/O: :class:`Packer` holds each subject's pending events and says
+which groups are ready to become a record — full (``max_events`` / ``max_bytes``), or
+older than the window.  :class:`ingest.UsageProducer` feeds it and produces the groups.
+Order is kept per subject: a subject's groups come out in the order its events went in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from schemas.events import UsageEvent
+
+__all__ = ["Packer", "Pending"]
+
+Pending = tuple[UsageEvent, bytes, Any]
+"""An event, its encoded bytes and whatever the caller attached (its callback)."""
+
+
+@dataclass(slots=True)
+class _Group:
+    first_at: float
+    items: list[Pending] = field(default_factory=list)
+    size: int = 0
+
+
+@dataclass(slots=True)
+class Packer:
+    window_s: float
+    max_events: int
+    max_bytes: int
+    _groups: dict[str, _Group] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.window_s < 0 or self.max_events < 1 or self.max_bytes < 1:
+            raise ValueError("window_s must be ≥ 0, max_events and max_bytes ≥ 1")
+
+    def add(self, item: Pending, now: float) -> list[list[Pending]]:
+        """Queue one event; returns the groups that are ready because of it (a full group
+        is closed before an event that would not fit)."""
+        event, value, _ = item
+        ready = []
+        group = self._groups.get(event.subject)
+        if group is not None and (
+            len(group.items) >= self.max_events or group.size + len(value) + 1 > self.max_bytes
+        ):
+            ready.append(group.items)
+            group = None
+        if group is None:
+            group = self._groups[event.subject] = _Group(now)
+        group.items.append(item)
+        group.size += len(value) + 1
+        if len(group.items) >= self.max_events:
+            ready.append(self._groups.pop(event.subject).items)
+        return ready
+
+    def due(self, now: float) -> list[list[Pending]]:
+        """Groups whose first event has waited the whole window."""
+        expired = [s for s, g in self._groups.items() if now - g.first_at >= self.window_s]
+        return [self._groups.pop(s).items for s in expired]
+
+    def drain(self) -> list[list[Pending]]:
+        """Every pending group (on flush or close)."""
+        groups = [g.items for g in self._groups.values()]
+        self._groups.clear()
+        return groups
+
+    def __len__(self) -> int:
+        return sum(len(g.items) for g in self._groups.values())
+
+    def next_due(self) -> float | None:
+        """When the oldest group's window closes, or ``None`` if nothing is pending."""
+        return min((g.first_at + self.window_s for g in self._groups.values()), default=None)
