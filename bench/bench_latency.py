@@ -46,7 +46,14 @@ worker's lag is zero, then checks the stored raw event count (``EventsTable.coun
 against every event sent (warm-up included); the baseline's row count is checked the
 same way.
 
-Run by hand: ``python bench/bench_latency.py [RATE] [SECONDS]`` prints the result as JSON.
+Producer.  ``pack_ms`` is the SDK's packing window (``UsageProducer(pack_ms=...)``): 0
+packs only within each tick's ``send_many`` (a record per subject per tick, about
+``rate / 100 / 20`` events each), a window lets a subject's events of several ticks
+share a record.  Both pipelines get the same producer; the window is part of the
+measured latency.
+
+Run by hand: ``python bench/bench_latency.py [RATE] [SECONDS] [PACK_MS]`` prints the
+result as JSON.
 Everything lives under a ``bench_<random>`` prefix (see ``bench_pipeline.Bench``) and is
 deleted at the end, on failure too.
 """
@@ -324,12 +331,15 @@ def observe(
     seconds: float,
     seed: int,
     lag: Callable[[], int] | None = None,
+    pack_ms: int = 0,
 ) -> Observed:
     """Warm up (until a first batch is queryable), offer the load, wait for the drain."""
     factory = EventFactory(seed, settings.clickhouse_database)
     started = time.monotonic()
     poller.start()
-    with UsageProducer(settings.kafka_bootstrap, settings.events_topic) as producer:
+    with UsageProducer(
+        settings.kafka_bootstrap, settings.events_topic, pack_ms=pack_ms
+    ) as producer:
         warm = producer.send_and_wait(factory.batch(WARMUP_EVENTS, datetime.now(UTC)))
         warm_sent = [(0.0, d.partition or 0, d.offset or 0) for d in warm]
         wait_queryable(poller, warm_sent, WARMUP_DEADLINE, alive)
@@ -385,7 +395,9 @@ def queryable_times(obs: Observed) -> list[float | None]:
     return [obs.poller.queryable_at(p, o) for _, p, o in obs.offered.sent]
 
 
-def run_worker(bench: Bench, rate: int, seconds: float, seed: int) -> dict[str, Any]:
+def run_worker(
+    bench: Bench, rate: int, seconds: float, seed: int, pack_ms: int = 0
+) -> dict[str, Any]:
     """The product: one worker process, latency to the meter windows."""
     settings = bench.settings()
     ensure_topics(settings.kafka_bootstrap, meterline_topics(settings))
@@ -406,7 +418,7 @@ def run_worker(bench: Bench, rate: int, seconds: float, seed: int) -> dict[str, 
     sql = WindowsTable(settings.clickhouse_database).progress(settings.namespace).to_sql()
     poller = ProgressPoller(settings, sql)
     try:
-        obs = observe(settings, poller, alive, rate, seconds, seed, lag)
+        obs = observe(settings, poller, alive, rate, seconds, seed, lag, pack_ms)
     finally:
         poller.stop()
     deadline = time.monotonic() + 120
@@ -433,7 +445,9 @@ def run_worker(bench: Bench, rate: int, seconds: float, seed: int) -> dict[str, 
     return out
 
 
-def run_bare(bench: Bench, rate: int, seconds: float, seed: int) -> dict[str, Any]:
+def run_bare(
+    bench: Bench, rate: int, seconds: float, seed: int, pack_ms: int = 0
+) -> dict[str, Any]:
     """The baseline: a bare consumer process inserting one row per event."""
     settings = bench.settings()
     ensure_topics(settings.kafka_bootstrap, meterline_topics(settings))
@@ -464,7 +478,7 @@ def run_bare(bench: Bench, rate: int, seconds: float, seed: int) -> dict[str, An
 
     poller = ProgressPoller(settings, table.progress().to_sql())
     try:
-        obs = observe(settings, poller, alive, rate, seconds, seed)
+        obs = observe(settings, poller, alive, rate, seconds, seed, pack_ms=pack_ms)
     finally:
         poller.stop()
         proc.terminate()
@@ -546,11 +560,13 @@ def bare_consumer(
         raise BenchError(f"bare insert failed: {failed[0]!r}") from failed[0]
 
 
-def latency(rate: int = 10_000, seconds: float = 20.0, seed: int = 7) -> dict[str, Any]:
+def latency(
+    rate: int = 10_000, seconds: float = 20.0, seed: int = 7, pack_ms: int = 0
+) -> dict[str, Any]:
     """p50/p99 from event to queryable row at ``rate`` events/s offered for ``seconds``,
     next to the bare pipeline at the same load; isolated and cleaned up, on failure too."""
     wall = time.perf_counter()
-    out: dict[str, Any] = {"rate": rate, "seconds": seconds, "seed": seed}
+    out: dict[str, Any] = {"rate": rate, "seconds": seconds, "seed": seed, "pack_ms": pack_ms}
     with bench_pipeline.isolated_bench(
         events_per_subject=1, seed=seed, repeats=1, partitions=PARTITIONS
     ) as bench:
@@ -558,9 +574,9 @@ def latency(rate: int = 10_000, seconds: float = 20.0, seed: int = 7) -> dict[st
         out["tick_ms"] = TICK_SECONDS * 1000
         out["poll_ms"] = POLL_SECONDS * 1000
         print("latency baseline: bare consumer + insert …", flush=True)
-        baseline = run_bare(bench, rate, seconds, seed)
+        baseline = run_bare(bench, rate, seconds, seed, pack_ms)
         print("latency: worker …", flush=True)
-        worker = run_worker(bench, rate, seconds, seed)
+        worker = run_worker(bench, rate, seconds, seed, pack_ms)
     out.update(worker)
     out["baseline"] = baseline
     out["ratio"] = {
@@ -579,4 +595,5 @@ if __name__ == "__main__":
         sys.exit(0)
     rate_arg = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
     seconds_arg = float(sys.argv[2]) if len(sys.argv) > 2 else 20.0
-    print(json.dumps(latency(rate_arg, seconds_arg), indent=2))
+    pack_arg = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+    print(json.dumps(latency(rate_arg, seconds_arg, pack_ms=pack_arg), indent=2))

@@ -234,6 +234,39 @@ class Bench:
                 rates.append(self.events / elapsed)
         return summary(rates)
 
+    # -- the Faust floor ---------------------------------------------------------------------
+    def faust_floor(self, layout: str) -> dict[str, Any]:
+        """Records/s (and events/s) a no-op Faust agent receives from this layout's topics:
+        the ceiling Faust itself puts on the stream stage (``bench/faust_floor.py``)."""
+        rates, event_rates = [], []
+        for run, topic in enumerate(self.topics[layout]):
+            records = consumer_lag(self.base.kafka_bootstrap, f"{self.prefix}_none", topic).produced
+            app_id = f"{self.prefix}_floor_{layout}_{run}"
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    str(ROOT / "bench" / "faust_floor.py"),
+                    self.base.kafka_bootstrap,
+                    topic,
+                    str(self.partitions),
+                    str(records),
+                    app_id,
+                    str(self.work / app_id),
+                ],
+                cwd=ROOT,
+                capture_output=True,
+                timeout=300,
+                check=False,
+            )
+            lines = [ln for ln in done.stdout.decode().splitlines() if ln.startswith("{")]
+            if done.returncode != 0 or not lines:
+                raise BenchError(f"Faust floor run failed: {done.stderr.decode()[-2000:]}")
+            rate = float(orjson.loads(lines[-1])["records_per_second"])
+            if run:
+                rates.append(rate)
+                event_rates.append(rate * self.events / records)
+        return {"records_per_second": summary(rates), "events_per_second": summary(event_rates)}
+
     # -- stream stage (worker processes) ---------------------------------------------------
     def stream(
         self, workers: int, layout: str = PACKED, worker_root: Path = ROOT

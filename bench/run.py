@@ -42,8 +42,9 @@ REPEATS = 3
 EVENTS_PER_SUBJECT = int(os.environ.get("BENCH_EVENTS_PER_SUBJECT", "10000"))
 PARTITIONS = 4
 LATENCY_RATE = 10_000
-#: The issue's offered load, and half of it (below the worker's saturation point here).
-LATENCY_RATES = (LATENCY_RATE, LATENCY_RATE // 2)
+#: (offered events/s, SDK packing window in ms): the issue's load, as each 10 ms tick's
+#: ``send_many`` packs it, and with a 50 ms window packing a subject's events across ticks.
+LATENCY_RUNS = ((LATENCY_RATE, 0), (LATENCY_RATE, 50))
 LATENCY_SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "20"))
 INVOICE_CUSTOMERS = 2000
 #: Optional: a git ref whose worker also runs the one-event-per-record stream stage in the
@@ -101,6 +102,12 @@ def pipeline() -> dict[str, object]:
         out["consume_baseline_single"] = stage(
             "bare consume, one event per record", lambda: bench.consume_baseline(single)
         )
+        out["faust_floor_single"] = stage(
+            "no-op Faust agent, one event per record", lambda: bench.faust_floor(single)
+        )
+        out["faust_floor_packed"] = stage(
+            "no-op Faust agent, packed records", lambda: bench.faust_floor(packed)
+        )
         out["stream_1_worker_single"] = stage(
             "stream stage, 1 worker, one event per record", lambda: bench.stream(1, single)
         )
@@ -151,6 +158,7 @@ def pipeline_rows(p: dict[str, Any]) -> list[str]:
     base_text = f"bare confluent-kafka consume + orjson: {rate(base)}"
     one, two = p["stream_1_worker"], p["stream_2_workers"]
     single, single_base = p["stream_1_worker_single"], p["consume_baseline_single"]
+    floor_single, floor_packed = p["faust_floor_single"], p["faust_floor_packed"]
     sink, bare = p["sink"]["sink"], p["sink"]["bare_insert"]
     q = p["queries"]
     return [
@@ -169,6 +177,14 @@ def pipeline_rows(p: dict[str, Any]) -> list[str]:
         f"| bare consume, one event per record | {rate(single_base)} | "
         f"bare consume, packed records: {rate(base)} | "
         f"{single_base['median'] / base['median']:.3f} |",
+        f"| Faust floor: a no-op agent (`take_events`, nothing done), one event per record | "
+        f"{rate(floor_single['events_per_second'])} | bare consume, one event per record: "
+        f"{rate(single_base)} | "
+        f"{floor_single['events_per_second']['median'] / single_base['median']:.3f} |",
+        f"| Faust floor, packed records | {rate(floor_packed['events_per_second'])} "
+        f"({floor_packed['records_per_second']['median']:,.0f} records/s) | bare consume, "
+        f"packed records: {rate(base)} | "
+        f"{floor_packed['events_per_second']['median'] / base['median']:.3f} |",
         f"| stream stage, 1 worker, one event per record, against its own baseline | "
         f"{rate(single)} | bare consume, one event per record: {rate(single_base)} | "
         f"{single['median'] / single_base['median']:.3f} |",
@@ -205,7 +221,8 @@ def latency_rows(lat: dict[str, Any]) -> list[str]:
     return [
         f"| end-to-end latency, event → queryable meter window, {lat['rate']:,} events/s "
         f"offered for {lat['seconds']:.0f} s ({lat['offered_rate_achieved']:,.0f}/s achieved), "
-        f"1 worker; {kept}; exact: {'yes' if lat['exact'] else 'NO'} | "
+        f"SDK `pack_ms={lat['pack_ms']}`, 1 worker; {kept}; "
+        f"exact: {'yes' if lat['exact'] else 'NO'} | "
         f"p50 {lat['p50_ms']:,.0f} ms, p99 {lat['p99_ms']:,.0f} ms | "
         f"bare consume + insert: p50 {base['p50_ms']:,.0f} ms, p99 {base['p99_ms']:,.0f} ms | "
         f"{lat['ratio']['p50']:.1f} (p50), {lat['ratio']['p99']:.1f} (p99) |",
@@ -218,12 +235,15 @@ def main() -> int:
     pipe = pipeline()
     stage = bench_pipeline.timed_stage
 
-    def latency_at(offered: int) -> dict[str, Any]:
-        return bench_latency.latency(offered, LATENCY_SECONDS, SEED)
+    def latency_at(offered: int, pack_ms: int) -> dict[str, Any]:
+        return bench_latency.latency(offered, LATENCY_SECONDS, SEED, pack_ms)
 
     lats = [
-        stage(f"end-to-end latency at {offered:,} events/s", partial(latency_at, offered))
-        for offered in LATENCY_RATES
+        stage(
+            f"end-to-end latency at {offered:,} events/s, pack_ms={pack_ms}",
+            partial(latency_at, offered, pack_ms),
+        )
+        for offered, pack_ms in LATENCY_RUNS
     ]
     inv = stage(
         f"invoicing, {INVOICE_CUSTOMERS:,} customers",
@@ -320,11 +340,12 @@ def main() -> int:
             *exactness_lines(pipe),
             "",
             "- End-to-end latency (`bench/bench_latency.py`): an open-loop load of "
-            f"{LATENCY_RATE:,} events/s, then of {LATENCY_RATE // 2:,}, for "
-            f"{LATENCY_SECONDS:.0f} s each (one tick of events every 10 ms through "
-            "`UsageProducer.send_many`, the load generator on the same 2 cores) into one "
-            "worker; an event is queryable when "
-            "the meter windows' stored progress for its partition covers its offset, polled "
+            f"{LATENCY_RATE:,} events/s for {LATENCY_SECONDS:.0f} s (one tick of events "
+            "every 10 ms through `UsageProducer.send_many`, the load generator on the same "
+            "2 cores) into one worker, first with each tick packed on its own (about 5 "
+            "events per record), then with the SDK's 50 ms packing window; an event is "
+            "queryable when the meter windows' stored progress for its partition covers its "
+            "offset, polled "
             "every 10 ms. Baseline: the same load through a bare confluent-kafka consumer "
             "that decodes with orjson and inserts one row per event with clickhouse-driver "
             "every 50 ms, polled the same way.",
