@@ -50,8 +50,8 @@ def main(
                     "seconds": elapsed,
                     "records_per_second": seen["n"] / elapsed,
                 }
-                sys.stdout.write(json.dumps(line) + "\n")
-                sys.stdout.flush()
+                # Faust redirects sys.stdout to its logger: write to the descriptor.
+                os.write(1, (json.dumps(line) + "\n").encode())
                 os._exit(0)  # the measurement is done; skip Faust's orderly shutdown
 
     app.agent(source, name="floor")(agent)
