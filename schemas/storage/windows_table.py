@@ -36,6 +36,7 @@ from schemas.storage.sql import Statement, lit
 
 __all__ = [
     "FEED_COLUMNS",
+    "LATEST_TYPE_MARK",
     "FeedRow",
     "MeterQuery",
     "MeterSubjects",
@@ -59,6 +60,9 @@ FEED_COLUMNS = (
     "source_offset",
     "source_index",
 )
+
+LATEST_TYPE_MARK = "Tuple(Int64,UInt64,UInt32)"
+"""How ``value_latest``'s tie-break tuple reads in ``system.columns`` (spaces removed)."""
 
 _GROUP_KEYS = "namespace, meter, window_start, subject, group_key, ingest_minute, source_partition"
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from schemas.meters import Aggregation
-from schemas.storage.bootstrap import all_ddl
+from schemas.storage.bootstrap import SchemaOutdated, all_ddl, ensure_schema
 from schemas.storage.engine import Engine
 from schemas.storage.events_table import EventsTable, RawEventRow
 from schemas.storage.invoices_table import InvoiceLineRow, InvoiceRow, InvoicesTable
@@ -89,9 +89,7 @@ def test_latest_breaks_ties_by_index_within_a_record(engine: tuple[Engine, str])
     rows = eng.execute(
         windows.usage(UsageQuery("ns", "m", Aggregation.LATEST, T0, T0 + 60)).to_sql()
     )
-    assert [(r[0], finish_value(Aggregation.LATEST, r[1:])) for r in rows] == [
-        ("acme", Decimal(7))
-    ]
+    assert [(r[0], finish_value(Aggregation.LATEST, r[1:])) for r in rows] == [("acme", Decimal(7))]
 
 
 def test_progress_is_per_partition(engine: tuple[Engine, str]) -> None:
@@ -229,3 +227,13 @@ def test_usage_as_of_an_ingestion_cutoff(engine: tuple[Engine, str]) -> None:
     assert value(as_of) == [Decimal(5)]
     assert value(late) == [Decimal(7)]
     assert value(whole) == [Decimal(12)]
+
+
+def test_a_table_from_an_older_build_is_refused_with_the_fix(engine: tuple[Engine, str]) -> None:
+    eng, database = engine
+    ensure_schema(eng, database)  # idempotent on a current schema
+    eng.execute(f"ALTER TABLE {database}.usage_events DROP COLUMN source_index")
+    with pytest.raises(
+        SchemaOutdated, match=r"usage_events has no column source_index.*make reset"
+    ):
+        ensure_schema(eng, database)
