@@ -42,19 +42,31 @@ def columns(database: str) -> Statement:
 
 
 def ensure_schema(engine: Engine, database: str) -> None:
-    for statement in all_ddl(database):
+    database_ddl, *tables_ddl = all_ddl(database)
+    engine.execute(database_ddl.to_sql())
+    _check(engine, database, created=False)  # before the DDL, which an old table breaks
+    for statement in tables_ddl:
         engine.execute(statement.to_sql())
+    _check(engine, database, created=True)
+
+
+def _check(engine: Engine, database: str, *, created: bool) -> None:
+    """Raise :class:`SchemaOutdated` for a table lacking what the code writes; before the
+    DDL (``created=False``) only the tables that already exist are checked."""
     found: dict[str, dict[str, str]] = {}
     for table, name, kind in engine.execute(columns(database).to_sql()):
         found.setdefault(str(table), {})[str(name)] = str(kind)
     wanted = {"usage_events": EVENT_COLUMNS, "meter_window_feed": FEED_COLUMNS}
     for table, names in wanted.items():
+        if table not in found and not created:
+            continue
         for name in names:
             if name not in found.get(table, {}):
                 raise _outdated(database, table, f"has no column {name}")
-    latest = found.get("meter_windows", {}).get("value_latest", "")
-    if LATEST_TYPE_MARK not in latest.replace(" ", ""):
-        raise _outdated(database, "meter_windows", f"keeps value_latest as {latest}")
+    if "meter_windows" in found or created:
+        latest = found.get("meter_windows", {}).get("value_latest", "")
+        if LATEST_TYPE_MARK not in latest.replace(" ", ""):
+            raise _outdated(database, "meter_windows", f"keeps value_latest as {latest}")
 
 
 def _outdated(database: str, table: str, what: str) -> SchemaOutdated:

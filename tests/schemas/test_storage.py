@@ -237,3 +237,18 @@ def test_a_table_from_an_older_build_is_refused_with_the_fix(engine: tuple[Engin
         SchemaOutdated, match=r"usage_events has no column source_index.*make reset"
     ):
         ensure_schema(eng, database)
+
+
+def test_an_old_feed_table_is_refused_before_the_ddl_can_break(
+    engine: tuple[Engine, str],
+) -> None:
+    """The view's DDL reads source_index; on an old feed table it would fail obscurely."""
+    eng, database = engine
+    windows = WindowsTable(database)
+    feed_ddl = windows.ddl()[0].to_sql()
+    assert ", source_index UInt32" in feed_ddl
+    eng.execute(f"DROP TABLE {windows.view}")
+    eng.execute(f"DROP TABLE {windows.feed}")
+    eng.execute(feed_ddl.replace(", source_index UInt32", ""))  # as an older build made it
+    with pytest.raises(SchemaOutdated, match=r"meter_window_feed has no column source_index"):
+        ensure_schema(eng, database)
