@@ -63,10 +63,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from bench_pipeline import BenchError, summary
+from bench_pipeline import BenchError, drop_prefixed, summary
 from clickhouse_driver import Client
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
 
 from ingest.admin import TopicSpec, ensure_topics, meterline_topics
 from invoicing.check import expected_totals, per_unit_prices
@@ -428,21 +427,10 @@ class InvoicingBench:
 
     # -- isolation -------------------------------------------------------------------------
     def cleanup(self) -> dict[str, int]:
-        admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap})
-        topics = [t for t in admin.list_topics(timeout=TIMEOUT).topics if t.startswith(self.prefix)]
-        if topics:
-            for future in admin.delete_topics(topics, operation_timeout=TIMEOUT).values():
-                future.result(TIMEOUT)
         engine = self.engine()
-        databases = [
-            str(r[0])
-            for r in engine.execute("SELECT name FROM system.databases")
-            if str(r[0]).startswith(self.prefix)
-        ]
-        for database in databases:
-            engine.execute(f"DROP DATABASE IF EXISTS {database}")
+        topics, databases = drop_prefixed(self.settings.kafka_bootstrap, engine, self.prefix)
         engine.close()
-        return {"topics": len(topics), "databases": len(databases)}
+        return {"topics": topics, "databases": databases}
 
 
 def _end_offset(bootstrap: str, topic: str, at_least: int) -> int:

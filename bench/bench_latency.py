@@ -85,10 +85,8 @@ import bench_pipeline
 from bench_pipeline import Bench, BenchError, percentile
 
 from ingest import Delivery, UsageProducer
-from ingest.admin import ensure_topics, meterline_topics
 from schemas.events import UsageEvent
 from schemas.settings import Settings
-from schemas.storage.bootstrap import ensure_schema
 from schemas.storage.engine import ServerEngine
 from schemas.storage.events_table import EventsTable
 from schemas.storage.sql import Statement
@@ -399,10 +397,7 @@ def run_worker(
     bench: Bench, rate: int, seconds: float, seed: int, pack_ms: int = 0
 ) -> dict[str, Any]:
     """The product: one worker process, latency to the meter windows."""
-    settings = bench.settings()
-    ensure_topics(settings.kafka_bootstrap, meterline_topics(settings))
-    engine = bench.engine()
-    ensure_schema(engine, settings.clickhouse_database)
+    settings, engine = bench.prepared()
     proc = bench._start_worker(settings, 0)
 
     def alive() -> None:
@@ -449,10 +444,7 @@ def run_bare(
     bench: Bench, rate: int, seconds: float, seed: int, pack_ms: int = 0
 ) -> dict[str, Any]:
     """The baseline: a bare consumer process inserting one row per event."""
-    settings = bench.settings()
-    ensure_topics(settings.kafka_bootstrap, meterline_topics(settings))
-    engine = bench.engine()
-    ensure_schema(engine, settings.clickhouse_database)
+    settings, engine = bench.prepared()
     table = BareTable(settings.clickhouse_database)
     engine.execute(table.ddl().to_sql())
     log = bench.work / f"{settings.clickhouse_database}-bare.log"

@@ -149,10 +149,6 @@ class Bench:
         for proc in self.procs:
             _stop(proc)
         admin = AdminClient({"bootstrap.servers": self.base.kafka_bootstrap})
-        topics = [t for t in admin.list_topics(timeout=30).topics if t.startswith(self.prefix)]
-        if topics:
-            for future in admin.delete_topics(topics, operation_timeout=30).values():
-                future.result(30)
         groups = [
             g.group_id
             for g in admin.list_consumer_groups(request_timeout=30).result(30).valid
@@ -163,15 +159,17 @@ class Bench:
                 with suppress(KafkaException):  # an empty group may already be gone
                     future.result(30)
         engine = self.engine()
-        dbs = [
-            str(r[0])
-            for r in engine.execute("SELECT name FROM system.databases")
-            if str(r[0]).startswith(self.prefix)
-        ]
-        for db in dbs:
-            engine.execute(f"DROP DATABASE IF EXISTS {db}")
+        topics, dbs = drop_prefixed(self.base.kafka_bootstrap, engine, self.prefix)
         engine.close()
-        return {"topics": len(topics), "groups": len(groups), "databases": len(dbs)}
+        return {"topics": topics, "groups": len(groups), "databases": dbs}
+
+    def prepared(self) -> tuple[Settings, ServerEngine]:
+        """Fresh isolated settings with their topics and tables created, and an engine."""
+        settings = self.settings()
+        ensure_topics(settings.kafka_bootstrap, meterline_topics(settings))
+        engine = self.engine()
+        ensure_schema(engine, settings.clickhouse_database)
+        return settings, engine
 
     # -- producer SDK + consume baseline -----------------------------------------------------
     def producer(self, layout: str = PACKED, runs: int | None = None) -> dict[str, Any]:
@@ -478,6 +476,23 @@ class Bench:
             "meter_query_ms": {"p50": percentile(meter_ms, 50), "p95": percentile(meter_ms, 95)},
             "select_1_ms": {"p50": percentile(ping_ms, 50), "p95": percentile(ping_ms, 95)},
         }
+
+
+def drop_prefixed(bootstrap: str, engine: ServerEngine, prefix: str) -> tuple[int, int]:
+    """Delete every topic and ClickHouse database named ``prefix…``; how many of each."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    topics = [t for t in admin.list_topics(timeout=30).topics if t.startswith(prefix)]
+    if topics:
+        for future in admin.delete_topics(topics, operation_timeout=30).values():
+            future.result(30)
+    dbs = [
+        str(r[0])
+        for r in engine.execute("SELECT name FROM system.databases")
+        if str(r[0]).startswith(prefix)
+    ]
+    for db in dbs:
+        engine.execute(f"DROP DATABASE IF EXISTS {db}")
+    return len(topics), len(dbs)
 
 
 def stored_totals(engine: ServerEngine, settings: Settings) -> dict[tuple[str, str], Decimal]:

@@ -159,6 +159,12 @@ class UsageProducer:
             count += len(group)
         return count
 
+    @property
+    def waiting(self) -> int:
+        """Events held for packing (``pack_ms``), not yet handed to the Kafka client."""
+        with self._lock:
+            return len(self._packer)
+
     def _add(self, events: Iterable[UsageEvent], on_delivery: Callback | None) -> int:
         count = 0
         with self._lock:  # held while producing, so each subject's records stay in order

@@ -16,6 +16,7 @@ from schemas.errors import ServiceUnavailable
 from schemas.events import UsageEvent
 from schemas.settings import Settings
 from schemas.wire import decode_event, is_batch, split_record
+from tests.conftest import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -109,13 +110,13 @@ def test_pack_ms_packs_events_sent_one_at_a_time(isolated: Settings) -> None:
     ensure_topics(isolated.kafka_bootstrap, meterline_topics(isolated))
     sent = events(30)
     seen: list[Delivery] = []
-    with UsageProducer(isolated.kafka_bootstrap, isolated.events_topic, pack_ms=200) as p:
+    with UsageProducer(isolated.kafka_bootstrap, isolated.events_topic, pack_ms=1500) as p:
         for event in sent:
             p.send(event, seen.append)
-        assert p.report.delivered == 0  # still inside the window
-        time.sleep(1.0)  # the packing thread produces them; serve the callbacks
-        p._producer.flush(10)
-        assert p.report.delivered == 30
+        assert p.waiting == 30  # held inside the window, not produced yet
+        # the packing thread produces them once the window closes, without a flush
+        wait_until(lambda: p.waiting == 0, 15, "the packing thread to produce the events")
+    assert p.report.delivered == 30
     assert {d.id for d in seen} == {e.id for e in sent}
     records = {(d.partition, d.offset) for d in seen}
     assert len(records) == 3  # one record per subject
