@@ -94,9 +94,10 @@ class TableSeenStore:
     message per partition and chunk, instead of one per event or per record, keeps the
     changelog off the worker's hot path (small live records would otherwise cost one
     Kafka send each).  Lookups go to an in-memory index by dedupe key, rebuilt from the
-    table after each assignment (Faust restores the table before the agent resumes) and
-    after a purge.  Entries written by older workers (one per event, keyed by the dedupe
-    key, value :meth:`SeenRecord.encode`) are read as well.
+    table after each assignment, after each recovery (Faust restores entries straight
+    into the table, not through :meth:`put_many`) and after a purge.  Entries written by
+    older workers (one per event, keyed by the dedupe key, value
+    ``partition:offset:ingested_ms:digest``) are read as well.
     """
 
     table: PositionedTable
@@ -160,6 +161,7 @@ def _entries(table_key: bytes, value: bytes) -> list[tuple[str, SeenRecord]]:
 class Worker:
     app: faust.App
     sink: MeteringSink
+    store: TableSeenStore
 
 
 def _headers(raw: Any) -> list[tuple[str, bytes | None]]:
@@ -235,6 +237,13 @@ def create_worker(
         )
     )
     store = TableSeenStore(seen_table)
+
+    async def reindex_after_recovery() -> None:
+        # Recovery writes restored entries straight into the table; an index built while
+        # it ran (a batch still in flight through the rebalance) would lack them.
+        store.invalidate()
+
+    seen_table.on_recover(reindex_after_recovery)
     events_topic = app.topic(
         settings.events_topic, partitions=settings.events_partitions, internal=False
     )
@@ -313,17 +322,15 @@ def create_worker(
 
     app.on_partitions_assigned.connect(on_assigned)
 
-    horizon_ms = int(settings.dedupe_horizon_days * 86_400_000)
-
     async def purge_expired() -> None:
         """Drop dedupe records beyond the horizon, so the state stays bounded."""
-        expired = store.purge(now_ms() - horizon_ms)
+        expired = store.purge(now_ms() - sink.horizon_ms)
         if expired:
             metrics.DEDUPE_EXPIRED.inc(expired)
             log.info("purged %d dedupe records older than the horizon", expired)
 
     app.timer(interval=600.0, on_leader=False)(purge_expired)
-    return Worker(app=app, sink=sink)
+    return Worker(app=app, sink=sink, store=store)
 
 
 def _die(message: str, code: int = EXIT_SINK_FAILED) -> None:
