@@ -2,7 +2,7 @@
 
 :class:`KafkaDelivery` owns an idempotent confluent-kafka producer (``acks=all``,
 ``enable.idempotence``), keyed and encoded exactly like :class:`ingest.UsageProducer`.
-A request's events are packed per subject into shared records (``schemas.wire.pack``).
+A request's events are packed per subject into shared records (``ingest.packing.pack``).
 A daemon thread serves delivery callbacks; each callback resolves an asyncio future on
 the request's event loop, so a request awaits its own batch without blocking others.
 
@@ -26,9 +26,10 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from ingest.packing import Pending, pack
 from schemas.errors import DeliveryFailed, ServiceUnavailable
 from schemas.events import UsageEvent
-from schemas.wire import Packed, pack, record_of
+from schemas.wire import event_key, record_value
 
 __all__ = ["Delivery", "KafkaDelivery"]
 
@@ -127,8 +128,9 @@ class KafkaDelivery:
                 + (f": {errors[0]}" if errors else f" within {timeout:.0f}s")
             )
 
-    def _produce(self, group: Packed, callback: Any) -> None:
-        key, value, headers = record_of(group)
+    def _produce(self, group: list[Pending], callback: Any) -> None:
+        key = event_key(group[0][0])
+        value, headers = record_value([encoded for _, encoded, _ in group])
         while True:
             try:
                 self._producer.produce(

@@ -8,12 +8,14 @@ Order is kept per subject: a subject's groups come out in the order its events w
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.events import UsageEvent
+from schemas.wire import encode_event
 
-__all__ = ["Packer", "Pending"]
+__all__ = ["Packer", "Pending", "pack"]
 
 Pending = tuple[UsageEvent, bytes, Any]
 """An event, its encoded bytes and whatever the caller attached (its callback)."""
@@ -73,3 +75,16 @@ class Packer:
     def next_due(self) -> float | None:
         """When the oldest group's window closes, or ``None`` if nothing is pending."""
         return min((g.first_at + self.window_s for g in self._groups.values()), default=None)
+
+
+def pack(
+    events: Iterable[UsageEvent], max_events: int, max_bytes: int, tag: Any = None
+) -> Iterator[list[Pending]]:
+    """Group events into records at once (no window): consecutive events of one subject
+    share a record of at most ``max_events`` events and about ``max_bytes`` bytes (a single
+    larger event gets a record of its own).  Groups are yielded as they fill, the partial
+    ones at the end; ``tag`` is attached to every event."""
+    packer = Packer(0.0, max_events, max_bytes)
+    for event in events:
+        yield from packer.add((event, encode_event(event), tag), now=0.0)
+    yield from packer.drain()

@@ -36,10 +36,10 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from ingest.packing import Packer, Pending
+from ingest.packing import Packer, Pending, pack
 from schemas.errors import DeliveryFailed, ServiceUnavailable
 from schemas.events import UsageEvent
-from schemas.wire import encode_event, pack, record_of
+from schemas.wire import encode_event, event_key, record_value
 
 __all__ = ["Delivery", "DeliveryReport", "UsageProducer"]
 
@@ -154,8 +154,8 @@ class UsageProducer:
         if self._packing is not None:
             return self._add(events, on_delivery)
         count = 0
-        for group in pack(events, self.record_events, self.record_bytes):
-            self._produce([(event, value, on_delivery) for event, value in group])
+        for group in pack(events, self.record_events, self.record_bytes, on_delivery):
+            self._produce(group)
             count += len(group)
         return count
 
@@ -198,7 +198,8 @@ class UsageProducer:
                 if callback is not None:
                     callback(outcome)
 
-        key, value, headers = record_of([(event, encoded) for event, encoded, _ in group])
+        key = event_key(group[0][0])
+        value, headers = record_value([encoded for _, encoded, _ in group])
         while True:
             try:
                 self._producer.produce(

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -39,8 +39,7 @@ __all__ = [
     "encode_record",
     "event_key",
     "is_batch",
-    "pack",
-    "record_of",
+    "record_value",
     "split_record",
 ]
 
@@ -80,39 +79,15 @@ def encode_record(events: Sequence[UsageEvent]) -> bytes:
     subject = events[0].subject
     if any(e.subject != subject for e in events):
         raise ValueError("one record holds the events of one subject (its key)")
-    return b"\n".join(encode_event(e) for e in events)
+    return record_value([encode_event(e) for e in events])[0]
 
 
-Packed = list[tuple[UsageEvent, bytes]]
-"""The events of one record with their encoded bytes, in order."""
-
-
-def pack(events: Iterable[UsageEvent], max_events: int, max_bytes: int) -> Iterator[Packed]:
-    """Group events into records: consecutive events of one subject share a record of at
-    most ``max_events`` events and about ``max_bytes`` bytes (a single larger event gets a
-    record of its own).  Order is kept per subject; groups are yielded as they fill, and
-    the partial ones at the end."""
-    if max_events < 1 or max_bytes < 1:
-        raise ValueError("max_events and max_bytes must be at least 1")
-    pending: dict[str, tuple[Packed, int]] = {}
-    for event in events:
-        value = encode_event(event)
-        group, size = pending.get(event.subject, ([], 0))
-        if group and (len(group) >= max_events or size + len(value) + 1 > max_bytes):
-            yield group
-            group, size = [], 0
-        group.append((event, value))
-        pending[event.subject] = (group, size + len(value) + 1)
-    for group, _ in pending.values():
-        yield group
-
-
-def record_of(group: Packed) -> tuple[bytes, bytes, list[tuple[str, bytes]] | None]:
-    """``(key, value, headers)`` of the record carrying a packed group."""
-    key = event_key(group[0][0])
-    if len(group) == 1:
-        return key, group[0][1], None
-    return key, b"\n".join(v for _, v in group), [(CONTENT_TYPE_HEADER, BATCH_CONTENT_TYPE)]
+def record_value(encoded: Sequence[bytes]) -> tuple[bytes, list[tuple[str, bytes]] | None]:
+    """``(value, headers)`` of the record carrying these encoded events of one subject:
+    one event as itself, several as lines under the batch content type."""
+    if len(encoded) == 1:
+        return encoded[0], None
+    return b"\n".join(encoded), [(CONTENT_TYPE_HEADER, BATCH_CONTENT_TYPE)]
 
 
 def is_batch(headers: Iterable[tuple[str, bytes | None]] | None) -> bool:

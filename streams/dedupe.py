@@ -50,17 +50,10 @@ class SeenRecord:
     def position(self) -> tuple[int, int, int]:
         return (self.partition, self.offset, self.index)
 
-    def encode(self) -> str:
-        return (
-            f"v2:{self.partition}:{self.offset}:{self.index}:{self.ingested_ms}:{self.content_hash}"
-        )
-
     @classmethod
     def decode(cls, text: str) -> SeenRecord:
-        if text.startswith("v2:"):
-            _, partition, offset, index, ingested, digest = text.split(":", 5)
-            return cls(int(partition), int(offset), digest, int(ingested), int(index))
-        # Written before records carried several events: the index is 0.
+        """A record as workers wrote it before records carried several events
+        (``partition:offset:ingested_ms:digest``, one table entry per event): index 0."""
         partition, offset, ingested, digest = text.split(":", 3)
         return cls(int(partition), int(offset), digest, int(ingested))
 
