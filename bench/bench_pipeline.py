@@ -22,7 +22,6 @@ Measured (each next to a baseline measured in the same run):
 from __future__ import annotations
 
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -52,6 +51,7 @@ from schemas.storage.events_table import EventsTable
 from schemas.storage.windows_table import MeterQuery, WindowsTable
 from schemas.wire import encode_event, event_key, is_batch, split_record
 from streams.dedupe import SeenRecord
+from streams.processes import stop_process_group
 from streams.progress import consumer_lag
 from streams.reconcile import stored_totals as totals_of
 from streams.sink import MeteringSink, Record
@@ -147,7 +147,7 @@ class Bench:
 
     def cleanup(self) -> dict[str, int]:
         for proc in self.procs:
-            _stop(proc)
+            stop_process_group(proc)
         admin = AdminClient({"bootstrap.servers": self.base.kafka_bootstrap})
         groups = [
             g.group_id
@@ -281,7 +281,7 @@ class Bench:
                 rate = self._wait_through(settings, procs)
             finally:
                 for proc in procs:
-                    _stop(proc)
+                    stop_process_group(proc)
             checks.append(self._check_exact(engine, settings))
             self.last_database = settings.clickhouse_database
             engine.close()
@@ -498,17 +498,6 @@ def drop_prefixed(bootstrap: str, engine: ServerEngine, prefix: str) -> tuple[in
 def stored_totals(engine: ServerEngine, settings: Settings) -> dict[tuple[str, str], Decimal]:
     meters = load_meters(settings.meters_file)
     return totals_of(engine, settings.clickhouse_database, settings.namespace, meters)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
 
 
 @contextmanager

@@ -23,7 +23,6 @@ check then reads the stored invoices.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -55,6 +54,7 @@ from schemas.settings import Settings  # noqa: E402
 from schemas.storage.bootstrap import ensure_schema  # noqa: E402
 from schemas.storage.engine import ServerEngine  # noqa: E402
 from schemas.storage.invoices_table import InvoicesTable  # noqa: E402
+from streams.processes import stop_process_group  # noqa: E402
 from streams.progress import consumer_lag  # noqa: E402
 
 EVENTS_PER_SUBJECT = 3000
@@ -85,14 +85,7 @@ def start_worker(log_path: Path) -> subprocess.Popen[bytes]:
 
 def stop_worker(worker: subprocess.Popen[bytes]) -> None:
     """SIGTERM the worker's whole process group (it runs a child process), then wait."""
-    if worker.poll() is not None:
-        return
-    os.killpg(worker.pid, signal.SIGTERM)
-    try:
-        worker.wait(30)
-    except subprocess.TimeoutExpired:
-        os.killpg(worker.pid, signal.SIGKILL)
-        worker.wait(10)
+    stop_process_group(worker, grace=30)
 
 
 def wait_for_worker(settings: Settings, worker: subprocess.Popen[bytes], log: Path) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from schemas.settings import Settings
+from streams.processes import stop_process_group
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -120,13 +121,7 @@ class WorkerProcess:
 
     def stop_all(self) -> None:
         for proc in self.procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait(10)
+            stop_process_group(proc)
 
     def logs(self) -> str:
         return "\n".join(
