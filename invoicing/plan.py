@@ -34,6 +34,7 @@ from invoicing.periods import Month, Period
 from rating import RateCard, Usage, rate_plan
 from schemas.errors import InvalidInput, Problem
 from schemas.meters import Aggregation, MeterSet
+from schemas.timeutil import MINUTE_MS, to_ms
 
 __all__ = [
     "ADDITIVE",
@@ -91,16 +92,17 @@ def due_periods(
 
 
 def choose_cutoff(now: datetime) -> int:
-    """The run's ingestion cutoff: ``now`` rounded *up* to a whole minute (epoch seconds).
+    """The run's ingestion cutoff: the first whole minute *after* ``now`` (epoch seconds).
 
-    Usage is keyed by ingestion minute, so a cutoff must be a whole minute.  Rounding up
-    includes everything ingested so far; the run then waits until the cutoff has passed
-    before checking the worker's lag and reading, so nothing can still arrive before it
-    and a later re-rating with the same cutoff reads the same usage.  It is also never
-    before a closed period's end plus grace.
+    Usage is keyed by ingestion minute, so a cutoff must be a whole minute.  It must be
+    strictly after ``now``: an event ingested at 12:01:00.2 belongs to minute 12:01, so a
+    run at 12:01:00.7 needs cutoff 12:02 to include it (truncating ``now`` to whole
+    seconds gave 12:01 and silently left it for a later adjustment).  The run then waits
+    until the cutoff has passed before checking the worker's lag and reading, so nothing
+    can still arrive before it and a later re-rating with the same cutoff reads the same
+    usage.  It is also never before a closed period's end plus grace.
     """
-    seconds = int(now.astimezone(UTC).timestamp())
-    return seconds + (-seconds) % 60
+    return (to_ms(now) // MINUTE_MS + 1) * (MINUTE_MS // 1000)
 
 
 def customer_usage(

@@ -49,10 +49,15 @@ def issued(history: list[Billed]) -> list[Billed]:
     return [replace(b, status=Status.ISSUED) for b in history]
 
 
-def test_cutoff_is_rounded_up_to_a_whole_minute() -> None:
-    assert choose_cutoff(datetime(2026, 11, 1, 0, 0, tzinfo=UTC)) % 60 == 0
-    assert choose_cutoff(datetime(2026, 11, 1, 0, 0, 1, tzinfo=UTC)) == NOV.start_s + 60
-    assert choose_cutoff(datetime(2026, 11, 1, 0, 0, tzinfo=UTC)) == NOV.start_s
+def test_cutoff_is_the_first_whole_minute_after_now() -> None:
+    midnight = datetime(2026, 11, 1, 0, 0, tzinfo=UTC)
+    # an event ingested at 00:00:00.000 is in minute 00:00, so even then the cutoff is 00:01
+    assert choose_cutoff(midnight) == NOV.start_s + 60
+    # within the first second of a minute: whole-second truncation gave 00:00 here
+    assert choose_cutoff(midnight + timedelta(milliseconds=300)) == NOV.start_s + 60
+    assert choose_cutoff(midnight + timedelta(seconds=1)) == NOV.start_s + 60
+    assert choose_cutoff(midnight + timedelta(seconds=59, milliseconds=999)) == NOV.start_s + 60
+    assert choose_cutoff(midnight + timedelta(seconds=60)) == NOV.start_s + 120
 
 
 def test_due_periods_are_those_closed_after_grace() -> None:
