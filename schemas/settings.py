@@ -43,7 +43,19 @@ class Settings(BaseSettings):
     worker_batch_seconds: float = Field(default=0.5, gt=0)
     worker_session_timeout: float = Field(default=10.0, ge=6.0)
     worker_metrics_port: int = Field(default=0, ge=0)
+    """Where the worker's supervisor serves /healthz, /readyz and /metrics (0: off)."""
     worker_data_dir: str = ""
+    worker_stall_seconds: float = Field(default=60.0, gt=0)
+    """Watchdog: replace a ready worker that is behind and commits nothing for this long."""
+    worker_heartbeat_seconds: float = Field(default=30.0, gt=0)
+    """Watchdog: replace a worker whose event loop sent no heartbeat for this long."""
+    worker_startup_seconds: float = Field(default=300.0, gt=0)
+    """Watchdog: replace a worker that is not ready (rebalance, restore) for this long."""
+    worker_write_seconds: float = Field(default=180.0, gt=0)
+    """Watchdog: replace a worker whose one ClickHouse write runs this long (the sink
+    itself gives up after 120 s of retries)."""
+    worker_failpoint: str = ""
+    """Fault injection for the reliability tests (``docs/reliability.md``); empty in use."""
 
     @property
     def kafka_bootstrap(self) -> str:

@@ -1,8 +1,9 @@
 """``python -m streams init|worker``.
 
 * ``init``: create the Kafka topics and the ClickHouse tables (idempotent).
-* ``worker``: run the Faust metering worker until stopped (supervised: restarted when it
-  exits failing closed).
+* ``worker``: run the Faust metering worker until stopped, supervised: the worker child
+  is restarted after every exit but a requested stop, and replaced when the liveness
+  watchdog finds it stalled (``streams.supervisor``, ``streams.watchdog``).
 * ``reconcile --from T --to T [--meter SLUG]``: recompute meters from the raw events and
   compare with the windows; exit 1 on any difference.
 * ``backfill --meter SLUG --from T --to T``: fill a new meter from the raw events.
@@ -14,10 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
-import subprocess
 import sys
-import time
 
 from ingest.admin import ensure_topics, meterline_topics
 from schemas.errors import MeterlineError, ServiceUnavailable
@@ -65,9 +63,13 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         meters = load_meters(args.meters or settings.meters_file)
         if args.command == "worker" and not args.child:
-            return supervise(
-                [*(["--meters", args.meters] if args.meters else []), "-l", args.loglevel]
-            )
+            from streams.supervisor import Supervisor, limits_from
+
+            return Supervisor(
+                settings,
+                [*(["--meters", args.meters] if args.meters else []), "-l", args.loglevel],
+                limits=limits_from(settings),
+            ).run()
         if args.command == "reconcile":
             return run_reconcile(settings, meters, args)
         if args.command == "backfill":
@@ -79,10 +81,6 @@ def main(argv: list[str] | None = None) -> int:
             ServerEngine(settings.clickhouse_host, settings.clickhouse_tcp_port),
             settings.clickhouse_database,
         )
-        if settings.worker_metrics_port:
-            from prometheus_client import start_http_server
-
-            start_http_server(settings.worker_metrics_port, addr="127.0.0.1")
         worker = create_worker(settings, meters)
         sys.argv = ["streams", "worker", "--without-web", "-l", args.loglevel]
         worker.app.main()
@@ -93,37 +91,6 @@ def main(argv: list[str] | None = None) -> int:
     except MeterlineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-
-
-def supervise(extra: list[str]) -> int:
-    """Run the worker as a child; restart it when it exits failing closed.
-
-    The worker exits with a restartable code when it refuses to acknowledge a batch
-    (ClickHouse down past the retry deadline, or records skipped by the consumer).  Any
-    other exit ends supervision with the child's code; SIGTERM/SIGINT are passed on.
-    """
-    from streams.app import RESTARTABLE_EXITS
-
-    log = logging.getLogger("streams.supervisor")
-    delay = 1.0
-    while True:
-        child = subprocess.Popen([sys.executable, "-m", "streams", "worker", "--child", *extra])
-
-        def forward(signum: int, _frame: object, child: subprocess.Popen[bytes] = child) -> None:
-            child.send_signal(signum)
-
-        signal.signal(signal.SIGTERM, forward)
-        signal.signal(signal.SIGINT, forward)
-        code = child.wait()
-        if code not in RESTARTABLE_EXITS:
-            return code
-        log.warning(
-            "worker exited with %d without acknowledging its batch; restarting in %.0fs",
-            code,
-            delay,
-        )
-        time.sleep(delay)
-        delay = min(delay * 2, 30.0)
 
 
 if __name__ == "__main__":

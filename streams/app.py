@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,7 @@ from schemas.timeutil import now_ms
 from schemas.wire import is_batch
 from streams import faust_fixes, metrics
 from streams.dedupe import SeenRecord
+from streams.liveness import WorkerState, supervise_from_child
 from streams.sink import (
     BatchPlan,
     MeteringSink,
@@ -162,6 +164,7 @@ class Worker:
     app: faust.App
     sink: MeteringSink
     store: TableSeenStore
+    state: WorkerState
 
 
 def _headers(raw: Any) -> list[tuple[str, bytes | None]]:
@@ -237,6 +240,7 @@ def create_worker(
         )
     )
     store = TableSeenStore(seen_table)
+    state = WorkerState()
 
     async def reindex_after_recovery() -> None:
         # Recovery writes restored entries straight into the table; an index built while
@@ -278,11 +282,14 @@ def create_worker(
                 await in_flight[1]
                 sink.finish(in_flight[0], store)
                 await send_dead_letters(in_flight[0])
+            state.writing_since = time.monotonic()
             in_flight = (plan, asyncio.ensure_future(asyncio.to_thread(sink.write, plan)))
         if in_flight is not None:
             await in_flight[1]
             sink.finish(in_flight[0], store)
             await send_dead_letters(in_flight[0])
+        state.writing_since = None
+        state.records += len(records)
 
     async def meter(stream: Any) -> None:
         async for events in stream.take_events(
@@ -316,6 +323,7 @@ def create_worker(
         # so every assignment also drops the cached progress of the partitions it hands
         # out: a partition that was away may have been advanced by another worker.
         ours = sorted(tp.partition for tp in assigned if tp.topic == settings.events_topic)
+        state.assigned = frozenset(ours)
         sink.forget_partitions(ours)
         store.invalidate()
         log.info("partitions %s assigned; their stored progress will be reloaded", ours)
@@ -330,7 +338,8 @@ def create_worker(
             log.info("purged %d dedupe records older than the horizon", expired)
 
     app.timer(interval=600.0, on_leader=False)(purge_expired)
-    return Worker(app=app, sink=sink, store=store)
+    supervise_from_child(app, state, settings.events_topic, settings.worker_failpoint)
+    return Worker(app=app, sink=sink, store=store, state=state)
 
 
 def _die(message: str, code: int = EXIT_SINK_FAILED) -> None:

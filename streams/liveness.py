@@ -1,0 +1,114 @@
+"""The worker child's side of supervision: a heartbeat from inside its event loop.
+
+When ``python -m streams worker`` supervises the worker, it passes the write end of a
+pipe in ``METERLINE_HEARTBEAT_FD``.  The child writes one JSON line per second from a
+task on its event loop::
+
+    {"ready": true, "assigned": [0, 1, 2, 3], "writing_s": null, "metrics_port": 41233}
+
+Because the line is written by the event loop itself, a wedged loop shows up as silence;
+a loop that runs but fetches nothing shows up in the committed offsets, which the
+supervisor reads from Kafka (see ``streams.watchdog``).  ``ready`` is Faust's own view:
+its changelog recovery has completed and no rebalance is in progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+__all__ = ["HEARTBEAT_FD_ENV", "WorkerState", "encode_heartbeat", "heartbeat_task"]
+
+HEARTBEAT_FD_ENV = "METERLINE_HEARTBEAT_FD"
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class WorkerState:
+    """What the glue in ``streams.app`` knows about the running worker."""
+
+    assigned: frozenset[int] = frozenset()
+    writing_since: float | None = None
+    metrics_port: int = 0
+    records: int = 0
+
+    def writing_s(self, now: float) -> float | None:
+        return None if self.writing_since is None else now - self.writing_since
+
+
+def encode_heartbeat(state: WorkerState, ready: bool, now: float) -> bytes:
+    writing = state.writing_s(now)
+    return (
+        orjson.dumps(
+            {
+                "ready": ready,
+                "assigned": sorted(state.assigned),
+                "writing_s": None if writing is None else round(writing, 3),
+                "metrics_port": state.metrics_port,
+                "records": state.records,
+            }
+        )
+        + b"\n"
+    )
+
+
+def _ready(app: Any) -> bool:
+    recovery = app.tables.recovery
+    return bool(recovery.completed.is_set() and not app.rebalancing and not app.in_recovery)
+
+
+async def heartbeat_task(app: Any, state: WorkerState, fd: int, every: float = 1.0) -> None:
+    """Write a heartbeat every ``every`` seconds until the pipe closes (the supervisor is
+    gone: the worker then stops, as an orphan would meter without a watchdog)."""
+    while True:
+        try:
+            os.write(fd, encode_heartbeat(state, _ready(app), time.monotonic()))
+        except BrokenPipeError:
+            log.critical("the supervisor is gone (heartbeat pipe closed); stopping")
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        await asyncio.sleep(every)
+
+
+def supervise_from_child(app: Any, state: WorkerState, topic: str, failpoint: str) -> None:
+    """Register the heartbeat (and the test failpoint) when a supervisor started us."""
+    fd_text = os.environ.get(HEARTBEAT_FD_ENV)
+    if fd_text:
+        from prometheus_client import start_http_server
+
+        server, _thread = start_http_server(0, addr="127.0.0.1")
+        state.metrics_port = int(server.server_port)
+        fd = int(fd_text)
+
+        async def beat() -> None:
+            await heartbeat_task(app, state, fd)
+
+        app.task(beat)
+    if failpoint:
+        _install_failpoint(app, state, topic, failpoint)
+
+
+def _install_failpoint(app: Any, state: WorkerState, topic: str, failpoint: str) -> None:
+    """``stall_fetch_after=N``: once N records are metered, stop fetching the events topic
+    while staying in the group, ready and heartbeating: the post-restart stall of
+    faust-streaming (#629) as the watchdog sees it.  Only the reliability tests set it."""
+    name, _, value = failpoint.partition("=")
+    if name != "stall_fetch_after" or not value.isdigit():
+        raise ValueError(f"unknown failpoint {failpoint!r}; known: stall_fetch_after=N")
+    after = int(value)
+
+    async def stall() -> None:
+        while state.records < after:
+            await asyncio.sleep(0.1)
+        tps = {tp for tp in app.consumer.assignment() if tp.topic == topic}
+        log.warning("failpoint %s: pausing %d partitions of %s", failpoint, len(tps), topic)
+        app.consumer.pause_partitions(tps)
+
+    app.task(stall)

@@ -1,0 +1,139 @@
+"""Supervision on the real stack: the worker child is replaced after a SIGKILL, after its
+event loop stops (SIGSTOP), and after a fetch stall; each replacement shows in
+``/metrics``, and the totals stay exact.  A requested stop ends supervision."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+
+from api.server import free_port
+from ingest.telemetry import generate
+from schemas.settings import Settings
+from tests.conftest import WorkerProcess, wait_until
+from tests.e2e.test_pipeline import OCTOBER, SUBJECTS, prepare, send, stored_totals, wait_caught_up
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+
+def status(settings: Settings) -> dict[str, Any]:
+    answer = httpx.get(f"http://127.0.0.1:{settings.worker_metrics_port}/healthz", timeout=5)
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+def ready(settings: Settings) -> bool:
+    try:
+        answer = httpx.get(f"http://127.0.0.1:{settings.worker_metrics_port}/readyz", timeout=5)
+    except httpx.TransportError:
+        return False
+    return answer.status_code == 200
+
+
+def restarts(settings: Settings) -> dict[str, float]:
+    text = httpx.get(f"http://127.0.0.1:{settings.worker_metrics_port}/metrics", timeout=5).text
+    prefix = 'meterline_worker_restarts_total{reason="'
+    return {
+        line[len(prefix) :].split('"', 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(prefix)
+    }
+
+
+def replaced(settings: Settings, old_pid: int, within: float) -> float:
+    """Seconds until a new child process runs in place of ``old_pid``."""
+    started = time.monotonic()
+    wait_until(
+        lambda: status(settings)["child_pid"] not in (None, old_pid),
+        within,
+        f"a new worker child in place of pid {old_pid}",
+        every=0.1,
+    )
+    return time.monotonic() - started
+
+
+def supervised(isolated: Settings, workers: WorkerProcess, **extra: object) -> Settings:
+    settings = isolated.model_copy(
+        update={
+            "worker_metrics_port": free_port(),
+            "worker_batch_max": 250,
+            "worker_batch_seconds": 0.05,
+            **extra,
+        }
+    )
+    workers.settings = settings
+    return settings
+
+
+def test_killed_and_frozen_children_are_replaced_and_counted(
+    isolated: Settings, workers: WorkerProcess
+) -> None:
+    settings = supervised(isolated, workers, worker_heartbeat_seconds=5.0)
+    engine = prepare(settings)
+    telemetry = generate(SUBJECTS, OCTOBER, timedelta(days=31), 3000, seed=21)
+    send(settings, telemetry)
+    supervisor = workers.start()
+    wait_until(lambda: ready(settings), 120, "the supervised worker to be ready")
+    assert httpx.get(f"http://127.0.0.1:{settings.worker_metrics_port}/healthz").status_code == 200
+
+    first = status(settings)["child_pid"]
+    os.kill(first, signal.SIGKILL)  # the OOM killer's way: the child only
+    took = replaced(settings, first, within=10)
+    assert took < 10
+    assert supervisor.poll() is None, "a killed child must not end supervision"
+
+    wait_until(lambda: ready(settings), 120, "the replacement to be ready")
+    second = status(settings)["child_pid"]
+    os.kill(second, signal.SIGSTOP)  # a wedged event loop: no heartbeat, no exit
+    replaced(settings, second, within=5 + 10 + 10)  # heartbeat deadline + SIGTERM grace + poll
+
+    wait_caught_up(settings, workers, timeout=180)
+    assert stored_totals(engine, settings) == telemetry.truth
+    counted = restarts(settings)
+    assert counted.get("signalled") == 1.0
+    assert counted.get("no_heartbeat") == 1.0
+    text = httpx.get(f"http://127.0.0.1:{settings.worker_metrics_port}/metrics").text
+    assert "meterline_worker_child_starts_total 3.0" in text
+    assert 'meterline_stream_events_total{outcome="new"}' in text  # the child's own metrics
+
+    os.killpg(supervisor.pid, 0)  # still there
+    supervisor.send_signal(signal.SIGTERM)  # a requested stop: no restart, exit 0
+    assert supervisor.wait(60) == 0
+    engine.close()
+
+
+def test_a_stalled_child_is_replaced_within_the_watchdog_deadline(
+    isolated: Settings, workers: WorkerProcess
+) -> None:
+    stall_s = 10.0
+    settings = supervised(
+        isolated, workers, worker_stall_seconds=stall_s, worker_failpoint="stall_fetch_after=1"
+    )
+    engine = prepare(settings)
+    early = generate(SUBJECTS, OCTOBER, timedelta(days=31), 200, seed=22)
+    send(settings, early)
+    workers.start()
+    wait_until(lambda: ready(settings), 120, "the supervised worker to be ready")
+    first = status(settings)["child_pid"]
+    # the failpoint stops fetching once a record is metered; the child stays ready
+    wait_until(lambda: status(settings)["child_records_metered"] > 0, 60, "a metered record")
+    late = generate(SUBJECTS, OCTOBER, timedelta(days=31), 1000, seed=23, id_prefix="late-")
+    send(settings, late)
+
+    deadline = stall_s + 2 * 2.0 + 10 + 5  # the stall, two offset polls, SIGTERM grace, slack
+    took = replaced(settings, first, within=deadline)
+    assert took <= deadline
+    wait_caught_up(settings, workers, timeout=180)
+    truth = dict(early.truth)
+    for key, value in late.truth.items():
+        truth[key] = truth.get(key, Decimal(0)) + value
+    assert stored_totals(engine, settings) == truth
+    assert restarts(settings).get("stalled") == 1.0
+    engine.close()
