@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 export METERLINE_HOME ?= $(HOME)/.cache/meterline
 
-.PHONY: help install up down status lint fmt test test-unit demo bench reset clean browser api
+.PHONY: help install up down status lint fmt test test-unit demo run bench chaos stress reset clean browser api
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -25,11 +25,13 @@ install: $(STAMP) ## Create .venv and install runtime + dev dependencies
 up: install ## Start Kafka and ClickHouse on 127.0.0.1 (installs them when missing); idempotent
 	$(PY) deploy/stack.py up
 
-down: ## Stop only the processes `make up` and `make demo` started (by pid)
-	@if [ -x $(PY) ]; then $(PY) -m api stop; $(PY) deploy/stack.py down; else $(PYTHON) deploy/stack.py down; fi
+down: ## Stop what `make up`, `make run` and `make demo` started (by pid): generator, API, worker, Kafka, ClickHouse
+	@P=$$([ -x $(PY) ] && echo $(PY) || echo $(PYTHON)); $$P deploy/pipeline.py stop; \
+	  if [ -x $(PY) ]; then $(PY) -m api stop >/dev/null; fi; $$P deploy/stack.py down
 
-status: ## Health of each local service
-	@if [ -x $(PY) ]; then $(PY) deploy/stack.py status; else $(PYTHON) deploy/stack.py status; fi
+status: ## Health of each local service and pipeline process
+	@P=$$([ -x $(PY) ] && echo $(PY) || echo $(PYTHON)); $$P deploy/stack.py status; s=$$?; \
+	  $$P deploy/pipeline.py status || s=3; exit $$s
 
 lint: install ## ruff + mypy --strict on the packages
 	$(VENV)/bin/ruff check .
@@ -46,9 +48,11 @@ test-unit: install ## Fast tests that need no services
 test: install up lint browser ## Set everything up and run the whole suite (unit, integration, e2e)
 	$(PY) -m pytest -q
 
-demo: install up ## Run the pipeline on generated telemetry, print the invoices and the dashboard URL
+demo: install up ## Run the pipeline on generated telemetry, print the invoices, leave it running live
 	$(PY) deploy/demo.py
-	$(PY) -m api demo --port $${METERLINE_API_PORT:-8080}
+
+run: install up ## Start the always-on pipeline (supervised worker + API) without demo data
+	$(PY) deploy/pipeline.py start
 
 browser: ## Install Debian's chromium (headless browser tests) when it is missing
 	@test -x /usr/bin/chromium || { SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \

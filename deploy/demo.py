@@ -1,9 +1,11 @@
-"""``make demo``: the whole pipeline on generated telemetry, checked against the truth.
+"""``make demo``: the whole pipeline on generated telemetry, checked against the truth,
+left running.
 
 1. create the topics and tables;
 2. generate telemetry for the month before last (M-2) and last month (M-1) for several
    customers (with retries and disorder) and send it through the producer SDK;
-3. run the Faust worker until it has committed every record, showing progress;
+3. start the always-on metering worker (supervised, ``deploy/pipeline.py``) and wait
+   until it has committed every record, showing progress;
 4. close M-2: rate it and emit its invoices (Kafka ``invoices`` topic, transactional,
    and ClickHouse);
 5. send a few *late* events timestamped in M-2 — after its invoices were issued — and
@@ -12,21 +14,25 @@
 7. write one HTML invoice and a CSV of the lines, and print their paths;
 8. recompute every total independently from the generated events (duplicates excluded):
    usage per month, and the late usage's adjustment per customer; print PASS, or FAIL
-   and exit 1.
+   and exit 1;
+9. start the API and live telemetry for the current period, and print the dashboard
+   URL: the worker, the API and the generator keep running until ``make down``.
 
-Each close waits for its ingestion cutoff (the next whole minute) to pass, so the demo
-takes one to two minutes.  Running it again is safe: the telemetry is deterministic, so
-every event is a duplicate of one already metered and every invoice already exists; the
-check then reads the stored invoices.
+Each close bills usage ingested before its cutoff, the first whole minute after the
+close starts, and waits for that minute to end: the minutes holding the events it must
+bill are then closed, whatever second of the minute the demo reached (steps 4-6 are run
+at both ends of a minute by ``tests/e2e/test_demo.py``).  Running it again is safe: the
+telemetry is deterministic, so every event is a duplicate of one already metered and
+every invoice already exists; the check then reads the stored invoices.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -36,6 +42,9 @@ import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "deploy"))
+
+import pipeline  # noqa: E402
 
 from ingest import UsageProducer  # noqa: E402
 from ingest.admin import ensure_topics, meterline_topics  # noqa: E402
@@ -54,7 +63,6 @@ from schemas.settings import Settings  # noqa: E402
 from schemas.storage.bootstrap import ensure_schema  # noqa: E402
 from schemas.storage.engine import ServerEngine  # noqa: E402
 from schemas.storage.invoices_table import InvoicesTable  # noqa: E402
-from streams.processes import stop_process_group  # noqa: E402
 from streams.progress import consumer_lag  # noqa: E402
 
 EVENTS_PER_SUBJECT = 3000
@@ -71,29 +79,13 @@ def month_before(period: Period) -> Period:
     return month_period((period.start - timedelta(days=1)).strftime("%Y-%m"))
 
 
-def start_worker(log_path: Path) -> subprocess.Popen[bytes]:
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("wb") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "streams", "worker"],
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
-def stop_worker(worker: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the worker's whole process group (it runs a child process), then wait."""
-    stop_process_group(worker, grace=30)
-
-
-def wait_for_worker(settings: Settings, worker: subprocess.Popen[bytes], log: Path) -> None:
+def wait_for_worker(settings: Settings, alive: Callable[[], bool], log: Path) -> None:
+    """Until the worker has committed every record; progress in Kafka records."""
     deadline = time.monotonic() + 300
     last = ""
     while time.monotonic() < deadline:
-        if worker.poll() is not None:
-            raise SystemExit(f"FAIL: the worker exited with {worker.returncode}; see {log}")
+        if not alive():
+            raise SystemExit(f"FAIL: the worker is not running; see {log}")
         lag = consumer_lag(settings.kafka_bootstrap, settings.worker_app_id, settings.events_topic)
         line = f"    metered {lag.processed:>7} / {lag.produced} records (lag {lag.total})"
         if line != last:
@@ -115,22 +107,16 @@ def send(settings: Settings, telemetry: Telemetry, what: str) -> None:
     )
 
 
-def close_month(
-    settings: Settings,
-    engine: ServerEngine,
-    period: Period,
-    customers: Sequence[Customer],
-    card: RateCard,
-    meters: MeterSet,
-) -> list[Document]:
+def close_month(demo: Demo, period: Period) -> list[Document]:
     """Bill the month and return its invoices: the ones just issued, else the stored ones."""
+    settings, engine = demo.settings, demo.engine
     result = run_period(
         namespace=settings.namespace,
         database=settings.clickhouse_database,
         period=period,
-        customers=customers,
-        card=card,
-        meters=meters,
+        customers=demo.customers,
+        card=demo.card,
+        meters=demo.meters,
         engine=engine,
         publish=KafkaPublisher(
             settings.kafka_bootstrap, settings.invoices_topic, settings.namespace
@@ -195,68 +181,76 @@ def check(
     return ok
 
 
-def main() -> int:
-    settings = Settings()
-    home = Path(os.environ.get("METERLINE_HOME", Path.home() / ".cache/meterline"))
+@dataclass(frozen=True)
+class Demo:
+    """What the billing steps need: the pipeline's settings and configuration, the two
+    months and their generated telemetry."""
+
+    settings: Settings
+    engine: ServerEngine
+    meters: MeterSet
+    card: RateCard
+    customers: list[Customer]
+    prices: dict[tuple[str, str], Decimal]
+    before_last: Period
+    last: Period
+    months: dict[str, Telemetry]
+    worker_alive: Callable[[], bool]
+    worker_log: Path
+
+
+def load(settings: Settings, engine: ServerEngine, events_per_subject: int) -> Demo:
+    """The demo's configuration and its deterministic telemetry for M-2 and M-1."""
     meters = load_meters(ROOT / settings.meters_file)
-    card = load_rate_card(ROOT / settings.rate_card_file, known_meters=meters.slugs())
-    customers = load_customers(ROOT / settings.customers_file)
-    prices = per_unit_prices(ROOT / settings.rate_card_file)
     last = month_before(month_period(datetime.now(UTC).strftime("%Y-%m")))
     before_last = month_before(last)
-
-    step(
-        f"Topics on Kafka {settings.kafka_bootstrap}, tables in ClickHouse database "
-        f"{settings.clickhouse_database}"
-    )
-    ensure_topics(settings.kafka_bootstrap, meterline_topics(settings))
-    engine = ServerEngine(settings.clickhouse_host, settings.clickhouse_tcp_port)
-    ensure_schema(engine, settings.clickhouse_database)
-
-    step(
-        f"Generating {before_last.label} and {last.label} telemetry for {len(SUBJECTS)} "
-        "subjects (10% re-sent duplicates, shuffled out of order)"
-    )
     months = {
         period.label: generate(
             SUBJECTS,
             period.start,
             period.end - period.start,
-            EVENTS_PER_SUBJECT,
+            events_per_subject,
             seed=2026,  # the same ids and contents as earlier demo runs sent for a month
             id_prefix=f"{period.label}-",
         )
         for period in (before_last, last)
     }
-    for label, telemetry in months.items():
-        send(settings, telemetry, label)
+    return Demo(
+        settings=settings,
+        engine=engine,
+        meters=meters,
+        card=load_rate_card(ROOT / settings.rate_card_file, known_meters=meters.slugs()),
+        customers=list(load_customers(ROOT / settings.customers_file)),
+        prices=per_unit_prices(ROOT / settings.rate_card_file),
+        before_last=before_last,
+        last=last,
+        months=months,
+        worker_alive=lambda: True,
+        worker_log=Path(),
+    )
 
-    step("Running the metering worker until it has caught up")
-    log = home / "logs" / "demo-worker.log"
-    worker = start_worker(log)
-    try:
-        wait_for_worker(settings, worker, log)
-        step(f"Closing {before_last.label}: rating it and emitting its invoices")
-        first = close_month(settings, engine, before_last, customers, card, meters)
 
-        step(f"Late usage: {before_last.label} events arriving after its invoices")
-        late = generate(
-            SUBJECTS,
-            before_last.start,
-            before_last.end - before_last.start,
-            LATE_EVENTS_PER_SUBJECT,
-            seed=77,
-            duplicate_ratio=0.0,
-            id_prefix=f"{before_last.label}-late-",
-        )
-        send(settings, late, f"late {before_last.label}")
-        wait_for_worker(settings, worker, log)
+def billing_steps(demo: Demo) -> tuple[bool, list[Document]]:
+    """Close M-2, meter late M-2 usage, close M-1, check everything: (ok, M-1 invoices)."""
+    settings, before_last, last = demo.settings, demo.before_last, demo.last
+    step(f"Closing {before_last.label}: rating it and emitting its invoices")
+    first = close_month(demo, before_last)
 
-        step(f"Closing {last.label}: its invoices adjust {before_last.label} for the late usage")
-        second = close_month(settings, engine, last, customers, card, meters)
-    finally:
-        stop_worker(worker)
-    print(f"    worker log: {log}")
+    step(f"Late usage: {before_last.label} events arriving after its invoices")
+    late = generate(
+        SUBJECTS,
+        before_last.start,
+        before_last.end - before_last.start,
+        LATE_EVENTS_PER_SUBJECT,
+        seed=77,
+        duplicate_ratio=0.0,
+        id_prefix=f"{before_last.label}-late-",
+    )
+    send(settings, late, f"late {before_last.label}")
+    wait_for_worker(settings, demo.worker_alive, demo.worker_log)
+
+    step(f"Closing {last.label}: its invoices adjust {before_last.label} for the late usage")
+    second = close_month(demo, last)
 
     step("Adjustment lines produced by late events")
     for doc in second:
@@ -269,6 +263,26 @@ def main() -> int:
                     f"→ {line['amount']} {doc['currency']}"
                 )
 
+    step("Checking invoices against totals computed independently from the events")
+    truth = {label: telemetry.truth for label, telemetry in demo.months.items()}
+    ok = check(
+        first,
+        expected_totals(truth[before_last.label], demo.customers, demo.prices),
+        None,
+        None,
+    )
+    ok &= check(
+        second,
+        expected_totals(truth[last.label], demo.customers, demo.prices),
+        expected_adjustments(truth[before_last.label], late.truth, demo.customers, demo.prices),
+        before_last,
+    )
+    ok &= len(first) == len(second) == len(demo.customers)
+    ok &= any(line["kind"] == "adjustment" for d in second for line in d["lines"])
+    return ok, second
+
+
+def write_documents(home: Path, last: Period, second: list[Document]) -> None:
     out = home / "invoices"
     out.mkdir(parents=True, exist_ok=True)
     shown = next(
@@ -282,18 +296,39 @@ def main() -> int:
     print(f"    HTML invoice: {html}")
     print(f"    CSV of {last.label} lines: {csv_path}")
 
-    step("Checking invoices against totals computed independently from the events")
-    ok = check(
-        first, expected_totals(months[before_last.label].truth, customers, prices), None, None
+
+def main() -> int:
+    os.environ.setdefault("METERLINE_WORKER_METRICS_PORT", str(pipeline.ports()[0]))
+    settings = Settings()
+    home = pipeline.home()
+    step(
+        f"Topics on Kafka {settings.kafka_bootstrap}, tables in ClickHouse database "
+        f"{settings.clickhouse_database}"
     )
-    ok &= check(
-        second,
-        expected_totals(months[last.label].truth, customers, prices),
-        expected_adjustments(months[before_last.label].truth, late.truth, customers, prices),
-        before_last,
+    ensure_topics(settings.kafka_bootstrap, meterline_topics(settings))
+    engine = ServerEngine(settings.clickhouse_host, settings.clickhouse_tcp_port)
+    ensure_schema(engine, settings.clickhouse_database)
+
+    demo = load(settings, engine, EVENTS_PER_SUBJECT)
+    step(
+        f"Generating {demo.before_last.label} and {demo.last.label} telemetry for "
+        f"{len(SUBJECTS)} subjects (10% re-sent duplicates, shuffled out of order)"
     )
-    ok &= len(first) == len(second) == len(customers)
-    ok &= any(line["kind"] == "adjustment" for d in second for line in d["lines"])
+    for label, telemetry in demo.months.items():
+        send(settings, telemetry, label)
+
+    step("Starting the always-on metering worker (supervised) and waiting until it caught up")
+    worker = next(p for p in pipeline.processes() if p.name == "worker")
+    print(f"    worker {pipeline.start(worker)}; log {pipeline.log_file(worker)}", flush=True)
+    demo = replace(
+        demo,
+        worker_alive=lambda: pipeline.running(worker) is not None,
+        worker_log=pipeline.log_file(worker),
+    )
+    wait_for_worker(settings, demo.worker_alive, demo.worker_log)
+
+    ok, second = billing_steps(demo)
+    write_documents(home, demo.last, second)
     print()
     print(
         "Live usage: ClickHouse HTTP at "
@@ -301,14 +336,19 @@ def main() -> int:
         f"{settings.clickhouse_database}.meter_windows and .usage_events; invoices in "
         f"{settings.clickhouse_database}.invoices and topic {settings.invoices_topic})"
     )
-    print("Stop the services with `make down`.")
-    print("PASS" if ok else "FAIL")
-    return 0 if ok else 1
+    print("PASS" if ok else "FAIL", flush=True)
+    if not ok:
+        return 1
+    step("Leaving the pipeline running: worker, API, and live telemetry for the current period")
+    for proc in pipeline.processes():
+        print(f"    {proc.name:<7} {pipeline.start(proc)}; log {pipeline.log_file(proc)}")
+    print(pipeline.banner(), flush=True)
+    return 0
 
 
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except MeterlineError as exc:
+    except (MeterlineError, pipeline.StackError) as exc:
         print(f"error: {exc}\nFAIL", file=sys.stderr)
         sys.exit(2)

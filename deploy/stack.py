@@ -26,12 +26,10 @@ import contextlib
 import fcntl
 import hashlib
 import http.client
-import json
 import os
 import re
 import shlex
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -45,6 +43,23 @@ from string import Template
 from xml.sax.saxutils import escape as xml_escape
 
 DEPLOY_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(DEPLOY_DIR))
+
+from pidfiles import (  # noqa: E402  (deploy/ is a directory of scripts, not a package)
+    HOST,
+    LOG_TAIL_LINES,
+    PidRecord,
+    StackError,
+    cmdline,
+    is_ours,
+    port_open,
+    port_owner,
+    record_started,
+    spawn_detached,
+    stop_process,
+    tail,
+)
+
 KAFKA_POM = DEPLOY_DIR / "kafka" / "pom.xml"
 KAFKA_LOG4J2 = DEPLOY_DIR / "kafka" / "log4j2.properties"
 CLICKHOUSE_CONFIG_TEMPLATE = DEPLOY_DIR / "clickhouse" / "config.xml"
@@ -52,11 +67,8 @@ CLICKHOUSE_USERS_TEMPLATE = DEPLOY_DIR / "clickhouse" / "users.xml"
 
 # The newest Kafka proven with the Faust worker tests in tests/deploy (docs/stack.md).
 DEFAULT_KAFKA_VERSION = "4.3.1"
-HOST = "127.0.0.1"
 KAFKA_HEALTH_DEADLINE_S = 90.0
 CLICKHOUSE_HEALTH_DEADLINE_S = 60.0
-STOP_DEADLINE_S = 30.0
-LOG_TAIL_LINES = 30
 EXIT_UNHEALTHY = 3
 KAFKA_JVM_OPTS = (
     "-Xms256m",
@@ -66,10 +78,6 @@ KAFKA_JVM_OPTS = (
     "-XX:InitiatingHeapOccupancyPercent=35",
     "-Djava.awt.headless=true",
 )
-
-
-class StackError(Exception):
-    """A service could not be prepared, started or stopped; the message says why."""
 
 
 # --------------------------------------------------------------------------- settings
@@ -123,180 +131,6 @@ def _port(env: dict[str, str], name: str, default: int) -> int:
     if not raw.isdigit() or not 0 < int(raw) < 65536:
         raise StackError(f"{name}={raw!r} is not a TCP port")
     return int(raw)
-
-
-# --------------------------------------------------------------------------- processes
-
-
-@dataclass(frozen=True)
-class PidRecord:
-    """What `up` wrote about a started process; enough to recognise it again later."""
-
-    pid: int
-    start_ticks: int
-    marker: str
-    # Version and ports it was started with; a change needs `down` + `up` to apply.
-    settings: str = ""
-
-    @classmethod
-    def load(cls, path: Path) -> PidRecord | None:
-        """Read a pid file; a missing or corrupt file counts as 'nothing started'."""
-        try:
-            data = json.loads(path.read_text())
-            return cls(
-                int(data["pid"]),
-                int(data["start_ticks"]),
-                str(data["marker"]),
-                str(data.get("settings", "")),
-            )
-        except FileNotFoundError:
-            return None
-        except (ValueError, KeyError, TypeError) as exc:
-            print(f"warning: ignoring unreadable pid file {path}: {exc}")
-            return None
-
-    def save(self, path: Path) -> None:
-        """Write atomically, so a crash never leaves half a pid file behind."""
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.__dict__) + "\n")
-        tmp.replace(path)
-
-
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state, start time in clock ticks) of a live pid, or None when it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    return fields[0], int(fields[19])
-
-
-def _cmdline(pid: int) -> str:
-    """The command line of a pid with NULs as spaces; empty when unreadable."""
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
-def is_ours(record: PidRecord) -> bool:
-    """True only while the recorded pid is alive AND is still the process we started.
-
-    A reused pid (other start time or a command line without our config path) is never
-    ours, so `down` can not kill an unrelated process. A zombie counts as dead.
-    """
-    stat = _proc_stat(record.pid)
-    if stat is None or stat[0] in ("Z", "X"):
-        return False
-    return stat[1] == record.start_ticks and record.marker in _cmdline(record.pid)
-
-
-def port_open(port: int) -> bool:
-    """Whether something accepts TCP connections on 127.0.0.1:port."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((HOST, port)) == 0
-
-
-def port_owner(port: int) -> str:
-    """Best-effort 'pid N (command)' of the listener on a port, read from /proc."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                cols = line.split()
-                if cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:
-                    inodes.add(cols[9])
-    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
-        try:
-            fds = list(fd_dir.iterdir())
-        except OSError:  # process gone, or not ours to inspect
-            continue
-        for fd in fds:
-            with contextlib.suppress(OSError):
-                target = os.readlink(fd)
-                if target.startswith("socket:[") and target[8:-1] in inodes:
-                    pid = int(fd_dir.parent.name)
-                    return f"pid {pid} ({_cmdline(pid)[:120].strip()})"
-    return "an unknown process (not visible in /proc)"
-
-
-def spawn_detached(cmd: list[str], log_path: Path, cwd: Path) -> int:
-    """Start a long-running server in its own session with output appended to a log.
-
-    The child survives this script and the terminal; only `down` stops it.
-    """
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log:
-        log.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join(cmd)}\n".encode())
-        log.flush()
-        proc = subprocess.Popen(
-            cmd,
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-        )
-    return proc.pid
-
-
-def record_started(pid: int, marker: str, settings: str, pid_file: Path) -> PidRecord:
-    """Remember a just-started pid with its start time, config marker and settings."""
-    stat = _proc_stat(pid)
-    if stat is None:
-        raise StackError(f"process {pid} exited immediately")
-    record = PidRecord(pid=pid, start_ticks=stat[1], marker=marker, settings=settings)
-    record.save(pid_file)
-    return record
-
-
-def stop_process(record: PidRecord, deadline_s: float = STOP_DEADLINE_S) -> str:
-    """SIGTERM the recorded process, SIGKILL it after the deadline; say what happened."""
-    _signal(record.pid, signal.SIGTERM)
-    if _wait_until(lambda: not is_ours(record), deadline_s):
-        return "stopped"
-    _signal(record.pid, signal.SIGKILL)
-    if _wait_until(lambda: not is_ours(record), 10.0):
-        return f"killed (did not stop within {deadline_s:.0f}s of SIGTERM)"
-    raise StackError(f"pid {record.pid} survived SIGKILL")
-
-
-def _signal(pid: int, sig: signal.Signals) -> None:
-    """Signal the whole process group when pid leads its own (started with a new session),
-    so helper children die with the server; otherwise signal just the pid."""
-    try:
-        leads_group = os.getpgid(pid) == pid
-    except ProcessLookupError:
-        return
-    if leads_group:
-        os.killpg(pid, sig)
-    else:
-        os.kill(pid, sig)
-
-
-def _wait_until(predicate: Callable[[], bool], timeout_s: float, step_s: float = 0.2) -> bool:
-    """Poll a predicate until it holds or the deadline passes; True if it held."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(step_s)
-
-
-def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    """The last lines of a log file (read from its last 64 KiB), or a note that it is missing."""
-    try:
-        with path.open("rb") as handle:
-            handle.seek(max(0, path.stat().st_size - 65536))
-            text = handle.read().decode(errors="replace")
-    except FileNotFoundError:
-        return f"({path} does not exist)"
-    return "\n".join(text.splitlines()[-lines:])
 
 
 # --------------------------------------------------------------------------- installs
@@ -836,7 +670,7 @@ def cmd_down(settings: Settings) -> int:
             if not is_ours(record):
                 print(
                     f"{svc.name}: pid {record.pid} is gone or now belongs to another process "
-                    f"({_cmdline(record.pid)[:80] or 'no such pid'}); not signalling it"
+                    f"({cmdline(record.pid)[:80] or 'no such pid'}); not signalling it"
                 )
                 svc.pid_file.unlink(missing_ok=True)
                 continue
