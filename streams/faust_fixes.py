@@ -1,4 +1,10 @@
-"""One targeted fix to faust-streaming's offset bookkeeping, applied by the worker.
+"""Targeted fixes to faust-streaming 0.15 / aiokafka 0.14, applied by the worker.
+
+Each fix is small, pinned by a test in ``tests/streams/test_faust_fixes.py``, and
+changes nothing else.  ``docs/reliability.md`` tells how each defect was found.
+
+1. Duplicate acknowledgements stall commits
+-------------------------------------------
 
 Symptom seen here: after a restart, Faust delivers some records twice (records fetched
 while tables recover, then again after it seeks to the committed offsets).  Each copy is
@@ -10,15 +16,43 @@ and the consumer lag never drains (the same defect is reported publicly against 
 
 For Meterline a second acknowledgement of a record is harmless — every record is
 acknowledged only after its effects are stored, and the sink is idempotent — so the fix
-is to drop duplicate offsets before Faust looks for the consecutive run.  It changes no
-other behaviour.  ``tests/streams/test_faust_fixes.py`` pins the defect and the fix.
+is to drop duplicate offsets before Faust looks for the consecutive run.
+
+2. Records fetched during recovery are dropped and never read again
+-------------------------------------------------------------------
+
+Symptom seen here (the post-restart stall): a worker restarted after a SIGKILL restores
+its dedupe table, logs ``Worker ready`` with every partition assigned, and then meters
+nothing, forever.  The restarted worker's aiokafka positions stood at the log end of
+every events partition while Faust had delivered none of those records, and the group
+had no committed offset (the killed worker died before its first commit).  Two defects
+combine:
+
+a. Faust hands the consumer thread its *live* set of active partitions.  While the
+   thread waits in ``fetched_records(partitions)``, recovery pauses the changelog
+   partitions and the set becomes empty — and aiokafka reads an empty set as "every
+   partition".  The thread then drains the events partitions, advancing their
+   positions; Faust discards the records because those partitions are not active yet.
+b. Faust relies on the seek to committed offsets after recovery to re-read anything
+   discarded, but aiokafka's ``seek_to_committed`` seeks only when the committed offset
+   is ``> 0``: a partition with no committed offset (or offset 0) keeps its advanced
+   position, so its discarded records are skipped for good.
+
+The fixes: (a) the thread gets a snapshot of the active set taken when the fetch is
+requested, and an empty snapshot fetches nothing; (b) after the seek to committed
+offsets, every stream partition (not a changelog, whose recovery seeks by itself) with
+no committed offset is reset to the beginning of the log — the worker's ``earliest``
+reset policy — and one committed at 0 is sought to 0.  Re-reading costs nothing: the
+sink is idempotent by position and dedupe drops the replays.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from faust.transport.consumer import Consumer
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
 __all__ = ["apply"]
 
@@ -39,4 +73,45 @@ def apply() -> None:
         return original(self, tp)  # type: ignore[no-any-return]
 
     Consumer._new_offset = _new_offset
+    AIOKafkaConsumerThread.getmany = _getmany_with_snapshot
+    AIOKafkaConsumerThread.seek_to_committed = _seek_to_committed_or_beginning
     _APPLIED = True
+
+
+async def _getmany_with_snapshot(
+    self: Any, active_partitions: set[Any] | None, timeout: float
+) -> Mapping[Any, Any]:
+    """Fix 2a: fetch for the partitions active *now*, never for a set that may empty."""
+    snapshot = None if active_partitions is None else frozenset(active_partitions)
+    if snapshot is not None and not snapshot:
+        return {}
+    consumer = self._ensure_consumer()
+    return await self.call_thread(  # type: ignore[no-any-return]
+        self._fetch_records,
+        consumer,
+        snapshot,
+        timeout=timeout,
+        max_records=consumer._max_poll_records,
+    )
+
+
+async def _seek_to_committed_or_beginning(self: Any) -> Mapping[Any, int | None]:
+    """Fix 2b: aiokafka's seek, then reset stream partitions it leaves where they were."""
+    return await self.call_thread(  # type: ignore[no-any-return]
+        _seek_in_thread, self._ensure_consumer(), self.consumer._is_changelog_tp
+    )
+
+
+async def _seek_in_thread(consumer: Any, is_changelog: Any) -> Mapping[Any, int | None]:
+    committed: Mapping[Any, int | None] = await consumer.seek_to_committed()
+    unset = []
+    for tp, offset in committed.items():
+        if is_changelog(tp):
+            continue
+        if offset == 0:
+            consumer.seek(tp, 0)
+        elif offset is None or offset < 0:
+            unset.append(tp)
+    if unset:
+        await consumer.seek_to_beginning(*unset)
+    return committed
