@@ -61,6 +61,9 @@ browser: ## Install Debian's chromium (headless browser tests) when it is missin
 api: install ## Run the HTTP API and dashboard in the foreground (port $$METERLINE_API_PORT or 8080)
 	$(PY) -m api serve --port $${METERLINE_API_PORT:-8080}
 
+stress: install up ## SIGKILL end-to-end tests 20 times in a row beside a CPU hog (RUNS=20)
+	$(PY) tests/stress/sigkill_under_load.py --runs $${RUNS:-20}
+
 bench: install ## Benchmarks (run `make up` first); writes docs/benchmarks.md
 	$(PY) bench/run.py
 
