@@ -9,6 +9,8 @@ the request's event loop, so a request awaits its own batch without blocking oth
 What a failure costs:
 
 * Kafka unreachable (the last metadata probe failed) — nothing is sent; 503.
+* The producer's local queue is full (Kafka slower than the offered load) — the records
+  not yet queued are not sent; 503, and the client retries the whole batch.
 * Some records of a batch not acknowledged within ``timeout`` — the request answers 503
   and the client retries the whole batch.  Records that did land are metered once: the
   worker drops the retried copies by ``(source, id)``.  Nothing answered 2xx is ever
@@ -131,14 +133,13 @@ class KafkaDelivery:
     def _produce(self, group: list[Pending], callback: Any) -> None:
         key = event_key(group[0][0])
         value, headers = record_value([encoded for _, encoded, _ in group])
-        while True:
-            try:
-                self._producer.produce(
-                    self.topic, value=value, key=key, headers=headers, on_delivery=callback
-                )
-                return
-            except BufferError:
-                time.sleep(0.01)  # local queue full; the poll thread drains it
+        try:
+            self._producer.produce(
+                self.topic, value=value, key=key, headers=headers, on_delivery=callback
+            )
+        except BufferError:
+            # never wait on the event loop: shed the request, the client retries it
+            raise DeliveryFailed("the producer's local queue is full") from None
 
     def close(self) -> None:
         self._stop.set()

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -21,6 +21,7 @@ __all__ = [
     "EVENTS_ACCEPTED",
     "EVENTS_RECEIVED",
     "EVENTS_REJECTED",
+    "INGEST_IN_FLIGHT",
     "REQUESTS",
     "REQUEST_SECONDS",
     "PipelineCollector",
@@ -50,8 +51,12 @@ EVENTS_ACCEPTED = Counter(
 EVENTS_REJECTED = Counter(
     "meterline_ingest_events_rejected_total",
     "Events refused, by reason (invalid, too_large, unsupported_media_type, "
-    "unauthenticated, forbidden, kafka_unavailable, not_acknowledged).",
+    "unauthenticated, forbidden, kafka_unavailable, not_acknowledged, shed).",
     ["reason"],
+)
+INGEST_IN_FLIGHT = Gauge(
+    "meterline_ingest_requests_in_flight",
+    "Ingest requests being read, validated or delivered right now.",
 )
 DELIVERY_SECONDS = Histogram(
     "meterline_ingest_delivery_seconds",

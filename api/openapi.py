@@ -177,7 +177,9 @@ def _paths() -> dict[str, Any]:
                 "description": "Validation is all-or-nothing: if any event of a batch is "
                 "invalid, none is sent and the 400 lists every problem with the event's "
                 "index. Delivery is at-least-once per event: on 503 retry the whole batch; "
-                "events that did land are deduplicated by (source, id).",
+                "events that did land are deduplicated by (source, id). Under a flood the "
+                "service sheds load with 429 before reading the body: nothing of that "
+                "request was accepted; retry after Retry-After.",
                 "requestBody": {
                     "required": True,
                     "content": {
@@ -192,6 +194,12 @@ def _paths() -> dict[str, Any]:
                     **_ERRORS,
                     "413": _PROBLEM,
                     "415": _PROBLEM,
+                    "429": {
+                        "description": "Too many ingest requests in progress; nothing was "
+                        "accepted",
+                        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                        "content": {"application/problem+json": {"schema": _ref("Problem")}},
+                    },
                     "503": {
                         "description": "Kafka unavailable or did not acknowledge in time",
                         "headers": {"Retry-After": {"schema": {"type": "integer"}}},

@@ -27,6 +27,7 @@ _TYPES = {
     406: "not-acceptable",
     413: "payload-too-large",
     415: "unsupported-media-type",
+    429: "too-many-requests",
     500: "internal-error",
     503: "service-unavailable",
 }

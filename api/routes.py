@@ -47,6 +47,7 @@ def meter_json(meter: MeterDefinition) -> dict[str, object]:
 class Handlers:
     def __init__(self, services: Services) -> None:
         self.s = services
+        self._ingesting = 0
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -78,6 +79,26 @@ class Handlers:
             metrics.EVENTS_RECEIVED.inc()
             metrics.EVENTS_REJECTED.labels(reason).inc()
             raise
+        limit = self.s.api.max_ingest_in_flight
+        if self._ingesting >= limit:
+            metrics.EVENTS_RECEIVED.inc()
+            metrics.EVENTS_REJECTED.labels("shed").inc()
+            raise HttpProblem(
+                429,
+                "Too many requests",
+                f"{limit} ingest requests are in progress; retry after the Retry-After "
+                "seconds (nothing of this request was accepted)",
+                headers={"Retry-After": str(self.s.api.shed_retry_after_s)},
+            )
+        self._ingesting += 1
+        metrics.INGEST_IN_FLIGHT.set(self._ingesting)
+        try:
+            return await self._ingest(request)
+        finally:
+            self._ingesting -= 1
+            metrics.INGEST_IN_FLIGHT.set(self._ingesting)
+
+    async def _ingest(self, request: Request) -> Response:
         raw = await self._body(request)
         try:
             events = parse_events(

@@ -30,6 +30,13 @@ class ApiSettings(BaseSettings):
     max_batch_events: int = Field(default=1000, ge=1)
     """A batch with more events than this is refused with 413."""
 
+    max_ingest_in_flight: int = Field(default=32, ge=1)
+    """Ingest requests handled at once; more are refused with 429 and ``Retry-After``
+    before their body is read, so memory stays bounded (about this many bodies of at
+    most ``max_body_bytes``) and the service sheds a flood instead of queueing it."""
+    shed_retry_after_s: int = Field(default=1, ge=1)
+    """The ``Retry-After`` sent with 429 answers."""
+
     delivery_timeout_s: float = Field(default=10.0, gt=0)
     """How long an ingest request waits for Kafka's acknowledgement before answering 503."""
     retry_after_s: int = Field(default=5, ge=1)

@@ -17,9 +17,13 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from schemas.errors import InvalidInput, ServiceUnavailable
 from schemas.settings import Settings
 
-__all__ = ["TopicSpec", "delete_state", "ensure_topics", "meterline_topics"]
+__all__ = ["MAX_RECORD_BYTES", "TopicSpec", "delete_state", "ensure_topics", "meterline_topics"]
 
 DAY_MS = 86_400_000
+MAX_RECORD_BYTES = 16 * 1024 * 1024
+"""The largest record the events topic accepts, from any producer.  The dead-letter
+topic accepts the same, so the worker can always dead-letter a record verbatim (the
+SDK and the API write records of at most 256 KB)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,9 +38,17 @@ def meterline_topics(settings: Settings) -> list[TopicSpec]:
         TopicSpec(
             settings.events_topic,
             settings.events_partitions,
-            {"message.timestamp.type": "LogAppendTime", "retention.ms": str(14 * DAY_MS)},
+            {
+                "message.timestamp.type": "LogAppendTime",
+                "retention.ms": str(14 * DAY_MS),
+                "max.message.bytes": str(MAX_RECORD_BYTES),
+            },
         ),
-        TopicSpec(settings.dead_letter_topic, 1, {"retention.ms": "-1"}),
+        TopicSpec(
+            settings.dead_letter_topic,
+            1,
+            {"retention.ms": "-1", "max.message.bytes": str(MAX_RECORD_BYTES)},
+        ),
         TopicSpec(settings.invoices_topic, 1, {"retention.ms": "-1"}),
     ]
 

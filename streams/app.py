@@ -33,6 +33,7 @@ from typing import Any
 import faust
 import orjson
 
+from ingest.admin import MAX_RECORD_BYTES
 from schemas.meters import MeterSet
 from schemas.settings import Settings
 from schemas.storage.engine import Engine, ServerEngine
@@ -217,6 +218,8 @@ def create_worker(
         broker_heartbeat_interval=min(3.0, settings.worker_session_timeout / 3),
         broker_rebalance_timeout=max(30.0, settings.worker_session_timeout * 3),
         web_enabled=False,
+        # any record the events topic accepts can be dead-lettered verbatim (headers aside)
+        producer_max_request_size=MAX_RECORD_BYTES + 1024 * 1024,
     )
     factory = engine_factory or (
         lambda: ServerEngine(settings.clickhouse_host, settings.clickhouse_tcp_port)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Sequence
 from decimal import Decimal
+from typing import Any
 
+import httpx
 import orjson
 import pytest
 
 from api.openapi import document
 from schemas.errors import DeliveryFailed, ServiceUnavailable
+from schemas.events import UsageEvent
 from tests.api.doubles import ACME, ADMIN, FakeDelivery, FakeEngine, SyncClient, fake_app
 from tests.conftest import ROOT
 
@@ -86,6 +91,52 @@ def test_503_with_retry_after_when_kafka_does_not_acknowledge(error: Exception) 
     )
     assert answer.status_code == 503
     assert answer.headers["retry-after"] == "7"
+
+
+class SlowDelivery(FakeDelivery):
+    """Holds every batch until released: requests pile up as they do behind a slow Kafka."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def deliver(self, events: Sequence[UsageEvent], timeout: float) -> None:
+        await self.release.wait()
+        await super().deliver(events, timeout)
+
+
+def test_a_flood_beyond_the_in_flight_limit_is_shed_with_429_and_retry_after() -> None:
+    delivery = SlowDelivery()
+    app = fake_app(delivery=delivery, max_ingest_in_flight=3, shed_retry_after_s=2)
+
+    async def flood() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+
+            def post(i: int) -> Any:
+                return http.post(
+                    "/api/v1/events",
+                    content=orjson.dumps({**EVENT, "id": f"e{i}"}),
+                    headers={**ADMIN, "content-type": "application/json"},
+                )
+
+            held = [asyncio.ensure_future(post(i)) for i in range(3)]
+            await asyncio.sleep(0.2)  # three requests now wait for Kafka
+            shed = await asyncio.gather(*(post(i) for i in range(3, 8)))
+            delivery.release.set()
+            return [*await asyncio.gather(*held), *shed]
+
+    answers = asyncio.run(flood())
+    assert [a.status_code for a in answers] == [204] * 3 + [429] * 5
+    assert all(a.headers["retry-after"] == "2" for a in answers[3:])
+    assert "nothing of this request was accepted" in answers[3].json()["detail"]
+    assert sorted(e.id for e in delivery.sent) == ["e0", "e1", "e2"]
+    after = client(delivery=delivery, max_ingest_in_flight=3).post(
+        "/api/v1/events",
+        content=orjson.dumps(EVENT),
+        headers={**ADMIN, "content-type": "application/json"},
+    )
+    assert after.status_code == 204  # the limit counts requests in progress, not ever
 
 
 def test_401_and_403() -> None:

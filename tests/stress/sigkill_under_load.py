@@ -34,10 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    hogs = [
-        subprocess.Popen(["yes"], stdout=subprocess.DEVNULL)
-        for _ in range(args.hogs)
-    ]
+    hogs = [subprocess.Popen(["yes"], stdout=subprocess.DEVNULL) for _ in range(args.hogs)]
     print(f"{args.runs} rounds of {len(args.tests)} tests beside {args.hogs} CPU hog(s)")
     passed = 0
     try:
