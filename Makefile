@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 export METERLINE_HOME ?= $(HOME)/.cache/meterline
 
-.PHONY: help install up down status lint fmt test test-unit demo run bench chaos stress reset clean browser api
+.PHONY: help install up down status lint fmt test test-unit demo run bench chaos stress reset clean tools browser api
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -45,7 +45,7 @@ fmt: install ## Apply ruff formatting and safe fixes
 test-unit: install ## Fast tests that need no services
 	$(PY) -m pytest -m "not integration and not e2e" -q
 
-test: install up lint browser ## Set everything up and run the whole suite (unit, integration, e2e)
+test: install up lint tools ## Set everything up and run the whole suite (unit, integration, e2e)
 	$(PY) -m pytest -q
 
 demo: install up ## Run the pipeline on generated telemetry, print the invoices, leave it running live
@@ -54,9 +54,13 @@ demo: install up ## Run the pipeline on generated telemetry, print the invoices,
 run: install up ## Start the always-on pipeline (supervised worker + API) without demo data
 	$(PY) deploy/pipeline.py start
 
-browser: ## Install Debian's chromium (headless browser tests) when it is missing
-	@test -x /usr/bin/chromium || { SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+tools: ## Install what the tests use from Debian when missing: chromium (browser tests), systemd (unit checks)
+	@need=""; test -x /usr/bin/chromium || need="$$need chromium"; \
+	  command -v systemd-analyze >/dev/null || need="$$need systemd"; \
+	  [ -z "$$need" ] || { SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$need; }
+
+browser: tools
 
 api: install ## Run the HTTP API and dashboard in the foreground (port $$METERLINE_API_PORT or 8080)
 	$(PY) -m api serve --port $${METERLINE_API_PORT:-8080}
