@@ -65,6 +65,9 @@ browser: tools
 api: install ## Run the HTTP API and dashboard in the foreground (port $$METERLINE_API_PORT or 8080)
 	$(PY) -m api serve --port $${METERLINE_API_PORT:-8080}
 
+chaos: install ## The fault matrix on a stack of its own; writes docs/reliability.md (about 10 min)
+	$(PY) bench/chaos.py
+
 stress: install up ## SIGKILL end-to-end tests 20 times in a row beside a CPU hog (RUNS=20)
 	$(PY) tests/stress/sigkill_under_load.py --runs $${RUNS:-20}
 

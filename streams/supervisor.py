@@ -366,6 +366,7 @@ class Supervisor:
             "children_started": self._started,
             "child_pid": child.process.pid if child is not None else None,
             "ready": bool(child is not None and child.ready),
+            "assigned": sorted(self.watchdog.last.assigned) if self.watchdog.last else [],
             "child_records_metered": child.records if child is not None else 0,
             "lag": self.watchdog.lag,
             "seconds_without_progress": round(now - self.watchdog.progress_at, 1),
