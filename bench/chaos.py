@@ -14,6 +14,7 @@ count and time; everything targets 127.0.0.1.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -41,7 +42,13 @@ def main(argv: list[str]) -> int:
     home = Path(os.environ.get("METERLINE_HOME") or Path.home() / ".cache/meterline") / "chaos"
     stack = ChaosStack(home)
     work = home / "runs" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    print(f"chaos stack under {home}; starting it ...", flush=True)
+    work.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(
+        filename=work / "chaos.log",
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    print(f"chaos stack under {home}; client logs in {work / 'chaos.log'}", flush=True)
     stack.up()
     results: list[Result] = []
     started = time.monotonic()
