@@ -48,16 +48,20 @@ class Result:
     duplicates: int
     faults: str
     recover_s: float
+    """From the end of the last fault until the check held."""
     exact: bool
     difference: Decimal = Decimal(0)
     notes: dict[str, Any] = field(default_factory=dict)
+    settle_s: float = 0.0
+    """From the last event acknowledged until the check held."""
 
     def line(self) -> str:
         verdict = "exact" if self.exact else f"NOT EXACT (|diff| {self.difference})"
         extra = "; ".join(f"{k} {v}" for k, v in self.notes.items())
         return (
             f"{self.case:<22} sent {self.sent:>6} ({self.duplicates} dup)  {self.faults:<44} "
-            f"recovered in {self.recover_s:6.1f}s  {verdict}" + (f"  [{extra}]" if extra else "")
+            f"recovered in {self.recover_s:6.1f}s (exact {self.settle_s:4.1f}s after the last send)"
+            f"  {verdict}" + (f"  [{extra}]" if extra else "")
         )
 
 
@@ -81,7 +85,9 @@ def finish(
     fault_ended: float,
     **notes: Any,
 ) -> Result:
-    """Wait until exact (or the deadline) and build the result."""
+    """Wait until exact (or the deadline) and build the result; call it once every
+    sender has finished."""
+    last_send = time.monotonic()
     try:
         pipe.wait_exact(data.truth, data.unique, RECOVER_TIMEOUT_S)
         exact, difference = True, Decimal(0)
@@ -99,6 +105,7 @@ def finish(
         exact,
         difference,
         notes,
+        time.monotonic() - last_send,
     )
 
 
@@ -161,23 +168,23 @@ def clickhouse_kill(stack: ChaosStack, work: Path) -> Result:
         pipe.close()
 
 
-def clickhouse_readonly(stack: ChaosStack, work: Path) -> Result:
-    """ClickHouse refusing every insert (read-only) for 60 s while events flow."""
+def clickhouse_disk_full(stack: ChaosStack, work: Path) -> Result:
+    """ClickHouse's disk full for 60 s while events flow: every insert is refused."""
     pipe = Pipeline.create(stack, work)
     try:
         pipe.start_worker()
-        data = telemetry(1500, 4, "ro-")
+        data = telemetry(1500, 4, "df-")
         sdk = SdkSender(pipe.settings, data.events, rate=150)
         sdk.start()
         time.sleep(10)
-        stack.readonly(True)
+        stack.disk_full(True)
         time.sleep(60)
-        stack.readonly(False)
+        stack.disk_full(False)
         back = time.monotonic()
         join(sdk)
-        return finish("clickhouse_readonly", pipe, data, "ClickHouse read-only 60 s", back)
+        return finish("clickhouse_disk_full", pipe, data, "ClickHouse disk full 60 s", back)
     finally:
-        stack.readonly(False)
+        stack.disk_full(False)
         pipe.close()
 
 
@@ -463,7 +470,7 @@ def _rss_kib(pid: int) -> int:
 CASES: list[Callable[[ChaosStack, Path], Result]] = [
     broker_kill,
     clickhouse_kill,
-    clickhouse_readonly,
+    clickhouse_disk_full,
     worker_kill_three,
     two_workers_one_killed,
     poison_records,

@@ -9,9 +9,9 @@ killing its broker never touches the stack ``make up`` runs for everything else.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -97,11 +97,33 @@ class ChaosStack:
             raise ChaosError(f"stack.py {command} failed:\n{done.stdout}\n{done.stderr}")
         return done.stdout
 
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "clickhouse" / "data"
+
     def up(self) -> None:
+        """Start the stack; ClickHouse's data directory is a tmpfs of its own, so that the
+        disk-full case can fill it (mounting needs root, as everything here runs)."""
+        if not os.path.ismount(self.data_dir):
+            self.stack("down")
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            mount = subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", "size=512m", "tmpfs", str(self.data_dir)],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if mount.returncode != 0:
+                raise ChaosError(
+                    f"could not mount a tmpfs for ClickHouse's data ({mount.stderr.strip()}); "
+                    "make chaos needs root"
+                )
         self.stack("up")
 
     def down(self) -> None:
         self.stack("down")
+        if os.path.ismount(self.data_dir):
+            subprocess.run(["umount", str(self.data_dir)], check=False)
 
     def pid(self, service: str) -> int:
         record = json.loads((self.home / "run" / f"{service}.pid").read_text())
@@ -113,33 +135,48 @@ class ChaosStack:
         os.killpg(pid, signal.SIGKILL)
         wait_for(lambda: not Path(f"/proc/{pid}").exists() or _zombie(pid), 30, f"{service} death")
 
-    def readonly(self, on: bool) -> None:
-        """Make ClickHouse refuse every write (profile ``readonly=1``), or allow them again.
-
-        ClickHouse reloads users.xml by itself within a few seconds; the change is
-        confirmed by attempting a write."""
-        users = self.home / "clickhouse" / "conf" / "users.xml"
-        text = re.sub(r"\s*<readonly>1</readonly>", "", users.read_text())
+    def disk_full(self, on: bool) -> None:
+        """Fill ClickHouse's data filesystem to the last byte (a file of all the free
+        space), or free it again; confirmed by an insert on a new connection."""
+        filler = self.data_dir / "chaos-filler"
+        engine = lambda: ServerEngine(  # noqa: E731 - a new session per probe
+            "127.0.0.1", int(CHAOS_PORTS["METERLINE_CLICKHOUSE_TCP_PORT"])
+        )
+        setup = engine()
+        try:
+            setup.execute(
+                "CREATE TABLE IF NOT EXISTS default.chaos_probe (x UInt8)"
+                " ENGINE = MergeTree ORDER BY x"
+            )
+        finally:
+            setup.close()
         if on:
-            text = text.replace("<default>\n", "<default>\n            <readonly>1</readonly>\n", 1)
-        users.write_text(text)
-        engine = ServerEngine("127.0.0.1", int(CHAOS_PORTS["METERLINE_CLICKHOUSE_TCP_PORT"]))
+            stat = os.statvfs(self.data_dir)
+            block = b"\1" * (1 << 20)
+            with filler.open("wb", buffering=0) as out:
+                try:
+                    for _ in range(stat.f_bavail * stat.f_frsize // len(block) + 1):
+                        out.write(block)
+                    while True:  # then the last blocks, 4 KiB at a time
+                        out.write(block[:4096])
+                except OSError as exc:
+                    if exc.errno != errno.ENOSPC:
+                        raise
+        else:
+            filler.unlink(missing_ok=True)
 
         def applied() -> bool:
+            probe = engine()
             try:
-                engine.execute(
-                    "CREATE TABLE IF NOT EXISTS default.chaos_probe (x UInt8) ENGINE = Memory"
-                )
-                engine.execute("DROP TABLE IF EXISTS default.chaos_probe")
-                writable = True
-            except Exception:  # noqa: BLE001 - any refusal means read-only took effect
-                writable = False
-            return writable != on
+                probe.insert("default.chaos_probe", ("x",), [(1,)])
+                accepted = True
+            except Exception:  # noqa: BLE001 - any refusal means the disk is full
+                accepted = False
+            finally:
+                probe.close()
+            return accepted != on
 
-        try:
-            wait_for(applied, 60, f"ClickHouse read-only={on}", every=0.5)
-        finally:
-            engine.close()
+        wait_for(applied, 60, f"ClickHouse disk full={on}", every=0.5)
 
     def settings(self) -> Settings:
         return Settings(
