@@ -195,8 +195,7 @@ def _paths() -> dict[str, Any]:
                     "413": _PROBLEM,
                     "415": _PROBLEM,
                     "429": {
-                        "description": "Too many ingest requests in progress; nothing was "
-                        "accepted",
+                        "description": "Too many ingest requests in progress; nothing was accepted",
                         "headers": {"Retry-After": {"schema": {"type": "integer"}}},
                         "content": {"application/problem+json": {"schema": _ref("Problem")}},
                     },
