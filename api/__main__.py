@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = ApiSettings()
     host, port = args.host or settings.host, args.port if args.port is not None else settings.port
     try:
+        _check_schema()
         app = create_app(api_settings=settings)
     except MeterlineError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -73,6 +74,24 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  as customer {customer}: /dashboard#token={token}", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
     return 0
+
+
+def _check_schema() -> None:
+    """Refuse a ClickHouse schema older than this code (naming the command that migrates
+    it); a ClickHouse that does not answer is not a reason to refuse ingest."""
+    from schemas.errors import ServiceUnavailable
+    from schemas.settings import Settings
+    from schemas.storage.bootstrap import require_current
+    from schemas.storage.engine import ServerEngine
+
+    pipeline = Settings()
+    engine = ServerEngine(pipeline.clickhouse_host, pipeline.clickhouse_tcp_port)
+    try:
+        require_current(engine, pipeline.clickhouse_database)
+    except ServiceUnavailable as exc:
+        logging.getLogger("api").warning("schema not checked: %s", exc)
+    finally:
+        engine.close()
 
 
 if __name__ == "__main__":

@@ -75,7 +75,7 @@ def _schemas() -> dict[str, Any]:
                 },
                 "windowStart": _TIME,
                 "windowEnd": _TIME,
-                "subject": {"type": "string"},
+                "subject": {"type": ["string", "null"]},
                 "groupBy": {"type": "object", "additionalProperties": {"type": "string"}},
             },
         },
@@ -252,6 +252,21 @@ def _paths() -> dict[str, Any]:
                         "name": "windowTimeZone",
                         "in": "query",
                         "schema": {"type": "string", "default": "UTC"},
+                    },
+                    {
+                        "name": "aggregate",
+                        "in": "query",
+                        "description": "Meterline extension: `total` merges all subjects into "
+                        "one row per window (and group), exactly for every aggregation; "
+                        "`subject` is then null",
+                        "schema": {"type": "string", "enum": ["subject", "total"]},
+                    },
+                    {
+                        "name": "top",
+                        "in": "query",
+                        "description": "Meterline extension: only the N subjects with the "
+                        "highest value over the range (no windowSize)",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
                     },
                     {
                         "name": "subject",

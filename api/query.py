@@ -4,7 +4,10 @@ OpenMeter-shaped answer (JSON or CSV) out.
 Parameters, as OpenMeter v1 names them: ``from``, ``to`` (RFC 3339 with an offset),
 ``windowSize`` (MINUTE, HOUR, DAY, MONTH; absent: one row per subject and group over the
 whole range), ``windowTimeZone`` (IANA name, default UTC), ``subject`` and ``groupBy``
-(repeatable) and ``filterGroupBy[<name>]=<value>`` (OpenAPI deepObject).
+(repeatable) and ``filterGroupBy[<name>]=<value>`` (OpenAPI deepObject).  Two Meterline
+extensions: ``aggregate=total`` gives one row per window for all subjects together (the
+states merged across subjects, so every aggregation stays exact; ``subject`` is null),
+and ``top=N`` (without ``windowSize``) the N subjects with the highest value.
 
 Usage is kept in one-minute windows, so ``from``/``to`` act at minute resolution: a
 minute is included when it starts in ``[from, to)``.  Window ends are computed here with
@@ -25,7 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from schemas.errors import InvalidInput, Problem
 from schemas.meters import MeterDefinition
-from schemas.storage.windows_table import MeterQuery, WindowSize, finish_value
+from schemas.storage.windows_table import MeterQuery, RangeQuery, WindowSize, finish_value
 from schemas.timeutil import format_ms
 
 __all__ = [
@@ -41,7 +44,8 @@ __all__ = [
 MAX_S = 2**32 - 1
 _FILTER = re.compile(r"^filterGroupBy\[([^\]]*)\]$")
 _TZ = re.compile(r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*$")
-_KNOWN = {"from", "to", "windowSize", "windowTimeZone", "subject", "groupBy"}
+_KNOWN = {"from", "to", "windowSize", "windowTimeZone", "subject", "groupBy", "aggregate", "top"}
+MAX_TOP = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +59,8 @@ class MeterQueryRequest:
     subjects: tuple[str, ...]
     group_by: tuple[str, ...]
     filter_group_by: tuple[tuple[str, str], ...]
+    across_subjects: bool = False
+    top: int | None = None
 
     def to_query(self, namespace: str, meter: MeterDefinition) -> MeterQuery:
         if self.window_size is None:
@@ -69,6 +75,8 @@ class MeterQueryRequest:
                 self.subjects,
                 self.group_by,
                 self.filter_group_by,
+                self.across_subjects,
+                self.top,
             )
         return MeterQuery(
             namespace,
@@ -81,15 +89,9 @@ class MeterQueryRequest:
             self.subjects,
             self.group_by,
             self.filter_group_by,
+            self.across_subjects,
+            self.top,
         )
-
-
-@dataclass(frozen=True, slots=True)
-class RangeQuery(MeterQuery):
-    """A meter query without windows: one bucket for the whole range, keyed by its start."""
-
-    def _bucket(self) -> str:
-        return f"toUInt32({self.start_s})"
 
 
 def _parse_time(name: str, text: str, problems: list[Problem]) -> int | None:
@@ -180,6 +182,12 @@ def parse_meter_query(
                     f"use one of {known}",
                 )
             )
+    aggregate = single.get("aggregate", "subject")
+    if aggregate not in ("subject", "total"):
+        problems.append(
+            Problem("aggregate", f"unknown value {aggregate!r}", "use subject (default) or total")
+        )
+    top = _parse_top(single.get("top"), size, aggregate, problems)
     if problems or start_s is None or end_s is None:
         raise InvalidInput("meter query", problems)
     return MeterQueryRequest(
@@ -190,7 +198,24 @@ def parse_meter_query(
         subjects=tuple(dict.fromkeys(subjects)),
         group_by=tuple(dict.fromkeys(group_by)),
         filter_group_by=tuple(sorted(filters.items())),
+        across_subjects=aggregate == "total",
+        top=top,
     )
+
+
+def _parse_top(
+    text: str | None, size: WindowSize | None, aggregate: str, problems: list[Problem]
+) -> int | None:
+    if text is None:
+        return None
+    if not text.isdigit() or not 1 <= int(text) <= MAX_TOP:
+        problems.append(Problem("top", f"{text!r} is not 1 to {MAX_TOP}", "e.g. top=20"))
+        return None
+    if size is not None or aggregate == "total":
+        problems.append(
+            Problem("top", "ranks subjects over the whole range", "drop windowSize/aggregate")
+        )
+    return int(text)
 
 
 def _valid_zone(name: str) -> bool:
@@ -228,7 +253,7 @@ class QueryRow:
     value: Decimal
     window_start_s: int
     window_end_s: int
-    subject: str
+    subject: str | None
     group_by: Mapping[str, str]
 
     def to_json(self) -> dict[str, Any]:
@@ -255,7 +280,8 @@ def shape_rows(
             end = window_end(start, request.window_size, request.timezone)
         groups = {name: str(row[2 + i]) for i, name in enumerate(request.group_by)}
         value = finish_value(meter.aggregation, row[2 + width :])
-        out.append(QueryRow(value, start, end, str(row[1]), groups))
+        subject = None if request.across_subjects else str(row[1])
+        out.append(QueryRow(value, start, end, subject, groups))
     return out
 
 

@@ -26,6 +26,7 @@ from api.services import Services
 from schemas.errors import DeliveryFailed, InvalidInput, Problem, ServiceUnavailable
 from schemas.meters import MeterDefinition
 from schemas.storage.invoices_table import InvoiceGet, InvoiceList
+from schemas.storage.planner import plan_meter_query, plan_usage_query
 from schemas.storage.windows_table import MeterSubjects, UsageQuery, finish_value
 
 __all__ = ["Handlers"]
@@ -185,12 +186,15 @@ class Handlers:
             if not parsed.subjects:
                 parsed = replace(parsed, subjects=visible)
         query = parsed.to_query(self.s.settings.namespace, meter)
-        rows = shape_rows(
-            parsed, meter, await self.s.reader.rows(query.to_sql(self.s.windows_table))
-        )
+        plan = plan_meter_query(query, windowed=parsed.window_size is not None)
+        table = plan.table(self.s.settings.clickhouse_database)
+        rows = shape_rows(parsed, meter, await self.s.reader.rows(query.to_sql(table)))
+        source = {"X-Meterline-Table": table.rsplit(".", 1)[-1]}
         if preferred(request.headers.get("accept"), ("application/json", "text/csv")) == "text/csv":
-            return Response(rows_to_csv(parsed, rows), media_type="text/csv")
-        return json_response(query_document(parsed, rows))
+            return Response(rows_to_csv(parsed, rows), media_type="text/csv", headers=source)
+        answer = json_response(query_document(parsed, rows))
+        answer.headers.update(source)
+        return answer
 
     # -- customers (the dashboard's per-customer view) -------------------------------------
 
@@ -203,7 +207,8 @@ class Handlers:
         for slug in sorted(priced_meters(self.s.card) & self.s.meters.slugs()):
             kind = self.s.meters.get(slug).aggregation
             query = UsageQuery(self.s.settings.namespace, slug, kind, period.start_s, period.end_s)
-            for row in await self.s.reader.rows(query.to_sql(self.s.windows_table)):
+            table = plan_usage_query(query).table(self.s.settings.clickhouse_database)
+            for row in await self.s.reader.rows(query.to_sql(table)):
                 if str(row[0]) in subjects:
                     usage.setdefault(str(row[0]), {})[slug] = finish_value(kind, row[1:])
         estimates = estimate(customers, self.s.card, usage)

@@ -60,9 +60,9 @@ from rating import RateCard, load_rate_card  # noqa: E402
 from schemas.errors import MeterlineError  # noqa: E402
 from schemas.meters import MeterSet, load_meters  # noqa: E402
 from schemas.settings import Settings  # noqa: E402
-from schemas.storage.bootstrap import ensure_schema  # noqa: E402
 from schemas.storage.engine import ServerEngine  # noqa: E402
 from schemas.storage.invoices_table import InvoicesTable  # noqa: E402
+from streams.cli import run_migrate  # noqa: E402
 from streams.progress import consumer_lag  # noqa: E402
 
 EVENTS_PER_SUBJECT = 3000
@@ -307,7 +307,7 @@ def main() -> int:
     )
     ensure_topics(settings.kafka_bootstrap, meterline_topics(settings))
     engine = ServerEngine(settings.clickhouse_host, settings.clickhouse_tcp_port)
-    ensure_schema(engine, settings.clickhouse_database)
+    run_migrate(settings)  # creates a new database; migrates one of an earlier build
 
     demo = load(settings, engine, EVENTS_PER_SUBJECT)
     step(

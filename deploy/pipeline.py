@@ -133,15 +133,12 @@ def start(proc: Process) -> str:
 def cmd_start(live: bool) -> int:
     from ingest.admin import ensure_topics, meterline_topics
     from schemas.settings import Settings
-    from schemas.storage.bootstrap import ensure_schema
-    from schemas.storage.engine import ServerEngine
+    from streams.cli import run_migrate
 
     os.environ.setdefault("METERLINE_WORKER_METRICS_PORT", str(ports()[0]))
     settings = Settings()
     ensure_topics(settings.kafka_bootstrap, meterline_topics(settings))
-    engine = ServerEngine(settings.clickhouse_host, settings.clickhouse_tcp_port)
-    ensure_schema(engine, settings.clickhouse_database)
-    engine.close()
+    run_migrate(settings)  # creates a new database; migrates one of an earlier build
     wanted = [p for p in processes() if live or p.name != "live"]
     for proc in wanted:
         print(f"{proc.name:<7} {start(proc):<28} log={log_file(proc)}", flush=True)

@@ -32,7 +32,7 @@ from rating import load_rate_card
 from schemas.errors import InvalidInput, MeterlineError, ServiceUnavailable
 from schemas.meters import load_meters
 from schemas.settings import Settings
-from schemas.storage.bootstrap import ensure_schema
+from schemas.storage.bootstrap import require_current
 from schemas.storage.engine import ServerEngine
 from streams.progress import consumer_lag
 
@@ -68,7 +68,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             )
         customers = tuple(c for c in customers if c.id in set(args.customer))
     engine = ServerEngine(settings.clickhouse_host, settings.clickhouse_tcp_port)
-    ensure_schema(engine, settings.clickhouse_database)
+    require_current(engine, settings.clickhouse_database)
     _progress(f"billing {month.label} for {len(customers)} subscriptions")
     result = run_period(
         namespace=settings.namespace,
@@ -133,7 +133,7 @@ def _cutoff(text: str | None) -> int | None:
 
 def _void(args: argparse.Namespace, settings: Settings) -> int:
     engine = ServerEngine(settings.clickhouse_host, settings.clickhouse_tcp_port)
-    ensure_schema(engine, settings.clickhouse_database)
+    require_current(engine, settings.clickhouse_database)
     record = void_invoice(
         namespace=settings.namespace,
         database=settings.clickhouse_database,

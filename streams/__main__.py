@@ -1,6 +1,8 @@
 """``python -m streams init|worker``.
 
 * ``init``: create the Kafka topics and the ClickHouse tables (idempotent).
+* ``migrate``: bring the ClickHouse schema to this version, while the worker keeps
+  writing; the worker and the API refuse an older schema and name this command.
 * ``worker``: run the Faust metering worker until stopped, supervised: the worker child
   is restarted after every exit but a requested stop, and replaced when the liveness
   watchdog finds it stalled (``streams.supervisor``, ``streams.watchdog``).
@@ -21,14 +23,16 @@ from ingest.admin import ensure_topics, meterline_topics
 from schemas.errors import MeterlineError, ServiceUnavailable
 from schemas.meters import load_meters
 from schemas.settings import Settings
-from schemas.storage.bootstrap import ensure_schema
+from schemas.storage.bootstrap import ensure_schema, require_current
 from schemas.storage.engine import ServerEngine
-from streams.cli import add_range_arguments, run_backfill, run_reconcile
+from streams.cli import add_range_arguments, run_backfill, run_migrate, run_reconcile
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m streams")
-    parser.add_argument("command", choices=["init", "worker", "reset", "reconcile", "backfill"])
+    parser.add_argument(
+        "command", choices=["init", "migrate", "worker", "reset", "reconcile", "backfill"]
+    )
     parser.add_argument("--meter", action="append", help="reconcile/backfill: meter slug")
     parser.add_argument("--yes", action="store_true", help="confirm reset")
     add_range_arguments(parser)
@@ -61,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
             ensure_schema(engine, settings.clickhouse_database)
             print(f"topics and tables ready (database {settings.clickhouse_database})")
             return 0
+        if args.command == "migrate":
+            return run_migrate(settings)
         meters = load_meters(args.meters or settings.meters_file)
         if args.command == "worker" and not args.child:
             from streams.supervisor import Supervisor, limits_from
@@ -77,10 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         from streams.app import create_worker
 
         ensure_topics(settings.kafka_bootstrap, meterline_topics(settings))
-        ensure_schema(
-            ServerEngine(settings.clickhouse_host, settings.clickhouse_tcp_port),
-            settings.clickhouse_database,
-        )
+        engine = ServerEngine(settings.clickhouse_host, settings.clickhouse_tcp_port)
+        require_current(engine, settings.clickhouse_database)
+        engine.close()
         worker = create_worker(settings, meters)
         sys.argv = ["streams", "worker", "--without-web", "-l", args.loglevel]
         worker.app.main()

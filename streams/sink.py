@@ -8,12 +8,17 @@ A batch goes through three steps; the comments say what a crash after each one c
 1. :meth:`MeteringSink.plan` (pure, plus dedupe-store lookups): decode, meter and
    deduplicate.  Nothing is written.  *Crash: nothing happened; the batch is re-read.*
 2. :meth:`MeteringSink.write` (ClickHouse I/O, run off the event loop):
-   a. load, once per assigned partition, the highest offset whose windows are stored;
+   a. load, once per assigned partition, the highest offset whose windows each windows
+      table stores (the minute table and both rollups, ``schemas.storage.rollups``);
    b. insert the raw events (ReplacingMergeTree: a rewrite collapses);
       *crash: re-read; the rows are written again and collapse*;
-   c. insert the window contributions above that offset, in one block, which lands as
-      one part together with its progress;
-      *crash: re-read; contributions at or below the stored offset are skipped.*
+   c. insert the window contributions above every table's progress into the main feed,
+      in one block, which lands as one part per table together with its progress; a
+      table that lacks contributions the others hold (a failure between the views of
+      one insert) first gets exactly those through its own repair feed
+      (:func:`window_writes`);
+      *crash or failure: progress is reloaded, and each table is written only what it
+      lacks: nothing is skipped, nothing counted twice.*
    Failed writes are retried with back-off until ``retry_seconds``; then
    :class:`SinkFailed` is raised and the worker must exit *without acknowledging* the
    batch (see ``streams.app``), so the records are read again by the next owner.
@@ -36,6 +41,7 @@ from schemas.errors import InvalidInput, MeterlineError
 from schemas.meters import MeterSet
 from schemas.storage.engine import Engine
 from schemas.storage.events_table import EventsTable, RawEventRow
+from schemas.storage.rollups import WindowStore
 from schemas.storage.windows_table import FeedRow, WindowsTable
 from schemas.timeutil import MINUTE_MS
 from schemas.wire import content_hash, decode_event, split_record
@@ -60,6 +66,7 @@ __all__ = [
     "SeenLookup",
     "SeenStore",
     "SinkFailed",
+    "window_writes",
 ]
 
 log = logging.getLogger(__name__)
@@ -159,11 +166,13 @@ class MeteringSink:
         self._engine: Engine | None = None
         self.events = EventsTable(database)
         self.windows = WindowsTable(database)
+        self.store = WindowStore(database)
+        self._feeds = {label: feed for label, (_, feed) in self.store.tables().items()}
         self.retry_seconds = retry_seconds
         self.unknown_type_is_error = unknown_type_is_error
         self.horizon_ms = horizon_ms
         self.late_grace_ms = late_grace_ms
-        self._progress: dict[int, int] = {}
+        self._progress: dict[str, dict[int, int]] = {label: {} for label in self._feeds}
         self._next_offset: dict[int, int] = {}
         self._lock = threading.Lock()
 
@@ -314,43 +323,70 @@ class MeteringSink:
         """Write the plan to ClickHouse; raise :class:`SinkFailed` past the deadline."""
         started = time.monotonic()
         with self._lock:
-            progress = self._with_retry(lambda: self._load_progress(plan), started)
-            fresh = [
-                r for r in plan.feed_rows if r.source_offset > progress.get(r.source_partition, -1)
-            ]
-            skipped = len(plan.feed_rows) - len(fresh)
-            engine = self._connected()
             if plan.raw_rows:
                 self._with_retry(
-                    lambda: engine.insert(*self.events.insert_args(plan.raw_rows)), started
+                    lambda: self._connected().insert(*self.events.insert_args(plan.raw_rows)),
+                    started,
                 )
-            if fresh:
-                self._with_retry(lambda: engine.insert(*self.windows.insert_args(fresh)), started)
-            for row in fresh:
-                if row.source_offset > self._progress.get(row.source_partition, -1):
-                    self._progress[row.source_partition] = row.source_offset
+            fresh, repaired = self._with_retry(lambda: self._write_windows(plan.feed_rows), started)
+        skipped = len(plan.feed_rows) - fresh
         metrics.FLUSH_SECONDS.observe(time.monotonic() - started)
         metrics.BATCHES.inc()
-        metrics.WINDOW_ROWS.labels("written").inc(len(fresh))
+        metrics.WINDOW_ROWS.labels("written").inc(fresh)
+        if repaired:
+            metrics.WINDOW_ROWS.labels("repaired").inc(repaired)
         if skipped:
             metrics.WINDOW_ROWS.labels("skipped_already_stored").inc(skipped)
             log.info("skipped %d window rows already stored before a restart", skipped)
-        for partition, offset in self._progress.items():
+        for partition, offset in self._progress["minute"].items():
             metrics.LAST_OFFSET.labels(str(partition)).set(offset)
+
+    def _write_windows(self, rows: Sequence[FeedRow]) -> tuple[int, int]:
+        """One attempt: repairs, then the main feed; ``(rows written to every table, rows
+        repaired)``.  A failure forgets the progress of these partitions, so the next
+        attempt reloads it and writes each table only what it lacks."""
+        partitions = {r.source_partition for r in rows}
+        progress = self._load_progress(partitions)
+        main, repairs = window_writes(rows, progress)
+        engine = self._connected()
+        try:
+            for label, repair in repairs.items():
+                log.warning(
+                    "windows table %s lacks %d contributions the others hold; writing them",
+                    label,
+                    len(repair),
+                )
+                engine.insert(*self.windows.insert_args(repair, feed=self._feeds[label]))
+            if main:
+                engine.insert(*self.windows.insert_args(main))
+        except Exception:
+            for table in self._progress.values():
+                for partition in partitions:
+                    table.pop(partition, None)
+            raise
+        for row in rows:
+            for table in self._progress.values():
+                if row.source_offset > table.get(row.source_partition, -1):
+                    table[row.source_partition] = row.source_offset
+        return len(main), sum(len(r) for r in repairs.values())
 
     def _connected(self) -> Engine:
         if self._engine is None:
             self._engine = self._engine_factory()
         return self._engine
 
-    def _load_progress(self, plan: BatchPlan) -> dict[int, int]:
-        needed = {r.source_partition for r in plan.feed_rows} - set(self._progress)
+    def _load_progress(self, partitions: set[int]) -> dict[str, dict[int, int]]:
+        needed = {p for p in partitions if any(p not in t for t in self._progress.values())}
         if needed:
-            rows = self._connected().execute(self.windows.progress(self.namespace).to_sql())
-            stored = {int(p): int(o) for p, o in rows}
-            for partition in needed:
-                self._progress[partition] = stored.get(partition, -1)
-        return dict(self._progress)
+            stored: dict[str, dict[int, int]] = {label: {} for label in self._progress}
+            for label, partition, offset in self._connected().execute(
+                self.store.progress(self.namespace).to_sql()
+            ):
+                stored[str(label)][int(partition)] = int(offset)
+            for label, table in self._progress.items():
+                for partition in needed:
+                    table[partition] = stored[label].get(partition, -1)
+        return {label: dict(table) for label, table in self._progress.items()}
 
     def _with_retry(self, action: Callable[[], T], started: float) -> T:
         delay = 0.2
@@ -382,7 +418,8 @@ class MeteringSink:
         lock waits for a write in flight."""
         with self._lock:
             for partition in partitions:
-                self._progress.pop(partition, None)
+                for table in self._progress.values():
+                    table.pop(partition, None)
                 self._next_offset.pop(partition, None)
 
     # -- step 3 ---------------------------------------------------------------------------
@@ -397,3 +434,28 @@ class MeteringSink:
             metrics.DEAD_LETTERS.labels(dead.reason.value).inc()
         for conflict in plan.conflicts:
             log.warning("dedupe conflict, first copy kept: %s", conflict)
+
+
+def window_writes(
+    rows: Sequence[FeedRow], progress: dict[str, dict[int, int]]
+) -> tuple[list[FeedRow], dict[str, list[FeedRow]]]:
+    """Which contributions go where (pure): ``(rows for the main feed, rows per table
+    label for that table's repair feed)``.
+
+    ``progress`` maps each windows table to the highest stored offset per partition.  A
+    row above every table's progress goes to the main feed (all tables); a row that some
+    table holds and another does not goes only to the repair feeds of the tables that
+    lack it; a row every table holds is skipped.
+    """
+    main: list[FeedRow] = []
+    repairs: dict[str, list[FeedRow]] = {}
+    for row in rows:
+        partition, offset = row.source_partition, row.source_offset
+        stored = {label: table.get(partition, -1) for label, table in progress.items()}
+        if offset > max(stored.values()):
+            main.append(row)
+            continue
+        for label, upto in stored.items():
+            if offset > upto:
+                repairs.setdefault(label, []).append(row)
+    return main, repairs

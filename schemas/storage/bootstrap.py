@@ -1,35 +1,65 @@
-"""Create the database and every table, idempotently, and refuse a schema that is older
-than the code.
+"""Bring a database to the layout this code needs, or refuse one that is not there.
 
-There are no migrations yet: ``CREATE TABLE IF NOT EXISTS`` leaves a table created by an
-older build as it was, and the worker's inserts would then fail on every retry.  So
-:func:`ensure_schema` checks the columns the code writes and raises
-:class:`SchemaOutdated`, naming the table, the column and the fix, before anything runs.
+* :func:`migrate` — what ``python -m streams migrate`` runs: a new database is created at
+  the current layout; an existing one gets every pending migration (see
+  ``schemas.storage.migrations`` and ``schema_versions``), safely while the worker writes.
+* :func:`ensure_schema` — :func:`migrate` for a database no worker writes to (``init``,
+  the demo, the tests, a worker starting on a new database).
+* :func:`require_current` — what the worker and the API run at start: create a new
+  database, accept a current one, refuse an older one with the command that migrates it.
 """
 
 from __future__ import annotations
 
-from schemas.errors import MeterlineError
+import logging
+from collections.abc import Callable
+
 from schemas.storage.engine import Engine
-from schemas.storage.events_table import COLUMNS as EVENT_COLUMNS
 from schemas.storage.events_table import EventsTable
 from schemas.storage.invoices_table import InvoicesTable
-from schemas.storage.sql import Statement, ident, lit
-from schemas.storage.windows_table import FEED_COLUMNS, LATEST_TYPE_MARK, WindowsTable
+from schemas.storage.migrations import (
+    MigrationContext,
+    MigrationLocked,
+    MigrationsTable,
+    SchemaNotCurrent,
+    Settle,
+    database_ddl,
+    holder_name,
+    refuse_unknown,
+    tables_of,
+    unknown_layout,
+    versions_text,
+)
+from schemas.storage.rollups import WindowStore
+from schemas.storage.schema_versions import VERSIONS, check_baseline, reattach_feed
+from schemas.storage.sql import Statement, lit
 
-__all__ = ["SchemaOutdated", "all_ddl", "columns", "ensure_schema"]
+__all__ = [
+    "CURRENT_VERSION",
+    "MIGRATE_COMMAND",
+    "MigrationLocked",
+    "SchemaNotCurrent",
+    "all_ddl",
+    "applied_versions",
+    "columns",
+    "ensure_schema",
+    "migrate",
+    "require_current",
+]
 
-
-class SchemaOutdated(MeterlineError):
-    """A table was created by an older Meterline and lacks what this one writes."""
+log = logging.getLogger(__name__)
+CURRENT_VERSION = VERSIONS[-1].number
+MIGRATE_COMMAND = "python -m streams migrate"
 
 
 def all_ddl(database: str) -> list[Statement]:
+    """The current layout of a new database (the migrations table included)."""
     return [
-        Statement(f"CREATE DATABASE IF NOT EXISTS {ident(database)}"),
+        database_ddl(database),
         *EventsTable(database).ddl(),
-        *WindowsTable(database).ddl(),
+        *WindowStore(database).ddl(),
         *InvoicesTable(database).ddl(),
+        MigrationsTable(database).ddl(),
     ]
 
 
@@ -41,38 +71,109 @@ def columns(database: str) -> Statement:
     )
 
 
-def ensure_schema(engine: Engine, database: str) -> None:
-    database_ddl, *tables_ddl = all_ddl(database)
-    engine.execute(database_ddl.to_sql())
-    _check(engine, database, created=False)  # before the DDL, which an old table breaks
-    for statement in tables_ddl:
-        engine.execute(statement.to_sql())
-    _check(engine, database, created=True)
+def applied_versions(engine: Engine, database: str) -> list[int]:
+    tables = tables_of(engine, database)
+    if "schema_migrations" not in tables:
+        return []
+    return [int(v) for (v,) in engine.execute(MigrationsTable(database).applied().to_sql())]
 
 
-def _check(engine: Engine, database: str, *, created: bool) -> None:
-    """Raise :class:`SchemaOutdated` for a table lacking what the code writes; before the
-    DDL (``created=False``) only the tables that already exist are checked."""
+def ensure_schema(engine: Engine, database: str) -> list[int]:
+    """:func:`migrate` a database that no worker writes to."""
+    return migrate(engine, database, writer_active=lambda: False, settle=_no_writer)
+
+
+def _no_writer(_minute: int) -> None:
+    raise AssertionError("no worker writes: no cut to settle")
+
+
+def migrate(
+    engine: Engine,
+    database: str,
+    *,
+    writer_active: Callable[[], bool],
+    settle: Settle,
+    report: Callable[[str], None] = log.info,
+) -> list[int]:
+    """Bring ``database`` to :data:`CURRENT_VERSION`; the versions applied now."""
+    table = MigrationsTable(database)
+    engine.execute(database_ddl(database).to_sql())
+    _lock(engine, table)
+    try:
+        reattach_feed(engine, WindowStore(database).minute.feed, report)
+        tables = {n: e for n, e in tables_of(engine, database).items() if "lock" not in n}
+        if not tables:
+            for statement in all_ddl(database)[1:]:
+                engine.execute(statement.to_sql())
+            for version in VERSIONS:
+                engine.execute(table.record(version.number, version.name, "created").to_sql())
+            report(f"created {database} at schema version {CURRENT_VERSION}")
+            return [v.number for v in VERSIONS]
+        if "schema_migrations" not in tables:
+            _adopt(engine, database, tables, report)
+        applied = applied_versions(engine, database)
+        refuse_unknown(database, applied, [v.number for v in VERSIONS])
+        ctx = MigrationContext(engine, database, writer_active, settle, report)
+        done = []
+        for version in VERSIONS:
+            if version.number in applied:
+                continue
+            report(f"migrating {database} to version {version.number}: {version.name}")
+            version.apply(ctx)
+            engine.execute(table.record(version.number, version.name, "applied").to_sql())
+            done.append(version.number)
+        if done:
+            report(f"{database} is at schema version {CURRENT_VERSION}")
+        return done
+    finally:
+        engine.execute(table.release_lock().to_sql())
+
+
+def _lock(engine: Engine, table: MigrationsTable) -> None:
+    try:
+        for statement in table.take_lock(holder_name()):
+            engine.execute(statement.to_sql())
+    except Exception as exc:
+        if "already exists" not in str(exc).lower():
+            raise
+        rows = engine.execute(table.lock_holder().to_sql())
+        holder = f"{rows[0][0]}" if rows else "an unknown runner"
+        raise MigrationLocked(
+            f"another migration of {table.database} is running ({holder}); wait for it, or "
+            f"if it was killed, DROP TABLE {table.lock} and run `{MIGRATE_COMMAND}` again"
+        ) from exc
+
+
+def _adopt(
+    engine: Engine, database: str, tables: dict[str, str], report: Callable[[str], None]
+) -> None:
+    """Record a database of the last build before migrations as version 1."""
     found: dict[str, dict[str, str]] = {}
-    for table, name, kind in engine.execute(columns(database).to_sql()):
-        found.setdefault(str(table), {})[str(name)] = str(kind)
-    wanted = {"usage_events": EVENT_COLUMNS, "meter_window_feed": FEED_COLUMNS}
-    for table, names in wanted.items():
-        if table not in found and not created:
-            continue
-        for name in names:
-            if name not in found.get(table, {}):
-                raise _outdated(database, table, f"has no column {name}")
-    if "meter_windows" in found or created:
-        latest = found.get("meter_windows", {}).get("value_latest", "")
-        if LATEST_TYPE_MARK not in latest.replace(" ", ""):
-            raise _outdated(database, "meter_windows", f"keeps value_latest as {latest}")
+    for name, column, kind in engine.execute(columns(database).to_sql()):
+        found.setdefault(str(name), {})[str(column)] = str(kind)
+    why = check_baseline(tables, found)
+    if why is not None:
+        raise unknown_layout(database, why)
+    migrations = MigrationsTable(database)
+    engine.execute(migrations.ddl().to_sql())
+    engine.execute(migrations.record(1, VERSIONS[0].name, "adopted").to_sql())
+    report(f"{database} has the layout of the last build before migrations: version 1")
 
 
-def _outdated(database: str, table: str, what: str) -> SchemaOutdated:
-    return SchemaOutdated(
-        f"ClickHouse table {database}.{table} {what}: it was created by an older Meterline "
-        "and there are no schema migrations yet. Recreate it: `make reset` deletes the "
-        "local pipeline's topics, consumer group and database (re-send or backfill the "
-        "events afterwards), or point METERLINE_CLICKHOUSE_DATABASE at a new database."
-    )
+def require_current(engine: Engine, database: str) -> None:
+    """Create a new database at the current layout; refuse an older one, naming the fix."""
+    tables = tables_of(engine, database)
+    if not tables:
+        ensure_schema(engine, database)
+        return
+    applied = applied_versions(engine, database)
+    refuse_unknown(database, applied, [v.number for v in VERSIONS])
+    missing = [v.number for v in VERSIONS if v.number not in applied]
+    if missing:
+        have = max(applied) if applied else "none (a build before migrations)"
+        raise SchemaNotCurrent(
+            f"ClickHouse database {database} is at schema version {have}; this Meterline "
+            f"needs {CURRENT_VERSION} (missing: {versions_text(missing)}). Run "
+            f"`{MIGRATE_COMMAND}`: it migrates while the worker keeps running, and keeps "
+            "every event."
+        )

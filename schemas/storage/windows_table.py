@@ -1,23 +1,33 @@
 """``meter_windows``: one-minute windows per (meter, subject, group-by values), as
-mergeable aggregate states, so that any coarser window is computed exactly.
+mergeable aggregate states, so that any coarser window is computed exactly; and its
+rollups by hour and by day (``schemas.storage.rollups``).
+
+Layout.  ``meter_windows`` is ordered by subject first — ``(namespace, meter, subject,
+window_start, ...)`` — so one customer's usage over a long range reads only that
+customer's rows (the API's subject queries, the customer view, billing, reconcile).  The
+rollups are ordered by time first, for questions about every customer at once
+(dashboards, top customers).  ``schemas.storage.planner`` picks the table for a query.
 
 Write path.  The worker inserts one row per (event, meter) into ``meter_window_feed``, a
-``Null`` table; a materialized view aggregates each insert block into
-``meter_windows`` (AggregatingMergeTree).  ``meter_windows`` has no PARTITION BY, so one
-insert becomes exactly one part: the whole batch's windows land together or not at all.
+``Null`` table; three materialized views aggregate each insert block into
+``meter_windows`` and the two rollups (AggregatingMergeTree).  None of them has a
+PARTITION BY, so one insert becomes exactly one part per table.  The views of one insert
+are not atomic together (a failure can land the block in some tables and not others), so
+each table also has a repair feed of its own, and every table keeps its own progress
+(below): after a failure the worker writes each table exactly what it lacks.
 
-Ingestion time.  Rows are also keyed by ``ingest_minute``, the minute the broker appended
-the event (its LogAppendTime), so usage can be read *as of* an ingestion cutoff — a
-closed period re-rated with the same cutoff gives the same numbers — and usage that
+Ingestion time.  Minute rows are also keyed by ``ingest_minute``, the minute the broker
+appended the event (its LogAppendTime), so usage can be read *as of* an ingestion cutoff —
+a closed period re-rated with the same cutoff gives the same numbers — and usage that
 arrived after a cutoff can be billed as an adjustment.  An event is *late* when its
 ingest minute is past its window's end plus the grace; it is still counted in its own
-window.
+window.  The rollups drop the ingestion minute: billing reads the minute table.
 
-Progress.  Each window row also carries ``maxState(source_offset)`` per source
-partition.  Because it is written in the same part as the aggregates, the highest offset
-it reports for a partition is exactly the last event whose contribution is stored.  After
-a crash the worker skips window contributions at or below it, so a batch that was written
-but not yet committed to Kafka is never counted twice.
+Progress.  Each row also carries ``maxState(source_offset)`` per source partition.
+Because it is written in the same part as the aggregates, the highest offset a table
+reports for a partition is exactly the last event whose contribution that table holds.
+After a crash the worker skips contributions at or below it, table by table, so a batch
+that was written but not yet committed to Kafka is never counted twice.
 
 States kept: sum, count, uniqExact (UNIQUE_COUNT), max, min, argMax by (event time,
 Kafka offset, index within the record) (LATEST); AVG is sum / count, computed in Python
@@ -37,9 +47,11 @@ from schemas.storage.sql import Statement, lit
 __all__ = [
     "FEED_COLUMNS",
     "LATEST_TYPE_MARK",
+    "SORTING_KEY",
     "FeedRow",
     "MeterQuery",
     "MeterSubjects",
+    "RangeQuery",
     "UsageQuery",
     "WindowSize",
     "WindowsTable",
@@ -65,6 +77,39 @@ LATEST_TYPE_MARK = "Tuple(Int64,UInt64,UInt32)"
 """How ``value_latest``'s tie-break tuple reads in ``system.columns`` (spaces removed)."""
 
 _GROUP_KEYS = "namespace, meter, window_start, subject, group_key, ingest_minute, source_partition"
+SORTING_KEY = "namespace, meter, subject, window_start, group_key, ingest_minute, source_partition"
+"""Subject first: one customer over a long range reads only its own rows."""
+DEC = "Decimal(38, 9)"
+STATE_COLUMNS = (
+    f" value_sum AggregateFunction(sum, {DEC}),"
+    " event_count AggregateFunction(count),"
+    " value_uniq AggregateFunction(uniqExact, String),"
+    f" value_max AggregateFunction(max, {DEC}),"
+    f" value_min AggregateFunction(min, {DEC}),"
+    f" value_latest AggregateFunction(argMax, {DEC}, Tuple(Int64, UInt64, UInt32)),"
+    " max_offset AggregateFunction(max, UInt64)"
+)
+"""The aggregate states every windows table keeps (minute and rollups)."""
+STATES_FROM_FEED = (
+    " sumState(value) AS value_sum, countState() AS event_count,"
+    " uniqExactState(uniq) AS value_uniq, maxState(value) AS value_max,"
+    " minState(value) AS value_min,"
+    " argMaxState(value, (event_ms, source_offset, source_index)) AS value_latest,"
+    " maxState(source_offset) AS max_offset"
+)
+"""The states of a block of feed rows, as a materialized view computes them."""
+
+
+def feed_ddl(name: str) -> Statement:
+    """A ``Null`` table with the feed's columns: the main feed and each repair feed."""
+    return Statement(
+        f"CREATE TABLE IF NOT EXISTS {name} ("
+        " namespace String, meter String, subject String, group_key String,"
+        f" window_start_s UInt32, ingest_minute_s UInt32, value {DEC}, uniq String,"
+        " event_ms Int64,"
+        " source_partition UInt32, source_offset UInt64, source_index UInt32"
+        ") ENGINE = Null"
+    )
 
 
 @dataclass(slots=True)  # not frozen: built per event on the worker's hot path
@@ -121,6 +166,13 @@ def _select_value(kind: Aggregation) -> str:
     }[kind]
 
 
+def _rank_value(kind: Aggregation) -> str:
+    """The value a kind is ranked by (AVG: sum / count)."""
+    if kind is Aggregation.AVG:
+        return "sumMerge(value_sum) / countMerge(event_count)"
+    return _select_value(kind)
+
+
 def finish_value(kind: Aggregation, columns: Sequence[object]) -> Decimal:
     """The meter value from the columns :func:`_select_value` produced, as a Decimal."""
     if kind is Aggregation.AVG:
@@ -141,49 +193,43 @@ class WindowsTable:
         self.feed = f"{database}.meter_window_feed"
         self.name = f"{database}.meter_windows"
         self.view = f"{database}.meter_windows_mv"
+        self.repair_feed = f"{database}.meter_window_feed_repair_minute"
+        self.repair_view = f"{database}.meter_windows_repair_mv"
+
+    def table_ddl(self, name: str) -> Statement:
+        return Statement(
+            f"CREATE TABLE IF NOT EXISTS {name} ("
+            " namespace String, meter String, subject String, group_key String,"
+            " window_start DateTime, ingest_minute DateTime, source_partition UInt32,"
+            f"{STATE_COLUMNS}"
+            f") ENGINE = AggregatingMergeTree() ORDER BY ({SORTING_KEY})"
+        )
+
+    def view_ddl(self, view: str, source: str) -> Statement:
+        """The view from a feed (the main one or the repair feed) into ``meter_windows``."""
+        return Statement(
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {view} TO {self.name} AS SELECT"
+            " namespace, meter, subject, group_key,"
+            " toDateTime(window_start_s) AS window_start,"
+            " toDateTime(ingest_minute_s) AS ingest_minute, source_partition,"
+            f"{STATES_FROM_FEED}"
+            f" FROM {source} GROUP BY {_GROUP_KEYS}"
+        )
 
     def ddl(self) -> list[Statement]:
-        dec = "Decimal(38, 9)"
         return [
-            Statement(
-                f"CREATE TABLE IF NOT EXISTS {self.feed} ("
-                " namespace String, meter String, subject String, group_key String,"
-                f" window_start_s UInt32, ingest_minute_s UInt32, value {dec}, uniq String,"
-                " event_ms Int64,"
-                " source_partition UInt32, source_offset UInt64, source_index UInt32"
-                ") ENGINE = Null"
-            ),
-            Statement(
-                f"CREATE TABLE IF NOT EXISTS {self.name} ("
-                " namespace String, meter String, subject String, group_key String,"
-                " window_start DateTime, ingest_minute DateTime, source_partition UInt32,"
-                f" value_sum AggregateFunction(sum, {dec}),"
-                " event_count AggregateFunction(count),"
-                " value_uniq AggregateFunction(uniqExact, String),"
-                f" value_max AggregateFunction(max, {dec}),"
-                f" value_min AggregateFunction(min, {dec}),"
-                f" value_latest AggregateFunction(argMax, {dec}, Tuple(Int64, UInt64, UInt32)),"
-                " max_offset AggregateFunction(max, UInt64)"
-                f") ENGINE = AggregatingMergeTree() ORDER BY ({_GROUP_KEYS})"
-            ),
-            Statement(
-                f"CREATE MATERIALIZED VIEW IF NOT EXISTS {self.view} TO {self.name} AS SELECT"
-                " namespace, meter, subject, group_key,"
-                " toDateTime(window_start_s) AS window_start,"
-                " toDateTime(ingest_minute_s) AS ingest_minute, source_partition,"
-                " sumState(value) AS value_sum, countState() AS event_count,"
-                " uniqExactState(uniq) AS value_uniq, maxState(value) AS value_max,"
-                " minState(value) AS value_min,"
-                " argMaxState(value, (event_ms, source_offset, source_index)) AS value_latest,"
-                " maxState(source_offset) AS max_offset"
-                f" FROM {self.feed} GROUP BY {_GROUP_KEYS}"
-            ),
+            feed_ddl(self.feed),
+            feed_ddl(self.repair_feed),
+            self.table_ddl(self.name),
+            self.view_ddl(self.view, self.feed),
+            self.view_ddl(self.repair_view, self.repair_feed),
         ]
 
     def insert_args(
-        self, rows: Sequence[FeedRow]
+        self, rows: Sequence[FeedRow], feed: str | None = None
     ) -> tuple[str, tuple[str, ...], list[tuple[object, ...]]]:
-        return self.feed, FEED_COLUMNS, [row.as_row() for row in rows]
+        """The insert of feed rows into ``feed`` (default: the main feed)."""
+        return feed or self.feed, FEED_COLUMNS, [row.as_row() for row in rows]
 
     def progress(self, namespace: str) -> Statement:
         """Rows ``(source_partition, last stored offset)`` for a namespace."""
@@ -202,11 +248,18 @@ class WindowsTable:
         )
 
     def chunk_exists(
-        self, namespace: str, meter: str, partition: int, start_s: int, end_s: int
+        self,
+        namespace: str,
+        meter: str,
+        partition: int,
+        start_s: int,
+        end_s: int,
+        table: str | None = None,
     ) -> Statement:
-        """Rows ``(count,)``: whether a meter has windows from one partition in a range."""
+        """Rows ``(count,)``: whether a meter has windows from one partition in a range of
+        ``table`` (default ``meter_windows``; a rollup's range must be on its grain)."""
         return Statement(
-            f"SELECT count() FROM {self.name} WHERE namespace = {lit(namespace)}"
+            f"SELECT count() FROM {table or self.name} WHERE namespace = {lit(namespace)}"
             f" AND meter = {lit(meter)} AND source_partition = {partition}"
             f" AND window_start >= toDateTime({start_s}) AND window_start < toDateTime({end_s})"
         )
@@ -275,6 +328,11 @@ class MeterQuery:
     subjects: tuple[str, ...] = ()
     group_by: tuple[str, ...] = ()
     filter_group_by: tuple[tuple[str, str], ...] = ()
+    across_subjects: bool = False
+    """One row per window (and group) for all subjects together: the states are merged
+    across subjects, so MAX, UNIQUE_COUNT and LATEST stay exact.  ``subject`` is ''."""
+    top: int | None = None
+    """Only the ``top`` rows with the highest value (ties by subject), highest first."""
 
     def _bucket(self) -> str:
         tz = lit(self.timezone)
@@ -302,16 +360,30 @@ class MeterQuery:
             where.append(f"subject IN ({', '.join(lit(s) for s in self.subjects)})")
         for name, value in self.filter_group_by:
             where.append(f"visitParamExtractString(group_key, {lit(name)}) = {lit(value)}")
-        keys = ["bucket", "subject", *[f"g_{i}" for i in range(len(groups))]]
-        select = [f"{self._bucket()} AS bucket", "subject", *groups, _select_value(self.kind)]
+        # not aliased 'subject': ClickHouse would read the alias in WHERE subject IN (...)
+        who = "'' AS all_subjects" if self.across_subjects else "subject"
+        keys = ["bucket", *([] if self.across_subjects else ["subject"])]
+        keys += [f"g_{i}" for i in range(len(groups))]
+        select = [f"{self._bucket()} AS bucket", who, *groups, _select_value(self.kind)]
+        order = ", ".join(keys)
+        if self.top is not None:
+            order = f"{_rank_value(self.kind)} DESC, {order} LIMIT {int(self.top)}"
         return (
             f"SELECT {', '.join(select)} FROM {table} WHERE {' AND '.join(where)}"
-            f" GROUP BY {', '.join(keys)} ORDER BY {', '.join(keys)}"
+            f" GROUP BY {', '.join(keys)} ORDER BY {order}"
         )
 
     @property
     def width(self) -> int:
         return _width(self.kind)
+
+
+@dataclass(frozen=True, slots=True)
+class RangeQuery(MeterQuery):
+    """A meter query without windows: one bucket for the whole range, keyed by its start."""
+
+    def _bucket(self) -> str:
+        return f"toUInt32({self.start_s})"
 
 
 @dataclass(frozen=True, slots=True)

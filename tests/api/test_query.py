@@ -191,3 +191,38 @@ def test_range_query_sql_has_one_bucket() -> None:
 )
 def test_decimal_text(value: Decimal, text: str) -> None:
     assert decimal_text(value) == text
+
+
+def test_totals_across_subjects_have_no_subject() -> None:
+    q = parse_meter_query([("windowSize", "DAY"), ("aggregate", "total")], TOKENS, NOW)
+    sql = q.to_query("ns", TOKENS).to_sql("db.t")
+    assert "'' AS all_subjects" in sql
+    assert "GROUP BY bucket ORDER BY bucket" in sql
+    rows = shape_rows(q, TOKENS, [(ts("2026-11-01T00:00:00Z"), "", "5")])
+    assert query_document(q, rows)["data"][0]["subject"] is None
+
+
+def test_top_ranks_subjects_over_the_range() -> None:
+    q = parse_meter_query([("top", "20")], TOKENS, NOW)
+    assert q.top == 20
+    sql = q.to_query("ns", TOKENS).to_sql("db.t")
+    assert sql.endswith("ORDER BY sumMerge(value_sum) DESC, bucket, subject LIMIT 20")
+    avg = parse_meter_query([("top", "3")], AVG, NOW).to_query("ns", AVG).to_sql("db.t")
+    assert "ORDER BY sumMerge(value_sum) / countMerge(event_count) DESC" in avg
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ([("aggregate", "everything")], "aggregate"),
+        ([("top", "0")], "top"),
+        ([("top", "5000")], "top"),
+        ([("top", "x")], "top"),
+        ([("top", "5"), ("windowSize", "HOUR")], "top"),
+        ([("top", "5"), ("aggregate", "total")], "top"),
+    ],
+)
+def test_extensions_are_validated(params: list[tuple[str, str]], field: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse_meter_query(params, TOKENS, NOW)
+    assert [p.path for p in caught.value.problems] == [field]

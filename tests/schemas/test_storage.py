@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from schemas.meters import Aggregation
-from schemas.storage.bootstrap import SchemaOutdated, all_ddl, ensure_schema
+from schemas.storage.bootstrap import all_ddl
 from schemas.storage.engine import Engine
 from schemas.storage.events_table import EventsTable, RawEventRow
 from schemas.storage.invoices_table import InvoiceLineRow, InvoiceRow, InvoicesTable
@@ -227,28 +227,3 @@ def test_usage_as_of_an_ingestion_cutoff(engine: tuple[Engine, str]) -> None:
     assert value(as_of) == [Decimal(5)]
     assert value(late) == [Decimal(7)]
     assert value(whole) == [Decimal(12)]
-
-
-def test_a_table_from_an_older_build_is_refused_with_the_fix(engine: tuple[Engine, str]) -> None:
-    eng, database = engine
-    ensure_schema(eng, database)  # idempotent on a current schema
-    eng.execute(f"ALTER TABLE {database}.usage_events DROP COLUMN source_index")
-    with pytest.raises(
-        SchemaOutdated, match=r"usage_events has no column source_index.*make reset"
-    ):
-        ensure_schema(eng, database)
-
-
-def test_an_old_feed_table_is_refused_before_the_ddl_can_break(
-    engine: tuple[Engine, str],
-) -> None:
-    """The view's DDL reads source_index; on an old feed table it would fail obscurely."""
-    eng, database = engine
-    windows = WindowsTable(database)
-    feed_ddl = windows.ddl()[0].to_sql()
-    assert ", source_index UInt32" in feed_ddl
-    eng.execute(f"DROP TABLE {windows.view}")
-    eng.execute(f"DROP TABLE {windows.feed}")
-    eng.execute(feed_ddl.replace(", source_index UInt32", ""))  # as an older build made it
-    with pytest.raises(SchemaOutdated, match=r"meter_window_feed has no column source_index"):
-        ensure_schema(eng, database)

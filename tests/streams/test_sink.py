@@ -14,10 +14,11 @@ import pytest
 
 from schemas.events import UsageEvent
 from schemas.meters import parse_meters
+from schemas.storage.windows_table import FeedRow
 from schemas.wire import encode_event
 from streams.dedupe import SeenRecord
 from streams.metering import DeadLetterReason
-from streams.sink import MeteringSink, Record, RecordsSkipped, SinkFailed
+from streams.sink import MeteringSink, Record, RecordsSkipped, SinkFailed, window_writes
 
 METERS = parse_meters(
     {
@@ -40,17 +41,32 @@ class Store:
         self.data.update(entries)
 
 
+LABELS = ("minute", "hourly", "daily")
+
+
 class RecordingEngine:
+    """Records inserts; answers the progress query with ``progress`` for every windows
+    table, or per table with ``by_table``."""
+
     name = "recording"
 
-    def __init__(self, progress: list[tuple[int, int]] | None = None, fail: int = 0) -> None:
+    def __init__(
+        self,
+        progress: list[tuple[int, int]] | None = None,
+        fail: int = 0,
+        by_table: dict[str, list[tuple[int, int]]] | None = None,
+    ) -> None:
         self.progress = progress or []
+        self.by_table = by_table
         self.fail = fail
         self.inserts: list[tuple[str, int]] = []
+        self.progress_reads = 0
 
     def execute(self, sql: str) -> list[tuple[Any, ...]]:
         assert "maxMerge(max_offset)" in sql
-        return list(self.progress)
+        self.progress_reads += 1
+        tables = self.by_table or dict.fromkeys(LABELS, self.progress)
+        return [(label, p, o) for label, rows in tables.items() for p, o in rows]
 
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         if self.fail:
@@ -192,3 +208,67 @@ def test_progress_is_reloaded_after_a_partition_comes_back() -> None:
     engine.inserts.clear()
     s.write(s.plan([record(8, "h", 1), record(9, "i", 1), record(10, "j", 1)], Store()))
     assert engine.inserts == [("usage_events", 3), ("meter_window_feed", 1)]
+
+
+def feed_row(offset: int) -> FeedRow:
+    return FeedRow("ns", "tokens", "acme", "{}", 0, 0, Decimal(1), "", 0, 0, offset)
+
+
+def test_window_writes_send_each_table_only_what_it_lacks() -> None:
+    rows = [feed_row(o) for o in range(5)]
+    level = {label: {0: 1} for label in LABELS}
+    main, repairs = window_writes(rows, level)
+    assert [r.source_offset for r in main] == [2, 3, 4]
+    assert repairs == {}
+    behind = {"minute": {0: 3}, "hourly": {0: 1}, "daily": {}}
+    main, repairs = window_writes(rows, behind)
+    assert [r.source_offset for r in main] == [4]
+    assert {k: [r.source_offset for r in v] for k, v in repairs.items()} == {
+        "hourly": [2, 3],
+        "daily": [0, 1, 2, 3],
+    }
+
+
+class PartialEngine(RecordingEngine):
+    """The first main-feed insert lands in the minute table only, then fails: a failure
+    between the views of one insert."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stored: dict[str, dict[int, int]] = {label: {} for label in LABELS}
+        self.broken = True
+
+    def execute(self, sql: str) -> list[tuple[Any, ...]]:
+        self.progress_reads += 1
+        return [(label, p, o) for label, t in self.stored.items() for p, o in t.items()]
+
+    def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        name = table.split(".")[-1]
+        self.inserts.append((name, len(rows)))
+        if name == "usage_events":
+            return
+        top = max(int(r[columns.index("source_offset")]) for r in rows)
+        targets = {
+            "meter_window_feed": LABELS,
+            **{f"meter_window_feed_repair_{label}": (label,) for label in LABELS},
+        }[name]
+        if name == "meter_window_feed" and self.broken:
+            self.broken = False
+            self.stored["minute"][0] = top
+            raise ConnectionError("lost after the first view")
+        for label in targets:
+            self.stored[label][0] = max(self.stored[label].get(0, -1), top)
+
+
+def test_a_failure_between_views_is_repaired_without_counting_twice() -> None:
+    engine = PartialEngine()
+    s = sink(engine)
+    s.write(s.plan([record(0, "a", 1), record(1, "b", 2)], Store()))
+    assert engine.inserts == [
+        ("usage_events", 2),
+        ("meter_window_feed", 2),  # landed in the minute table only, then failed
+        ("meter_window_feed_repair_hourly", 2),  # the retry: the rollups get the rows,
+        ("meter_window_feed_repair_daily", 2),  # the minute table nothing more
+    ]
+    assert engine.stored == {label: {0: 1} for label in LABELS}
+    assert engine.progress_reads == 2  # progress was reloaded before the retry

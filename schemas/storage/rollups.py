@@ -1,0 +1,143 @@
+"""``meter_windows_hourly`` and ``meter_windows_daily``: the minute windows rolled up by
+UTC hour and UTC day, for questions about every customer at once.
+
+Each rollup keeps the same aggregate states as ``meter_windows`` (so any coarser window
+is still exact), without the ingestion minute, ordered by time first: ``(namespace,
+meter, window_start, subject, ...)``.  A materialized view fills it from the main feed,
+next to the minute table's view; a repair feed and view of its own let the worker write
+exactly what the rollup lacks after a partial failure (see ``windows_table``).
+
+:class:`WindowStore` is the set of windows tables as the worker writes them: the minute
+table and both rollups, each with its repair feed, and their progress in one query.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from schemas.storage.sql import Statement, lit
+from schemas.storage.windows_table import (
+    STATE_COLUMNS,
+    STATES_FROM_FEED,
+    WindowsTable,
+    feed_ddl,
+)
+
+__all__ = ["GRAINS", "RollupTable", "WindowStore"]
+
+GRAINS = {"hourly": 3600, "daily": 86400}
+"""Rollup name → the width of its windows in seconds (UTC-aligned)."""
+
+_KEYS = "namespace, meter, window_start, subject, group_key, source_partition"
+_MERGE_STATES = (
+    " sumMergeState(value_sum) AS value_sum, countMergeState(event_count) AS event_count,"
+    " uniqExactMergeState(value_uniq) AS value_uniq, maxMergeState(value_max) AS value_max,"
+    " minMergeState(value_min) AS value_min,"
+    " argMaxMergeState(value_latest) AS value_latest,"
+    " maxMergeState(max_offset) AS max_offset"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RollupTable:
+    database: str
+    grain: str
+    """A key of :data:`GRAINS`."""
+
+    @property
+    def seconds(self) -> int:
+        return GRAINS[self.grain]
+
+    @property
+    def name(self) -> str:
+        return f"{self.database}.meter_windows_{self.grain}"
+
+    @property
+    def view(self) -> str:
+        return f"{self.name}_mv"
+
+    @property
+    def repair_feed(self) -> str:
+        return f"{self.database}.meter_window_feed_repair_{self.grain}"
+
+    @property
+    def repair_view(self) -> str:
+        return f"{self.name}_repair_mv"
+
+    def _bucket(self, column: str) -> str:
+        return f"toDateTime(intDiv({column}, {self.seconds}) * {self.seconds}) AS window_start"
+
+    def table_ddl(self) -> Statement:
+        return Statement(
+            f"CREATE TABLE IF NOT EXISTS {self.name} ("
+            " namespace String, meter String, subject String, group_key String,"
+            " window_start DateTime, source_partition UInt32,"
+            f"{STATE_COLUMNS}"
+            f") ENGINE = AggregatingMergeTree() ORDER BY ({_KEYS})"
+        )
+
+    def view_ddl(self, view: str, source: str, since_minute_s: int = 0) -> Statement:
+        """The view from a feed into the rollup.  ``since_minute_s``: only rows ingested
+        from that minute on (a rollup added to a live table is backfilled below it)."""
+        where = f" WHERE ingest_minute_s >= {since_minute_s}" if since_minute_s else ""
+        return Statement(
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {view} TO {self.name} AS SELECT"
+            f" namespace, meter, subject, group_key, {self._bucket('window_start_s')},"
+            f" source_partition,{STATES_FROM_FEED}"
+            f" FROM {source}{where} GROUP BY {_KEYS}"
+        )
+
+    def ddl(self, feed: str, since_minute_s: int = 0) -> list[Statement]:
+        return [
+            self.table_ddl(),
+            feed_ddl(self.repair_feed),
+            self.view_ddl(self.view, feed, since_minute_s),
+            self.view_ddl(self.repair_view, self.repair_feed),
+        ]
+
+    def backfill(self, minute_table: str, before_minute_s: int) -> Statement:
+        """Roll up the minute rows ingested before a minute (the states merge exactly)."""
+        return Statement(
+            f"INSERT INTO {self.name} SELECT namespace, meter, subject, group_key,"
+            f" {self._bucket('toUInt32(window_start)')}, source_partition,{_MERGE_STATES}"
+            f" FROM {minute_table}"
+            f" WHERE ingest_minute < toDateTime({before_minute_s}) GROUP BY {_KEYS}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WindowStore:
+    """The windows tables the worker writes: minute, hourly, daily."""
+
+    database: str
+
+    @property
+    def minute(self) -> WindowsTable:
+        return WindowsTable(self.database)
+
+    @property
+    def rollups(self) -> tuple[RollupTable, ...]:
+        return tuple(RollupTable(self.database, grain) for grain in GRAINS)
+
+    def tables(self) -> dict[str, tuple[str, str]]:
+        """Table label → (table, its repair feed)."""
+        minute = self.minute
+        return {
+            "minute": (minute.name, minute.repair_feed),
+            **{r.grain: (r.name, r.repair_feed) for r in self.rollups},
+        }
+
+    def ddl(self) -> list[Statement]:
+        return [
+            *self.minute.ddl(),
+            *(s for r in self.rollups for s in r.ddl(self.minute.feed)),
+        ]
+
+    def progress(self, namespace: str) -> Statement:
+        """Rows ``(table label, source_partition, highest stored offset)``."""
+        parts = [
+            f"SELECT {lit(label)} AS label, source_partition, maxMerge(max_offset) AS stored"
+            f" FROM {table} WHERE namespace = {lit(namespace)} GROUP BY source_partition"
+            for label, (table, _) in self.tables().items()
+        ]
+        return Statement(" UNION ALL ".join(parts))

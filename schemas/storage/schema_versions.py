@@ -1,0 +1,210 @@
+"""The schema's history, one class per version (``schemas.storage.migrations`` runs them).
+
+1. The layout of the last build before migrations (frozen in ``layouts/v1.sql``).
+2. ``meter_windows`` ordered by subject first, copied and swapped in while the worker
+   writes.
+3. Rollups by hour and by day, and a repair feed per windows table.
+
+Copies under a live writer use a *cut*: a whole minute M chosen by the migration.  The
+worker stores a record's contributions under its ingestion minute (the broker's append
+time), and rows of different ingestion minutes are never merged together, so once every
+record appended before M is stored, the rows below M are final and can be copied while
+the worker goes on writing rows of M and later.  Those are then handled either by a pass
+with writes paused (version 2: the main feed is detached, so the worker's inserts fail
+and are retried; nothing lands half-way) or by a view that takes only rows of M and later
+(version 3).  Without a live writer each copy is one pass with writes paused.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from schemas.errors import InvariantViolated
+from schemas.storage.engine import Engine
+from schemas.storage.migrations import (
+    MigrationContext,
+    Version,
+    sorting_key,
+    tables_of,
+    unknown_layout,
+)
+from schemas.storage.rollups import RollupTable
+from schemas.storage.sql import Statement
+from schemas.storage.windows_table import (
+    FEED_COLUMNS,
+    LATEST_TYPE_MARK,
+    SORTING_KEY,
+    WindowsTable,
+    feed_ddl,
+)
+
+__all__ = ["VERSIONS", "check_baseline", "reattach_feed", "v1_ddl"]
+
+log = logging.getLogger(__name__)
+
+V1_SQL = Path(__file__).with_name("layouts") / "v1.sql"
+V1_SORTING_KEY = "namespace,meter,window_start,subject,group_key,ingest_minute,source_partition"
+
+
+def v1_ddl(database: str) -> list[Statement]:
+    """The frozen version-1 layout of ``database``."""
+    text = "\n".join(line for line in V1_SQL.read_text().splitlines() if not line.startswith("--"))
+    return [
+        Statement(part.strip().replace("{database}", database))
+        for part in text.split(";")
+        if part.strip()
+    ]
+
+
+def next_minute(margin_s: float = 10.0) -> int:
+    """The first whole minute at least ``margin_s`` from now (epoch seconds)."""
+    return (int(time.time() + margin_s) // 60 + 1) * 60
+
+
+@contextmanager
+def writes_paused(ctx: MigrationContext, feed: str) -> Iterator[None]:
+    """Detach the main feed: the worker's inserts fail (and are retried) until it is
+    attached again, so nothing is written half-way through what runs inside."""
+    ctx.report(f"pausing writes (detaching {feed}); the worker retries meanwhile")
+    ctx.engine.execute(f"DETACH TABLE {feed}")
+    try:
+        yield
+    finally:
+        ctx.engine.execute(f"ATTACH TABLE {feed}")
+        ctx.report("writes resumed")
+
+
+def reattach(ctx: MigrationContext, feed: str) -> None:
+    reattach_feed(ctx.engine, feed, ctx.report)
+
+
+def reattach_feed(engine: Engine, feed: str, report: Callable[[str], None]) -> None:
+    """A run killed while writes were paused left the feed detached: attach it again.
+    (A feed that never existed stays missing: the layout check reports it.)"""
+    database, name = feed.split(".", 1)
+    if name in tables_of(engine, database):
+        return
+    try:
+        engine.execute(f"ATTACH TABLE {feed}")
+    except Exception as exc:  # noqa: BLE001 - not detached either: nothing to attach
+        log.debug("%s is not a detached table (%s)", feed, exc)
+        return
+    report(f"{feed} was left detached by an interrupted run; attached it again")
+
+
+def check_baseline(tables: dict[str, str], columns: dict[str, dict[str, str]]) -> str | None:
+    """Why existing tables are not the version-1 layout, or ``None`` when they are."""
+    for table in ("usage_events", "meter_window_feed", "meter_windows", "invoices"):
+        if table not in tables:
+            return f"table {table} is missing"
+    for name in FEED_COLUMNS:
+        if name not in columns.get("meter_window_feed", {}):
+            return f"meter_window_feed has no column {name} (a build older than version 1)"
+    latest = columns.get("meter_windows", {}).get("value_latest", "").replace(" ", "")
+    if LATEST_TYPE_MARK not in latest:
+        return f"meter_windows keeps value_latest as {latest} (older than version 1)"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    number: int = 1
+    name: str = "the layout before migrations"
+
+    def apply(self, ctx: MigrationContext) -> None:
+        tables = tables_of(ctx.engine, ctx.database)
+        if not tables:
+            ctx.run(*v1_ddl(ctx.database)[1:])
+            return
+        raise unknown_layout(ctx.database, "a partial or unknown set of tables")
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectLeadingWindows:
+    """Re-sort ``meter_windows`` by subject first: copy into a new table, swap it in.
+
+    The view from the main feed keeps writing to whatever table is *named*
+    ``meter_windows`` (both engines resolve a view's target by name at each insert), so
+    the swap is a rename while writes are paused; no view is dropped or created."""
+
+    number: int = 2
+    name: str = "meter_windows ordered by subject first"
+
+    def apply(self, ctx: MigrationContext) -> None:
+        windows = WindowsTable(ctx.database)
+        new, old = f"{windows.name}_v2", f"{windows.name}_pre_v2"
+        reattach(ctx, windows.feed)
+        if sorting_key(ctx.engine, windows.name) == SORTING_KEY.replace(" ", ""):
+            ctx.run(Statement(f"DROP TABLE IF EXISTS {old}"))  # swapped by a killed run
+            return
+        ctx.run(Statement(f"DROP TABLE IF EXISTS {new}"), windows.table_ddl(new))
+        rest = ""
+        if ctx.writer_active():
+            cut = next_minute()
+            ctx.settle(cut)
+            ctx.report("copying the minute windows ingested before the cut (worker writing)")
+            ctx.run(_copy(windows.name, new, f"ingest_minute < toDateTime({cut})"))
+            rest = f"ingest_minute >= toDateTime({cut})"
+        with writes_paused(ctx, windows.feed):
+            ctx.run(
+                _copy(windows.name, new, rest),
+                Statement(f"RENAME TABLE {windows.name} TO {old}, {new} TO {windows.name}"),
+            )
+        ctx.run(Statement(f"DROP TABLE IF EXISTS {old}"))
+
+
+def _copy(source: str, target: str, where: str) -> Statement:
+    condition = f" WHERE {where}" if where else ""
+    return Statement(f"INSERT INTO {target} SELECT * FROM {source}{condition}")
+
+
+@dataclass(frozen=True, slots=True)
+class Rollups:
+    """Hourly and daily rollups kept by views from the main feed, filled from the minute
+    table; a repair feed per windows table.
+
+    With a worker writing, the rollups' views take rows ingested from a cut on and the
+    rows below it are rolled up from the minute table once final.  Without one, the
+    views take every row and the rollups are filled from everything already stored; a
+    worker that starts meanwhile fails the run, and the next run rebuilds the rollups
+    (they are derived data, dropped at the start of every run of this step)."""
+
+    number: int = 3
+    name: str = "rollups by hour and by day, repair feeds"
+
+    def apply(self, ctx: MigrationContext) -> None:
+        windows = WindowsTable(ctx.database)
+        rollups = [RollupTable(ctx.database, grain) for grain in ("hourly", "daily")]
+        reattach(ctx, windows.feed)
+        for rollup in rollups:
+            ctx.run(
+                Statement(f"DROP TABLE IF EXISTS {rollup.view}"),
+                Statement(f"DROP TABLE IF EXISTS {rollup.repair_view}"),
+                Statement(f"DROP TABLE IF EXISTS {rollup.name}"),
+            )
+        ctx.run(
+            feed_ddl(windows.repair_feed),
+            windows.view_ddl(windows.repair_view, windows.repair_feed),
+        )
+        live = ctx.writer_active()
+        cut = next_minute() if live else 2**32 - 60
+        for rollup in rollups:
+            ctx.run(*rollup.ddl(windows.feed, since_minute_s=cut if live else 0))
+        if live:
+            ctx.settle(cut)
+        ctx.report("rolling up the minute windows already stored")
+        for rollup in rollups:
+            ctx.run(rollup.backfill(windows.name, cut))
+        if not live and ctx.writer_active():
+            raise InvariantViolated(
+                "a metering worker started while the rollups were being filled; run the "
+                "migration again (it rebuilds them)"
+            )
+
+
+VERSIONS: tuple[Version, ...] = (Baseline(), SubjectLeadingWindows(), Rollups())

@@ -1,0 +1,236 @@
+"""An upgrade as an operator runs it, on the real Kafka and ClickHouse: the worker of the
+last build before migrations (checked out from this repository's history) creates its
+layout and meters; an invoice is issued; ``python -m streams migrate`` runs while that
+worker keeps metering a stream of events; then the current worker takes over.  Totals,
+raw events, minute windows and invoices are the same before and after, and exact."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from ingest import UsageProducer
+from ingest.telemetry import Telemetry, generate
+from invoicing.customers import load_customers
+from invoicing.periods import month_period
+from invoicing.run import KafkaPublisher, run_period
+from rating import load_rate_card
+from schemas.meters import load_meters
+from schemas.settings import Settings
+from schemas.storage.bootstrap import (
+    CURRENT_VERSION,
+    SchemaNotCurrent,
+    applied_versions,
+    require_current,
+)
+from schemas.storage.engine import ServerEngine
+from schemas.storage.events_table import EventsTable
+from schemas.storage.windows_table import MeterQuery, UsageQuery, WindowSize
+from tests.conftest import ROOT, WorkerProcess, settings_env, wait_until
+from tests.e2e.test_pipeline import SUBJECTS, stored_totals, wait_caught_up
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+PREVIOUS_BUILD = "16e5b7b"
+"""The last commit before schema migrations (its layout is ``layouts/v1.sql``)."""
+OCTOBER = datetime(2026, 10, 1, tzinfo=UTC)
+NOVEMBER = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def previous_build(tmp_path: Path) -> Iterator[Path]:
+    """A checkout of the last build before migrations."""
+    path = tmp_path / "previous"
+    done = subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), PREVIOUS_BUILD],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, f"cannot check out {PREVIOUS_BUILD}: {done.stderr}"
+    yield path
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)], check=False
+    )
+
+
+def start_worker(workers: WorkerProcess, root: Path) -> subprocess.Popen[bytes]:
+    with open(workers.log_dir / f"worker-{len(workers.procs)}.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streams", "worker"],
+            cwd=root,
+            env=settings_env(workers.settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    workers.procs.append(proc)
+    return proc
+
+
+def merged(*parts: Telemetry) -> dict[tuple[str, str], Decimal]:
+    truth: dict[tuple[str, str], Decimal] = {}
+    for part in parts:
+        for key, value in part.truth.items():
+            truth[key] = truth.get(key, Decimal(0)) + value
+    return truth
+
+
+def minute_windows(engine: ServerEngine, settings: Settings) -> list[tuple[object, ...]]:
+    """Every meter's minute windows of October, per subject (what the upgrade must keep)."""
+    out: list[tuple[object, ...]] = []
+    for meter in load_meters(settings.meters_file):
+        start = int(OCTOBER.timestamp())
+        query = MeterQuery(
+            settings.namespace,
+            meter.slug,
+            meter.aggregation,
+            start,
+            start + 31 * 86400,
+            WindowSize.MINUTE,
+        )
+        out += [
+            (meter.slug, *row)
+            for row in engine.execute(query.to_sql(f"{settings.clickhouse_database}.meter_windows"))
+        ]
+    return out
+
+
+def bill(settings: Settings, engine: ServerEngine) -> list[str]:
+    meters = load_meters(settings.meters_file)
+    result = run_period(
+        namespace=settings.namespace,
+        database=settings.clickhouse_database,
+        period=month_period("2026-10"),
+        customers=load_customers(settings.customers_file),
+        card=load_rate_card(settings.rate_card_file, known_meters=meters.slugs()),
+        meters=meters,
+        engine=engine,
+        publish=KafkaPublisher(settings.kafka_bootstrap, settings.invoices_topic),
+    )
+    return sorted([*result.emitted, *result.already_emitted])
+
+
+def invoices(engine: ServerEngine, settings: Settings) -> list[tuple[object, ...]]:
+    return engine.execute(
+        f"SELECT invoice_id, total, document FROM {settings.clickhouse_database}.invoices"
+        " ORDER BY invoice_id"
+    )
+
+
+def usage_at(engine: ServerEngine, settings: Settings, cutoff_s: int) -> list[object]:
+    """Every meter's usage of October per subject, as of an ingestion cutoff."""
+    start = int(OCTOBER.timestamp())
+    return [
+        (meter.slug, *row)
+        for meter in load_meters(settings.meters_file)
+        for row in engine.execute(
+            UsageQuery(
+                settings.namespace,
+                meter.slug,
+                meter.aggregation,
+                start,
+                start + 31 * 86400,
+                None,
+                cutoff_s,
+            ).to_sql(f"{settings.clickhouse_database}.meter_windows")
+        )
+    ]
+
+
+def test_migrate_while_the_previous_worker_meters_keeps_every_event(
+    isolated: Settings, workers: WorkerProcess, previous_build: Path
+) -> None:
+    settings = isolated
+    engine = ServerEngine(settings.clickhouse_host, settings.clickhouse_tcp_port)
+    # October is metered and billed before the upgrade; November flows during and after
+    before = generate(SUBJECTS, OCTOBER, timedelta(days=31), 300, seed=41, id_prefix="a-")
+    during = generate(SUBJECTS, NOVEMBER, timedelta(days=30), 600, seed=42, id_prefix="b-")
+    after = generate(SUBJECTS, NOVEMBER, timedelta(days=30), 200, seed=43, id_prefix="c-")
+
+    # the previous build creates its layout (no migrations table) and meters
+    start_worker(workers, previous_build)
+    database = settings.clickhouse_database
+    wait_until(
+        lambda: engine.execute(f"EXISTS TABLE {database}.meter_windows") == [(1,)],
+        120,
+        "the previous worker to create its tables",
+    )
+    with UsageProducer(settings.kafka_bootstrap, settings.events_topic) as producer:
+        producer.send_many(before.events)
+    wait_caught_up(settings, workers)
+    with pytest.raises(SchemaNotCurrent, match="python -m streams migrate"):
+        require_current(engine, database)
+    issued = bill(settings, engine)
+    assert len(issued) == len(load_customers(settings.customers_file))
+    cutoff = max(
+        int(r[0]) for r in engine.execute(f"SELECT cutoff_s FROM {database}.invoice_drafts")
+    )
+    kept = (minute_windows(engine, settings), invoices(engine, settings))
+    kept_usage = usage_at(engine, settings, cutoff)
+
+    # migrate while the previous worker meters a steady stream
+    sending = threading.Thread(target=trickle, args=(settings, during), daemon=True)
+    sending.start()
+    migrate = subprocess.run(
+        [sys.executable, "-m", "streams", "migrate"],
+        cwd=ROOT,
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert migrate.returncode == 0, migrate.stdout + migrate.stderr
+    assert "worker writing" in migrate.stdout  # the live path, not the one for an idle db
+    sending.join(300)
+    assert applied_versions(engine, database) == list(range(1, CURRENT_VERSION + 1))
+
+    # the current worker takes over
+    workers.stop_all()
+    workers.procs.clear()
+    workers.start()
+    with UsageProducer(settings.kafka_bootstrap, settings.events_topic) as producer:
+        producer.send_many(after.events)
+    wait_caught_up(settings, workers, timeout=240)
+
+    assert stored_totals(engine, settings) == merged(before, during, after)
+    assert engine.execute(EventsTable(database).count(settings.namespace).to_sql()) == [
+        (before.unique + during.unique + after.unique,)
+    ]
+    # October's minute windows, its invoices and its usage as billed are unchanged
+    assert (minute_windows(engine, settings), invoices(engine, settings)) == kept
+    assert usage_at(engine, settings, cutoff) == kept_usage
+    assert bill(settings, engine) == issued  # nothing new to issue: the ledger is intact
+    # the rollups agree with the minute table, October and November
+    start = int(OCTOBER.timestamp())
+    for meter in load_meters(settings.meters_file):
+        daily = MeterQuery(
+            settings.namespace,
+            meter.slug,
+            meter.aggregation,
+            start,
+            start + 61 * 86400,
+            WindowSize.DAY,
+        )
+        assert engine.execute(daily.to_sql(f"{database}.meter_windows_daily")) == engine.execute(
+            daily.to_sql(f"{database}.meter_windows")
+        ), meter.slug
+    engine.close()
+
+
+def trickle(settings: Settings, telemetry: Telemetry, seconds: float = 60.0) -> None:
+    """Send ``telemetry`` spread over ``seconds``, in small batches."""
+    events = telemetry.events
+    step = max(len(events) // int(seconds * 4), 1)
+    with UsageProducer(settings.kafka_bootstrap, settings.events_topic) as producer:
+        for start in range(0, len(events), step):
+            producer.send_many(events[start : start + step])
+            time.sleep(0.25)

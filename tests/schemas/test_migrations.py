@@ -1,0 +1,231 @@
+"""Schema migrations on both ClickHouse engines: a database of the last build before
+migrations (its frozen DDL, ``layouts/v1.sql``) is upgraded with its data intact; a new
+database and a migrated one have the same layout; a stale schema is refused with the
+command; an interrupted run is finished by the next one; a second runner is locked out.
+The upgrade with a worker writing through it is in ``tests/e2e/test_migrate_live.py``."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+
+import pytest
+
+from schemas.errors import InvalidInput
+from schemas.meters import Aggregation
+from schemas.settings import Settings
+from schemas.storage.bootstrap import (
+    CURRENT_VERSION,
+    MigrationLocked,
+    SchemaNotCurrent,
+    applied_versions,
+    ensure_schema,
+    require_current,
+)
+from schemas.storage.engine import Engine, ServerEngine
+from schemas.storage.events_table import EventsTable, RawEventRow
+from schemas.storage.invoices_table import InvoiceRow, InvoicesTable
+from schemas.storage.migrations import MigrationsTable
+from schemas.storage.schema_versions import v1_ddl
+from schemas.storage.windows_table import (
+    FeedRow,
+    MeterQuery,
+    UsageQuery,
+    WindowSize,
+    WindowsTable,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.chdb]
+T0 = 1_790_812_800  # 2026-10-01T00:00:00Z
+
+
+@pytest.fixture(params=["server", "chdb"])
+def blank(request: pytest.FixtureRequest, stack: Settings) -> Iterator[tuple[Engine, str]]:
+    """An engine and the name of a database that does not exist yet."""
+    database = "mlm_" + uuid.uuid4().hex[:10]
+    if request.param == "server":
+        eng: Engine = ServerEngine(stack.clickhouse_host, stack.clickhouse_tcp_port)
+    else:
+        eng = request.getfixturevalue("chdb_engine")
+    yield eng, database
+    eng.execute(f"DROP DATABASE IF EXISTS {database}")
+    if request.param == "server":
+        eng.close()
+
+
+def previous_build(eng: Engine, database: str) -> None:
+    """The database as the last build before migrations left it, with data."""
+    for statement in v1_ddl(database):
+        eng.execute(statement.to_sql())
+    windows = WindowsTable(database)
+    feed = [
+        FeedRow(
+            "ns",
+            "m",
+            f"s{i % 4}",
+            "{}",
+            T0 + 600 * i,
+            T0 + 600 * i + 60 * (i % 3),
+            Decimal(i) / 4,
+            f"u{i % 7}",
+            (T0 + 600 * i) * 1000,
+            i % 2,
+            i,
+        )
+        for i in range(400)
+    ]
+    eng.insert(*windows.insert_args(feed))
+    eng.insert(
+        *EventsTable(database).insert_args(
+            [
+                RawEventRow(
+                    "ns", "src", f"e{i}", "t", "s0", T0 * 1000 + i, "{}", T0 * 1000, 0, i, "h"
+                )
+                for i in range(20)
+            ]
+        )
+    )
+    eng.insert(
+        *InvoicesTable(database).insert_invoices(
+            [
+                InvoiceRow(
+                    "ns",
+                    "inv_1",
+                    "acme",
+                    "starter",
+                    "USD",
+                    T0,
+                    T0 + 86400 * 31,
+                    Decimal("12.34"),
+                    2,
+                    T0 * 1000,
+                    '{"doc": 1}',
+                )
+            ]
+        )
+    )
+
+
+def snapshot(eng: Engine, database: str) -> dict[str, object]:
+    """What must survive an upgrade: usage as billing reads it, windows, raw events,
+    invoices, progress."""
+    windows = WindowsTable(database)
+    out: dict[str, object] = {}
+    for kind in Aggregation:
+        usage = UsageQuery("ns", "m", kind, T0, T0 + 86400 * 40, None, T0 + 86400 * 10)
+        out[f"usage {kind}"] = eng.execute(windows.usage(usage).to_sql())
+        hourly = MeterQuery("ns", "m", kind, T0, T0 + 86400 * 40, WindowSize.HOUR)
+        out[f"hourly {kind}"] = eng.execute(hourly.to_sql(windows.name))
+    out["progress"] = eng.execute(windows.progress("ns").to_sql())
+    out["events"] = eng.execute(EventsTable(database).count("ns").to_sql())
+    out["invoices"] = eng.execute(f"SELECT * FROM {database}.invoices ORDER BY invoice_id")
+    return out
+
+
+def test_a_previous_build_database_is_upgraded_with_its_data_intact(
+    blank: tuple[Engine, str],
+) -> None:
+    eng, database = blank
+    previous_build(eng, database)
+    before = snapshot(eng, database)
+    with pytest.raises(SchemaNotCurrent, match=r"python -m streams migrate"):
+        require_current(eng, database)
+
+    assert ensure_schema(eng, database) == [2, 3]
+    assert applied_versions(eng, database) == list(range(1, CURRENT_VERSION + 1))
+    assert snapshot(eng, database) == before
+    require_current(eng, database)  # the worker and the API start now
+    hows = eng.execute(
+        f"SELECT version, how FROM {MigrationsTable(database).name} ORDER BY version"
+    )
+    assert hows == [(1, "adopted"), (2, "applied"), (3, "applied")]
+
+    # the rollups hold the history: the daily totals equal the minute table's
+    daily = MeterQuery("ns", "m", Aggregation.SUM, T0, T0 + 86400 * 40, WindowSize.DAY)
+    assert eng.execute(daily.to_sql(f"{database}.meter_windows_daily")) == eng.execute(
+        daily.to_sql(f"{database}.meter_windows")
+    )
+    assert ensure_schema(eng, database) == []  # idempotent
+
+
+def normalised_layout(eng: Engine, database: str) -> dict[str, str]:
+    rows = eng.execute(
+        "SELECT name, engine, sorting_key, create_table_query FROM system.tables"
+        f" WHERE database = '{database}' AND name != 'schema_migrations'"
+    )
+    return {
+        str(name): re.sub(r"\s+", " ", f"{kind} | {key} | {sql}".replace(database, "DB"))
+        for name, kind, key, sql in rows
+    }
+
+
+def test_a_new_database_has_the_layout_the_migrations_build(
+    blank: tuple[Engine, str],
+) -> None:
+    eng, migrated = blank
+    for statement in v1_ddl(migrated):
+        eng.execute(statement.to_sql())
+    ensure_schema(eng, migrated)
+    created = "mlm_" + uuid.uuid4().hex[:10]
+    try:
+        assert ensure_schema(eng, created) == [1, 2, 3]
+        assert normalised_layout(eng, created) == normalised_layout(eng, migrated)
+    finally:
+        eng.execute(f"DROP DATABASE IF EXISTS {created}")
+
+
+def test_a_run_killed_while_writes_were_paused_is_finished_by_the_next(
+    blank: tuple[Engine, str],
+) -> None:
+    eng, database = blank
+    previous_build(eng, database)
+    before = snapshot(eng, database)
+    windows = WindowsTable(database)
+    # as a run killed inside version 2 leaves it: a half-copied new table, the feed detached
+    eng.execute(windows.table_ddl(f"{windows.name}_v2").to_sql())
+    eng.execute(f"INSERT INTO {windows.name}_v2 SELECT * FROM {windows.name} LIMIT 10")
+    eng.execute(f"DETACH TABLE {windows.feed}")
+    assert ensure_schema(eng, database) == [2, 3]
+    assert snapshot(eng, database) == before
+    tables = {str(r[0]) for r in eng.execute(f"SHOW TABLES FROM {database}")}
+    assert "meter_window_feed" in tables
+    assert not {"meter_windows_v2", "meter_windows_pre_v2"} & tables
+
+
+def test_a_second_runner_is_locked_out(blank: tuple[Engine, str]) -> None:
+    eng, database = blank
+    ensure_schema(eng, database)
+    table = MigrationsTable(database)
+    for statement in table.take_lock("another host pid 42"):
+        eng.execute(statement.to_sql())
+    with pytest.raises(MigrationLocked, match=r"another host pid 42.*DROP TABLE"):
+        ensure_schema(eng, database)
+    eng.execute(table.release_lock().to_sql())
+    assert ensure_schema(eng, database) == []
+
+
+def test_a_build_older_than_the_first_version_is_refused_with_the_fix(
+    blank: tuple[Engine, str],
+) -> None:
+    eng, database = blank
+    for statement in v1_ddl(database):
+        eng.execute(statement.to_sql())
+    windows = WindowsTable(database)
+    old_feed = next(
+        s.to_sql() for s in v1_ddl(database) if windows.feed in s.to_sql().split("(")[0]
+    )
+    eng.execute(f"DROP TABLE {windows.view}")
+    eng.execute(f"DROP TABLE {windows.feed}")
+    eng.execute(old_feed.replace(", source_index UInt32", ""))  # as an older build made it
+    with pytest.raises(InvalidInput, match=r"meter_window_feed has no column source_index"):
+        ensure_schema(eng, database)
+
+
+def test_a_newer_schema_is_refused(blank: tuple[Engine, str]) -> None:
+    eng, database = blank
+    ensure_schema(eng, database)
+    eng.execute(MigrationsTable(database).record(99, "from the future", "applied").to_sql())
+    with pytest.raises(SchemaNotCurrent, match=r"versions 99 .*newer Meterline"):
+        require_current(eng, database)
