@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import bench_invoicing  # noqa: E402
 import bench_latency  # noqa: E402
 import bench_pipeline  # noqa: E402
+import bench_query  # noqa: E402
 import bench_rating  # noqa: E402
 
 ROWS = 500_000
@@ -47,6 +48,8 @@ LATENCY_RATE = 10_000
 LATENCY_RUNS = ((LATENCY_RATE, 0), (LATENCY_RATE, 50))
 LATENCY_SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "20"))
 INVOICE_CUSTOMERS = 2000
+#: The usage-query stage loads the windows of this many events (1,000 subjects × 30 days).
+QUERY_EVENTS = int(os.environ.get("BENCH_QUERY_EVENTS", "50000000"))
 #: Optional: a git ref whose worker also runs the one-event-per-record stream stage in the
 #: same run (before/after figures of a change), e.g. ``BENCH_COMPARE_REF=4e806ac``.
 COMPARE_REF = os.environ.get("BENCH_COMPARE_REF", "")
@@ -223,11 +226,44 @@ def latency_rows(lat: dict[str, Any]) -> list[str]:
     ]
 
 
+def query_rows(q: dict[str, Any]) -> list[str]:
+    """Rows of the usage-query stage: the API on the current layout, against the same
+    query's SQL on the layout before (time-ordered minute table, no rollups)."""
+    rows = []
+    for name, r in q["queries"].items():
+        api, before = r["api_ms"], r["before_direct_sql_ms"]
+        rows.append(
+            f"| usage query at {q['events'] / 1e6:.0f}M events ({q['subjects']:,} subjects): "
+            f"{name}, {api['samples']} samples via the API, read from "
+            f"`{', '.join(r['tables'])}` | p50 {api['p50']:.1f} ms, p95 {api['p95']:.1f} ms | "
+            f"the same query's SQL on the layout before, direct (no API): p50 "
+            f"{before['p50']:.1f} ms, p95 {before['p95']:.1f} ms | "
+            f"{api['p95'] / before['p95']:.3f} (p95) |"
+        )
+    exact = q["kolkata_exact"]
+    dash = q["dashboard"]
+    rows.append(
+        f"| Asia/Kolkata daily = the minute windows summed per local day, "
+        f"{len(exact['subjects'])} random subjects | {'exact' if exact['exact'] else 'NOT EXACT'} "
+        "| — | — |"
+    )
+    rows.append(
+        f"| dashboard at that size in headless Chromium (daily chart, all time, "
+        f"{dash['points']} points drawn), median of 3 | {dash['dashboard_s']:.2f} s over the "
+        f"browser's own start ({dash['chromium_wall_s']:.2f} s in all) | the browser on "
+        f"`/healthz`: {dash['chromium_blank_s']:.2f} s | — |"
+    )
+    return rows
+
+
 def main() -> int:
     started = datetime.now(UTC)
     wall = time.perf_counter()
     pipe = pipeline()
     stage = bench_pipeline.timed_stage
+    query = stage(
+        f"usage queries at {QUERY_EVENTS:,} events", lambda: bench_query.run(QUERY_EVENTS, SEED)
+    )
 
     def latency_at(offered: int, pack_ms: int) -> dict[str, Any]:
         return bench_latency.latency(offered, LATENCY_SECONDS, SEED, pack_ms)
@@ -256,6 +292,7 @@ def main() -> int:
         "machine": platform.machine(),
         "wall_seconds": round(wall_seconds, 1),
         "pipeline": pipe,
+        "usage_queries": query,
         "latency": lats,
         "invoicing": inv,
         "rating": rating,
@@ -277,6 +314,7 @@ def main() -> int:
             "| ratio |",
             "| --- | --- | --- | --- |",
             *pipeline_rows(pipe),
+            *query_rows(query),
             *[row for lat in lats for row in latency_rows(lat)],
             f"| invoicing: `run_period` for {inv['customers']:,} customers "
             f"({inv['lines']:,} priced lines, drafts + transactional publish + storage); "
@@ -324,6 +362,12 @@ def main() -> int:
             "- Meter query: `WindowsTable.meter_query` (hourly windows over October, one "
             "query per meter in turn) on the database of the last one-worker run, after a "
             "warm-up; baseline is `SELECT 1` on the same connection.",
+            "- Usage queries (`bench/bench_query.py`): the windows of "
+            f"{QUERY_EVENTS:,} events loaded server-side (minute table, then both rollups "
+            "with the product's backfill statement, then a copy in the layout before as the "
+            "baseline); 50 API requests per shape after a warm-up, one at a time, a random "
+            "subject each; the baseline is the same query's SQL on the copy, on a direct "
+            "connection.",
             "- Rating: `rate_plan` against bare Decimal per-unit pricing "
             "(`bench/bench_rating.py`).",
             "- Everything runs under a `bench_<random>` prefix (topics, consumer groups, "
