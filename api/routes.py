@@ -26,7 +26,7 @@ from api.services import Services
 from schemas.errors import DeliveryFailed, InvalidInput, Problem, ServiceUnavailable
 from schemas.meters import MeterDefinition
 from schemas.storage.invoices_table import InvoiceGet, InvoiceList
-from schemas.storage.planner import plan_meter_query, plan_usage_query
+from schemas.storage.planner import plan_meter_query, plan_subjects, plan_usage_query
 from schemas.storage.windows_table import MeterSubjects, UsageQuery, finish_value
 
 __all__ = ["Handlers"]
@@ -164,7 +164,8 @@ class Handlers:
         query = MeterSubjects(
             self.s.settings.namespace, meter.slug, self.visible_subjects(principal)
         )
-        rows = await self.s.reader.rows(query.to_sql(self.s.windows_table))
+        table = plan_subjects().table(self.s.settings.clickhouse_database)
+        rows = await self.s.reader.rows(query.to_sql(table))
         return json_response([str(row[0]) for row in rows])
 
     async def meter_query(self, request: Request) -> Response:

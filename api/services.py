@@ -84,10 +84,6 @@ class Services:
     delivery: Delivery
 
     @property
-    def windows_table(self) -> str:
-        return f"{self.settings.clickhouse_database}.meter_windows"
-
-    @property
     def invoices_table(self) -> str:
         return f"{self.settings.clickhouse_database}.invoices"
 

@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 
 from schemas.storage.windows_table import MeterQuery, UsageQuery, WindowSize
 
-__all__ = ["Plan", "plan_meter_query", "plan_usage_query"]
+__all__ = ["Plan", "plan_meter_query", "plan_subjects", "plan_usage_query"]
 
 HOUR, DAY = 3600, 86400
 
@@ -72,6 +72,12 @@ def plan_usage_query(query: UsageQuery) -> Plan:
         return Plan("minute", "an ingestion cutoff: only the minute table keeps it")
     totals = MeterQuery(query.namespace, query.meter, query.kind, query.start_s, query.end_s)
     return plan_meter_query(totals, windowed=False)
+
+
+def plan_subjects() -> Plan:
+    """Every subject with usage of a meter: each has rows in the daily rollup, which is
+    the smallest table (a row per subject and day, not per minute)."""
+    return Plan("daily", "every subject with usage has a day in the daily rollup")
 
 
 def _aligned(query: MeterQuery, seconds: int) -> bool:
