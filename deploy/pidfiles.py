@@ -90,6 +90,18 @@ def is_ours(record: PidRecord) -> bool:
     return stat[1] == record.start_ticks and record.marker in cmdline(record.pid)
 
 
+def describe_pid(record: PidRecord) -> str:
+    """Why ``is_ours`` said no: what /proc shows of the pid now."""
+    stat = _proc_stat(record.pid)
+    if stat is None:
+        return "no such process"
+    shown = cmdline(record.pid)[:120].strip() or "(no command line)"
+    return (
+        f"state {stat[0]}, started at tick {stat[1]} (recorded {record.start_ticks}), "
+        f"command {shown!r}, expected to contain {record.marker!r}"
+    )
+
+
 def port_open(port: int) -> bool:
     """Whether something accepts TCP connections on 127.0.0.1:port."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -51,6 +51,7 @@ from pidfiles import (  # noqa: E402  (deploy/ is a directory of scripts, not a 
     PidRecord,
     StackError,
     cmdline,
+    describe_pid,
     is_ours,
     port_open,
     port_owner,
@@ -358,7 +359,7 @@ class Kafka(Service):
         """Format the KRaft log dir once; meta.properties marks a formatted directory."""
         if (self.data / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         cmd = [
             find_executable("java") or "java",
             f"-Dlog4j2.configurationFile={self.conf / 'log4j2.properties'}",
@@ -553,14 +554,33 @@ def stack_lock(settings: Settings) -> Iterator[None]:
         yield
 
 
+def new_cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 — never starting with '-',
+    which the storage tool's argument parser takes for an option (1 id in 64 did; Kafka's
+    own generator redraws those too)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def running_record(svc: Service) -> PidRecord | None:
-    """Our live process for a service, dropping a stale pid file on the way."""
+    """Our live process for a service, dropping a stale pid file on the way.
+
+    A process is declared gone only after it failed the check three times over a second:
+    once, right after a start, a live server was taken for gone and left unsupervised."""
     record = PidRecord.load(svc.pid_file)
     if record is None:
         return None
-    if is_ours(record):
-        return record
-    print(f"{svc.name}: pid {record.pid} from {svc.pid_file} is gone; removing stale pid file")
+    for attempt in range(3):
+        if is_ours(record):
+            return record
+        if attempt < 2:
+            time.sleep(0.5)
+    print(
+        f"{svc.name}: pid {record.pid} from {svc.pid_file} is gone ({describe_pid(record)}); "
+        "removing stale pid file"
+    )
     svc.pid_file.unlink(missing_ok=True)
     return None
 
