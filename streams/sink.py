@@ -13,7 +13,8 @@ A batch goes through three steps; the comments say what a crash after each one c
    b. insert the raw events (ReplacingMergeTree: a rewrite collapses);
       *crash: re-read; the rows are written again and collapse*;
    c. insert the window contributions above every table's progress into the main feed,
-      in one block, which lands as one part per table together with its progress; a
+      pre-aggregated per window (``schemas.storage.agg_feed``), in one block, which lands
+      as one part per table together with its progress; a
       table that lacks contributions the others hold (a failure between the views of
       one insert) first gets exactly those through its own repair feed
       (:func:`window_writes`);
@@ -38,7 +39,8 @@ from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 from schemas.errors import InvalidInput, MeterlineError
-from schemas.meters import MeterSet
+from schemas.meters import Aggregation, MeterSet
+from schemas.storage.agg_feed import AggRow, pre_aggregate
 from schemas.storage.engine import Engine
 from schemas.storage.events_table import EventsTable, RawEventRow
 from schemas.storage.rollups import WindowStore
@@ -167,7 +169,10 @@ class MeteringSink:
         self.events = EventsTable(database)
         self.windows = WindowsTable(database)
         self.store = WindowStore(database)
-        self._feeds = {label: feed for label, (_, feed) in self.store.tables().items()}
+        self._feeds = self.store.agg_repair_feeds()
+        self._unique = frozenset(
+            m.slug for m in meters if m.aggregation is Aggregation.UNIQUE_COUNT
+        )
         self.retry_seconds = retry_seconds
         self.unknown_type_is_error = unknown_type_is_error
         self.horizon_ms = horizon_ms
@@ -356,9 +361,11 @@ class MeteringSink:
                     label,
                     len(repair),
                 )
-                engine.insert(*self.windows.insert_args(repair, feed=self._feeds[label]))
+                engine.insert(
+                    *self.windows.agg_insert_args(self._aggregated(repair), self._feeds[label])
+                )
             if main:
-                engine.insert(*self.windows.insert_args(main))
+                engine.insert(*self.windows.agg_insert_args(self._aggregated(main)))
         except Exception:
             for table in self._progress.values():
                 for partition in partitions:
@@ -369,6 +376,10 @@ class MeteringSink:
                 if row.source_offset > table.get(row.source_partition, -1):
                     table[row.source_partition] = row.source_offset
         return len(main), sum(len(r) for r in repairs.values())
+
+    def _aggregated(self, rows: Sequence[FeedRow]) -> list[AggRow]:
+        """One row per window (and distinct value of a UNIQUE_COUNT meter)."""
+        return pre_aggregate((row.as_row() for row in rows), self._unique)
 
     def _connected(self) -> Engine:
         if self._engine is None:

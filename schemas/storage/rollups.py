@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from schemas.storage.agg_feed import STATES_FROM_AGG, agg_feed_ddl
 from schemas.storage.sql import Statement, lit
 from schemas.storage.windows_table import (
     STATE_COLUMNS,
@@ -64,6 +65,18 @@ class RollupTable:
     def repair_view(self) -> str:
         return f"{self.name}_repair_mv"
 
+    @property
+    def agg_view(self) -> str:
+        return f"{self.name}_agg_mv"
+
+    @property
+    def agg_repair_feed(self) -> str:
+        return f"{self.database}.meter_window_agg_feed_repair_{self.grain}"
+
+    @property
+    def agg_repair_view(self) -> str:
+        return f"{self.name}_agg_repair_mv"
+
     def _bucket(self, column: str) -> str:
         return f"toDateTime(intDiv({column}, {self.seconds}) * {self.seconds}) AS window_start"
 
@@ -86,6 +99,22 @@ class RollupTable:
             f" source_partition,{STATES_FROM_FEED}"
             f" FROM {source}{where} GROUP BY {_KEYS}"
         )
+
+    def agg_view_ddl(self, view: str, source: str) -> Statement:
+        """The view from an aggregated feed into the rollup."""
+        return Statement(
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {view} TO {self.name} AS SELECT"
+            f" namespace, meter, subject, group_key, {self._bucket('window_start_s')},"
+            f" source_partition,{STATES_FROM_AGG}"
+            f" FROM {source} ARRAY JOIN range(events) AS k GROUP BY {_KEYS}"
+        )
+
+    def agg_ddl(self, agg_feed: str) -> list[Statement]:
+        return [
+            agg_feed_ddl(self.agg_repair_feed),
+            self.agg_view_ddl(self.agg_view, agg_feed),
+            self.agg_view_ddl(self.agg_repair_view, self.agg_repair_feed),
+        ]
 
     def ddl(self, feed: str, since_minute_s: int = 0) -> list[Statement]:
         return [
@@ -120,17 +149,30 @@ class WindowStore:
         return tuple(RollupTable(self.database, grain) for grain in GRAINS)
 
     def tables(self) -> dict[str, tuple[str, str]]:
-        """Table label → (table, its repair feed)."""
+        """Table label → (table, its per-event repair feed)."""
         minute = self.minute
         return {
             "minute": (minute.name, minute.repair_feed),
             **{r.grain: (r.name, r.repair_feed) for r in self.rollups},
         }
 
+    def agg_repair_feeds(self) -> dict[str, str]:
+        """Table label → its aggregated repair feed (what this build's worker writes)."""
+        return {
+            "minute": self.minute.agg_repair_feed,
+            **{r.grain: r.agg_repair_feed for r in self.rollups},
+        }
+
+    def agg_ddl(self) -> list[Statement]:
+        """The aggregated feed, its views into every table, and their repair feeds."""
+        minute = self.minute
+        return [*minute.agg_ddl(), *(s for r in self.rollups for s in r.agg_ddl(minute.agg_feed))]
+
     def ddl(self) -> list[Statement]:
         return [
             *self.minute.ddl(),
             *(s for r in self.rollups for s in r.ddl(self.minute.feed)),
+            *(s for r in self.rollups for s in r.agg_ddl(self.minute.agg_feed)),
         ]
 
     def progress(self, namespace: str) -> Statement:

@@ -4,6 +4,7 @@
 2. ``meter_windows`` ordered by subject first, copied and swapped in while the worker
    writes.
 3. Rollups by hour and by day, and a repair feed per windows table.
+4. The aggregated feed (``agg_feed``): a chunk's contributions pre-aggregated per window.
 
 Copies under a live writer use a *cut*: a whole minute M chosen by the migration.  The
 worker stores a record's contributions under its ingestion minute (the broker's append
@@ -33,7 +34,7 @@ from schemas.storage.migrations import (
     tables_of,
     unknown_layout,
 )
-from schemas.storage.rollups import RollupTable
+from schemas.storage.rollups import RollupTable, WindowStore
 from schemas.storage.sql import Statement
 from schemas.storage.windows_table import (
     FEED_COLUMNS,
@@ -207,4 +208,18 @@ class Rollups:
             )
 
 
-VERSIONS: tuple[Version, ...] = (Baseline(), SubjectLeadingWindows(), Rollups())
+@dataclass(frozen=True, slots=True)
+class AggregatedFeed:
+    """A feed of rows pre-aggregated per window, with views into every windows table and
+    repair feeds of its own.  Only new tables and views: the per-event feed and its views
+    stay, so a worker of an earlier build writes on through the upgrade and both feeds
+    fill the same tables."""
+
+    number: int = 4
+    name: str = "the aggregated feed"
+
+    def apply(self, ctx: MigrationContext) -> None:
+        ctx.run(*WindowStore(ctx.database).agg_ddl())
+
+
+VERSIONS: tuple[Version, ...] = (Baseline(), SubjectLeadingWindows(), Rollups(), AggregatedFeed())

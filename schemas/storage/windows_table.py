@@ -42,6 +42,13 @@ from decimal import Decimal
 from enum import StrEnum
 
 from schemas.meters import Aggregation
+from schemas.storage.agg_feed import (
+    AGG_COLUMNS,
+    STATES_FROM_AGG,
+    AggRow,
+    Contribution,
+    agg_feed_ddl,
+)
 from schemas.storage.sql import Statement, lit
 
 __all__ = [
@@ -129,7 +136,7 @@ class FeedRow:
     source_offset: int
     source_index: int = 0
 
-    def as_row(self) -> tuple[object, ...]:
+    def as_row(self) -> Contribution:
         return (
             self.namespace,
             self.meter,
@@ -195,6 +202,10 @@ class WindowsTable:
         self.view = f"{database}.meter_windows_mv"
         self.repair_feed = f"{database}.meter_window_feed_repair_minute"
         self.repair_view = f"{database}.meter_windows_repair_mv"
+        self.agg_feed = f"{database}.meter_window_agg_feed"
+        self.agg_view = f"{database}.meter_windows_agg_mv"
+        self.agg_repair_feed = f"{database}.meter_window_agg_feed_repair_minute"
+        self.agg_repair_view = f"{database}.meter_windows_agg_repair_mv"
 
     def table_ddl(self, name: str) -> Statement:
         return Statement(
@@ -216,6 +227,25 @@ class WindowsTable:
             f" FROM {source} GROUP BY {_GROUP_KEYS}"
         )
 
+    def agg_view_ddl(self, view: str, source: str) -> Statement:
+        """The view from an aggregated feed (``agg_feed``) into ``meter_windows``."""
+        return Statement(
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {view} TO {self.name} AS SELECT"
+            " namespace, meter, subject, group_key,"
+            " toDateTime(window_start_s) AS window_start,"
+            " toDateTime(ingest_minute_s) AS ingest_minute, source_partition,"
+            f"{STATES_FROM_AGG}"
+            f" FROM {source} ARRAY JOIN range(events) AS k GROUP BY {_GROUP_KEYS}"
+        )
+
+    def agg_ddl(self) -> list[Statement]:
+        return [
+            agg_feed_ddl(self.agg_feed),
+            agg_feed_ddl(self.agg_repair_feed),
+            self.agg_view_ddl(self.agg_view, self.agg_feed),
+            self.agg_view_ddl(self.agg_repair_view, self.agg_repair_feed),
+        ]
+
     def ddl(self) -> list[Statement]:
         return [
             feed_ddl(self.feed),
@@ -223,7 +253,14 @@ class WindowsTable:
             self.table_ddl(self.name),
             self.view_ddl(self.view, self.feed),
             self.view_ddl(self.repair_view, self.repair_feed),
+            *self.agg_ddl(),
         ]
+
+    def agg_insert_args(
+        self, rows: Sequence[AggRow], feed: str | None = None
+    ) -> tuple[str, tuple[str, ...], Sequence[AggRow]]:
+        """The insert of aggregated rows into ``feed`` (default: the aggregated feed)."""
+        return feed or self.agg_feed, AGG_COLUMNS, rows
 
     def insert_args(
         self, rows: Sequence[FeedRow], feed: str | None = None

@@ -44,6 +44,12 @@ class Store:
 LABELS = ("minute", "hourly", "daily")
 
 
+def events_in(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
+    if "events" in columns:
+        return sum(int(r[columns.index("events")]) for r in rows)
+    return len(rows)
+
+
 class RecordingEngine:
     """Records inserts; answers the progress query with ``progress`` for every windows
     table, or per table with ``by_table``."""
@@ -69,10 +75,11 @@ class RecordingEngine:
         return [(label, p, o) for label, rows in tables.items() for p, o in rows]
 
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Records (table, events): the events column of aggregated rows, else rows."""
         if self.fail:
             self.fail -= 1
             raise ConnectionError("boom")
-        self.inserts.append((table.split(".")[-1], len(rows)))
+        self.inserts.append((table.split(".")[-1], events_in(columns, rows)))
 
     def close(self) -> None:
         pass
@@ -145,7 +152,7 @@ def test_write_skips_window_rows_already_stored_before_a_crash() -> None:
     plan = s.plan([record(0, "a", 1), record(1, "b", 1), record(2, "c", 1)], Store())
     s.write(plan)
     # raw rows are rewritten (they collapse); only offset 2's window row is new
-    assert engine.inserts == [("usage_events", 3), ("meter_window_feed", 1)]
+    assert engine.inserts == [("usage_events", 3), ("meter_window_agg_feed", 1)]
 
 
 def test_seen_is_recorded_only_in_finish_after_the_write() -> None:
@@ -162,7 +169,7 @@ def test_write_retries_then_fails_loudly() -> None:
     engine = RecordingEngine(fail=2)
     s = sink(engine, retry_seconds=30)
     s.write(s.plan([record(0, "a", 1)], Store()))
-    assert engine.inserts == [("usage_events", 1), ("meter_window_feed", 1)]
+    assert engine.inserts == [("usage_events", 1), ("meter_window_agg_feed", 1)]
     stubborn = RecordingEngine(fail=10**6)
     with pytest.raises(SinkFailed, match="ClickHouse write failed"):
         sink(stubborn, retry_seconds=0.5).write(sink(stubborn).plan([record(0, "a", 1)], Store()))
@@ -196,7 +203,7 @@ def test_a_record_delivered_twice_in_one_batch_counts_once() -> None:
     assert sum(r.value for r in plan.feed_rows) == Decimal(7)
     assert plan.outcomes == {"new": 2, "redelivered": 1}
     s.write(plan)
-    assert engine.inserts == [("usage_events", 2), ("meter_window_feed", 2)]
+    assert engine.inserts == [("usage_events", 2), ("meter_window_agg_feed", 2)]
 
 
 def test_progress_is_reloaded_after_a_partition_comes_back() -> None:
@@ -207,7 +214,7 @@ def test_progress_is_reloaded_after_a_partition_comes_back() -> None:
     s.forget_partitions([0])  # assigned back to this worker
     engine.inserts.clear()
     s.write(s.plan([record(8, "h", 1), record(9, "i", 1), record(10, "j", 1)], Store()))
-    assert engine.inserts == [("usage_events", 3), ("meter_window_feed", 1)]
+    assert engine.inserts == [("usage_events", 3), ("meter_window_agg_feed", 1)]
 
 
 def feed_row(offset: int) -> FeedRow:
@@ -244,15 +251,15 @@ class PartialEngine(RecordingEngine):
 
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         name = table.split(".")[-1]
-        self.inserts.append((name, len(rows)))
+        self.inserts.append((name, events_in(columns, rows)))
         if name == "usage_events":
             return
-        top = max(int(r[columns.index("source_offset")]) for r in rows)
+        top = max(int(r[columns.index("max_offset")]) for r in rows)
         targets = {
-            "meter_window_feed": LABELS,
-            **{f"meter_window_feed_repair_{label}": (label,) for label in LABELS},
+            "meter_window_agg_feed": LABELS,
+            **{f"meter_window_agg_feed_repair_{label}": (label,) for label in LABELS},
         }[name]
-        if name == "meter_window_feed" and self.broken:
+        if name == "meter_window_agg_feed" and self.broken:
             self.broken = False
             self.stored["minute"][0] = top
             raise ConnectionError("lost after the first view")
@@ -266,9 +273,9 @@ def test_a_failure_between_views_is_repaired_without_counting_twice() -> None:
     s.write(s.plan([record(0, "a", 1), record(1, "b", 2)], Store()))
     assert engine.inserts == [
         ("usage_events", 2),
-        ("meter_window_feed", 2),  # landed in the minute table only, then failed
-        ("meter_window_feed_repair_hourly", 2),  # the retry: the rollups get the rows,
-        ("meter_window_feed_repair_daily", 2),  # the minute table nothing more
+        ("meter_window_agg_feed", 2),  # landed in the minute table only, then failed
+        ("meter_window_agg_feed_repair_hourly", 2),  # the retry: the rollups get them,
+        ("meter_window_agg_feed_repair_daily", 2),  # the minute table nothing more
     ]
     assert engine.stored == {label: {0: 1} for label in LABELS}
     assert engine.progress_reads == 2  # progress was reloaded before the retry
