@@ -106,12 +106,23 @@ def split_record(value: bytes, batch: bool) -> list[bytes]:
 
 
 def decode_event(raw: bytes) -> UsageEvent:
-    """Bytes from the events topic → a validated event; :class:`InvalidInput` if not one."""
+    """Bytes from the events topic → a validated event; :class:`InvalidInput` if not one.
+
+    Only UTF-8 is read (``json.loads`` on bytes would also take UTF-16 and UTF-32, which the
+    raw-event store cannot keep), and every way the decoder can fail — a number beyond
+    any Decimal (``1e99999999999999999999``), nesting past the recursion limit — is an
+    invalid event, never an exception that would stop the worker on every retry."""
     try:
-        payload = _loads_exact(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
         raise InvalidInput.single(
-            "usage event", "", f"not valid JSON ({exc})", "send one JSON object per event"
+            "usage event", "", "not UTF-8 text", "send JSON encoded as UTF-8"
+        ) from None
+    try:
+        payload = _loads_exact(raw, text)
+    except (ValueError, ArithmeticError, RecursionError) as exc:
+        raise InvalidInput.single(
+            "usage event", "", f"not valid JSON ({exc!r:.200})", "send one JSON object per event"
         ) from None
     if not isinstance(payload, dict):
         raise InvalidInput.single(
@@ -134,7 +145,7 @@ def _has_float(value: Any) -> bool:
     return False
 
 
-def _loads_exact(raw: bytes) -> Any:
+def _loads_exact(raw: bytes, text: str) -> Any:
     """JSON with every number exact.
 
     orjson is several times faster than the standard library but reads fractions (and
@@ -145,14 +156,25 @@ def _loads_exact(raw: bytes) -> Any:
     try:
         payload = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return json.loads(raw, parse_float=Decimal)
+        return json.loads(text, parse_float=Decimal)
     if type(payload) is not dict or _has_float(payload.get("data")):
         # Only data carries quantities; a float anywhere else is refused by validation.
-        return json.loads(raw, parse_float=Decimal)
+        return json.loads(text, parse_float=Decimal)
     return payload
 
 
 def content_hash(event: UsageEvent) -> str:
-    """A digest of everything that makes up the event, to tell a retry from a conflict."""
-    canonical = orjson.dumps(event.to_wire(), default=str, option=orjson.OPT_SORT_KEYS)
+    """A digest of everything that makes up the event, to tell a retry from a conflict.
+
+    orjson writes the canonical form; what it cannot write (an integer beyond 64 bits,
+    nesting deeper than it goes) is written by the standard library the same way
+    (sorted keys, no spaces, non-ASCII as is), so such an event gets a digest instead of
+    stopping the worker."""
+    wire = event.to_wire()
+    try:
+        canonical = orjson.dumps(wire, default=str, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        canonical = json.dumps(
+            wire, default=str, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        ).encode("utf-8")
     return hashlib.blake2b(canonical, digest_size=12).hexdigest()

@@ -9,6 +9,7 @@ resend with the same id is still accepted.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
@@ -154,7 +155,10 @@ def _group_text(found: Any) -> str:
         return found
     if isinstance(found, Decimal):
         return format(found.normalize(), "f")
-    return orjson.dumps(found, default=str).decode()
+    try:
+        return orjson.dumps(found, default=str).decode()
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits, very deep nesting
+        return json.dumps(found, default=str, separators=(",", ":"), ensure_ascii=False)
 
 
 def contributions(

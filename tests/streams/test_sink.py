@@ -279,3 +279,28 @@ def test_a_failure_between_views_is_repaired_without_counting_twice() -> None:
     ]
     assert engine.stored == {label: {0: 1} for label in LABELS}
     assert engine.progress_reads == 2  # progress was reloaded before the retry
+
+
+ENVELOPE = (
+    b'"specversion":"1.0","id":"p","source":"s","type":"llm","subject":"acme",'
+    b'"time":"2026-11-01T00:00:00Z"'
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "outcome"),
+    [
+        # once each of these raised out of plan() and stopped the worker on every retry
+        (b"{" + ENVELOPE + b',"data":{"n":1,"x":123456789012345678901234567890}}', "new"),
+        (b"{" + ENVELOPE + b',"data":{"n":1e99999999999999999999}}', "dead_letter"),
+        (
+            b"{" + ENVELOPE + b',"data":' + b'{"a":' * 1200 + b"1" + b"}" * 1200 + b"}",
+            "dead_letter",
+        ),
+        (("{" + ENVELOPE.decode() + ',"data":{"n":1}}').encode("utf-16"), "dead_letter"),
+    ],
+    ids=["integer beyond 64 bits", "exponent beyond any Decimal", "1200 levels deep", "UTF-16"],
+)
+def test_no_event_stops_the_plan(body: bytes, outcome: str) -> None:
+    plan = sink(RecordingEngine()).plan([Record("events", 0, 0, T0, b"acme", body)], Store())
+    assert plan.outcomes == {outcome: 1}
