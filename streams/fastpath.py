@@ -1,0 +1,335 @@
+"""The lean per-event path of the metering worker: decode, validate, meter and digest one
+usage event in a few microseconds, with results identical to the reference path.
+
+The reference path — :func:`schemas.wire.decode_event` (pydantic),
+:func:`streams.metering.contributions` and :func:`schemas.wire.content_hash` — stays the
+definition of what an event means and what it adds to the windows.  It costs ~25 µs an
+event, mostly pydantic validation and exact-decimal JSON.  This module answers the same
+questions for plainly well-formed events: ``msgspec`` validates and decodes the JSON into
+a typed struct in C (~1 µs, numbers exact through ``float_hook=Decimal``), and the rest is
+plain dict lookups and tuples — no model, dataclass or datetime per event:
+
+* :func:`decode` returns ``(source, id, type, subject, time_ms, data, digest)`` or
+  ``None``.  ``None`` is not a verdict: it means "not decided here", and the caller runs
+  the reference path on the same bytes, which accepts, refuses (``InvalidInput``) or
+  raises exactly as it always did.
+* :func:`meter` returns the contributions of a decoded event as tuples, or raises the
+  reference's :class:`~streams.metering.Unmeterable` with the same reason and detail.
+
+Invariants, checked against the reference by ``tests/streams/test_fastpath.py``:
+
+1. If :func:`decode` returns a tuple, ``decode_event`` accepts the same bytes, and its
+   source, id, type, subject, ``time_ms`` and ``data`` are equal to it (same Python types,
+   same key order), and ``digest == content_hash(event)``: digests stored by either path
+   stay comparable, so dedupe tells a retry from a conflict across a deploy.
+2. If ``decode_event`` refuses the bytes, :func:`decode` returns ``None``.
+3. :func:`meter` gives exactly the reference's contributions — the same exact
+   ``Decimal`` (exponent included), group-key text and unique text — or raises what the
+   reference raises.  The rare branches call the reference's own helpers
+   (``_numeric``, ``_unique_text``, ``_group_text``); only the common cases are inlined.
+
+:func:`decode` falls back whenever in doubt: any msgspec error (bad JSON, a byte-order
+mark or UTF-16, invalid UTF-8, unknown field, wrong type), any surrogate escape
+(``\\ud800``) in the raw bytes, an envelope text outside 1..512 characters or with
+whitespace the reference would strip (also around ``data``'s top-level keys, which the
+reference strips silently), a specversion other than ``"1.0"``, a time not of the form
+``YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`` or outside years 1..9999 in UTC, and data
+the canonical JSON cannot hold (integers beyond 64 bits, nesting deeper than orjson
+writes) — the reference writes those with the standard library.
+
+Three things are copies of the reference, not calls into it, because the reference only
+offers them on a ``UsageEvent``: the canonical form hashed by ``content_hash``
+(:func:`_digest`), and the detail texts of ``value_missing`` and ``unknown_event_type``.
+The tests pin each against the reference, so a change there fails them.
+
+Failure cost: a fallback costs only time (the reference's ~25 µs).  A wrong accept would
+store another digest, time or value than the reference would: that is why every doubt
+falls back instead of being decided here.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+import orjson
+
+from schemas.jsonpath import MISSING, JsonPath
+from schemas.meters import Aggregation, MeterDefinition, MeterSet
+from schemas.timeutil import format_ms, to_ms
+from streams.metering import (
+    MAX_INTEGER_DIGITS,
+    DeadLetterReason,
+    Unmeterable,
+    _group_text,
+    _numeric,
+    _unique_text,
+    group_key,
+    window_start_ms,
+)
+
+__all__ = ["ContributionRow", "FastEvent", "FastMeters", "decode", "meter"]
+
+FastEvent = tuple[str, str, str, str, int, dict[str, Any] | None, str]
+"""``(source, id, type, subject, time_ms, data, digest)`` of one event :func:`decode` accepted."""
+
+ContributionRow = tuple[str, str, str, int, Decimal, str, int]
+"""``(meter, subject, group_key, window_start_ms, value, uniq, event_ms)``: the fields of
+:class:`streams.metering.Contribution`, in its order."""
+
+Extractor = Callable[[dict[str, Any]], Any]
+"""A compiled JSONPath: the value in ``data`` it points to, or :data:`MISSING`."""
+
+_MAX_TEXT = 512  # UsageEvent's max_length for id, source, type and subject
+_INT_LIMIT = 10**MAX_INTEGER_DIGITS  # |n| below it: an integer _numeric accepts unchanged
+_ZERO = Decimal(0)
+_NO_GROUPS = group_key({})
+_EPOCH_DAY = date(1970, 1, 1).toordinal()
+_DAY_MS = 86_400_000
+_MIN_MS = to_ms(datetime.min.replace(tzinfo=UTC))  # what astimezone(UTC) can represent
+_MAX_MS = to_ms(datetime.max.replace(tzinfo=UTC))
+
+
+class _Envelope(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """The wire shape msgspec checks in C; what it lets through is checked in :func:`decode`."""
+
+    id: str
+    source: str
+    type: str
+    subject: str
+    time: str
+    specversion: str = "1.0"
+    data: dict[str, Any] | None = None
+    datacontenttype: str | None = None
+    dataschema: str | None = None
+
+
+# float_hook gets the literal's exact text, as the reference's parse_float=Decimal does.
+_DECODER = msgspec.json.Decoder(_Envelope, float_hook=Decimal)
+
+_HOUR = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):")
+_TIME = re.compile(  # after an hour _HOUR accepts
+    r".{14}([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?(?:Z|([+-])([0-9]{2}):([0-9]{2}))", re.DOTALL
+)
+
+
+def decode(line: bytes) -> FastEvent | None:
+    """One event line → :data:`FastEvent`, or ``None`` to leave it to the reference path."""
+    if b"\\u" in line and (b"\\ud" in line or b"\\uD" in line):
+        return None  # a surrogate escape: a pair is fine, a lone one is refused; not decided here
+    try:
+        envelope = _DECODER.decode(line)
+    except (ValueError, ArithmeticError, RecursionError):
+        # msgspec's errors are ValueErrors; Decimal refusing a literal (1e99999999999999999999)
+        # and deep nesting raise the other two.
+        return None
+    source, id_, type_, subject = envelope.source, envelope.id, envelope.type, envelope.subject
+    for text in (source, id_, type_, subject):
+        # str.strip removes a superset of what pydantic's str_strip_whitespace removes.
+        if not 0 < len(text) <= _MAX_TEXT or text != text.strip():
+            return None
+    if envelope.specversion != "1.0":
+        return None
+    when = _time(envelope.time)
+    if when is None:
+        return None
+    time_ms, time_text = when
+    wire: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": id_,
+        "source": source,
+        "type": type_,
+        "subject": subject,
+        "time": time_text,
+    }
+    data = envelope.data
+    if data is not None:
+        for key in data:
+            if key != key.strip():
+                return None  # the reference strips data's top-level keys
+        wire["data"] = data
+    if envelope.datacontenttype is not None or envelope.dataschema is not None:
+        for name, extra in (
+            ("datacontenttype", envelope.datacontenttype),
+            ("dataschema", envelope.dataschema),
+        ):
+            if extra is not None:
+                if extra != extra.strip():
+                    return None
+                wire[name] = extra
+    digest = _digest(wire)
+    if digest is None:
+        return None
+    return source, id_, type_, subject, time_ms, data, digest
+
+
+def _digest(wire: dict[str, Any]) -> str | None:
+    """:func:`schemas.wire.content_hash` of the event whose ``to_wire()`` is ``wire``.
+
+    ``None`` where orjson cannot write the canonical form (an integer beyond 64 bits,
+    nesting deeper than it writes): the reference's ``content_hash`` raises there.
+    """
+    try:
+        canonical = orjson.dumps(wire, default=str, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        return None
+    return hashlib.blake2b(canonical, digest_size=12).hexdigest()
+
+
+def _time(text: str) -> tuple[int, str] | None:
+    """``(time_ms, time as to_wire writes it)`` for the RFC 3339 forms decided here.
+
+    Like the reference: the fraction is truncated (never rounded) to milliseconds, the
+    offset applied, and a UTC time outside years 1..9999 is not accepted.
+    """
+    hour_ms = _hour_ms(text[:14])
+    if hour_ms is None:
+        return None
+    if len(text) == 24 and text[16] == ":" and text[19] == "." and text[23] == "Z":
+        # The canonical form (what to_wire and the SDK write): no regex, no datetime.
+        clock = text[14:16] + text[17:19] + text[20:23]  # MMSSmmm
+        if clock.isascii() and clock.isdigit():
+            minute, ms_of_minute = divmod(int(clock), 100_000)
+            if minute < 60 and ms_of_minute < 60_000:
+                return hour_ms + minute * 60_000 + ms_of_minute, text
+    match = _TIME.fullmatch(text)
+    if match is None:
+        return None
+    mm, ss, fraction, sign, offset_hh, offset_mm = match.groups()
+    minute, second = int(mm), int(ss)
+    if minute > 59 or second > 59:
+        return None
+    ms = int(fraction[:3].ljust(3, "0")) if fraction else 0
+    time_ms = hour_ms + (minute * 60 + second) * 1000 + ms
+    if sign is None:
+        return time_ms, f"{text[:19]}.{ms:03d}Z"
+    offset_h, offset_m = int(offset_hh), int(offset_mm)
+    if offset_h > 23 or offset_m > 59:
+        return None
+    offset_ms = (offset_h * 60 + offset_m) * 60_000
+    time_ms = time_ms - offset_ms if sign == "+" else time_ms + offset_ms
+    if not _MIN_MS <= time_ms <= _MAX_MS:
+        return None
+    return time_ms, format_ms(time_ms)
+
+
+@functools.lru_cache(maxsize=4096)
+def _hour_ms(prefix: str) -> int | None:
+    """Epoch milliseconds of ``YYYY-MM-DDTHH:`` (taken as UTC), ``None`` if no such hour."""
+    match = _HOUR.fullmatch(prefix)
+    if match is None:
+        return None
+    year, month, day, hour = (int(part) for part in match.groups())
+    try:
+        ordinal = date(year, month, day).toordinal()
+    except ValueError:
+        return None
+    return None if hour > 23 else (ordinal - _EPOCH_DAY) * _DAY_MS + hour * 3_600_000
+
+
+_Plan = tuple[MeterDefinition, bool, Extractor | None, tuple[tuple[str, Extractor], ...]]
+"""One meter compiled: definition, whether UNIQUE_COUNT, value extractor, group-bys."""
+
+
+class FastMeters:
+    """A :class:`MeterSet` compiled once for :func:`meter`: per event type, one plan per
+    meter, in the reference's order (so the first meter that fails is the same one)."""
+
+    __slots__ = ("by_type", "meters")
+
+    def __init__(self, meters: MeterSet) -> None:
+        self.meters = meters
+        self.by_type: dict[str, tuple[_Plan, ...]] = {
+            event_type: tuple(_compile(m) for m in matched)
+            for event_type, matched in meters.by_event_type.items()
+            if matched
+        }
+
+
+def _compile(definition: MeterDefinition) -> _Plan:
+    path = definition.value_path
+    return (
+        definition,
+        definition.aggregation is Aggregation.UNIQUE_COUNT,
+        _extractor(path) if path is not None else None,
+        tuple((name, _extractor(p)) for name, p in definition.group_paths.items()),
+    )
+
+
+def _extractor(path: JsonPath) -> Extractor:
+    """Plain dict lookups for ``$.key`` and ``$.a.b``; the path's own walk otherwise."""
+    keys = tuple(step for step in path.steps if isinstance(step, str))
+    if len(keys) != len(path.steps):
+        return path.find  # index steps: [0], [-1]
+    if len(keys) == 1:
+        (key,) = keys
+        return lambda data: data.get(key, MISSING)
+
+    def find(data: dict[str, Any]) -> Any:
+        node: Any = data
+        for key in keys:
+            if not isinstance(node, dict):
+                return MISSING
+            node = node.get(key, MISSING)
+        return node
+
+    return find
+
+
+def meter(
+    fast: FastMeters,
+    event_type: str,
+    subject: str,
+    time_ms: int,
+    data: dict[str, Any] | None,
+    unknown_type_is_error: bool,
+) -> list[ContributionRow]:
+    """What the event adds to its meters' windows: ``contributions`` as tuples.
+
+    All-or-nothing like the reference: the first meter that cannot take its value raises
+    :class:`Unmeterable`, with the reference's reason and detail text.
+    """
+    plans = fast.by_type.get(event_type)
+    if plans is None:
+        if unknown_type_is_error:
+            raise Unmeterable(
+                DeadLetterReason.UNKNOWN_TYPE, f"no meter reads event type {event_type!r}"
+            )
+        return []
+    found = data or {}
+    window = window_start_ms(time_ms)
+    rows: list[ContributionRow] = []
+    for definition, unique, find_value, groups in plans:
+        value, uniq = _ZERO, ""
+        if find_value is not None:
+            raw = find_value(found)
+            if raw is MISSING or raw is None:
+                raise Unmeterable(
+                    DeadLetterReason.VALUE_MISSING,
+                    f"meter {definition.slug!r} needs {definition.value_property} in data",
+                )
+            if unique:
+                uniq = raw if type(raw) is str else _unique_text(raw, definition)
+            elif type(raw) is int and -_INT_LIMIT < raw < _INT_LIMIT:
+                value = Decimal(raw)
+            else:
+                value = _numeric(raw, definition)
+        key = (
+            group_key({name: _group_value(f(found)) for name, f in groups})
+            if groups
+            else _NO_GROUPS
+        )
+        rows.append((definition.slug, subject, key, window, value, uniq, time_ms))
+    return rows
+
+
+def _group_value(found: Any) -> str:
+    if found is MISSING or found is None:
+        return ""
+    return found if type(found) is str else _group_text(found)

@@ -1,0 +1,629 @@
+"""The lean per-event path against its oracle, the reference path.
+
+For every line — generated events, mangled bytes and a fixed list of edge cases — the
+fast path must either decline (``decode`` returns ``None``) or agree exactly with
+``decode_event`` + ``content_hash``; a line the reference refuses must be declined; and
+``meter`` must give the reference's contributions or raise its ``Unmeterable``.  The
+agreement check itself is shown to fail on a wrong digest and on a wrong Decimal.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import astuple
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import hypothesis
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ingest.telemetry import generate
+from schemas.errors import InvalidInput
+from schemas.events import UsageEvent
+from schemas.meters import load_meters, parse_meters
+from schemas.wire import content_hash, decode_event, encode_event
+from streams.fastpath import FastEvent, FastMeters, decode, meter
+from streams.metering import Unmeterable, contributions
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = load_meters(ROOT / "deploy" / "demo" / "meters.yaml")
+
+# Every aggregation kind (the shape of tests/e2e/test_meters.py), with group-bys that take
+# each extractor: $.key, $.a.b, an index step and a bracketed key with a space.
+ALL_KINDS = parse_meters(
+    yaml.safe_load(
+        """
+meters:
+  - {slug: m_sum, event_type: job, aggregation: SUM, value_property: $.v,
+     group_by: {region: $.region}}
+  - {slug: m_count, event_type: job, aggregation: COUNT,
+     group_by: {region: $.region, plan: $.meta.plan}}
+  - {slug: m_unique, event_type: job, aggregation: UNIQUE_COUNT, value_property: $.user,
+     group_by: {plan: $.meta.plan}}
+  - {slug: m_max, event_type: job, aggregation: MAX, value_property: $.v,
+     group_by: {first: "$.items[0]"}}
+  - {slug: m_min, event_type: job, aggregation: MIN, value_property: $.meta.cost}
+  - {slug: m_avg, event_type: job, aggregation: AVG, value_property: "$.items[-1]",
+     group_by: {cost: "$['cost usd']"}}
+  - {slug: m_latest, event_type: job, aggregation: LATEST, value_property: $.v}
+  - {slug: m_count_other, event_type: api.request, aggregation: COUNT,
+     group_by: {endpoint: $.endpoint}}
+"""
+    )
+)
+METER_SETS = {"demo": (DEMO, FastMeters(DEMO)), "all_kinds": (ALL_KINDS, FastMeters(ALL_KINDS))}
+TYPES = ["api.request", "llm.completion", "storage.snapshot", "job", "unknown.kind"]
+
+
+# -- the oracle ----------------------------------------------------------------------------
+
+
+def metering_label(result: tuple[Any, ...]) -> str:
+    if result[0] == "ok":
+        return "no meter" if result[1] == "[]" else "metered"
+    return f"{result[0]} {result[1]}"
+
+
+def outcome(run: Callable[[], Any]) -> tuple[Any, ...]:
+    """What a metering call did, comparable across paths (reprs keep Decimal exponents)."""
+    try:
+        return ("ok", repr(run()))
+    except Unmeterable as exc:
+        return ("unmeterable", exc.reason, exc.detail)
+    except (TypeError, ValueError, ArithmeticError, RecursionError) as exc:
+        return ("raised", type(exc).__name__, str(exc))
+
+
+def assert_agrees(
+    line: bytes,
+    meter_set: str = "all_kinds",
+    unknown_type_is_error: bool = False,
+    *,
+    fast_decode: Callable[[bytes], FastEvent | None] = decode,
+    fast_meter: Callable[..., Any] = meter,
+) -> tuple[FastEvent | None, UsageEvent | None, str]:
+    """Check every invariant of ``streams.fastpath`` for one line; return both decodings
+    and what metering did."""
+    meters, fast_meters = METER_SETS[meter_set]
+    fast = fast_decode(line)
+    try:
+        event = decode_event(line)
+    except InvalidInput:
+        assert fast is None, "the reference refuses this line; the fast path must decline"
+        return None, None, "refused"
+    except (ArithmeticError, RecursionError):
+        assert fast is None, "the reference raises on this line; the fast path must decline"
+        return None, None, "raised"
+    if fast is not None:
+        source, id_, type_, subject, time_ms, data, digest = fast
+        assert (source, id_, type_, subject, time_ms) == (
+            event.source,
+            event.id,
+            event.type,
+            event.subject,
+            event.time_ms,
+        )
+        assert repr(data) == repr(event.data)  # same types, same key order
+        assert digest == content_hash(event)
+    reference = outcome(
+        lambda: [
+            astuple(c)
+            for c in contributions(event, meters, unknown_type_is_error=unknown_type_is_error)
+        ]
+    )
+    mine = outcome(
+        lambda: fast_meter(
+            fast_meters,
+            event.type,
+            event.subject,
+            event.time_ms,
+            event.data if fast is None else fast[5],
+            unknown_type_is_error,
+        )
+    )
+    assert mine == reference
+    return fast, event, metering_label(reference)
+
+
+def note_coverage(fast: FastEvent | None, event: UsageEvent | None, metering: str) -> None:
+    """Label the example (``--hypothesis-show-statistics``): a property is only as good as
+    the share of lines that reach each side of it."""
+    verdict = "refused" if event is None else "decided by the fast path" if fast else "fell back"
+    hypothesis.event(verdict)
+    hypothesis.event(f"metering: {metering}")
+
+
+# -- generated lines -----------------------------------------------------------------------
+
+
+class Raw(str):
+    """A JSON token written as is (``NaN``, ``1e400``, a 30-digit integer)."""
+
+
+def to_json(value: Any) -> str:
+    """Compact JSON with every number written exactly as given (Decimals as literals)."""
+    if isinstance(value, Raw):
+        return str(value)
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, int | Decimal):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ",".join(to_json(v) for v in value) + "]"
+    return "{" + ",".join(f"{to_json(k)}:{to_json(v)}" for k, v in value.items()) + "}"
+
+
+TEXTS = st.one_of(
+    st.text(st.characters(codec="utf-8"), min_size=1, max_size=12).filter(
+        lambda text: text == text.strip()
+    ),
+    st.from_regex(r"[a-z][a-z0-9\-]{0,15}", fullmatch=True),
+    st.sampled_from(["a" * 512, "é" * 512, "\U0001f600" * 3, "ac\u0000me", "a\u00a0b"]),
+)
+BAD_TEXTS = st.sampled_from(
+    ["", " ", " acme", "acme ", "\tacme", "acme\u00a0", "acme\x1f", "a" * 513, Raw("7")]
+)
+DECIMALS = st.builds(
+    lambda digits, places: Decimal(f"{digits}E-{places}"),
+    st.integers(-(10**35), 10**35),
+    st.integers(0, 22),
+)
+NUMBERS = st.one_of(
+    st.integers(-(10**6), 10**6),
+    st.integers(-(10**31), 10**31),
+    st.integers(-(2**70), 2**70),
+    DECIMALS,
+    st.decimals(allow_nan=False, allow_infinity=False),
+    st.sampled_from([Raw("1e400"), Raw("1E-400"), Raw("-0.0"), Raw("1.50"), Raw("0E+3")]),
+)
+STRINGS = st.one_of(
+    st.text(st.characters(codec="utf-8"), max_size=8),
+    st.sampled_from(["12.5", " 1.5 ", "1_000", "NaN", "Infinity", "abc", "1e400", "-0", ""]),
+)
+SCALARS = st.one_of(st.none(), st.booleans(), NUMBERS, STRINGS)
+KEYS = st.one_of(
+    st.sampled_from(["v", "user", "region", "plan", "cost", "tokens", "model", "endpoint"]),
+    st.text(st.characters(codec="utf-8"), max_size=6),
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(KEYS, inner, max_size=3),
+    max_leaves=6,
+)
+PADDED_KEYS = (" tokens ", "v ", "\tregion")
+ZONES = ("Z", "Z", "+00:00", "-00:00", "+02:00", "-05:30", "+14:00", "+23:59")
+ODD_ZONES = ("z", "", "+0200", "+24:00", "+02", " Z", "+02:60")
+IN_RANGE = st.one_of(
+    st.integers(-(10**12), 10**12),
+    st.builds(
+        lambda digits, places: Decimal(f"{digits}E-{places}"),
+        st.integers(-(10**20), 10**20),
+        st.integers(0, 9),
+    ),
+    st.sampled_from(["12.5", "0.001", "-3", "1E+3"]),
+)
+LABELS = st.sampled_from(["eu", "us", "pro", "free", ""])
+
+
+def mostly(usual: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """A metered field: usually a value the meters take, sometimes anything at all."""
+    return st.one_of(usual, usual, usual, usual, SCALARS, VALUES)
+
+
+METERED = st.fixed_dictionaries(
+    {
+        "v": mostly(IN_RANGE),
+        "tokens": mostly(IN_RANGE),
+        "gb_hours": mostly(IN_RANGE),
+        "user": mostly(LABELS | IN_RANGE),
+        "region": mostly(LABELS),
+        "model": mostly(LABELS),
+        "endpoint": mostly(LABELS),
+        "meta": mostly(st.fixed_dictionaries({"plan": LABELS, "cost": mostly(IN_RANGE)})),
+        "items": mostly(st.lists(mostly(IN_RANGE), min_size=1, max_size=3)),
+        "cost usd": mostly(IN_RANGE | LABELS),
+    }
+)
+
+
+@st.composite
+def data_objects(draw: st.DrawFn) -> dict[str, Any]:
+    """What meters read, each field now and then missing, among keys no meter reads."""
+    metered = {key: value for key, value in draw(METERED).items() if draw(st.integers(0, 7))}
+    return {**draw(st.dictionaries(KEYS, VALUES, max_size=3)), **metered}
+
+
+DATA = data_objects()
+
+
+@st.composite
+def times(draw: st.DrawFn) -> str:
+    """RFC 3339 with an offset: any year, fractions of 0..20 digits (a ms, a µs, ...)."""
+    moment = draw(st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31)))
+    moment = draw(st.sampled_from([moment, datetime(2026, 11, 1, 12, 0, 0, 250_000)]))
+    digits = draw(st.text("0123456789", min_size=1, max_size=20))
+    fraction = draw(st.sampled_from(["", f".{digits}", f".{digits[:3]}", f".{digits[:6]}"]))
+    return (
+        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T"
+        f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}{fraction}"
+        + draw(st.sampled_from(ZONES))
+    )
+
+
+@st.composite
+def odd_times(draw: st.DrawFn) -> Any:
+    """Times the reference reads in its own way (or refuses): odd zones and separators,
+    edges of the calendar, epoch seconds."""
+    text = draw(times())
+    zone = draw(st.sampled_from(ODD_ZONES))
+    odd = draw(
+        st.sampled_from(
+            [
+                text[:19] + zone,
+                text[:10] + draw(st.sampled_from(["t", " "])) + text[11:],
+                text[:19] + ",5Z",
+                text[:19] + ".Z",
+                "0001-01-01T00:30:00+01:00",
+                "9999-12-31T23:30:00-01:00",
+                "2023-02-29T00:00:00Z",
+                "2026-01-01T24:00:00Z",
+                "2026-01-01T00:00:60Z",
+                "0000-01-01T00:00:00Z",
+                "2026-01-01",
+                "1700000000",
+            ]
+        )
+    )
+    return draw(st.sampled_from([odd, odd, odd, Raw("1700000000"), None]))
+
+
+@st.composite
+def payloads(draw: st.DrawFn) -> dict[str, Any]:
+    """A valid event in every shape the envelope allows; two in five carry one defect."""
+    payload: dict[str, Any] = {
+        "id": draw(TEXTS),
+        "source": draw(TEXTS),
+        "type": draw(st.one_of(st.sampled_from(TYPES), st.just("job"), TEXTS)),
+        "subject": draw(TEXTS),
+        "time": draw(times()),
+    }
+    if draw(st.booleans()):
+        payload["specversion"] = "1.0"
+    if draw(st.integers(0, 9)):
+        payload["data"] = draw(st.one_of(DATA, DATA, DATA, st.none()))
+    for extra in ("datacontenttype", "dataschema"):
+        if not draw(st.integers(0, 4)):
+            payload[extra] = draw(st.sampled_from([None, "", "application/json"]))
+    defect = draw(st.sampled_from([None, None, None, *DEFECTS]))
+    if defect == "text":
+        payload[draw(st.sampled_from(["id", "source", "type", "subject"]))] = draw(BAD_TEXTS)
+    elif defect == "time":
+        payload["time"] = draw(odd_times())
+    elif defect == "specversion":
+        payload["specversion"] = draw(st.sampled_from(["0.3", " 1.0", "1.0 ", Raw("1.0"), None]))
+    elif defect == "data":
+        payload["data"] = draw(st.one_of(SCALARS, st.lists(VALUES, max_size=2)))
+    elif defect == "data key":
+        padded = {draw(st.sampled_from(PADDED_KEYS)): draw(SCALARS)}
+        payload["data"] = {**(payload.get("data") or {}), **padded}
+    elif defect == "optional":
+        payload[draw(st.sampled_from(["datacontenttype", "dataschema"]))] = draw(
+            st.sampled_from([" x ", "x\n", 3, Raw('"\\ud800"')])
+        )
+    elif defect == "unknown field":
+        payload[draw(st.sampled_from(["extra", "Id", "data_"]))] = draw(SCALARS)
+    elif defect == "missing field":
+        del payload[draw(st.sampled_from(["id", "source", "type", "subject", "time"]))]
+    order = draw(st.permutations(sorted(payload)))
+    return {key: payload[key] for key in order}
+
+
+DEFECTS = [
+    "text",
+    "time",
+    "specversion",
+    "data",
+    "data key",
+    "optional",
+    "unknown field",
+    "missing field",
+]
+
+
+@st.composite
+def mangled(draw: st.DrawFn) -> bytes:
+    """A generated line with bytes cut, replaced or added."""
+    line = to_json(draw(payloads())).encode()
+    at = draw(st.integers(0, len(line)))
+    junk = draw(st.binary(max_size=4) | st.sampled_from([b"\\ud800", b"\xed\xa0\x80", b"\n"]))
+    how = draw(st.sampled_from(["cut", "replace", "insert", "wrap", "append"]))
+    if how == "cut":
+        return line[:at]
+    if how == "replace":
+        return line[:at] + junk + line[at + len(junk) :]
+    if how == "insert":
+        return line[:at] + junk + line[at:]
+    if how == "wrap":
+        return b"[" + line + b"]"
+    return line + junk
+
+
+SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@SETTINGS
+@given(payloads(), st.sampled_from(sorted(METER_SETS)), st.booleans())
+def test_generated_events_agree_with_the_reference(
+    payload: dict[str, Any], meter_set: str, unknown_type_is_error: bool
+) -> None:
+    note_coverage(*assert_agrees(to_json(payload).encode(), meter_set, unknown_type_is_error))
+
+
+@SETTINGS
+@given(mangled(), st.sampled_from(sorted(METER_SETS)))
+def test_mangled_lines_agree_with_the_reference(line: bytes, meter_set: str) -> None:
+    note_coverage(*assert_agrees(line, meter_set))
+
+
+@SETTINGS
+@given(
+    st.one_of(st.sampled_from(TYPES), st.just("job")),
+    st.text(min_size=1, max_size=5).filter(lambda text: text == text.strip()),
+    st.integers(-(2**60), 2**60),
+    DATA,
+    st.sampled_from(sorted(METER_SETS)),
+    st.booleans(),
+)
+def test_meter_agrees_with_contributions(
+    type_: str,
+    subject: str,
+    time_ms: int,
+    data: dict[str, Any],
+    meter_set: str,
+    unknown_type_is_error: bool,
+) -> None:
+    """Metering alone, on events built in memory: many more data shapes per second."""
+    meters, fast_meters = METER_SETS[meter_set]
+    at = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=time_ms % 10**14)
+    event = UsageEvent.create(type=type_, subject=subject, data=data, time=at)
+    reference = outcome(
+        lambda: [
+            astuple(c)
+            for c in contributions(event, meters, unknown_type_is_error=unknown_type_is_error)
+        ]
+    )
+    mine = outcome(
+        lambda: meter(fast_meters, type_, subject, event.time_ms, event.data, unknown_type_is_error)
+    )
+    assert mine == reference
+    hypothesis.event(metering_label(reference))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.from_regex(r"[a-z0-9][a-z0-9\-]{0,30}", fullmatch=True),
+    st.datetimes(
+        min_value=datetime(1970, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
+    ),
+    st.sampled_from(TYPES),
+    st.dictionaries(
+        st.sampled_from(["v", "user", "region", "tokens", "model", "gb_hours", "endpoint"]),
+        st.one_of(
+            # within 64 bits, even when the SDK writes an integral Decimal as an integer:
+            # beyond that only the reference decides (see SURPRISES)
+            st.integers(-(2**63), 2**64 - 1),
+            st.builds(
+                lambda digits, places: Decimal(f"{digits}E-{places}"),
+                st.integers(-(10**18), 10**18),
+                st.integers(1, 12),
+            ),
+            STRINGS,
+        ),
+        max_size=5,
+    ),
+    st.booleans(),
+)
+def test_well_formed_events_take_the_fast_path(
+    subject: str, at: datetime, type_: str, data: dict[str, Any], sdk_encoding: bool
+) -> None:
+    """Not vacuous: what the SDK writes is decided by the fast path, not handed back."""
+    event = UsageEvent.create(type=type_, subject=subject, data=data, time=at)
+    line = encode_event(event) if sdk_encoding else to_json(event.to_wire()).encode()
+    fast, _, _ = assert_agrees(line)
+    assert fast is not None
+
+
+def test_generated_telemetry_takes_the_fast_path() -> None:
+    telemetry = generate(
+        ["acme", "globex"], datetime(2026, 10, 1, tzinfo=UTC), timedelta(days=31), 300
+    )
+    for event in telemetry.events:
+        fast, _, _ = assert_agrees(encode_event(event), "demo", unknown_type_is_error=True)
+        assert fast is not None
+
+
+# -- the fixed edge cases ------------------------------------------------------------------
+
+GOOD = {
+    "id": "evt-1",
+    "source": "tests",
+    "type": "job",
+    "subject": "acme",
+    "time": "2026-11-01T10:05:42.250Z",
+    "data": {
+        "v": 12,
+        "user": "u1",
+        "region": "eu",
+        "meta": {"plan": "pro", "cost": "0.5"},
+        "items": [7, Decimal("2.50")],
+        "cost usd": Decimal("1.0"),
+    },
+}
+
+
+def line_with(**changes: Any) -> bytes:
+    payload = {**GOOD, **changes}
+    return to_json(payload).encode()
+
+
+def data_with(**values: Any) -> bytes:
+    return line_with(data={**GOOD["data"], **values})
+
+
+NOT_NUMERIC = "unmeterable value_not_numeric"
+OUT_OF_RANGE = "unmeterable value_out_of_range"
+
+# (line, the reference accepts it, the fast path decides it, what metering does)
+EDGE_CASES = {
+    "bad JSON": (line_with()[:-1], False, False, "refused"),
+    "unknown field": (line_with(colour="red"), False, False, "refused"),
+    "naive time": (line_with(time="2026-11-01T10:05:42.250"), False, False, "refused"),
+    "+02:00 offset": (line_with(time="2026-11-01T12:05:42.250+02:00"), True, True, "metered"),
+    "lone surrogate escape": (line_with(subject=Raw('"acme\\ud800"')), False, False, "refused"),
+    # valid, beyond 64 bits: only the reference writes its canonical form (stdlib json)
+    "30-digit integer": (data_with(v=Raw("1" * 30)), True, False, OUT_OF_RANGE),
+    "19 fraction digits": (data_with(v=Raw("0." + "1" * 19)), True, True, OUT_OF_RANGE),
+    "value is a bool": (data_with(v=True), True, True, NOT_NUMERIC),
+    "value is a list": (data_with(v=[1]), True, True, NOT_NUMERIC),
+    "value is an object": (data_with(v={"n": 1}), True, True, NOT_NUMERIC),
+    "value is a numeric string": (data_with(v="12.5"), True, True, "metered"),
+    'value is "NaN"': (data_with(v="NaN"), True, True, NOT_NUMERIC),
+    "empty id": (line_with(id=""), False, False, "refused"),
+    "513-char subject": (line_with(subject="s" * 513), False, False, "refused"),
+    "whitespace-padded fields": (
+        line_with(id=" evt-1 ", subject="acme\t"),
+        True,
+        False,
+        "metered",
+    ),
+    'specversion "0.3"': (line_with(specversion="0.3"), False, False, "refused"),
+    "data not an object": (line_with(data=[1, 2]), False, False, "refused"),
+    "top-level array": (b"[" + line_with() + b"]", False, False, "refused"),
+}
+
+
+@pytest.mark.parametrize("unknown_type_is_error", [False, True])
+@pytest.mark.parametrize(
+    ("line", "accepted", "decided", "metering"), EDGE_CASES.values(), ids=EDGE_CASES
+)
+def test_edge_case(
+    line: bytes, accepted: bool, decided: bool, metering: str, unknown_type_is_error: bool
+) -> None:
+    fast, event, metered = assert_agrees(line, "all_kinds", unknown_type_is_error)
+    assert (event is not None) == accepted
+    assert (fast is not None) == decided
+    assert metered == metering
+
+
+# Reference behaviour that surprised: pinned so a change to it is noticed here.
+SURPRISES = {
+    "data keys are stripped": (data_with(**{" v ": 3}), True, False),
+    "1e400": (data_with(v=Raw("1e400")), True, True),
+    "NaN literal": (data_with(v=Raw("NaN")), True, False),
+    "big integer as a group value": (data_with(region=Raw("9" * 25)), True, False),
+    "the SDK's 1E+20": (
+        encode_event(UsageEvent.create(type="job", subject="acme", data={"v": Decimal("1E+20")})),
+        True,
+        False,
+    ),
+    "nested 300 deep": (data_with(deep=Raw("[" * 300 + "]" * 300)), True, False),
+    # only UTF-8 is read, without a byte order mark (JSON on bytes would take both)
+    "UTF-8 byte order mark": (b"\xef\xbb\xbf" + line_with(), False, False),
+    "UTF-16 with a byte order mark": (line_with().decode().encode("utf-16"), False, False),
+    "duplicate keys, the last wins": (line_with()[:-1] + b',"id":"evt-2"}', True, True),
+    "duplicate data keys": (
+        line_with().replace(b'"data":{', b'"data":{"v":"7","region":"us",'),
+        True,
+        True,
+    ),
+    "escaped surrogate pair": (line_with(subject=Raw('"\\ud83d\\ude00"')), True, False),
+}
+
+
+@pytest.mark.parametrize(("line", "accepted", "decided"), SURPRISES.values(), ids=SURPRISES)
+def test_reference_surprise(line: bytes, accepted: bool, decided: bool) -> None:
+    fast, event, _ = assert_agrees(line)
+    assert (event is not None) == accepted
+    assert (fast is not None) == decided
+
+
+# (time, the reference accepts it, the fast path decides it).  The reference reads more
+# forms than RFC 3339 (lower case, a space, "+0200", no seconds, epoch seconds) and
+# fractions of any length; the fast path decides Z and ±HH:MM with any fraction.
+TIMES = [
+    ("2026-11-01T10:05:42.250Z", True, True),
+    ("2026-11-01T10:05:42Z", True, True),
+    ("2026-11-01T10:05:42.2Z", True, True),
+    ("2026-11-01T10:05:42.250999Z", True, True),
+    ("2026-11-01T10:05:42.2509999999999999999Z", True, True),
+    ("2026-11-01T12:05:42.250+02:00", True, True),
+    ("2026-11-01T04:35:42.250-05:30", True, True),
+    ("2026-11-01T10:05:42.250-00:00", True, True),
+    ("2026-11-02T10:04:42.250+23:59", True, True),
+    ("2024-02-29T00:00:00.000Z", True, True),
+    ("0001-01-01T00:00:00.000Z", True, True),
+    ("0001-01-01T00:30:00-01:00", True, True),
+    ("9999-12-31T23:59:59.999Z", True, True),
+    ("1969-12-31T23:59:59.9995Z", True, True),
+    ("2026-11-01T10:05:42.250+24:00", False, False),
+    ("2026-11-01T10:05:42.250+02:60", False, False),
+    ("2026-11-01T10:05:60.000Z", False, False),
+    ("2026-11-01T10:05:60Z", False, False),
+    ("2026-11-01T10:60:00.000Z", False, False),
+    ("2026-11-01T24:00:00.000Z", False, False),
+    ("2026-02-29T00:00:00.000Z", False, False),
+    ("2026-13-01T00:00:00.000Z", False, False),
+    ("0000-01-01T00:00:00.000Z", False, False),
+    ("0001-01-01T00:30:00+01:00", False, False),
+    ("9999-12-31T23:30:00-01:00", False, False),
+    ("2026-11-01T10:05:42.Z", False, False),
+    ("2026-11-01T10:05:42.250", False, False),
+    ("2026-11-01", False, False),
+    ("\u0662\u0660\u0662\u0666-11-01T10:05:42.250Z", False, False),
+    ("2026-11-01T10:05:42.250Z ", False, False),
+    ("2026-11-01T10:05:42.250Z\n", False, False),
+    ("2026-11-01t10:05:42.250z", True, False),
+    ("2026-11-01 10:05:42.250Z", True, False),
+    ("2026-11-01T10:05:42,250Z", True, False),
+    ("2026-11-01T10:05:42.250+0200", True, False),
+    ("2026-11-01T10:05Z", True, False),
+    ("1700000000", True, False),
+    (Raw("1700000000"), True, False),
+]
+
+
+@pytest.mark.parametrize(("time", "accepted", "decided"), TIMES, ids=[str(t[0]) for t in TIMES])
+def test_time_form(time: str, accepted: bool, decided: bool) -> None:
+    fast, event, _ = assert_agrees(line_with(time=time))
+    assert (event is not None) == accepted
+    assert (fast is not None) == decided
+
+
+# -- the oracle can fail -------------------------------------------------------------------
+
+
+def test_a_wrong_digest_fails_the_check() -> None:
+    def wrong_digest(line: bytes) -> FastEvent | None:
+        fast = decode(line)
+        assert fast is not None
+        return (*fast[:6], "0" * 24)
+
+    with pytest.raises(AssertionError):
+        assert_agrees(line_with(), fast_decode=wrong_digest)
+
+
+def test_a_wrong_decimal_exponent_fails_the_check() -> None:
+    def padded(*args: Any) -> list[Any]:
+        rows = meter(*args)
+        return [(*row[:4], row[4].quantize(Decimal("0.1")), *row[5:]) for row in rows]
+
+    with pytest.raises(AssertionError):
+        assert_agrees(line_with(), fast_meter=padded)
