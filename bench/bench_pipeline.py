@@ -419,10 +419,10 @@ class Bench:
             ensure_schema(engine, bare_db.clickhouse_database)
             events_table = EventsTable(bare_db.clickhouse_database)
             windows = WindowsTable(bare_db.clickhouse_database)
-            inserts = []
+            inserts: list[tuple[str, Sequence[str], Sequence[Any]]] = []
             for plan in plans:
                 inserts.append(events_table.insert_args(plan.raw_rows))
-                inserts.append(windows.insert_args(plan.feed_rows))
+                inserts.append(windows.agg_insert_args(plan.aggregated()))
             client = Client(host=self.base.clickhouse_host, port=self.base.clickhouse_tcp_port)
             start = time.perf_counter()
             for table, columns, rows in inserts:

@@ -31,6 +31,7 @@ __all__ = [
     "Verdict",
     "classify",
     "dedupe_key",
+    "judge",
 ]
 
 
@@ -96,6 +97,27 @@ class Decision:
 
 
 DEFAULT_HORIZON_MS = 32 * 86_400_000
+
+
+def judge(
+    first: SeenRecord,
+    partition: int,
+    offset: int,
+    index: int,
+    content_hash: str,
+    ingested_ms: int,
+    horizon_ms: int = DEFAULT_HORIZON_MS,
+) -> Verdict:
+    """The verdict on one event whose key was first accepted as ``first``: the rule of
+    :func:`classify` for a key it finds, without an object per event (the worker's hot
+    path; property-tested against :func:`classify`)."""
+    if first.partition == partition and first.offset == offset and first.index == index:
+        return Verdict.REPLAY
+    if ingested_ms - first.ingested_ms > horizon_ms:
+        return Verdict.NEW  # the first copy is beyond the dedupe horizon
+    if first.content_hash == content_hash:
+        return Verdict.DUPLICATE
+    return Verdict.CONFLICT
 
 
 def classify(

@@ -36,27 +36,21 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from schemas.errors import InvalidInput, MeterlineError
 from schemas.meters import Aggregation, MeterSet
-from schemas.storage.agg_feed import AggRow, pre_aggregate
+from schemas.storage.agg_feed import AggRow, Contribution, pre_aggregate
 from schemas.storage.engine import Engine
-from schemas.storage.events_table import EventsTable, RawEventRow
+from schemas.storage.events_table import EventsTable, RawRow
 from schemas.storage.rollups import WindowStore
-from schemas.storage.windows_table import FeedRow, WindowsTable
+from schemas.storage.windows_table import WindowsTable
 from schemas.timeutil import MINUTE_MS
 from schemas.wire import content_hash, decode_event, split_record
-from streams import metrics
-from streams.dedupe import (
-    DEFAULT_HORIZON_MS,
-    Candidate,
-    SeenRecord,
-    Verdict,
-    classify,
-    dedupe_key,
-)
-from streams.metering import DeadLetterReason, Unmeterable, contributions, window_start_ms
+from streams import fastpath, metrics
+from streams.dedupe import DEFAULT_HORIZON_MS, SeenRecord, Verdict, judge
+from streams.fastpath import ContributionRow as MeterRow
+from streams.metering import DeadLetterReason, Unmeterable, contributions
 
 __all__ = [
     "BatchPlan",
@@ -73,6 +67,15 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+Kept = tuple[int, int, int, int, list[MeterRow]]
+"""A kept event that adds to windows: (partition, offset, index, ingestion minute in
+seconds, its contributions)."""
+GroupKey = tuple[str, str, str, int, int, int, str]
+"""(meter, subject, group_key, window_start_ms, ingest_minute_s, partition, uniq)."""
+# a group's partial states: [events, sum, max, min, latest value, its event ms, offset,
+# index, highest offset] (``agg_feed.AggRow`` fields, mutable while a plan is built)
+GroupState = list[Any]
+# a feed row (``Contribution``) holds its source partition at [9] and offset at [10]
 
 
 class SinkFailed(MeterlineError):
@@ -137,16 +140,42 @@ class PendingSeen:
 
 @dataclass(slots=True)
 class BatchPlan:
-    raw_rows: list[RawEventRow] = field(default_factory=list)
-    feed_rows: list[FeedRow] = field(default_factory=list)
+    raw_rows: list[RawRow] = field(default_factory=list)
+    """Rows of ``usage_events`` in its column order (``events_table.COLUMNS``)."""
     seen: list[tuple[str, SeenRecord]] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
     outcomes: dict[str, int] = field(default_factory=dict)
     conflicts: list[str] = field(default_factory=list)
+    kept: list[Kept] = field(default_factory=list)
+    """The kept events that add to windows, in plan order."""
+    groups: dict[GroupKey, GroupState] = field(default_factory=dict)
+    """Their contributions folded per aggregated-feed row, in first-seen order."""
+    spans: dict[int, list[int]] = field(default_factory=dict)
+    """Per partition, the lowest and highest offset of a kept event with contributions."""
+    namespace: str = ""
 
     def count(self, outcome: str, n: int = 1) -> None:
         if n:
             self.outcomes[outcome] = self.outcomes.get(outcome, 0) + n
+
+    @property
+    def feed_rows(self) -> list[Contribution]:
+        """One row per contribution of a kept event, in the per-event feed's column order
+        (built on demand: only a write that must split contributions by offset needs it)."""
+        ns = self.namespace
+        return [
+            (ns, meter, who, group, window // 1000, minute_s, value, uniq, ms, part, off, idx)
+            for part, off, idx, minute_s, rows in self.kept
+            for meter, who, group, window, value, uniq, ms in rows
+        ]
+
+    def aggregated(self) -> list[AggRow]:
+        """The aggregated-feed rows of every contribution (``agg_feed.AGG_COLUMNS``)."""
+        ns = self.namespace
+        return [
+            (ns, meter, who, group, window // 1000, minute_s, part, *state[:4], uniq, *state[4:])
+            for (meter, who, group, window, minute_s, part, uniq), state in self.groups.items()
+        ]
 
 
 class MeteringSink:
@@ -168,6 +197,7 @@ class MeteringSink:
         self._engine: Engine | None = None
         self.events = EventsTable(database)
         self.windows = WindowsTable(database)
+        self._fast = fastpath.FastMeters(meters)
         self.store = WindowStore(database)
         self._feeds = self.store.agg_repair_feeds()
         self._unique = frozenset(
@@ -216,19 +246,34 @@ class MeteringSink:
             yield records[start:]
 
     def plan(self, records: Sequence[Record], store: SeenLookup) -> BatchPlan:
-        plan = BatchPlan()
-        metered = []
+        """Decode, meter and deduplicate a chunk (pure but for the store's lookups).
+
+        One pass, in record order.  Each event goes through the lean path
+        (``streams.fastpath``); what it does not decide goes through the reference path,
+        with the same outcome either way.  Rows are plain tuples in their tables' column
+        order, and the kept events' contributions are folded per window as they come
+        (:func:`schemas.storage.agg_feed.pre_aggregate` is the reference): no object per
+        event or contribution."""
+        plan = BatchPlan(namespace=self.namespace)
+        ns, horizon = self.namespace, self.horizon_ms
+        grace = MINUTE_MS + self.late_grace_ms
+        lookup = store.get
+        in_batch: dict[str, SeenRecord] = {}
         positions: set[tuple[int, int]] = set()
+        raw_rows, seen, kept, dead = plan.raw_rows, plan.seen, plan.kept, plan.dead
+        groups, spans = plan.groups, plan.spans
+        new = replay = duplicate = late = 0
         for rec in records:
+            partition, offset, ingested = rec.partition, rec.offset, rec.timestamp_ms
             # Faust may deliver a record twice in one batch (a re-fetch after its seek);
             # the progress gate covers earlier batches, this covers the batch itself.
-            if (rec.partition, rec.offset) in positions:
+            if (partition, offset) in positions:
                 plan.count("redelivered")
                 continue
-            positions.add((rec.partition, rec.offset))
+            positions.add((partition, offset))
             lines = split_record(rec.value, rec.batch)
             if not lines:
-                plan.dead.append(
+                dead.append(
                     DeadLetter(
                         rec,
                         DeadLetterReason.SCHEMA,
@@ -237,91 +282,122 @@ class MeteringSink:
                         rec.value,
                     )
                 )
+            minute_s = (ingested - ingested % MINUTE_MS) // 1000
             for index, line in enumerate(lines):
                 try:
-                    event = decode_event(line)
-                    contribs = contributions(
-                        event, self.meters, unknown_type_is_error=self.unknown_type_is_error
+                    source, event_id, event_type, subject, time_ms, rows, digest = self._meter_line(
+                        line
                     )
                 except InvalidInput as exc:
-                    plan.dead.append(
-                        DeadLetter(rec, DeadLetterReason.SCHEMA, str(exc), index, line)
-                    )
+                    dead.append(DeadLetter(rec, DeadLetterReason.SCHEMA, str(exc), index, line))
                     continue
                 except Unmeterable as exc:
-                    plan.dead.append(DeadLetter(rec, exc.reason, exc.detail, index, line))
+                    dead.append(DeadLetter(rec, exc.reason, exc.detail, index, line))
                     continue
-                metered.append((rec, index, line, event, contribs, content_hash(event)))
-        plan.count("dead_letter", len(plan.dead))
-        candidates = [
-            Candidate(
-                dedupe_key(self.namespace, event.source, event.id),
-                rec.partition,
-                rec.offset,
-                digest,
-                rec.timestamp_ms,
-                index,
-            )
-            for rec, index, _, event, _, digest in metered
-        ]
-        for decision, (rec, index, line, event, contribs, digest) in zip(
-            classify(candidates, store.get, self.horizon_ms), metered, strict=True
-        ):
-            plan.count(decision.verdict.value)
-            if decision.verdict is Verdict.CONFLICT:
-                plan.conflicts.append(
-                    f"{event.source}/{event.id} at {rec.partition}:{rec.offset}:{index} differs "
-                    f"from the first copy at {decision.first.partition}:"
-                    f"{decision.first.offset}:{decision.first.index}"
-                    if decision.first
-                    else f"{event.source}/{event.id}"
+                key = f"{ns}\x1f{source}\x1f{event_id}"
+                first = in_batch.get(key) or lookup(key)
+                if first is None:
+                    new += 1
+                    record = SeenRecord(partition, offset, digest, ingested, index)
+                    in_batch[key] = record
+                else:
+                    verdict = judge(first, partition, offset, index, digest, ingested, horizon)
+                    if verdict is Verdict.DUPLICATE:
+                        duplicate += 1
+                        continue
+                    if verdict is Verdict.CONFLICT:
+                        plan.count("conflict")
+                        plan.conflicts.append(
+                            f"{source}/{event_id} at {partition}:{offset}:{index} differs "
+                            f"from the first copy at {first.partition}:{first.offset}:"
+                            f"{first.index}"
+                        )
+                        continue
+                    record = SeenRecord(partition, offset, digest, ingested, index)
+                    if verdict is Verdict.NEW:  # the first copy is past the horizon
+                        new += 1
+                        in_batch[key] = record
+                    else:
+                        replay += 1
+                seen.append((key, record))
+                is_late = ingested > time_ms - time_ms % MINUTE_MS + grace
+                if is_late:
+                    late += 1
+                raw_rows.append(
+                    (
+                        ns,
+                        source,
+                        event_id,
+                        event_type,
+                        subject,
+                        time_ms,
+                        line.decode("utf-8"),
+                        ingested,
+                        partition,
+                        offset,
+                        index,
+                        digest,
+                        is_late,
+                    )
                 )
-            if not decision.keep:
-                continue
-            key = decision.candidate.key
-            plan.seen.append(
-                (key, SeenRecord(rec.partition, rec.offset, digest, rec.timestamp_ms, index))
-            )
-            late = (
-                rec.timestamp_ms > window_start_ms(event.time_ms) + MINUTE_MS + self.late_grace_ms
-            )
-            if late:
-                plan.count("late")
-            plan.raw_rows.append(
-                RawEventRow(
-                    namespace=self.namespace,
-                    source=event.source,
-                    id=event.id,
-                    type=event.type,
-                    subject=event.subject,
-                    time_ms=event.time_ms,
-                    data=line.decode("utf-8"),
-                    ingested_ms=rec.timestamp_ms,
-                    source_partition=rec.partition,
-                    source_offset=rec.offset,
-                    content_hash=digest,
-                    late=late,
-                    source_index=index,
-                )
-            )
-            plan.feed_rows.extend(
-                FeedRow(
-                    namespace=self.namespace,
-                    meter=c.meter,
-                    subject=c.subject,
-                    group_key=c.group_key,
-                    window_start_s=c.window_start_ms // 1000,
-                    ingest_minute_s=window_start_ms(rec.timestamp_ms) // 1000,
-                    value=c.value,
-                    uniq=c.uniq,
-                    event_ms=c.event_ms,
-                    source_partition=rec.partition,
-                    source_offset=rec.offset,
-                    source_index=index,
-                )
-                for c in contribs
-            )
+                if not rows:
+                    continue
+                kept.append((partition, offset, index, minute_s, rows))
+                span = spans.get(partition)
+                if span is None:
+                    spans[partition] = [offset, offset]
+                elif offset < span[0]:
+                    span[0] = offset
+                elif offset > span[1]:
+                    span[1] = offset
+                for meter, who, group, window, value, uniq, ms in rows:
+                    gkey = (meter, who, group, window, minute_s, partition, uniq)
+                    state = groups.get(gkey)
+                    if state is None:
+                        groups[gkey] = [1, value, value, value, value, ms, offset, index, offset]
+                        continue
+                    state[0] += 1
+                    state[1] += value
+                    if value > state[2]:
+                        state[2] = value
+                    if value < state[3]:
+                        state[3] = value
+                    if ms > state[5] or (ms == state[5] and (offset, index) > (state[6], state[7])):
+                        state[4], state[5], state[6], state[7] = value, ms, offset, index
+                    if offset > state[8]:
+                        state[8] = offset
+        plan.count("new", new)
+        plan.count("replay", replay)
+        plan.count("duplicate", duplicate)
+        plan.count("late", late)
+        plan.count("dead_letter", len(dead))
         return plan
+
+    def _meter_line(self, line: bytes) -> tuple[str, str, str, str, int, list[MeterRow], str]:
+        """``(source, id, type, subject, time_ms, contributions, digest)`` of one event;
+        :class:`InvalidInput` or :class:`Unmeterable` as the reference path raises them."""
+        fast = fastpath.decode(line)
+        if fast is not None:
+            source, event_id, event_type, subject, time_ms, data, digest = fast
+            rows = fastpath.meter(
+                self._fast, event_type, subject, time_ms, data, self.unknown_type_is_error
+            )
+            return source, event_id, event_type, subject, time_ms, rows, digest
+        event = decode_event(line)
+        found = contributions(event, self.meters, unknown_type_is_error=self.unknown_type_is_error)
+        rows = [
+            (c.meter, c.subject, c.group_key, c.window_start_ms, c.value, c.uniq, c.event_ms)
+            for c in found
+        ]
+        return (
+            event.source,
+            event.id,
+            event.type,
+            event.subject,
+            event.time_ms,
+            rows,
+            content_hash(event),
+        )
 
     # -- step 2 ---------------------------------------------------------------------------
     def write(self, plan: BatchPlan) -> None:
@@ -333,8 +409,7 @@ class MeteringSink:
                     lambda: self._connected().insert(*self.events.insert_args(plan.raw_rows)),
                     started,
                 )
-            fresh, repaired = self._with_retry(lambda: self._write_windows(plan.feed_rows), started)
-        skipped = len(plan.feed_rows) - fresh
+            fresh, repaired, skipped = self._with_retry(lambda: self._write_windows(plan), started)
         metrics.FLUSH_SECONDS.observe(time.monotonic() - started)
         metrics.BATCHES.inc()
         metrics.WINDOW_ROWS.labels("written").inc(fresh)
@@ -346,40 +421,56 @@ class MeteringSink:
         for partition, offset in self._progress["minute"].items():
             metrics.LAST_OFFSET.labels(str(partition)).set(offset)
 
-    def _write_windows(self, rows: Sequence[FeedRow]) -> tuple[int, int]:
-        """One attempt: repairs, then the main feed; ``(rows written to every table, rows
-        repaired)``.  A failure forgets the progress of these partitions, so the next
-        attempt reloads it and writes each table only what it lacks."""
-        partitions = {r.source_partition for r in rows}
-        progress = self._load_progress(partitions)
-        main, repairs = window_writes(rows, progress)
+    def _write_windows(self, plan: BatchPlan) -> tuple[int, int, int]:
+        """One attempt: repairs, then the main feed; ``(contributions written to every
+        table, contributions repaired, contributions skipped as stored)``.
+
+        Usually every contribution is above every table's progress and the plan's folded
+        groups go out as they are; otherwise the contributions are split by offset
+        (:func:`window_writes`) and folded per destination.  A failure forgets the
+        progress of these partitions, so the next attempt reloads it and writes each
+        table only what it lacks."""
+        spans = plan.spans
+        if not spans:
+            return 0, 0, 0
+        progress = self._load_progress(set(spans))
         engine = self._connected()
         try:
-            for label, repair in repairs.items():
-                log.warning(
-                    "windows table %s lacks %d contributions the others hold; writing them",
-                    label,
-                    len(repair),
-                )
-                engine.insert(
-                    *self.windows.agg_insert_args(self._aggregated(repair), self._feeds[label])
-                )
-            if main:
-                engine.insert(*self.windows.agg_insert_args(self._aggregated(main)))
+            if all(
+                low > max(table.get(partition, -1) for table in progress.values())
+                for partition, (low, _) in spans.items()
+            ):
+                engine.insert(*self.windows.agg_insert_args(plan.aggregated()))
+                fresh = sum(len(rows) for *_, rows in plan.kept)
+                repaired = skipped = 0
+            else:
+                rows = plan.feed_rows
+                main, repairs = window_writes(rows, progress)
+                for label, repair in repairs.items():
+                    log.warning(
+                        "windows table %s lacks %d contributions the others hold; writing them",
+                        label,
+                        len(repair),
+                    )
+                    engine.insert(
+                        *self.windows.agg_insert_args(
+                            pre_aggregate(repair, self._unique), self._feeds[label]
+                        )
+                    )
+                if main:
+                    engine.insert(*self.windows.agg_insert_args(pre_aggregate(main, self._unique)))
+                fresh, repaired = len(main), sum(len(r) for r in repairs.values())
+                skipped = len(rows) - fresh
         except Exception:
             for table in self._progress.values():
-                for partition in partitions:
+                for partition in spans:
                     table.pop(partition, None)
             raise
-        for row in rows:
+        for partition, (_, high) in spans.items():
             for table in self._progress.values():
-                if row.source_offset > table.get(row.source_partition, -1):
-                    table[row.source_partition] = row.source_offset
-        return len(main), sum(len(r) for r in repairs.values())
-
-    def _aggregated(self, rows: Sequence[FeedRow]) -> list[AggRow]:
-        """One row per window (and distinct value of a UNIQUE_COUNT meter)."""
-        return pre_aggregate((row.as_row() for row in rows), self._unique)
+                if high > table.get(partition, -1):
+                    table[partition] = high
+        return fresh, repaired, skipped
 
     def _connected(self) -> Engine:
         if self._engine is None:
@@ -448,8 +539,8 @@ class MeteringSink:
 
 
 def window_writes(
-    rows: Sequence[FeedRow], progress: dict[str, dict[int, int]]
-) -> tuple[list[FeedRow], dict[str, list[FeedRow]]]:
+    rows: Sequence[Contribution], progress: dict[str, dict[int, int]]
+) -> tuple[list[Contribution], dict[str, list[Contribution]]]:
     """Which contributions go where (pure): ``(rows for the main feed, rows per table
     label for that table's repair feed)``.
 
@@ -458,10 +549,10 @@ def window_writes(
     table holds and another does not goes only to the repair feeds of the tables that
     lack it; a row every table holds is skipped.
     """
-    main: list[FeedRow] = []
-    repairs: dict[str, list[FeedRow]] = {}
+    main: list[Contribution] = []
+    repairs: dict[str, list[Contribution]] = {}
     for row in rows:
-        partition, offset = row.source_partition, row.source_offset
+        partition, offset = row[9], row[10]
         stored = {label: table.get(partition, -1) for label, table in progress.items()}
         if offset > max(stored.values()):
             main.append(row)

@@ -11,11 +11,11 @@ an event that arrived after its window's end plus the grace.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from schemas.storage.sql import Statement, lit
 
-__all__ = ["COLUMNS", "EventsTable", "RawEventRow"]
+__all__ = ["COLUMNS", "EventsTable", "RawEventRow", "RawRow"]
 
 COLUMNS = (
     "namespace",
@@ -34,8 +34,14 @@ COLUMNS = (
 )
 
 
-@dataclass(slots=True)  # not frozen: built per event on the worker's hot path
-class RawEventRow:
+RawRow = tuple[str, str, str, str, str, int, str, int, int, int, int, str, bool]
+"""A row of ``usage_events`` in :data:`COLUMNS` order — a plain tuple on the worker's hot
+path (a tuple costs a tenth of a slotted dataclass to build)."""
+
+
+class RawEventRow(NamedTuple):
+    """The same row with names, where readability beats the last microsecond."""
+
     namespace: str
     source: str
     id: str
@@ -46,27 +52,9 @@ class RawEventRow:
     ingested_ms: int
     source_partition: int
     source_offset: int
+    source_index: int
     content_hash: str
     late: bool = False
-    source_index: int = 0
-    """The event's place within its Kafka record (records can carry several events)."""
-
-    def as_row(self) -> tuple[object, ...]:
-        return (
-            self.namespace,
-            self.source,
-            self.id,
-            self.type,
-            self.subject,
-            self.time_ms,
-            self.data,
-            self.ingested_ms,
-            self.source_partition,
-            self.source_offset,
-            self.source_index,
-            self.content_hash,
-            int(self.late),
-        )
 
 
 class EventsTable:
@@ -89,10 +77,8 @@ class EventsTable:
             )
         ]
 
-    def insert_args(
-        self, rows: Sequence[RawEventRow]
-    ) -> tuple[str, tuple[str, ...], list[tuple[object, ...]]]:
-        return self.name, COLUMNS, [row.as_row() for row in rows]
+    def insert_args(self, rows: Sequence[RawRow]) -> tuple[str, tuple[str, ...], Sequence[RawRow]]:
+        return self.name, COLUMNS, rows
 
     def count(self, namespace: str) -> Statement:
         """Distinct stored events of a namespace (exact, after collapsing rewrites)."""

@@ -81,7 +81,7 @@ def previous_build(eng: Engine, database: str) -> None:
         *EventsTable(database).insert_args(
             [
                 RawEventRow(
-                    "ns", "src", f"e{i}", "t", "s0", T0 * 1000 + i, "{}", T0 * 1000, 0, i, "h"
+                    "ns", "src", f"e{i}", "t", "s0", T0 * 1000 + i, "{}", T0 * 1000, 0, i, 0, "h"
                 )
                 for i in range(20)
             ]

@@ -154,7 +154,7 @@ def test_raw_events_collapse_rewrites(engine: tuple[Engine, str]) -> None:
     eng, database = engine
     table = EventsTable(database)
     row = RawEventRow(
-        "ns", "src", "id-1", "t", "acme", T0 * 1000 + 5, '{"a":1}', T0 * 1000 + 9, 0, 3, "h"
+        "ns", "src", "id-1", "t", "acme", T0 * 1000 + 5, '{"a":1}', T0 * 1000 + 9, 0, 3, 0, "h"
     )
     eng.insert(*table.insert_args([row]))
     assert eng.execute(table.rows_written("ns").to_sql()) == [(1,)]

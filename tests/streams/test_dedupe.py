@@ -1,7 +1,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.dedupe import Candidate, SeenRecord, Verdict, classify
+from streams.dedupe import Candidate, SeenRecord, Verdict, classify, judge
 
 
 def cand(key: str, offset: int, digest: str = "h", partition: int = 0) -> Candidate:
@@ -66,3 +66,32 @@ def test_records_expire_beyond_the_horizon_but_replays_never_do() -> None:
     assert within.verdict is Verdict.DUPLICATE
     assert beyond.verdict is Verdict.NEW
     assert replay.verdict is Verdict.REPLAY
+
+
+POSITIONS = st.tuples(st.integers(0, 1), st.integers(0, 3), st.integers(0, 2))
+
+
+@given(
+    POSITIONS,
+    st.sampled_from(["d1", "d2"]),
+    st.integers(0, 10),
+    POSITIONS,
+    st.sampled_from(["d1", "d2"]),
+    st.integers(0, 10),
+    st.integers(0, 6),
+)
+def test_judge_agrees_with_classify_for_a_key_it_finds(
+    first_at: tuple[int, int, int],
+    first_digest: str,
+    first_ingested: int,
+    at: tuple[int, int, int],
+    digest: str,
+    ingested: int,
+    horizon: int,
+) -> None:
+    """The hot path's per-event rule is the reference rule for a key already seen."""
+    partition, offset, index = first_at
+    first = SeenRecord(partition, offset, first_digest, first_ingested, index)
+    cand = Candidate("k", at[0], at[1], digest, ingested, at[2])
+    [decision] = classify([cand], {"k": first}.get, horizon)
+    assert judge(first, at[0], at[1], at[2], digest, ingested, horizon) is decision.verdict

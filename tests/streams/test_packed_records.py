@@ -18,7 +18,15 @@ from streams.app import TableSeenStore, create_worker
 from streams.dedupe import SeenRecord
 from streams.metering import DeadLetterReason
 from streams.sink import MeteringSink, PendingSeen, Record
-from tests.streams.test_sink import METERS, T0, RecordingEngine, Store, sink
+from tests.streams.test_sink import (
+    METERS,
+    T0,
+    RecordingEngine,
+    Store,
+    named_feed,
+    named_raw,
+    sink,
+)
 
 
 def event(event_id: str, n: object, *, at: int = T0) -> UsageEvent:
@@ -39,21 +47,21 @@ def packed(offset: int, value: bytes, partition: int = 0) -> Record:
 def test_each_event_of_a_record_has_its_own_position() -> None:
     value = encode_record([event("a", 1), event("b", 2), event("c", 3)])
     plan = sink(RecordingEngine()).plan([packed(9, value)], Store())
-    assert [(r.id, r.source_offset, r.source_index) for r in plan.raw_rows] == [
+    assert [(r.id, r.source_offset, r.source_index) for r in named_raw(plan)] == [
         ("a", 9, 0),
         ("b", 9, 1),
         ("c", 9, 2),
     ]
-    assert [(r.source_offset, r.source_index) for r in plan.feed_rows] == [(9, 0), (9, 1), (9, 2)]
+    assert [(r.source_offset, r.source_index) for r in named_feed(plan)] == [(9, 0), (9, 1), (9, 2)]
     assert [seen.index for _, seen in plan.seen] == [0, 1, 2]
     # the raw row keeps the exact bytes the event was sent with
-    assert plan.raw_rows[1].data.encode() == encode_event(event("b", 2))
+    assert named_raw(plan)[1].data.encode() == encode_event(event("b", 2))
 
 
 def test_a_duplicate_inside_one_record_is_dropped() -> None:
     value = encode_record([event("a", 1), event("a", 1), event("b", 2)])
     plan = sink(RecordingEngine()).plan([packed(0, value)], Store())
-    assert [r.id for r in plan.raw_rows] == ["a", "b"]
+    assert [r.id for r in named_raw(plan)] == ["a", "b"]
     assert plan.outcomes == {"new": 2, "duplicate": 1}
 
 
@@ -61,8 +69,8 @@ def test_one_bad_event_is_dead_lettered_alone_with_its_bytes_and_index() -> None
     good, bad = encode_event(event("a", 1)), encode_event(event("b", "x"))
     value = b"\n".join([good, b"{not json", bad, encode_event(event("c", 4))])
     plan = sink(RecordingEngine()).plan([packed(5, value)], Store())
-    assert [r.id for r in plan.raw_rows] == ["a", "c"]
-    assert sum(r.value for r in plan.feed_rows) == Decimal(5)
+    assert [r.id for r in named_raw(plan)] == ["a", "c"]
+    assert sum(r.value for r in named_feed(plan)) == Decimal(5)
     assert [(d.index, d.reason, d.value) for d in plan.dead] == [
         (1, DeadLetterReason.SCHEMA, b"{not json"),
         (2, DeadLetterReason.VALUE_NOT_NUMERIC, bad),
@@ -171,7 +179,7 @@ def test_a_chunk_planned_before_the_previous_one_finished_still_sees_its_keys() 
     first = s.plan([packed(0, encode_record([event("a", 1), event("b", 2)]))], pending)
     pending.add(first.seen)
     second = s.plan([packed(1, encode_record([event("b", 2), event("c", 3)]))], pending)
-    assert [r.id for r in second.raw_rows] == ["c"]
+    assert [r.id for r in named_raw(second)] == ["c"]
     assert second.outcomes == {"duplicate": 1, "new": 1}
     assert store.data == {}  # nothing is recorded before finish
     s.finish(first, store)

@@ -14,6 +14,8 @@ import pytest
 
 from schemas.events import UsageEvent
 from schemas.meters import parse_meters
+from schemas.storage.agg_feed import Contribution
+from schemas.storage.events_table import RawEventRow
 from schemas.storage.windows_table import FeedRow
 from schemas.wire import encode_event
 from streams.dedupe import SeenRecord
@@ -28,6 +30,16 @@ METERS = parse_meters(
     }
 )
 T0 = int(datetime(2026, 11, 1, tzinfo=UTC).timestamp() * 1000)
+
+
+def named_raw(plan: Any) -> list[RawEventRow]:
+    """A plan's raw rows (plain tuples on the hot path) with their column names."""
+    return [RawEventRow(*row) for row in plan.raw_rows]
+
+
+def named_feed(plan: Any) -> list[FeedRow]:
+    """A plan's feed rows with their column names."""
+    return [FeedRow(*row) for row in plan.feed_rows]
 
 
 class Store:
@@ -115,8 +127,8 @@ def test_plan_drops_duplicates_and_dead_letters_the_unmeterable() -> None:
         record(4, "c", 2),
     ]
     plan = sink(RecordingEngine()).plan(records, Store())
-    assert [r.id for r in plan.raw_rows] == ["a", "c"]
-    assert sum(r.value for r in plan.feed_rows) == Decimal(7)
+    assert [r.id for r in named_raw(plan)] == ["a", "c"]
+    assert sum(r.value for r in named_feed(plan)) == Decimal(7)
     assert {d.reason for d in plan.dead} == {
         DeadLetterReason.VALUE_NOT_NUMERIC,
         DeadLetterReason.SCHEMA,
@@ -141,7 +153,7 @@ def test_late_events_are_counted_and_marked_not_dropped() -> None:
     on_time = record(0, "a", 1, at=T0, ingested=T0 + 60_000 + grace)
     late = record(1, "b", 2, at=T0, ingested=T0 + 60_000 + grace + 1)
     plan = sink(RecordingEngine(), late_grace_ms=grace).plan([on_time, late], Store())
-    assert [r.late for r in plan.raw_rows] == [False, True]
+    assert [r.late for r in named_raw(plan)] == [False, True]
     assert len(plan.feed_rows) == 2
     assert plan.outcomes["late"] == 1
 
@@ -200,7 +212,7 @@ def test_a_record_delivered_twice_in_one_batch_counts_once() -> None:
     engine = RecordingEngine()
     s = sink(engine)
     plan = s.plan([record(0, "a", 5), record(1, "b", 2), record(0, "a", 5)], Store())
-    assert sum(r.value for r in plan.feed_rows) == Decimal(7)
+    assert sum(r.value for r in named_feed(plan)) == Decimal(7)
     assert plan.outcomes == {"new": 2, "redelivered": 1}
     s.write(plan)
     assert engine.inserts == [("usage_events", 2), ("meter_window_agg_feed", 2)]
@@ -217,20 +229,20 @@ def test_progress_is_reloaded_after_a_partition_comes_back() -> None:
     assert engine.inserts == [("usage_events", 3), ("meter_window_agg_feed", 1)]
 
 
-def feed_row(offset: int) -> FeedRow:
-    return FeedRow("ns", "tokens", "acme", "{}", 0, 0, Decimal(1), "", 0, 0, offset)
+def feed_row(offset: int) -> Contribution:
+    return FeedRow("ns", "tokens", "acme", "{}", 0, 0, Decimal(1), "", 0, 0, offset).as_row()
 
 
 def test_window_writes_send_each_table_only_what_it_lacks() -> None:
     rows = [feed_row(o) for o in range(5)]
     level = {label: {0: 1} for label in LABELS}
     main, repairs = window_writes(rows, level)
-    assert [r.source_offset for r in main] == [2, 3, 4]
+    assert [r[10] for r in main] == [2, 3, 4]
     assert repairs == {}
     behind = {"minute": {0: 3}, "hourly": {0: 1}, "daily": {}}
     main, repairs = window_writes(rows, behind)
-    assert [r.source_offset for r in main] == [4]
-    assert {k: [r.source_offset for r in v] for k, v in repairs.items()} == {
+    assert [r[10] for r in main] == [4]  # [10]: the source offset
+    assert {k: [r[10] for r in v] for k, v in repairs.items()} == {
         "hourly": [2, 3],
         "daily": [0, 1, 2, 3],
     }
