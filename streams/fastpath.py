@@ -233,8 +233,12 @@ def _hour_ms(prefix: str) -> int | None:
     return None if hour > 23 else (ordinal - _EPOCH_DAY) * _DAY_MS + hour * 3_600_000
 
 
-_Plan = tuple[MeterDefinition, bool, Extractor | None, tuple[tuple[str, Extractor], ...]]
+_Groups = tuple[tuple[str, ...], tuple[Extractor, ...], dict[tuple[str, ...], str]]
+"""A meter's group-bys compiled: names, extractors, and the group-key texts already
+written, by the group values' texts (at most ``_GROUP_KEYS_KEPT``)."""
+_Plan = tuple[MeterDefinition, bool, Extractor | None, _Groups | None]
 """One meter compiled: definition, whether UNIQUE_COUNT, value extractor, group-bys."""
+_GROUP_KEYS_KEPT = 65_536
 
 
 class FastMeters:
@@ -258,7 +262,13 @@ def _compile(definition: MeterDefinition) -> _Plan:
         definition,
         definition.aggregation is Aggregation.UNIQUE_COUNT,
         _extractor(path) if path is not None else None,
-        tuple((name, _extractor(p)) for name, p in definition.group_paths.items()),
+        (
+            tuple(definition.group_paths),
+            tuple(_extractor(p) for p in definition.group_paths.values()),
+            {},
+        )
+        if definition.group_paths
+        else None,
     )
 
 
@@ -320,11 +330,16 @@ def meter(
                 value = Decimal(raw)
             else:
                 value = _numeric(raw, definition)
-        key = (
-            group_key({name: _group_value(f(found)) for name, f in groups})
-            if groups
-            else _NO_GROUPS
-        )
+        if groups:
+            names, extractors, known = groups
+            texts = tuple([_group_value(f(found)) for f in extractors])
+            key = known.get(texts)
+            if key is None:
+                key = group_key(dict(zip(names, texts, strict=True)))
+                if len(known) < _GROUP_KEYS_KEPT:
+                    known[texts] = key
+        else:
+            key = _NO_GROUPS
         rows.append((definition.slug, subject, key, window, value, uniq, time_ms))
     return rows
 
