@@ -68,6 +68,25 @@ RECORD_EVENTS = {PACKED: 500, SINGLE: 1}
 """Events per Kafka record for each layout the producer benchmark writes."""
 
 
+def session_cpu_seconds(sessions: set[int]) -> float:
+    """User + system CPU seconds of the live processes whose session id is in
+    ``sessions`` (``/proc/<pid>/stat``; a worker started with ``start_new_session`` leads
+    its own session, its supervised child included)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # the process ended between listing and reading
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[3]) in sessions:  # field 6 of stat: the session id
+            total += int(fields[11]) + int(fields[12])  # fields 14, 15: utime, stime
+    return total / ticks
+
+
 class BenchError(RuntimeError):
     """A benchmark could not produce a trustworthy figure (e.g. a total did not match)."""
 
@@ -197,7 +216,11 @@ class Bench:
         return summary(rates)
 
     def consume_baseline(self, layout: str = PACKED) -> dict[str, Any]:
-        rates = []
+        """Events/s of a bare confluent-kafka consumer that splits records and parses each
+        event with orjson, and its process CPU µs per event (librdkafka's threads
+        included)."""
+        rates: list[float] = []
+        cpu_us: list[float] = []
         for run, topic in enumerate(self.topics[layout]):
             consumer = Consumer(
                 {
@@ -210,6 +233,7 @@ class Bench:
             consumer.subscribe([topic])
             seen, total_bytes = 0, 0
             start: float | None = None
+            cpu_start = time.process_time()
             deadline = time.monotonic() + 300
             while seen < self.events:
                 if time.monotonic() > deadline:
@@ -219,18 +243,23 @@ class Bench:
                         continue
                     if start is None:
                         start = time.perf_counter()  # time from the first record: no join
+                        cpu_start = time.process_time()
                     value = msg.value()
                     for line in split_record(value, is_batch(msg.headers())):
                         orjson.loads(line)
                         seen += 1
                     total_bytes += len(value)
             elapsed = time.perf_counter() - (start or time.perf_counter())
+            cpu = time.process_time() - cpu_start
             consumer.close()
             if seen != self.events:
                 raise BenchError(f"bare consume read {seen}, expected {self.events}")
             if run:
                 rates.append(self.events / elapsed)
-        return summary(rates)
+                cpu_us.append(cpu / self.events * 1e6)
+        out = summary(rates)
+        out["cpu_us_per_event"] = summary(cpu_us)
+        return out
 
     # -- the Faust floor ---------------------------------------------------------------------
     def faust_floor(self, layout: str) -> dict[str, Any]:
@@ -269,7 +298,8 @@ class Bench:
     def stream(
         self, workers: int, layout: str = PACKED, worker_root: Path = ROOT
     ) -> dict[str, Any]:
-        rates = []
+        rates: list[float] = []
+        cpu_us: list[float] = []
         checks = []
         for run, topic in enumerate(self.topics[layout]):
             settings = self.settings(events_topic=topic)
@@ -278,7 +308,7 @@ class Bench:
             ensure_schema(engine, settings.clickhouse_database)
             procs = [self._start_worker(settings, i, worker_root) for i in range(workers)]
             try:
-                rate = self._wait_through(settings, procs)
+                rate, cpu = self._wait_through(settings, procs)
             finally:
                 for proc in procs:
                     stop_process_group(proc)
@@ -287,7 +317,9 @@ class Bench:
             engine.close()
             if run:
                 rates.append(rate)
+                cpu_us.append(cpu)
         out = summary(rates)
+        out["cpu_us_per_event"] = summary(cpu_us)
         out["exact"] = all(c["exact"] for c in checks)
         out["checks"] = checks
         out["workers"] = workers
@@ -316,8 +348,12 @@ class Bench:
         self.procs.append(proc)
         return proc
 
-    def _wait_through(self, settings: Settings, procs: list[subprocess.Popen[bytes]]) -> float:
-        """Events/s from the first stored event to the last (excludes worker start).
+    def _wait_through(
+        self, settings: Settings, procs: list[subprocess.Popen[bytes]]
+    ) -> tuple[float, float]:
+        """``(events/s, worker CPU µs per event)`` from the first stored event to the last
+        (excludes worker start).  CPU is user + system time of every process of the
+        workers' sessions (supervisor and child) over the same span.
 
         Progress is read from ClickHouse (rows written to ``usage_events``), because a
         Kafka record can carry many events; the end also waits for zero consumer lag."""
@@ -325,6 +361,8 @@ class Bench:
         engine = self.engine()
         deadline = time.monotonic() + 900
         first: tuple[float, int] | None = None
+        cpu_at_first = 0.0
+        sessions = {p.pid for p in procs}
         try:
             while time.monotonic() < deadline:
                 if any(p.poll() is not None for p in procs):
@@ -333,6 +371,7 @@ class Bench:
                 now = time.perf_counter()
                 if first is None and rows > 0:
                     first = (now, rows)
+                    cpu_at_first = session_cpu_seconds(sessions)
                 if rows >= self.telemetry.unique:
                     lag = consumer_lag(
                         settings.kafka_bootstrap, settings.worker_app_id, settings.events_topic
@@ -342,7 +381,8 @@ class Bench:
                         continue
                     if first is None or rows <= first[1]:
                         raise BenchError("the worker stored everything between two polls")
-                    return (rows - first[1]) / (now - first[0])
+                    cpu = session_cpu_seconds(sessions) - cpu_at_first
+                    return (rows - first[1]) / (now - first[0]), cpu / (rows - first[1]) * 1e6
                 time.sleep(0.1)
         finally:
             engine.close()

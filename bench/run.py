@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import bench_http  # noqa: E402
 import bench_invoicing  # noqa: E402
 import bench_latency  # noqa: E402
 import bench_pipeline  # noqa: E402
@@ -48,6 +49,7 @@ LATENCY_RATE = 10_000
 LATENCY_RUNS = ((LATENCY_RATE, 0), (LATENCY_RATE, 50))
 LATENCY_SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "20"))
 INVOICE_CUSTOMERS = 2000
+HTTP_EVENTS = int(os.environ.get("BENCH_HTTP_EVENTS", "200000"))
 #: The usage-query stage loads the windows of this many events (1,000 subjects × 30 days).
 QUERY_EVENTS = int(os.environ.get("BENCH_QUERY_EVENTS", "50000000"))
 #: Optional: a git ref whose worker also runs the one-event-per-record stream stage in the
@@ -152,6 +154,15 @@ def exactness_lines(p: dict[str, Any]) -> list[str]:
     return lines or ["- Every run of every stage stored exactly the generated totals and rows."]
 
 
+def cpu(stage: dict[str, Any]) -> str:
+    c = stage["cpu_us_per_event"]
+    return f"{c['median']:.1f} µs/event (runs {', '.join(f'{r:.1f}' for r in c['runs'])})"
+
+
+def cpu_ratio(stage: dict[str, Any], base: dict[str, Any]) -> float:
+    return float(stage["cpu_us_per_event"]["median"]) / float(base["cpu_us_per_event"]["median"])
+
+
 def pipeline_rows(p: dict[str, Any]) -> list[str]:
     events = f"{p['events']:,} events ({p['unique_events']:,} unique), {p['partitions']} partitions"
     base = p["consume_baseline"]
@@ -167,6 +178,10 @@ def pipeline_rows(p: dict[str, Any]) -> list[str]:
         f"| stream stage, 1 worker process (Faust dedupe + aggregation + ClickHouse write); "
         f"exact totals and row counts: {exact(one)} | {rate(one)} | "
         f"{base_text} | {one['median'] / base['median']:.3f} |",
+        f"| worker CPU per event, 1 worker, packed records: process CPU seconds of the "
+        f"worker (supervisor + child, every thread) ÷ events, first to last stored event "
+        f"(goal ≤ 15 µs) | {cpu(one)} | bare consume + orjson, its process CPU: "
+        f"{cpu(base)} | {cpu_ratio(one, base):.1f}× |",
         f"| scale-out: 2 worker processes, same topic; exact totals and row counts: "
         f"{exact(two)} | {rate(two)} | 1 worker: {rate(one)} | "
         f"{two['median'] / one['median']:.3f} |",
@@ -275,6 +290,7 @@ def main() -> int:
         )
         for offered, pack_ms in LATENCY_RUNS
     ]
+    http = stage("HTTP ingest", lambda: bench_http.run(HTTP_EVENTS, repeats=REPEATS))
     inv = stage(
         f"invoicing, {INVOICE_CUSTOMERS:,} customers",
         lambda: bench_invoicing.invoicing(INVOICE_CUSTOMERS, SEED, REPEATS),
@@ -294,6 +310,7 @@ def main() -> int:
         "pipeline": pipe,
         "usage_queries": query,
         "latency": lats,
+        "http_ingest": http,
         "invoicing": inv,
         "rating": rating,
         "rating_baseline_decimal": baseline,
@@ -316,6 +333,7 @@ def main() -> int:
             *pipeline_rows(pipe),
             *query_rows(query),
             *[row for lat in lats for row in latency_rows(lat)],
+            *bench_http.table(http),
             f"| invoicing: `run_period` for {inv['customers']:,} customers "
             f"({inv['lines']:,} priced lines, drafts + transactional publish + storage); "
             f"exact: {'yes' if inv['exact'] else 'NO'} | "
@@ -387,6 +405,13 @@ def main() -> int:
             "every 10 ms. Baseline: the same load through a bare confluent-kafka consumer "
             "that decodes with orjson and inserts one row per event with clickhouse-driver "
             "every 50 ms, polled the same way.",
+            "- HTTP ingest (`bench/bench_http.py`, also runs alone): `python -m api serve` "
+            f"with 1 and 2 uvicorn processes, {HTTP_EVENTS:,} unique events posted in "
+            "batches of 100 by 8 and by 1 keep-alive clients (the clients on the same 2 "
+            "cores), a fresh topic per run, the first tenth as a warm-up; every 204'd event "
+            "is read back from the topic with the bytes the worker reads. Baseline: a bare "
+            "confluent-kafka producer (acks=all, idempotent) sending the same events in the "
+            "same records. CPU is the server processes' user + system time per event.",
             "- Invoicing (`bench/bench_invoicing.py`): `invoicing.run.run_period` for one "
             "closed month over generated customers and usage, into a fresh database and "
             "topic per run, totals checked against `invoicing.check.expected_totals`; "
