@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 
@@ -88,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         engine.close()
         worker = create_worker(settings, meters)
         sys.argv = ["streams", "worker", "--without-web", "-l", args.loglevel]
+        tune_gc()
         worker.app.main()
         return 0
     except ServiceUnavailable as exc:
@@ -96,6 +98,24 @@ def main(argv: list[str] | None = None) -> int:
     except MeterlineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+#: Collection thresholds of the worker child (generation 0 allocations, then generation 1
+#: and 2 collections).  CPython's default (2,000) runs a collection every few events here.
+WORKER_GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def tune_gc() -> None:
+    """Fewer, larger garbage collections for the worker's event path.
+
+    A chunk allocates a handful of tuples per event and keeps them until it is written, so
+    at the default thresholds the collector runs every few hundred events and walks the
+    whole chunk each time, finding nothing to free: it cost about 40 % of the plan's CPU
+    (``docs/benchmarks.md``).  What the process holds after start-up (modules, the app)
+    is frozen out of collections.  Cycles are still collected, in larger steps.
+    """
+    gc.freeze()
+    gc.set_threshold(*WORKER_GC_THRESHOLDS)
 
 
 if __name__ == "__main__":
