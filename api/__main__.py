@@ -1,7 +1,9 @@
-"""``python -m api serve [--host H] [--port N]`` | ``demo [--port N]`` | ``openapi``.
+"""``python -m api serve [--host H] [--port N] [--workers N]`` | ``demo [--port N]`` | ``openapi``.
 
 * ``serve``: run the HTTP API and dashboard (uvicorn) until stopped; prints the
-  dashboard URL and, with the demo auth file, a demo token.
+  dashboard URL and, with the demo auth file, a demo token.  ``--workers N`` (or
+  ``$METERLINE_API_WORKERS``) runs N uvicorn processes on one listening socket, each
+  with its own app, Kafka producer and in-flight limit (``docs/api.md``).
 * ``demo``: start ``serve`` detached (default port 8080), wait until it answers, print
   the dashboard URL, a demo token and the pid to stop it (``make demo``).
 * ``openapi``: print the OpenAPI document (``> docs/openapi.json`` to refresh it).
@@ -23,6 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="run the API and dashboard")
     serve.add_argument("--host", help="default: $METERLINE_API_HOST or 127.0.0.1")
     serve.add_argument("--port", type=int, help="default: $METERLINE_API_PORT or 8080")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="processes serving requests (default: $METERLINE_API_WORKERS or 1)",
+    )
     sub.add_parser("openapi", help="print the OpenAPI document")
     sub.add_parser("stop", help="stop the API that `demo` started")
     demo = sub.add_parser("demo", help="start the API in the background; print URL and token")
@@ -59,9 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = ApiSettings()
     host, port = args.host or settings.host, args.port if args.port is not None else settings.port
+    workers = args.workers if args.workers is not None else settings.workers
+    if workers < 1:
+        print("error: --workers must be at least 1", file=sys.stderr)
+        return 2
     try:
         _check_schema()
-        app = create_app(api_settings=settings)
+        app = create_app(api_settings=settings)  # also refuses a bad configuration early
     except MeterlineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -72,7 +83,23 @@ def main(argv: list[str] | None = None) -> int:
         for customer, token in tokens.items():
             if customer != "admin":
                 print(f"  as customer {customer}: /dashboard#token={token}", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+    if workers == 1:
+        uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+        return 0
+    # Several processes: uvicorn imports the factory in each (one app, one Kafka producer
+    # per process); the app built above only checked the configuration.
+    app.state.services.delivery.close()
+    app.state.services.reader.close()
+    print(f"{workers} worker processes", flush=True)
+    uvicorn.run(
+        "api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        access_log=False,
+    )
     return 0
 
 

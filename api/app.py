@@ -77,6 +77,7 @@ def create_app(
             settings.kafka_bootstrap,
             settings.events_topic,
             delivery_timeout_s=api.delivery_timeout_s,
+            linger_ms=api.kafka_linger_ms,
         ),
     )
     h = Handlers(services)
@@ -175,13 +176,22 @@ class RequestMetrics:
 
     def __init__(self, app: ASGIApp, routes: list[Route]) -> None:
         self.app, self.routes = app, routes
+        # a path without parameters is its own template: a dict look-up, not a regex per
+        # route (this runs on every ingest request)
+        self.static = {r.path for r in routes if "{" not in r.path}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        route = next(
-            (r.path for r in self.routes if r.matches(scope)[0] is not Match.NONE), "unmatched"
+        path = scope["path"]
+        route = (
+            path
+            if path in self.static
+            else next(
+                (r.path for r in self.routes if r.matches(scope)[0] is not Match.NONE),
+                "unmatched",
+            )
         )
         status = 500
         started = time.monotonic()

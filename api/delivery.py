@@ -1,10 +1,15 @@
 """Awaitable Kafka delivery for the HTTP path: answer only after ``acks=all``.
 
 :class:`KafkaDelivery` owns an idempotent confluent-kafka producer (``acks=all``,
-``enable.idempotence``), keyed and encoded exactly like :class:`ingest.UsageProducer`.
-A request's events are packed per subject into shared records (``ingest.packing.pack``).
-A daemon thread serves delivery callbacks; each callback resolves an asyncio future on
-the request's event loop, so a request awaits its own batch without blocking others.
+``enable.idempotence``).  A request's events arrive already encoded
+(:data:`api.fastingest.EncodedEvent`: the subject and the bytes ``encode_event`` writes)
+and are packed per subject into shared records by :func:`records`, in the wire format of
+``schemas.wire`` — the same records :class:`ingest.UsageProducer` writes: key = subject,
+so every copy of an event (a retried batch included) lands on one partition, where the
+worker's dedupe finds it.  A daemon thread serves delivery callbacks; one countdown per
+request resolves an asyncio future on the request's event loop when the last of its
+records is acknowledged, so a request awaits its own batch without blocking others and
+without a thread hop per record.
 
 What a failure costs:
 
@@ -20,28 +25,63 @@ What a failure costs:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from ingest.packing import Pending, pack
+from api.fastingest import EncodedEvent
 from schemas.errors import DeliveryFailed, ServiceUnavailable
-from schemas.events import UsageEvent
-from schemas.wire import event_key, record_value
+from schemas.wire import record_value
 
-__all__ = ["Delivery", "KafkaDelivery"]
+__all__ = ["Delivery", "KafkaDelivery", "records"]
 
 log = logging.getLogger(__name__)
+
+Record = tuple[str, list[bytes]]
+"""``(subject, the encoded events of one record)``."""
+
+
+def records(events: Sequence[EncodedEvent], max_events: int, max_bytes: int) -> list[Record]:
+    """Group encoded events by subject into records of at most ``max_events`` events and
+    about ``max_bytes`` bytes (a single larger event gets a record of its own).  A
+    subject's events keep their order across its records; subjects need not be
+    consecutive in the body."""
+    if len(events) <= max_events and sum(len(v) + 1 for _, v in events) <= max_bytes:
+        # the common case: no record can reach a limit, so one record per subject
+        grouped: dict[str, list[bytes]] = {}
+        for subject, value in events:
+            lines = grouped.get(subject)
+            if lines is None:
+                grouped[subject] = [value]
+            else:
+                lines.append(value)
+        return list(grouped.items())
+    out: list[Record] = []
+    open_: dict[str, tuple[list[bytes], list[int]]] = {}
+    for subject, value in events:
+        group = open_.get(subject)
+        if group is not None and (
+            len(group[0]) >= max_events or group[1][0] + len(value) + 1 > max_bytes
+        ):
+            out.append((subject, group[0]))
+            group = None
+        if group is None:
+            group = open_[subject] = ([], [0])
+        group[0].append(value)
+        group[1][0] += len(value) + 1
+    out.extend((subject, lines) for subject, (lines, _) in open_.items())
+    return out
 
 
 class Delivery(Protocol):
     """What the ingest route needs: send a batch and wait for every acknowledgement."""
 
-    async def deliver(self, events: Sequence[UsageEvent], timeout: float) -> None: ...
+    async def deliver(self, events: Sequence[EncodedEvent], timeout: float) -> None: ...
 
     def close(self) -> None: ...
 
@@ -57,6 +97,7 @@ class KafkaDelivery:
         topic: str,
         *,
         delivery_timeout_s: float = 10.0,
+        linger_ms: float = 2.0,
         record_events: int = 500,
         record_bytes: int = 256_000,
     ) -> None:
@@ -67,7 +108,7 @@ class KafkaDelivery:
                 "bootstrap.servers": bootstrap,
                 "acks": "all",
                 "enable.idempotence": True,
-                "linger.ms": 2,
+                "linger.ms": linger_ms,
                 "delivery.timeout.ms": int(delivery_timeout_s * 1000),
                 "logger": log,
             }
@@ -102,49 +143,76 @@ class KafkaDelivery:
                     f"Kafka at {self.bootstrap} (topic {self.topic}) is not available"
                 )
 
-    async def deliver(self, events: Sequence[UsageEvent], timeout: float) -> None:
+    async def deliver(self, events: Sequence[EncodedEvent], timeout: float) -> None:
         """Return once Kafka acknowledged every event; raise otherwise.
 
         Raises :class:`ServiceUnavailable` (not reachable, nothing sent) or
         :class:`DeliveryFailed` (sent, but not every record acknowledged in time)."""
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, self._check)
-        futures: list[asyncio.Future[None]] = []
-
-        def resolver(future: asyncio.Future[None]) -> Any:
-            def on_delivery(err: KafkaError | None, _msg: Message) -> None:
-                outcome = None if err is None else DeliveryFailed(err.str())
-                loop.call_soon_threadsafe(_settle, future, outcome)
-
-            return on_delivery
-
-        for group in pack(events, self.record_events, self.record_bytes):
-            future: asyncio.Future[None] = loop.create_future()
-            futures.append(future)
-            self._produce(group, resolver(future))
-        done, pending = await asyncio.wait(futures, timeout=timeout)
-        errors = [str(f.exception()) for f in done if f.exception() is not None]
-        if pending or errors:
-            raise DeliveryFailed(
-                f"{len(pending) + len(errors)} of {len(futures)} records not acknowledged"
-                + (f": {errors[0]}" if errors else f" within {timeout:.0f}s")
-            )
-
-    def _produce(self, group: list[Pending], callback: Any) -> None:
-        key = event_key(group[0][0])
-        value, headers = record_value([encoded for _, encoded, _ in group])
+        if not (self._reachable and time.monotonic() - self._probed_at < self.PROBE_EVERY_S):
+            await loop.run_in_executor(None, self._check)
+        grouped = records(events, self.record_events, self.record_bytes)
+        if not grouped:
+            return
+        countdown = _Countdown(loop, len(grouped))
+        produce = self._producer.produce
         try:
-            self._producer.produce(
-                self.topic, value=value, key=key, headers=headers, on_delivery=callback
-            )
+            for subject, lines in grouped:
+                value, headers = record_value(lines)
+                produce(
+                    self.topic,
+                    value=value,
+                    key=subject.encode("utf-8"),
+                    headers=headers,
+                    on_delivery=countdown,
+                )
         except BufferError:
-            # never wait on the event loop: shed the request, the client retries it
+            # never wait on the event loop: shed the request, the client retries it.  The
+            # records already queued may still land (the retry's copies are deduplicated);
+            # nobody awaits their outcome any more.
+            countdown.future.cancel()
             raise DeliveryFailed("the producer's local queue is full") from None
+        try:
+            await asyncio.wait_for(countdown.future, timeout)
+        except TimeoutError:
+            raise DeliveryFailed(
+                f"{countdown.left} of {len(grouped)} records not acknowledged within {timeout:.0f}s"
+            ) from None
 
     def close(self) -> None:
         self._stop.set()
         self._poller.join(5)
         self._producer.flush(10)
+
+
+class _Countdown:
+    """The delivery callback of one request's records: counts acknowledgements on the
+    thread that serves callbacks and settles ``future`` on the request's loop once, at
+    the last one (with the first error, if any record failed)."""
+
+    __slots__ = ("error", "future", "left", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, records: int) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[None] = loop.create_future()
+        self.left = records
+        self.error: str | None = None
+
+    def __call__(self, err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            if self.error is None:
+                self.error = err.str()
+            self.left -= 1
+            self._settle(DeliveryFailed(f"a record was not acknowledged: {self.error}"))
+            return
+        self.left -= 1
+        if self.left == 0:
+            self._settle(None)
+
+    def _settle(self, error: Exception | None) -> None:
+        # RuntimeError: the loop is closed (the service stopped), nobody awaits the request
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(_settle, self.future, error)
 
 
 def _settle(future: asyncio.Future[None], error: Exception | None) -> None:

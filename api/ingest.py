@@ -41,8 +41,13 @@ def _no_constants(name: str) -> Any:
 def _decode(raw: bytes) -> Any:
     try:
         return json.loads(raw, parse_float=Decimal, parse_constant=_no_constants)
-    except (ValueError, RecursionError) as exc:
-        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+    except (ValueError, ArithmeticError, RecursionError) as exc:
+        if isinstance(exc, RecursionError):
+            reason = "nested too deeply"
+        elif isinstance(exc, ArithmeticError):  # Decimal refusing 1e99999999999999999999
+            reason = "a number beyond the decimal range"
+        else:
+            reason = str(exc)
         raise invalid(
             InvalidInput.single("request body", "", f"not valid JSON ({reason})", "send UTF-8 JSON")
         ) from None

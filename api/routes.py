@@ -18,7 +18,7 @@ from starlette.responses import HTMLResponse, Response
 from api import metrics, pages
 from api.auth import Principal, authenticate, require_api_key, require_customer, require_namespace
 from api.estimates import current_period, estimate, period_json, priced_meters
-from api.ingest import parse_events
+from api.fastingest import accept_body
 from api.problems import HttpProblem, invalid
 from api.query import parse_meter_query, query_document, rows_to_csv, shape_rows
 from api.responses import RawJson, json_response, preferred
@@ -102,7 +102,7 @@ class Handlers:
     async def _ingest(self, request: Request) -> Response:
         raw = await self._body(request)
         try:
-            events = parse_events(
+            events = accept_body(
                 raw, request.headers.get("content-type"), self.s.api.max_batch_events
             )
         except HttpProblem as exc:

@@ -22,6 +22,9 @@ class ApiSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1)
+    """uvicorn processes serving requests (``python -m api serve --workers``); each has its
+    own Kafka producer and its own ``max_ingest_in_flight``."""
     auth_file: str = DEMO_AUTH_FILE
     """YAML with the API keys and customer tokens (see ``api.auth``)."""
 
@@ -39,6 +42,10 @@ class ApiSettings(BaseSettings):
 
     delivery_timeout_s: float = Field(default=10.0, gt=0)
     """How long an ingest request waits for Kafka's acknowledgement before answering 503."""
+    kafka_linger_ms: float = Field(default=2.0, ge=0, le=1000)
+    """How long the producer waits to fill a Kafka request with more records (librdkafka
+    ``linger.ms``): longer means fewer, larger broker requests (less broker CPU per
+    event) and that much more latency before the 204."""
     retry_after_s: int = Field(default=5, ge=1)
     """The ``Retry-After`` sent with 503 answers."""
 

@@ -12,10 +12,12 @@ from typing import Any
 import httpx
 
 from api.app import create_app
+from api.fastingest import EncodedEvent
 from api.server import demo_tokens
 from api.settings import ApiSettings
 from schemas.events import UsageEvent
 from schemas.settings import Settings
+from schemas.wire import decode_event
 from tests.conftest import ROOT
 
 TOKENS = demo_tokens()
@@ -24,14 +26,20 @@ ACME = {"Authorization": f"Bearer {TOKENS['acme']}"}
 
 
 class FakeDelivery:
+    """Records what would reach Kafka: each event decoded back from the bytes it was
+    given (the worker's reference decode), so tests see what the worker would see."""
+
     def __init__(self, error: Exception | None = None) -> None:
         self.sent: list[UsageEvent] = []
+        self.keys: list[str] = []
         self.error = error
 
-    async def deliver(self, events: Sequence[UsageEvent], timeout: float) -> None:
+    async def deliver(self, events: Sequence[EncodedEvent], timeout: float) -> None:
         if self.error is not None:
             raise self.error
-        self.sent.extend(events)
+        for subject, value in events:
+            self.keys.append(subject)
+            self.sent.append(decode_event(value))
 
     def close(self) -> None:
         pass

@@ -12,9 +12,9 @@ import httpx
 import orjson
 import pytest
 
+from api.fastingest import EncodedEvent
 from api.openapi import document
 from schemas.errors import DeliveryFailed, ServiceUnavailable
-from schemas.events import UsageEvent
 from tests.api.doubles import ACME, ADMIN, FakeDelivery, FakeEngine, SyncClient, fake_app
 from tests.conftest import ROOT
 
@@ -100,7 +100,7 @@ class SlowDelivery(FakeDelivery):
         super().__init__()
         self.release = asyncio.Event()
 
-    async def deliver(self, events: Sequence[UsageEvent], timeout: float) -> None:
+    async def deliver(self, events: Sequence[EncodedEvent], timeout: float) -> None:
         await self.release.wait()
         await super().deliver(events, timeout)
 

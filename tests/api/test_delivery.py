@@ -1,21 +1,31 @@
-"""KafkaDelivery's failure path with a real client and no broker: nothing is sent, and
-the API answers 503 with Retry-After (no test double for Kafka here)."""
+"""KafkaDelivery: how a request's events are packed into records (pure), how one
+request's acknowledgements are counted, the failure path with a real client and no
+broker (nothing is sent, 503 with Retry-After), and a delivery to the real local Kafka
+read back record by record (no test double for Kafka here)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from api.app import create_app
-from api.delivery import KafkaDelivery
+from api.delivery import KafkaDelivery, _Countdown, records
+from api.fastingest import EncodedEvent
 from api.server import free_port
 from api.settings import ApiSettings
-from schemas.errors import ServiceUnavailable
+from ingest.admin import ensure_topics, meterline_topics
+from schemas.errors import DeliveryFailed, ServiceUnavailable
 from schemas.events import UsageEvent
+from schemas.settings import Settings
+from schemas.wire import encode_event, is_batch, split_record
 from tests.api.doubles import ADMIN, FakeEngine, SyncClient, demo_settings
+from tests.conftest import isolated_settings
 
 EVENT = UsageEvent.create(type="api.request", subject="acme")
 
@@ -25,7 +35,7 @@ def test_unreachable_kafka_fails_fast_with_service_unavailable() -> None:
     started = time.monotonic()
     try:
         with pytest.raises(ServiceUnavailable):
-            asyncio.run(delivery.deliver([EVENT], timeout=2))
+            asyncio.run(delivery.deliver([(EVENT.subject, encode_event(EVENT))], timeout=2))
     finally:
         delivery.close()
     assert time.monotonic() - started < 10
@@ -46,3 +56,133 @@ def test_api_answers_503_with_retry_after_when_kafka_is_down() -> None:
     assert answer.status_code == 503
     assert answer.headers["retry-after"] == "3"
     assert answer.json()["title"] == "Kafka unavailable"
+
+
+# -- records: a request's events packed per subject --------------------------------------
+
+
+def encoded(subjects: str, size: int = 10) -> list[EncodedEvent]:
+    """One event per letter, the letter its subject, numbered in body order."""
+    return [(s, f"{s}{n}".encode().ljust(size, b".")) for n, s in enumerate(subjects)]
+
+
+def test_a_small_batch_makes_one_record_per_subject_in_order() -> None:
+    events = encoded("abacbba")
+    assert records(events, 500, 256_000) == [
+        ("a", [b"a0........", b"a2........", b"a6........"]),
+        ("b", [b"b1........", b"b4........", b"b5........"]),
+        ("c", [b"c3........"]),
+    ]
+
+
+@pytest.mark.parametrize(("max_events", "max_bytes"), [(2, 10_000), (100, 25), (1, 1), (3, 40)])
+def test_limits_split_a_subject_into_records_that_keep_its_order(
+    max_events: int, max_bytes: int
+) -> None:
+    events = encoded("aabababbbaac")
+    out = records(events, max_events, max_bytes)
+    for subject, lines in out:
+        assert len(lines) <= max_events
+        assert len(lines) == 1 or sum(len(line) + 1 for line in lines) <= max_bytes
+        assert all(line.startswith(subject.encode()) for line in lines)
+    for subject in "abc":
+        mine = [line for s, lines in out if s == subject for line in lines]
+        assert mine == [v for s, v in events if s == subject]  # all there, in body order
+
+
+def test_an_event_over_the_byte_limit_gets_a_record_of_its_own() -> None:
+    events = [("a", b"x" * 10), ("a", b"y" * 100), ("a", b"z" * 10)]
+    assert records(events, 500, 50) == [("a", [b"x" * 10]), ("a", [b"y" * 100]), ("a", [b"z" * 10])]
+
+
+# -- one request's acknowledgements --------------------------------------------------------
+
+
+class Err:
+    """What confluent-kafka hands a delivery callback for a failed record."""
+
+    def str(self) -> str:
+        return "Local: Message timed out"
+
+
+def test_a_request_settles_at_its_last_acknowledgement() -> None:
+    async def go() -> list[bool]:
+        countdown = _Countdown(asyncio.get_running_loop(), 3)
+        done = []
+        for _ in range(3):
+            await asyncio.sleep(0)
+            done.append(countdown.future.done())
+            countdown(None, Any)  # type: ignore[arg-type]  # the message is not read
+        await asyncio.sleep(0)
+        done.append(countdown.future.done())
+        await countdown.future
+        return done
+
+    assert asyncio.run(go()) == [False, False, False, True]
+
+
+def test_a_failed_record_fails_the_request_at_once() -> None:
+    async def go() -> None:
+        countdown = _Countdown(asyncio.get_running_loop(), 3)
+        countdown(Err(), Any)  # type: ignore[arg-type]
+        countdown(None, Any)  # type: ignore[arg-type]  # later outcomes change nothing
+        await countdown.future
+
+    with pytest.raises(DeliveryFailed, match="Message timed out"):
+        asyncio.run(go())
+
+
+# -- the real local Kafka ------------------------------------------------------------------
+
+
+def read_back(settings: Settings) -> list[tuple[str, list[bytes]]]:
+    """``(key, the record's events)`` of every record on the events topic."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": settings.worker_app_id + "-check",
+            "enable.auto.commit": False,
+        }
+    )
+    topic = settings.events_topic
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p))[1] for p in partitions}
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        out: list[tuple[str, list[bytes]]] = []
+        deadline = time.monotonic() + 30
+        while sum(ends.values()) > len(out):
+            assert time.monotonic() < deadline, "the records did not come back"
+            for msg in consumer.consume(100, timeout=1.0):
+                error: KafkaError | None = msg.error()
+                assert error is None, error
+                value = msg.value() or b""
+                out.append(
+                    ((msg.key() or b"").decode(), split_record(value, is_batch(msg.headers())))
+                )
+        return out
+    finally:
+        consumer.close()
+
+
+@pytest.mark.integration
+def test_a_delivered_request_is_in_kafka_as_the_worker_reads_it(
+    stack: Settings, tmp_path: Path
+) -> None:
+    settings = isolated_settings(stack, tmp_path)
+    ensure_topics(settings.kafka_bootstrap, meterline_topics(settings))
+    events = [
+        UsageEvent.create(type="api.request", subject=subject, data={"n": n})
+        for n, subject in enumerate(["acme", "globex", "acme", "initech", "acme"])
+    ]
+    delivery = KafkaDelivery(settings.kafka_bootstrap, settings.events_topic)
+    try:
+        asyncio.run(delivery.deliver([(e.subject, encode_event(e)) for e in events], timeout=10))
+    finally:
+        delivery.close()
+    got = sorted(read_back(settings))
+    assert got == [
+        ("acme", [encode_event(events[0]), encode_event(events[2]), encode_event(events[4])]),
+        ("globex", [encode_event(events[1])]),
+        ("initech", [encode_event(events[3])]),
+    ]

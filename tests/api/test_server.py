@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from api.server import BackgroundApi, demo_banner, demo_tokens
 
 
@@ -15,3 +17,12 @@ def test_demo_banner_names_the_dashboard_and_a_token() -> None:
     token = demo_tokens()["admin"]
     assert f"Dashboard:  http://127.0.0.1:8080/dashboard#token={token}" in banner
     assert f"Stop: kill {process.pid}" in banner
+
+
+def test_serve_refuses_fewer_than_one_worker_before_starting(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from api.__main__ import main
+
+    assert main(["serve", "--workers", "0"]) == 2
+    assert "--workers must be at least 1" in capsys.readouterr().err
