@@ -15,16 +15,18 @@ import json
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from decimal import Decimal
 from functools import cached_property
 from typing import Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from schemas.errors import InvalidInput
 from schemas.timeutil import format_ms, to_ms, truncate_ms
 
-__all__ = ["UsageEvent", "parse_event", "parse_event_json"]
+__all__ = ["MAX_PLAIN_DIGITS", "UsageEvent", "parse_event", "parse_event_json", "too_long"]
 
 
 class UsageEvent(BaseModel):
@@ -55,6 +57,24 @@ class UsageEvent(BaseModel):
             raise ValueError(
                 "time is outside the supported range; send a time between years 1970 and 9999"
             ) from None
+
+    @field_validator("data", mode="after")
+    @classmethod
+    def _numbers_writable(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        where = _oversized_number(value)
+        if where is not None:
+            raise PydanticCustomError(
+                "value_error",
+                "{where} is a number whose plain decimal form has more than {limit} digits "
+                "before or after the point",
+                {
+                    "where": where,
+                    "limit": MAX_PLAIN_DIGITS,
+                    "fix": f"send at most {MAX_PLAIN_DIGITS} digits on each side of the "
+                    "point, or send the value as a string",
+                },
+            )
+        return value
 
     @cached_property
     def time_ms(self) -> int:
@@ -99,6 +119,43 @@ class UsageEvent(BaseModel):
         if self.dataschema is not None:
             out["dataschema"] = self.dataschema
         return out
+
+
+#: Numbers in ``data`` are written exactly, in plain decimal form (``schemas.wire``): a
+#: 13-byte literal such as ``1e-999999999`` would be written as a billion characters, so
+#: a number whose plain form is longer than this on either side of the point is refused.
+MAX_PLAIN_DIGITS = 1000
+
+
+def _oversized_number(data: dict[str, Any] | None) -> str | None:
+    """The path (``data.a.b[2]``) of the first number in ``data`` whose plain decimal form
+    is too long to write, or ``None``.  Iterative: nesting depth is checked elsewhere."""
+    if not data:
+        return None
+    stack: list[tuple[str, Any]] = [("data", data)]
+    while stack:
+        path, node = stack.pop()
+        items = (
+            ((f".{key}", item) for key, item in node.items())
+            if isinstance(node, dict)
+            else ((f"[{i}]", item) for i, item in enumerate(node))
+        )
+        for step, item in items:
+            if isinstance(item, dict | list):
+                stack.append((path + step, item))
+            elif isinstance(item, Decimal) and too_long(item):
+                return path + step
+    return None
+
+
+def too_long(number: Decimal) -> bool:
+    """Whether the plain decimal form of ``number`` has more than
+    :data:`MAX_PLAIN_DIGITS` digits before or after the point."""
+    if not number.is_finite():
+        return False
+    exponent = number.as_tuple().exponent
+    assert isinstance(exponent, int)  # finite
+    return number.adjusted() >= MAX_PLAIN_DIGITS or exponent < -MAX_PLAIN_DIGITS
 
 
 def parse_event(payload: Any, *, where: str = "") -> UsageEvent:

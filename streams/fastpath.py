@@ -60,6 +60,7 @@ from typing import Any
 import msgspec
 import orjson
 
+from schemas.events import too_long
 from schemas.jsonpath import MISSING, JsonPath
 from schemas.meters import Aggregation, MeterDefinition, MeterSet
 from schemas.timeutil import format_ms, to_ms
@@ -176,10 +177,19 @@ def _digest(wire: dict[str, Any]) -> str | None:
     nesting deeper than it writes): the reference's ``content_hash`` raises there.
     """
     try:
-        canonical = orjson.dumps(wire, default=str, option=orjson.OPT_SORT_KEYS)
+        canonical = orjson.dumps(wire, default=_exact_text, option=orjson.OPT_SORT_KEYS)
     except orjson.JSONEncodeError:
         return None
     return hashlib.blake2b(canonical, digest_size=12).hexdigest()
+
+
+def _exact_text(value: Any) -> str:
+    """How the canonical form writes a ``Decimal`` (as ``default=str``); a number the
+    reference refuses as too long to write (``schemas.events.MAX_PLAIN_DIGITS``) makes
+    :func:`_digest` decline."""
+    if type(value) is Decimal and not too_long(value):
+        return str(value)
+    raise TypeError
 
 
 def _time(text: str) -> tuple[int, str] | None:

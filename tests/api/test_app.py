@@ -63,6 +63,22 @@ def test_invalid_batch_is_400_with_every_problem_and_nothing_sent() -> None:
     assert delivery.sent == []
 
 
+def test_a_short_number_with_a_huge_exponent_is_400_not_a_billion_characters() -> None:
+    """``1e-999999999`` is 13 bytes; written in plain form it would be 1 GB."""
+    delivery = FakeDelivery()
+    body = orjson.dumps([{**EVENT, "data": {"v": ["HUGE"]}}]).replace(b'"HUGE"', b"1e-999999999")
+    answer = client(delivery=delivery).post(
+        "/api/v1/events",
+        content=body,
+        headers={**ADMIN, "content-type": "application/cloudevents-batch+json"},
+    )
+    assert answer.status_code == 400, answer.text
+    [problem] = answer.json()["problems"]
+    assert problem["path"] == "[0].data"
+    assert "data.v[0]" in problem["message"]
+    assert delivery.sent == []
+
+
 def test_413_above_the_size_limit() -> None:
     http = client(max_body_bytes=2048)
     big = orjson.dumps([{**EVENT, "id": str(i)} for i in range(40)])

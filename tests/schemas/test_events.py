@@ -97,3 +97,26 @@ def test_integers_beyond_64_bits_survive_the_wire_exactly() -> None:
     huge = 2**80 + 1
     event = parse_event({**VALID, "data": {"n": huge, "deep": [[[1]]]}})
     assert decode_event(encode_event(event)).data == {"n": huge, "deep": [[[1]]]}
+
+
+@pytest.mark.parametrize(
+    ("literal", "accepted"),
+    [("9.99e999", True), ("1e-1000", True), ("1e1000", False), ("1.5e-1000", False)],
+)
+def test_a_number_too_long_to_write_is_refused_naming_its_path(
+    literal: str, accepted: bool
+) -> None:
+    """Numbers are written in plain decimal form: ``1e-999999999`` (13 bytes) would be a
+    billion characters, so beyond 1,000 digits on a side the event is refused."""
+    line = (
+        '{"id":"e","source":"s","type":"t","subject":"acme","time":"2026-10-01T00:00:00Z",'
+        f'"data":{{"a":[1,{{"v":{literal}}}]}}}}'
+    ).encode()
+    if accepted:
+        assert len(encode_event(decode_event(line))) < 1200
+        return
+    with pytest.raises(InvalidInput) as exc:
+        decode_event(line)
+    [problem] = exc.value.problems
+    assert "data.a[1].v" in problem.message
+    assert "1000 digits" in problem.fix

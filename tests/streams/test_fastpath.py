@@ -182,7 +182,12 @@ NUMBERS = st.one_of(
     st.integers(-(2**70), 2**70),
     DECIMALS,
     st.decimals(allow_nan=False, allow_infinity=False),
-    st.sampled_from([Raw("1e400"), Raw("1E-400"), Raw("-0.0"), Raw("1.50"), Raw("0E+3")]),
+    st.sampled_from(
+        [
+            *(Raw(t) for t in ("1e400", "1E-400", "-0.0", "1.50", "0E+3", "9e999", "1e-1000")),
+            *(Raw(t) for t in ("1e1000", "1.5E-1000", "-1e-999999999")),
+        ]
+    ),
 )
 STRINGS = st.one_of(
     st.text(st.characters(codec="utf-8"), max_size=8),
@@ -527,6 +532,9 @@ def test_edge_case(
 SURPRISES = {
     "data keys are stripped": (data_with(**{" v ": 3}), True, False),
     "1e400": (data_with(v=Raw("1e400")), True, True),
+    "1e999, the longest plain form written": (data_with(x=Raw("1e999")), True, True),
+    "1e1000, too long to write": (data_with(x=Raw("1e1000")), False, False),
+    "1e-999999999, too long to write": (data_with(deep=Raw('[{"x":1e-999999999}]')), False, False),
     "NaN literal": (data_with(v=Raw("NaN")), True, False),
     "big integer as a group value": (data_with(region=Raw("9" * 25)), True, False),
     "the SDK's 1E+20": (
