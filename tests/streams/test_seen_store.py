@@ -1,0 +1,393 @@
+"""The on-disk dedupe store (``streams.seen_store``): lookups, purge, legacy entries,
+restores, restart reuse, rebalance and hash collisions.  A real RocksDB in a temp dir,
+a Faust app that is built but never started; changelog sends are recorded, not sent."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import faust
+import orjson
+import pytest
+from faust.types import TP
+
+from streams import seen_store
+from streams.app import PositionedTable, TableSeenStore, _claim_slot
+from streams.dedupe import SeenRecord
+from streams.seen_store import SeenIndexStore, StoreLimits
+
+ROOT = Path(__file__).resolve().parents[2]
+T0 = 1_790_000_000_000
+SMALL = StoreLimits(block_cache_bytes=8 << 20, memtable_bytes=4 << 20, write_buffer_bytes=1 << 20)
+
+
+class RecordingTable(PositionedTable):
+    """The worker's table with the changelog send replaced by a list of what was sent."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sent: list[tuple[int | None, bytes, bytes | None]] = []
+
+    def on_key_set(self, key: bytes, value: bytes) -> None:
+        self.sent.append((self.partition_for_key(key), key, value))
+
+    def on_key_del(self, key: bytes) -> None:
+        self.sent.append((self.partition_for_key(key), key, None))
+
+
+@dataclass
+class Opened:
+    table: RecordingTable
+    seen: TableSeenStore
+
+    @property
+    def store(self) -> SeenIndexStore:
+        data = self.table.data
+        assert isinstance(data, SeenIndexStore)
+        return data
+
+    @property
+    def topic(self) -> str:
+        return str(self.table.changelog_topic.topics[0])
+
+
+def open_store(datadir: Path) -> Opened:
+    app = faust.App("seen-test", datadir=str(datadir), key_serializer="raw")
+    table = app.tables.add(
+        RecordingTable(
+            app,
+            name="dedupe",
+            partitions=4,
+            key_type=bytes,
+            value_type=bytes,
+            options={"limits": SMALL},
+        )
+    )
+    return Opened(table, TableSeenStore(table))
+
+
+@pytest.fixture
+def opened(tmp_path: Path) -> Opened:
+    return open_store(tmp_path)
+
+
+def rec(
+    partition: int, offset: int, ingested: int = T0, index: int = 0, digest: str = "d"
+) -> SeenRecord:
+    return SeenRecord(partition, offset, digest, ingested, index)
+
+
+@dataclass
+class Message:
+    partition: int
+    offset: int
+    key: bytes
+    value: bytes | None
+
+    @property
+    def tp(self) -> TP:
+        return TP("seen-test-dedupe-changelog", self.partition)
+
+
+@dataclass
+class ChangelogEvent:
+    message: Message
+
+
+def chunk_keys(store: SeenIndexStore) -> list[bytes]:
+    """The table's keys in every open partition (Faust's own iteration covers assigned
+    partitions only, and this app is never started)."""
+    return sorted(key for db in store._dbs.values() for key in store._visible_keys(db))
+
+
+def restore(store: SeenIndexStore, *messages: Message) -> None:
+    store.apply_changelog_batch([ChangelogEvent(m) for m in messages], None, None)
+
+
+def test_put_then_get_by_key_across_partitions(opened: Opened) -> None:
+    opened.seen.put_many(
+        [("a", rec(0, 10)), ("b", rec(0, 11, index=2)), ("c", rec(3, 5, T0 + 9, digest="x"))]
+    )
+    assert opened.seen.get("a") == rec(0, 10)
+    assert opened.seen.get("b") == rec(0, 11, index=2)
+    assert opened.seen.get("c") == rec(3, 5, T0 + 9, digest="x")
+    assert opened.seen.get("nope") is None
+    assert opened.seen.get_many(["c", "nope", "a"]) == [
+        rec(3, 5, T0 + 9, digest="x"),
+        None,
+        rec(0, 10),
+    ]
+    # one changelog message per partition per chunk, to that partition, in the wire format
+    assert [(p, k) for p, k, _ in opened.table.sent] == [(0, b"0:10-11"), (3, b"3:5-5")]
+    assert orjson.loads(opened.table.sent[0][2] or b"") == {
+        "e": [["a", 10, 0, "d", T0], ["b", 11, 2, "d", T0]]
+    }
+    # faust sees the chunk entries only: the index families stay out of the table
+    assert chunk_keys(opened.store) == [b"0:10-11", b"3:5-5"]
+
+
+def test_purge_drops_chunks_past_the_horizon_and_forgets_their_keys(opened: Opened) -> None:
+    opened.seen.put_many([("old", rec(0, 1, 1_000)), ("mid", rec(0, 2, 4_000))])
+    opened.seen.put_many([("new", rec(0, 3, 9_000)), ("x", rec(0, 4, 2_000))])
+    opened.seen.put_many([("other", rec(2, 7, 3_000))])
+    assert opened.seen.purge(5_000) == 3
+    assert [opened.seen.get(k) for k in ("old", "mid", "other")] == [None, None, None]
+    assert opened.seen.get("new") == rec(0, 3, 9_000)
+    assert opened.seen.get("x") == rec(0, 4, 2_000)  # its chunk holds a newer event
+    assert chunk_keys(opened.store) == [b"0:3-4"]
+    tombstones = [(p, k) for p, k, v in opened.table.sent if v is None]
+    assert sorted(tombstones) == [(0, b"0:1-2"), (2, b"2:7-7")]
+    assert opened.seen.purge(5_000) == 0
+
+
+def test_a_replayed_key_survives_the_purge_of_its_older_chunk(opened: Opened) -> None:
+    """A record re-read after a crash is recorded again in a new chunk; purging the
+    first chunk must not forget the key the second one still holds."""
+    opened.seen.put_many([("k", rec(1, 5, 1_000)), ("gone", rec(1, 6, 1_000))])
+    opened.seen.put_many([("k", rec(1, 5, 1_000)), ("late", rec(1, 9, 8_000))])
+    assert opened.seen.purge(5_000) == 2
+    assert opened.seen.get("k") == rec(1, 5, 1_000)
+    assert opened.seen.get("gone") is None
+
+
+def test_overwriting_a_chunk_unindexes_the_keys_it_no_longer_holds(opened: Opened) -> None:
+    opened.table.data[b"0:1-2"] = orjson.dumps({"e": [["a", 1, 0, "d", T0], ["b", 2, 0, "d", T0]]})
+    opened.table.data[b"0:1-2"] = orjson.dumps(
+        {"e": [["a", 1, 0, "d", T0 + 1], ["c", 2, 0, "d", T0]]}
+    )
+    assert opened.seen.get("a") == rec(0, 1, T0 + 1)
+    assert opened.seen.get("b") is None
+    assert opened.seen.get("c") == rec(0, 2)
+    assert opened.store.expired(T0 + 2) == [(b"0:1-2", 0, 2)]  # one expiry entry, the new one
+
+
+def test_entries_of_older_workers_are_read_and_purged(opened: Opened) -> None:
+    legacy = b"ns\x1fs\x1fold"
+    restore(opened.store, Message(3, 0, legacy, b"3:12:1000:abc"))
+    assert opened.seen.get("ns\x1fs\x1fold") == SeenRecord(3, 12, "abc", 1_000, 0)
+    assert opened.seen.purge(2_000) == 1
+    assert opened.seen.get("ns\x1fs\x1fold") is None
+    assert [(p, k, v) for p, k, v in opened.table.sent] == [(3, legacy, None)]
+
+
+def test_a_restore_indexes_like_the_writer_and_applies_tombstones(opened: Opened) -> None:
+    chunk = orjson.dumps({"e": [["a", 40, 0, "h", T0], ["b", 41, 1, "h", T0]]})
+    restore(
+        opened.store,
+        Message(2, 0, b"2:40-41", chunk),
+        Message(2, 1, b"2:42-42", orjson.dumps({"e": [["c", 42, 0, "h", T0]]})),
+        Message(2, 2, b"2:40-41", None),
+    )
+    assert opened.seen.get("a") is None
+    assert opened.seen.get("c") == SeenRecord(2, 42, "h", T0, 0)
+    assert opened.store.persisted_offset(TP(opened.topic, 2)) == 2
+    assert chunk_keys(opened.store) == [b"2:42-42"]
+
+
+def test_a_reopened_store_answers_from_disk_and_keeps_its_offsets(tmp_path: Path) -> None:
+    first = open_store(tmp_path)
+    first.seen.put_many([(f"k{i}", rec(i % 4, i, T0 + i)) for i in range(2_000)])
+    restore(
+        first.store, Message(1, 7, b"1:5000-5000", orjson.dumps({"e": [["r", 5000, 0, "h", T0]]}))
+    )
+    first.store.close()
+
+    again = open_store(tmp_path)  # as after a restart: nothing in memory, nothing replayed
+    for partition in range(4):
+        again.store.persisted_offset(TP(again.topic, partition))  # what recovery does first
+    assert again.store.persisted_offset(TP(again.topic, 1)) == 7
+    assert again.seen.get("k1999") == rec(3, 1999, T0 + 1999)
+    assert again.seen.get("r") == SeenRecord(1, 5000, "h", T0, 0)
+    assert again.seen.get_many([f"k{i}" for i in range(2_000)]) == [
+        rec(i % 4, i, T0 + i) for i in range(2_000)
+    ]
+
+
+def test_a_hash_collision_never_answers_for_another_key(
+    opened: Opened, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(seen_store, "key_hash", lambda key: b"\0" * 16)
+    opened.seen.put_many([("first", rec(0, 1))])
+    assert opened.seen.get("first") == rec(0, 1)
+    assert opened.seen.get("second") is None  # same hash, different key: a miss
+    assert opened.seen.get_many(["second", "first"]) == [None, rec(0, 1)]
+
+
+def test_a_revoked_partition_is_written_only_to_the_changelog_and_not_purged(
+    opened: Opened,
+) -> None:
+    opened.seen.put_many([("a", rec(0, 1)), ("b", rec(1, 1))])
+    p0, p1 = TP(opened.topic, 0), TP(opened.topic, 1)
+    restore(opened.store, Message(0, 3, b"0:9-9", orjson.dumps({"e": [["z", 9, 0, "d", T0]]})))
+
+    asyncio.run(opened.store.on_rebalance({p1}, {p0}, set()))
+    assert 0 not in opened.store._dbs  # closed on revocation
+    # what the disk knows of partition 0 still answers: true, if perhaps not the newest
+    assert opened.seen.get("a") == rec(0, 1)
+    assert opened.seen.get("z") == SeenRecord(0, 9, "d", T0, 0)
+    assert opened.seen.get("b") == rec(1, 1)
+    assert opened.store.expired(T0 + 1) == [(b"1:1-1", 1, 1)]  # only owned chunks purge
+    opened.seen.put_many([("late", rec(0, 2))])  # a batch finishing through the rebalance
+    assert opened.table.sent[-1][:2] == (0, b"0:2-2")  # the changelog has it
+    opened.store.set_persisted_offset(p0, 4)  # and its acknowledgement comes in
+    assert 0 not in opened.store._dbs  # neither reached the local state
+    assert opened.seen.get("late") is None
+
+    # the partition comes back at the offset applied before; the restore replays the late
+    # write (here at offset 4) with whatever the other owner wrote meanwhile
+    assert opened.store.persisted_offset(p0) == 3
+    asyncio.run(opened.store.on_rebalance({p0, p1}, set(), {p0}))
+    restore(opened.store, Message(0, 4, b"0:2-2", orjson.dumps({"e": [["late", 2, 0, "d", T0]]})))
+    assert opened.seen.get("late") == rec(0, 2)
+    assert opened.store.persisted_offset(p0) == 4
+
+
+def test_an_older_workers_entry_on_another_changelog_partition_is_purged(
+    opened: Opened,
+) -> None:
+    """Entries of older workers name the record's partition, which need not be the
+    changelog partition they were written to: the purge must still forget the key."""
+    restore(opened.store, Message(1, 0, b"ns\x1fs\x1fx", b"3:12:1000:abc"))
+    assert opened.seen.get("ns\x1fs\x1fx") == SeenRecord(3, 12, "abc", 1_000, 0)
+    assert opened.seen.purge(2_000) == 1
+    assert opened.seen.get("ns\x1fs\x1fx") is None
+    assert opened.table.sent == [(1, b"ns\x1fs\x1fx", None)]
+    assert opened.store.expired(2_000) == []
+
+
+def test_an_index_deleted_by_hand_makes_the_partitions_restore_anew(tmp_path: Path) -> None:
+    first = open_store(tmp_path)
+    first.seen.put_many([("a", rec(2, 1))])
+    restore(first.store, Message(2, 5, b"2:7-7", orjson.dumps({"e": [["b", 7, 0, "d", T0]]})))
+    first.store.close()
+    shutil.rmtree(next(tmp_path.rglob("dedupe-index.db")))
+    again = open_store(tmp_path)
+    # no persisted offset: Faust restores partition 2 from the start of its changelog
+    assert again.store.persisted_offset(TP(again.topic, 2)) is None
+    assert chunk_keys(again.store) == []
+
+
+def test_an_unreadable_entry_is_stored_but_not_indexed(
+    opened: Opened, caplog: pytest.LogCaptureFixture
+) -> None:
+    restore(opened.store, Message(0, 0, b"0:1-1", b"{not json"))
+    assert chunk_keys(opened.store) == [b"0:1-1"]
+    assert opened.seen.get("anything") is None
+    assert "cannot be read" in caplog.text
+
+
+def test_each_worker_sharing_a_data_directory_gets_its_own_slot(tmp_path: Path) -> None:
+    assert _claim_slot(tmp_path) == tmp_path / "slot-0"
+    assert _claim_slot(tmp_path) == tmp_path / "slot-1"  # held: the next one
+
+
+def test_a_slot_comes_free_when_its_process_exits(tmp_path: Path) -> None:
+    code = (
+        "import sys; from pathlib import Path; from streams.app import _claim_slot; "
+        "print(_claim_slot(Path(sys.argv[1])))"
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True
+    )
+    assert child.stdout.strip() == str(tmp_path / "slot-0")
+    assert _claim_slot(tmp_path) == tmp_path / "slot-0"  # a restarted worker gets it back
+
+
+CRASH = """
+import os, sys
+from pathlib import Path
+from tests.streams.test_seen_store import open_store, rec
+opened = open_store(Path(sys.argv[1]))
+opened.seen.put_many([("a", rec(1, 1))])
+os._exit(0)  # no close: as a SIGKILL leaves it
+"""
+
+
+def test_a_crash_keeps_the_state_unless_the_host_restarted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def crash() -> None:
+        subprocess.run([sys.executable, "-c", CRASH, str(tmp_path)], check=True, cwd=ROOT)
+
+    crash()
+    same_boot = open_store(tmp_path)
+    assert same_boot.seen.get("a") == rec(1, 1)  # the write-ahead log brought it back
+    same_boot.store.close()
+
+    crash()
+    monkeypatch.setattr(seen_store, "_boot_id", lambda: b"another boot")
+    rebooted = open_store(tmp_path)
+    assert rebooted.seen.get("a") is None  # unsynced logs are not trusted: restore anew
+    assert rebooted.store.persisted_offset(TP(rebooted.topic, 1)) is None
+    rebooted.seen.put_many([("b", rec(1, 2))])
+    rebooted.store.close()
+
+    monkeypatch.setattr(seen_store, "_boot_id", lambda: b"a third boot")
+    after_clean_close = open_store(tmp_path)  # in yet another boot, but closed cleanly
+    assert after_clean_close.seen.get("b") == rec(1, 2)
+
+
+class FailingWrites:
+    """A database whose writes fail (a crash at that point, as far as the store sees)."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+
+    def write(self, *_: Any) -> None:
+        raise OSError("the process died here")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.db, name)
+
+
+def fail_writes(store: SeenIndexStore, where: str) -> Any:
+    """Make one database's writes fail; returns a function undoing it."""
+    if where == "index":
+        index = store._opened_index()
+        store._index = index._replace(db=FailingWrites(index.db))  # type: ignore[arg-type]
+        return lambda: setattr(store, "_index", index)
+    db = store._dbs[0]
+    store._dbs[0] = FailingWrites(db)
+    return lambda: store._dbs.__setitem__(0, db)
+
+
+@pytest.mark.parametrize("failing", ["index", "table"])
+def test_a_write_cut_short_never_hides_a_recorded_key(opened: Opened, failing: str) -> None:
+    opened.seen.put_many([("warm", rec(0, 0))])  # opens both databases
+    undo = fail_writes(opened.store, failing)
+    with pytest.raises(OSError, match="died"):
+        opened.seen.put_many([("k", rec(0, 1))])
+    undo()
+    # either nothing was recorded, or the index was written first and knows the key
+    assert opened.seen.get("k") == (rec(0, 1) if failing == "table" else None)
+
+
+@pytest.mark.parametrize("failing", ["index", "table"])
+def test_a_purge_cut_short_is_finished_by_the_next(opened: Opened, failing: str) -> None:
+    opened.seen.put_many([("old", rec(0, 1, 1_000))])
+    undo = fail_writes(opened.store, failing)
+    with pytest.raises(OSError, match="died"):
+        opened.seen.purge(5_000)
+    undo()
+    opened.seen.purge(5_000)
+    assert opened.seen.get("old") is None
+    assert chunk_keys(opened.store) == []
+    assert opened.store.expired(5_000) == []
+
+
+def test_a_purge_in_slices_drops_the_oldest_first_and_finishes(opened: Opened) -> None:
+    for n in range(5):  # five chunks of partition 1, the oldest first
+        opened.seen.put_many([(f"k{n}", rec(1, n, 1_000 + n))])
+    opened.seen.put_many([("fresh", rec(1, 9, 9_000))])
+    assert opened.seen.purge(5_000, max_entries=2) == 2
+    assert [opened.seen.get(f"k{n}") is None for n in range(5)] == [True, True, False, False, False]
+    assert opened.seen.purge(5_000, max_entries=2) == 2
+    assert opened.seen.purge(5_000, max_entries=2) == 1
+    assert opened.seen.purge(5_000, max_entries=2) == 0
+    assert opened.seen.get("fresh") == rec(1, 9, 9_000)
