@@ -78,7 +78,7 @@ stress: install up ## SIGKILL end-to-end tests 20 times in a row beside a CPU ho
 bench: install ## Benchmarks (run `make up` first); writes docs/benchmarks.md
 	$(PY) bench/run.py
 
-reset: install ## Delete the local pipeline's topics, consumer group and database (asks nothing)
+reset: install ## Delete the local pipeline's topics, consumer group, database and worker state (asks nothing; stop the pipeline first)
 	$(PY) -m streams reset --yes
 
 clean: down ## Stop services and remove the virtualenv (the jar/package cache stays)

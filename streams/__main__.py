@@ -9,7 +9,8 @@
 * ``reconcile --from T --to T [--meter SLUG]``: recompute meters from the raw events and
   compare with the windows; exit 1 on any difference.
 * ``backfill --meter SLUG --from T --to T``: fill a new meter from the raw events.
-* ``reset --yes``: delete the topics, the consumer group and the ClickHouse database of
+* ``reset --yes``: delete the topics, the consumer group, the workers' local state on this
+  machine and the ClickHouse database of
   these settings (all metered data and dedupe state; for local use).
 """
 
@@ -51,13 +52,16 @@ def main(argv: list[str] | None = None) -> int:
                 print("reset deletes all metered data and dedupe state; add --yes", file=sys.stderr)
                 return 2
             from ingest.admin import delete_state
+            from streams.app import delete_local_state
 
+            local = delete_local_state(settings)  # first: refused while a worker runs
             deleted = delete_state(settings)
             engine = ServerEngine(settings.clickhouse_host, settings.clickhouse_tcp_port)
             engine.execute(f"DROP DATABASE IF EXISTS {settings.clickhouse_database}")
             print(
                 f"deleted topics {deleted}, group {settings.worker_app_id}, "
-                f"database {settings.clickhouse_database}"
+                f"database {settings.clickhouse_database}, "
+                f"local worker state {local or '(none)'}"
             )
             return 0
         if args.command == "init":

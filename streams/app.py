@@ -28,6 +28,7 @@ import fcntl
 import itertools
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ import faust
 import orjson
 
 from ingest.admin import MAX_RECORD_BYTES
+from schemas.errors import MeterlineError
 from schemas.meters import MeterSet
 from schemas.settings import Settings
 from schemas.storage.engine import Engine, ServerEngine
@@ -199,10 +201,9 @@ def create_worker(
 ) -> Worker:
     """Build the Faust app and its sink.  Nothing connects until the worker starts."""
     faust_fixes.apply()
-    datadir = Path(settings.worker_data_dir or Path.home() / ".cache/meterline/worker")
     # Workers sharing a data directory each get a slot of their own (RocksDB files are
     # one process's); a restarted worker gets its slot, and its state, back.
-    slot = _claim_slot(datadir / settings.worker_app_id)
+    slot = _claim_slot(state_root(settings))
     app = faust.App(
         settings.worker_app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
@@ -355,6 +356,35 @@ def create_worker(
     app.timer(interval=600.0, on_leader=False)(purge_expired)
     supervise_from_child(app, state, settings.events_topic, settings.worker_failpoint)
     return Worker(app=app, sink=sink, store=store, state=state)
+
+
+def state_root(settings: Settings) -> Path:
+    """Where this machine's workers of ``settings.worker_app_id`` keep their local state
+    (one ``slot-N`` directory per live worker)."""
+    base = Path(settings.worker_data_dir or Path.home() / ".cache/meterline/worker")
+    return base / settings.worker_app_id
+
+
+def delete_local_state(settings: Settings) -> Path | None:
+    """Delete the workers' local state on this machine (``reset``): the dedupe keys on
+    disk would otherwise drop re-sent events of a new pipeline as duplicates.  Refused
+    while a worker holds a slot; the directory deleted, or ``None`` if there was none."""
+    root = state_root(settings)
+    if not root.exists():
+        return None
+    for lock in sorted(root.glob("slot-*.lock")):
+        fd = os.open(lock, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise MeterlineError(
+                f"a worker is running with its state in {lock.with_suffix('')}; "
+                "stop the workers first (make down), then reset"
+            ) from None
+        finally:
+            os.close(fd)
+    shutil.rmtree(root)
+    return root
 
 
 def _claim_slot(root: Path) -> Path:
