@@ -1,0 +1,56 @@
+"""The stream stage of ``make bench`` alone, with its same-run baseline.
+
+    python bench/stream_stage.py [--events-per-subject 10000] [--repeats 2] [--workers 1]
+
+Produces the generated telemetry (20 subjects, 10 % duplicates, packed records) into
+fresh topics, times the bare confluent-kafka consume + orjson baseline on them, then one
+supervised worker (``python -m streams worker``) per run: events/s from the first stored
+event to the last, the worker's process CPU per event (supervisor and child, every
+thread) and exact totals.  Prints one JSON line per stage; everything is deleted after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_pipeline
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events-per-subject", type=int, default=10_000)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    with bench_pipeline.isolated_bench(
+        events_per_subject=args.events_per_subject, seed=7, repeats=args.repeats, partitions=4
+    ) as bench:
+        stage = bench_pipeline.timed_stage
+        out: dict[str, Any] = {
+            "events": bench.events,
+            "producer": stage("producer SDK", bench.producer),
+            "consume_baseline": stage("bare consume + orjson", bench.consume_baseline),
+            "stream": stage(
+                f"stream stage, {args.workers} worker(s)", lambda: bench.stream(args.workers)
+            ),
+        }
+    base, stream = out["consume_baseline"], out["stream"]
+    out["ratio_events_per_s"] = stream["median"] / base["median"]
+    out["ratio_cpu_per_event"] = (
+        stream["cpu_us_per_event"]["median"] / base["cpu_us_per_event"]["median"]
+    )
+    for name, value in out.items():
+        if isinstance(value, dict):
+            value = {k: v for k, v in value.items() if k != "checks"}
+        print(json.dumps({name: value}, default=str))
+    return 0 if stream["exact"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
