@@ -5,8 +5,9 @@ A batch goes through three steps; the comments say what a crash after each one c
 0. :meth:`MeteringSink.check_contiguous`: a batch whose partition offsets jump forward
    (records skipped by the consumer) is refused — the worker exits unacknowledged, so the
    skipped records are read again by the next owner instead of being committed past.
-1. :meth:`MeteringSink.plan` (pure, plus dedupe-store lookups): decode, meter and
-   deduplicate.  Nothing is written.  *Crash: nothing happened; the batch is re-read.*
+1. :meth:`MeteringSink.plan` (``streams.plan``; pure, plus dedupe-store lookups):
+   decode, meter and deduplicate.  Nothing is written.  *Crash: nothing happened; the
+   batch is re-read.*
 2. :meth:`MeteringSink.write` (ClickHouse I/O, run off the event loop):
    a. load, once per assigned partition, the highest offset whose windows each windows
       table stores (the minute table and both rollups, ``schemas.storage.rollups``);
@@ -35,28 +36,25 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
-from schemas.errors import InvalidInput, MeterlineError
+from schemas.errors import MeterlineError
 from schemas.meters import Aggregation, MeterSet
-from schemas.storage.agg_feed import AggRow, Contribution, pre_aggregate
+from schemas.storage.agg_feed import Contribution, pre_aggregate
 from schemas.storage.engine import Engine
-from schemas.storage.events_table import EventsTable, RawRow
+from schemas.storage.events_table import EventsTable
 from schemas.storage.rollups import WindowStore
 from schemas.storage.windows_table import WindowsTable
-from schemas.timeutil import MINUTE_MS
-from schemas.wire import content_hash, decode_event, split_record
-from streams import fastpath, metrics
-from streams.dedupe import DEFAULT_HORIZON_MS, SeenRecord, Verdict, judge
-from streams.fastpath import ContributionRow as MeterRow
-from streams.metering import DeadLetterReason, Unmeterable, contributions
+from streams import metrics
+from streams.dedupe import DEFAULT_HORIZON_MS, SeenRecord
+from streams.plan import BatchPlan, DeadLetter, PendingSeen, Planner, Record, SeenLookup
 
 __all__ = [
     "BatchPlan",
     "DeadLetter",
     "MeteringSink",
     "PendingSeen",
+    "Planner",
     "Record",
     "RecordsSkipped",
     "SeenLookup",
@@ -67,14 +65,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-Kept = tuple[int, int, int, int, list[MeterRow]]
-"""A kept event that adds to windows: (partition, offset, index, ingestion minute in
-seconds, its contributions)."""
-GroupKey = tuple[str, str, str, int, int, int, str]
-"""(meter, subject, group_key, window_start_ms, ingest_minute_s, partition, uniq)."""
-# a group's partial states: [events, sum, max, min, latest value, its event ms, offset,
-# index, highest offset] (``agg_feed.AggRow`` fields, mutable while a plan is built)
-GroupState = list[Any]
 # a feed row (``Contribution``) holds its source partition at [9] and offset at [10]
 
 
@@ -86,96 +76,9 @@ class RecordsSkipped(MeterlineError):
     """The consumer delivered a partition with a hole; the batch must not be acknowledged."""
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """A record of the events topic, as the sink needs it.
-
-    ``batch``: the value holds several events, one per line (``schemas.wire``).
-    """
-
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int
-    key: bytes | None
-    value: bytes
-    batch: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """An event that cannot be metered: ``value`` is its exact bytes, ``index`` its place
-    in the record."""
-
-    record: Record
-    reason: DeadLetterReason
-    detail: str
-    index: int = 0
-    value: bytes = b""
-
-
-class SeenLookup(Protocol):
-    def get(self, key: str) -> SeenRecord | None: ...
-
-
 class SeenStore(SeenLookup, Protocol):
     def put_many(self, entries: Sequence[tuple[str, SeenRecord]]) -> None:
         """Record kept events; each :class:`SeenRecord` names its own partition."""
-
-
-class PendingSeen:
-    """A dedupe store seen through the keys of planned chunks not yet finished."""
-
-    def __init__(self, store: SeenLookup) -> None:
-        self.store = store
-        self.pending: dict[str, SeenRecord] = {}
-
-    def get(self, key: str) -> SeenRecord | None:
-        found = self.pending.get(key)
-        return found if found is not None else self.store.get(key)
-
-    def add(self, entries: Sequence[tuple[str, SeenRecord]]) -> None:
-        self.pending.update(entries)
-
-
-@dataclass(slots=True)
-class BatchPlan:
-    raw_rows: list[RawRow] = field(default_factory=list)
-    """Rows of ``usage_events`` in its column order (``events_table.COLUMNS``)."""
-    seen: list[tuple[str, SeenRecord]] = field(default_factory=list)
-    dead: list[DeadLetter] = field(default_factory=list)
-    outcomes: dict[str, int] = field(default_factory=dict)
-    conflicts: list[str] = field(default_factory=list)
-    kept: list[Kept] = field(default_factory=list)
-    """The kept events that add to windows, in plan order."""
-    groups: dict[GroupKey, GroupState] = field(default_factory=dict)
-    """Their contributions folded per aggregated-feed row, in first-seen order."""
-    spans: dict[int, list[int]] = field(default_factory=dict)
-    """Per partition, the lowest and highest offset of a kept event with contributions."""
-    namespace: str = ""
-
-    def count(self, outcome: str, n: int = 1) -> None:
-        if n:
-            self.outcomes[outcome] = self.outcomes.get(outcome, 0) + n
-
-    @property
-    def feed_rows(self) -> list[Contribution]:
-        """One row per contribution of a kept event, in the per-event feed's column order
-        (built on demand: only a write that must split contributions by offset needs it)."""
-        ns = self.namespace
-        return [
-            (ns, meter, who, group, window // 1000, minute_s, value, uniq, ms, part, off, idx)
-            for part, off, idx, minute_s, rows in self.kept
-            for meter, who, group, window, value, uniq, ms in rows
-        ]
-
-    def aggregated(self) -> list[AggRow]:
-        """The aggregated-feed rows of every contribution (``agg_feed.AGG_COLUMNS``)."""
-        ns = self.namespace
-        return [
-            (ns, meter, who, group, window // 1000, minute_s, part, *state[:4], uniq, *state[4:])
-            for (meter, who, group, window, minute_s, part, uniq), state in self.groups.items()
-        ]
 
 
 class MeteringSink:
@@ -193,20 +96,24 @@ class MeteringSink:
     ) -> None:
         self.namespace = namespace
         self.meters = meters
+        self.planner = Planner(
+            namespace=namespace,
+            meters=meters,
+            unknown_type_is_error=unknown_type_is_error,
+            horizon_ms=horizon_ms,
+            late_grace_ms=late_grace_ms,
+        )
         self._engine_factory = engine_factory
         self._engine: Engine | None = None
         self.events = EventsTable(database)
         self.windows = WindowsTable(database)
-        self._fast = fastpath.FastMeters(meters)
         self.store = WindowStore(database)
         self._feeds = self.store.agg_repair_feeds()
         self._unique = frozenset(
             m.slug for m in meters if m.aggregation is Aggregation.UNIQUE_COUNT
         )
         self.retry_seconds = retry_seconds
-        self.unknown_type_is_error = unknown_type_is_error
         self.horizon_ms = horizon_ms
-        self.late_grace_ms = late_grace_ms
         self._progress: dict[str, dict[int, int]] = {label: {} for label in self._feeds}
         self._next_offset: dict[int, int] = {}
         self._lock = threading.Lock()
@@ -246,158 +153,8 @@ class MeteringSink:
             yield records[start:]
 
     def plan(self, records: Sequence[Record], store: SeenLookup) -> BatchPlan:
-        """Decode, meter and deduplicate a chunk (pure but for the store's lookups).
-
-        One pass, in record order.  Each event goes through the lean path
-        (``streams.fastpath``); what it does not decide goes through the reference path,
-        with the same outcome either way.  Rows are plain tuples in their tables' column
-        order, and the kept events' contributions are folded per window as they come
-        (:func:`schemas.storage.agg_feed.pre_aggregate` is the reference): no object per
-        event or contribution."""
-        plan = BatchPlan(namespace=self.namespace)
-        ns, horizon = self.namespace, self.horizon_ms
-        grace = MINUTE_MS + self.late_grace_ms
-        lookup = store.get
-        in_batch: dict[str, SeenRecord] = {}
-        positions: set[tuple[int, int]] = set()
-        raw_rows, seen, kept, dead = plan.raw_rows, plan.seen, plan.kept, plan.dead
-        groups, spans = plan.groups, plan.spans
-        new = replay = duplicate = late = 0
-        for rec in records:
-            partition, offset, ingested = rec.partition, rec.offset, rec.timestamp_ms
-            # Faust may deliver a record twice in one batch (a re-fetch after its seek);
-            # the progress gate covers earlier batches, this covers the batch itself.
-            if (partition, offset) in positions:
-                plan.count("redelivered")
-                continue
-            positions.add((partition, offset))
-            lines = split_record(rec.value, rec.batch)
-            if not lines:
-                dead.append(
-                    DeadLetter(
-                        rec,
-                        DeadLetterReason.SCHEMA,
-                        "the batch record holds no events",
-                        0,
-                        rec.value,
-                    )
-                )
-            minute_s = (ingested - ingested % MINUTE_MS) // 1000
-            for index, line in enumerate(lines):
-                try:
-                    source, event_id, event_type, subject, time_ms, rows, digest = self._meter_line(
-                        line
-                    )
-                except InvalidInput as exc:
-                    dead.append(DeadLetter(rec, DeadLetterReason.SCHEMA, str(exc), index, line))
-                    continue
-                except Unmeterable as exc:
-                    dead.append(DeadLetter(rec, exc.reason, exc.detail, index, line))
-                    continue
-                key = f"{ns}\x1f{source}\x1f{event_id}"
-                first = in_batch.get(key) or lookup(key)
-                if first is None:
-                    new += 1
-                    record = SeenRecord(partition, offset, digest, ingested, index)
-                    in_batch[key] = record
-                else:
-                    verdict = judge(first, partition, offset, index, digest, ingested, horizon)
-                    if verdict is Verdict.DUPLICATE:
-                        duplicate += 1
-                        continue
-                    if verdict is Verdict.CONFLICT:
-                        plan.count("conflict")
-                        plan.conflicts.append(
-                            f"{source}/{event_id} at {partition}:{offset}:{index} differs "
-                            f"from the first copy at {first.partition}:{first.offset}:"
-                            f"{first.index}"
-                        )
-                        continue
-                    record = SeenRecord(partition, offset, digest, ingested, index)
-                    if verdict is Verdict.NEW:  # the first copy is past the horizon
-                        new += 1
-                        in_batch[key] = record
-                    else:
-                        replay += 1
-                seen.append((key, record))
-                is_late = ingested > time_ms - time_ms % MINUTE_MS + grace
-                if is_late:
-                    late += 1
-                raw_rows.append(
-                    (
-                        ns,
-                        source,
-                        event_id,
-                        event_type,
-                        subject,
-                        time_ms,
-                        line.decode("utf-8"),
-                        ingested,
-                        partition,
-                        offset,
-                        index,
-                        digest,
-                        is_late,
-                    )
-                )
-                if not rows:
-                    continue
-                kept.append((partition, offset, index, minute_s, rows))
-                span = spans.get(partition)
-                if span is None:
-                    spans[partition] = [offset, offset]
-                elif offset < span[0]:
-                    span[0] = offset
-                elif offset > span[1]:
-                    span[1] = offset
-                for meter, who, group, window, value, uniq, ms in rows:
-                    gkey = (meter, who, group, window, minute_s, partition, uniq)
-                    state = groups.get(gkey)
-                    if state is None:
-                        groups[gkey] = [1, value, value, value, value, ms, offset, index, offset]
-                        continue
-                    state[0] += 1
-                    state[1] += value
-                    if value > state[2]:
-                        state[2] = value
-                    if value < state[3]:
-                        state[3] = value
-                    if ms > state[5] or (ms == state[5] and (offset, index) > (state[6], state[7])):
-                        state[4], state[5], state[6], state[7] = value, ms, offset, index
-                    if offset > state[8]:
-                        state[8] = offset
-        plan.count("new", new)
-        plan.count("replay", replay)
-        plan.count("duplicate", duplicate)
-        plan.count("late", late)
-        plan.count("dead_letter", len(dead))
-        return plan
-
-    def _meter_line(self, line: bytes) -> tuple[str, str, str, str, int, list[MeterRow], str]:
-        """``(source, id, type, subject, time_ms, contributions, digest)`` of one event;
-        :class:`InvalidInput` or :class:`Unmeterable` as the reference path raises them."""
-        fast = fastpath.decode(line)
-        if fast is not None:
-            source, event_id, event_type, subject, time_ms, data, digest = fast
-            rows = fastpath.meter(
-                self._fast, event_type, subject, time_ms, data, self.unknown_type_is_error
-            )
-            return source, event_id, event_type, subject, time_ms, rows, digest
-        event = decode_event(line)
-        found = contributions(event, self.meters, unknown_type_is_error=self.unknown_type_is_error)
-        rows = [
-            (c.meter, c.subject, c.group_key, c.window_start_ms, c.value, c.uniq, c.event_ms)
-            for c in found
-        ]
-        return (
-            event.source,
-            event.id,
-            event.type,
-            event.subject,
-            event.time_ms,
-            rows,
-            content_hash(event),
-        )
+        """Decode, meter and deduplicate a chunk (``streams.plan``); nothing is written."""
+        return self.planner.plan(records, store)
 
     # -- step 2 ---------------------------------------------------------------------------
     def write(self, plan: BatchPlan) -> None:

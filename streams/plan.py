@@ -1,0 +1,299 @@
+"""Step 1 of the metering sink: decode, meter and deduplicate a chunk of records (pure,
+but for the dedupe store's look-ups).  Nothing is written; ``streams.sink`` writes the
+:class:`BatchPlan` and records its keys.
+
+:class:`Planner` makes one pass over a chunk, in record order, and builds no object per
+event: raw rows and dedupe entries are tuples, and the kept events' contributions are
+folded per aggregated-feed row as they come.  Each event goes through the lean path
+(``streams.fastpath``); what it does not decide goes through the reference path, with the
+same outcome either way (``tests/streams/test_plan_oracle.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from schemas.errors import InvalidInput
+from schemas.meters import MeterSet
+from schemas.storage.agg_feed import AggRow, Contribution
+from schemas.storage.events_table import RawRow
+from schemas.timeutil import MINUTE_MS
+from schemas.wire import content_hash, decode_event, split_record
+from streams import fastpath
+from streams.dedupe import DEFAULT_HORIZON_MS, SeenRecord, Verdict, judge
+from streams.fastpath import ContributionRow as MeterRow
+from streams.metering import DeadLetterReason, Unmeterable, contributions
+
+__all__ = ["BatchPlan", "DeadLetter", "PendingSeen", "Planner", "Record", "SeenLookup"]
+
+Kept = tuple[int, int, int, int, list[MeterRow]]
+"""A kept event that adds to windows: (partition, offset, index, ingestion minute in
+seconds, its contributions)."""
+GroupKey = tuple[str, str, str, int, int, int, str]
+"""(meter, subject, group_key, window_start_ms, ingest_minute_s, partition, uniq)."""
+# a group's partial states: [events, sum, max, min, latest value, its event ms, offset,
+# index, highest offset] (``agg_feed.AggRow`` fields, mutable while a plan is built)
+GroupState = list[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A record of the events topic, as the sink needs it.
+
+    ``batch``: the value holds several events, one per line (``schemas.wire``).
+    """
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes
+    batch: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An event that cannot be metered: ``value`` is its exact bytes, ``index`` its place
+    in the record."""
+
+    record: Record
+    reason: DeadLetterReason
+    detail: str
+    index: int = 0
+    value: bytes = b""
+
+
+class SeenLookup(Protocol):
+    def get(self, key: str) -> SeenRecord | None: ...
+
+
+class PendingSeen:
+    """A dedupe store seen through the keys of planned chunks not yet finished."""
+
+    def __init__(self, store: SeenLookup) -> None:
+        self.store = store
+        self.pending: dict[str, SeenRecord] = {}
+
+    def get(self, key: str) -> SeenRecord | None:
+        found = self.pending.get(key)
+        return found if found is not None else self.store.get(key)
+
+    def add(self, entries: Sequence[tuple[str, SeenRecord]]) -> None:
+        self.pending.update(entries)
+
+
+@dataclass(slots=True)
+class BatchPlan:
+    raw_rows: list[RawRow] = field(default_factory=list)
+    """Rows of ``usage_events`` in its column order (``events_table.COLUMNS``)."""
+    seen: list[tuple[str, SeenRecord]] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    outcomes: dict[str, int] = field(default_factory=dict)
+    conflicts: list[str] = field(default_factory=list)
+    kept: list[Kept] = field(default_factory=list)
+    """The kept events that add to windows, in plan order."""
+    groups: dict[GroupKey, GroupState] = field(default_factory=dict)
+    """Their contributions folded per aggregated-feed row, in first-seen order."""
+    spans: dict[int, list[int]] = field(default_factory=dict)
+    """Per partition, the lowest and highest offset of a kept event with contributions."""
+    namespace: str = ""
+
+    def count(self, outcome: str, n: int = 1) -> None:
+        if n:
+            self.outcomes[outcome] = self.outcomes.get(outcome, 0) + n
+
+    @property
+    def feed_rows(self) -> list[Contribution]:
+        """One row per contribution of a kept event, in the per-event feed's column order
+        (built on demand: only a write that must split contributions by offset needs it)."""
+        ns = self.namespace
+        return [
+            (ns, meter, who, group, window // 1000, minute_s, value, uniq, ms, part, off, idx)
+            for part, off, idx, minute_s, rows in self.kept
+            for meter, who, group, window, value, uniq, ms in rows
+        ]
+
+    def aggregated(self) -> list[AggRow]:
+        """The aggregated-feed rows of every contribution (``agg_feed.AGG_COLUMNS``)."""
+        ns = self.namespace
+        return [
+            (ns, meter, who, group, window // 1000, minute_s, part, *state[:4], uniq, *state[4:])
+            for (meter, who, group, window, minute_s, part, uniq), state in self.groups.items()
+        ]
+
+
+class Planner:
+    """The meters and dedupe rules a chunk is planned with."""
+
+    def __init__(
+        self,
+        *,
+        namespace: str,
+        meters: MeterSet,
+        unknown_type_is_error: bool = False,
+        horizon_ms: int = DEFAULT_HORIZON_MS,
+        late_grace_ms: int = 300_000,
+    ) -> None:
+        self.namespace = namespace
+        self.meters = meters
+        self._fast = fastpath.FastMeters(meters)
+        self.unknown_type_is_error = unknown_type_is_error
+        self.horizon_ms = horizon_ms
+        self.late_grace_ms = late_grace_ms
+
+    def plan(self, records: Sequence[Record], store: SeenLookup) -> BatchPlan:
+        """Decode, meter and deduplicate a chunk (pure but for the store's lookups).
+
+        One pass, in record order.  Each event goes through the lean path
+        (``streams.fastpath``); what it does not decide goes through the reference path,
+        with the same outcome either way.  Rows are plain tuples in their tables' column
+        order, and the kept events' contributions are folded per window as they come
+        (:func:`schemas.storage.agg_feed.pre_aggregate` is the reference): no object per
+        event or contribution."""
+        plan = BatchPlan(namespace=self.namespace)
+        ns, horizon = self.namespace, self.horizon_ms
+        grace = MINUTE_MS + self.late_grace_ms
+        lookup = store.get
+        in_batch: dict[str, SeenRecord] = {}
+        positions: set[tuple[int, int]] = set()
+        raw_rows, seen, kept, dead = plan.raw_rows, plan.seen, plan.kept, plan.dead
+        groups, spans = plan.groups, plan.spans
+        new = replay = duplicate = late = 0
+        for rec in records:
+            partition, offset, ingested = rec.partition, rec.offset, rec.timestamp_ms
+            # Faust may deliver a record twice in one batch (a re-fetch after its seek);
+            # the progress gate covers earlier batches, this covers the batch itself.
+            if (partition, offset) in positions:
+                plan.count("redelivered")
+                continue
+            positions.add((partition, offset))
+            lines = split_record(rec.value, rec.batch)
+            if not lines:
+                dead.append(
+                    DeadLetter(
+                        rec,
+                        DeadLetterReason.SCHEMA,
+                        "the batch record holds no events",
+                        0,
+                        rec.value,
+                    )
+                )
+            minute_s = (ingested - ingested % MINUTE_MS) // 1000
+            for index, line in enumerate(lines):
+                try:
+                    source, event_id, event_type, subject, time_ms, rows, digest = self._meter_line(
+                        line
+                    )
+                except InvalidInput as exc:
+                    dead.append(DeadLetter(rec, DeadLetterReason.SCHEMA, str(exc), index, line))
+                    continue
+                except Unmeterable as exc:
+                    dead.append(DeadLetter(rec, exc.reason, exc.detail, index, line))
+                    continue
+                key = f"{ns}\x1f{source}\x1f{event_id}"
+                first = in_batch.get(key) or lookup(key)
+                if first is None:
+                    new += 1
+                    record = SeenRecord(partition, offset, digest, ingested, index)
+                    in_batch[key] = record
+                else:
+                    verdict = judge(first, partition, offset, index, digest, ingested, horizon)
+                    if verdict is Verdict.DUPLICATE:
+                        duplicate += 1
+                        continue
+                    if verdict is Verdict.CONFLICT:
+                        plan.count("conflict")
+                        plan.conflicts.append(
+                            f"{source}/{event_id} at {partition}:{offset}:{index} differs "
+                            f"from the first copy at {first.partition}:{first.offset}:"
+                            f"{first.index}"
+                        )
+                        continue
+                    record = SeenRecord(partition, offset, digest, ingested, index)
+                    if verdict is Verdict.NEW:  # the first copy is past the horizon
+                        new += 1
+                        in_batch[key] = record
+                    else:
+                        replay += 1
+                seen.append((key, record))
+                is_late = ingested > time_ms - time_ms % MINUTE_MS + grace
+                if is_late:
+                    late += 1
+                raw_rows.append(
+                    (
+                        ns,
+                        source,
+                        event_id,
+                        event_type,
+                        subject,
+                        time_ms,
+                        line.decode("utf-8"),
+                        ingested,
+                        partition,
+                        offset,
+                        index,
+                        digest,
+                        is_late,
+                    )
+                )
+                if not rows:
+                    continue
+                kept.append((partition, offset, index, minute_s, rows))
+                span = spans.get(partition)
+                if span is None:
+                    spans[partition] = [offset, offset]
+                elif offset < span[0]:
+                    span[0] = offset
+                elif offset > span[1]:
+                    span[1] = offset
+                for meter, who, group, window, value, uniq, ms in rows:
+                    gkey = (meter, who, group, window, minute_s, partition, uniq)
+                    state = groups.get(gkey)
+                    if state is None:
+                        groups[gkey] = [1, value, value, value, value, ms, offset, index, offset]
+                        continue
+                    state[0] += 1
+                    state[1] += value
+                    if value > state[2]:
+                        state[2] = value
+                    if value < state[3]:
+                        state[3] = value
+                    if ms > state[5] or (ms == state[5] and (offset, index) > (state[6], state[7])):
+                        state[4], state[5], state[6], state[7] = value, ms, offset, index
+                    if offset > state[8]:
+                        state[8] = offset
+        plan.count("new", new)
+        plan.count("replay", replay)
+        plan.count("duplicate", duplicate)
+        plan.count("late", late)
+        plan.count("dead_letter", len(dead))
+        return plan
+
+    def _meter_line(self, line: bytes) -> tuple[str, str, str, str, int, list[MeterRow], str]:
+        """``(source, id, type, subject, time_ms, contributions, digest)`` of one event;
+        :class:`InvalidInput` or :class:`Unmeterable` as the reference path raises them."""
+        fast = fastpath.decode(line)
+        if fast is not None:
+            source, event_id, event_type, subject, time_ms, data, digest = fast
+            rows = fastpath.meter(
+                self._fast, event_type, subject, time_ms, data, self.unknown_type_is_error
+            )
+            return source, event_id, event_type, subject, time_ms, rows, digest
+        event = decode_event(line)
+        found = contributions(event, self.meters, unknown_type_is_error=self.unknown_type_is_error)
+        rows = [
+            (c.meter, c.subject, c.group_key, c.window_start_ms, c.value, c.uniq, c.event_ms)
+            for c in found
+        ]
+        return (
+            event.source,
+            event.id,
+            event.type,
+            event.subject,
+            event.time_ms,
+            rows,
+            content_hash(event),
+        )
