@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
                 print("reset deletes all metered data and dedupe state; add --yes", file=sys.stderr)
                 return 2
             from ingest.admin import delete_state
-            from streams.app import delete_local_state
+            from streams.local_state import delete_local_state
 
             local = delete_local_state(settings)  # first: refused while a worker runs
             deleted = delete_state(settings)

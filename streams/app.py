@@ -24,22 +24,17 @@ record happens to be current — via :class:`PositionedTable`.
 from __future__ import annotations
 
 import asyncio
-import fcntl
-import itertools
 import logging
 import os
-import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import faust
 import orjson
 
 from ingest.admin import MAX_RECORD_BYTES
-from schemas.errors import MeterlineError
 from schemas.meters import MeterSet
 from schemas.settings import Settings
 from schemas.storage.engine import Engine, ServerEngine
@@ -48,6 +43,7 @@ from schemas.wire import is_batch
 from streams import faust_fixes, metrics
 from streams.dedupe import SeenRecord
 from streams.liveness import WorkerState, supervise_from_child
+from streams.local_state import claim_slot, state_root
 from streams.seen_store import SeenIndex, SeenIndexStore, index_of
 from streams.sink import (
     BatchPlan,
@@ -203,7 +199,7 @@ def create_worker(
     faust_fixes.apply()
     # Workers sharing a data directory each get a slot of their own (RocksDB files are
     # one process's); a restarted worker gets its slot, and its state, back.
-    slot = _claim_slot(state_root(settings))
+    slot = claim_slot(state_root(settings))
     app = faust.App(
         settings.worker_app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
@@ -356,55 +352,6 @@ def create_worker(
     app.timer(interval=600.0, on_leader=False)(purge_expired)
     supervise_from_child(app, state, settings.events_topic, settings.worker_failpoint)
     return Worker(app=app, sink=sink, store=store, state=state)
-
-
-def state_root(settings: Settings) -> Path:
-    """Where this machine's workers of ``settings.worker_app_id`` keep their local state
-    (one ``slot-N`` directory per live worker)."""
-    base = Path(settings.worker_data_dir or Path.home() / ".cache/meterline/worker")
-    return base / settings.worker_app_id
-
-
-def delete_local_state(settings: Settings) -> Path | None:
-    """Delete the workers' local state on this machine (``reset``): the dedupe keys on
-    disk would otherwise drop re-sent events of a new pipeline as duplicates.  Refused
-    while a worker holds a slot; the directory deleted, or ``None`` if there was none."""
-    root = state_root(settings)
-    if not root.exists():
-        return None
-    for lock in sorted(root.glob("slot-*.lock")):
-        fd = os.open(lock, os.O_RDWR)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise MeterlineError(
-                f"a worker is running with its state in {lock.with_suffix('')}; "
-                "stop the workers first (make down), then reset"
-            ) from None
-        finally:
-            os.close(fd)
-    shutil.rmtree(root)
-    return root
-
-
-def _claim_slot(root: Path) -> Path:
-    """The lowest-numbered state directory under ``root`` that no live process holds.
-
-    Several workers on one machine may share a data directory; each gets its own RocksDB
-    files (a database is one process's).  A restarted worker finds its slot free again
-    (the lock dies with its process) and reuses the state there.  The lock is held until
-    this process exits.
-    """
-    root.mkdir(parents=True, exist_ok=True)
-    for n in itertools.count():
-        fd = os.open(root / f"slot-{n}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            continue
-        return root / f"slot-{n}"
-    raise AssertionError("unreachable")
 
 
 def _die(message: str, code: int = EXIT_SINK_FAILED) -> None:

@@ -51,172 +51,42 @@ keys themselves live on disk.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import shutil
-import struct
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
-import orjson
 from faust.stores import rocksdb
 from rocksdict import (
-    BlockBasedIndexType,
-    BlockBasedOptions,
-    Cache,
-    ColumnFamily,
-    DBCompressionType,
-    Options,
     Rdict,
     WriteBatch,
-    WriteBufferManager,
     WriteOptions,
 )
 
 from streams.dedupe import SeenRecord
+from streams.seen_codec import (
+    COUNT,
+    HASH_BYTES,
+    HEAD,
+    PART,
+    TIME,
+    Entry,
+    key_hash,
+    points_at,
+    raw_entries,
+    unpack,
+)
+from streams.seen_options import SeenDatabases, SeenOptions, StoreLimits
 
 __all__ = ["ScanIndex", "SeenIndex", "SeenIndexStore", "StoreLimits", "index_of"]
 
 log = logging.getLogger(__name__)
-MiB = 1024 * 1024
-SEEN, CHUNKS, EXPIRY = "seen", "chunks", "expiry"
-# an index value: this head, then the chunk key, the digest and the full dedupe key
-_HEAD = struct.Struct("<IqIqHH")  # partition, offset, index, ingested_ms, len(chunk), len(digest)
-_PART = struct.Struct(">I")  # big-endian prefixes sort by partition, then by time
-_TIME = struct.Struct(">Q")
-_COUNT = struct.Struct("<I")
-_HASH = 16
 _CHUNK_KEY = re.compile(rb"(\d+):\d+-\d+")
 _OPENED_IN = b"meterline\0opened-in-boot"
 _SYNCED = WriteOptions()
 _SYNCED.sync = True
-# (dedupe key, partition, offset, index, digest, ingested_ms): a plain tuple, not a
-# SeenRecord, because the write path builds one per event.
-Entry = tuple[str, int, int, int, str, int]
-
-
-@dataclass(frozen=True, slots=True)
-class StoreLimits:
-    """RocksDB sizes for one worker process (rocksdb's defaults would be a 2 GiB block
-    cache and 3 × 64 MiB memtables per partition)."""
-
-    block_cache_bytes: int = 128 * MiB
-    """Shared by every database: data, index and filter blocks, and the memtables."""
-    memtable_bytes: int = 32 * MiB
-    """All memtables of all databases together, charged to the block cache."""
-    write_buffer_bytes: int = 8 * MiB
-    max_write_buffers: int = 2
-    max_open_files: int = 1024
-    """Per database; an open file keeps its bloom filter and block index in memory."""
-    bloom_bits_per_key: int = 10
-    index_and_filters_in_cache: bool = False
-    """True: index and filter blocks in the block cache too (partitioned), so RocksDB's
-    memory stops growing with the keys, at ~1.6x the cost of a lookup that misses; False
-    (measured faster): each open file keeps its bloom filter and index in memory, ~1.8
-    bytes per retained key."""
-    background_jobs: int = 2
-
-
-def key_hash(key: bytes) -> bytes:
-    return hashlib.blake2b(key, digest_size=_HASH).digest()
-
-
-def raw_entries(table_key: bytes, value: bytes) -> list[Entry]:
-    """The events a table entry records: a chunk, or one event as older workers wrote it."""
-    if not value.startswith(b"{"):
-        r = SeenRecord.decode(value.decode())
-        return [(table_key.decode(), r.partition, r.offset, r.index, r.content_hash, r.ingested_ms)]
-    partition = int(table_key.split(b":", 1)[0])
-    return [(k, partition, o, i, d, t) for k, o, i, d, t in orjson.loads(value)["e"]]
-
-
-def _unpack(value: bytes, key: bytes) -> SeenRecord | None:
-    partition, offset, index, ingested, chunk_len, digest_len = _HEAD.unpack_from(value)
-    digest_at = _HEAD.size + chunk_len
-    if value[digest_at + digest_len :] != key:
-        return None  # another key with the same hash
-    digest = value[digest_at : digest_at + digest_len].decode()
-    return SeenRecord(partition, offset, digest, ingested, index)
-
-
-def _points_at(value: bytes, chunk_key: bytes) -> bool:
-    """Whether an index value was written by the table entry ``chunk_key`` (a chunk key
-    names its partition; an older worker's entry is keyed by its unique dedupe key, and
-    its changelog partition need not be the record's)."""
-    chunk_len = _HEAD.unpack_from(value)[4]
-    return value[_HEAD.size : _HEAD.size + chunk_len] == chunk_key
-
-
-class _Index(NamedTuple):
-    db: Rdict
-    seen: Rdict
-    chunks: Rdict
-    expiry: Rdict
-    seen_cf: ColumnFamily
-    chunks_cf: ColumnFamily
-    expiry_cf: ColumnFamily
-
-
-class SeenOptions(rocksdb.RocksDBOptions):  # type: ignore[misc]  # faust is untyped here
-    """Opens the databases with the shared cache and write-buffer budget."""
-
-    def __init__(self, limits: StoreLimits) -> None:
-        super().__init__(use_rocksdict=True)
-        self.limits = limits
-        self.cache = Cache(limits.block_cache_bytes)
-        self.write_buffers = WriteBufferManager.new_write_buffer_manager_with_cache(
-            limits.memtable_bytes, False, self.cache
-        )
-
-    def open(self, path: Path, *, read_only: bool = False) -> Rdict:
-        return Rdict(str(path), options=self.as_options())
-
-    def open_index(self, path: Path) -> _Index:
-        options = self.as_options()
-        options.create_missing_column_families(True)
-        families = {name: self.as_options() for name in (SEEN, CHUNKS, EXPIRY)}
-        db = Rdict(str(path), options=options, column_families=families)
-        return _Index(
-            db,
-            db.get_column_family(SEEN),
-            db.get_column_family(CHUNKS),
-            db.get_column_family(EXPIRY),
-            db.get_column_family_handle(SEEN),
-            db.get_column_family_handle(CHUNKS),
-            db.get_column_family_handle(EXPIRY),
-        )
-
-    def as_options(self) -> Options:
-        limits = self.limits
-        options = Options(raw_mode=True)
-        options.create_if_missing(True)
-        options.set_max_open_files(limits.max_open_files)
-        options.set_write_buffer_size(limits.write_buffer_bytes)
-        options.set_max_write_buffer_number(limits.max_write_buffers)
-        options.set_write_buffer_manager(self.write_buffers)
-        options.set_max_background_jobs(limits.background_jobs)
-        options.set_compression_type(DBCompressionType.lz4())
-        options.set_keep_log_file_num(3)
-        # most lookups miss: a bloom filter on the memtable spares its skiplist search
-        options.set_memtable_whole_key_filtering(True)
-        options.set_memtable_prefix_bloom_ratio(0.1)
-        table = BlockBasedOptions()
-        table.set_block_cache(self.cache)
-        table.set_bloom_filter(limits.bloom_bits_per_key, False)
-        # index and filter blocks live in (and are bounded by) the cache, partitioned so
-        # that a lookup loads one small partition, not a whole file's filter; the top
-        # level of each stays pinned (a few KiB per file)
-        if limits.index_and_filters_in_cache:
-            table.set_index_type(BlockBasedIndexType.two_level_index_search())
-            table.set_partition_filters(True)
-            table.set_cache_index_and_filter_blocks(True)
-            table.set_pin_top_level_index_and_filter(True)
-            table.set_pin_l0_filter_and_index_blocks_in_cache(True)
-        options.set_block_based_table_factory(table)
-        return options
 
 
 class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped here
@@ -228,7 +98,7 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
         limits = (kwargs.get("options") or {}).get("limits") or StoreLimits()
         super().__init__(url, app, table, driver="rocksdict", **kwargs)
         self.rocksdb_options = SeenOptions(limits)
-        self._index: _Index | None = None
+        self._index: SeenDatabases | None = None
         self._assigned: set[int] | None = None  # None: not in a consumer group (tests, bench)
         self._owned: frozenset[int] | None = None  # owned (purged) partitions; None: all
         self._owned_known = False
@@ -246,7 +116,7 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
         value = self._opened_index().seen.get(key_hash(key_bytes))
         if value is None:
             return None
-        return _unpack(value, key_bytes)
+        return unpack(value, key_bytes)
 
     def expired(self, threshold_ms: int, limit: int | None = None) -> list[tuple[bytes, int, int]]:
         """``(chunk key, partition, events)`` of owned chunks whose newest event was
@@ -256,11 +126,11 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
         it.seek_to_first()
         while it.valid() and (limit is None or len(out) < limit):
             key: bytes = it.key()
-            partition = _PART.unpack_from(key)[0]
-            if not self._owns(partition) or _TIME.unpack_from(key, 4)[0] >= threshold_ms:
-                it.seek(_PART.pack(partition + 1))
+            partition = PART.unpack_from(key)[0]
+            if not self._owns(partition) or TIME.unpack_from(key, 4)[0] >= threshold_ms:
+                it.seek(PART.pack(partition + 1))
                 continue
-            out.append((key[12:], partition, _COUNT.unpack(it.value())[0]))
+            out.append((key[12:], partition, COUNT.unpack(it.value())[0]))
             it.next()
         return out
 
@@ -327,37 +197,37 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
 
     @staticmethod
     def _index_chunk(
-        batch: WriteBatch, index: _Index, partition: int, chunk_key: bytes, value: bytes
+        batch: WriteBatch, index: SeenDatabases, partition: int, chunk_key: bytes, value: bytes
     ) -> None:
         entries = _entries_or_log(chunk_key, value)
         if not entries:
             return
         hashes = []
-        put, family, head, chunk_len = batch.put, index.seen_cf, _HEAD.pack, len(chunk_key)
+        put, family, head, chunk_len = batch.put, index.seen_cf, HEAD.pack, len(chunk_key)
         for key_text, partition_, offset, position, digest, ingested in entries:  # hot loop
             key, digest_bytes = key_text.encode(), digest.encode()
             hashed = key_hash(key)
             hashes.append(hashed)
             packed = head(partition_, offset, position, ingested, chunk_len, len(digest_bytes))
             put(hashed, packed + chunk_key + digest_bytes + key, family)
-        prefix = _PART.pack(partition)
-        newest = _TIME.pack(max(0, max(entry[5] for entry in entries)))
+        prefix = PART.pack(partition)
+        newest = TIME.pack(max(0, max(entry[5] for entry in entries)))
         batch.put(prefix + chunk_key, newest + b"".join(hashes), index.chunks_cf)
-        batch.put(prefix + newest + chunk_key, _COUNT.pack(len(entries)), index.expiry_cf)
+        batch.put(prefix + newest + chunk_key, COUNT.pack(len(entries)), index.expiry_cf)
 
     @staticmethod
-    def _unindex(batch: WriteBatch, index: _Index, partition: int, chunk_key: bytes) -> None:
-        prefix = _PART.pack(partition)
+    def _unindex(batch: WriteBatch, index: SeenDatabases, partition: int, chunk_key: bytes) -> None:
+        prefix = PART.pack(partition)
         known = index.chunks.get(prefix + chunk_key)
         if known is None:
             return
-        for at in range(_TIME.size, len(known), _HASH):
-            hashed = known[at : at + _HASH]
+        for at in range(TIME.size, len(known), HASH_BYTES):
+            hashed = known[at : at + HASH_BYTES]
             current = index.seen.get(hashed)
-            if current is not None and _points_at(current, chunk_key):
+            if current is not None and points_at(current, chunk_key):
                 batch.delete(hashed, index.seen_cf)
         batch.delete(prefix + chunk_key, index.chunks_cf)
-        batch.delete(prefix + known[: _TIME.size] + chunk_key, index.expiry_cf)
+        batch.delete(prefix + known[: TIME.size] + chunk_key, index.expiry_cf)
 
     def _partition_of(self, key: bytes) -> int:
         chunk = _CHUNK_KEY.fullmatch(key)
@@ -370,12 +240,12 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
             super().set_persisted_offset(tp, offset)
 
     # -- lifecycle -----------------------------------------------------------------------
-    def _opened_index(self) -> _Index:
+    def _opened_index(self) -> SeenDatabases:
         if self._index is None:
             self._index = self._open_index(self.path / f"{self.basename}-index.db")
         return self._index
 
-    def _open_index(self, path: Path) -> _Index:
+    def _open_index(self, path: Path) -> SeenDatabases:
         boot = _boot_id()
         if path.exists():
             index = self.rocksdb_options.open_index(path)
@@ -453,7 +323,7 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
             db.close()
 
 
-def _close_index(index: _Index) -> None:
+def _close_index(index: SeenDatabases) -> None:
     for family in (index.seen, index.chunks, index.expiry, index.db):
         family.close()
 

@@ -10,7 +10,7 @@ import pytest
 
 from schemas.errors import MeterlineError
 from schemas.settings import Settings
-from streams.app import _claim_slot, delete_local_state, state_root
+from streams.local_state import claim_slot, delete_local_state, state_root
 
 
 def test_reset_deletes_the_local_state_of_stopped_workers(tmp_path: Path) -> None:
@@ -27,7 +27,7 @@ def test_reset_deletes_the_local_state_of_stopped_workers(tmp_path: Path) -> Non
 def test_reset_is_refused_while_a_worker_holds_its_slot(tmp_path: Path) -> None:
     settings = Settings(worker_data_dir=str(tmp_path), worker_app_id="meter-test")
     root = state_root(settings)
-    assert _claim_slot(root) == root / "slot-0"  # this process now holds slot 0
+    assert claim_slot(root) == root / "slot-0"  # this process now holds slot 0
     fd = os.open(root / "slot-0.lock", os.O_RDWR)  # a second holder would be refused too
     try:
         with pytest.raises(BlockingIOError):

@@ -18,8 +18,9 @@ import pytest
 from faust.types import TP
 
 from streams import seen_store
-from streams.app import PositionedTable, TableSeenStore, _claim_slot
+from streams.app import PositionedTable, TableSeenStore
 from streams.dedupe import SeenRecord
+from streams.local_state import claim_slot
 from streams.seen_store import SeenIndexStore, StoreLimits
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -283,20 +284,20 @@ def test_an_unreadable_entry_is_stored_but_not_indexed(
 
 
 def test_each_worker_sharing_a_data_directory_gets_its_own_slot(tmp_path: Path) -> None:
-    assert _claim_slot(tmp_path) == tmp_path / "slot-0"
-    assert _claim_slot(tmp_path) == tmp_path / "slot-1"  # held: the next one
+    assert claim_slot(tmp_path) == tmp_path / "slot-0"
+    assert claim_slot(tmp_path) == tmp_path / "slot-1"  # held: the next one
 
 
 def test_a_slot_comes_free_when_its_process_exits(tmp_path: Path) -> None:
     code = (
-        "import sys; from pathlib import Path; from streams.app import _claim_slot; "
-        "print(_claim_slot(Path(sys.argv[1])))"
+        "import sys; from pathlib import Path; from streams.local_state import claim_slot; "
+        "print(claim_slot(Path(sys.argv[1])))"
     )
     child = subprocess.run(
         [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True
     )
     assert child.stdout.strip() == str(tmp_path / "slot-0")
-    assert _claim_slot(tmp_path) == tmp_path / "slot-0"  # a restarted worker gets it back
+    assert claim_slot(tmp_path) == tmp_path / "slot-0"  # a restarted worker gets it back
 
 
 CRASH = """

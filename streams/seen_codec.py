@@ -1,0 +1,64 @@
+"""The byte layout of the dedupe index (``streams.seen_store``): index values, chunk
+and expiry keys, and how a table entry's events are read (pure)."""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+
+import orjson
+
+from streams.dedupe import SeenRecord
+
+__all__ = [
+    "COUNT",
+    "HASH_BYTES",
+    "HEAD",
+    "PART",
+    "TIME",
+    "Entry",
+    "key_hash",
+    "points_at",
+    "raw_entries",
+    "unpack",
+]
+
+# an index value: this head, then the chunk key, the digest and the full dedupe key
+HEAD = struct.Struct("<IqIqHH")  # partition, offset, index, ingested_ms, len(chunk), len(digest)
+PART = struct.Struct(">I")  # big-endian prefixes sort by partition, then by time
+TIME = struct.Struct(">Q")
+COUNT = struct.Struct("<I")
+HASH_BYTES = 16
+# (dedupe key, partition, offset, index, digest, ingested_ms): a plain tuple, not a
+# SeenRecord, because the write path builds one per event.
+Entry = tuple[str, int, int, int, str, int]
+
+
+def key_hash(key: bytes) -> bytes:
+    return hashlib.blake2b(key, digest_size=HASH_BYTES).digest()
+
+
+def raw_entries(table_key: bytes, value: bytes) -> list[Entry]:
+    """The events a table entry records: a chunk, or one event as older workers wrote it."""
+    if not value.startswith(b"{"):
+        r = SeenRecord.decode(value.decode())
+        return [(table_key.decode(), r.partition, r.offset, r.index, r.content_hash, r.ingested_ms)]
+    partition = int(table_key.split(b":", 1)[0])
+    return [(k, partition, o, i, d, t) for k, o, i, d, t in orjson.loads(value)["e"]]
+
+
+def unpack(value: bytes, key: bytes) -> SeenRecord | None:
+    partition, offset, index, ingested, chunk_len, digest_len = HEAD.unpack_from(value)
+    digest_at = HEAD.size + chunk_len
+    if value[digest_at + digest_len :] != key:
+        return None  # another key with the same hash
+    digest = value[digest_at : digest_at + digest_len].decode()
+    return SeenRecord(partition, offset, digest, ingested, index)
+
+
+def points_at(value: bytes, chunk_key: bytes) -> bool:
+    """Whether an index value was written by the table entry ``chunk_key`` (a chunk key
+    names its partition; an older worker's entry is keyed by its unique dedupe key, and
+    its changelog partition need not be the record's)."""
+    chunk_len = HEAD.unpack_from(value)[4]
+    return value[HEAD.size : HEAD.size + chunk_len] == chunk_key
