@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from decimal import Decimal
 
+from schemas.storage.feed import DEC, Contribution
 from schemas.storage.sql import Statement
 
 __all__ = [
@@ -30,7 +31,6 @@ __all__ = [
     "pre_aggregate",
 ]
 
-DEC = "Decimal(38, 9)"
 AGG_COLUMNS = (
     "namespace",
     "meter",
@@ -90,12 +90,6 @@ def agg_feed_ddl(name: str) -> Statement:
         " max_offset UInt64"
         ") ENGINE = Null"
     )
-
-
-Contribution = tuple[str, str, str, str, int, int, Decimal, str, int, int, int, int]
-"""(namespace, meter, subject, group_key, window_start_s, ingest_minute_s, value, uniq,
-event_ms, source_partition, source_offset, source_index): one event's contribution, the
-columns of the per-event feed."""
 
 
 class _Group:

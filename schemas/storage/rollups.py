@@ -16,12 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from schemas.storage.agg_feed import STATES_FROM_AGG, agg_feed_ddl
+from schemas.storage.feed import feed_ddl
 from schemas.storage.sql import Statement, lit
 from schemas.storage.windows_table import (
     STATE_COLUMNS,
     STATES_FROM_FEED,
     WindowsTable,
-    feed_ddl,
 )
 
 __all__ = ["GRAINS", "RollupTable", "WindowStore"]

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from schemas.errors import InvariantViolated
 from schemas.storage.engine import Engine
+from schemas.storage.feed import FEED_COLUMNS, feed_ddl
 from schemas.storage.migrations import (
     MigrationContext,
     Version,
@@ -36,13 +37,7 @@ from schemas.storage.migrations import (
 )
 from schemas.storage.rollups import RollupTable, WindowStore
 from schemas.storage.sql import Statement
-from schemas.storage.windows_table import (
-    FEED_COLUMNS,
-    LATEST_TYPE_MARK,
-    SORTING_KEY,
-    WindowsTable,
-    feed_ddl,
-)
+from schemas.storage.windows_table import LATEST_TYPE_MARK, SORTING_KEY, WindowsTable
 
 __all__ = ["VERSIONS", "check_baseline", "reattach_feed", "v1_ddl"]
 

@@ -46,9 +46,9 @@ from schemas.storage.agg_feed import (
     AGG_COLUMNS,
     STATES_FROM_AGG,
     AggRow,
-    Contribution,
     agg_feed_ddl,
 )
+from schemas.storage.feed import DEC, FEED_COLUMNS, FeedRow, feed_ddl
 from schemas.storage.sql import Statement, lit
 
 __all__ = [
@@ -65,28 +65,12 @@ __all__ = [
     "finish_value",
 ]
 
-FEED_COLUMNS = (
-    "namespace",
-    "meter",
-    "subject",
-    "group_key",
-    "window_start_s",
-    "ingest_minute_s",
-    "value",
-    "uniq",
-    "event_ms",
-    "source_partition",
-    "source_offset",
-    "source_index",
-)
-
 LATEST_TYPE_MARK = "Tuple(Int64,UInt64,UInt32)"
 """How ``value_latest``'s tie-break tuple reads in ``system.columns`` (spaces removed)."""
 
 _GROUP_KEYS = "namespace, meter, window_start, subject, group_key, ingest_minute, source_partition"
 SORTING_KEY = "namespace, meter, subject, window_start, group_key, ingest_minute, source_partition"
 """Subject first: one customer over a long range reads only its own rows."""
-DEC = "Decimal(38, 9)"
 STATE_COLUMNS = (
     f" value_sum AggregateFunction(sum, {DEC}),"
     " event_count AggregateFunction(count),"
@@ -105,52 +89,6 @@ STATES_FROM_FEED = (
     " maxState(source_offset) AS max_offset"
 )
 """The states of a block of feed rows, as a materialized view computes them."""
-
-
-def feed_ddl(name: str) -> Statement:
-    """A ``Null`` table with the feed's columns: the main feed and each repair feed."""
-    return Statement(
-        f"CREATE TABLE IF NOT EXISTS {name} ("
-        " namespace String, meter String, subject String, group_key String,"
-        f" window_start_s UInt32, ingest_minute_s UInt32, value {DEC}, uniq String,"
-        " event_ms Int64,"
-        " source_partition UInt32, source_offset UInt64, source_index UInt32"
-        ") ENGINE = Null"
-    )
-
-
-@dataclass(slots=True)  # not frozen: built per event on the worker's hot path
-class FeedRow:
-    """One event's contribution to one meter's minute window."""
-
-    namespace: str
-    meter: str
-    subject: str
-    group_key: str
-    window_start_s: int
-    ingest_minute_s: int
-    value: Decimal
-    uniq: str
-    event_ms: int
-    source_partition: int
-    source_offset: int
-    source_index: int = 0
-
-    def as_row(self) -> Contribution:
-        return (
-            self.namespace,
-            self.meter,
-            self.subject,
-            self.group_key,
-            self.window_start_s,
-            self.ingest_minute_s,
-            self.value,
-            self.uniq,
-            self.event_ms,
-            self.source_partition,
-            self.source_offset,
-            self.source_index,
-        )
 
 
 class WindowSize(StrEnum):
