@@ -44,7 +44,7 @@ unknown field, wrong type, a text outside 1..512 characters), any ``\\ud…`` es
 raw bytes (a lone surrogate is refused by the reference), a shape the media type does
 not take, an empty batch or one over the size limit, envelope text with whitespace the
 reference would strip (also around ``data``'s top-level keys), a specversion other than
-``"1.0"``, a time outside the forms :func:`streams.fastpath._time` decides (the worker's
+``"1.0"``, a time outside the forms :func:`schemas.timeutil.parse_wire_time` decides (the worker's
 property-tested RFC 3339 reader, shared here), a number whose plain form would be long
 (exponent beyond ±20), and data orjson cannot write (see 3.).
 
@@ -63,11 +63,9 @@ import msgspec
 import orjson
 
 from api.ingest import BATCH, MEDIA_TYPES, SINGLE, media_type, parse_events
+from schemas.timeutil import hour_ms, parse_wire_time
 from schemas.wire import _default as _wire_default  # the encoding encode_event uses
 from schemas.wire import encode_event
-
-# the worker's RFC 3339 reader (tested against pydantic) and its cached date check
-from streams.fastpath import _hour_ms, _time
 
 __all__ = ["EncodedEvent", "accept_body", "encode_fast"]
 
@@ -159,7 +157,7 @@ def encode_fast(raw: bytes, kind: str, max_events: int) -> list[EncodedEvent] | 
         ):
             return None
         if not _canonical_time(event.time):
-            when = _time(event.time)
+            when = parse_wire_time(event.time)
             if when is None:
                 return None
             event.time = when[1]
@@ -184,8 +182,8 @@ def encode_fast(raw: bytes, kind: str, max_events: int) -> list[EncodedEvent] | 
 
 def _canonical_time(text: str) -> bool:
     """Whether ``text`` is a time in the form ``to_wire`` writes (``2026-11-01T12:05:42.250Z``)
-    that :func:`streams.fastpath._time` accepts unchanged — its first branch, without
-    computing the milliseconds; anything else is left to ``_time`` itself."""
+    that :func:`schemas.timeutil.parse_wire_time` accepts unchanged — its first branch, without
+    computing the milliseconds; anything else is left to ``parse_wire_time`` itself."""
     if len(text) != 24 or text[23] != "Z" or text[16] != ":" or text[19] != ".":
         return False
     clock = text[14:16] + text[17:19] + text[20:23]  # MMSSmmm
@@ -194,7 +192,7 @@ def _canonical_time(text: str) -> bool:
         and clock.isascii()
         and text[14] < "6"  # minute < 60
         and text[17] < "6"  # second < 60
-        and _hour_ms(text[:14]) is not None
+        and hour_ms(text[:14]) is not None
     )
 
 

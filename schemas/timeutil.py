@@ -6,9 +6,20 @@ edges it is an aware :class:`datetime` in UTC.  Naive datetimes are refused ever
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import functools
+import re
+from datetime import UTC, date, datetime, timedelta
 
-__all__ = ["MINUTE_MS", "format_ms", "from_ms", "now_ms", "to_ms", "truncate_ms"]
+__all__ = [
+    "MINUTE_MS",
+    "format_ms",
+    "from_ms",
+    "hour_ms",
+    "now_ms",
+    "parse_wire_time",
+    "to_ms",
+    "truncate_ms",
+]
 
 MINUTE_MS = 60_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -42,3 +53,69 @@ def format_ms(ms: int) -> str:
     """RFC 3339 with millisecond precision and a ``Z`` suffix."""
     # isoformat ends in "+00:00" for UTC; it also pads the year to four digits.
     return from_ms(ms).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+# -- the lean RFC 3339 reader (the worker's and the gateway's fast paths) ---------------
+
+_EPOCH_DAY = date(1970, 1, 1).toordinal()
+_DAY_MS = 86_400_000
+_MIN_MS = to_ms(datetime.min.replace(tzinfo=UTC))  # what astimezone(UTC) can represent
+_MAX_MS = to_ms(datetime.max.replace(tzinfo=UTC))
+_HOUR = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):")
+_TIME = re.compile(  # after an hour _HOUR accepts
+    r".{14}([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?(?:Z|([+-])([0-9]{2}):([0-9]{2}))", re.DOTALL
+)
+
+
+def parse_wire_time(text: str) -> tuple[int, str] | None:
+    """``(time_ms, time as to_wire writes it)`` for the RFC 3339 forms decided here, or
+    ``None``: the caller then leaves the event to ``UsageEvent`` validation (the
+    reference), which accepts or refuses it.  Held to the reference through the lean
+    decoders that use it (``tests/streams/test_fastpath.py``, ``tests/api/test_fastingest.py``).
+
+    Like the reference: the fraction is truncated (never rounded) to milliseconds, the
+    offset applied, and a UTC time outside years 1..9999 is not accepted.
+    """
+    hour_start = hour_ms(text[:14])
+    if hour_start is None:
+        return None
+    if len(text) == 24 and text[16] == ":" and text[19] == "." and text[23] == "Z":
+        # The canonical form (what to_wire and the SDK write): no regex, no datetime.
+        clock = text[14:16] + text[17:19] + text[20:23]  # MMSSmmm
+        if clock.isascii() and clock.isdigit():
+            minute, ms_of_minute = divmod(int(clock), 100_000)
+            if minute < 60 and ms_of_minute < 60_000:
+                return hour_start + minute * 60_000 + ms_of_minute, text
+    match = _TIME.fullmatch(text)
+    if match is None:
+        return None
+    mm, ss, fraction, sign, offset_hh, offset_mm = match.groups()
+    minute, second = int(mm), int(ss)
+    if minute > 59 or second > 59:
+        return None
+    ms = int(fraction[:3].ljust(3, "0")) if fraction else 0
+    time_ms = hour_start + (minute * 60 + second) * 1000 + ms
+    if sign is None:
+        return time_ms, f"{text[:19]}.{ms:03d}Z"
+    offset_h, offset_m = int(offset_hh), int(offset_mm)
+    if offset_h > 23 or offset_m > 59:
+        return None
+    offset_ms = (offset_h * 60 + offset_m) * 60_000
+    time_ms = time_ms - offset_ms if sign == "+" else time_ms + offset_ms
+    if not _MIN_MS <= time_ms <= _MAX_MS:
+        return None
+    return time_ms, format_ms(time_ms)
+
+
+@functools.lru_cache(maxsize=4096)
+def hour_ms(prefix: str) -> int | None:
+    """Epoch milliseconds of ``YYYY-MM-DDTHH:`` (taken as UTC), ``None`` if no such hour."""
+    match = _HOUR.fullmatch(prefix)
+    if match is None:
+        return None
+    year, month, day, hour = (int(part) for part in match.groups())
+    try:
+        ordinal = date(year, month, day).toordinal()
+    except ValueError:
+        return None
+    return None if hour > 23 else (ordinal - _EPOCH_DAY) * _DAY_MS + hour * 3_600_000

@@ -49,11 +49,8 @@ falls back instead of being decided here.
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import re
 from collections.abc import Callable
-from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -63,7 +60,7 @@ import orjson
 from schemas.events import too_long
 from schemas.jsonpath import MISSING, JsonPath
 from schemas.meters import Aggregation, MeterDefinition, MeterSet
-from schemas.timeutil import format_ms, to_ms
+from schemas.timeutil import parse_wire_time
 from streams.metering import (
     MAX_INTEGER_DIGITS,
     DeadLetterReason,
@@ -91,10 +88,6 @@ _MAX_TEXT = 512  # UsageEvent's max_length for id, source, type and subject
 _INT_LIMIT = 10**MAX_INTEGER_DIGITS  # |n| below it: an integer _numeric accepts unchanged
 _ZERO = Decimal(0)
 _NO_GROUPS = group_key({})
-_EPOCH_DAY = date(1970, 1, 1).toordinal()
-_DAY_MS = 86_400_000
-_MIN_MS = to_ms(datetime.min.replace(tzinfo=UTC))  # what astimezone(UTC) can represent
-_MAX_MS = to_ms(datetime.max.replace(tzinfo=UTC))
 
 
 class _Envelope(msgspec.Struct, forbid_unknown_fields=True, gc=False):
@@ -114,11 +107,6 @@ class _Envelope(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 # float_hook gets the literal's exact text, as the reference's parse_float=Decimal does.
 _DECODER = msgspec.json.Decoder(_Envelope, float_hook=Decimal)
 
-_HOUR = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):")
-_TIME = re.compile(  # after an hour _HOUR accepts
-    r".{14}([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?(?:Z|([+-])([0-9]{2}):([0-9]{2}))", re.DOTALL
-)
-
 
 def decode(line: bytes) -> FastEvent | None:
     """One event line → :data:`FastEvent`, or ``None`` to leave it to the reference path."""
@@ -137,7 +125,7 @@ def decode(line: bytes) -> FastEvent | None:
             return None
     if envelope.specversion != "1.0":
         return None
-    when = _time(envelope.time)
+    when = parse_wire_time(envelope.time)
     if when is None:
         return None
     time_ms, time_text = when
@@ -190,57 +178,6 @@ def _exact_text(value: Any) -> str:
     if type(value) is Decimal and not too_long(value):
         return str(value)
     raise TypeError
-
-
-def _time(text: str) -> tuple[int, str] | None:
-    """``(time_ms, time as to_wire writes it)`` for the RFC 3339 forms decided here.
-
-    Like the reference: the fraction is truncated (never rounded) to milliseconds, the
-    offset applied, and a UTC time outside years 1..9999 is not accepted.
-    """
-    hour_ms = _hour_ms(text[:14])
-    if hour_ms is None:
-        return None
-    if len(text) == 24 and text[16] == ":" and text[19] == "." and text[23] == "Z":
-        # The canonical form (what to_wire and the SDK write): no regex, no datetime.
-        clock = text[14:16] + text[17:19] + text[20:23]  # MMSSmmm
-        if clock.isascii() and clock.isdigit():
-            minute, ms_of_minute = divmod(int(clock), 100_000)
-            if minute < 60 and ms_of_minute < 60_000:
-                return hour_ms + minute * 60_000 + ms_of_minute, text
-    match = _TIME.fullmatch(text)
-    if match is None:
-        return None
-    mm, ss, fraction, sign, offset_hh, offset_mm = match.groups()
-    minute, second = int(mm), int(ss)
-    if minute > 59 or second > 59:
-        return None
-    ms = int(fraction[:3].ljust(3, "0")) if fraction else 0
-    time_ms = hour_ms + (minute * 60 + second) * 1000 + ms
-    if sign is None:
-        return time_ms, f"{text[:19]}.{ms:03d}Z"
-    offset_h, offset_m = int(offset_hh), int(offset_mm)
-    if offset_h > 23 or offset_m > 59:
-        return None
-    offset_ms = (offset_h * 60 + offset_m) * 60_000
-    time_ms = time_ms - offset_ms if sign == "+" else time_ms + offset_ms
-    if not _MIN_MS <= time_ms <= _MAX_MS:
-        return None
-    return time_ms, format_ms(time_ms)
-
-
-@functools.lru_cache(maxsize=4096)
-def _hour_ms(prefix: str) -> int | None:
-    """Epoch milliseconds of ``YYYY-MM-DDTHH:`` (taken as UTC), ``None`` if no such hour."""
-    match = _HOUR.fullmatch(prefix)
-    if match is None:
-        return None
-    year, month, day, hour = (int(part) for part in match.groups())
-    try:
-        ordinal = date(year, month, day).toordinal()
-    except ValueError:
-        return None
-    return None if hour > 23 else (ordinal - _EPOCH_DAY) * _DAY_MS + hour * 3_600_000
 
 
 _Groups = tuple[tuple[str, ...], tuple[Extractor, ...], dict[tuple[str, ...], str]]
