@@ -35,6 +35,7 @@ import faust
 import orjson
 
 from ingest.admin import MAX_RECORD_BYTES
+from schemas.errors import ServiceUnavailable
 from schemas.meters import MeterSet
 from schemas.settings import Settings
 from schemas.storage.engine import Engine, ServerEngine
@@ -44,6 +45,7 @@ from streams import faust_fixes, metrics
 from streams.dedupe import SeenRecord
 from streams.liveness import WorkerState, supervise_from_child
 from streams.local_state import claim_slot, state_root
+from streams.progress import resume_positions
 from streams.seen_store import SeenIndex, SeenIndexStore, index_of
 from streams.sink import (
     BatchPlan,
@@ -301,6 +303,17 @@ def create_worker(
         ):
             try:
                 records = [_record(event) for event in events]
+                unanchored = sink.unanchored(records)
+                if unanchored:
+                    sink.anchor(
+                        await asyncio.to_thread(
+                            resume_positions,
+                            settings.kafka_bootstrap,
+                            settings.worker_app_id,
+                            settings.events_topic,
+                            unanchored,
+                        )
+                    )
                 sink.check_contiguous(records)
                 await meter_records(records)
             except SinkFailed as exc:
@@ -309,6 +322,8 @@ def create_worker(
                 _die(
                     f"consumer skipped records ({exc}); exiting without acknowledging", EXIT_SKIPPED
                 )
+            except ServiceUnavailable as exc:
+                _die(f"cannot read where the group resumes its partitions ({exc}); exiting")
             except Exception:
                 log.exception("unexpected error in the metering batch")
                 _die("unexpected error; exiting without acknowledging the batch")

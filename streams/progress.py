@@ -8,13 +8,17 @@ lag means every record written so far is metered.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from schemas.errors import ServiceUnavailable
 
-__all__ = ["Lag", "consumer_lag"]
+__all__ = ["Lag", "consumer_lag", "resume_positions"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,10 +50,28 @@ def consumer_lag(bootstrap: str, group: str, topic: str, timeout: float = 30.0) 
     appears (``NOT_COORDINATOR``, ``COORDINATOR_LOAD_IN_PROGRESS``): that is a wait, not
     a failure.
     """
+    return _retrying(lambda: _consumer_lag(bootstrap, group, topic, timeout), bootstrap, timeout)
+
+
+def resume_positions(
+    bootstrap: str, group: str, topic: str, partitions: Iterable[int], timeout: float = 30.0
+) -> dict[int, int]:
+    """The offset at which ``group`` resumes each of ``partitions``: its committed offset,
+    or the log start where it has none or the log no longer reaches back to it (the
+    worker's consumer then resets to the earliest record).  The first record a worker
+    meters after taking a partition over must be at this offset (or before it, a
+    re-delivery); one after it means records were skipped."""
+    wanted = sorted(set(partitions))
+    return _retrying(
+        lambda: _resume_positions(bootstrap, group, topic, wanted, timeout), bootstrap, timeout
+    )
+
+
+def _retrying(read: Callable[[], T], bootstrap: str, timeout: float) -> T:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            return _consumer_lag(bootstrap, group, topic, timeout)
+            return read()
         except KafkaException as exc:
             error = exc.args[0] if exc.args else None
             retriable = isinstance(error, KafkaError) and (
@@ -72,5 +94,20 @@ def _consumer_lag(bootstrap: str, group: str, topic: str, timeout: float) -> Lag
         committed = {tp.partition: tp.offset for tp in consumer.committed(tps, timeout=timeout)}
         end = {tp.partition: consumer.get_watermark_offsets(tp, timeout=timeout)[1] for tp in tps}
         return Lag(committed=committed, end=end)
+    finally:
+        consumer.close()
+
+
+def _resume_positions(
+    bootstrap: str, group: str, topic: str, partitions: list[int], timeout: float
+) -> dict[int, int]:
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
+    )
+    try:
+        tps = [TopicPartition(topic, p) for p in partitions]
+        committed = {tp.partition: tp.offset for tp in consumer.committed(tps, timeout=timeout)}
+        start = {tp.partition: consumer.get_watermark_offsets(tp, timeout=timeout)[0] for tp in tps}
+        return {p: max(committed.get(p, -1), start[p]) for p in partitions}
     finally:
         consumer.close()

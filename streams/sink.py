@@ -35,7 +35,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Protocol, TypeVar
 
 from schemas.errors import MeterlineError
@@ -119,14 +119,32 @@ class MeteringSink:
         self._lock = threading.Lock()
 
     # -- step 1 ---------------------------------------------------------------------------
+    def unanchored(self, records: Sequence[Record]) -> set[int]:
+        """Partitions of ``records`` with no expected next offset: new to this worker, or
+        (re)assigned since it last metered them.  Anchor them (:meth:`anchor`) before
+        :meth:`check_contiguous`, so that their first record is checked too."""
+        known = self._next_offset
+        return {rec.partition for rec in records if rec.partition not in known}
+
+    def anchor(self, positions: Mapping[int, int]) -> None:
+        """Expect each partition to resume at ``positions[partition]``: the group's
+        committed offset (``streams.progress.resume_positions``).  A partition already
+        anchored keeps its expectation (records were metered meanwhile)."""
+        for partition, offset in positions.items():
+            self._next_offset.setdefault(partition, offset)
+
     def check_contiguous(self, records: Sequence[Record]) -> None:
         """Refuse a batch that skips records.
 
-        The events topic is neither compacted nor transactional, so within one
-        assignment a partition's offsets arrive consecutively (a step back is a
+        The events topic is neither compacted nor transactional, so a partition's
+        offsets arrive consecutively from where the group resumed it (a step back is a
         re-delivery, which is harmless).  A step *forward* means the consumer skipped
         records; acknowledging the batch could commit past them and lose them, so
         :class:`RecordsSkipped` is raised and the worker must exit without acknowledging.
+        The first record after an assignment is checked against the committed offset
+        (:meth:`anchor`): a worker taking partitions over once lost exactly the record
+        at the committed offset while metering the one after it, and Faust (0.15.3)
+        commits past a missing record when it is the one at the committed offset.
         """
         for rec in records:
             expected = self._next_offset.get(rec.partition)

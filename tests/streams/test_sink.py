@@ -197,6 +197,24 @@ def test_a_forward_jump_in_offsets_is_refused_a_step_back_is_not() -> None:
     s.check_contiguous([record(42, "f", 1)])
 
 
+def test_the_first_record_after_an_assignment_is_checked_against_the_committed_offset() -> None:
+    s = sink(RecordingEngine())
+    batch = [record(7, "a", 1), record(8, "b", 1)]
+    assert s.unanchored(batch) == {0}
+    s.anchor({0: 6})  # the group resumes partition 0 at offset 6: offset 6 was skipped
+    assert s.unanchored(batch) == set()
+    with pytest.raises(RecordsSkipped, match="expected offset 6, got 7"):
+        s.check_contiguous(batch)
+
+    s.forget_partitions([0])  # reassigned
+    s.anchor({0: 7})
+    s.check_contiguous(batch)
+    s.anchor({0: 3})  # an anchor read after records were metered does not move back
+    with pytest.raises(RecordsSkipped, match="expected offset 9, got 10"):
+        s.check_contiguous([record(10, "c", 1)])
+    s.check_contiguous([record(5, "x", 1), record(9, "d", 1)])  # a re-delivery, then on
+
+
 def test_invalid_unicode_is_dead_lettered_not_a_poison_pill() -> None:
     body = (
         b'{"specversion":"1.0","id":"u","source":"s","type":"llm","subject":"acme",'
