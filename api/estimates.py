@@ -8,21 +8,22 @@ currency) gets ``error`` instead of lines, so one bad entry does not hide the ot
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Context, Decimal, localcontext
+from decimal import Decimal
 from typing import Any
 
 from invoicing.customers import Customer
 from invoicing.periods import Period, month_period
-from rating import RateCard, Usage, rate_plan
+from invoicing.usage import customer_usage
+from rating import RateCard, rate_plan
 from schemas.errors import MeterlineError
+from schemas.meters import MeterSet
+from schemas.storage.usage import SubjectUsage
 from schemas.timeutil import format_ms, to_ms
 
-__all__ = ["CustomerEstimate", "current_period", "estimate", "period_json", "priced_meters"]
-
-SubjectUsage = Mapping[str, Mapping[str, Decimal]]
+__all__ = ["CustomerEstimate", "current_period", "estimate", "period_json"]
 
 
 def current_period(now: datetime) -> Period:
@@ -32,16 +33,6 @@ def current_period(now: datetime) -> Period:
 
 def period_json(period: Period) -> dict[str, str]:
     return {"start": format_ms(to_ms(period.start)), "end": format_ms(to_ms(period.end))}
-
-
-def priced_meters(card: RateCard) -> set[str]:
-    return {
-        charge.meter
-        for plan in card.plans.values()
-        for charges in plan.prices.values()
-        for charge in charges
-        if charge.meter is not None
-    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,23 +61,27 @@ class CustomerEstimate:
 
 
 def estimate(
-    customers: Sequence[Customer], card: RateCard, usage: SubjectUsage
+    customers: Sequence[Customer],
+    card: RateCard,
+    meters: MeterSet,
+    usage: SubjectUsage,
+    only: str | None = None,
 ) -> list[CustomerEstimate]:
-    """Each customer's usage (summed over its subjects) and its priced estimate."""
+    """Each customer's usage (its subjects added up by billing's rule,
+    :func:`invoicing.usage.customer_usage`) and its priced estimate; only the customer
+    ``only`` when given (a problem names the customer's place in ``customers``, the
+    customers file)."""
     out = []
-    for customer in customers:
-        totals: dict[str, Decimal] = {}
-        with localcontext(Context(prec=80)):  # 38-digit values add without rounding
-            for subject in customer.subjects:
-                for meter, value in usage.get(subject, {}).items():
-                    totals[meter] = totals.get(meter, Decimal(0)) + value
+    for index, customer in enumerate(customers):
+        if only is not None and customer.id != only:
+            continue
+        quantities, problems = customer_usage(customer, index, meters, usage)
+        totals = {meter: q.quantity for meter, q in quantities.items()}
+        if problems:
+            out.append(CustomerEstimate(customer, totals, error=str(problems[0])))
+            continue
         try:
-            rated = rate_plan(
-                card,
-                customer.plan,
-                customer.currency,
-                {meter: Usage(quantity=q) for meter, q in totals.items()},
-            )
+            rated = rate_plan(card, customer.plan, customer.currency, quantities)
         except MeterlineError as exc:
             out.append(CustomerEstimate(customer, totals, error=str(exc).splitlines()[0]))
             continue

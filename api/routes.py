@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
-from decimal import Decimal
 
 import orjson
 from starlette.requests import Request
@@ -17,17 +16,19 @@ from starlette.responses import HTMLResponse, Response
 
 from api import metrics, pages
 from api.auth import Principal, authenticate, require_api_key, require_customer, require_namespace
-from api.estimates import current_period, estimate, period_json, priced_meters
+from api.estimates import current_period, estimate, period_json
 from api.fastingest import accept_body
 from api.problems import HttpProblem, invalid
 from api.query import parse_meter_query, query_document, rows_to_csv, shape_rows
 from api.responses import RawJson, json_response, preferred
 from api.services import Services
+from invoicing.usage import priced_meters
 from schemas.errors import DeliveryFailed, InvalidInput, Problem, ServiceUnavailable
 from schemas.meters import MeterDefinition
 from schemas.storage.invoices_table import InvoiceGet, InvoiceList
-from schemas.storage.planner import plan_meter_query, plan_subjects, plan_usage_query
-from schemas.storage.windows_table import MeterSubjects, UsageQuery, finish_value
+from schemas.storage.planner import plan_meter_query, plan_subjects
+from schemas.storage.usage import UsageRead
+from schemas.storage.windows_table import MeterSubjects
 
 __all__ = ["Handlers"]
 
@@ -203,16 +204,20 @@ class Handlers:
         principal = self.principal(request)
         customers = [c for c in self.s.customers if principal.customer in (None, c.id)]
         period = current_period(datetime.now(UTC))
-        usage: dict[str, dict[str, Decimal]] = {}
-        subjects = tuple(s for c in customers for s in c.subjects)
-        for slug in sorted(priced_meters(self.s.card) & self.s.meters.slugs()):
-            kind = self.s.meters.get(slug).aggregation
-            query = UsageQuery(self.s.settings.namespace, slug, kind, period.start_s, period.end_s)
-            table = plan_usage_query(query).table(self.s.settings.clickhouse_database)
-            for row in await self.s.reader.rows(query.to_sql(table)):
-                if str(row[0]) in subjects:
-                    usage.setdefault(str(row[0]), {})[slug] = finish_value(kind, row[1:])
-        estimates = estimate(customers, self.s.card, usage)
+        read = UsageRead(
+            self.s.settings.namespace,
+            self.s.settings.clickhouse_database,
+            self.s.meters,
+            tuple(sorted(priced_meters(self.s.card) & self.s.meters.slugs())),
+            period.start_s,
+            period.end_s,
+        )
+        results = [await self.s.reader.rows(sql) for sql in read.statements()]
+        subjects = {s for c in customers for s in c.subjects}
+        usage = read.collect(results, subjects)
+        estimates = estimate(
+            self.s.customers, self.s.card, self.s.meters, usage, only=principal.customer
+        )
         return json_response(
             {
                 "period": period_json(period),

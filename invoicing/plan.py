@@ -31,26 +31,24 @@ from invoicing.customers import Customer
 from invoicing.invoice import Adjustment, Invoice, invoice_id
 from invoicing.lifecycle import Status
 from invoicing.periods import Month, Period
+from invoicing.usage import customer_usage
 from rating import RateCard, Usage, rate_plan
 from schemas.errors import InvalidInput, Problem
-from schemas.meters import Aggregation, MeterSet
+from schemas.meters import MeterSet
 from schemas.timeutil import MINUTE_MS, to_ms
 
 __all__ = [
-    "ADDITIVE",
     "Billed",
     "Due",
     "SubjectUsage",
     "UsageReader",
     "adjustments_for",
     "choose_cutoff",
-    "customer_usage",
     "due_periods",
     "frontier",
     "plan_subscription",
 ]
 
-ADDITIVE = {Aggregation.SUM, Aggregation.COUNT}
 SubjectUsage = dict[str, dict[str, Decimal]]
 
 
@@ -103,27 +101,6 @@ def choose_cutoff(now: datetime) -> int:
     usage.  It is also never before a closed period's end plus grace.
     """
     return (to_ms(now) // MINUTE_MS + 1) * (MINUTE_MS // 1000)
-
-
-def customer_usage(
-    customer: Customer, index: int, meters: MeterSet, usage: SubjectUsage
-) -> tuple[dict[str, Usage], list[Problem]]:
-    """The customer's usage per meter: its subjects' usage added up (additive meters)."""
-    totals: dict[str, Decimal] = {}
-    problems: list[Problem] = []
-    for subject in customer.subjects:
-        for slug, value in usage.get(subject, {}).items():
-            kind = meters.get(slug).aggregation
-            if kind not in ADDITIVE and len(customer.subjects) > 1:
-                problems.append(
-                    Problem(
-                        f"customers[{index}].subjects",
-                        f"meter {slug!r} ({kind.value}) cannot be summed across subjects",
-                        "bill this customer on one subject",
-                    )
-                )
-            totals[slug] = totals.get(slug, Decimal(0)) + value
-    return {slug: Usage(quantity=q) for slug, q in totals.items()}, problems
 
 
 def frontier(history: Sequence[Billed], period_start_s: int, cutoff_s: int) -> int | None:

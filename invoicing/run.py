@@ -44,6 +44,7 @@ from invoicing.lifecycle import RANK, Status, check_transition
 from invoicing.periods import Month, Period
 from invoicing.plan import Billed, SubjectUsage, choose_cutoff, due_periods, plan_subscription
 from invoicing.publish import KafkaPublisher
+from invoicing.usage import priced_meters
 from rating import RateCard
 from schemas.errors import InvalidInput
 from schemas.meters import MeterSet
@@ -55,7 +56,7 @@ from schemas.storage.invoices_table import (
     InvoicesTable,
     StatusRow,
 )
-from schemas.storage.windows_table import UsageQuery, WindowsTable, finish_value
+from schemas.storage.usage import UsageRead, read_usage
 from schemas.timeutil import format_ms, now_ms, to_ms
 from streams.progress import Lag
 
@@ -358,29 +359,17 @@ def rows_from_document(
 def _usage_reader(
     engine: Engine, database: str, namespace: str, meters: MeterSet, card: RateCard
 ) -> Callable[[int, int, int | None, int], SubjectUsage]:
-    """Reads ``meter_windows``: one query per priced meter, results cached per window."""
-    windows = WindowsTable(database)
-    slugs = sorted(
-        {
-            charge.meter
-            for plan in card.plans.values()
-            for charges in plan.prices.values()
-            for charge in charges
-            if charge.meter is not None
-        }
-    )
+    """The storage layer's usage reader over every priced meter, cached per window."""
+    slugs = tuple(sorted(priced_meters(card)))
     cache: dict[tuple[int, int, int | None, int], SubjectUsage] = {}
 
     def read(start_s: int, end_s: int, from_s: int | None, before_s: int) -> SubjectUsage:
         key = (start_s, end_s, from_s, before_s)
         if key not in cache:
-            usage: SubjectUsage = {}
-            for slug in slugs:
-                kind = meters.get(slug).aggregation
-                query = UsageQuery(namespace, slug, kind, start_s, end_s, from_s, before_s)
-                for row in engine.execute(windows.usage(query).to_sql()):
-                    usage.setdefault(str(row[0]), {})[slug] = finish_value(kind, row[1:])
-            cache[key] = usage
+            request = UsageRead(
+                namespace, database, meters, slugs, start_s, end_s, from_s, before_s
+            )
+            cache[key] = read_usage(engine, request)
         return cache[key]
 
     return read

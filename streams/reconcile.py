@@ -26,7 +26,8 @@ from schemas.errors import InvalidInput
 from schemas.meters import MeterDefinition, MeterSet
 from schemas.storage.engine import Engine
 from schemas.storage.events_table import EventsTable
-from schemas.storage.windows_table import FeedRow, UsageQuery, WindowsTable, finish_value
+from schemas.storage.usage import UsageRead, read_usage
+from schemas.storage.windows_table import FeedRow
 from schemas.timeutil import MINUTE_MS
 from schemas.wire import decode_event
 from streams.aggregate import WindowState
@@ -118,11 +119,17 @@ def stored_usage(
     start_ms: int,
     end_ms: int,
 ) -> dict[str, Decimal]:
-    query = UsageQuery(namespace, meter.slug, meter.aggregation, start_ms // 1000, end_ms // 1000)
-    return {
-        str(row[0]): finish_value(meter.aggregation, row[1:])
-        for row in engine.execute(WindowsTable(database).usage(query).to_sql())
-    }
+    """The minute table's usage per subject (the table reconcile checks)."""
+    read = UsageRead(
+        namespace,
+        database,
+        MeterSet([meter]),
+        (meter.slug,),
+        start_ms // 1000,
+        end_ms // 1000,
+        grain="minute",
+    )
+    return {subject: values[meter.slug] for subject, values in read_usage(engine, read).items()}
 
 
 ALL_TIME_MS = (0, (2**32 - 1) * 1000)

@@ -4,6 +4,7 @@ an in-memory stand-in for the transactional topic.  The real broker is exercised
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -14,13 +15,16 @@ from typing import Any
 import orjson
 import pytest
 
+from api.estimates import estimate
 from invoicing.customers import Customer
 from invoicing.periods import month_period
 from invoicing.run import run_period, void_invoice
+from invoicing.usage import priced_meters
 from schemas.errors import InvalidInput
 from schemas.storage.bootstrap import ensure_schema
 from schemas.storage.engine import Engine
 from schemas.storage.invoices_table import InvoicesTable
+from schemas.storage.usage import UsageRead, read_usage
 from schemas.storage.windows_table import FeedRow, WindowsTable
 from tests.invoicing.helpers import DEMO_CARD, METERS, customer
 
@@ -231,3 +235,47 @@ def test_void_then_rerun_reissues_a_new_revision(db: tuple[Engine, str]) -> None
     assert invoice.rated == first.invoices[0].rated  # re-rated with the same cutoff: same lines
     statuses = [orjson.loads(v).get("status") for k, v, ok in topic.records if k == original]
     assert statuses == [None, "void"]  # the invoice, then its void record; never modified
+
+
+def test_the_estimate_for_a_period_and_cutoff_is_the_invoice(db: tuple[Engine, str]) -> None:
+    """The dashboard's estimate and billing read usage through one reader and add
+    subjects up by one rule: for the same period and cutoff they price the same."""
+    engine, database = db
+    customers = [customer(), customer(id="umbrella", subjects=["eu", "us"], plan="pro")]
+    on_time, late = OCT.start_s + 7200, CLOSE_OCT + 120
+    usage(
+        engine,
+        database,
+        [
+            ("acme", "api_calls", OCT.start_s + 60, on_time, "1"),
+            ("acme", "api_calls", OCT.start_s + 61, on_time, "1"),
+            ("acme", "llm_tokens", OCT.start_s + 3600, on_time, "123456"),
+            ("eu", "llm_tokens", OCT.start_s + 86400, on_time, "100000"),
+            ("us", "llm_tokens", OCT.start_s + 2 * 86400, on_time, "50000.5"),
+            ("us", "storage_gb_hours", OCT.end_s - 60, on_time, "12.345"),
+            ("us", "llm_tokens", OCT.end_s - 60, late, "99999"),  # after the cutoff
+        ],
+    )
+
+    def estimated(cutoff_s: int | None) -> dict[str, tuple[Decimal | None, list[object]]]:
+        read = UsageRead(
+            "ns", database, METERS, tuple(sorted(priced_meters(DEMO_CARD))), OCT.start_s, OCT.end_s
+        )
+        if cutoff_s is not None:
+            read = dataclasses.replace(read, ingested_before_s=cutoff_s)
+        found = estimate(customers, DEMO_CARD, METERS, read_usage(engine, read))
+        return {e.customer.id: (e.total, [line["amount"] for line in e.lines]) for e in found}
+
+    def invoiced(cutoff_s: int) -> dict[str, tuple[Decimal | None, list[object]]]:
+        result = bill(db, "2026-10", cutoff_s, None, customers=customers, dry_run=True)
+        return {
+            i.customer.id: (i.total, [format(line.amount, "f") for line in i.rated.lines])
+            for i in result.invoices
+        }
+
+    assert estimated(CLOSE_OCT) == invoiced(CLOSE_OCT)
+    # pro: 150000.5 tokens × 0.000015 = 2.25, 12.345 GB-hours × 0.01 = 0.12
+    assert estimated(CLOSE_OCT)["umbrella"] == (Decimal("2.37"), ["0.00", "2.25", "0.12"])
+    # the live estimate (no cutoff, read from a rollup) counts the late usage, as a later
+    # cutoff does
+    assert estimated(None) == invoiced(late + 60) != invoiced(CLOSE_OCT)

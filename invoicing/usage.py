@@ -1,0 +1,62 @@
+"""A customer's usage, the one rule for billing and estimates (pure).
+
+Usage per subject comes from the storage layer's one reader
+(:mod:`schemas.storage.usage`); here a customer's subjects are added up.  Additive meters
+(SUM, COUNT) add across subjects; a MAX or UNIQUE_COUNT meter over several subjects has
+no sum that means anything (the maximum of maxima is not the customer's maximum, and
+unique values may repeat across subjects), so it is refused with the field and the fix —
+on an estimate as on an invoice, so that a customer never sees an estimate billing would
+not produce.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Context, Decimal, localcontext
+
+from invoicing.customers import Customer
+from rating import RateCard, Usage
+from schemas.errors import Problem
+from schemas.meters import Aggregation, MeterSet
+
+__all__ = ["ADDITIVE", "customer_usage", "priced_meters"]
+
+ADDITIVE = {Aggregation.SUM, Aggregation.COUNT}
+
+
+def priced_meters(card: RateCard) -> set[str]:
+    """Every meter some charge of the card prices."""
+    return {
+        charge.meter
+        for plan in card.plans.values()
+        for charges in plan.prices.values()
+        for charge in charges
+        if charge.meter is not None
+    }
+
+
+def customer_usage(
+    customer: Customer,
+    index: int,
+    meters: MeterSet,
+    usage: Mapping[str, Mapping[str, Decimal]],
+) -> tuple[dict[str, Usage], list[Problem]]:
+    """The customer's usage per meter: its subjects' usage added up (additive meters
+    only; ``index`` is the customer's position in the customers file, for the problem's
+    field)."""
+    totals: dict[str, Decimal] = {}
+    problems: list[Problem] = []
+    with localcontext(Context(prec=80)):  # 38-digit values add without rounding
+        for subject in customer.subjects:
+            for slug, value in usage.get(subject, {}).items():
+                kind = meters.get(slug).aggregation
+                if kind not in ADDITIVE and len(customer.subjects) > 1:
+                    problems.append(
+                        Problem(
+                            f"customers[{index}].subjects",
+                            f"meter {slug!r} ({kind.value}) cannot be summed across subjects",
+                            "bill this customer on one subject",
+                        )
+                    )
+                totals[slug] = totals.get(slug, Decimal(0)) + value
+    return {slug: Usage(quantity=q) for slug, q in totals.items()}, problems

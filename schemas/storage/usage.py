@@ -1,0 +1,90 @@
+"""Usage per subject, read one way everywhere: billing, the dashboard's estimates, the
+API's customer view and reconcile ask the same question of the same tables.
+
+:class:`UsageRead` says which meters, which windows and which ingestion bounds; its
+:meth:`~UsageRead.statements` are the SQL (:class:`UsageQuery` on the table the planner
+picks: the minute table under an ingestion cutoff, the coarsest exact rollup otherwise)
+and :meth:`~UsageRead.collect` turns their rows into ``{subject: {meter: value}}``.
+:func:`read_usage` runs a read on an engine; the API runs the same statements on its
+thread pool and collects the rows the same way.  How a customer's subjects add up is
+billing's rule, beside the customers (``invoicing.usage``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from schemas.meters import Aggregation, MeterSet
+from schemas.storage.engine import Engine
+from schemas.storage.planner import Plan, plan_usage_query
+from schemas.storage.windows_table import UsageQuery, finish_value
+
+__all__ = ["SubjectUsage", "UsageRead", "read_usage"]
+
+SubjectUsage = Mapping[str, Mapping[str, Decimal]]
+"""``{subject: {meter slug: value}}``."""
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRead:
+    """Each of ``slugs``' usage per subject over windows ``[start_s, end_s)``, ingested in
+    ``[ingested_from_s, ingested_before_s)`` when given (whole minutes).
+
+    ``grain`` names the table instead of the planner (``"minute"``: reconcile checks the
+    minute table itself)."""
+
+    namespace: str
+    database: str
+    meters: MeterSet
+    slugs: tuple[str, ...]
+    start_s: int
+    end_s: int
+    ingested_from_s: int | None = None
+    ingested_before_s: int | None = None
+    grain: str | None = None
+
+    def queries(self) -> list[UsageQuery]:
+        return [
+            UsageQuery(
+                self.namespace,
+                slug,
+                self.meters.get(slug).aggregation,
+                self.start_s,
+                self.end_s,
+                self.ingested_from_s,
+                self.ingested_before_s,
+            )
+            for slug in self.slugs
+        ]
+
+    def statements(self) -> list[str]:
+        """One statement per meter, in the order of ``slugs``."""
+        out = []
+        for query in self.queries():
+            plan = plan_usage_query(query) if self.grain is None else Plan(self.grain, "given")
+            out.append(query.to_sql(plan.table(self.database)))
+        return out
+
+    def collect(
+        self,
+        results: Sequence[Iterable[Sequence[object]]],
+        subjects: Collection[str] | None = None,
+    ) -> dict[str, dict[str, Decimal]]:
+        """The rows of :meth:`statements` (same order) as ``{subject: {meter: value}}``,
+        only ``subjects`` when given."""
+        usage: dict[str, dict[str, Decimal]] = {}
+        for slug, rows in zip(self.slugs, results, strict=True):
+            kind: Aggregation = self.meters.get(slug).aggregation
+            for row in rows:
+                subject = str(row[0])
+                if subjects is None or subject in subjects:
+                    usage.setdefault(subject, {})[slug] = finish_value(kind, row[1:])
+        return usage
+
+
+def read_usage(
+    engine: Engine, read: UsageRead, subjects: Collection[str] | None = None
+) -> dict[str, dict[str, Decimal]]:
+    return read.collect([engine.execute(sql) for sql in read.statements()], subjects)
