@@ -20,6 +20,7 @@ from schemas.errors import ServiceUnavailable
 from schemas.meters import MeterSet
 from schemas.settings import Settings
 from schemas.storage.engine import Engine
+from schemas.storage.invoices_table import InvoicesTable
 
 __all__ = ["Reader", "Services"]
 
@@ -85,7 +86,7 @@ class Services:
 
     @property
     def invoices_table(self) -> str:
-        return f"{self.settings.clickhouse_database}.invoices"
+        return InvoicesTable(self.settings.clickhouse_database).name
 
     def subjects_of(self, customer_id: str) -> tuple[str, ...]:
         """Every subject billed to a customer (across its entries, e.g. subscriptions)."""

@@ -27,6 +27,7 @@ from schemas.meters import load_meters
 from schemas.settings import Settings
 from schemas.storage.bootstrap import ensure_schema, require_current
 from schemas.storage.engine import ServerEngine
+from schemas.storage.migrations import drop_database
 from streams.cli import add_range_arguments, run_backfill, run_migrate, run_reconcile
 
 
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             local = delete_local_state(settings)  # first: refused while a worker runs
             deleted = delete_state(settings)
             engine = ServerEngine(settings.clickhouse_host, settings.clickhouse_tcp_port)
-            engine.execute(f"DROP DATABASE IF EXISTS {settings.clickhouse_database}")
+            engine.execute(drop_database(settings.clickhouse_database).to_sql())
             print(
                 f"deleted topics {deleted}, group {settings.worker_app_id}, "
                 f"database {settings.clickhouse_database}, "

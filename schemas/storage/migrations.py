@@ -43,6 +43,8 @@ __all__ = [
     "SchemaNotCurrent",
     "Settle",
     "Version",
+    "database_ddl",
+    "drop_database",
 ]
 
 log = logging.getLogger(__name__)
@@ -150,6 +152,11 @@ def holder_name() -> str:
 
 def database_ddl(database: str) -> Statement:
     return Statement(f"CREATE DATABASE IF NOT EXISTS {ident(database)}")
+
+
+def drop_database(database: str) -> Statement:
+    """Every table of ``database`` and its data (``reset``, test clean-up)."""
+    return Statement(f"DROP DATABASE IF EXISTS {ident(database)}")
 
 
 def versions_text(numbers: Sequence[int]) -> str:

@@ -11,6 +11,7 @@ import pytest
 from schemas.settings import Settings
 from schemas.storage.bootstrap import ensure_schema
 from schemas.storage.engine import Engine, ServerEngine
+from schemas.storage.migrations import drop_database
 
 
 @pytest.fixture(params=["server", "chdb"])
@@ -22,6 +23,6 @@ def engine(request: pytest.FixtureRequest, stack: Settings) -> Iterator[tuple[En
         eng = request.getfixturevalue("chdb_engine")
     ensure_schema(eng, database)
     yield eng, database
-    eng.execute(f"DROP DATABASE IF EXISTS {database}")
+    eng.execute(drop_database(database).to_sql())
     if request.param == "server":
         eng.close()

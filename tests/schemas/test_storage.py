@@ -16,6 +16,7 @@ from schemas.storage.bootstrap import all_ddl
 from schemas.storage.engine import Engine
 from schemas.storage.events_table import EventsTable, RawEventRow
 from schemas.storage.invoices_table import InvoiceLineRow, InvoiceRow, InvoicesTable
+from schemas.storage.migrations import drop_database, tables_of
 from schemas.storage.sql import lit
 from schemas.storage.windows_table import (
     FeedRow,
@@ -55,6 +56,15 @@ def test_ddl_is_idempotent(engine: tuple[Engine, str]) -> None:
         eng.execute(statement.to_sql())
     tables = {r[0] for r in eng.execute(f"SHOW TABLES FROM {database}")}
     assert {"usage_events", "meter_window_feed", "meter_windows", "invoices"} <= tables
+
+
+def test_drop_database_removes_every_table_and_can_be_repeated(
+    engine: tuple[Engine, str],
+) -> None:
+    eng, database = engine
+    for _ in range(2):  # IF EXISTS: a second drop is not an error
+        eng.execute(drop_database(database).to_sql())
+        assert tables_of(eng, database) == {}
 
 
 def test_every_aggregation_merges_exactly(engine: tuple[Engine, str]) -> None:
