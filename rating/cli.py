@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from rating.card import RateCard, load_rate_card
 from rating.engine import RatedPlan, rate_plan
@@ -18,13 +19,18 @@ from rating.money import format_decimal, minor_units
 from rating.usage import load_usage_file, parse_usage_pairs
 from schemas.errors import InvalidInput, MeterlineError, Problem
 
-__all__ = ["main", "render_table"]
+__all__ = ["add_parsers", "main", "render_table"]
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m rating", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    quote = commands.add_parser(
+def _parser(prog: str = "python -m rating") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    add_parsers(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    return parser
+
+
+def add_parsers(sub: Any) -> None:
+    """Add ``quote`` to ``sub`` (an argparse sub-parser set)."""
+    quote = sub.add_parser(
         "quote",
         help="price usage with a plan and print the lines and the total",
         description="Price usage with one plan of a rate card; nothing needs to be running.",
@@ -53,15 +59,19 @@ def _parser() -> argparse.ArgumentParser:
     quote.add_argument(
         "--format", choices=("json", "table"), default="json", help="output format (default json)"
     )
-    return parser
+    quote.set_defaults(handler=_quote_command)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "python -m rating") -> int:
     """Run the CLI; returns the exit code."""
+    args = _parser(prog).parse_args(argv)
+    return int(args.handler(args))
+
+
+def _quote_command(args: argparse.Namespace) -> int:
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(encoding="utf-8")
-    args = _parser().parse_args(argv)
     try:
         rated = _quote(args)
     except InvalidInput as exc:

@@ -1,29 +1,57 @@
-"""``python -m streams reconcile``, ``backfill`` (see streams.reconcile) and ``migrate``
-(see schemas.storage.bootstrap)."""
+"""The worker package's commands, for ``python -m streams`` and ``meterline``.
+
+* ``init``: create the Kafka topics and the ClickHouse tables (idempotent).
+* ``migrate``: bring the ClickHouse schema to this version while the worker keeps
+  writing (``schemas.storage.bootstrap``); the worker and the API refuse an older schema
+  and name this command.
+* ``worker``: run the metering worker until stopped, supervised: the worker child is
+  restarted after every exit but a requested stop, and replaced when the liveness
+  watchdog finds it stalled (``streams.supervisor``, ``streams.watchdog``).
+* ``reconcile --from T --to T [--meter SLUG]``: recompute meters from the raw events and
+  compare with the windows; exit 1 on any difference (``streams.reconcile``).
+* ``backfill --meter SLUG --from T --to T``: fill a new meter from the raw events.
+* ``reset --yes``: delete the topics, the consumer group, the workers' local state on
+  this machine and the ClickHouse database of these settings (all metered data and dedupe
+  state; for local use).
+"""
 
 from __future__ import annotations
 
 import argparse
+import gc
+import logging
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Any
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from schemas.errors import InvalidInput, InvariantViolated, ServiceUnavailable
-from schemas.meters import MeterSet
+from ingest.admin import ensure_topics, meterline_topics
+from schemas.errors import InvalidInput, InvariantViolated, ServiceUnavailable, run_handler
+from schemas.meters import MeterSet, load_meters
 from schemas.settings import Settings
-from schemas.storage.bootstrap import CURRENT_VERSION, migrate
+from schemas.storage.bootstrap import CURRENT_VERSION, ensure_schema, migrate, require_current
 from schemas.storage.engine import ServerEngine
 from schemas.storage.events_table import EventsTable
+from schemas.storage.migrations import drop_database
 from schemas.storage.rollups import WindowStore
 from schemas.storage.windows_table import WindowsTable
 from schemas.timeutil import format_ms, to_ms
 from streams.progress import consumer_lag
 from streams.reconcile import DAY_MS, backfill_rows, compare
 
-__all__ = ["add_range_arguments", "run_backfill", "run_migrate", "run_reconcile"]
+__all__ = [
+    "WORKER_GC_THRESHOLDS",
+    "add_parsers",
+    "main",
+    "run_backfill",
+    "run_migrate",
+    "run_reconcile",
+    "tune_gc",
+]
 
 
 def _instant(text: str) -> int:
@@ -36,9 +64,129 @@ def _instant(text: str) -> int:
         ) from None
 
 
-def add_range_arguments(parser: argparse.ArgumentParser) -> None:
+def add_parsers(sub: Any) -> None:
+    """Add the worker package's commands to ``sub`` (an argparse sub-parser set)."""
+    init = sub.add_parser("init", help="create the Kafka topics and ClickHouse tables")
+    init.set_defaults(handler=_init)
+    migrate_ = sub.add_parser(
+        "migrate", help="bring the ClickHouse schema to this version (the worker may run)"
+    )
+    migrate_.set_defaults(handler=lambda _args: run_migrate(Settings()))
+    worker = sub.add_parser("worker", help="run the supervised metering worker until stopped")
+    _meters_argument(worker)
+    worker.add_argument("-l", "--loglevel", default="info", help="log level (default info)")
+    worker.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    worker.set_defaults(handler=_worker)
+    reconcile = sub.add_parser(
+        "reconcile", help="recompute meters from the raw events and compare with the windows"
+    )
+    _range_arguments(reconcile)
+    reconcile.add_argument("--meter", action="append", help="only this meter (repeatable)")
+    _meters_argument(reconcile)
+    reconcile.set_defaults(handler=lambda a: run_reconcile(Settings(), _meters(a), a))
+    backfill = sub.add_parser("backfill", help="fill a new meter's windows from the raw events")
+    backfill.add_argument("--meter", action="append", required=True, help="the new meter")
+    _range_arguments(backfill)
+    _meters_argument(backfill)
+    backfill.set_defaults(handler=lambda a: run_backfill(Settings(), _meters(a), a))
+    reset = sub.add_parser(
+        "reset", help="delete topics, consumer group, worker state and database (local use)"
+    )
+    reset.add_argument("--yes", action="store_true", help="confirm: all metered data goes")
+    reset.set_defaults(handler=_reset)
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "python -m streams") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    add_parsers(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return run_handler(args)
+
+
+def _range_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--from", dest="start", help="range start, ISO 8601 with offset")
     parser.add_argument("--to", dest="end", help="range end (exclusive), ISO 8601")
+
+
+def _meters_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--meters", help="meters YAML (default: $METERLINE_METERS_FILE)")
+
+
+def _meters(args: argparse.Namespace) -> MeterSet:
+    return load_meters(args.meters or Settings().meters_file)
+
+
+def _init(_args: argparse.Namespace) -> int:
+    settings = Settings()
+    ensure_topics(settings.kafka_bootstrap, meterline_topics(settings))
+    engine = ServerEngine(settings.clickhouse_host, settings.clickhouse_tcp_port)
+    ensure_schema(engine, settings.clickhouse_database)
+    print(f"topics and tables ready (database {settings.clickhouse_database})")
+    return 0
+
+
+def _reset(args: argparse.Namespace) -> int:
+    if not args.yes:
+        print("reset deletes all metered data and dedupe state; add --yes", file=sys.stderr)
+        return 2
+    from ingest.admin import delete_state
+    from streams.local_state import delete_local_state
+
+    settings = Settings()
+    local = delete_local_state(settings)  # first: refused while a worker runs
+    deleted = delete_state(settings)
+    engine = ServerEngine(settings.clickhouse_host, settings.clickhouse_tcp_port)
+    engine.execute(drop_database(settings.clickhouse_database).to_sql())
+    print(
+        f"deleted topics {deleted}, group {settings.worker_app_id}, "
+        f"database {settings.clickhouse_database}, "
+        f"local worker state {local or '(none)'}"
+    )
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    settings = Settings()
+    logging.getLogger().setLevel(args.loglevel.upper())
+    meters = _meters(args)
+    if not args.child:
+        from streams.supervisor import Supervisor, limits_from
+
+        return Supervisor(
+            settings,
+            [*(["--meters", args.meters] if args.meters else []), "-l", args.loglevel],
+            limits=limits_from(settings),
+        ).run()
+    from streams.app import create_worker
+
+    ensure_topics(settings.kafka_bootstrap, meterline_topics(settings))
+    engine = ServerEngine(settings.clickhouse_host, settings.clickhouse_tcp_port)
+    require_current(engine, settings.clickhouse_database)
+    engine.close()
+    worker = create_worker(settings, meters)
+    sys.argv = ["streams", "worker", "--without-web", "-l", args.loglevel]
+    tune_gc()
+    worker.app.main()
+    return 0
+
+
+#: Collection thresholds of the worker child (generation 0 allocations, then generation 1
+#: and 2 collections).  CPython's default (2,000) runs a collection every few events here.
+WORKER_GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def tune_gc() -> None:
+    """Fewer, larger garbage collections for the worker's event path.
+
+    A chunk allocates a handful of tuples per event and keeps them until it is written, so
+    at the default thresholds the collector runs every few hundred events and walks the
+    whole chunk each time, finding nothing to free: it cost about 40 % of the plan's CPU
+    (``docs/benchmarks.md``).  What the process holds after start-up (modules, the app)
+    is frozen out of collections.  Cycles are still collected, in larger steps.
+    """
+    gc.freeze()
+    gc.set_threshold(*WORKER_GC_THRESHOLDS)
 
 
 def _range(args: argparse.Namespace) -> tuple[int, int]:

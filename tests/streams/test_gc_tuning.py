@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from streams.__main__ import WORKER_GC_THRESHOLDS, tune_gc
+from streams.cli import WORKER_GC_THRESHOLDS, tune_gc
 
 
 @pytest.fixture
