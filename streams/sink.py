@@ -142,9 +142,9 @@ class MeteringSink:
         records; acknowledging the batch could commit past them and lose them, so
         :class:`RecordsSkipped` is raised and the worker must exit without acknowledging.
         The first record after an assignment is checked against the committed offset
-        (:meth:`anchor`): a worker taking partitions over once lost exactly the record
-        at the committed offset while metering the one after it, and Faust (0.15.3)
-        commits past a missing record when it is the one at the committed offset.
+        (:meth:`anchor`): after a takeover Faust (0.15.3) was seen to deliver the record
+        after the committed one first, and it commits past a missing record when that
+        record is the one at the committed offset (``docs/architecture.md``).
         """
         for rec in records:
             expected = self._next_offset.get(rec.partition)
