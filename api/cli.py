@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from api.settings import DEMO_AUTH_FILE, ApiSettings
-from schemas.errors import run_handler
+from schemas.cli import command_line
 
 
 def add_parsers(sub: Any, serve_name: str = "serve", demo: bool = True) -> None:
@@ -44,9 +44,9 @@ def add_parsers(sub: Any, serve_name: str = "serve", demo: bool = True) -> None:
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m api") -> int:
-    parser = argparse.ArgumentParser(prog=prog, description="The HTTP API and dashboard.")
-    add_parsers(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    return run_handler(parser.parse_args(argv))
+    return command_line(
+        argv, prog=prog, description="The HTTP API and dashboard.", add_parsers=add_parsers
+    )
 
 
 def _openapi(_args: argparse.Namespace) -> int:

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ingest.producer import UsageProducer
-from schemas.errors import InvalidInput, Problem, run_handler
+from schemas.cli import command_line
+from schemas.errors import InvalidInput, Problem
 from schemas.events import UsageEvent
 from schemas.settings import Settings
 from schemas.wire import decode_event
@@ -65,9 +66,9 @@ def add_parsers(sub: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m ingest") -> int:
-    parser = argparse.ArgumentParser(prog=prog, description="Send usage events to Kafka.")
-    add_parsers(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    return run_handler(parser.parse_args(argv))
+    return command_line(
+        argv, prog=prog, description="Send usage events to Kafka.", add_parsers=add_parsers
+    )
 
 
 def _send(args: argparse.Namespace) -> int:

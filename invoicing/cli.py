@@ -31,7 +31,8 @@ from invoicing.publish import KafkaPublisher
 from invoicing.report import invoices_table
 from invoicing.run import run_period, void_invoice
 from rating import load_rate_card
-from schemas.errors import InvalidInput, run_handler
+from schemas.cli import command_line
+from schemas.errors import InvalidInput
 from schemas.meters import load_meters
 from schemas.settings import Settings
 from schemas.storage.bootstrap import require_current
@@ -170,6 +171,6 @@ def add_parsers(sub: Any, run_name: str = "run") -> None:
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m invoicing") -> int:
-    parser = argparse.ArgumentParser(prog=prog, description="Bill and void invoices.")
-    add_parsers(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    return run_handler(parser.parse_args(argv))
+    return command_line(
+        argv, prog=prog, description="Bill and void invoices.", add_parsers=add_parsers
+    )

@@ -22,7 +22,8 @@ from api import cli as api_cli
 from ingest import cli as ingest_cli
 from invoicing import cli as invoicing_cli
 from rating import cli as rating_cli
-from schemas.errors import InvalidInput, run_handler
+from schemas.cli import run_parsed
+from schemas.errors import InvalidInput
 from streams import cli as streams_cli
 
 __all__ = ["main", "parser"]
@@ -55,7 +56,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_handler(parser().parse_args(argv))
+    return run_parsed(parser(), argv)
 
 
 SCRIPTS: dict[str, list[list[str]]] = {

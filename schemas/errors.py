@@ -17,8 +17,6 @@ problem-details body.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -29,7 +27,6 @@ __all__ = [
     "MeterlineError",
     "Problem",
     "ServiceUnavailable",
-    "run_handler",
 ]
 
 
@@ -110,18 +107,3 @@ class DeliveryFailed(MeterlineError):
 
 class InvariantViolated(MeterlineError):
     """An exactness check failed: totals disagree, a reconcile found a difference."""
-
-
-def run_handler(args: argparse.Namespace) -> int:
-    """Run a parsed command line's ``handler``: the command's exit code, or a
-    :class:`MeterlineError` printed as ``error: ...`` with 3 when a service did not
-    answer (retry later) and 2 otherwise (fix the input).  Every command line of the
-    project (``meterline``, ``python -m …``) ends here."""
-    try:
-        return int(args.handler(args))
-    except ServiceUnavailable as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return 3
-    except MeterlineError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return 2

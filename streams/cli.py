@@ -30,7 +30,8 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from ingest.admin import ensure_topics, meterline_topics
-from schemas.errors import InvalidInput, InvariantViolated, ServiceUnavailable, run_handler
+from schemas.cli import command_line
+from schemas.errors import InvalidInput, InvariantViolated, ServiceUnavailable
 from schemas.meters import MeterSet, load_meters
 from schemas.settings import Settings
 from schemas.storage.bootstrap import CURRENT_VERSION, ensure_schema, migrate, require_current
@@ -97,11 +98,9 @@ def add_parsers(sub: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m streams") -> int:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
-    add_parsers(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    args = parser.parse_args(argv)
-    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return run_handler(args)
+    return command_line(
+        argv, prog=prog, description=__doc__.split("\n\n")[0], add_parsers=add_parsers
+    )
 
 
 def _range_arguments(parser: argparse.ArgumentParser) -> None:
