@@ -72,7 +72,7 @@ from invoicing.check import expected_totals, per_unit_prices
 from invoicing.customers import Customer, parse_customers
 from invoicing.periods import Month, month_period
 from invoicing.publish import KafkaPublisher
-from invoicing.run import RunResult, run_period
+from invoicing.run import BillingRun, RunResult, run_period
 from rating import RateCard, load_rate_card
 from schemas.meters import Aggregation, MeterSet, load_meters
 from schemas.settings import Settings
@@ -266,17 +266,19 @@ class InvoicingBench:
             )
         )
         result = run_period(
-            namespace=self.settings.namespace,
-            database=tag,
-            period=MONTH,
-            customers=self.work.customers,
-            card=self.card,
-            meters=self.meters,
+            BillingRun(
+                namespace=self.settings.namespace,
+                database=tag,
+                period=MONTH,
+                customers=self.work.customers,
+                card=self.card,
+                meters=self.meters,
+                grace=GRACE,
+                cutoff_s=CUTOFF_S,
+            ),
             engine=engine,
             publish=publisher,
-            grace=GRACE,
             now=datetime.fromtimestamp(CUTOFF_S + 30, UTC),
-            cutoff_s=CUTOFF_S,
         )
         seconds = time.perf_counter() - start
         clickhouse_s = engine.seconds

@@ -55,7 +55,7 @@ from invoicing.documents import lines_csv, render_html  # noqa: E402
 from invoicing.periods import Period, month_period  # noqa: E402
 from invoicing.publish import KafkaPublisher  # noqa: E402
 from invoicing.report import invoices_table  # noqa: E402
-from invoicing.run import run_period  # noqa: E402
+from invoicing.run import BillingRun, run_period  # noqa: E402
 from rating import RateCard, load_rate_card  # noqa: E402
 from schemas.errors import MeterlineError  # noqa: E402
 from schemas.meters import MeterSet, load_meters  # noqa: E402
@@ -111,12 +111,14 @@ def close_month(demo: Demo, period: Period) -> list[Document]:
     """Bill the month and return its invoices: the ones just issued, else the stored ones."""
     settings, engine = demo.settings, demo.engine
     result = run_period(
-        namespace=settings.namespace,
-        database=settings.clickhouse_database,
-        period=period,
-        customers=demo.customers,
-        card=demo.card,
-        meters=demo.meters,
+        BillingRun(
+            namespace=settings.namespace,
+            database=settings.clickhouse_database,
+            period=period,
+            customers=demo.customers,
+            card=demo.card,
+            meters=demo.meters,
+        ),
         engine=engine,
         publish=KafkaPublisher(
             settings.kafka_bootstrap, settings.invoices_topic, settings.namespace

@@ -26,10 +26,11 @@ import orjson
 
 from invoicing.customers import load_customers
 from invoicing.documents import lines_csv, render_html
+from invoicing.ledger import void_invoice
 from invoicing.periods import parse_month
 from invoicing.publish import KafkaPublisher
 from invoicing.report import invoices_table
-from invoicing.run import run_period, void_invoice
+from invoicing.run import BillingRun, run_period
 from rating import load_rate_card
 from schemas.cli import command_line
 from schemas.errors import InvalidInput
@@ -74,22 +75,24 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     require_current(engine, settings.clickhouse_database)
     _progress(f"billing {month.label} for {len(customers)} subscriptions")
     result = run_period(
-        namespace=settings.namespace,
-        database=settings.clickhouse_database,
-        period=month,
-        customers=customers,
-        card=card,
-        meters=meters,
+        BillingRun(
+            namespace=settings.namespace,
+            database=settings.clickhouse_database,
+            period=month,
+            customers=customers,
+            card=card,
+            meters=meters,
+            dry_run=args.dry_run,
+            force=args.force,
+            grace=timedelta(minutes=args.grace),
+            cutoff_s=_cutoff(args.cutoff),
+        ),
         engine=engine,
         publish=None if args.dry_run else _publisher(settings),
-        dry_run=args.dry_run,
-        force=args.force,
-        grace=timedelta(minutes=args.grace),
         progress=lambda: consumer_lag(
             settings.kafka_bootstrap, settings.worker_app_id, settings.events_topic
         ),
         report=_progress,
-        cutoff_s=_cutoff(args.cutoff),
     )
     documents = [invoice.document() for invoice in result.invoices]
     if args.format == "json":

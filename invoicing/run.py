@@ -30,19 +30,21 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
-from typing import Any, Protocol
-
-import orjson
 
 from invoicing.customers import Customer
 from invoicing.invoice import Invoice
-from invoicing.lifecycle import RANK, Status, check_transition
+from invoicing.ledger import (
+    Publisher,
+    finish_pending,
+    read_ledger,
+    store_drafts,
+    store_issued,
+)
 from invoicing.periods import Month, Period
-from invoicing.plan import Billed, SubjectUsage, choose_cutoff, due_periods, plan_subscription
+from invoicing.plan import SubjectUsage, choose_cutoff, due_periods, plan_subscription
 from invoicing.publish import KafkaPublisher
 from invoicing.usage import priced_meters
 from rating import RateCard
@@ -50,35 +52,21 @@ from schemas.errors import InvalidInput
 from schemas.meters import MeterSet
 from schemas.storage.engine import Engine
 from schemas.storage.invoices_table import (
-    DraftRow,
-    InvoiceLineRow,
-    InvoiceRow,
     InvoicesTable,
-    StatusRow,
 )
 from schemas.storage.usage import UsageRead, read_usage
-from schemas.timeutil import format_ms, now_ms, to_ms
+from schemas.timeutil import format_ms, now_ms
 from streams.progress import Lag
 
 __all__ = [
+    "BillingRun",
     "KafkaPublisher",
-    "Publisher",
     "RunResult",
-    "rows_from_document",
     "run_period",
     "stream_not_ready",
-    "void_invoice",
 ]
 
 log = logging.getLogger(__name__)
-RECOVERY_MARGIN_MS = 10 * 60_000
-"""How far before a draft's creation the topic is searched for it (clock skew margin)."""
-
-
-class Publisher(Protocol):
-    def publish(self, records: Sequence[tuple[str, bytes]]) -> None: ...
-
-    def committed(self, keys: Collection[str], since_ms: int) -> set[str]: ...
 
 
 @dataclass(slots=True)
@@ -110,31 +98,49 @@ def _month_of(period: Period | Month) -> Month:
     return Month(first.year, first.month)
 
 
+@dataclass(frozen=True, slots=True)
+class BillingRun:
+    """What a billing run is asked: the month whose ending periods it bills, for which
+    customers and at which prices, and how strictly.
+
+    ``cutoff_s`` fixes the ingestion cutoff (a whole minute, not in the future), e.g. to
+    re-rate a period exactly as before; by default it is the run's ``now`` rounded up to
+    the minute, and the run waits for that minute to pass.  ``force`` closes periods that
+    are not due and skips the lag check; ``dry_run`` plans and stores nothing."""
+
+    namespace: str
+    database: str
+    period: Period | Month
+    customers: Sequence[Customer]
+    card: RateCard
+    meters: MeterSet
+    dry_run: bool = False
+    force: bool = False
+    grace: timedelta = timedelta(0)
+    cutoff_s: int | None = None
+
+
 def run_period(
+    request: BillingRun,
     *,
-    namespace: str,
-    database: str,
-    period: Period | Month,
-    customers: Sequence[Customer],
-    card: RateCard,
-    meters: MeterSet,
     engine: Engine,
     publish: Publisher | None,
-    dry_run: bool = False,
-    force: bool = False,
-    grace: timedelta = timedelta(0),
     now: datetime | None = None,
     progress: Callable[[], Lag] | None = None,
     report: Callable[[str], None] = log.info,
-    cutoff_s: int | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> RunResult:
-    """Bill every subscription period ending in the month; see the module docstring.
-
-    ``cutoff_s`` fixes the ingestion cutoff (a whole minute, not in the future), e.g. to
-    re-rate a period exactly as before; by default it is ``now`` rounded up to the
-    minute, and the run waits for that minute to pass.
-    """
+    """Bill every subscription period ending in the month (the module docstring says
+    what a crash after each step costs).  ``progress`` reads the worker's lag, checked
+    before usage is read."""
+    namespace, database, period = request.namespace, request.database, request.period
+    customers, card, meters = request.customers, request.card, request.meters
+    dry_run, force, grace, cutoff_s = (
+        request.dry_run,
+        request.force,
+        request.grace,
+        request.cutoff_s,
+    )
     month = _month_of(period)
     moment = now or datetime.now(UTC)
     if grace.total_seconds() % 60:
@@ -183,9 +189,9 @@ def run_period(
                 "wait for the worker to catch up (see `make status`), or pass --force",
             )
     table = InvoicesTable(database)
-    ledger = _read_ledger(engine, table, namespace)
+    ledger = read_ledger(engine, table, namespace)
     if not dry_run and publish is not None:
-        result.recovered = _finish_pending(engine, table, namespace, ledger, publish, report)
+        result.recovered = finish_pending(engine, table, namespace, ledger, publish, report)
     read = _usage_reader(engine, database, namespace, meters, card)
     created = now_ms()
     periods_of: dict[int, list[Period]] = {}
@@ -219,141 +225,13 @@ def run_period(
     if dry_run or not result.invoices:
         return result
     documents = {invoice.id: invoice.to_json() for invoice in result.invoices}
-    engine.insert(*table.insert_drafts([_draft_row(i, documents[i.id]) for i in result.invoices]))
+    store_drafts(engine, table, result.invoices, documents)
     report(f"recorded {len(documents)} drafts; publishing them in one transaction")
     if publish is not None:
         publish.publish(list(documents.items()))
-    _store_issued(engine, table, namespace, list(documents.values()))
+    store_issued(engine, table, namespace, list(documents.values()))
     report(f"issued {len(documents)} invoices")
     return result
-
-
-def _draft_row(invoice: Invoice, document: bytes) -> DraftRow:
-    return DraftRow(
-        namespace=invoice.namespace,
-        invoice_id=invoice.id,
-        customer_id=invoice.customer.id,
-        subscription_id=invoice.customer.subscription,
-        period_start_s=invoice.period.start_s,
-        period_end_s=invoice.period.end_s,
-        revision=invoice.revision,
-        cutoff_s=invoice.cutoff_s,
-        covers=invoice.covers,
-        total=invoice.total,
-        created_ms=invoice.created_ms,
-        document=document.decode(),
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class _Ledger:
-    by_subscription: dict[tuple[str, str], list[Billed]]
-    pending: list[tuple[str, int]]
-
-    def get(self, key: tuple[str, str], default: list[Billed]) -> list[Billed]:
-        return self.by_subscription.get(key, default)
-
-
-def _read_ledger(engine: Engine, table: InvoicesTable, namespace: str) -> _Ledger:
-    by_subscription: dict[tuple[str, str], list[Billed]] = {}
-    pending: list[tuple[str, int]] = []
-    for row in engine.execute(table.ledger(namespace).to_sql()):
-        (invoice, customer, subscription, start, end, revision, cutoff, covers, created) = row[:9]
-        issued, voided = bool(row[9]), bool(row[10])
-        status = Status.VOID if voided else Status.ISSUED if issued else Status.DRAFT
-        by_subscription.setdefault((str(customer), str(subscription)), []).append(
-            Billed(
-                str(invoice),
-                int(start),
-                int(end),
-                int(revision),
-                int(cutoff),
-                tuple(int(c) for c in covers),
-                status,
-            )
-        )
-        if status is Status.DRAFT:
-            pending.append((str(invoice), int(created)))
-    return _Ledger(by_subscription, pending)
-
-
-def _finish_pending(
-    engine: Engine,
-    table: InvoicesTable,
-    namespace: str,
-    ledger: _Ledger,
-    publish: Publisher,
-    report: Callable[[str], None],
-) -> list[str]:
-    if not ledger.pending:
-        return []
-    ids = [invoice for invoice, _ in ledger.pending]
-    since = min(created for _, created in ledger.pending) - RECOVERY_MARGIN_MS
-    committed = publish.committed(ids, since)
-    rows = engine.execute(table.documents(namespace, ids).to_sql())
-    documents = {str(r[0]): str(r[2]).encode() for r in rows}
-    missing = [(i, documents[i]) for i in ids if i not in committed]
-    report(
-        f"found {len(ids)} pending drafts of an earlier run: {len(committed)} already "
-        f"committed to Kafka, publishing {len(missing)}"
-    )
-    publish.publish(missing)
-    _store_issued(engine, table, namespace, [documents[i] for i in ids])
-    return ids
-
-
-def _store_issued(
-    engine: Engine, table: InvoicesTable, namespace: str, documents: Sequence[bytes]
-) -> None:
-    """Lines first, then the ``invoices`` rows that mark the invoices issued."""
-    invoices, lines = [], []
-    for document in documents:
-        invoice, invoice_lines = rows_from_document(namespace, orjson.loads(document), document)
-        invoices.append(invoice)
-        lines += invoice_lines
-    engine.insert(*table.insert_lines(lines))
-    engine.insert(*table.insert_invoices(invoices))
-
-
-def rows_from_document(
-    namespace: str, doc: dict[str, Any], raw: bytes
-) -> tuple[InvoiceRow, list[InvoiceLineRow]]:
-    """The stored rows of an invoice, derived from its document (pure)."""
-    start = datetime.fromisoformat(doc["period"]["start"].replace("Z", "+00:00"))
-    end = datetime.fromisoformat(doc["period"]["end"].replace("Z", "+00:00"))
-    created = datetime.fromisoformat(doc["created_at"].replace("Z", "+00:00"))
-    row = InvoiceRow(
-        namespace=namespace,
-        invoice_id=doc["invoice_id"],
-        customer_id=doc["customer_id"],
-        plan=doc["plan"],
-        currency=doc["currency"],
-        period_start_s=to_ms(start) // 1000,
-        period_end_s=to_ms(end) // 1000,
-        total=Decimal(doc["total"]),
-        line_count=len(doc["lines"]),
-        created_ms=to_ms(created),
-        document=raw.decode(),
-    )
-    lines = []
-    for line in doc["lines"]:
-        detail = line if line["kind"] == "usage" else (line["after"] or line["before"])
-        prefix = "" if line["kind"] == "usage" else "adjustment:"
-        lines.append(
-            InvoiceLineRow(
-                namespace=namespace,
-                invoice_id=doc["invoice_id"],
-                line_no=int(line["line_no"]),
-                meter=line.get("meter") or "",
-                model=prefix + str(line["model"]),
-                quantity=Decimal(line["quantity"]),
-                amount=Decimal(line["amount"]),
-                unrounded_amount=str(
-                    detail["unrounded_amount"] if line["kind"] == "usage" else line["amount"]
-                ),
-            )
-        )
-    return row, lines
 
 
 def _usage_reader(
@@ -373,47 +251,3 @@ def _usage_reader(
         return cache[key]
 
     return read
-
-
-STATUS_SCHEMA = "meterline.invoice-status/1"
-
-
-def void_invoice(
-    *,
-    namespace: str,
-    database: str,
-    invoice_id: str,
-    reason: str,
-    engine: Engine,
-    publish: Publisher | None,
-) -> dict[str, Any]:
-    """Void an issued invoice: publish a status record, then record it in ClickHouse.
-
-    The invoice itself is not touched.  A crash between the two steps leaves the void
-    on the topic but not in ClickHouse; running the command again publishes it once more
-    (consumers key status records on ``(invoice_id, status)``) and records it.
-    """
-    table = InvoicesTable(database)
-    ledger = _read_ledger(engine, table, namespace)
-    found = [b for bs in ledger.by_subscription.values() for b in bs if b.invoice_id == invoice_id]
-    if not found:
-        raise InvalidInput.single(
-            "invoice lifecycle", invoice_id, "no such invoice", "give an id from the run output"
-        )
-    check_transition(invoice_id, found[0].status, Status.VOID, reason)
-    at = now_ms()
-    record = {
-        "schema": STATUS_SCHEMA,
-        "invoice_id": invoice_id,
-        "status": str(Status.VOID),
-        "reason": reason,
-        "at": format_ms(at),
-    }
-    if publish is not None:
-        publish.publish([(invoice_id, orjson.dumps(record, option=orjson.OPT_SORT_KEYS))])
-    engine.insert(
-        *table.insert_status(
-            [StatusRow(namespace, invoice_id, RANK[Status.VOID], str(Status.VOID), reason, at)]
-        )
-    )
-    return record

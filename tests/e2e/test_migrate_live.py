@@ -21,7 +21,7 @@ from ingest import UsageProducer
 from ingest.telemetry import Telemetry, generate
 from invoicing.customers import load_customers
 from invoicing.periods import month_period
-from invoicing.run import KafkaPublisher, run_period
+from invoicing.run import BillingRun, KafkaPublisher, run_period
 from rating import load_rate_card
 from schemas.meters import load_meters
 from schemas.settings import Settings
@@ -107,12 +107,14 @@ def minute_windows(engine: ServerEngine, settings: Settings) -> list[tuple[objec
 def bill(settings: Settings, engine: ServerEngine) -> list[str]:
     meters = load_meters(settings.meters_file)
     result = run_period(
-        namespace=settings.namespace,
-        database=settings.clickhouse_database,
-        period=month_period("2026-10"),
-        customers=load_customers(settings.customers_file),
-        card=load_rate_card(settings.rate_card_file, known_meters=meters.slugs()),
-        meters=meters,
+        BillingRun(
+            namespace=settings.namespace,
+            database=settings.clickhouse_database,
+            period=month_period("2026-10"),
+            customers=load_customers(settings.customers_file),
+            card=load_rate_card(settings.rate_card_file, known_meters=meters.slugs()),
+            meters=meters,
+        ),
         engine=engine,
         publish=KafkaPublisher(settings.kafka_bootstrap, settings.invoices_topic),
     )

@@ -15,7 +15,7 @@ from ingest.telemetry import Telemetry, generate
 from invoicing.check import expected_totals, per_unit_prices
 from invoicing.customers import load_customers
 from invoicing.periods import month_period
-from invoicing.run import KafkaPublisher, run_period
+from invoicing.run import BillingRun, KafkaPublisher, run_period
 from rating import load_rate_card
 from schemas.meters import load_meters
 from schemas.settings import Settings
@@ -65,12 +65,14 @@ def wait_caught_up(settings: Settings, workers: WorkerProcess, timeout: float = 
 def bill(settings: Settings, engine: ServerEngine) -> dict[str, Decimal]:
     meters = load_meters(settings.meters_file)
     result = run_period(
-        namespace=settings.namespace,
-        database=settings.clickhouse_database,
-        period=month_period("2026-10"),
-        customers=load_customers(settings.customers_file),
-        card=load_rate_card(settings.rate_card_file, known_meters=meters.slugs()),
-        meters=meters,
+        BillingRun(
+            namespace=settings.namespace,
+            database=settings.clickhouse_database,
+            period=month_period("2026-10"),
+            customers=load_customers(settings.customers_file),
+            card=load_rate_card(settings.rate_card_file, known_meters=meters.slugs()),
+            meters=meters,
+        ),
         engine=engine,
         publish=KafkaPublisher(settings.kafka_bootstrap, settings.invoices_topic),
     )

@@ -14,9 +14,9 @@ import orjson
 
 from invoicing.documents import CSV_COLUMNS, lines_csv, render_html
 from invoicing.invoice import SCHEMA, Invoice
+from invoicing.ledger import rows_from_document
 from invoicing.periods import month_period
 from invoicing.plan import Billed, plan_subscription
-from invoicing.run import rows_from_document
 from tests.browser import headless
 from tests.invoicing.helpers import METERS, TIERED_CARD, UsageLog, customer
 

@@ -17,8 +17,9 @@ import pytest
 
 from api.estimates import estimate
 from invoicing.customers import Customer
+from invoicing.ledger import void_invoice
 from invoicing.periods import month_period
-from invoicing.run import run_period, void_invoice
+from invoicing.run import BillingRun, run_period
 from invoicing.usage import priced_meters
 from schemas.errors import InvalidInput
 from schemas.storage.bootstrap import ensure_schema
@@ -107,16 +108,19 @@ def bill(
 ):
     engine, database = db
     return run_period(
-        namespace="ns",
-        database=database,
-        period=month_period(label),
-        customers=customers or [customer(), customer(id="globex", plan="pro")],
-        card=DEMO_CARD,
-        meters=METERS,
+        BillingRun(
+            namespace="ns",
+            database=database,
+            period=month_period(label),
+            customers=customers or [customer(), customer(id="globex", plan="pro")],
+            card=DEMO_CARD,
+            meters=METERS,
+            cutoff_s=cutoff,
+            **{k: kw.pop(k) for k in ("dry_run", "force") if k in kw},
+        ),
         engine=engine,
         publish=topic,
         now=datetime.fromtimestamp(cutoff + 30, UTC),
-        cutoff_s=cutoff,
         sleep=lambda _: None,  # the clock is simulated: some cutoffs are in the future
         **kw,
     )
