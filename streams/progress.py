@@ -16,7 +16,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from schemas.errors import ServiceUnavailable
 
-__all__ = ["Lag", "consumer_lag", "resume_positions"]
+__all__ = ["Lag", "OffsetReader", "consumer_lag", "resume_positions"]
 
 T = TypeVar("T")
 
@@ -82,20 +82,59 @@ def _retrying(read: Callable[[], T], bootstrap: str, timeout: float) -> T:
             time.sleep(0.5)
 
 
+class OffsetReader:
+    """The group's committed offsets and the log end of ``topic``, read through one Kafka
+    consumer kept open between reads (the supervisor reads every few seconds)."""
+
+    def __init__(self, bootstrap: str, group: str, topic: str, timeout: float = 30.0) -> None:
+        self.bootstrap, self.group, self.topic, self.timeout = bootstrap, group, topic, timeout
+        self._consumer: Consumer | None = None
+
+    def read(self) -> Lag:
+        """Raise :class:`ServiceUnavailable` if the topic does not exist, and
+        ``KafkaException`` when Kafka does not answer (the consumer is then reopened on
+        the next read)."""
+        timeout = self.timeout
+        try:
+            consumer = self._open()
+            metadata = consumer.list_topics(self.topic, timeout=timeout).topics.get(self.topic)
+            if metadata is None or metadata.error is not None:
+                raise ServiceUnavailable(f"topic {self.topic!r} not found on {self.bootstrap}")
+            tps = [TopicPartition(self.topic, p) for p in sorted(metadata.partitions)]
+            committed = {tp.partition: tp.offset for tp in consumer.committed(tps, timeout=timeout)}
+            end = {
+                tp.partition: consumer.get_watermark_offsets(tp, timeout=timeout, cached=False)[1]
+                for tp in tps
+            }
+            return Lag(committed=committed, end=end)
+        except KafkaException:
+            self.close()
+            raise
+
+    def _open(self) -> Consumer:
+        if self._consumer is None:
+            self._consumer = Consumer(
+                {
+                    "bootstrap.servers": self.bootstrap,
+                    "group.id": self.group,
+                    "enable.auto.commit": False,
+                    "socket.timeout.ms": int(self.timeout * 1000),
+                }
+            )
+        return self._consumer
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+
 def _consumer_lag(bootstrap: str, group: str, topic: str, timeout: float) -> Lag:
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
-    )
+    reader = OffsetReader(bootstrap, group, topic, timeout)
     try:
-        metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
-        if metadata is None or metadata.error is not None:
-            raise ServiceUnavailable(f"topic {topic!r} not found on {bootstrap}")
-        tps = [TopicPartition(topic, p) for p in sorted(metadata.partitions)]
-        committed = {tp.partition: tp.offset for tp in consumer.committed(tps, timeout=timeout)}
-        end = {tp.partition: consumer.get_watermark_offsets(tp, timeout=timeout)[1] for tp in tps}
-        return Lag(committed=committed, end=end)
+        return reader.read()
     finally:
-        consumer.close()
+        reader.close()
 
 
 def _resume_positions(

@@ -39,10 +39,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import orjson
+from confluent_kafka import KafkaException
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
+from schemas.errors import ServiceUnavailable
 from schemas.settings import Settings
 from streams.liveness import HEARTBEAT_FD_ENV
+from streams.progress import OffsetReader
 from streams.watchdog import Heartbeat, Limits, Offsets, Reason, Verdict, Watchdog
 
 __all__ = ["Backoff", "Supervisor", "describe_exit", "limits_from"]
@@ -124,51 +127,6 @@ class _Metrics:
         )
 
 
-class _OffsetReader:
-    """Committed offsets of the worker's group and the log end, from Kafka."""
-
-    def __init__(self, bootstrap: str, group: str, topic: str) -> None:
-        self.bootstrap, self.group, self.topic = bootstrap, group, topic
-        self._consumer: Any = None
-
-    def read(self, timeout: float = 5.0) -> Offsets | None:
-        from confluent_kafka import Consumer, KafkaException, TopicPartition
-
-        try:
-            if self._consumer is None:
-                self._consumer = Consumer(
-                    {
-                        "bootstrap.servers": self.bootstrap,
-                        "group.id": self.group,
-                        "enable.auto.commit": False,
-                        "socket.timeout.ms": int(timeout * 1000),
-                    }
-                )
-            meta = self._consumer.list_topics(self.topic, timeout=timeout).topics.get(self.topic)
-            if meta is None or meta.error is not None:
-                return None
-            tps = [TopicPartition(self.topic, p) for p in sorted(meta.partitions)]
-            committed = {
-                tp.partition: tp.offset for tp in self._consumer.committed(tps, timeout=timeout)
-            }
-            end = {
-                tp.partition: self._consumer.get_watermark_offsets(
-                    tp, timeout=timeout, cached=False
-                )[1]
-                for tp in tps
-            }
-            return Offsets(committed, end)
-        except KafkaException as exc:
-            log.info("could not read offsets from Kafka (%s); the stall clock restarts", exc)
-            self.close()
-            return None
-
-    def close(self) -> None:
-        if self._consumer is not None:
-            self._consumer.close()
-            self._consumer = None
-
-
 @dataclass(slots=True)
 class _Child:
     process: subprocess.Popen[bytes]
@@ -220,8 +178,11 @@ class Supervisor:
         self.metrics = _Metrics()
         self.metrics.lag.set(-1)
         self.watchdog = Watchdog(self.limits)
-        self.offsets = _OffsetReader(
-            self.settings.kafka_bootstrap, self.settings.worker_app_id, self.settings.events_topic
+        self.offsets = OffsetReader(
+            self.settings.kafka_bootstrap,
+            self.settings.worker_app_id,
+            self.settings.events_topic,
+            timeout=5.0,
         )
 
     # ------------------------------------------------------------------ lifecycle
@@ -294,7 +255,7 @@ class Supervisor:
                     self._end_child(child, self.stop_grace_s)
                     return "stopped", "stopped on request"
                 if now >= next_poll:
-                    self.watchdog.offsets(now, self.offsets.read())
+                    self.watchdog.offsets(now, self._read_offsets())
                     next_poll = now + self.poll_s
                     self._export(now)
                 verdict = self.watchdog.verdict(now)
@@ -326,6 +287,14 @@ class Supervisor:
         child.records = int(beat.get("records") or 0)
         self.metrics.up.set(1 if heartbeat.ready else 0)
         self.watchdog.heartbeat(now, heartbeat)
+
+    def _read_offsets(self) -> Offsets | None:
+        try:
+            lag = self.offsets.read()
+        except (KafkaException, ServiceUnavailable) as exc:
+            log.info("could not read offsets from Kafka (%s); the stall clock restarts", exc)
+            return None
+        return Offsets(lag.committed, lag.end)
 
     def _export(self, now: float) -> None:
         lag = self.watchdog.lag
