@@ -7,15 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from api.openapi_schemas import ref as _ref
+from api.openapi_schemas import schemas
+
 __all__ = ["document"]
 
 _PROBLEM = {"$ref": "#/components/responses/Problem"}
 _ERRORS = {"401": _PROBLEM, "403": _PROBLEM}
-_TIME = {"type": "string", "format": "date-time"}
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -24,145 +22,6 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 def _slug() -> dict[str, Any]:
     return {"name": "slug", "in": "path", "required": True, "schema": {"type": "string"}}
-
-
-def _schemas() -> dict[str, Any]:
-    nullable_str = {"type": ["string", "null"]}
-    return {
-        "Event": {
-            "type": "object",
-            "description": "A CloudEvents 1.0 usage event. (source, id) identifies it: a retry "
-            "with the same pair is counted once.",
-            "additionalProperties": False,
-            "required": ["id", "source", "type", "subject", "time"],
-            "properties": {
-                "specversion": {"type": "string", "enum": ["1.0"]},
-                "id": {"type": "string", "minLength": 1, "maxLength": 512},
-                "source": {"type": "string", "minLength": 1, "maxLength": 512},
-                "type": {"type": "string", "minLength": 1, "maxLength": 512},
-                "subject": {"type": "string", "minLength": 1, "maxLength": 512},
-                "time": {**_TIME, "description": "RFC 3339 with a UTC offset"},
-                "data": {"type": ["object", "null"]},
-                "datacontenttype": nullable_str,
-                "dataschema": nullable_str,
-            },
-        },
-        "Meter": {
-            "type": "object",
-            "required": ["id", "slug", "aggregation", "eventType", "groupBy"],
-            "properties": {
-                "id": {"type": "string"},
-                "slug": {"type": "string"},
-                "description": nullable_str,
-                "aggregation": {
-                    "type": "string",
-                    "enum": ["SUM", "COUNT", "UNIQUE_COUNT", "MAX", "MIN", "AVG", "LATEST"],
-                },
-                "eventType": {"type": "string"},
-                "valueProperty": nullable_str,
-                "groupBy": {"type": "object", "additionalProperties": {"type": "string"}},
-                "unit": nullable_str,
-            },
-        },
-        "MeterQueryRow": {
-            "type": "object",
-            "required": ["value", "windowStart", "windowEnd", "subject", "groupBy"],
-            "properties": {
-                "value": {
-                    "type": "number",
-                    "description": "Exact: written from the stored decimal's digits "
-                    "(up to 29 integer and 9 fractional digits), never through a float.",
-                },
-                "windowStart": _TIME,
-                "windowEnd": _TIME,
-                "subject": {"type": ["string", "null"]},
-                "groupBy": {"type": "object", "additionalProperties": {"type": "string"}},
-            },
-        },
-        "MeterQueryResult": {
-            "type": "object",
-            "required": ["from", "to", "windowSize", "data"],
-            "properties": {
-                "from": _TIME,
-                "to": _TIME,
-                "windowSize": {
-                    "type": ["string", "null"],
-                    "enum": ["MINUTE", "HOUR", "DAY", "MONTH", None],
-                },
-                "data": {"type": "array", "items": _ref("MeterQueryRow")},
-            },
-        },
-        "Invoice": {
-            "type": "object",
-            "description": "The stored invoice document (schema meterline.invoice/1); "
-            "money as decimal strings.",
-            "required": ["invoice_id", "customer_id", "currency", "period", "lines", "total"],
-            "properties": {
-                "schema": {"type": "string"},
-                "invoice_id": {"type": "string"},
-                "customer_id": {"type": "string"},
-                "plan": {"type": "string"},
-                "currency": {"type": "string"},
-                "period": {"type": "object"},
-                "lines": {"type": "array", "items": {"type": "object"}},
-                "total": {"type": "string"},
-                "created_at": {"type": "string"},
-            },
-        },
-        "CustomerUsage": {
-            "type": "object",
-            "required": ["period", "customers"],
-            "properties": {
-                "period": {"type": "object"},
-                "customers": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "required": ["id", "plan", "currency", "usage", "estimate"],
-                        "properties": {
-                            "id": {"type": "string"},
-                            "subjects": {"type": "array", "items": {"type": "string"}},
-                            "plan": {"type": "string"},
-                            "currency": {"type": "string"},
-                            "usage": {"type": "object", "additionalProperties": {"type": "number"}},
-                            "estimate": {
-                                "type": ["object", "null"],
-                                "description": "Priced by the rating engine on the usage "
-                                "stored so far; money as decimal strings",
-                                "properties": {
-                                    "total": {"type": "string"},
-                                    "lines": {"type": "array", "items": {"type": "object"}},
-                                },
-                            },
-                            "error": nullable_str,
-                        },
-                    },
-                },
-            },
-        },
-        "Problem": {
-            "type": "object",
-            "required": ["type", "title", "status", "detail"],
-            "properties": {
-                "type": {"type": "string"},
-                "title": {"type": "string"},
-                "status": {"type": "integer"},
-                "detail": {"type": "string"},
-                "problems": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "required": ["path", "message", "fix"],
-                        "properties": {
-                            "path": {"type": "string"},
-                            "message": {"type": "string"},
-                            "fix": {"type": "string"},
-                        },
-                    },
-                },
-            },
-        },
-    }
 
 
 def _paths() -> dict[str, Any]:
@@ -392,7 +251,7 @@ def document() -> dict[str, Any]:
                     "(read-only, one customer)",
                 }
             },
-            "schemas": _schemas(),
+            "schemas": schemas(),
             "responses": {
                 "Problem": {
                     "description": "Problem details (RFC 9457)",
