@@ -188,7 +188,7 @@ def test_a_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) 
     sys.path.insert(0, str(STACK.parent))
     import uuid as uuid_module
 
-    import stack as stack_module
+    import stack_kafka as stack_module
 
     dashed = uuid_module.UUID(bytes=b"\xf8" + bytes(15))  # urlsafe base64 starts with '-'
     plain = uuid_module.UUID(bytes=b"\x01" * 16)
