@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +41,7 @@ from schemas.storage.engine import Engine, ServerEngine
 from schemas.timeutil import now_ms
 from schemas.wire import is_batch
 from streams import faust_fixes, metrics
+from streams.batch import BatchMeter
 from streams.dedupe import SeenRecord
 from streams.liveness import WorkerState, supervise_from_child
 from streams.local_state import claim_slot, state_root
@@ -50,7 +50,6 @@ from streams.seen_store import SeenIndex, SeenIndexStore, index_of
 from streams.sink import (
     BatchPlan,
     MeteringSink,
-    PendingSeen,
     Record,
     RecordsSkipped,
     SinkFailed,
@@ -191,18 +190,12 @@ def _record(event: Any) -> Record:
     )
 
 
-def create_worker(
-    settings: Settings,
-    meters: MeterSet,
-    *,
-    engine_factory: Callable[[], Engine] | None = None,
-) -> Worker:
-    """Build the Faust app and its sink.  Nothing connects until the worker starts."""
-    faust_fixes.apply()
+def _faust_app(settings: Settings) -> faust.App:
+    """The worker's Faust app: raw records, at-least-once, commits every batch."""
     # Workers sharing a data directory each get a slot of their own (RocksDB files are
     # one process's); a restarted worker gets its slot, and its state, back.
     slot = claim_slot(state_root(settings))
-    app = faust.App(
+    return faust.App(
         settings.worker_app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="memory://",
@@ -225,6 +218,17 @@ def create_worker(
         # any record the events topic accepts can be dead-lettered verbatim (headers aside)
         producer_max_request_size=MAX_RECORD_BYTES + 1024 * 1024,
     )
+
+
+def create_worker(
+    settings: Settings,
+    meters: MeterSet,
+    *,
+    engine_factory: Callable[[], Engine] | None = None,
+) -> Worker:
+    """Build the Faust app and its sink.  Nothing connects until the worker starts."""
+    faust_fixes.apply()
+    app = _faust_app(settings)
     factory = engine_factory or (
         lambda: ServerEngine(settings.clickhouse_host, settings.clickhouse_tcp_port)
     )
@@ -274,48 +278,25 @@ def create_worker(
                 },
             )
 
-    async def meter_records(records: Sequence[Record]) -> None:
-        """Plan, write and finish a batch chunk by chunk, planning the next chunk while
-        the previous one is being written.  Writes and finishes stay in order; a chunk is
-        planned against the dedupe store plus the keys of chunks not yet finished, which
-        is what the store would hold had they finished."""
-        pending = PendingSeen(store)
-        in_flight: tuple[BatchPlan, asyncio.Future[None]] | None = None
-        for chunk in sink.chunks(records, settings.worker_batch_max):
-            plan = sink.plan(chunk, pending)
-            pending.add(plan.seen)
-            if in_flight is not None:
-                await in_flight[1]
-                sink.finish(in_flight[0], store)
-                await send_dead_letters(in_flight[0])
-            state.writing_since = time.monotonic()
-            in_flight = (plan, asyncio.ensure_future(asyncio.to_thread(sink.write, plan)))
-        if in_flight is not None:
-            await in_flight[1]
-            sink.finish(in_flight[0], store)
-            await send_dead_letters(in_flight[0])
-        state.writing_since = None
-        state.records += len(records)
+    async def resume(partitions: set[int]) -> Mapping[int, int]:
+        return await asyncio.to_thread(
+            resume_positions,
+            settings.kafka_bootstrap,
+            settings.worker_app_id,
+            settings.events_topic,
+            partitions,
+        )
+
+    meter_batch = BatchMeter(
+        sink, store, settings.worker_batch_max, resume, send_dead_letters, state
+    )
 
     async def meter(stream: Any) -> None:
         async for events in stream.take_events(
             settings.worker_batch_max, within=settings.worker_batch_seconds
         ):
             try:
-                records = [_record(event) for event in events]
-                unanchored = sink.unanchored(records)
-                if unanchored:
-                    sink.anchor(
-                        await asyncio.to_thread(
-                            resume_positions,
-                            settings.kafka_bootstrap,
-                            settings.worker_app_id,
-                            settings.events_topic,
-                            unanchored,
-                        )
-                    )
-                sink.check_contiguous(records)
-                await meter_records(records)
+                await meter_batch([_record(event) for event in events])
             except SinkFailed as exc:
                 _die(f"ClickHouse unavailable; exiting without acknowledging the batch: {exc}")
             except RecordsSkipped as exc:

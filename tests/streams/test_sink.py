@@ -5,6 +5,8 @@ ClickHouse in tests/e2e."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -18,7 +20,9 @@ from schemas.storage.agg_feed import Contribution
 from schemas.storage.events_table import RawEventRow
 from schemas.storage.windows_table import FeedRow
 from schemas.wire import encode_event
+from streams.batch import BatchMeter
 from streams.dedupe import SeenRecord
+from streams.liveness import WorkerState
 from streams.metering import DeadLetterReason
 from streams.sink import MeteringSink, Record, RecordsSkipped, SinkFailed, window_writes
 
@@ -334,3 +338,70 @@ ENVELOPE = (
 def test_no_event_stops_the_plan(body: bytes, outcome: str) -> None:
     plan = sink(RecordingEngine()).plan([Record("events", 0, 0, T0, b"acme", body)], Store())
     assert plan.outcomes == {outcome: 1}
+
+
+# -- a whole batch, the worker's way, without Faust (streams.batch) -----------------------
+
+
+class SlowStartEngine(RecordingEngine):
+    """Holds the first insert until released, so the next chunk is planned meanwhile."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.first_started = threading.Event()
+
+    def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        if not self.first_started.is_set():
+            self.first_started.set()
+            assert self.release.wait(10)
+        super().insert(table, columns, rows)
+
+
+def batch_meter(s: MeteringSink, store: Store, resumes: dict[int, int], log: list[str]) -> Any:
+    async def resume(partitions: set[int]) -> dict[int, int]:
+        log.append(f"resume {sorted(partitions)}")
+        return {p: resumes[p] for p in partitions}
+
+    async def dead_letters(plan: Any) -> None:
+        log.append(f"dead {[d.record.offset for d in plan.dead]}")
+
+    return BatchMeter(s, store, 2, resume, dead_letters, WorkerState())
+
+
+def test_a_batch_is_written_and_finished_chunk_by_chunk_in_order() -> None:
+    engine, store, log = SlowStartEngine(), Store(), []
+    s = sink(engine)
+    meter = batch_meter(s, store, {0: 0}, log)
+    bad = Record("events", 0, 2, T0, None, b"{not json")
+    records = [record(0, "a", 1), record(1, "b", 2), bad, record(3, "a", 1), record(4, "c", 4)]
+
+    async def run() -> None:
+        task = asyncio.ensure_future(meter(records))
+        await asyncio.to_thread(engine.first_started.wait, 10)
+        await asyncio.sleep(0.05)
+        # the first chunk is being written: nothing is finished, nothing dead-lettered
+        assert store.data == {}
+        assert log == ["resume [0]"]
+        engine.release.set()
+        await task
+
+    asyncio.run(run())
+    assert log == ["resume [0]", "dead []", "dead [2]", "dead []"]
+    # "a" at offset 3 was planned while the chunk holding its first copy was in flight
+    assert sorted(store.data) == ["ns\x1fs\x1fa", "ns\x1fs\x1fb", "ns\x1fs\x1fc"]
+    assert store.data["ns\x1fs\x1fa"].offset == 0
+    assert meter.state.records == 5
+    assert meter.state.writing_since is None
+    written = [n for table, n in engine.inserts if table == "meter_window_agg_feed"]
+    assert sum(written) == 3  # a, b and c: the duplicate of a is not counted
+
+
+def test_a_takeover_that_skips_the_committed_record_writes_nothing() -> None:
+    engine, store, log = RecordingEngine(), Store(), []
+    meter = batch_meter(sink(engine), store, {0: 6}, log)
+    with pytest.raises(RecordsSkipped, match="expected offset 6, got 7"):
+        asyncio.run(meter([record(7, "a", 1), record(8, "b", 1)]))
+    assert engine.inserts == []
+    assert store.data == {}
+    assert log == ["resume [0]"]

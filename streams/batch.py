@@ -1,0 +1,62 @@
+"""One batch of event records metered the worker's way, without Faust (the worker's
+agent in ``streams.app`` only turns Faust events into :class:`~streams.plan.Record` s
+and maps failures to exits).
+
+In order: partitions new to this worker are anchored at the group's committed offset and
+every partition's offsets are checked for holes (``MeteringSink.check_contiguous``); then
+the batch is planned, written and finished chunk by chunk, the next chunk planned while
+the previous one is written.  Writes and finishes stay in order; a chunk is planned
+against the dedupe store plus the keys of the chunks not finished yet, which is what the
+store would hold had they finished.  Any exception leaves the batch unacknowledged: the
+caller exits without acknowledging (``streams.app``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from streams.liveness import WorkerState
+from streams.plan import BatchPlan, PendingSeen, Record
+from streams.sink import MeteringSink, SeenStore
+
+__all__ = ["BatchMeter"]
+
+
+@dataclass(slots=True)
+class BatchMeter:
+    sink: MeteringSink
+    store: SeenStore
+    max_events: int
+    """Events per chunk (a record is never split)."""
+    resume_positions: Callable[[set[int]], Awaitable[Mapping[int, int]]]
+    """Where the group resumes the given partitions (``streams.progress``)."""
+    send_dead_letters: Callable[[BatchPlan], Awaitable[None]]
+    state: WorkerState
+
+    async def __call__(self, records: Sequence[Record]) -> None:
+        sink = self.sink
+        unanchored = sink.unanchored(records)
+        if unanchored:
+            sink.anchor(await self.resume_positions(unanchored))
+        sink.check_contiguous(records)
+        pending = PendingSeen(self.store)
+        in_flight: tuple[BatchPlan, asyncio.Future[None]] | None = None
+        for chunk in sink.chunks(records, self.max_events):
+            plan = sink.plan(chunk, pending)
+            pending.add(plan.seen)
+            if in_flight is not None:
+                await self._finish(*in_flight)
+            self.state.writing_since = time.monotonic()
+            in_flight = (plan, asyncio.ensure_future(asyncio.to_thread(sink.write, plan)))
+        if in_flight is not None:
+            await self._finish(*in_flight)
+        self.state.writing_since = None
+        self.state.records += len(records)
+
+    async def _finish(self, plan: BatchPlan, written: asyncio.Future[None]) -> None:
+        await written
+        self.sink.finish(plan, self.store)
+        await self.send_dead_letters(plan)
