@@ -23,11 +23,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.problems import HttpProblem
 from invoicing.customers import Customer
+from schemas.documents import load_document
 from schemas.errors import InvalidInput
 
 __all__ = ["AuthConfig", "Principal", "authenticate", "load_auth", "parse_auth"]
@@ -92,12 +92,7 @@ def parse_auth(document: object, customers: Iterable[Customer] = ()) -> AuthConf
 
 
 def load_auth(path: str | Path, customers: Iterable[Customer] = ()) -> AuthConfig:
-    file = Path(path)
-    try:
-        document = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise InvalidInput.single("auth config", str(file), str(exc), "check the file") from None
-    return parse_auth(document, customers)
+    return parse_auth(load_document(path, "auth config"), customers)
 
 
 def _unauthenticated(detail: str) -> HttpProblem:

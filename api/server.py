@@ -13,9 +13,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from api.settings import DEMO_AUTH_FILE
+from schemas.documents import load_document
+from schemas.errors import InvalidInput
 
 __all__ = [
     "BackgroundApi",
@@ -37,7 +37,9 @@ def free_port() -> int:
 
 def demo_tokens(auth_file: str = DEMO_AUTH_FILE) -> dict[str, str]:
     """``{"admin": <first API key>, <customer id>: <its token>, ...}`` from an auth file."""
-    document = yaml.safe_load(Path(auth_file).read_text(encoding="utf-8")) or {}
+    document = load_document(auth_file, "auth config") or {}
+    if not isinstance(document, dict):
+        raise InvalidInput.single("auth config", auth_file, "not a mapping", "see docs/api.md")
     out: dict[str, str] = {}
     keys = document.get("api_keys") or []
     if keys:

@@ -11,26 +11,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
-
-import yaml
+from typing import Any
 
 from invoicing.customers import Customer
+from schemas.documents import load_document
 
 __all__ = ["expected_adjustments", "expected_totals", "per_unit_prices"]
 
 _MINOR_UNITS = {"USD": 2, "EUR": 2, "GBP": 2, "JPY": 0, "KWD": 3}
 
 
-class _TextLoader(yaml.SafeLoader):
-    """YAML with every scalar kept as text: no number passes through float."""
-
-
-_TextLoader.yaml_implicit_resolvers = {}
-
-
 def per_unit_prices(rate_card: str | Path) -> dict[tuple[str, str, str], Decimal]:
     """``(plan, currency, meter) → unit price`` for the card's ``per_unit`` charges."""
-    document = yaml.load(Path(rate_card).read_text(encoding="utf-8"), Loader=_TextLoader)  # noqa: S506
+    document: Any = load_document(rate_card, "rate card")
     prices = {}
     for plan, currencies in document["plans"].items():
         for currency, price_list in currencies.items():

@@ -32,10 +32,10 @@ from datetime import date
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from invoicing.periods import Cadence, Schedule
+from schemas.documents import load_document
 from schemas.errors import InvalidInput, Problem
 
 __all__ = ["Cadence", "Customer", "load_customers", "parse_customers"]
@@ -155,9 +155,4 @@ def parse_customers(document: object) -> tuple[Customer, ...]:
 
 
 def load_customers(path: str | Path) -> tuple[Customer, ...]:
-    file = Path(path)
-    try:
-        document = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InvalidInput.single("customers", str(file), str(exc), "check the path") from None
-    return parse_customers(document)
+    return parse_customers(load_document(path, "customers"))

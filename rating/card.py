@@ -30,10 +30,10 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from rating.models import MinimumCommitment, PricingModel
 from rating.money import is_currency
-from rating.parsing import load_document
 from rating.registry import REGISTRY, ModelKind, kinds
 from rating.specs import MeteredSpec, bounds_problems
 from rating.validation import choose_fix, join_path, problems_from
+from schemas.documents import load_document
 from schemas.errors import InvalidInput, Problem
 
 __all__ = ["Charge", "Plan", "RateCard", "load_rate_card", "load_rate_card_data"]

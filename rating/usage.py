@@ -14,8 +14,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
-from rating.parsing import load_document
 from rating.validation import NonNegative, join_path, problems_from
+from schemas.documents import load_document
 from schemas.errors import InvalidInput, Problem
 
 __all__ = ["Usage", "load_usage_file", "parse_usage_pairs", "usage_from_data"]

@@ -18,9 +18,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from schemas.documents import load_document
 from schemas.errors import InvalidInput, Problem
 from schemas.jsonpath import JsonPath
 
@@ -166,15 +166,4 @@ def parse_meters(document: Any, *, source: str = "meters") -> MeterSet:
 
 def load_meters(path: str | Path) -> MeterSet:
     """Load and validate a meters YAML (or JSON) file."""
-    file = Path(path)
-    try:
-        document = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InvalidInput.single(
-            "meter definitions", str(file), str(exc), "check the path"
-        ) from None
-    except yaml.YAMLError as exc:
-        raise InvalidInput.single(
-            "meter definitions", str(file), f"not valid YAML: {exc}", "fix the syntax"
-        ) from None
-    return parse_meters(document, source=str(file))
+    return parse_meters(load_document(path, "meter definitions"), source=str(path))

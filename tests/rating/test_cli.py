@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from rating import RateCard, kinds, load_rate_card_data
-from rating.parsing import parse_yaml
+from schemas.documents import parse_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "pricing.md"

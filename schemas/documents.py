@@ -1,4 +1,5 @@
-"""Reading YAML and JSON documents without ever producing a ``float``.
+"""Reading YAML and JSON documents without ever producing a ``float``: the one loader
+of every configuration file (meters, rate cards, customers, auth, usage files).
 
 YAML floats become :class:`~decimal.Decimal` built from the scalar's text; JSON numbers
 with a fraction or exponent go through ``json.loads(parse_float=Decimal)``.  Integers stay

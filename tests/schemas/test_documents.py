@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rating.parsing import load_document, parse_json, parse_yaml
+from schemas.documents import load_document, parse_json, parse_yaml
 from schemas.errors import InvalidInput
 
 
