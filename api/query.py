@@ -21,7 +21,7 @@ import io
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from schemas.errors import InvalidInput, Problem
 from schemas.meters import MeterDefinition
 from schemas.storage.windows_table import MeterQuery, RangeQuery, WindowSize, finish_value
-from schemas.timeutil import format_ms
+from schemas.timeutil import format_ms, parse_instant
 
 __all__ = [
     "MeterQueryRequest",
@@ -96,11 +96,8 @@ class MeterQueryRequest:
 
 def _parse_time(name: str, text: str, problems: list[Problem]) -> int | None:
     candidate = text.strip().replace(" ", "+")  # a '+' offset left unescaped in a URL
-    try:
-        moment = datetime.fromisoformat(candidate)
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None or moment.utcoffset() is None:
+    ms = parse_instant(candidate)
+    if ms is None:
         problems.append(
             Problem(
                 name,
@@ -109,7 +106,7 @@ def _parse_time(name: str, text: str, problems: list[Problem]) -> int | None:
             )
         )
         return None
-    seconds = int(moment.astimezone(UTC).timestamp())
+    seconds = ms // 1000
     if not 0 <= seconds <= MAX_S:
         problems.append(Problem(name, "out of range", "use a time between 1970 and 2106"))
         return None

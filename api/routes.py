@@ -29,6 +29,7 @@ from schemas.storage.invoices_table import InvoiceGet, InvoiceList
 from schemas.storage.planner import plan_meter_query, plan_subjects
 from schemas.storage.usage import UsageRead
 from schemas.storage.windows_table import MeterSubjects
+from schemas.timeutil import parse_instant
 
 __all__ = ["Handlers"]
 
@@ -267,16 +268,13 @@ class Handlers:
 def _period_bound(name: str, text: str | None, problems: list[Problem]) -> int | None:
     if not text:
         return None
-    try:
-        moment = datetime.fromisoformat(text.strip().replace(" ", "+"))
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
+    ms = parse_instant(text.strip().replace(" ", "+"))  # a '+' left unescaped in a URL
+    if ms is None:
         problems.append(
             Problem(name, "not an RFC 3339 time with an offset", "e.g. 2026-10-01T00:00:00Z")
         )
         return None
-    return max(0, min(int(moment.timestamp()), 2**32 - 1))
+    return max(0, min(ms // 1000, 2**32 - 1))
 
 
 def _count_items(raw: bytes) -> int:

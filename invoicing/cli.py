@@ -18,7 +18,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from schemas.meters import load_meters
 from schemas.settings import Settings
 from schemas.storage.bootstrap import require_current
 from schemas.storage.engine import ServerEngine
+from schemas.timeutil import parse_instant
 from streams.progress import consumer_lag
 
 
@@ -123,18 +124,15 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 def _cutoff(text: str | None) -> int | None:
     if text is None:
         return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
+    ms = parse_instant(text)
+    if ms is None:
         raise InvalidInput.single(
             "billing run",
             "--cutoff",
             f"{text!r} is not a time with a UTC offset",
             "e.g. 2026-12-01T01:00Z",
         )
-    return int(moment.timestamp())
+    return ms // 1000
 
 
 def _void(args: argparse.Namespace, settings: Settings) -> int:

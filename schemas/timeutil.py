@@ -16,6 +16,7 @@ __all__ = [
     "from_ms",
     "hour_ms",
     "now_ms",
+    "parse_instant",
     "parse_wire_time",
     "to_ms",
     "truncate_ms",
@@ -31,6 +32,21 @@ def to_ms(moment: datetime) -> int:
         raise ValueError("naive datetime: give a timezone (UTC is expected)")
     delta = moment - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+def parse_instant(text: str) -> int | None:
+    """Epoch milliseconds of a time a person typed (a command option, a query parameter):
+    ISO 8601 / RFC 3339 with a UTC offset (``Z`` or ``±HH:MM``; seconds and fraction
+    optional, the fraction truncated to the millisecond), or ``None`` when ``text`` is not
+    one or has no offset.  Callers name the field and the fix.  Events on the wire are
+    read by :func:`parse_wire_time`, which takes only the forms an event may carry."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        return None
+    return to_ms(moment)
 
 
 def from_ms(ms: int) -> datetime:

@@ -23,7 +23,6 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from typing import Any
 
 from confluent_kafka import KafkaException
@@ -40,7 +39,7 @@ from schemas.storage.events_table import EventsTable
 from schemas.storage.migrations import drop_database
 from schemas.storage.rollups import WindowStore
 from schemas.storage.windows_table import WindowsTable
-from schemas.timeutil import format_ms, to_ms
+from schemas.timeutil import format_ms, parse_instant
 from streams.progress import consumer_lag
 from streams.reconcile import DAY_MS, backfill_rows, compare
 
@@ -56,13 +55,15 @@ __all__ = [
 
 
 def _instant(text: str) -> int:
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        return to_ms(moment)
-    except ValueError as exc:
+    ms = parse_instant(text)
+    if ms is None:
         raise InvalidInput.single(
-            "time range", text, str(exc), "use ISO 8601 with an offset, e.g. 2026-10-01T00:00Z"
-        ) from None
+            "time range",
+            text,
+            "not a time with a UTC offset",
+            "use ISO 8601 with an offset, e.g. 2026-10-01T00:00Z",
+        )
+    return ms
 
 
 def add_parsers(sub: Any) -> None:

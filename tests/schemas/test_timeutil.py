@@ -1,0 +1,35 @@
+"""Times a person types (options, query parameters) are read one way: with an offset,
+to the millisecond, or refused."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from schemas.timeutil import parse_instant, to_ms
+
+OCT = to_ms(datetime(2026, 10, 1, tzinfo=UTC))
+
+
+@pytest.mark.parametrize(
+    ("text", "ms"),
+    [
+        ("2026-10-01T00:00Z", OCT),
+        ("2026-10-01T00:00:00Z", OCT),
+        ("2026-10-01T00:00:00.123456Z", OCT + 123),  # truncated, never rounded
+        ("2026-10-01T02:00:00+02:00", OCT),
+        ("2026-09-30T22:30:00-01:30", OCT),
+        (" 2026-10-01T00:00:00Z ", OCT),
+        ("2026-10-01 00:00:00+00:00", OCT),
+    ],
+)
+def test_times_with_an_offset(text: str, ms: int) -> None:
+    assert parse_instant(text) == ms
+
+
+@pytest.mark.parametrize(
+    "text", ["2026-10-01T00:00:00", "2026-10-01", "yesterday", "", "2026-13-01T00:00Z"]
+)
+def test_times_without_an_offset_or_not_times_are_refused(text: str) -> None:
+    assert parse_instant(text) is None
