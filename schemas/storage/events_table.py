@@ -86,6 +86,13 @@ class EventsTable:
             f"SELECT count() FROM {self.name} FINAL WHERE namespace = {lit(namespace)}"
         )
 
+    def late(self, namespace: str) -> Statement:
+        """Distinct stored events marked late (ingested more than the grace after their
+        minute ended; billed as adjustments when their period was already invoiced)."""
+        return Statement(
+            f"SELECT sum(late) FROM {self.name} FINAL WHERE namespace = {lit(namespace)}"
+        )
+
     def rows_written(self, namespace: str) -> Statement:
         """Rows written so far, rewrites not collapsed: a cheap progress figure (use
         :meth:`count` for the exact number of events)."""

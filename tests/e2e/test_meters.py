@@ -18,11 +18,13 @@ from pathlib import Path
 import orjson
 import pytest
 from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient
 
 from ingest import UsageProducer
 from schemas.events import UsageEvent
 from schemas.meters import Aggregation, load_meters
 from schemas.settings import Settings
+from schemas.storage.events_table import EventsTable
 from schemas.storage.windows_table import FeedRow, WindowsTable
 from tests.conftest import ROOT, WorkerProcess, settings_env, wait_until
 from tests.e2e.test_pipeline import prepare, stored_totals, wait_caught_up
@@ -131,6 +133,14 @@ def dead_letters(settings: Settings, want: int) -> list[tuple[str, bytes, str]]:
     return found
 
 
+def members_with_partitions(settings: Settings) -> int:
+    """Members of the worker group holding at least one partition."""
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    group = settings.worker_app_id
+    description = admin.describe_consumer_groups([group], request_timeout=15)[group].result(15)
+    return sum(1 for m in description.members if m.assignment.topic_partitions)
+
+
 def streams_cli(
     settings: Settings, command: str, days_back: int, days_ahead: int, *extra: str
 ) -> subprocess.CompletedProcess[str]:
@@ -175,6 +185,7 @@ def test_all_kinds_exact_through_duplicates_late_malformed_and_sigkill(
     )
     workers.settings = settings
     engine = prepare(settings)
+    events_table = EventsTable(settings.clickhouse_database)
     events = make_events(6000, seed=3, late_share=0.2)
     rng = random.Random(9)
     duplicates = [e for e in events if rng.random() < 0.1]
@@ -189,12 +200,8 @@ def test_all_kinds_exact_through_duplicates_late_malformed_and_sigkill(
     assert raw.flush(30) == 0
 
     first = workers.start()
-    time.sleep(0)  # the worker starts consuming; kill it once part of the stream is stored
     wait_until(
-        lambda: (
-            engine.execute(f"SELECT count() FROM {settings.clickhouse_database}.usage_events")[0][0]
-            > 500
-        ),
+        lambda: engine.execute(events_table.rows_written(settings.namespace).to_sql())[0][0] > 500,
         90,
         "part of the stream to be stored",
         every=0.05,
@@ -204,9 +211,7 @@ def test_all_kinds_exact_through_duplicates_late_malformed_and_sigkill(
     wait_caught_up(settings, workers, timeout=180)
 
     assert stored_totals(engine, settings) == expected(events)
-    late_marked = engine.execute(
-        f"SELECT sum(late) FROM {settings.clickhouse_database}.usage_events FINAL"
-    )[0][0]
+    late_marked = engine.execute(events_table.late(settings.namespace).to_sql())[0][0]
     assert late_marked == sum(1 for e in events if (datetime.now(UTC) - e.time) > timedelta(days=1))
 
     letters = dead_letters(settings, len(MALFORMED))
@@ -248,15 +253,13 @@ def test_two_workers_rebalance_without_loss_or_double_count(
     settings = with_meters(isolated, tmp_path, worker_batch_max=200, worker_batch_seconds=0.05)
     workers.settings = settings
     engine = prepare(settings)
+    events_table = EventsTable(settings.clickhouse_database)
     events = make_events(4000, seed=8, late_share=0.5)
     with UsageProducer(settings.kafka_bootstrap, settings.events_topic) as producer:
         producer.send_many(events[:2000])
     a = workers.start()
     wait_until(
-        lambda: (
-            engine.execute(f"SELECT count() FROM {settings.clickhouse_database}.usage_events")[0][0]
-            > 200
-        ),
+        lambda: engine.execute(events_table.rows_written(settings.namespace).to_sql())[0][0] > 200,
         90,
         "worker A to store part of the stream",
         every=0.05,
@@ -265,7 +268,11 @@ def test_two_workers_rebalance_without_loss_or_double_count(
     with UsageProducer(settings.kafka_bootstrap, settings.events_topic) as producer:
         producer.send_many(events[2000:])
         producer.send_many(events[:300])  # retries of events A may already have metered
-    time.sleep(3)
+    wait_until(
+        lambda: members_with_partitions(settings) == 2,
+        120,
+        "worker B to take partitions over from A",
+    )
     workers.kill(a)  # A dies: B takes every partition, restoring A's dedupe state
     with UsageProducer(settings.kafka_bootstrap, settings.events_topic) as producer:
         producer.send_many(events[1000:1500])  # more retries, now all routed to B
@@ -273,9 +280,7 @@ def test_two_workers_rebalance_without_loss_or_double_count(
     assert stored_totals(engine, settings) == expected(events)
     meters = load_meters(settings.meters_file)
     assert {m.aggregation for m in meters} == set(Aggregation)
-    stored = engine.execute(
-        f"SELECT count() FROM {settings.clickhouse_database}.usage_events FINAL"
-    )
+    stored = engine.execute(events_table.count(settings.namespace).to_sql())
     assert stored == [(len(events),)]
     engine.close()
 

@@ -170,6 +170,10 @@ def test_raw_events_collapse_rewrites(engine: tuple[Engine, str]) -> None:
     assert eng.execute(table.rows_written("ns").to_sql()) == [(1,)]
     eng.insert(*table.insert_args([row]))  # a batch written again after a crash
     assert eng.execute(table.count("ns").to_sql()) == [(1,)]
+    assert eng.execute(table.late("ns").to_sql()) == [(0,)]
+    late = row._replace(id="id-2", source_offset=4, late=True)
+    eng.insert(*table.insert_args([late, late]))
+    assert eng.execute(table.late("ns").to_sql()) == [(1,)]
 
 
 def test_invoices_existing_and_period(engine: tuple[Engine, str]) -> None:
