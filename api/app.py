@@ -35,7 +35,7 @@ from api.settings import ApiSettings
 from invoicing.customers import load_customers
 from rating import load_rate_card
 from schemas.errors import InvalidInput, ServiceUnavailable
-from schemas.meters import load_meters
+from schemas.metering.definitions import load_meters
 from schemas.settings import Settings
 from schemas.storage.engine import Engine, ServerEngine
 from schemas.storage.invoices_table import InvoiceStats

@@ -19,7 +19,7 @@ from invoicing.periods import Period, month_period
 from invoicing.usage import customer_usage
 from rating import RateCard, rate_plan
 from schemas.errors import MeterlineError
-from schemas.meters import MeterSet
+from schemas.metering.definitions import MeterSet
 from schemas.storage.usage import SubjectUsage
 from schemas.timeutil import format_ms, to_ms
 

@@ -27,7 +27,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from schemas.errors import InvalidInput, Problem
-from schemas.meters import MeterDefinition
+from schemas.metering.definitions import MeterDefinition
 from schemas.storage.windows_table import MeterQuery, RangeQuery, WindowSize, finish_value
 from schemas.timeutil import format_ms, parse_instant
 

@@ -24,7 +24,7 @@ from api.responses import RawJson, json_response, preferred
 from api.services import Services
 from invoicing.usage import priced_meters
 from schemas.errors import DeliveryFailed, InvalidInput, Problem, ServiceUnavailable
-from schemas.meters import MeterDefinition
+from schemas.metering.definitions import MeterDefinition
 from schemas.storage.invoices_table import InvoiceGet, InvoiceList
 from schemas.storage.planner import plan_meter_query, plan_subjects
 from schemas.storage.usage import UsageRead

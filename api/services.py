@@ -17,7 +17,7 @@ from api.settings import ApiSettings
 from invoicing.customers import Customer
 from rating import RateCard
 from schemas.errors import ServiceUnavailable
-from schemas.meters import MeterSet
+from schemas.metering.definitions import MeterSet
 from schemas.settings import Settings
 from schemas.storage.engine import Engine
 from schemas.storage.invoices_table import InvoicesTable

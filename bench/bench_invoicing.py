@@ -74,7 +74,7 @@ from invoicing.periods import Month, month_period
 from invoicing.publish import KafkaPublisher
 from invoicing.run import BillingRun, RunResult, run_period
 from rating import RateCard, load_rate_card
-from schemas.meters import Aggregation, MeterSet, load_meters
+from schemas.metering.definitions import Aggregation, MeterSet, load_meters
 from schemas.settings import Settings
 from schemas.storage.bootstrap import ensure_schema
 from schemas.storage.engine import Engine, Row, ServerEngine

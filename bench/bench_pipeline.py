@@ -43,7 +43,7 @@ from confluent_kafka.admin import AdminClient
 from ingest import UsageProducer
 from ingest.admin import ensure_topics, meterline_topics
 from ingest.telemetry import generate
-from schemas.meters import load_meters
+from schemas.metering.definitions import load_meters
 from schemas.settings import Settings
 from schemas.storage.bootstrap import ensure_schema
 from schemas.storage.engine import ServerEngine

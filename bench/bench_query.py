@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from api.server import demo_tokens, start_background  # noqa: E402
-from schemas.meters import Aggregation  # noqa: E402
+from schemas.metering.definitions import Aggregation  # noqa: E402
 from schemas.settings import Settings  # noqa: E402
 from schemas.storage.bootstrap import ensure_schema  # noqa: E402
 from schemas.storage.engine import ServerEngine  # noqa: E402

@@ -34,7 +34,7 @@ from ingest import UsageProducer  # noqa: E402
 from ingest.admin import ensure_topics, meterline_topics  # noqa: E402
 from ingest.telemetry import Telemetry  # noqa: E402
 from schemas.events import UsageEvent  # noqa: E402
-from schemas.meters import load_meters  # noqa: E402
+from schemas.metering.definitions import load_meters  # noqa: E402
 from schemas.settings import Settings  # noqa: E402
 from schemas.storage.bootstrap import ensure_schema  # noqa: E402
 from schemas.storage.engine import ServerEngine  # noqa: E402

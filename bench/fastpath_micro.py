@@ -5,7 +5,7 @@ subjects and meters, 10% retried duplicates), encodes each event as the producer
 (:func:`schemas.wire.encode_event`), then puts every line through
 
 * the reference path: ``decode_event`` + ``contributions`` + ``content_hash``;
-* the fast path: ``streams.fastpath.decode`` + ``meter``, and the reference path for
+* the fast path: ``schemas.metering.fastpath.decode`` + ``meter``, and the reference path for
   each line the fast path hands back (``decode`` returned ``None``).
 
 Each pass is timed ``repeats`` times, alternating; the best of each is reported, as µs
@@ -31,10 +31,10 @@ from pathlib import Path
 
 from ingest.telemetry import generate
 from schemas.errors import InvalidInput
-from schemas.meters import MeterSet, load_meters
+from schemas.metering.contributions import Unmeterable, contributions
+from schemas.metering.definitions import MeterSet, load_meters
+from schemas.metering.fastpath import FastMeters, decode, meter
 from schemas.wire import content_hash, decode_event, encode_event
-from streams.fastpath import FastMeters, decode, meter
-from streams.metering import Unmeterable, contributions
 
 __all__ = ["run"]
 

@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ingest.admin import ensure_topics, meterline_topics  # noqa: E402
-from schemas.meters import load_meters  # noqa: E402
+from schemas.metering.definitions import load_meters  # noqa: E402
 from schemas.settings import Settings  # noqa: E402
 from schemas.storage.bootstrap import ensure_schema  # noqa: E402
 from schemas.storage.engine import ServerEngine  # noqa: E402

@@ -58,7 +58,7 @@ from invoicing.report import invoices_table  # noqa: E402
 from invoicing.run import BillingRun, run_period  # noqa: E402
 from rating import RateCard, load_rate_card  # noqa: E402
 from schemas.errors import MeterlineError  # noqa: E402
-from schemas.meters import MeterSet, load_meters  # noqa: E402
+from schemas.metering.definitions import MeterSet, load_meters  # noqa: E402
 from schemas.settings import Settings  # noqa: E402
 from schemas.storage.engine import ServerEngine  # noqa: E402
 from schemas.storage.invoices_table import InvoicesTable  # noqa: E402

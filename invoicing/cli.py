@@ -34,7 +34,7 @@ from invoicing.run import BillingRun, run_period
 from rating import load_rate_card
 from schemas.cli import command_line
 from schemas.errors import InvalidInput
-from schemas.meters import load_meters
+from schemas.metering.definitions import load_meters
 from schemas.settings import Settings
 from schemas.storage.bootstrap import require_current
 from schemas.storage.engine import ServerEngine

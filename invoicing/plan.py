@@ -34,7 +34,7 @@ from invoicing.periods import Month, Period
 from invoicing.usage import customer_usage
 from rating import RateCard, Usage, rate_plan
 from schemas.errors import InvalidInput, Problem
-from schemas.meters import MeterSet
+from schemas.metering.definitions import MeterSet
 from schemas.timeutil import MINUTE_MS, to_ms
 
 __all__ = [

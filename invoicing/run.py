@@ -49,7 +49,7 @@ from invoicing.publish import KafkaPublisher
 from invoicing.usage import priced_meters
 from rating import RateCard
 from schemas.errors import InvalidInput
-from schemas.meters import MeterSet
+from schemas.metering.definitions import MeterSet
 from schemas.storage.engine import Engine
 from schemas.storage.invoices_table import (
     InvoicesTable,

@@ -17,7 +17,7 @@ from decimal import Context, Decimal, localcontext
 from invoicing.customers import Customer
 from rating import RateCard, Usage
 from schemas.errors import Problem
-from schemas.meters import Aggregation, MeterSet
+from schemas.metering.definitions import Aggregation, MeterSet
 
 __all__ = ["ADDITIVE", "customer_usage", "priced_meters"]
 

@@ -87,7 +87,7 @@ def parse_wire_time(text: str) -> tuple[int, str] | None:
     """``(time_ms, time as to_wire writes it)`` for the RFC 3339 forms decided here, or
     ``None``: the caller then leaves the event to ``UsageEvent`` validation (the
     reference), which accepts or refuses it.  Held to the reference through the lean
-    decoders that use it (``tests/streams/test_fastpath.py``, ``tests/api/test_fastingest.py``).
+    decoders that use it (``tests/schemas/test_fastpath.py``, ``tests/api/test_fastingest.py``).
 
     Like the reference: the fraction is truncated (never rounded) to milliseconds, the
     offset applied, and a UTC time outside years 1..9999 is not accepted.

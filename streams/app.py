@@ -35,7 +35,7 @@ import orjson
 
 from ingest.admin import MAX_RECORD_BYTES
 from schemas.errors import ServiceUnavailable
-from schemas.meters import MeterSet
+from schemas.metering.definitions import MeterSet
 from schemas.settings import Settings
 from schemas.storage.engine import Engine, ServerEngine
 from schemas.timeutil import now_ms

@@ -31,7 +31,7 @@ from confluent_kafka.admin import AdminClient
 from ingest.admin import ensure_topics, meterline_topics
 from schemas.cli import command_line
 from schemas.errors import InvalidInput, InvariantViolated, ServiceUnavailable
-from schemas.meters import MeterSet, load_meters
+from schemas.metering.definitions import MeterSet, load_meters
 from schemas.settings import Settings
 from schemas.storage.bootstrap import CURRENT_VERSION, ensure_schema, migrate, require_current
 from schemas.storage.engine import ServerEngine

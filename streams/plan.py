@@ -5,7 +5,7 @@ but for the dedupe store's look-ups).  Nothing is written; ``streams.sink`` writ
 :class:`Planner` makes one pass over a chunk, in record order, and builds no object per
 event: raw rows and dedupe entries are tuples, and the kept events' contributions are
 folded per aggregated-feed row as they come.  Each event goes through the lean path
-(``streams.fastpath``); what it does not decide goes through the reference path, with the
+(``schemas.metering.fastpath``); what it does not decide goes through the reference path, with the
 same outcome either way (``tests/streams/test_plan_oracle.py``).
 """
 
@@ -16,15 +16,15 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from schemas.errors import InvalidInput
-from schemas.meters import MeterSet
+from schemas.metering import fastpath
+from schemas.metering.contributions import DeadLetterReason, Unmeterable, contributions
+from schemas.metering.definitions import MeterSet
+from schemas.metering.fastpath import ContributionRow as MeterRow
 from schemas.storage.agg_feed import AggRow, Contribution
 from schemas.storage.events_table import RawRow
 from schemas.timeutil import MINUTE_MS
 from schemas.wire import content_hash, decode_event, split_record
-from streams import fastpath
 from streams.dedupe import DEFAULT_HORIZON_MS, SeenRecord, Verdict, judge
-from streams.fastpath import ContributionRow as MeterRow
-from streams.metering import DeadLetterReason, Unmeterable, contributions
 
 __all__ = ["BatchPlan", "DeadLetter", "PendingSeen", "Planner", "Record", "SeenLookup"]
 
@@ -148,7 +148,7 @@ class Planner:
         """Decode, meter and deduplicate a chunk (pure but for the store's lookups).
 
         One pass, in record order.  Each event goes through the lean path
-        (``streams.fastpath``); what it does not decide goes through the reference path,
+        (``schemas.metering.fastpath``); what it does not decide goes through the reference path,
         with the same outcome either way.  Rows are plain tuples in their tables' column
         order, and the kept events' contributions are folded per window as they come
         (:func:`schemas.storage.agg_feed.pre_aggregate` is the reference): no object per

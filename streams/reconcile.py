@@ -1,8 +1,9 @@
 """Re-metering from the raw events: ``reconcile`` (check) and ``backfill`` (fill).
 
 Both read ``usage_events`` — every accepted, deduplicated event as it arrived — and run it
-through the same pure code the worker uses (:func:`streams.metering.contributions`), so
-they meter history exactly as the stream would have.
+through the same pure code the worker uses
+(:func:`schemas.metering.contributions.contributions`), so they meter history exactly as
+the stream would have.
 
 *reconcile* recomputes each (meter, subject) over a time range and compares it with the
 stored windows; any difference is printed and the command exits non-zero.
@@ -23,15 +24,15 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from schemas.errors import InvalidInput
-from schemas.meters import MeterDefinition, MeterSet
+from schemas.metering.contributions import Contribution, Unmeterable, contributions, window_start_ms
+from schemas.metering.definitions import MeterDefinition, MeterSet
+from schemas.metering.windows import WindowState
 from schemas.storage.engine import Engine
 from schemas.storage.events_table import EventsTable
 from schemas.storage.usage import UsageRead, read_usage
 from schemas.storage.windows_table import FeedRow
 from schemas.timeutil import MINUTE_MS
 from schemas.wire import decode_event
-from streams.aggregate import WindowState
-from streams.metering import Contribution, Unmeterable, contributions, window_start_ms
 
 __all__ = [
     "Difference",

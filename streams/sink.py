@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Protocol, TypeVar
 
 from schemas.errors import MeterlineError
-from schemas.meters import Aggregation, MeterSet
+from schemas.metering.definitions import Aggregation, MeterSet
 from schemas.storage.agg_feed import Contribution, pre_aggregate
 from schemas.storage.engine import Engine
 from schemas.storage.events_table import EventsTable

@@ -16,7 +16,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from schemas.meters import Aggregation, MeterSet
+from schemas.metering.definitions import Aggregation, MeterSet
 from schemas.storage.engine import Engine
 from schemas.storage.planner import Plan, plan_usage_query
 from schemas.storage.windows_table import UsageQuery, finish_value

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
-from schemas.meters import Aggregation
+from schemas.metering.definitions import Aggregation
 from schemas.storage.agg_feed import (
     AGG_COLUMNS,
     STATES_FROM_AGG,

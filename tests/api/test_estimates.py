@@ -7,7 +7,7 @@ from api.estimates import current_period, estimate
 from invoicing.customers import Customer, load_customers
 from invoicing.usage import customer_usage, priced_meters
 from rating import load_rate_card, load_rate_card_data
-from schemas.meters import load_meters, parse_meters
+from schemas.metering.definitions import load_meters, parse_meters
 from tests.conftest import ROOT
 
 CARD = load_rate_card(ROOT / "deploy/demo/rate-card.yaml")

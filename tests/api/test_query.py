@@ -15,7 +15,7 @@ from api.query import (
     window_end,
 )
 from schemas.errors import InvalidInput
-from schemas.meters import Aggregation, MeterDefinition
+from schemas.metering.definitions import Aggregation, MeterDefinition
 from schemas.storage.windows_table import WindowSize
 
 TOKENS = MeterDefinition(

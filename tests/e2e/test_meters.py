@@ -22,7 +22,7 @@ from confluent_kafka.admin import AdminClient
 
 from ingest import UsageProducer
 from schemas.events import UsageEvent
-from schemas.meters import Aggregation, load_meters
+from schemas.metering.definitions import Aggregation, load_meters
 from schemas.settings import Settings
 from schemas.storage.events_table import EventsTable
 from schemas.storage.windows_table import FeedRow, WindowsTable

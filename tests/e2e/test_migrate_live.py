@@ -23,7 +23,7 @@ from invoicing.customers import load_customers
 from invoicing.periods import month_period
 from invoicing.run import BillingRun, KafkaPublisher, run_period
 from rating import load_rate_card
-from schemas.meters import load_meters
+from schemas.metering.definitions import load_meters
 from schemas.settings import Settings
 from schemas.storage.bootstrap import (
     CURRENT_VERSION,

@@ -9,7 +9,7 @@ from pathlib import Path
 from invoicing.customers import Customer
 from invoicing.plan import SubjectUsage
 from rating import RateCard, load_rate_card, load_rate_card_data
-from schemas.meters import MeterSet, load_meters
+from schemas.metering.definitions import MeterSet, load_meters
 
 ROOT = Path(__file__).resolve().parents[2]
 METERS: MeterSet = load_meters(ROOT / "deploy/demo/meters.yaml")

@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.meters import Aggregation
+from schemas.metering.definitions import Aggregation
+from schemas.metering.windows import WindowState, fold
 from schemas.storage.agg_feed import AGG_COLUMNS, Contribution, pre_aggregate
 from schemas.storage.engine import Engine
 from schemas.storage.windows_table import FeedRow, MeterQuery, WindowSize, WindowsTable
-from streams.aggregate import WindowState, fold
 
 T0 = 1_790_812_800  # 2026-10-01T00:00:00Z
 

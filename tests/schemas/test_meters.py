@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 
 from schemas.errors import InvalidInput
-from schemas.jsonpath import MISSING, JsonPath
-from schemas.meters import Aggregation, load_meters, parse_meters
+from schemas.metering.definitions import Aggregation, load_meters, parse_meters
+from schemas.metering.paths import MISSING, JsonPath
 
 ROOT = Path(__file__).resolve().parents[2]
 

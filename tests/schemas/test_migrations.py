@@ -14,7 +14,7 @@ from decimal import Decimal
 import pytest
 
 from schemas.errors import InvalidInput
-from schemas.meters import Aggregation
+from schemas.metering.definitions import Aggregation
 from schemas.settings import Settings
 from schemas.storage.bootstrap import (
     CURRENT_VERSION,

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from schemas.meters import Aggregation
+from schemas.metering.definitions import Aggregation
 from schemas.storage.planner import plan_meter_query, plan_usage_query
 from schemas.storage.windows_table import MeterQuery, UsageQuery, WindowSize
 

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from schemas.meters import Aggregation
+from schemas.metering.definitions import Aggregation
 from schemas.storage.engine import Engine
 from schemas.storage.planner import plan_meter_query
 from schemas.storage.rollups import WindowStore

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from schemas.meters import Aggregation
+from schemas.metering.definitions import Aggregation
 from schemas.storage.bootstrap import all_ddl
 from schemas.storage.engine import Engine
 from schemas.storage.events_table import EventsTable, RawEventRow

@@ -12,11 +12,11 @@ from pathlib import Path
 import orjson
 
 from schemas.events import UsageEvent
+from schemas.metering.contributions import DeadLetterReason
 from schemas.settings import Settings
 from schemas.wire import encode_event, encode_record
 from streams.app import TableSeenStore, create_worker
 from streams.dedupe import SeenRecord
-from streams.metering import DeadLetterReason
 from streams.sink import MeteringSink, PendingSeen, Record
 from tests.streams.test_sink import (
     METERS,

@@ -24,13 +24,13 @@ from hypothesis import strategies as st
 
 from ingest.telemetry import generate
 from schemas.errors import InvalidInput
-from schemas.meters import Aggregation, MeterSet
+from schemas.metering.contributions import DeadLetterReason, Unmeterable, contributions
+from schemas.metering.definitions import Aggregation, MeterSet
 from schemas.storage.agg_feed import AggRow, Contribution, pre_aggregate
 from schemas.storage.events_table import RawRow
 from schemas.timeutil import MINUTE_MS
 from schemas.wire import content_hash, decode_event, encode_event, split_record
 from streams.dedupe import Candidate, SeenRecord, Verdict, classify, dedupe_key
-from streams.metering import DeadLetterReason, Unmeterable, contributions
 from streams.sink import BatchPlan, MeteringSink, Record
 from tests.streams.test_fastpath import DATA, METER_SETS, TYPES, mangled, payloads, times, to_json
 from tests.streams.test_sink import RecordingEngine, Store

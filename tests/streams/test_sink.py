@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from schemas.events import UsageEvent
-from schemas.meters import parse_meters
+from schemas.metering.contributions import DeadLetterReason
+from schemas.metering.definitions import parse_meters
 from schemas.storage.agg_feed import Contribution
 from schemas.storage.events_table import RawEventRow
 from schemas.storage.windows_table import FeedRow
@@ -23,7 +24,6 @@ from schemas.wire import encode_event
 from streams.batch import BatchMeter
 from streams.dedupe import SeenRecord
 from streams.liveness import WorkerState
-from streams.metering import DeadLetterReason
 from streams.sink import MeteringSink, Record, RecordsSkipped, SinkFailed, window_writes
 
 METERS = parse_meters(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TypeVar
 
-from schemas.meters import Aggregation
+from schemas.metering.definitions import Aggregation
 
 __all__ = ["WindowState", "fold"]
 

@@ -2,21 +2,22 @@
 usage event in a few microseconds, with results identical to the reference path.
 
 The reference path — :func:`schemas.wire.decode_event` (pydantic),
-:func:`streams.metering.contributions` and :func:`schemas.wire.content_hash` — stays the
-definition of what an event means and what it adds to the windows.  It costs ~25 µs an
-event, mostly pydantic validation and exact-decimal JSON.  This module answers the same
-questions for plainly well-formed events: ``msgspec`` validates and decodes the JSON into
-a typed struct in C (~1 µs, numbers exact through ``float_hook=Decimal``), and the rest is
-plain dict lookups and tuples — no model, dataclass or datetime per event:
+:func:`schemas.metering.contributions.contributions` and
+:func:`schemas.wire.content_hash` — stays the definition of what an event means and what
+it adds to the windows. It costs ~25 µs an event, mostly pydantic validation and
+exact-decimal JSON. This module answers the same questions for plainly well-formed events:
+``msgspec`` validates and decodes the JSON into a typed struct in C (~1 µs, numbers exact
+through ``float_hook=Decimal``), and the rest is plain dict lookups and tuples — no
+model, dataclass or datetime per event:
 
 * :func:`decode` returns ``(source, id, type, subject, time_ms, data, digest)`` or
   ``None``.  ``None`` is not a verdict: it means "not decided here", and the caller runs
   the reference path on the same bytes, which accepts, refuses (``InvalidInput``) or
   raises exactly as it always did.
 * :func:`meter` returns the contributions of a decoded event as tuples, or raises the
-  reference's :class:`~streams.metering.Unmeterable` with the same reason and detail.
+  reference's :class:`~schemas.metering.contributions.Unmeterable` with the same reason and detail.
 
-Invariants, checked against the reference by ``tests/streams/test_fastpath.py``:
+Invariants, checked against the reference by ``tests/schemas/test_fastpath.py``:
 
 1. If :func:`decode` returns a tuple, ``decode_event`` accepts the same bytes, and its
    source, id, type, subject, ``time_ms`` and ``data`` are equal to it (same Python types,
@@ -58,10 +59,7 @@ import msgspec
 import orjson
 
 from schemas.events import too_long
-from schemas.jsonpath import MISSING, JsonPath
-from schemas.meters import Aggregation, MeterDefinition, MeterSet
-from schemas.timeutil import parse_wire_time
-from streams.metering import (
+from schemas.metering.contributions import (
     MAX_INTEGER_DIGITS,
     DeadLetterReason,
     Unmeterable,
@@ -71,6 +69,9 @@ from streams.metering import (
     group_key,
     window_start_ms,
 )
+from schemas.metering.definitions import Aggregation, MeterDefinition, MeterSet
+from schemas.metering.paths import MISSING, JsonPath
+from schemas.timeutil import parse_wire_time
 
 __all__ = ["ContributionRow", "FastEvent", "FastMeters", "decode", "meter"]
 
@@ -79,7 +80,7 @@ FastEvent = tuple[str, str, str, str, int, dict[str, Any] | None, str]
 
 ContributionRow = tuple[str, str, str, int, Decimal, str, int]
 """``(meter, subject, group_key, window_start_ms, value, uniq, event_ms)``: the fields of
-:class:`streams.metering.Contribution`, in its order."""
+:class:`schemas.metering.contributions.Contribution`, in its order."""
 
 Extractor = Callable[[dict[str, Any]], Any]
 """A compiled JSONPath: the value in ``data`` it points to, or :data:`MISSING`."""

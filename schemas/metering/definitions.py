@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from schemas.documents import load_document
 from schemas.errors import InvalidInput, Problem
-from schemas.jsonpath import JsonPath
+from schemas.metering.paths import JsonPath
 
 __all__ = ["Aggregation", "MeterDefinition", "MeterSet", "load_meters", "parse_meters"]
 

@@ -18,8 +18,8 @@ from typing import Any
 import orjson
 
 from schemas.events import UsageEvent
-from schemas.jsonpath import MISSING
-from schemas.meters import Aggregation, MeterDefinition, MeterSet
+from schemas.metering.definitions import Aggregation, MeterDefinition, MeterSet
+from schemas.metering.paths import MISSING
 from schemas.timeutil import MINUTE_MS
 
 __all__ = [

@@ -26,10 +26,10 @@ from hypothesis import strategies as st
 from ingest.telemetry import generate
 from schemas.errors import InvalidInput
 from schemas.events import UsageEvent
-from schemas.meters import load_meters, parse_meters
+from schemas.metering.contributions import Unmeterable, contributions
+from schemas.metering.definitions import load_meters, parse_meters
+from schemas.metering.fastpath import FastEvent, FastMeters, decode, meter
 from schemas.wire import content_hash, decode_event, encode_event
-from streams.fastpath import FastEvent, FastMeters, decode, meter
-from streams.metering import Unmeterable, contributions
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = load_meters(ROOT / "deploy" / "demo" / "meters.yaml")
@@ -88,7 +88,7 @@ def assert_agrees(
     fast_decode: Callable[[bytes], FastEvent | None] = decode,
     fast_meter: Callable[..., Any] = meter,
 ) -> tuple[FastEvent | None, UsageEvent | None, str]:
-    """Check every invariant of ``streams.fastpath`` for one line; return both decodings
+    """Check every invariant of ``schemas.metering.fastpath`` for one line; return both decodings
     and what metering did."""
     meters, fast_meters = METER_SETS[meter_set]
     fast = fast_decode(line)

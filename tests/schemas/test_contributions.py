@@ -5,8 +5,13 @@ from typing import Any
 import pytest
 
 from schemas.events import UsageEvent
-from schemas.meters import parse_meters
-from streams.metering import DeadLetterReason, Unmeterable, contributions, window_start_ms
+from schemas.metering.contributions import (
+    DeadLetterReason,
+    Unmeterable,
+    contributions,
+    window_start_ms,
+)
+from schemas.metering.definitions import parse_meters
 
 METERS = parse_meters(
     {

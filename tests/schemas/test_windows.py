@@ -4,8 +4,8 @@ from itertools import pairwise
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.meters import Aggregation
-from streams.aggregate import WindowState, fold
+from schemas.metering.definitions import Aggregation
+from schemas.metering.windows import WindowState, fold
 
 values = st.decimals(min_value=-(10**6), max_value=10**6, places=9, allow_nan=False)
 contribution = st.tuples(
