@@ -25,7 +25,7 @@ from api.problems import HttpProblem
 from ingest.telemetry import generate
 from schemas.events import UsageEvent
 from schemas.wire import encode_event
-from tests.streams.test_fastpath import GOOD, Raw, payloads, to_json
+from tests.schemas.event_cases import GOOD, Raw, payloads, to_json
 
 KINDS = (SINGLE, BATCH, JSON)
 LIMIT = 8

@@ -16,7 +16,7 @@ import pytest
 from deploy import demo
 from schemas.settings import Settings
 from tests.conftest import WorkerProcess, isolated_settings
-from tests.e2e.test_pipeline import prepare, wait_caught_up
+from tests.e2e.pipeline_kit import prepare, wait_caught_up
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 

@@ -27,7 +27,7 @@ from schemas.settings import Settings
 from schemas.storage.events_table import EventsTable
 from schemas.storage.windows_table import FeedRow, WindowsTable
 from tests.conftest import ROOT, WorkerProcess, settings_env, wait_until
-from tests.e2e.test_pipeline import prepare, stored_totals, wait_caught_up
+from tests.e2e.pipeline_kit import prepare, stored_totals, wait_caught_up
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 

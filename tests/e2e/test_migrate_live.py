@@ -35,7 +35,7 @@ from schemas.storage.engine import ServerEngine
 from schemas.storage.events_table import EventsTable
 from schemas.storage.windows_table import MeterQuery, UsageQuery, WindowSize
 from tests.conftest import ROOT, WorkerProcess, settings_env, wait_until
-from tests.e2e.test_pipeline import SUBJECTS, stored_totals, wait_caught_up
+from tests.e2e.pipeline_kit import SUBJECTS, stored_totals, wait_caught_up
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 

@@ -12,7 +12,7 @@ from confluent_kafka import Consumer, Producer
 from ingest.telemetry import generate
 from schemas.settings import Settings
 from tests.conftest import WorkerProcess, wait_until
-from tests.e2e.test_pipeline import OCTOBER, SUBJECTS, prepare, send, stored_totals, wait_caught_up
+from tests.e2e.pipeline_kit import OCTOBER, SUBJECTS, prepare, send, stored_totals, wait_caught_up
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 

@@ -18,7 +18,7 @@ from schemas.wire import encode_event, encode_record
 from streams.app import TableSeenStore, create_worker
 from streams.dedupe import SeenRecord
 from streams.sink import MeteringSink, PendingSeen, Record
-from tests.streams.test_sink import (
+from tests.streams.sink_kit import (
     METERS,
     T0,
     RecordingEngine,

@@ -32,8 +32,8 @@ from schemas.timeutil import MINUTE_MS
 from schemas.wire import content_hash, decode_event, encode_event, split_record
 from streams.dedupe import Candidate, SeenRecord, Verdict, classify, dedupe_key
 from streams.sink import BatchPlan, MeteringSink, Record
-from tests.streams.test_fastpath import DATA, METER_SETS, TYPES, mangled, payloads, times, to_json
-from tests.streams.test_sink import RecordingEngine, Store
+from tests.schemas.event_cases import DATA, METER_SETS, TYPES, mangled, payloads, times, to_json
+from tests.streams.sink_kit import RecordingEngine, Store
 
 NS = "ns"
 HORIZON_MS = 3_600_000
