@@ -14,9 +14,13 @@ import pytest
 
 from api.fastingest import EncodedEvent
 from api.openapi import document
+from invoicing.documents import render_html
+from invoicing.periods import month_period
+from invoicing.plan import plan_subscription
 from schemas.errors import DeliveryFailed, ServiceUnavailable
 from tests.api.doubles import ACME, ADMIN, FakeDelivery, FakeEngine, SyncClient, fake_app
 from tests.conftest import ROOT
+from tests.invoicing.helpers import DEMO_CARD, METERS, UsageLog, customer
 
 EVENT = {
     "id": "e1",
@@ -185,23 +189,37 @@ def test_customer_token_is_confined_to_its_subjects() -> None:
     assert [c["id"] for c in customers] == ["acme"]
 
 
+def globex_invoice() -> dict[str, Any]:
+    """A real October invoice document of globex (no usage: only zero lines)."""
+    october = month_period("2026-10")
+    planned = plan_subscription(
+        namespace="ns",
+        customer=customer(id="globex", plan="pro"),
+        index=0,
+        periods=[october],
+        history=[],
+        cutoff_s=october.end_s + 3600,
+        read=UsageLog(),
+        card=DEMO_CARD,
+        meters=METERS,
+        created_ms=1_764_000_000_000,
+    )
+    document: dict[str, Any] = orjson.loads(planned.invoices[0].to_json())
+    return document
+
+
 def test_invoice_of_another_customer_is_403_and_unknown_is_404() -> None:
-    doc = {
-        "invoice_id": "inv_1",
-        "customer_id": "globex",
-        "currency": "USD",
-        "total": "1.00",
-        "period": {"start": "a", "end": "b"},
-        "lines": [],
-    }
-    engine = FakeEngine(lambda sql: [("globex", json.dumps(doc))] if "inv_1" in sql else [])
+    doc = globex_invoice()
+    inv = doc["invoice_id"]
+    engine = FakeEngine(lambda sql: [("globex", json.dumps(doc))] if inv in sql else [])
     http = client(engine=engine)
-    assert http.get("/api/v1/invoices/inv_1", headers=ACME).status_code == 403
+    assert http.get(f"/api/v1/invoices/{inv}", headers=ACME).status_code == 403
     assert http.get("/api/v1/invoices/inv_2", headers=ADMIN).status_code == 404
-    assert http.get("/api/v1/invoices/inv_1", headers=ADMIN).json() == doc
-    page = http.get("/api/v1/invoices/inv_1", headers={**ADMIN, "accept": "text/html"})
+    assert http.get(f"/api/v1/invoices/{inv}", headers=ADMIN).json() == doc
+    page = http.get(f"/api/v1/invoices/{inv}", headers={**ADMIN, "accept": "text/html"})
     assert page.headers["content-type"].startswith("text/html")
-    assert "inv_1" in page.text
+    assert page.text == render_html(doc)  # billing's own rendering, not a second one
+    assert inv in page.text
 
 
 def test_meter_query_json_numbers_are_exact_and_csv_on_request() -> None:
