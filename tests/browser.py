@@ -38,7 +38,7 @@ def headless(target: str, profile: Path, *extra: str) -> subprocess.CompletedPro
         [chromium(), *FLAGS, f"--user-data-dir={profile}", *extra, target],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,  # generous: a busy 2-core box starts and renders far slower than idle
         check=False,
     )
     assert done.returncode == 0, done.stderr[-2000:]

@@ -10,7 +10,6 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +20,19 @@ from api.app import create_app
 from api.server import free_port
 from api.settings import ApiSettings
 from ingest.admin import ensure_topics, meterline_topics
+from invoicing.ledger import store_issued
 from invoicing.periods import month_period
+from invoicing.plan import plan_subscription
 from schemas.settings import Settings
 from schemas.storage.bootstrap import ensure_schema
 from schemas.storage.engine import ServerEngine
 from schemas.storage.events_table import EventsTable
-from schemas.storage.invoices_table import InvoiceRow, InvoicesTable
+from schemas.storage.invoices_table import InvoicesTable
 from schemas.timeutil import format_ms, to_ms
 from streams.progress import consumer_lag
 from tests.api.doubles import ADMIN
 from tests.conftest import WorkerProcess, isolated_settings, wait_until
+from tests.invoicing.helpers import DEMO_CARD, METERS, UsageLog, customer
 
 FIXED = datetime(2026, 10, 14, 9, 0, tzinfo=UTC)
 """A past hour for the exact-value checks (in October, before the current period)."""
@@ -148,45 +150,25 @@ async def post_all(settings: Settings, posted: dict[str, list[dict[str, Any]]]) 
 
 
 def store_invoice(settings: Settings, engine: ServerEngine) -> str:
-    """An issued October invoice for acme, written as the billing run writes it."""
-    period = month_period("2026-10")
-    invoice_id = "inv_apitest_acme_202610"
-    document = {
-        "schema": "meterline.invoice/1",
-        "invoice_id": invoice_id,
-        "namespace": settings.namespace,
-        "customer_id": "acme",
-        "plan": "starter",
-        "currency": "USD",
-        "period": {"start": "2026-10-01T00:00:00.000Z", "end": "2026-11-01T00:00:00.000Z"},
-        "lines": [
-            {
-                "name": "llm_tokens",
-                "meter": "llm_tokens",
-                "quantity": "0.300000001",
-                "amount": "0.00",
-                "description": "per_unit",
-            }
-        ],
-        "total": "0.00",
-        "created_at": "2026-11-01T00:05:00.000Z",
-    }
-    table = InvoicesTable(settings.clickhouse_database)
-    row = InvoiceRow(
+    """An issued October invoice for acme, built and stored as the billing run does it."""
+    october = month_period("2026-10")
+    usage = UsageLog()
+    usage.add("acme", "llm_tokens", october.start_s + 60, october.start_s + 120, "0.300000001")
+    invoice = plan_subscription(
         namespace=settings.namespace,
-        invoice_id=invoice_id,
-        customer_id="acme",
-        plan="starter",
-        currency="USD",
-        period_start_s=period.start_s,
-        period_end_s=period.end_s,
-        total=Decimal("0.00"),
-        line_count=1,
+        customer=customer(id="acme", plan="starter"),
+        index=0,
+        periods=[october],
+        history=[],
+        cutoff_s=october.end_s + 3600,
+        read=usage,
+        card=DEMO_CARD,
+        meters=METERS,
         created_ms=to_ms(datetime(2026, 11, 1, 0, 5, tzinfo=UTC)),
-        document=orjson.dumps(document).decode(),
-    )
-    engine.insert(*table.insert_invoices([row]))
-    return invoice_id
+    ).invoices[0]
+    table = InvoicesTable(settings.clickhouse_database)
+    store_issued(engine, table, settings.namespace, [invoice.to_json()])
+    return invoice.id
 
 
 def run_pipeline(base: Settings, work: Path) -> Iterator[Run]:
