@@ -35,6 +35,7 @@ from typing import Protocol
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from api.fastingest import EncodedEvent
+from ingest.producer import events_producer_config
 from schemas.errors import DeliveryFailed, ServiceUnavailable
 from schemas.wire import record_value
 
@@ -104,14 +105,7 @@ class KafkaDelivery:
         self.bootstrap, self.topic = bootstrap, topic
         self.record_events, self.record_bytes = record_events, record_bytes
         self._producer = Producer(
-            {
-                "bootstrap.servers": bootstrap,
-                "acks": "all",
-                "enable.idempotence": True,
-                "linger.ms": linger_ms,
-                "delivery.timeout.ms": int(delivery_timeout_s * 1000),
-                "logger": log,
-            }
+            events_producer_config(bootstrap, linger_ms, int(delivery_timeout_s * 1000), log)
         )
         self._probed_at = float("-inf")
         self._reachable = False

@@ -41,7 +41,7 @@ from schemas.errors import DeliveryFailed, ServiceUnavailable
 from schemas.events import UsageEvent
 from schemas.wire import encode_event, event_key, record_value
 
-__all__ = ["Delivery", "DeliveryReport", "UsageProducer"]
+__all__ = ["Delivery", "DeliveryReport", "UsageProducer", "events_producer_config"]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,22 @@ class DeliveryReport:
 Callback = Callable[[Delivery], None]
 
 
+def events_producer_config(
+    bootstrap: str, linger_ms: float, delivery_timeout_ms: int, logger: logging.Logger = log
+) -> dict[str, Any]:
+    """How every producer of the events topic (the SDK, the HTTP gateway) talks to Kafka:
+    acknowledged by all in-sync replicas, idempotent (a retry never duplicates a
+    record), within ``delivery_timeout_ms``."""
+    return {
+        "bootstrap.servers": bootstrap,
+        "acks": "all",
+        "enable.idempotence": True,
+        "linger.ms": linger_ms,
+        "delivery.timeout.ms": delivery_timeout_ms,
+        "logger": logger,
+    }
+
+
 class UsageProducer:
     def __init__(
         self,
@@ -101,18 +117,9 @@ class UsageProducer:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._packing: threading.Thread | None = None
-        config: dict[str, Any] = {
-            "bootstrap.servers": bootstrap,
-            "acks": "all",
-            "enable.idempotence": True,
-            "linger.ms": linger_ms,
-            "batch.size": 1_000_000,
-            "queue.buffering.max.messages": 500_000,
-            "delivery.timeout.ms": delivery_timeout_ms,
-            "logger": log,
-            **(extra_config or {}),
-        }
-        self._producer = Producer(config)
+        config = events_producer_config(bootstrap, linger_ms, delivery_timeout_ms)
+        config.update({"batch.size": 1_000_000, "queue.buffering.max.messages": 500_000})
+        self._producer = Producer({**config, **(extra_config or {})})
         self._check_reachable(connect_timeout)
         if pack_ms > 0:
             self._packing = threading.Thread(target=self._pack_loop, name="pack", daemon=True)
