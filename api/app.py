@@ -218,6 +218,6 @@ def _lag(settings: Settings) -> dict[int, int]:
 
 def _invoices(services: Services) -> tuple[int, int]:
     rows = services.reader.run(
-        InvoiceStats(services.settings.namespace).to_sql(services.invoices_table)
+        InvoiceStats(services.settings.namespace).on(services.invoices_table).to_sql()
     )
     return int(rows[0][0]), int(rows[0][1])

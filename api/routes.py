@@ -167,7 +167,7 @@ class Handlers:
             self.s.settings.namespace, meter.slug, self.visible_subjects(principal)
         )
         table = plan_subjects().table(self.s.settings.clickhouse_database)
-        rows = await self.s.reader.rows(query.to_sql(table))
+        rows = await self.s.reader.rows(query.on(table).to_sql())
         return json_response([str(row[0]) for row in rows])
 
     async def meter_query(self, request: Request) -> Response:
@@ -191,7 +191,7 @@ class Handlers:
         query = parsed.to_query(self.s.settings.namespace, meter)
         plan = plan_meter_query(query, windowed=parsed.window_size is not None)
         table = plan.table(self.s.settings.clickhouse_database)
-        rows = shape_rows(parsed, meter, await self.s.reader.rows(query.to_sql(table)))
+        rows = shape_rows(parsed, meter, await self.s.reader.rows(query.on(table).to_sql()))
         source = {"X-Meterline-Table": table.rsplit(".", 1)[-1]}
         if preferred(request.headers.get("accept"), ("application/json", "text/csv")) == "text/csv":
             return Response(rows_to_csv(parsed, rows), media_type="text/csv", headers=source)
@@ -246,13 +246,13 @@ class Handlers:
         query = InvoiceList(
             self.s.settings.namespace, customer, bounds["from"], bounds["to"], int(limit)
         )
-        rows = await self.s.reader.rows(query.to_sql(self.s.invoices_table))
+        rows = await self.s.reader.rows(query.on(self.s.invoices_table).to_sql())
         return json_response([RawJson(str(row[0])) for row in rows])
 
     async def get_invoice(self, request: Request) -> Response:
         principal = self.principal(request)
         query = InvoiceGet(self.s.settings.namespace, request.path_params["invoiceId"])
-        rows = await self.s.reader.rows(query.to_sql(self.s.invoices_table))
+        rows = await self.s.reader.rows(query.on(self.s.invoices_table).to_sql())
         if not rows:
             raise HttpProblem(404, "Not found", "no such invoice")
         customer_id, document = str(rows[0][0]), str(rows[0][1])

@@ -494,9 +494,9 @@ class Bench:
         start_s = int(OCTOBER.timestamp())
         end_s = int((OCTOBER + timedelta(days=31)).timestamp())
         statements = [
-            windows.meter_query(
-                MeterQuery(self.base.namespace, m.slug, m.aggregation, start_s, end_s)
-            ).to_sql()
+            (MeterQuery(self.base.namespace, m.slug, m.aggregation, start_s, end_s))
+            .on(windows.name)
+            .to_sql()
             for m in meters
         ]
         engine = self.engine()

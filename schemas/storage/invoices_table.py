@@ -257,7 +257,11 @@ class InvoiceList:
     period_to_s: int | None = None
     limit: int = 100
 
-    def to_sql(self, table: str) -> str:
+    def on(self, table: str) -> Statement:
+        """This query on ``table`` (the minute table or a rollup, the invoices table)."""
+        return Statement(self._sql(table))
+
+    def _sql(self, table: str) -> str:
         where = [f"namespace = {lit(self.namespace)}"]
         if self.customer is not None:
             where.append(f"customer_id = {lit(self.customer)}")
@@ -278,7 +282,11 @@ class InvoiceGet:
     namespace: str
     invoice_id: str
 
-    def to_sql(self, table: str) -> str:
+    def on(self, table: str) -> Statement:
+        """This query on ``table`` (the minute table or a rollup, the invoices table)."""
+        return Statement(self._sql(table))
+
+    def _sql(self, table: str) -> str:
         return (
             f"SELECT customer_id, document FROM {table} FINAL"
             f" WHERE namespace = {lit(self.namespace)} AND invoice_id = {lit(self.invoice_id)}"
@@ -292,7 +300,11 @@ class InvoiceStats:
 
     namespace: str
 
-    def to_sql(self, table: str) -> str:
+    def on(self, table: str) -> Statement:
+        """This query on ``table`` (the minute table or a rollup, the invoices table)."""
+        return Statement(self._sql(table))
+
+    def _sql(self, table: str) -> str:
         return (
             f"SELECT count(), uniqExact(period_start_s) FROM {table} FINAL"
             f" WHERE namespace = {lit(self.namespace)}"

@@ -20,14 +20,18 @@ DECIMAL_SCALE = 9
 
 
 class Query(Protocol):
-    """A read: SQL text plus how to turn each result row into a value."""
+    """Every statement has one shape: an object whose ``to_sql()`` is the SQL text
+    (:class:`Statement`).  A table's statements are methods of its table object
+    (``EventsTable(db).count(ns)``); a query that can run on several tables (the minute
+    table or a rollup, chosen by ``schemas.storage.planner``) is a value whose
+    ``on(table)`` gives its :class:`Statement` (``UsageQuery(...).on(table)``)."""
 
     def to_sql(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
 class Statement:
-    """A statement with no result (DDL, INSERT ... SELECT)."""
+    """SQL text, rendered with literals inlined (so the same text runs on both engines)."""
 
     sql: str
 

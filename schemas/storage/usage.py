@@ -64,7 +64,7 @@ class UsageRead:
         out = []
         for query in self.queries():
             plan = plan_usage_query(query) if self.grain is None else Plan(self.grain, "given")
-            out.append(query.to_sql(plan.table(self.database)))
+            out.append(query.on(plan.table(self.database)).to_sql())
         return out
 
     def collect(

@@ -239,12 +239,6 @@ class WindowsTable:
             f" AND window_start >= toDateTime({start_s}) AND window_start < toDateTime({end_s})"
         )
 
-    def usage(self, query: UsageQuery) -> Statement:
-        return Statement(query.to_sql(self.name))
-
-    def meter_query(self, query: MeterQuery) -> Statement:
-        return Statement(query.to_sql(self.name))
-
 
 @dataclass(frozen=True, slots=True)
 class UsageQuery:
@@ -264,7 +258,11 @@ class UsageQuery:
     """Optional ingestion-time bounds ``[from, before)``, in whole minutes: usage as of a
     cutoff (reproducible invoices) or usage that arrived after one (adjustments)."""
 
-    def to_sql(self, table: str) -> str:
+    def on(self, table: str) -> Statement:
+        """This query on ``table`` (the minute table or a rollup, the invoices table)."""
+        return Statement(self._sql(table))
+
+    def _sql(self, table: str) -> str:
         where = [
             f"namespace = {lit(self.namespace)}",
             f"meter = {lit(self.meter)}",
@@ -320,7 +318,11 @@ class MeterQuery:
             ),
         }[self.window_size]
 
-    def to_sql(self, table: str) -> str:
+    def on(self, table: str) -> Statement:
+        """This query on ``table`` (the minute table or a rollup, the invoices table)."""
+        return Statement(self._sql(table))
+
+    def _sql(self, table: str) -> str:
         groups = [
             f"visitParamExtractString(group_key, {lit(name)}) AS g_{i}"
             for i, name in enumerate(self.group_by)
@@ -370,7 +372,11 @@ class MeterSubjects:
     subjects: tuple[str, ...] | None = None
     """When set, only these subjects (a customer token's view)."""
 
-    def to_sql(self, table: str) -> str:
+    def on(self, table: str) -> Statement:
+        """This query on ``table`` (the minute table or a rollup, the invoices table)."""
+        return Statement(self._sql(table))
+
+    def _sql(self, table: str) -> str:
         where = [f"namespace = {lit(self.namespace)}", f"meter = {lit(self.meter)}"]
         if self.subjects is not None:
             listed = ", ".join(lit(s) for s in self.subjects) or "''"

@@ -174,7 +174,7 @@ def test_shape_rows_without_window_spans_the_range() -> None:
 
 def test_range_query_sql_has_one_bucket() -> None:
     q = parse_meter_query([("from", "2026-11-01T00:00:00Z"), ("subject", "a'b")], TOKENS, NOW)
-    sql = q.to_query("default", TOKENS).to_sql("db.meter_windows")
+    sql = q.to_query("default", TOKENS).on("db.meter_windows").to_sql()
     assert sql.startswith(f"SELECT toUInt32({q.start_s}) AS bucket, subject,")
     assert "subject IN ('a\\'b')" in sql
 
@@ -195,7 +195,7 @@ def test_decimal_text(value: Decimal, text: str) -> None:
 
 def test_totals_across_subjects_have_no_subject() -> None:
     q = parse_meter_query([("windowSize", "DAY"), ("aggregate", "total")], TOKENS, NOW)
-    sql = q.to_query("ns", TOKENS).to_sql("db.t")
+    sql = q.to_query("ns", TOKENS).on("db.t").to_sql()
     assert "'' AS all_subjects" in sql
     assert "GROUP BY bucket ORDER BY bucket" in sql
     rows = shape_rows(q, TOKENS, [(ts("2026-11-01T00:00:00Z"), "", "5")])
@@ -205,9 +205,9 @@ def test_totals_across_subjects_have_no_subject() -> None:
 def test_top_ranks_subjects_over_the_range() -> None:
     q = parse_meter_query([("top", "20")], TOKENS, NOW)
     assert q.top == 20
-    sql = q.to_query("ns", TOKENS).to_sql("db.t")
+    sql = q.to_query("ns", TOKENS).on("db.t").to_sql()
     assert sql.endswith("ORDER BY sumMerge(value_sum) DESC, bucket, subject LIMIT 20")
-    avg = parse_meter_query([("top", "3")], AVG, NOW).to_query("ns", AVG).to_sql("db.t")
+    avg = parse_meter_query([("top", "3")], AVG, NOW).to_query("ns", AVG).on("db.t").to_sql()
     assert "ORDER BY sumMerge(value_sum) / countMerge(event_count) DESC" in avg
 
 

@@ -99,7 +99,9 @@ def minute_windows(engine: ServerEngine, settings: Settings) -> list[tuple[objec
         )
         out += [
             (meter.slug, *row)
-            for row in engine.execute(query.to_sql(f"{settings.clickhouse_database}.meter_windows"))
+            for row in engine.execute(
+                query.on(f"{settings.clickhouse_database}.meter_windows").to_sql()
+            )
         ]
     return out
 
@@ -143,7 +145,9 @@ def usage_at(engine: ServerEngine, settings: Settings, cutoff_s: int) -> list[ob
                 start + 31 * 86400,
                 None,
                 cutoff_s,
-            ).to_sql(f"{settings.clickhouse_database}.meter_windows")
+            )
+            .on(f"{settings.clickhouse_database}.meter_windows")
+            .to_sql()
         )
     ]
 
@@ -222,9 +226,9 @@ def test_migrate_while_the_previous_worker_meters_keeps_every_event(
             start + 61 * 86400,
             WindowSize.DAY,
         )
-        assert engine.execute(daily.to_sql(f"{database}.meter_windows_daily")) == engine.execute(
-            daily.to_sql(f"{database}.meter_windows")
-        ), meter.slug
+        assert engine.execute(
+            daily.on(f"{database}.meter_windows_daily").to_sql()
+        ) == engine.execute(daily.on(f"{database}.meter_windows").to_sql()), meter.slug
     engine.close()
 
 

@@ -142,8 +142,8 @@ def test_the_aggregated_feed_fills_the_tables_as_the_per_event_feed(
             query = MeterQuery(
                 "ns", meter, kind, T0, T0 + 4 * 86400, WindowSize.DAY, group_by=("r",)
             )
-            assert eng.execute(query.to_sql(f"{aggregated}.{name}")) == eng.execute(
-                query.to_sql(f"{per_event}.{name}")
+            assert eng.execute(query.on(f"{aggregated}.{name}").to_sql()) == eng.execute(
+                query.on(f"{per_event}.{name}").to_sql()
             ), (name, meter)
     progress = (
         "SELECT source_partition, maxMerge(max_offset) FROM {}.meter_windows"

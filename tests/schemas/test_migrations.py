@@ -115,9 +115,9 @@ def snapshot(eng: Engine, database: str) -> dict[str, object]:
     out: dict[str, object] = {}
     for kind in Aggregation:
         usage = UsageQuery("ns", "m", kind, T0, T0 + 86400 * 40, None, T0 + 86400 * 10)
-        out[f"usage {kind}"] = eng.execute(windows.usage(usage).to_sql())
+        out[f"usage {kind}"] = eng.execute(usage.on(windows.name).to_sql())
         hourly = MeterQuery("ns", "m", kind, T0, T0 + 86400 * 40, WindowSize.HOUR)
-        out[f"hourly {kind}"] = eng.execute(hourly.to_sql(windows.name))
+        out[f"hourly {kind}"] = eng.execute(hourly.on(windows.name).to_sql())
     out["progress"] = eng.execute(windows.progress("ns").to_sql())
     out["events"] = eng.execute(EventsTable(database).count("ns").to_sql())
     out["invoices"] = eng.execute(f"SELECT * FROM {database}.invoices ORDER BY invoice_id")
@@ -144,8 +144,8 @@ def test_a_previous_build_database_is_upgraded_with_its_data_intact(
 
     # the rollups hold the history: the daily totals equal the minute table's
     daily = MeterQuery("ns", "m", Aggregation.SUM, T0, T0 + 86400 * 40, WindowSize.DAY)
-    assert eng.execute(daily.to_sql(f"{database}.meter_windows_daily")) == eng.execute(
-        daily.to_sql(f"{database}.meter_windows")
+    assert eng.execute(daily.on(f"{database}.meter_windows_daily").to_sql()) == eng.execute(
+        daily.on(f"{database}.meter_windows").to_sql()
     )
     assert ensure_schema(eng, database) == []  # idempotent
 

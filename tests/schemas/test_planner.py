@@ -84,7 +84,7 @@ def test_the_same_sql_runs_on_every_table() -> None:
     """The query text differs only in the table it reads."""
     q = query(WindowSize.DAY, "Europe/Berlin")
     sql = {
-        grain: q.to_sql(f"db.{name}")
+        grain: q.on(f"db.{name}").to_sql()
         for grain, name in [("minute", "meter_windows"), ("hourly", "meter_windows_hourly")]
     }
     assert sql["minute"].replace("meter_windows", "T") == sql["hourly"].replace(

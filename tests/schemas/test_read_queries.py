@@ -59,7 +59,7 @@ T = "db.t"
     ],
 )
 def test_sql_text(query: MeterSubjects | InvoiceList | InvoiceGet | InvoiceStats, sql: str) -> None:
-    assert query.to_sql(T) == sql
+    assert query.on(T).to_sql() == sql
 
 
 @pytest.mark.integration
@@ -71,12 +71,12 @@ def test_read_queries_on_both_engines(engine: tuple[Engine, str]) -> None:
     eng.insert(
         *windows.insert_args([row, FeedRow(*(*astuple(row)[:2], "bolt", *astuple(row)[3:]))])
     )
-    assert eng.execute(MeterSubjects("ns", "m").to_sql(windows.name)) == [("acme",), ("bolt",)]
-    assert eng.execute(MeterSubjects("ns", "m", ("bolt",)).to_sql(windows.name)) == [("bolt",)]
+    assert eng.execute(MeterSubjects("ns", "m").on(windows.name).to_sql()) == [("acme",), ("bolt",)]
+    assert eng.execute(MeterSubjects("ns", "m", ("bolt",)).on(windows.name).to_sql()) == [("bolt",)]
     doc = '{"invoice_id": "inv_1"}'
     invoice = InvoiceRow("ns", "inv_1", "acme", "pro", "USD", 100, 200, Decimal("1.50"), 1, 1, doc)
     eng.insert(*invoices.insert_invoices([invoice, invoice]))
-    assert eng.execute(InvoiceList("ns", "acme").to_sql(invoices.name)) == [(doc,)]
-    assert eng.execute(InvoiceList("ns", "other").to_sql(invoices.name)) == []
-    assert eng.execute(InvoiceGet("ns", "inv_1").to_sql(invoices.name)) == [("acme", doc)]
-    assert eng.execute(InvoiceStats("ns").to_sql(invoices.name)) == [(1, 1)]
+    assert eng.execute(InvoiceList("ns", "acme").on(invoices.name).to_sql()) == [(doc,)]
+    assert eng.execute(InvoiceList("ns", "other").on(invoices.name).to_sql()) == []
+    assert eng.execute(InvoiceGet("ns", "inv_1").on(invoices.name).to_sql()) == [("acme", doc)]
+    assert eng.execute(InvoiceStats("ns").on(invoices.name).to_sql()) == [(1, 1)]

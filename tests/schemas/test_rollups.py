@@ -73,8 +73,8 @@ def test_a_rollup_answers_exactly_what_the_minute_table_does(
     )
     plan = plan_meter_query(query, windowed=window is not None)
     assert plan.grain == grain
-    minute = eng.execute(query.to_sql(f"{database}.meter_windows"))
-    planned = eng.execute(query.to_sql(plan.table(database)))
+    minute = eng.execute(query.on(f"{database}.meter_windows").to_sql())
+    planned = eng.execute(query.on(plan.table(database)).to_sql())
     assert minute  # the range holds data
     assert planned == minute
 
@@ -125,7 +125,7 @@ def test_totals_across_subjects_merge_the_states_exactly(
     assert plan.grain == "daily"
     got = {
         int(r[0]): finish_value(kind, r[2:])
-        for r in eng.execute(query.to_sql(plan.table(database)))
+        for r in eng.execute(query.on(plan.table(database)).to_sql())
     }
     by_day: dict[int, list[FeedRow]] = {}
     for row in sample:
@@ -149,7 +149,7 @@ def test_top_subjects_are_ranked_by_value(engine: tuple[Engine, str]) -> None:
     plan = plan_meter_query(query, windowed=False)
     got = [
         (str(r[1]), finish_value(Aggregation.SUM, r[2:]))
-        for r in eng.execute(query.to_sql(plan.table(database)))
+        for r in eng.execute(query.on(plan.table(database)).to_sql())
     ]
     totals: dict[str, Decimal] = {}
     for row in sample:
@@ -174,7 +174,7 @@ def test_totals_across_given_subjects_keep_the_subject_filter(engine: tuple[Engi
         ("s1", "s2"),
         across_subjects=True,
     )
-    (row,) = eng.execute(query.to_sql(plan_meter_query(query, windowed=False).table(database)))
+    (row,) = eng.execute(query.on(plan_meter_query(query, windowed=False).table(database)).to_sql())
     assert finish_value(Aggregation.COUNT, row[2:]) == sum(
         1 for r in sample if r.subject in ("s1", "s2")
     )

@@ -86,7 +86,7 @@ def test_every_aggregation_merges_exactly(engine: tuple[Engine, str]) -> None:
     }
     for kind, value in expected.items():
         query = UsageQuery("ns", "m", kind, T0, T0 + 3600)
-        rows = eng.execute(windows.usage(query).to_sql())
+        rows = eng.execute(query.on(windows.name).to_sql())
         assert [(r[0], finish_value(kind, r[1:])) for r in rows] == [("acme", value)], kind
 
 
@@ -97,7 +97,7 @@ def test_latest_breaks_ties_by_index_within_a_record(engine: tuple[Engine, str])
     rows = [feed(0, 4, 0, "5", index=1), feed(0, 4, 0, "7", index=2), feed(0, 4, 0, "6")]
     eng.insert(*windows.insert_args(rows))
     rows = eng.execute(
-        windows.usage(UsageQuery("ns", "m", Aggregation.LATEST, T0, T0 + 60)).to_sql()
+        (UsageQuery("ns", "m", Aggregation.LATEST, T0, T0 + 60)).on(windows.name).to_sql()
     )
     assert [(r[0], finish_value(Aggregation.LATEST, r[1:])) for r in rows] == [("acme", Decimal(7))]
 
@@ -139,7 +139,7 @@ def test_meter_query_windows_and_timezones(
     query = MeterQuery(
         "ns", "m", Aggregation.SUM, T0 - 86400, T0 + 86400, size, tz, subjects=("acme",)
     )
-    rows = eng.execute(windows.meter_query(query).to_sql())
+    rows = eng.execute(query.on(windows.name).to_sql())
     assert [r[0] for r in rows] == buckets
     assert sum(finish_value(Aggregation.SUM, r[2:]) for r in rows) == 7
     grouped = MeterQuery(
@@ -153,7 +153,7 @@ def test_meter_query_windows_and_timezones(
         group_by=("region",),
         filter_group_by=(("region", "eu"),),
     )
-    rows = eng.execute(windows.meter_query(grouped).to_sql())
+    rows = eng.execute(grouped.on(windows.name).to_sql())
     assert [(r[1], r[2], finish_value(Aggregation.SUM, r[3:])) for r in rows] == [
         ("acme", "eu", Decimal(5)),
         ("other", "eu", Decimal(100)),
@@ -237,7 +237,10 @@ def test_usage_as_of_an_ingestion_cutoff(engine: tuple[Engine, str]) -> None:
     as_of = UsageQuery("ns", "m", Aggregation.SUM, T0, T0 + 3600, ingested_before_s=cutoff)
     late = UsageQuery("ns", "m", Aggregation.SUM, T0, T0 + 3600, ingested_from_s=cutoff)
     whole = UsageQuery("ns", "m", Aggregation.SUM, T0, T0 + 3600)
-    value = lambda q: [finish_value(q.kind, r[1:]) for r in eng.execute(windows.usage(q).to_sql())]  # noqa: E731
+
+    def value(q: UsageQuery) -> list[Decimal]:
+        return [finish_value(q.kind, r[1:]) for r in eng.execute(q.on(windows.name).to_sql())]
+
     assert value(as_of) == [Decimal(5)]
     assert value(late) == [Decimal(7)]
     assert value(whole) == [Decimal(12)]
