@@ -16,6 +16,7 @@ from schemas.metering.definitions import Aggregation
 from schemas.metering.windows import WindowState, fold
 from schemas.storage.agg_feed import AGG_COLUMNS, Contribution, pre_aggregate
 from schemas.storage.engine import Engine
+from schemas.storage.migrations import drop_database
 from schemas.storage.windows_table import FeedRow, MeterQuery, WindowSize, WindowsTable
 
 T0 = 1_790_812_800  # 2026-10-01T00:00:00Z
@@ -123,7 +124,7 @@ def second(engine: tuple[Engine, str]) -> Iterator[tuple[Engine, str, str]]:
     other = database + "_agg"
     ensure_schema(eng, other)
     yield eng, database, other
-    eng.execute(f"DROP DATABASE IF EXISTS {other}")
+    eng.execute(drop_database(other).to_sql())
 
 
 @pytest.mark.integration

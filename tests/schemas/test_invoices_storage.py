@@ -14,6 +14,7 @@ from schemas.settings import Settings
 from schemas.storage.bootstrap import ensure_schema
 from schemas.storage.engine import Engine, ServerEngine
 from schemas.storage.invoices_table import DraftRow, InvoiceRow, InvoicesTable, StatusRow
+from schemas.storage.migrations import drop_database
 
 T0 = 1_790_000_000 - 1_790_000_000 % 86400
 
@@ -37,7 +38,7 @@ def engine(request: pytest.FixtureRequest) -> Iterator[tuple[Engine, str]]:
         eng = request.getfixturevalue("chdb_engine")
     ensure_schema(eng, database)
     yield eng, database
-    eng.execute(f"DROP DATABASE IF EXISTS {database}")
+    eng.execute(drop_database(database).to_sql())
     if request.param == "server":
         eng.close()
 

@@ -27,7 +27,7 @@ from schemas.storage.bootstrap import (
 from schemas.storage.engine import Engine, ServerEngine
 from schemas.storage.events_table import EventsTable, RawEventRow
 from schemas.storage.invoices_table import InvoiceRow, InvoicesTable
-from schemas.storage.migrations import MigrationsTable
+from schemas.storage.migrations import MigrationsTable, drop_database, tables_of
 from schemas.storage.schema_versions import v1_ddl
 from schemas.storage.windows_table import (
     FeedRow,
@@ -50,7 +50,7 @@ def blank(request: pytest.FixtureRequest, stack: Settings) -> Iterator[tuple[Eng
     else:
         eng = request.getfixturevalue("chdb_engine")
     yield eng, database
-    eng.execute(f"DROP DATABASE IF EXISTS {database}")
+    eng.execute(drop_database(database).to_sql())
     if request.param == "server":
         eng.close()
 
@@ -173,7 +173,7 @@ def test_a_new_database_has_the_layout_the_migrations_build(
         assert ensure_schema(eng, created) == [1, 2, 3, 4]
         assert normalised_layout(eng, created) == normalised_layout(eng, migrated)
     finally:
-        eng.execute(f"DROP DATABASE IF EXISTS {created}")
+        eng.execute(drop_database(created).to_sql())
 
 
 def test_a_run_killed_while_writes_were_paused_is_finished_by_the_next(
@@ -189,7 +189,7 @@ def test_a_run_killed_while_writes_were_paused_is_finished_by_the_next(
     eng.execute(f"DETACH TABLE {windows.feed}")
     assert ensure_schema(eng, database) == [2, 3, 4]
     assert snapshot(eng, database) == before
-    tables = {str(r[0]) for r in eng.execute(f"SHOW TABLES FROM {database}")}
+    tables = set(tables_of(eng, database))
     assert "meter_window_feed" in tables
     assert not {"meter_windows_v2", "meter_windows_pre_v2"} & tables
 

@@ -54,7 +54,7 @@ def test_ddl_is_idempotent(engine: tuple[Engine, str]) -> None:
     eng, database = engine
     for statement in all_ddl(database):  # a second time: IF NOT EXISTS everywhere
         eng.execute(statement.to_sql())
-    tables = {r[0] for r in eng.execute(f"SHOW TABLES FROM {database}")}
+    tables = set(tables_of(eng, database))
     assert {"usage_events", "meter_window_feed", "meter_windows", "invoices"} <= tables
 
 
