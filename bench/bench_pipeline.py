@@ -51,10 +51,12 @@ from schemas.storage.events_table import EventsTable
 from schemas.storage.windows_table import MeterQuery, WindowsTable
 from schemas.wire import encode_event, event_key, is_batch, split_record
 from streams.dedupe import SeenRecord
-from streams.processes import stop_process_group
 from streams.progress import consumer_lag
 from streams.reconcile import stored_totals as totals_of
 from streams.sink import MeteringSink, Record
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's tests/
+from tests.processes import stop_process_group
 
 __all__ = ["Bench"]
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from schemas.settings import Settings
-from streams.processes import stop_process_group
+from tests.processes import stop_process_group
 
 ROOT = Path(__file__).resolve().parent.parent
 
