@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from functools import cache
 from importlib import resources
-from typing import Any
 
+from invoicing.document import InvoiceDocument
 from invoicing.documents import render_html
 
 __all__ = ["dashboard_html", "invoice_html"]
@@ -27,7 +27,7 @@ def dashboard_html(refresh_s: int) -> str:
     return _template().replace("__REFRESH_MS__", str(int(refresh_s) * 1000))
 
 
-def invoice_html(document: dict[str, Any]) -> str:
+def invoice_html(document: bytes | str) -> str:
     """A printable invoice from its stored document: the one rendering billing writes
     (:func:`invoicing.documents.render_html`), every value escaped."""
-    return render_html(document)
+    return render_html(InvoiceDocument.from_json(document))

@@ -261,7 +261,7 @@ class Handlers:
             preferred(request.headers.get("accept"), ("application/json", "text/html"))
             == "text/html"
         ):
-            return HTMLResponse(pages.invoice_html(orjson.loads(document)))
+            return HTMLResponse(pages.invoice_html(document))
         return json_response(RawJson(document))
 
 

@@ -36,9 +36,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
-
-import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -51,6 +48,7 @@ from ingest.admin import ensure_topics, meterline_topics  # noqa: E402
 from ingest.telemetry import Telemetry, generate  # noqa: E402
 from invoicing.check import expected_adjustments, expected_totals, per_unit_prices  # noqa: E402
 from invoicing.customers import Customer, load_customers  # noqa: E402
+from invoicing.document import InvoiceDocument  # noqa: E402
 from invoicing.documents import lines_csv, render_html  # noqa: E402
 from invoicing.periods import Period, month_period  # noqa: E402
 from invoicing.publish import KafkaPublisher  # noqa: E402
@@ -68,7 +66,7 @@ from streams.progress import consumer_lag  # noqa: E402
 EVENTS_PER_SUBJECT = 3000
 LATE_EVENTS_PER_SUBJECT = 4
 SUBJECTS = ["acme", "globex", "initech", "umbrella-eu", "umbrella-us"]
-Document = dict[str, Any]
+Document = InvoiceDocument
 
 
 def step(text: str) -> None:
@@ -134,7 +132,7 @@ def close_month(demo: Demo, period: Period) -> list[Document]:
         .for_period(settings.namespace, period.start_s)
         .to_sql()
     )
-    documents = [orjson.loads(str(row[4])) for row in rows if str(row[0]) in ids]
+    documents = [InvoiceDocument.from_json(str(row[4])) for row in rows if str(row[0]) in ids]
     print(invoices_table(documents))
     print(
         f"    {len(result.emitted)} invoices issued now, {len(result.already_emitted)} "
@@ -152,32 +150,29 @@ def check(
 ) -> bool:
     ok = True
     for doc in documents:
-        customer = doc["customer_id"]
-        got = Decimal(doc["usage_total"])
+        customer = doc.customer_id
+        got = Decimal(doc.usage_total)
         mark = "ok" if got == usage[customer] else "MISMATCH"
         ok &= got == usage[customer]
         print(
-            f"    {doc['period']['label']} {customer:<10} {doc['currency']} usage "
+            f"    {doc.period.label} {customer:<10} {doc.currency} usage "
             f"{got:>10}  independent {usage[customer]:>10}  {mark}"
         )
         if adjustments is None or adjusted is None:
             continue
         late = sum(
             (
-                Decimal(line["amount"])
-                for line in doc["lines"]
-                if line["kind"] == "adjustment"
-                and line["adjusts"]["period"]["label"] == adjusted.label
+                Decimal(line.amount)
+                for line in doc.lines
+                if line.kind == "adjustment" and line.adjusts.period.label == adjusted.label
             ),
             Decimal(0),
         )
         mark = "ok" if late == adjustments[customer] else "MISMATCH"
         ok &= late == adjustments[customer]
-        ok &= Decimal(doc["total"]) == sum(
-            (Decimal(line["amount"]) for line in doc["lines"]), Decimal(0)
-        )
+        ok &= Decimal(doc.total) == sum((Decimal(line.amount) for line in doc.lines), Decimal(0))
         print(
-            f"    {doc['period']['label']} {customer:<10} {doc['currency']} late usage of "
+            f"    {doc.period.label} {customer:<10} {doc.currency} late usage of "
             f"{adjusted.label} {late:>6}  independent {adjustments[customer]:>6}  {mark}"
         )
     return ok
@@ -256,13 +251,13 @@ def billing_steps(demo: Demo) -> tuple[bool, list[Document]]:
 
     step("Adjustment lines produced by late events")
     for doc in second:
-        for line in doc["lines"]:
-            if line["kind"] == "adjustment":
+        for line in doc.lines:
+            if line.kind == "adjustment":
                 print(
-                    f"    {doc['invoice_id']} {doc['customer_id']:<10} adjusts "
-                    f"{line['adjusts']['period']['label']} (invoice "
-                    f"{line['adjusts']['invoice_id']}): {line['meter']} +{line['quantity']} "
-                    f"→ {line['amount']} {doc['currency']}"
+                    f"    {doc.invoice_id} {doc.customer_id:<10} adjusts "
+                    f"{line.adjusts.period.label} (invoice "
+                    f"{line.adjusts.invoice_id}): {line.meter} +{line.quantity} "
+                    f"→ {line.amount} {doc.currency}"
                 )
 
     step("Checking invoices against totals computed independently from the events")
@@ -280,7 +275,7 @@ def billing_steps(demo: Demo) -> tuple[bool, list[Document]]:
         before_last,
     )
     ok &= len(first) == len(second) == len(demo.customers)
-    ok &= any(line["kind"] == "adjustment" for d in second for line in d["lines"])
+    ok &= any(line.kind == "adjustment" for d in second for line in d.lines)
     return ok, second
 
 
@@ -288,10 +283,10 @@ def write_documents(home: Path, last: Period, second: list[Document]) -> None:
     out = home / "invoices"
     out.mkdir(parents=True, exist_ok=True)
     shown = next(
-        (d for d in second if any(line["kind"] == "adjustment" for line in d["lines"])),
+        (d for d in second if any(line.kind == "adjustment" for line in d.lines)),
         second[0],
     )
-    html = out / f"{shown['invoice_id']}.html"
+    html = out / f"{shown.invoice_id}.html"
     html.write_text(render_html(shown), encoding="utf-8")
     csv_path = out / f"lines-{last.label}.csv"
     csv_path.write_text(lines_csv(second), encoding="utf-8")

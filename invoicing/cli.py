@@ -97,14 +97,15 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     )
     documents = [invoice.document() for invoice in result.invoices]
     if args.format == "json":
-        print(orjson.dumps(documents, option=orjson.OPT_INDENT_2).decode())
+        dumped = [doc.model_dump(mode="json", by_alias=True) for doc in documents]
+        print(orjson.dumps(dumped, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode())
     else:
         print(invoices_table(documents))
     if args.html_dir:
         folder = Path(args.html_dir)
         folder.mkdir(parents=True, exist_ok=True)
         for doc in documents:
-            path = folder / f"{doc['invoice_id']}.html"
+            path = folder / f"{doc.invoice_id}.html"
             path.write_text(render_html(doc), encoding="utf-8")
             _progress(f"wrote {path}")
     if args.csv:

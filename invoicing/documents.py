@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from html import escape
-from typing import Any
+
+from invoicing.document import InvoiceDocument, RatedLine
 
 __all__ = ["CSV_COLUMNS", "lines_csv", "render_html"]
 
@@ -30,28 +31,28 @@ CSV_COLUMNS = (
 )
 
 
-def lines_csv(documents: Sequence[Mapping[str, Any]]) -> str:
+def lines_csv(documents: Sequence[InvoiceDocument]) -> str:
     """One row per line of every invoice; amounts as exact decimal strings."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for doc in documents:
-        for line in doc["lines"]:
-            adjusts = line.get("adjusts")
+        for line in doc.lines:
+            adjusted = line.adjusts.period.label if line.kind == "adjustment" else ""
             writer.writerow(
                 [
-                    doc["invoice_id"],
-                    line["line_no"],
-                    line["kind"],
-                    adjusts["period"]["label"] if adjusts else "",
-                    line["charge_id"],
-                    line["name"],
-                    line.get("meter") or "",
-                    line["model"],
-                    line["quantity"],
-                    line["amount"],
-                    doc["currency"],
-                    line["description"],
+                    doc.invoice_id,
+                    line.line_no,
+                    line.kind,
+                    adjusted,
+                    line.charge_id,
+                    line.name,
+                    line.meter or "",
+                    line.model,
+                    line.quantity,
+                    line.amount,
+                    doc.currency,
+                    line.description,
                 ]
             )
     return out.getvalue()
@@ -76,49 +77,38 @@ def _row(cells: Sequence[tuple[str, bool]], css: str = "") -> str:
     return f'<tr class="{css}">{tds}</tr>' if css else f"<tr>{tds}</tr>"
 
 
-def _breakdown(line: Mapping[str, Any]) -> list[str]:
+def _breakdown(line: RatedLine) -> list[str]:
     """Detail rows: each tier's range and arithmetic, then the other terms."""
     rows = []
-    for tier in line.get("tiers", []):
-        upper = "∞" if tier["up_to"] is None else tier["up_to"]
-        fee = f" + {tier['flat_fee']}" if tier["flat_fee"] not in ("0", "0.0") else ""
-        text = (
-            f"tier {tier['tier']} ({tier['from']}, {upper}]: "
-            f"{tier['quantity']} × {tier['unit_price']}{fee}"
-        )
-        rows.append(
-            _row([(text, False), ("", False), ("", True), (tier["amount"], True)], "detail")
-        )
-    for part in line.get("components", []):
-        text = f"{part['label']}: {part['quantity']} × {part['unit_price']}"
-        rows.append(
-            _row([(text, False), ("", False), ("", True), (part["amount"], True)], "detail")
-        )
+    for tier in line.tiers:
+        upper = "∞" if tier.up_to is None else tier.up_to
+        fee = f" + {tier.flat_fee}" if tier.flat_fee not in ("0", "0.0") else ""
+        text = f"tier {tier.tier} ({tier.from_}, {upper}]: {tier.quantity} × {tier.unit_price}{fee}"
+        rows.append(_row([(text, False), ("", False), ("", True), (tier.amount, True)], "detail"))
+    for part in line.components:
+        text = f"{part.label}: {part.quantity} × {part.unit_price}"
+        rows.append(_row([(text, False), ("", False), ("", True), (part.amount, True)], "detail"))
     return rows
 
 
-def render_html(doc: Mapping[str, Any]) -> str:
+def render_html(doc: InvoiceDocument) -> str:
     """A self-contained HTML page: customer, period, lines with tiers, totals, currency."""
-    currency = str(doc["currency"])
+    currency, period = doc.currency, doc.period
     body = [
-        f"<h1>Invoice {escape(doc['invoice_id'])}</h1>",
-        f'<p class="muted">revision {doc["revision"]} · schema {escape(doc["schema"])}</p>',
+        f"<h1>Invoice {escape(doc.invoice_id)}</h1>",
+        f'<p class="muted">revision {doc.revision} · schema {escape(doc.schema_)}</p>',
         "<table>",
-        _row([("Customer", False), (doc["customer_id"], False)]),
-        _row([("Subscription", False), (f"{doc['subscription_id']} ({doc['cadence']})", False)]),
-        _row([("Subjects", False), (", ".join(doc["subjects"]), False)]),
-        _row([("Plan", False), (doc["plan"], False)]),
+        _row([("Customer", False), (doc.customer_id, False)]),
+        _row([("Subscription", False), (f"{doc.subscription_id} ({doc.cadence})", False)]),
+        _row([("Subjects", False), (", ".join(doc.subjects), False)]),
+        _row([("Plan", False), (doc.plan, False)]),
         _row(
             [
                 ("Period", False),
-                (
-                    f"{doc['period']['label']}: {doc['period']['start']} to "
-                    f"{doc['period']['end']} ({doc['period']['timezone']})",
-                    False,
-                ),
+                (f"{period.label}: {period.start} to {period.end} ({period.timezone})", False),
             ]
         ),
-        _row([("Usage ingested before", False), (doc["usage_cutoff"], False)]),
+        _row([("Usage ingested before", False), (doc.usage_cutoff, False)]),
         _row([("Currency", False), (currency, False)]),
         "</table>",
         "<h2>Lines</h2>",
@@ -126,50 +116,48 @@ def render_html(doc: Mapping[str, Any]) -> str:
         "<tr><th>Charge</th><th>Meter</th><th class=num>Quantity</th>"
         f"<th class=num>Amount ({escape(currency)})</th></tr>",
     ]
-    for line in doc["lines"]:
-        if line["kind"] == "usage":
+    for line in doc.lines:
+        if line.kind == "usage":
             body.append(
                 _row(
                     [
-                        (f"{line['name']} ({line['model']})", False),
-                        (line.get("meter") or "", False),
-                        (line["quantity"], True),
-                        (line["amount"], True),
+                        (f"{line.name} ({line.model})", False),
+                        (line.meter or "", False),
+                        (line.quantity, True),
+                        (line.amount, True),
                     ]
                 )
             )
             body += _breakdown(line)
         else:
-            label = line["adjusts"]["period"]["label"]
+            label = line.adjusts.period.label
             body.append(
                 _row(
                     [
-                        (f"Adjustment for {label}: {line['name']} ({line['model']})", False),
-                        (line.get("meter") or "", False),
-                        (line["quantity"], True),
-                        (line["amount"], True),
+                        (f"Adjustment for {label}: {line.name} ({line.model})", False),
+                        (line.meter or "", False),
+                        (line.quantity, True),
+                        (line.amount, True),
                     ]
                 )
             )
-            before = line["before"]["amount"] if line["before"] else "0"
-            after = line["after"]["amount"] if line["after"] else "0"
+            before = line.before.amount if line.before else "0"
+            after = line.after.amount if line.after else "0"
             note = (
-                f"late usage of {label} (invoice {line['adjusts']['invoice_id']}):"
+                f"late usage of {label} (invoice {line.adjusts.invoice_id}):"
                 f" re-rated {before} → {after}"
             )
             body.append(_row([(note, False), ("", False), ("", True), ("", True)], "detail"))
-            if line["after"]:
-                body += _breakdown(line["after"])
+            if line.after:
+                body += _breakdown(line.after)
     body += [
-        _row([("Usage", False), ("", False), ("", True), (doc["usage_total"], True)]),
-        _row([("Adjustments", False), ("", False), ("", True), (doc["adjustments_total"], True)]),
-        _row(
-            [(f"Total {currency}", False), ("", False), ("", True), (doc["total"], True)], "total"
-        ),
+        _row([("Usage", False), ("", False), ("", True), (doc.usage_total, True)]),
+        _row([("Adjustments", False), ("", False), ("", True), (doc.adjustments_total, True)]),
+        _row([(f"Total {currency}", False), ("", False), ("", True), (doc.total, True)], "total"),
         "</table>",
-        f'<p class="muted">Issued by Meterline · created {escape(doc["created_at"])}</p>',
+        f'<p class="muted">Issued by Meterline · created {escape(doc.created_at)}</p>',
     ]
-    title = f"Invoice {doc['invoice_id']} · {doc['customer_id']} · {doc['period']['label']}"
+    title = f"Invoice {doc.invoice_id} · {doc.customer_id} · {period.label}"
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{escape(title)}</title><style>{_STYLE}</style></head>"

@@ -14,11 +14,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
-
-import orjson
 
 from invoicing.customers import Customer
+from invoicing.document import SCHEMA, InvoiceDocument
 from invoicing.periods import Period
 from rating import Line, RatedPlan, minor_units, round_money
 from rating.money import format_decimal
@@ -26,8 +24,6 @@ from schemas.errors import InvariantViolated
 from schemas.timeutil import format_ms
 
 __all__ = ["SCHEMA", "Adjustment", "Invoice", "invoice_id"]
-
-SCHEMA = "meterline.invoice/2"
 
 
 def invoice_id(
@@ -163,7 +159,7 @@ class Invoice:
     def total(self) -> Decimal:
         return self.usage_total + self.adjustments_total
 
-    def document(self) -> dict[str, Any]:
+    def document(self) -> InvoiceDocument:
         lines: list[dict[str, object]] = [
             {"kind": "usage", **line.to_dict()} for line in self.rated.lines
         ]
@@ -173,26 +169,28 @@ class Invoice:
         added = sum((Decimal(str(line["amount"])) for line in lines), Decimal(0))
         if added != self.total:
             raise InvariantViolated(f"invoice {self.id}: total {self.total} != lines {added}")
-        return {
-            "schema": SCHEMA,
-            "invoice_id": self.id,
-            "namespace": self.namespace,
-            "revision": self.revision,
-            "customer_id": self.customer.id,
-            "subscription_id": self.customer.subscription,
-            "subjects": list(self.customer.subjects),
-            "plan": self.customer.plan,
-            "currency": self.currency,
-            "minor_units": minor_units(self.currency),
-            "cadence": str(self.customer.cadence),
-            "period": _period_doc(self.period),
-            "usage_cutoff": format_ms(self.cutoff_s * 1000),
-            "lines": lines,
-            "usage_total": format_decimal(self.usage_total),
-            "adjustments_total": format_decimal(self.adjustments_total),
-            "total": format_decimal(self.total),
-            "created_at": format_ms(self.created_ms),
-        }
+        return InvoiceDocument.model_validate(
+            {
+                "schema": SCHEMA,
+                "invoice_id": self.id,
+                "namespace": self.namespace,
+                "revision": self.revision,
+                "customer_id": self.customer.id,
+                "subscription_id": self.customer.subscription,
+                "subjects": list(self.customer.subjects),
+                "plan": self.customer.plan,
+                "currency": self.currency,
+                "minor_units": minor_units(self.currency),
+                "cadence": str(self.customer.cadence),
+                "period": _period_doc(self.period),
+                "usage_cutoff": format_ms(self.cutoff_s * 1000),
+                "lines": lines,
+                "usage_total": format_decimal(self.usage_total),
+                "adjustments_total": format_decimal(self.adjustments_total),
+                "total": format_decimal(self.total),
+                "created_at": format_ms(self.created_ms),
+            }
+        )
 
     def to_json(self) -> bytes:
-        return orjson.dumps(self.document(), option=orjson.OPT_SORT_KEYS)
+        return self.document().to_json()

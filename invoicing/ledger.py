@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from invoicing.document import InvoiceDocument
 from invoicing.invoice import Invoice
 from invoicing.lifecycle import RANK, Status, check_transition
 from invoicing.plan import Billed
@@ -142,7 +143,9 @@ def store_issued(
     """Lines first, then the ``invoices`` rows that mark the invoices issued."""
     invoices, lines = [], []
     for document in documents:
-        invoice, invoice_lines = rows_from_document(namespace, orjson.loads(document), document)
+        invoice, invoice_lines = rows_from_document(
+            namespace, InvoiceDocument.from_json(document), document
+        )
         invoices.append(invoice)
         lines += invoice_lines
     engine.insert(*table.insert_lines(lines))
@@ -150,42 +153,35 @@ def store_issued(
 
 
 def rows_from_document(
-    namespace: str, doc: dict[str, Any], raw: bytes
+    namespace: str, doc: InvoiceDocument, raw: bytes
 ) -> tuple[InvoiceRow, list[InvoiceLineRow]]:
     """The stored rows of an invoice, derived from its document (pure)."""
-    start_ms, end_ms = _ms(doc["period"]["start"]), _ms(doc["period"]["end"])
-    created_ms = _ms(doc["created_at"])
     row = InvoiceRow(
         namespace=namespace,
-        invoice_id=doc["invoice_id"],
-        customer_id=doc["customer_id"],
-        plan=doc["plan"],
-        currency=doc["currency"],
-        period_start_s=start_ms // 1000,
-        period_end_s=end_ms // 1000,
-        total=Decimal(doc["total"]),
-        line_count=len(doc["lines"]),
-        created_ms=created_ms,
+        invoice_id=doc.invoice_id,
+        customer_id=doc.customer_id,
+        plan=doc.plan,
+        currency=doc.currency,
+        period_start_s=_ms(doc.period.start) // 1000,
+        period_end_s=_ms(doc.period.end) // 1000,
+        total=Decimal(doc.total),
+        line_count=len(doc.lines),
+        created_ms=_ms(doc.created_at),
         document=raw.decode(),
     )
-    lines = []
-    for line in doc["lines"]:
-        detail = line if line["kind"] == "usage" else (line["after"] or line["before"])
-        prefix = "" if line["kind"] == "usage" else "adjustment:"
-        lines.append(
-            InvoiceLineRow(
-                namespace=namespace,
-                invoice_id=doc["invoice_id"],
-                line_no=int(line["line_no"]),
-                meter=line.get("meter") or "",
-                model=prefix + str(line["model"]),
-                quantity=Decimal(line["quantity"]),
-                amount=Decimal(line["amount"]),
-                unrounded_amount=str(
-                    detail["unrounded_amount"] if line["kind"] == "usage" else line["amount"]
-                ),
-            )
+    lines = [
+        InvoiceLineRow(
+            namespace=namespace,
+            invoice_id=doc.invoice_id,
+            line_no=line.line_no,
+            meter=line.meter or "",
+            model=line.model if line.kind == "usage" else f"adjustment:{line.model}",
+            quantity=Decimal(line.quantity),
+            amount=Decimal(line.amount),
+            unrounded_amount=line.unrounded_amount if line.kind == "usage" else line.amount,
         )
+        for line in doc.lines
+    ]
     return row, lines
 
 

@@ -11,7 +11,10 @@ from decimal import Decimal
 from pathlib import Path
 
 import orjson
+import pytest
+from pydantic import ValidationError
 
+from invoicing.document import InvoiceDocument
 from invoicing.documents import CSV_COLUMNS, lines_csv, render_html
 from invoicing.invoice import SCHEMA, Invoice
 from invoicing.ledger import rows_from_document
@@ -88,9 +91,23 @@ def test_document_has_the_versioned_schema_and_exact_total() -> None:
     assert adjustments["minimum"]["amount"] == "-4.50"
 
 
+def test_the_document_round_trips_through_its_bytes_and_refuses_another_schema() -> None:
+    raw = sample().to_json()
+    doc = InvoiceDocument.from_json(raw)
+    assert doc.to_json() == raw  # what is published is what is read back, byte for byte
+    assert doc == sample().document()
+    other = orjson.loads(raw) | {"schema": "meterline.invoice/1"}
+    with pytest.raises(ValidationError, match="schema"):
+        InvoiceDocument.model_validate(other)
+    stray = orjson.loads(raw)
+    stray["lines"][0]["price"] = "1"  # a field the schema does not have
+    with pytest.raises(ValidationError, match="price"):
+        InvoiceDocument.model_validate(stray)
+
+
 def test_stored_rows_come_from_the_document() -> None:
     raw = sample().to_json()
-    row, lines = rows_from_document("ns", orjson.loads(raw), raw)
+    row, lines = rows_from_document("ns", InvoiceDocument.from_json(raw), raw)
     assert row.total == sum((line.amount for line in lines), Decimal(0))
     assert row.line_count == len(lines)
     assert any(line.model.startswith("adjustment:") for line in lines)
@@ -100,9 +117,9 @@ def test_csv_has_one_row_per_line() -> None:
     doc = sample().document()
     rows = list(csv.DictReader(io.StringIO(lines_csv([doc]))))
     assert tuple(rows[0]) == CSV_COLUMNS
-    assert len(rows) == len(doc["lines"])
+    assert len(rows) == len(doc.lines)
     assert {r["kind"] for r in rows} == {"usage", "adjustment"}
-    assert sum(Decimal(r["amount"]) for r in rows) == Decimal(doc["total"])
+    assert sum(Decimal(r["amount"]) for r in rows) == Decimal(doc.total)
 
 
 def run_chromium(html: Path, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -116,14 +133,14 @@ def test_html_invoice_renders_in_headless_chromium(tmp_path: Path) -> None:
     page.write_text(render_html(doc), encoding="utf-8")
     dom = run_chromium(page, tmp_path / "profile-dom", "--dump-dom").stdout
     for text in (
-        doc["invoice_id"],
+        doc.invoice_id,
         "acme &amp; co",  # escaped, not interpreted
         "2026-11",
         "Adjustment for 2026-10",
         "tier 2 (10, 100]",
-        f"Total {doc['currency']}",
-        doc["total"],
-        doc["usage_cutoff"],
+        f"Total {doc.currency}",
+        doc.total,
+        doc.usage_cutoff,
     ):
         assert text in dom, text
     shot = tmp_path / "invoice.png"

@@ -1,0 +1,153 @@
+"""The invoice document, typed: what billing publishes to the invoices topic, stores in
+ClickHouse and renders (schema ``meterline.invoice/2``).
+
+Every amount, quantity and price is an exact decimal *string* (``"59.50"``, never a JSON
+float); times are RFC 3339 UTC to the millisecond.  :meth:`InvoiceDocument.to_json` is
+the bytes of the Kafka record and the stored document (sorted keys, as published since
+the first schema); :meth:`InvoiceDocument.from_json` reads them back, refusing anything
+that is not this schema — a consumer never walks an untyped dict.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "SCHEMA",
+    "AdjustmentLine",
+    "Adjusts",
+    "Component",
+    "InvoiceDocument",
+    "PeriodDoc",
+    "RatedLine",
+    "Tier",
+    "UsageLine",
+]
+
+
+SCHEMA = "meterline.invoice/2"
+"""The document's schema name; a change that a consumer must know about gets a new one."""
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class PeriodDoc(_Doc):
+    label: str
+    start: str
+    end: str
+    timezone: str
+
+
+class Tier(_Doc):
+    """One tier of a graduated or volume charge: ``(from, up_to]``."""
+
+    tier: int
+    from_: str = Field(alias="from")
+    up_to: str | None
+    quantity: str
+    unit_price: str
+    flat_fee: str
+    amount: str
+
+
+class Component(_Doc):
+    """One non-tier term of a charge: ``quantity × unit_price = amount``."""
+
+    label: str
+    quantity: str
+    unit_price: str
+    amount: str
+    flat: bool
+
+
+class RatedLine(_Doc):
+    """One charge of the plan, priced: its breakdown and its amount rounded once."""
+
+    charge_id: str
+    name: str
+    meter: str | None
+    model: str
+    currency: str
+    quantity: str
+    tiers: list[Tier]
+    components: list[Component]
+    flat_fee: str
+    unrounded_amount: str
+    amount: str
+    description: str
+
+
+class UsageLine(RatedLine):
+    kind: Literal["usage"]
+    line_no: int
+
+
+class Adjusts(_Doc):
+    """The earlier invoice and period whose late usage an adjustment bills."""
+
+    period: PeriodDoc
+    invoice_id: str
+    ingested_from: str
+    ingested_before: str
+
+
+class AdjustmentLine(_Doc):
+    """A charge of an earlier period re-rated with its late usage: ``after - before``."""
+
+    kind: Literal["adjustment"]
+    line_no: int
+    charge_id: str
+    name: str
+    meter: str | None
+    model: str
+    currency: str
+    quantity: str
+    amount: str
+    adjusts: Adjusts
+    before: RatedLine | None
+    after: RatedLine | None
+    description: str
+
+
+Line = Annotated[UsageLine | AdjustmentLine, Field(discriminator="kind")]
+
+
+class InvoiceDocument(_Doc):
+    schema_: Literal["meterline.invoice/2"] = Field(alias="schema")
+    invoice_id: str
+    namespace: str
+    revision: int
+    customer_id: str
+    subscription_id: str
+    subjects: list[str]
+    plan: str
+    currency: str
+    minor_units: int
+    cadence: str
+    period: PeriodDoc
+    usage_cutoff: str
+    lines: list[Line]
+    usage_total: str
+    adjustments_total: str
+    total: str
+    created_at: str
+
+    @property
+    def total_amount(self) -> Decimal:
+        return Decimal(self.total)
+
+    def to_json(self) -> bytes:
+        """The published and stored bytes."""
+        return orjson.dumps(
+            self.model_dump(mode="json", by_alias=True), option=orjson.OPT_SORT_KEYS
+        )
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> InvoiceDocument:
+        return cls.model_validate_json(raw)
