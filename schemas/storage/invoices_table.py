@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from schemas.storage.sql import Statement, lit
+from schemas.storage.sql import OnTable, Statement, lit
 
 __all__ = [
     "DraftRow",
@@ -245,7 +245,7 @@ class InvoicesTable:
 
 
 @dataclass(frozen=True, slots=True)
-class InvoiceList:
+class InvoiceList(OnTable):
     """Rows ``(document,)`` of a namespace's invoices, newest period first.
 
     ``period_from_s``/``period_to_s`` select invoices whose period starts in
@@ -256,10 +256,6 @@ class InvoiceList:
     period_from_s: int | None = None
     period_to_s: int | None = None
     limit: int = 100
-
-    def on(self, table: str) -> Statement:
-        """This query on ``table`` (the minute table or a rollup, the invoices table)."""
-        return Statement(self._sql(table))
 
     def _sql(self, table: str) -> str:
         where = [f"namespace = {lit(self.namespace)}"]
@@ -276,15 +272,11 @@ class InvoiceList:
 
 
 @dataclass(frozen=True, slots=True)
-class InvoiceGet:
+class InvoiceGet(OnTable):
     """Rows ``(customer_id, document)`` of one invoice (zero or one row)."""
 
     namespace: str
     invoice_id: str
-
-    def on(self, table: str) -> Statement:
-        """This query on ``table`` (the minute table or a rollup, the invoices table)."""
-        return Statement(self._sql(table))
 
     def _sql(self, table: str) -> str:
         return (
@@ -295,14 +287,10 @@ class InvoiceGet:
 
 
 @dataclass(frozen=True, slots=True)
-class InvoiceStats:
+class InvoiceStats(OnTable):
     """One row ``(invoices stored, distinct periods invoiced)`` for the metrics page."""
 
     namespace: str
-
-    def on(self, table: str) -> Statement:
-        """This query on ``table`` (the minute table or a rollup, the invoices table)."""
-        return Statement(self._sql(table))
 
     def _sql(self, table: str) -> str:
         return (

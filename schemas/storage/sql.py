@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
 
-__all__ = ["Query", "Statement", "ident", "lit"]
+__all__ = ["OnTable", "Query", "Statement", "ident", "lit"]
 
 DECIMAL_SCALE = 9
 """Quantities are stored as Decimal(38, 9): 29 integer digits, 9 fractional."""
@@ -37,6 +37,20 @@ class Statement:
 
     def to_sql(self) -> str:
         return self.sql
+
+
+class OnTable:
+    """A query value that runs on a table named later (the minute table or a rollup, the
+    invoices table): subclasses write ``_sql(table)``, :meth:`on` gives the statement."""
+
+    __slots__ = ()
+
+    def on(self, table: str) -> Statement:
+        """This query on ``table``."""
+        return Statement(self._sql(table))
+
+    def _sql(self, table: str) -> str:
+        raise NotImplementedError
 
 
 def ident(name: str) -> str:

@@ -49,7 +49,7 @@ from schemas.storage.agg_feed import (
     agg_feed_ddl,
 )
 from schemas.storage.feed import DEC, FEED_COLUMNS, FeedRow, feed_ddl
-from schemas.storage.sql import Statement, lit
+from schemas.storage.sql import OnTable, Statement, lit
 
 __all__ = [
     "FEED_COLUMNS",
@@ -241,7 +241,7 @@ class WindowsTable:
 
 
 @dataclass(frozen=True, slots=True)
-class UsageQuery:
+class UsageQuery(OnTable):
     """A meter's value per subject over ``[start_s, end_s)`` (epoch seconds, UTC).
 
     Result rows: ``(subject, *value columns)``; pass the value columns to
@@ -257,10 +257,6 @@ class UsageQuery:
     ingested_before_s: int | None = None
     """Optional ingestion-time bounds ``[from, before)``, in whole minutes: usage as of a
     cutoff (reproducible invoices) or usage that arrived after one (adjustments)."""
-
-    def on(self, table: str) -> Statement:
-        """This query on ``table`` (the minute table or a rollup, the invoices table)."""
-        return Statement(self._sql(table))
 
     def _sql(self, table: str) -> str:
         where = [
@@ -284,7 +280,7 @@ class UsageQuery:
 
 
 @dataclass(frozen=True, slots=True)
-class MeterQuery:
+class MeterQuery(OnTable):
     """Windowed meter values, in the shape of OpenMeter's meter query.
 
     Result rows: ``(window_start_s, subject, *group values, *value columns)``.  Window
@@ -317,10 +313,6 @@ class MeterQuery:
                 f"toUnixTimestamp(toDateTime(toStartOfMonth(window_start, {tz}), {tz}))"
             ),
         }[self.window_size]
-
-    def on(self, table: str) -> Statement:
-        """This query on ``table`` (the minute table or a rollup, the invoices table)."""
-        return Statement(self._sql(table))
 
     def _sql(self, table: str) -> str:
         groups = [
@@ -364,17 +356,13 @@ class RangeQuery(MeterQuery):
 
 
 @dataclass(frozen=True, slots=True)
-class MeterSubjects:
+class MeterSubjects(OnTable):
     """Rows ``(subject,)``: every subject with usage on a meter, sorted."""
 
     namespace: str
     meter: str
     subjects: tuple[str, ...] | None = None
     """When set, only these subjects (a customer token's view)."""
-
-    def on(self, table: str) -> Statement:
-        """This query on ``table`` (the minute table or a rollup, the invoices table)."""
-        return Statement(self._sql(table))
 
     def _sql(self, table: str) -> str:
         where = [f"namespace = {lit(self.namespace)}", f"meter = {lit(self.meter)}"]
