@@ -31,7 +31,7 @@ from api.problems import HttpProblem, invalid
 from api.responses import json_response, problem_response
 from api.routes import Handlers
 from api.services import Reader, Services
-from api.settings import ApiSettings
+from api.settings import auth_file
 from invoicing.customers import load_customers
 from rating import load_rate_card
 from schemas.errors import InvalidInput, ServiceUnavailable
@@ -48,7 +48,6 @@ log = logging.getLogger(__name__)
 
 def create_app(
     settings: Settings | None = None,
-    api_settings: ApiSettings | None = None,
     *,
     delivery: Delivery | None = None,
     engine_factory: Callable[[], Engine] | None = None,
@@ -57,7 +56,6 @@ def create_app(
     """Build the service.  ``delivery``, ``engine_factory`` and ``lag`` replace Kafka and
     ClickHouse (tests); by default they connect to the services in ``settings``."""
     settings = settings or Settings()
-    api = api_settings or ApiSettings()
     meters = load_meters(settings.meters_file)
     customers = load_customers(settings.customers_file)
 
@@ -66,18 +64,17 @@ def create_app(
 
     services = Services(
         settings=settings,
-        api=api,
         meters=meters,
         customers=customers,
         card=load_rate_card(settings.rate_card_file, known_meters=meters.slugs()),
-        auth=load_auth(api.auth_file, customers),
+        auth=load_auth(auth_file(settings), customers),
         reader=Reader(engine_factory or server_engine),
         delivery=delivery
         or KafkaDelivery(
             settings.kafka_bootstrap,
             settings.events_topic,
-            delivery_timeout_s=api.delivery_timeout_s,
-            linger_ms=api.kafka_linger_ms,
+            delivery_timeout_s=settings.api_delivery_timeout_s,
+            linger_ms=settings.api_kafka_linger_ms,
         ),
     )
     h = Handlers(services)
@@ -101,7 +98,7 @@ def create_app(
         return Response(await run_in_threadpool(exposition), media_type=CONTENT_TYPE_LATEST)
 
     async def dashboard(_: Request) -> Response:
-        return HTMLResponse(dashboard_html(api.dashboard_refresh_s))
+        return HTMLResponse(dashboard_html(settings.api_dashboard_refresh_s))
 
     async def root(_: Request) -> Response:
         return RedirectResponse("/dashboard")
@@ -141,7 +138,7 @@ def create_app(
         return problem_response(invalid(exc))
 
     async def on_unavailable(_: Request, exc: Exception) -> Response:
-        retry = {"Retry-After": str(api.retry_after_s)}
+        retry = {"Retry-After": str(settings.api_retry_after_s)}
         return problem_response(HttpProblem(503, "Service unavailable", str(exc), headers=retry))
 
     async def on_http(_: Request, exc: Exception) -> Response:

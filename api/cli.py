@@ -18,8 +18,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from api.settings import DEMO_AUTH_FILE, ApiSettings
+from api.settings import DEMO_AUTH_FILE, auth_file
 from schemas.cli import command_line
+from schemas.settings import Settings
 
 
 def add_parsers(sub: Any, serve_name: str = "serve", demo: bool = True) -> None:
@@ -82,20 +83,21 @@ def _serve(args: argparse.Namespace) -> int:
     from schemas.errors import MeterlineError
 
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = ApiSettings()
-    host, port = args.host or settings.host, args.port if args.port is not None else settings.port
-    workers = args.workers if args.workers is not None else settings.workers
+    settings = Settings()
+    host = args.host or settings.api_host
+    port = args.port if args.port is not None else settings.api_port
+    workers = args.workers if args.workers is not None else settings.api_workers
     if workers < 1:
         print("error: --workers must be at least 1", file=sys.stderr)
         return 2
     try:
         _check_schema()
-        app = create_app(api_settings=settings)  # also refuses a bad configuration early
+        app = create_app(settings)  # also refuses a bad configuration early
     except MeterlineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"Meterline API on http://{host}:{port}  (OpenAPI: /api/v1/openapi.json)", flush=True)
-    if settings.auth_file == DEMO_AUTH_FILE:
+    if auth_file(settings) == DEMO_AUTH_FILE:
         tokens = demo_tokens()
         print(f"Dashboard: http://{host}:{port}/dashboard#token={tokens['admin']}", flush=True)
         for customer, token in tokens.items():

@@ -82,7 +82,7 @@ class Handlers:
             metrics.EVENTS_RECEIVED.inc()
             metrics.EVENTS_REJECTED.labels(reason).inc()
             raise
-        limit = self.s.api.max_ingest_in_flight
+        limit = self.s.settings.api_max_ingest_in_flight
         if self._ingesting >= limit:
             metrics.EVENTS_RECEIVED.inc()
             metrics.EVENTS_REJECTED.labels("shed").inc()
@@ -91,7 +91,7 @@ class Handlers:
                 "Too many requests",
                 f"{limit} ingest requests are in progress; retry after the Retry-After "
                 "seconds (nothing of this request was accepted)",
-                headers={"Retry-After": str(self.s.api.shed_retry_after_s)},
+                headers={"Retry-After": str(self.s.settings.api_shed_retry_after_s)},
             )
         self._ingesting += 1
         metrics.INGEST_IN_FLIGHT.set(self._ingesting)
@@ -105,7 +105,7 @@ class Handlers:
         raw = await self._body(request)
         try:
             events = accept_body(
-                raw, request.headers.get("content-type"), self.s.api.max_batch_events
+                raw, request.headers.get("content-type"), self.s.settings.api_max_batch_events
             )
         except HttpProblem as exc:
             reason = {413: "too_large", 415: "unsupported_media_type"}.get(exc.status, "invalid")
@@ -115,9 +115,9 @@ class Handlers:
             raise
         metrics.EVENTS_RECEIVED.inc(len(events))
         started = time.monotonic()
-        retry = {"Retry-After": str(self.s.api.retry_after_s)}
+        retry = {"Retry-After": str(self.s.settings.api_retry_after_s)}
         try:
-            await self.s.delivery.deliver(events, self.s.api.delivery_timeout_s)
+            await self.s.delivery.deliver(events, self.s.settings.api_delivery_timeout_s)
         except ServiceUnavailable as exc:
             metrics.EVENTS_REJECTED.labels("kafka_unavailable").inc(len(events))
             raise HttpProblem(503, "Kafka unavailable", str(exc), headers=retry) from None
@@ -130,7 +130,7 @@ class Handlers:
         return Response(status_code=204)
 
     async def _body(self, request: Request) -> bytes:
-        limit = self.s.api.max_body_bytes
+        limit = self.s.settings.api_max_body_bytes
         declared = request.headers.get("content-length")
         too_large = HttpProblem(413, "Payload too large", f"the body exceeds {limit} bytes")
         if declared is not None:

@@ -13,7 +13,6 @@ from starlette.concurrency import run_in_threadpool
 
 from api.auth import AuthConfig
 from api.delivery import Delivery
-from api.settings import ApiSettings
 from invoicing.customers import Customer
 from rating import RateCard
 from schemas.errors import ServiceUnavailable
@@ -76,7 +75,6 @@ class Reader:
 @dataclass
 class Services:
     settings: Settings
-    api: ApiSettings
     meters: MeterSet
     customers: tuple[Customer, ...]
     card: RateCard

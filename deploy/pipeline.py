@@ -148,7 +148,8 @@ def cmd_start(live: bool) -> int:
 
 def banner() -> str:
     from api.server import demo_tokens
-    from api.settings import DEMO_AUTH_FILE, ApiSettings
+    from api.settings import DEMO_AUTH_FILE, auth_file
+    from schemas.settings import Settings
 
     worker_port, api_port = ports()
     api = f"http://{HOST}:{api_port}"
@@ -156,7 +157,7 @@ def banner() -> str:
         f"Worker health:  http://{HOST}:{worker_port}/healthz  /readyz  /metrics",
         f"API:            {api}  (OpenAPI: {api}/api/v1/openapi.json)",
     ]
-    if ApiSettings().auth_file == DEMO_AUTH_FILE:
+    if auth_file(Settings()) == DEMO_AUTH_FILE:
         token = demo_tokens()["admin"]
         lines += [
             f"Dashboard:      {api}/dashboard#token={token}",

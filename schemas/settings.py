@@ -57,6 +57,39 @@ class Settings(BaseSettings):
     worker_failpoint: str = ""
     """Fault injection for the reliability tests (``docs/reliability.md``); empty in use."""
 
+    # -- the HTTP API and dashboard (``METERLINE_API_*``) --------------------------------
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8080, ge=0, le=65535)
+    api_workers: int = Field(default=1, ge=1)
+    """uvicorn processes serving requests (``python -m api serve --workers``); each has its
+    own Kafka producer and its own ``max_ingest_in_flight``."""
+    api_auth_file: str = ""
+    """YAML with the API keys and customer tokens (see ``api.auth``); empty: the demo's
+    file bundled with the API (``api.settings.DEMO_AUTH_FILE``)."""
+
+    api_max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    """Ingest bodies above this size are refused with 413 before they are parsed."""
+    api_max_batch_events: int = Field(default=1000, ge=1)
+    """A batch with more events than this is refused with 413."""
+
+    api_max_ingest_in_flight: int = Field(default=32, ge=1)
+    """Ingest requests handled at once; more are refused with 429 and ``Retry-After``
+    before their body is read, so memory stays bounded (about this many bodies of at
+    most ``max_body_bytes``) and the service sheds a flood instead of queueing it."""
+    api_shed_retry_after_s: int = Field(default=1, ge=1)
+    """The ``Retry-After`` sent with 429 answers."""
+
+    api_delivery_timeout_s: float = Field(default=10.0, gt=0)
+    """How long an ingest request waits for Kafka's acknowledgement before answering 503."""
+    api_kafka_linger_ms: float = Field(default=2.0, ge=0, le=1000)
+    """How long the producer waits to fill a Kafka request with more records (librdkafka
+    ``linger.ms``): longer means fewer, larger broker requests (less broker CPU per
+    event) and that much more latency before the 204."""
+    api_retry_after_s: int = Field(default=5, ge=1)
+    """The ``Retry-After`` sent with 503 answers."""
+
+    api_dashboard_refresh_s: int = Field(default=5, ge=1)
+
     @property
     def kafka_bootstrap(self) -> str:
         return f"{self.kafka_host}:{self.kafka_port}"

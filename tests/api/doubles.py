@@ -14,7 +14,6 @@ import httpx
 from api.app import create_app
 from api.fastingest import EncodedEvent
 from api.server import demo_tokens
-from api.settings import ApiSettings
 from schemas.events import UsageEvent
 from schemas.settings import Settings
 from schemas.wire import decode_event
@@ -79,8 +78,7 @@ def fake_app(
 ) -> Any:
     engine = engine or FakeEngine()
     return create_app(
-        demo_settings(),
-        ApiSettings(**api),
+        demo_settings(**{f"api_{name}": value for name, value in api.items()}),
         delivery=delivery or FakeDelivery(),
         engine_factory=lambda: engine,
         lag=lambda: {0: 0, 1: 2},

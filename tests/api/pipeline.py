@@ -18,7 +18,6 @@ import orjson
 
 from api.app import create_app
 from api.server import free_port
-from api.settings import ApiSettings
 from ingest.admin import ensure_topics, meterline_topics
 from invoicing.ledger import store_issued
 from invoicing.periods import month_period
@@ -125,7 +124,7 @@ def demo_events(now: datetime) -> dict[str, list[dict[str, Any]]]:
 
 
 async def post_all(settings: Settings, posted: dict[str, list[dict[str, Any]]]) -> None:
-    app = create_app(settings, ApiSettings())
+    app = create_app(settings)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
         for kind, events in posted.items():

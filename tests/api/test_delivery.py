@@ -18,7 +18,6 @@ from api.app import create_app
 from api.delivery import KafkaDelivery, _Countdown, records
 from api.fastingest import EncodedEvent
 from api.server import free_port
-from api.settings import ApiSettings
 from ingest.admin import ensure_topics, meterline_topics
 from schemas.errors import DeliveryFailed, ServiceUnavailable
 from schemas.events import UsageEvent
@@ -45,7 +44,9 @@ def test_api_answers_503_with_retry_after_when_kafka_is_down() -> None:
     settings = demo_settings(kafka_port=free_port())
     engine = FakeEngine()
     app = create_app(
-        settings, ApiSettings(retry_after_s=3), engine_factory=lambda: engine, lag=lambda: {}
+        settings.model_copy(update={"api_retry_after_s": 3}),
+        engine_factory=lambda: engine,
+        lag=lambda: {},
     )
     answer = SyncClient(app).post(
         "/api/v1/events",

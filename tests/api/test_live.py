@@ -261,11 +261,10 @@ def test_dashboard_in_headless_chromium(run: Run, server: BackgroundApi, tmp_pat
 
 def test_missing_tables_answer_503_not_500(run: Run) -> None:
     from api.app import create_app
-    from api.settings import ApiSettings
     from tests.api.doubles import SyncClient
 
     settings = run.settings.model_copy(update={"clickhouse_database": "mlt_does_not_exist"})
-    app = create_app(settings, ApiSettings(), lag=lambda: {})
+    app = create_app(settings, lag=lambda: {})
     answer = SyncClient(app).get("/api/v1/meters/api_calls/subjects", headers=ADMIN)
     app.state.services.delivery.close()
     assert answer.status_code == 503
