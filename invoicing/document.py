@@ -66,8 +66,8 @@ class Component(_Doc):
     flat: bool
 
 
-class RatedLine(_Doc):
-    """One charge of the plan, priced: its breakdown and its amount rounded once."""
+class _Charge(_Doc):
+    """What every line says of its charge."""
 
     charge_id: str
     name: str
@@ -75,12 +75,17 @@ class RatedLine(_Doc):
     model: str
     currency: str
     quantity: str
+    amount: str
+    description: str
+
+
+class RatedLine(_Charge):
+    """One charge of the plan, priced: its breakdown and its amount rounded once."""
+
     tiers: list[Tier]
     components: list[Component]
     flat_fee: str
     unrounded_amount: str
-    amount: str
-    description: str
 
 
 class UsageLine(RatedLine):
@@ -97,22 +102,14 @@ class Adjusts(_Doc):
     ingested_before: str
 
 
-class AdjustmentLine(_Doc):
+class AdjustmentLine(_Charge):
     """A charge of an earlier period re-rated with its late usage: ``after - before``."""
 
     kind: Literal["adjustment"]
     line_no: int
-    charge_id: str
-    name: str
-    meter: str | None
-    model: str
-    currency: str
-    quantity: str
-    amount: str
     adjusts: Adjusts
     before: RatedLine | None
     after: RatedLine | None
-    description: str
 
 
 Line = Annotated[UsageLine | AdjustmentLine, Field(discriminator="kind")]

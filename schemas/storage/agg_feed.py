@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from decimal import Decimal
 
-from schemas.storage.feed import DEC, Contribution
+from schemas.storage.feed import DEC, WINDOW_KEY, Contribution
 from schemas.storage.sql import Statement
 
 __all__ = [
@@ -32,12 +32,7 @@ __all__ = [
 ]
 
 AGG_COLUMNS = (
-    "namespace",
-    "meter",
-    "subject",
-    "group_key",
-    "window_start_s",
-    "ingest_minute_s",
+    *WINDOW_KEY,
     "source_partition",
     "events",
     "value_sum",

@@ -9,16 +9,13 @@ from decimal import Decimal
 
 from schemas.storage.sql import Statement
 
-__all__ = ["DEC", "FEED_COLUMNS", "Contribution", "FeedRow", "feed_ddl"]
+__all__ = ["DEC", "FEED_COLUMNS", "WINDOW_KEY", "Contribution", "FeedRow", "feed_ddl"]
 
 DEC = "Decimal(38, 9)"
+WINDOW_KEY = ("namespace", "meter", "subject", "group_key", "window_start_s", "ingest_minute_s")
+"""What a contribution is folded by in every windows table: its window and ingestion minute."""
 FEED_COLUMNS = (
-    "namespace",
-    "meter",
-    "subject",
-    "group_key",
-    "window_start_s",
-    "ingest_minute_s",
+    *WINDOW_KEY,
     "value",
     "uniq",
     "event_ms",
