@@ -11,6 +11,10 @@ import pytest
 from ingest import UsageProducer
 from ingest.admin import ensure_topics, meterline_topics
 from ingest.telemetry import Telemetry
+from invoicing.customers import load_customers
+from invoicing.periods import month_period
+from invoicing.run import BillingRun, KafkaPublisher, RunResult, run_period
+from rating import load_rate_card
 from schemas.metering.definitions import load_meters
 from schemas.settings import Settings
 from schemas.storage.bootstrap import ensure_schema
@@ -50,3 +54,20 @@ def wait_caught_up(settings: Settings, workers: WorkerProcess, timeout: float = 
         return lag.produced > 0 and lag.total == 0
 
     wait_until(done, timeout, "the worker to commit every record")
+
+
+def bill_october(settings: Settings, engine: ServerEngine) -> RunResult:
+    """Bill October 2026 as ``meterline bill --period 2026-10`` does, on the demo config."""
+    meters = load_meters(settings.meters_file)
+    return run_period(
+        BillingRun(
+            namespace=settings.namespace,
+            database=settings.clickhouse_database,
+            period=month_period("2026-10"),
+            customers=load_customers(settings.customers_file),
+            card=load_rate_card(settings.rate_card_file, known_meters=meters.slugs()),
+            meters=meters,
+        ),
+        engine=engine,
+        publish=KafkaPublisher(settings.kafka_bootstrap, settings.invoices_topic),
+    )

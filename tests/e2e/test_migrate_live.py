@@ -20,9 +20,6 @@ import pytest
 from ingest import UsageProducer
 from ingest.telemetry import Telemetry, generate
 from invoicing.customers import load_customers
-from invoicing.periods import month_period
-from invoicing.run import BillingRun, KafkaPublisher, run_period
-from rating import load_rate_card
 from schemas.metering.definitions import load_meters
 from schemas.settings import Settings
 from schemas.storage.bootstrap import (
@@ -35,7 +32,7 @@ from schemas.storage.engine import ServerEngine
 from schemas.storage.events_table import EventsTable
 from schemas.storage.windows_table import MeterQuery, UsageQuery, WindowSize
 from tests.conftest import ROOT, WorkerProcess, settings_env, wait_until
-from tests.e2e.pipeline_kit import SUBJECTS, stored_totals, wait_caught_up
+from tests.e2e.pipeline_kit import SUBJECTS, bill_october, stored_totals, wait_caught_up
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -107,19 +104,7 @@ def minute_windows(engine: ServerEngine, settings: Settings) -> list[tuple[objec
 
 
 def bill(settings: Settings, engine: ServerEngine) -> list[str]:
-    meters = load_meters(settings.meters_file)
-    result = run_period(
-        BillingRun(
-            namespace=settings.namespace,
-            database=settings.clickhouse_database,
-            period=month_period("2026-10"),
-            customers=load_customers(settings.customers_file),
-            card=load_rate_card(settings.rate_card_file, known_meters=meters.slugs()),
-            meters=meters,
-        ),
-        engine=engine,
-        publish=KafkaPublisher(settings.kafka_bootstrap, settings.invoices_topic),
-    )
+    result = bill_october(settings, engine)
     return sorted([*result.emitted, *result.already_emitted])
 
 

@@ -12,10 +12,6 @@ import pytest
 from ingest.telemetry import Telemetry, generate
 from invoicing.check import expected_totals, per_unit_prices
 from invoicing.customers import load_customers
-from invoicing.periods import month_period
-from invoicing.run import BillingRun, KafkaPublisher, run_period
-from rating import load_rate_card
-from schemas.metering.definitions import load_meters
 from schemas.settings import Settings
 from schemas.storage.engine import ServerEngine
 from schemas.storage.events_table import EventsTable
@@ -24,6 +20,7 @@ from tests.conftest import WorkerProcess, wait_until
 from tests.e2e.pipeline_kit import (
     OCTOBER,
     SUBJECTS,
+    bill_october,
     prepare,
     send,
     stored_totals,
@@ -34,19 +31,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 
 def bill(settings: Settings, engine: ServerEngine) -> dict[str, Decimal]:
-    meters = load_meters(settings.meters_file)
-    result = run_period(
-        BillingRun(
-            namespace=settings.namespace,
-            database=settings.clickhouse_database,
-            period=month_period("2026-10"),
-            customers=load_customers(settings.customers_file),
-            card=load_rate_card(settings.rate_card_file, known_meters=meters.slugs()),
-            meters=meters,
-        ),
-        engine=engine,
-        publish=KafkaPublisher(settings.kafka_bootstrap, settings.invoices_topic),
-    )
+    result = bill_october(settings, engine)
     return {invoice.customer.id: invoice.total for invoice in result.invoices}
 
 
