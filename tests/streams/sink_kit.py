@@ -90,10 +90,8 @@ class RecordingEngine:
         pass
 
 
-def record(
-    offset: int, event_id: str, n: Any, *, at: int = T0, ingested: int | None = None
-) -> Record:
-    event = UsageEvent.create(
+def event(event_id: str, n: Any, *, at: int = T0) -> UsageEvent:
+    return UsageEvent.create(
         type="llm",
         subject="acme",
         source="s",
@@ -101,7 +99,13 @@ def record(
         data={"n": n},
         time=datetime.fromtimestamp(at / 1000, UTC),
     )
-    return Record("events", 0, offset, ingested or at + 1000, b"acme", encode_event(event))
+
+
+def record(
+    offset: int, event_id: str, n: Any, *, at: int = T0, ingested: int | None = None
+) -> Record:
+    body = encode_event(event(event_id, n, at=at))
+    return Record("events", 0, offset, ingested or at + 1000, b"acme", body)
 
 
 def sink(engine: RecordingEngine, **kw: Any) -> MeteringSink:

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import orjson
 
-from schemas.events import UsageEvent
 from schemas.metering.contributions import DeadLetterReason
 from schemas.settings import Settings
 from schemas.wire import encode_event, encode_record
@@ -23,21 +21,11 @@ from tests.streams.sink_kit import (
     T0,
     RecordingEngine,
     Store,
+    event,
     named_feed,
     named_raw,
     sink,
 )
-
-
-def event(event_id: str, n: object, *, at: int = T0) -> UsageEvent:
-    return UsageEvent.create(
-        type="llm",
-        subject="acme",
-        source="s",
-        id=event_id,
-        data={"n": n},
-        time=datetime.fromtimestamp(at / 1000, UTC),
-    )
 
 
 def packed(offset: int, value: bytes, partition: int = 0) -> Record:
