@@ -50,13 +50,13 @@ from schemas.storage.engine import ServerEngine
 from schemas.storage.events_table import EventsTable
 from schemas.storage.windows_table import MeterQuery, WindowsTable
 from schemas.wire import encode_event, event_key, is_batch, split_record
-from streams.dedupe import SeenRecord
 from streams.progress import consumer_lag
 from streams.reconcile import stored_totals as totals_of
 from streams.sink import MeteringSink, Record
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's tests/
 from tests.processes import stop_process_group
+from tests.streams.sink_kit import Store
 
 __all__ = ["Bench"]
 
@@ -109,19 +109,6 @@ def percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     index = max(0, min(len(ordered) - 1, round(pct / 100 * len(ordered) + 0.5) - 1))
     return ordered[index]
-
-
-class _Seen:
-    """A dict-backed dedupe store for the in-process sink benchmark."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, SeenRecord] = {}
-
-    def get(self, key: str) -> SeenRecord | None:
-        return self.data.get(key)
-
-    def put_many(self, entries: Sequence[tuple[str, SeenRecord]]) -> None:
-        self.data.update(entries)
 
 
 class Bench:
@@ -446,7 +433,7 @@ class Bench:
                 engine_factory=self.engine,
                 database=settings.clickhouse_database,
             )
-            store = _Seen()
+            store = Store()
             plans = []
             start = time.perf_counter()
             for chunk in batches:
