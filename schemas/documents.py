@@ -5,11 +5,25 @@ YAML floats become :class:`~decimal.Decimal` built from the scalar's text; JSON 
 with a fraction or exponent go through ``json.loads(parse_float=Decimal)``.  Integers stay
 ``int`` (already exact).  A file that cannot be read or parsed raises
 :class:`~schemas.errors.InvalidInput` naming the file and, where known, line and column.
+
+A document reads as it is written, or not at all.  These are refused, every one of a
+document at once, each with its key path and line:
+
+* a key written twice in one mapping (YAML and JSON would keep the last one silently);
+* YAML 1.1's number and boolean surprises in plain scalars: a leading zero (``010``,
+  octal 8), base 60 (``1:30``, 90), hexadecimal, octal and binary forms, and ``yes``,
+  ``no``, ``on``, ``off`` as booleans.  Quoted, they are text; written as decimal
+  numbers or ``true``/``false``, they are what they look like;
+* numbers of more than :data:`MAX_NUMBER_CHARS` characters, files over their size limit
+  (:data:`MAX_DOCUMENT_BYTES` unless the caller gives one), and documents whose aliases
+  expand to more than :data:`MAX_EXPANDED_VALUES` values.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterator
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
@@ -17,10 +31,32 @@ import yaml
 
 from schemas.errors import InvalidInput, Problem
 
-__all__ = ["load_document", "parse_json", "parse_yaml"]
+__all__ = [
+    "MAX_DOCUMENT_BYTES",
+    "MAX_EXPANDED_VALUES",
+    "MAX_NUMBER_CHARS",
+    "load_document",
+    "parse_json",
+    "parse_yaml",
+]
+
+#: Default size limit of a document file.
+MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
+#: A YAML document's values counted with every alias expanded (guards against alias bombs).
+MAX_EXPANDED_VALUES = 2_000_000
+#: The longest number literal read; longer ones are refused before any conversion.
+MAX_NUMBER_CHARS = 200
+
+_BASE = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when installed
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
+_BOOL = "tag:yaml.org,2002:bool"
+_LEADING_ZERO = re.compile(r"[-+]?0[0-9]+")
+_PREFIXED = re.compile(r"[-+]?0([xob])", re.IGNORECASE)
+_BASES = {"x": ("hexadecimal", 16), "o": ("octal", 8), "b": ("binary", 2)}
 
 
-class _ExactLoader(yaml.SafeLoader):
+class _ExactLoader(_BASE):  # type: ignore[misc,valid-type]  # libyaml's class is untyped
     """A safe YAML loader whose float scalars are Decimal, read from their text."""
 
 
@@ -36,7 +72,7 @@ def _construct_decimal(loader: yaml.SafeLoader, node: yaml.Node) -> Decimal:
         ) from None
 
 
-_ExactLoader.add_constructor("tag:yaml.org,2002:float", _construct_decimal)
+_ExactLoader.add_constructor(_FLOAT, _construct_decimal)
 
 
 def _reject_constant(name: str) -> object:
@@ -45,8 +81,15 @@ def _reject_constant(name: str) -> object:
 
 def parse_yaml(text: str, what: str, source: str) -> object:
     """Parse YAML ``text``; ``what`` and ``source`` name it in errors."""
+    loader = _ExactLoader(text)
     try:
-        return yaml.load(text, Loader=_ExactLoader)  # noqa: S506 - a SafeLoader subclass
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        problems = sorted(_node_problems(node, source), key=lambda found: found[0])
+        if problems:
+            raise InvalidInput(what, [problem for _, problem in problems])
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -55,12 +98,199 @@ def parse_yaml(text: str, what: str, source: str) -> object:
             what,
             [Problem(source, f"not valid YAML{where}: {problem}", fix="correct the YAML syntax")],
         ) from None
+    finally:
+        loader.dispose()
+
+
+def _node_problems(root: yaml.Node, source: str) -> Iterator[tuple[tuple[int, int], Problem]]:
+    """Every duplicate key and YAML 1.1 surprise under ``root``, each at its key path
+    with its line; then the alias expansion limit."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, str]] = [(root, "")]
+    seen: set[int] = set()
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen:  # an alias: checked where it was anchored
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first: dict[tuple[str, str], int] = {}
+            for key, value in node.value:
+                name = key.value if isinstance(key, yaml.ScalarNode) else "<key>"
+                here = _join(path, name)
+                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                    line = key.start_mark.line + 1
+                    if (key.tag, key.value) in first:
+                        yield (
+                            (key.start_mark.line, key.start_mark.column),
+                            Problem(
+                                f"{source}: {here}",
+                                f"key {name!r} is written twice in one mapping"
+                                f" (lines {first[key.tag, key.value]} and {line}); YAML would keep"
+                                " the last one without a word",
+                                fix="keep one of them",
+                            ),
+                        )
+                    else:
+                        first[key.tag, key.value] = line
+                stack.append((key, here))
+                stack.append((value, here))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, f"{path}[{index}]") for index, item in enumerate(node.value))
+        elif isinstance(node, yaml.ScalarNode) and not node.style:  # plain: None or ""
+            problem = _scalar_problem(node)
+            if problem is not None:
+                message, fix = problem
+                at = f"line {node.start_mark.line + 1}"
+                yield (
+                    (node.start_mark.line, node.start_mark.column),
+                    Problem(f"{source}: {path or '<root>'}", f"{message} ({at})", fix=fix),
+                )
+    expanded = _expanded_size(root, sizes)
+    if expanded > MAX_EXPANDED_VALUES:
+        yield (
+            (0, 0),
+            Problem(
+                source,
+                f"the document's aliases expand to {expanded:,} values, more than the"
+                f" {MAX_EXPANDED_VALUES:,} read",
+                fix="write the repeated parts out, or use fewer nested aliases",
+            ),
+        )
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _scalar_problem(node: yaml.ScalarNode) -> tuple[str, str] | None:
+    """What is surprising about a plain scalar YAML 1.1 resolved to a number or boolean."""
+    text: str = node.value
+    if node.tag in (_INT, _FLOAT) and len(text) > MAX_NUMBER_CHARS:
+        return (
+            f"a number of {len(text)} characters is longer than the {MAX_NUMBER_CHARS} read",
+            "write a shorter number",
+        )
+    if node.tag == _BOOL and text.lower() not in ("true", "false"):
+        value = "true" if text.lower() in ("yes", "on", "y") else "false"
+        return (
+            f"{text!r} is read as the boolean {value} by YAML 1.1",
+            f"write {value}, or quote it ('{text}') if it is text",
+        )
+    if node.tag not in (_INT, _FLOAT):
+        return None
+    digits = text.replace("_", "")
+    if ":" in digits:
+        return (
+            f"{text} is a base-60 number in YAML 1.1 ({_sexagesimal(digits)})",
+            f"write the number as a decimal, or quote it ('{text}') if it is text",
+        )
+    prefixed = _PREFIXED.match(digits)
+    if prefixed and node.tag == _INT:
+        name, base = _BASES[prefixed.group(1).lower()]
+        return (
+            f"{text} is a {name} number ({_in_base(digits, base)})",
+            f"write it in decimal, or quote it ('{text}') if it is text",
+        )
+    if node.tag == _INT and _LEADING_ZERO.fullmatch(digits):
+        return (
+            f"{text} has a leading zero, so YAML 1.1 reads it as the octal number"
+            f" {_in_base(digits, 8)}",
+            f"write {int(digits, 10)} without the leading zero, or quote it ('{text}') if it"
+            " is text",
+        )
+    return None
+
+
+def _sexagesimal(digits: str) -> str:
+    sign, body = ("-", digits[1:]) if digits.startswith("-") else ("", digits.lstrip("+"))
+    value = Decimal(0)
+    for part in body.split(":"):
+        value = value * 60 + Decimal(part)
+    return f"{sign}{value}"
+
+
+def _in_base(digits: str, base: int) -> str:
+    sign, body = ("-", digits[1:]) if digits.startswith("-") else ("", digits.lstrip("+"))
+    if base != 8 or body[:2].lower() == "0o":
+        body = body[2:]
+    try:
+        return f"{sign}{int(body, base)}"
+    except ValueError:  # e.g. 09: not octal either; YAML 1.1 then reads it as text
+        return "not a number at all"
+
+
+def _expanded_size(root: yaml.Node, sizes: dict[int, int]) -> int:
+    """Values in the document with every alias expanded, memoised per node so that the
+    count itself stays linear in the document."""
+    order: list[yaml.Node] = []
+    stack = [root]
+    while stack:  # post-order without recursion: nested documents can be deep
+        node = stack.pop()
+        if id(node) in sizes:
+            continue
+        sizes[id(node)] = -1
+        order.append(node)
+        stack.extend(_children(node))
+    for node in reversed(order):
+        sizes[id(node)] = min(
+            1 + sum(max(sizes[id(child)], 1) for child in _children(node)),
+            MAX_EXPANDED_VALUES + 1,
+        )
+    return sizes[id(root)]
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(f"key {key!r} is written twice in one object")
+        out[key] = value
+    return out
+
+
+def _bounded_int(text: str) -> int:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise ValueError(
+            f"a number of {len(text)} digits is longer than the {MAX_NUMBER_CHARS} read"
+        )
+    return int(text)
+
+
+def _bounded_decimal(text: str) -> Decimal:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise ValueError(
+            f"a number of {len(text)} characters is longer than the {MAX_NUMBER_CHARS} read"
+        )
+    return Decimal(text)
 
 
 def parse_json(text: str, what: str, source: str) -> object:
-    """Parse JSON ``text`` with exact numbers; NaN and Infinity are rejected."""
+    """Parse JSON ``text`` with exact numbers; NaN, Infinity and repeated keys are rejected."""
     try:
-        return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+        return json.loads(
+            text,
+            parse_float=_bounded_decimal,
+            parse_int=_bounded_int,
+            parse_constant=_reject_constant,
+            object_pairs_hook=_unique_keys,
+        )
+    except _DuplicateKey as exc:
+        raise InvalidInput(
+            what, [Problem(source, f"{exc}; JSON would keep the last one", fix="keep one of them")]
+        ) from None
     except ValueError as exc:
         where = ""
         if isinstance(exc, json.JSONDecodeError):
@@ -74,11 +304,26 @@ def parse_json(text: str, what: str, source: str) -> object:
         ) from None
 
 
-def load_document(path: str | Path, what: str) -> object:
-    """Read a ``.json`` file as JSON and anything else as YAML, keeping numbers exact."""
+def load_document(path: str | Path, what: str, *, max_bytes: int = MAX_DOCUMENT_BYTES) -> object:
+    """Read a ``.json`` file as JSON and anything else as YAML, keeping numbers exact.
+
+    A file over ``max_bytes`` is refused before it is read."""
     file = Path(path)
     source = str(path)
     try:
+        size = file.stat().st_size
+        if size > max_bytes:
+            raise InvalidInput(
+                what,
+                [
+                    Problem(
+                        source,
+                        f"the file has {size:,} bytes, more than the {max_bytes:,} a {what}"
+                        " may have",
+                        fix=f"split it, or keep a {what} under {max_bytes // 1024:,} KiB",
+                    )
+                ],
+            )
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InvalidInput(

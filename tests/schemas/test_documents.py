@@ -61,3 +61,52 @@ def test_load_document_picks_the_format_by_suffix(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput) as caught:
         load_document(tmp_path / "missing.yaml", "rate card")
     assert caught.value.problems[0].message == "file not found"
+
+
+def test_every_surprise_in_a_document_is_reported_at_once_with_its_key_path() -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse_yaml("a:\n  b: 010\n  c: [1:30, yes]\n  b: 2\n", "t", "f.yaml")
+    assert [p.path for p in caught.value.problems] == [
+        "f.yaml: a.b",
+        "f.yaml: a.c[0]",
+        "f.yaml: a.c[1]",
+        "f.yaml: a.b",
+    ]
+    assert "written twice in one mapping (lines 2 and 4)" in caught.value.problems[3].message
+
+
+def test_quoted_text_and_plain_decimals_and_dates_read_as_before() -> None:
+    data = parse_yaml("a: '010'\nb: \"1:30\"\nc: 'yes'\nd: 10\ne: true\nf: 2026-01-31\n", "t", "t")
+    assert isinstance(data, dict)
+    assert data["a"] == "010"
+    assert (data["b"], data["c"], data["d"], data["e"]) == ("1:30", "yes", 10, True)
+    assert str(data["f"]) == "2026-01-31"
+
+
+def test_merge_keys_may_override_what_they_merge() -> None:
+    data = parse_yaml("base: &b {x: 1, y: 2}\nuse:\n  <<: *b\n  y: 3\n", "t", "t")
+    assert data == {"base": {"x": 1, "y": 2}, "use": {"x": 1, "y": 3}}
+
+
+def test_an_alias_bomb_is_refused_before_it_is_built() -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    with pytest.raises(InvalidInput) as caught:
+        parse_yaml("\n".join(lines) + "\n", "t", "bomb.yaml")
+    assert "aliases expand to" in caught.value.problems[0].message
+
+
+def test_numbers_longer_than_the_limit_are_refused_in_both_formats() -> None:
+    with pytest.raises(InvalidInput) as yaml_caught:
+        parse_yaml(f"a: {'1' * 5000}\n", "t", "t.yaml")
+    assert "5000 characters" in yaml_caught.value.problems[0].message
+    with pytest.raises(InvalidInput) as json_caught:
+        parse_json(f'{{"a": {"1" * 5000}}}', "t", "t.json")
+    assert "5000 digits" in json_caught.value.problems[0].message
+
+
+def test_a_file_over_its_size_limit_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "big.yaml").write_text("a: 1\n" * 100)
+    with pytest.raises(InvalidInput) as caught:
+        load_document(tmp_path / "big.yaml", "thing", max_bytes=99)
+    assert "more than the 99 a thing may have" in caught.value.problems[0].message
