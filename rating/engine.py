@@ -24,7 +24,7 @@ from rating.models import FlatFee, MinimumCommitment
 from rating.money import EXACT, ZERO, format_decimal, minor_units, round_money
 from rating.percentage import Percentage
 from rating.usage import Usage
-from rating.validation import choose_fix
+from rating.validation import MAX_INTEGER_DIGITS, choose_fix
 from schemas.errors import InvalidInput, InvariantViolated, Problem
 
 __all__ = ["RatedPlan", "rate_plan"]
@@ -81,6 +81,7 @@ def rate_plan(
     try:
         with localcontext(EXACT):
             lines = _price(charges, currency, usage)
+            _check_amounts(plan, lines)
             total = round_money(ZERO, currency)
             for line in lines:
                 total += line.amount
@@ -135,6 +136,35 @@ def _line(charge: Charge, currency: str, quantity: Decimal, pricing: Pricing) ->
         unrounded_amount=unrounded,
         amount=round_money(unrounded, currency),
     )
+
+
+def _check_amounts(plan: str, lines: tuple[Line, ...]) -> None:
+    """Every line and the total must fit the ledger (``MAX_INTEGER_DIGITS`` before the
+    point): a bill the ledger cannot store is refused here, naming the charge."""
+    limit = Decimal(10) ** MAX_INTEGER_DIGITS
+    problems = [
+        Problem(
+            f"charge {line.charge_id}",
+            f"priced at {format_decimal(line.amount)} {line.currency}, more than the"
+            f" {MAX_INTEGER_DIGITS} digits before the point an invoice holds",
+            fix=f"check the usage of meter {line.meter!r} and this charge's prices in plan {plan!r}"
+            if line.meter
+            else f"check this charge's amount in plan {plan!r}",
+        )
+        for line in lines
+        if abs(line.amount) >= limit
+    ]
+    if not problems and abs(sum((line.amount for line in lines), ZERO)) >= limit:
+        problems.append(
+            Problem(
+                "total",
+                f"the lines add up to more than the {MAX_INTEGER_DIGITS} digits before the"
+                " point an invoice holds",
+                fix=f"check the usage and the prices of plan {plan!r}",
+            )
+        )
+    if problems:
+        raise InvalidInput("usage", problems)
 
 
 def _check_usage(charges: tuple[Charge, ...], usage: Mapping[str, Usage], strict: bool) -> None:

@@ -34,7 +34,7 @@ from rating.models import (
 )
 from rating.money import ZERO, format_decimal
 from rating.tiers import Tier
-from rating.validation import NonNegative, Positive, exact_number, join_path
+from rating.validation import Count, NonNegative, Positive, join_path
 from schemas.errors import Problem
 
 __all__ = [
@@ -67,8 +67,7 @@ def _unbounded_as_none(value: Any) -> Any:
 
 
 UpTo = Annotated[Positive | None, BeforeValidator(_unbounded_as_none)]
-Count = Annotated[int, BeforeValidator(exact_number), Field(ge=0)]
-Percent = Annotated[Decimal, BeforeValidator(exact_number), Field(ge=0, le=100)]
+Percent = Annotated[NonNegative, Field(le=100)]
 
 
 class TierBounds(BaseModel):
@@ -191,6 +190,13 @@ class ChargeSpec(BaseModel):
         """Semantic problems pydantic cannot see; paths relative to the charge."""
         return []
 
+    @classmethod
+    def raw_problems(cls, fields: Mapping[str, Any]) -> list[Problem]:
+        """The semantic problems that can still be seen in a charge pydantic refused, so
+        that one pass reports everything wrong with it: tier order, and each model's
+        checks on the fields that did parse."""
+        return bounds_problems(fields)
+
     def build(self) -> PricingModel:
         raise NotImplementedError
 
@@ -244,16 +250,13 @@ class OverageSpec(MeteredSpec):
     tiers: list[TierSpec] | None = Field(default=None, min_length=1)
 
     def problems(self) -> list[Problem]:
-        if (self.unit_price is None) == (self.tiers is None):
-            which = "both" if self.tiers is not None else "neither"
-            return [
-                Problem(
-                    "unit_price",
-                    f"overage has {which} unit_price and tiers",
-                    fix="price the units above the allowance with unit_price or with tiers",
-                )
-            ]
-        return tier_problems(self.tiers) if self.tiers is not None else []
+        either = _one_of(self.unit_price is not None, self.tiers is not None)
+        return either or (tier_problems(self.tiers) if self.tiers is not None else [])
+
+    @classmethod
+    def raw_problems(cls, fields: Mapping[str, Any]) -> list[Problem]:
+        either = _one_of(fields.get("unit_price") is not None, fields.get("tiers") is not None)
+        return either or bounds_problems(fields)
 
     def build(self) -> Overage:
         tiers = tuple(tier.build() for tier in self.tiers or ())
@@ -269,26 +272,20 @@ class PercentageSpec(MeteredSpec):
     max_per_event: NonNegative | None = None
 
     def problems(self) -> list[Problem]:
-        problems = []
-        if self.free_events and self.free_amount is not None:
-            problems.append(
-                Problem(
-                    "free_amount",
-                    "free units are counted in events or in amount, not both",
-                    fix="keep either free_events or free_amount",
-                )
-            )
-        low, high = self.min_per_event, self.max_per_event
-        if low is not None and high is not None and low > high:
-            problems.append(
-                Problem(
-                    "min_per_event",
-                    f"min_per_event {format_decimal(low)} is above"
-                    f" max_per_event {format_decimal(high)}",
-                    fix="make min_per_event at most max_per_event",
-                )
-            )
-        return problems
+        return _percentage_problems(
+            bool(self.free_events),
+            self.free_amount is not None,
+            self.min_per_event,
+            self.max_per_event,
+        )
+
+    @classmethod
+    def raw_problems(cls, fields: Mapping[str, Any]) -> list[Problem]:
+        bounds = [_parsed(fields.get(name)) for name in ("min_per_event", "max_per_event")]
+        free_events = fields.get("free_events")
+        return _percentage_problems(
+            free_events not in (None, 0), fields.get("free_amount") is not None, *bounds
+        )
 
     def build(self) -> Percentage:
         return Percentage(
@@ -299,6 +296,56 @@ class PercentageSpec(MeteredSpec):
             min_per_event=self.min_per_event,
             max_per_event=self.max_per_event,
         )
+
+
+def _one_of(unit_price: bool, tiers: bool) -> list[Problem]:
+    if unit_price != tiers:
+        return []
+    which = "both" if tiers else "neither"
+    return [
+        Problem(
+            "unit_price",
+            f"overage has {which} unit_price and tiers",
+            fix="price the units above the allowance with unit_price or with tiers",
+        )
+    ]
+
+
+def _percentage_problems(
+    free_events: bool, free_amount: bool, low: Decimal | None, high: Decimal | None
+) -> list[Problem]:
+    problems = []
+    if free_events and free_amount:
+        problems.append(
+            Problem(
+                "free_amount",
+                "free units are counted in events or in amount, not both",
+                fix="keep either free_events or free_amount",
+            )
+        )
+    if low is not None and high is not None and low > high:
+        problems.append(
+            Problem(
+                "min_per_event",
+                f"min_per_event {format_decimal(low)} is above"
+                f" max_per_event {format_decimal(high)}",
+                fix="make min_per_event at most max_per_event",
+            )
+        )
+    return problems
+
+
+_AMOUNT: TypeAdapter[Decimal] = TypeAdapter(NonNegative)
+
+
+def _parsed(value: object) -> Decimal | None:
+    """``value`` as a valid amount, or None (its own error is reported elsewhere)."""
+    if value is None:
+        return None
+    try:
+        return _AMOUNT.validate_python(value)
+    except ValidationError:
+        return None
 
 
 class FlatSpec(ChargeSpec):

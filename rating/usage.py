@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
-from rating.validation import NonNegative, join_path, problems_from
+from rating.validation import NonNegative, digit_problem, join_path, problems_from
 from schemas.documents import load_document
 from schemas.errors import InvalidInput, Problem
 
@@ -56,6 +56,8 @@ def _number_problems(path: str, value: object) -> Iterable[Problem]:
         yield Problem(path, f"{value} is not a finite number", fix="pass a finite Decimal")
     elif value < 0:
         yield Problem(path, f"{value} is negative", fix="usage cannot be negative; pass 0 or more")
+    elif (digits := digit_problem(Decimal(value))) is not None:
+        yield Problem(path, digits[0], fix=digits[1])
 
 
 class _Entry(BaseModel):
@@ -130,15 +132,19 @@ def parse_usage_pairs(pairs: Iterable[str]) -> dict[str, Usage]:
             )
             continue
         try:
-            quantity = Decimal(text.strip())
+            number = Decimal(text.strip())
         except ArithmeticError:
             problems.append(Problem(path, f"{text!r} is not a number", fix="e.g. api_calls=1500.5"))
             continue
-        if not quantity.is_finite() or quantity < 0:
-            problems.append(
-                Problem(path, "quantity must be 0 or more", fix="e.g. api_calls=1500.5")
+        try:
+            quantity = _QUANTITY.validate_python(number)
+        except ValidationError as exc:
+            problems.extend(
+                Problem(path, f"{text!r}: {p.message}", fix=p.fix or "e.g. api_calls=1500.5")
+                for p in problems_from(exc)
             )
-        elif meter in usage:
+            continue
+        if meter in usage:
             problems.append(
                 Problem(path, f"meter {meter!r} given twice", fix="give each meter once")
             )

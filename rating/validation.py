@@ -11,16 +11,20 @@ from collections.abc import Collection, Iterable, Sequence
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, ValidationError
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
 from pydantic_core import PydanticCustomError
 
 from schemas.errors import Problem
 
 __all__ = [
+    "MAX_FRACTION_DIGITS",
+    "MAX_INTEGER_DIGITS",
+    "Count",
     "ExactDecimal",
     "NonNegative",
     "Positive",
     "choose_fix",
+    "digit_problem",
     "exact_number",
     "join_path",
     "problems_from",
@@ -28,7 +32,9 @@ __all__ = [
 
 
 def exact_number(value: Any) -> Any:
-    """Refuse floats and booleans before pydantic turns them into Decimals."""
+    """Refuse floats and booleans before pydantic turns them into Decimals, and numbers
+    with more digits than the bounds below (before pydantic's own conversion, which would
+    report ``1e400`` as "not finite")."""
     if isinstance(value, bool):
         raise PydanticCustomError(
             "exact_number", "a boolean is not a number", {"fix": 'write a number, e.g. "12.5"'}
@@ -39,15 +45,89 @@ def exact_number(value: Any) -> Any:
             "floats are not exact: {value} cannot be used as money or a quantity",
             {"value": repr(value), "fix": 'pass a Decimal or a string, e.g. "0.1"'},
         )
+    number = value
+    if isinstance(value, str):
+        try:
+            number = Decimal(value.strip())
+        except ArithmeticError:
+            return value  # pydantic names what is wrong with it
+    if isinstance(number, Decimal | int) and (
+        not isinstance(number, Decimal) or number.is_finite()
+    ):
+        problem = digit_problem(Decimal(number))
+        if problem is not None:
+            raise PydanticCustomError("digits", problem[0], {"fix": problem[1]})
     return value
 
 
+#: Digits before the decimal point of any price, fee, bound or quantity: what the
+#: ledger's ``Decimal(38, 9)`` columns hold, so whatever a card prices can be stored.
+MAX_INTEGER_DIGITS = 29
+#: Digits after the decimal point.  With both bounds every product the engine forms
+#: stays far inside its exact 100-digit context, so pricing never has to round.
+MAX_FRACTION_DIGITS = 18
+
+
+def digit_problem(value: Decimal) -> tuple[str, str] | None:
+    """``(message, fix)`` if a finite ``value`` has more digits than a card or usage may."""
+    _, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)
+    count = len(digits)
+    while count > 1 and exponent < 0 and digits[count - 1] == 0:  # trailing zeros say nothing
+        count -= 1
+        exponent += 1
+    before, after = max(0, count + exponent), max(0, -exponent)
+    if before > MAX_INTEGER_DIGITS:
+        return (
+            f"a number with {before} digits before the decimal point is more than the"
+            f" {MAX_INTEGER_DIGITS} an invoice can hold",
+            f"use at most {MAX_INTEGER_DIGITS} digits before the point; check the unit"
+            " (e.g. bytes against gigabytes)",
+        )
+    if after > MAX_FRACTION_DIGITS:
+        return (
+            f"a number with {after} digits after the decimal point is more than the"
+            f" {MAX_FRACTION_DIGITS} read",
+            f"round it to at most {MAX_FRACTION_DIGITS} decimal places",
+        )
+    return None
+
+
+def _bounded(value: Decimal) -> Decimal:
+    if not value.is_finite():  # pydantic refuses these first; a Decimal built by hand may not
+        raise PydanticCustomError(
+            "finite_number",
+            "{value} is not a finite number",
+            {"value": str(value), "fix": "write a finite number"},
+        )
+    problem = digit_problem(value)
+    if problem is not None:
+        raise PydanticCustomError("digits", problem[0], {"fix": problem[1]})
+    return value
+
+
+def _bounded_count(value: int) -> int:
+    return int(_bounded(Decimal(value)))
+
+
 #: A Decimal read without passing through float.
-ExactDecimal = Annotated[Decimal, BeforeValidator(exact_number)]
-#: An exact Decimal that is 0 or more (prices, fees, quantities).
-NonNegative = Annotated[Decimal, BeforeValidator(exact_number), Field(ge=0)]
-#: An exact Decimal above 0 (package sizes, tier bounds).
-Positive = Annotated[Decimal, BeforeValidator(exact_number), Field(gt=0)]
+ExactDecimal = Annotated[Decimal, BeforeValidator(exact_number), AfterValidator(_bounded)]
+#: An exact Decimal that is 0 or more (prices, fees, quantities), within the digit bounds.
+NonNegative = Annotated[
+    Decimal,
+    BeforeValidator(exact_number),
+    Field(ge=0, allow_inf_nan=False),
+    AfterValidator(_bounded),
+]
+#: An exact Decimal above 0 (package sizes, tier bounds), within the digit bounds.
+Positive = Annotated[
+    Decimal,
+    BeforeValidator(exact_number),
+    Field(gt=0, allow_inf_nan=False),
+    AfterValidator(_bounded),
+]
+#: A whole number of events, 0 or more, within the digit bounds.
+Count = Annotated[int, BeforeValidator(exact_number), Field(ge=0), AfterValidator(_bounded_count)]
 
 
 def join_path(prefix: str, *parts: str | int) -> str:
@@ -80,6 +160,10 @@ def _message(err: Any) -> str:
         return "unknown field"
     if kind == "missing":
         return "required field is missing"
+    if kind in {"dict_type", "model_type", "model_attributes_type"}:
+        return "expected a mapping of keys to values"
+    if kind == "finite_number":
+        return str(err.get("msg", "not a finite number"))
     return str(err.get("msg", "invalid"))
 
 
@@ -107,6 +191,8 @@ def _fix(err: Any, loc: Iterable[str | int]) -> str:
         return "write a list here"
     if kind.startswith("string"):
         return "write a string here"
+    if kind == "finite_number":
+        return "write a finite number"
     if kind == "too_short":
         return "add at least one entry"
     return ""

@@ -131,7 +131,7 @@ def test_usage_file_in_json_with_quantity_and_events(tmp_path: Path) -> None:
         ),
         (
             ["--rate-card", CARD, "--plan", "graduated", "--usage", "api_calls=-1"],
-            "quantity must be 0 or more",
+            "--usage api_calls=-1: '-1': Input should be greater than or equal to 0",
         ),
         (
             ["--rate-card", CARD, "--plan", "graduated", "--usage", "api_calls"],

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rating import RateCard, RatedPlan, Usage, load_rate_card_data, rate_plan, round_money
-from schemas.errors import InvalidInput, InvariantViolated
+from schemas.errors import InvalidInput
 
 D = Decimal
 CardFactory = Callable[..., RateCard]
@@ -275,7 +275,17 @@ def test_unknown_plan_and_currency(full_card: RateCard) -> None:
     assert caught.value.problems[0].path == "currency"
 
 
-def test_arithmetic_that_would_need_rounding_fails_loudly(make_card: CardFactory) -> None:
-    card = make_card({"meter": "m", "model": "per_unit", "unit_price": "1." + "3" * 60})
-    with pytest.raises(InvariantViolated, match="more than 100 digits"):
-        rate_plan(card, "p", "USD", {"m": Usage(quantity=D("1." + "7" * 60))})
+def test_numbers_the_exact_context_could_not_hold_are_refused_where_they_are_written(
+    make_card: CardFactory,
+) -> None:
+    """60 fraction digits on both sides once needed more than the 100-digit context and
+    ended in an internal error naming no field; now each is refused at its source."""
+    with pytest.raises(InvalidInput) as card:
+        make_card({"meter": "m", "model": "per_unit", "unit_price": "1." + "3" * 60})
+    assert [p.path for p in card.value.problems] == ["plans.p.USD.charges[0].unit_price"]
+    assert "60 digits after the decimal point" in card.value.problems[0].message
+    with pytest.raises(InvalidInput) as usage:
+        Usage(quantity=D("1." + "7" * 60))
+    assert usage.value.problems[0].path == "quantity"
+
+
