@@ -30,6 +30,7 @@ from schemas.storage.migrations import (
     unknown_layout,
     versions_text,
 )
+from schemas.storage.rate_cards_table import RateCardsTable
 from schemas.storage.rollups import WindowStore
 from schemas.storage.schema_versions import VERSIONS, check_baseline, reattach_feed
 from schemas.storage.sql import Statement, lit
@@ -59,6 +60,7 @@ def all_ddl(database: str) -> list[Statement]:
         *EventsTable(database).ddl(),
         *WindowStore(database).ddl(),
         *InvoicesTable(database).ddl(),
+        *RateCardsTable(database).ddl(),
         MigrationsTable(database).ddl(),
     ]
 

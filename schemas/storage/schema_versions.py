@@ -5,6 +5,7 @@
    writes.
 3. Rollups by hour and by day, and a repair feed per windows table.
 4. The aggregated feed (``agg_feed``): a chunk's contributions pre-aggregated per window.
+5. ``rate_card_versions``: every rate-card version that priced an invoice.
 
 Copies under a live writer use a *cut*: a whole minute M chosen by the migration.  The
 worker stores a record's contributions under its ingestion minute (the broker's append
@@ -35,6 +36,7 @@ from schemas.storage.migrations import (
     tables_of,
     unknown_layout,
 )
+from schemas.storage.rate_cards_table import RateCardsTable
 from schemas.storage.rollups import RollupTable, WindowStore
 from schemas.storage.sql import Statement
 from schemas.storage.windows_table import LATEST_TYPE_MARK, SORTING_KEY, WindowsTable
@@ -217,4 +219,21 @@ class AggregatedFeed:
         ctx.run(*WindowStore(ctx.database).agg_ddl())
 
 
-VERSIONS: tuple[Version, ...] = (Baseline(), SubjectLeadingWindows(), Rollups(), AggregatedFeed())
+@dataclass(frozen=True, slots=True)
+class RateCardVersions:
+    """A new table only: nothing reads it before a billing run writes it."""
+
+    number: int = 5
+    name: str = "rate-card versions"
+
+    def apply(self, ctx: MigrationContext) -> None:
+        ctx.run(*RateCardsTable(ctx.database).ddl())
+
+
+VERSIONS: tuple[Version, ...] = (
+    Baseline(),
+    SubjectLeadingWindows(),
+    Rollups(),
+    AggregatedFeed(),
+    RateCardVersions(),
+)
