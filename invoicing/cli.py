@@ -29,6 +29,7 @@ from invoicing.documents import lines_csv, render_html
 from invoicing.ledger import void_invoice
 from invoicing.periods import parse_month
 from invoicing.publish import KafkaPublisher
+from invoicing.rate_cards import add_rate_cards_parser
 from invoicing.report import invoices_table
 from invoicing.run import BillingRun, run_period
 from rating import load_rate_card
@@ -170,6 +171,7 @@ def add_parsers(sub: Any, run_name: str = "run") -> None:
     void.add_argument("invoice_id")
     void.add_argument("--reason", required=True)
     void.set_defaults(handler=lambda args: _void(args, Settings()))
+    add_rate_cards_parser(sub)
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m invoicing") -> int:

@@ -1,5 +1,6 @@
 """The invoice document, typed: what billing publishes to the invoices topic, stores in
-ClickHouse and renders (schema ``meterline.invoice/2``).
+ClickHouse and renders (schema ``meterline.invoice/3``; documents of ``/2``, stored before
+invoices named their rate-card version, still read).
 
 Every amount, quantity and price is an exact decimal *string* (``"59.50"``, never a JSON
 float); times are RFC 3339 UTC to the millisecond.  :meth:`InvoiceDocument.to_json` is
@@ -14,7 +15,7 @@ from decimal import Decimal
 from typing import Annotated, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "SCHEMA",
@@ -29,8 +30,9 @@ __all__ = [
 ]
 
 
-SCHEMA = "meterline.invoice/2"
-"""The document's schema name; a change that a consumer must know about gets a new one."""
+SCHEMA = "meterline.invoice/3"
+"""The document's schema name; a change that a consumer must know about gets a new one.
+``/3`` added ``rate_card_version``."""
 
 
 class _Doc(BaseModel):
@@ -116,7 +118,7 @@ Line = Annotated[UsageLine | AdjustmentLine, Field(discriminator="kind")]
 
 
 class InvoiceDocument(_Doc):
-    schema_: Literal["meterline.invoice/2"] = Field(alias="schema")
+    schema_: Literal["meterline.invoice/2", "meterline.invoice/3"] = Field(alias="schema")
     invoice_id: str
     namespace: str
     revision: int
@@ -134,6 +136,15 @@ class InvoiceDocument(_Doc):
     adjustments_total: str
     total: str
     created_at: str
+    rate_card_version: str | None = None
+    """The rate-card version that priced every line (``rating.versions``); ``None`` only
+    on ``/2`` documents."""
+
+    @model_validator(mode="after")
+    def _version_named(self) -> InvoiceDocument:
+        if self.schema_ != "meterline.invoice/2" and self.rate_card_version is None:
+            raise ValueError(f"a {self.schema_} document names its rate_card_version")
+        return self
 
     @property
     def total_amount(self) -> Decimal:

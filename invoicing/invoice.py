@@ -3,7 +3,7 @@
 The id is a digest of (namespace, customer, subscription, period start, revision), so
 rating the same period again yields the same id and a rerun sees that it exists.
 
-The document (``schema: meterline.invoice/2``, described field by field in
+The document (``schema: meterline.invoice/3``, described field by field in
 ``docs/invoicing.md``) is built once, stored as a draft, and published byte for byte;
 it never changes afterwards.  Money is Decimal throughout, rendered as strings; the
 total is exactly the sum of the rounded line amounts (checked on construction).
@@ -132,6 +132,8 @@ class Invoice:
     """Starts of the earlier periods whose late usage this invoice accounts for, up to
     its cutoff (even when there was none): the adjustment frontier of those periods."""
     created_ms: int
+    rate_card_version: str
+    """The version of the rate card that priced it (``rating.versions.card_version``)."""
 
     @property
     def id(self) -> str:
@@ -189,6 +191,7 @@ class Invoice:
                 "adjustments_total": format_decimal(self.adjustments_total),
                 "total": format_decimal(self.total),
                 "created_at": format_ms(self.created_ms),
+                "rate_card_version": self.rate_card_version,
             }
         )
 

@@ -1,6 +1,8 @@
 """The invoice ledger in ClickHouse: what has been billed, drafts, issued invoices and
 voids (the I/O side of a billing run, ``invoicing.run``).
 
+* :func:`record_card_version`: the rate-card version a run prices with, stored before
+  the first draft that names it.
 * :func:`read_ledger`: every invoice of the namespace as planning sees it (``Billed``),
   and the drafts a crashed run left pending.
 * :func:`store_drafts` / :func:`store_issued`: a run's intent record, then the invoice
@@ -12,6 +14,7 @@ voids (the I/O side of a billing run, ``invoicing.run``).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -23,6 +26,8 @@ from invoicing.document import InvoiceDocument
 from invoicing.invoice import Invoice
 from invoicing.lifecycle import RANK, Status, check_transition
 from invoicing.plan import Billed
+from rating import RateCard
+from rating.versions import card_document, card_version
 from schemas.errors import InvalidInput, InvariantViolated
 from schemas.storage.engine import Engine
 from schemas.storage.invoices_table import (
@@ -32,6 +37,7 @@ from schemas.storage.invoices_table import (
     InvoicesTable,
     StatusRow,
 )
+from schemas.storage.rate_cards_table import RateCardRow, RateCardsTable
 from schemas.timeutil import format_ms, now_ms, parse_wire_time
 
 __all__ = [
@@ -40,6 +46,7 @@ __all__ = [
     "Publisher",
     "finish_pending",
     "read_ledger",
+    "record_card_version",
     "rows_from_document",
     "store_drafts",
     "store_issued",
@@ -54,6 +61,30 @@ class Publisher(Protocol):
     def publish(self, records: Sequence[tuple[str, bytes]]) -> None: ...
 
     def committed(self, keys: Collection[str], since_ms: int) -> set[str]: ...
+
+
+def record_card_version(
+    engine: Engine, database: str, namespace: str, card: RateCard, recorded_ms: int
+) -> str:
+    """Store ``card``'s version unless it is already stored; return the version.
+
+    Called before the drafts are stored, so every stored invoice's version can be read
+    back.  A crash after it leaves a version no invoice names yet, which costs nothing
+    (the next run finds it recorded); two runs recording it at once write identical
+    content, which the table collapses."""
+    table = RateCardsTable(database)
+    version = card_version(card)
+    if not engine.execute(table.known(namespace, [version]).to_sql()):
+        document = card_document(card)
+        row = RateCardRow(
+            namespace,
+            version,
+            hashlib.sha256(document).hexdigest(),
+            recorded_ms,
+            document.decode(),
+        )
+        engine.insert(*table.insert([row]))
+    return version
 
 
 def store_drafts(

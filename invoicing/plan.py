@@ -33,6 +33,7 @@ from invoicing.lifecycle import Status
 from invoicing.periods import Month, Period
 from invoicing.usage import customer_usage
 from rating import RateCard, Usage, rate_plan
+from rating.versions import card_version
 from schemas.errors import InvalidInput, Problem
 from schemas.metering.definitions import MeterSet
 from schemas.timeutil import MINUTE_MS, to_ms
@@ -163,9 +164,13 @@ def plan_subscription(
     card: RateCard,
     meters: MeterSet,
     created_ms: int,
+    version: str | None = None,
 ) -> SubscriptionPlan:
     """Invoices for the subscription's due ``periods`` (chronological).  ``history`` is
-    extended with each planned invoice so later periods of the same run see it."""
+    extended with each planned invoice so later periods of the same run see it.
+    ``version``: ``card``'s version, when the caller has it already (one digest per run,
+    not per customer)."""
+    version = version or card_version(card)
     out = SubscriptionPlan()
     problems: list[Problem] = []
     for period in sorted(periods, key=lambda p: p.start_s):
@@ -233,6 +238,7 @@ def plan_subscription(
             adjustments=tuple(adjustments),
             covers=tuple(covers),
             created_ms=created_ms,
+            rate_card_version=version,
         )
         out.invoices.append(invoice)
         history.append(

@@ -40,6 +40,7 @@ from invoicing.ledger import (
     Publisher,
     finish_pending,
     read_ledger,
+    record_card_version,
     store_drafts,
     store_issued,
 )
@@ -48,6 +49,7 @@ from invoicing.plan import SubjectUsage, choose_cutoff, due_periods, plan_subscr
 from invoicing.publish import KafkaPublisher
 from invoicing.usage import priced_meters
 from rating import RateCard
+from rating.versions import card_version
 from schemas.errors import InvalidInput
 from schemas.metering.definitions import MeterSet
 from schemas.storage.engine import Engine
@@ -194,6 +196,7 @@ def run_period(
         result.recovered = finish_pending(engine, table, namespace, ledger, publish, report)
     read = _usage_reader(engine, database, namespace, meters, card)
     created = now_ms()
+    version = card_version(card)
     periods_of: dict[int, list[Period]] = {}
     for d in closable:  # grouped once: a scan per customer would be quadratic
         periods_of.setdefault(id(d.customer), []).append(d.period)
@@ -214,6 +217,7 @@ def run_period(
             card=card,
             meters=meters,
             created_ms=created,
+            version=version,
         )
         result.invoices += planned.invoices
         result.already_emitted += planned.existing
@@ -225,6 +229,8 @@ def run_period(
     if dry_run or not result.invoices:
         return result
     documents = {invoice.id: invoice.to_json() for invoice in result.invoices}
+    record_card_version(engine, database, namespace, card, created)
+    report(f"rate card {version}")
     store_drafts(engine, table, result.invoices, documents)
     report(f"recorded {len(documents)} drafts; publishing them in one transaction")
     if publish is not None:

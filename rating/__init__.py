@@ -12,8 +12,9 @@ The contract other packages use::
 Layout: ``money`` (currencies, the one rounding rule), ``tiers`` (boundary convention),
 ``models`` and ``percentage`` (one class per pricing model), ``specs`` (validation of
 each model's parameters), ``registry`` (kind -> model and spec), ``card`` (loading rate
-cards), ``usage``, ``engine`` (``rate_plan``), ``lines`` (the priced breakdown) and
-``cli`` (``python -m rating quote``).  Everything is pure: no I/O beyond reading the
+cards), ``versions`` (a card's version: a digest of what it prices), ``usage``,
+``engine`` (``rate_plan``), ``lines`` (the priced breakdown) and ``cli``
+(``python -m rating quote``).  Everything is pure: no I/O beyond reading the
 files it is pointed at.  Errors are :class:`schemas.errors.InvalidInput` (bad input,
 every problem at once) and :class:`schemas.errors.InvariantViolated`.
 """
@@ -25,6 +26,7 @@ from rating.money import currency_codes, minor_units, round_money
 from rating.registry import REGISTRY, kinds
 from rating.tiers import Tier
 from rating.usage import Usage, load_usage_file
+from rating.versions import canonical_card, card_document, card_version
 
 __all__ = [
     "REGISTRY",
@@ -38,6 +40,9 @@ __all__ = [
     "Tier",
     "TierBreakdown",
     "Usage",
+    "canonical_card",
+    "card_document",
+    "card_version",
     "currency_codes",
     "kinds",
     "load_rate_card",

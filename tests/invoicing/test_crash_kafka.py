@@ -16,6 +16,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from ingest.admin import ensure_topics, meterline_topics
+from invoicing.document import SCHEMA
 from invoicing.periods import month_period
 from schemas.settings import Settings
 from schemas.storage.bootstrap import ensure_schema
@@ -127,7 +128,7 @@ def test_sigkill_mid_transaction_and_after_commit_then_rerun(isolated: Settings)
     assert "emitted 0 invoices" in outputs[4]
 
     committed = read_topic(isolated, "read_committed")
-    copies = Counter(key for key, doc in committed if doc.get("schema") == "meterline.invoice/2")
+    copies = Counter(key for key, doc in committed if doc.get("schema") == SCHEMA)
     print(f"crash test: {len(runs)} runs, 3 SIGKILLs, read_committed copies: {dict(copies)}")
     assert len(copies) == 4
     assert set(copies.values()) == {1}

@@ -5,6 +5,7 @@ an in-memory stand-in for the transactional topic.  The real broker is exercised
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -21,10 +22,12 @@ from invoicing.ledger import void_invoice
 from invoicing.periods import month_period
 from invoicing.run import BillingRun, run_period
 from invoicing.usage import priced_meters
+from rating import card_document, card_version, load_rate_card_data
 from schemas.errors import InvalidInput
 from schemas.storage.bootstrap import ensure_schema
 from schemas.storage.engine import Engine
 from schemas.storage.invoices_table import InvoicesTable
+from schemas.storage.rate_cards_table import RateCardsTable
 from schemas.storage.usage import UsageRead, read_usage
 from schemas.storage.windows_table import FeedRow, WindowsTable
 from tests.invoicing.helpers import DEMO_CARD, METERS, customer
@@ -283,3 +286,53 @@ def test_the_estimate_for_a_period_and_cutoff_is_the_invoice(db: tuple[Engine, s
     # the live estimate (no cutoff, read from a rollup) counts the late usage, as a later
     # cutoff does
     assert estimated(None) == invoiced(late + 60) != invoiced(CLOSE_OCT)
+
+
+def test_an_invoice_names_its_rate_card_version_and_that_version_never_changes(
+    db: tuple[Engine, str],
+) -> None:
+    """Billed with the demo card, the invoice names its version and the ledger holds that
+    version's document; after a price change the issued invoice and the stored version
+    are as they were, and the next period is billed with (and names) the new version."""
+    engine, database = db
+    usage(engine, database, [("acme", "api_calls", OCT.start_s + 5, OCT.start_s + 9, "1")] * 3)
+    usage(engine, database, [("acme", "api_calls", NOV.start_s + 5, NOV.start_s + 9, "1")] * 3)
+    topic = FakeTopic()
+    one = [customer()]
+    october = bill(db, "2026-10", CLOSE_OCT, topic, one)
+    first = card_version(DEMO_CARD)
+    assert [i.document().rate_card_version for i in october.invoices] == [first]
+
+    edited = load_rate_card_data(
+        orjson.loads(card_document(DEMO_CARD).replace(b'"0.002"', b'"0.004"'))
+    )
+    second = card_version(edited)
+    assert second != first
+
+    def run(label: str, cutoff: int) -> Any:
+        request = BillingRun("ns", database, month_period(label), one, edited, METERS)
+        return run_period(
+            dataclasses.replace(request, cutoff_s=cutoff),
+            engine=engine,
+            publish=topic,
+            now=datetime.fromtimestamp(cutoff + 30, UTC),
+            sleep=lambda _: None,
+        )
+
+    rerun = run("2026-10", CLOSE_OCT + 60)
+    assert rerun.emitted == []  # issued invoices keep the prices they were issued with
+    november = run("2026-11", CLOSE_NOV)
+    assert [i.document().rate_card_version for i in november.invoices] == [second]
+    assert stored(db)[november.invoices[0].id] == Decimal("0.01")  # 3 × 0.004 = 0.012
+
+    table = RateCardsTable(database)
+    assert [row[0] for row in engine.execute(table.listing("ns").to_sql())] == [first, second]
+    ((digest, document),) = engine.execute(table.document("ns", first).to_sql())
+    assert document.encode() == card_document(DEMO_CARD)
+    assert digest == hashlib.sha256(document.encode()).hexdigest()
+    assert card_version(load_rate_card_data(orjson.loads(document))) == first
+    issued = [orjson.loads(doc) for _, doc, _ in topic.records]
+    assert [(d["schema"], d["rate_card_version"]) for d in issued] == [
+        ("meterline.invoice/3", first),
+        ("meterline.invoice/3", second),
+    ]
