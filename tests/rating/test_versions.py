@@ -70,3 +70,11 @@ def test_the_canonical_document_loads_back_as_the_same_version(path: str) -> Non
     again = load_rate_card_data(orjson.loads(card_document(original)))
     assert card_version(again) == card_version(original)
     assert card_document(again) == card_document(original)
+
+
+def test_the_version_the_docs_show_is_the_demo_cards() -> None:
+    demo = card_version(load_rate_card(REPO / "deploy/demo/rate-card.yaml"))
+    assert (
+        "rate-cards version deploy/demo/rate-card.yaml" in (REPO / "docs/invoicing.md").read_text()
+    )
+    assert f"\n{demo}\n" in (REPO / "docs/invoicing.md").read_text()
