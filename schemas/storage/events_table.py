@@ -11,11 +11,12 @@ an event that arrived after its window's end plus the grace.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from schemas.storage.sql import Statement, lit
 
-__all__ = ["COLUMNS", "EventsTable", "RawEventRow", "RawRow"]
+__all__ = ["COLUMNS", "EventsTable", "LineEvents", "RawEventRow", "RawRow"]
 
 COLUMNS = (
     "namespace",
@@ -126,4 +127,59 @@ class EventsTable:
             "SELECT source_partition, source_offset, source_index, ingested_ms, data"
             f" FROM {self.name} FINAL WHERE {' AND '.join(where)}"
             " ORDER BY source_partition, source_offset, source_index"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LineEvents:
+    """The stored events an invoice line bills: events of ``event_type`` from
+    ``subjects``, event time in ``[start_ms, end_ms)``, ingested before ``before_ms`` —
+    exactly what the line's windows aggregated (an event that cannot be metered is
+    dead-lettered whole and never stored).
+
+    Each event is hashed as ``sha256(source + NUL + id + NUL + data)`` (hex; ``data`` the
+    stored JSON text, byte for byte), and the line's digest is the SHA-256 of those hashes
+    sorted and joined with newlines — the recipe ``docs/invoicing.md`` gives customers."""
+
+    namespace: str
+    event_type: str
+    subjects: tuple[str, ...]
+    start_ms: int
+    end_ms: int
+    before_ms: int
+
+    def _where(self) -> str:
+        subjects = ", ".join(lit(s) for s in self.subjects) or lit("")
+        return (
+            f"namespace = {lit(self.namespace)} AND type = {lit(self.event_type)}"
+            f" AND subject IN ({subjects}) AND time_ms >= {self.start_ms}"
+            f" AND time_ms < {self.end_ms} AND ingested_ms < {self.before_ms}"
+        )
+
+    def _events(self, table: str) -> str:
+        """One row per distinct event (a rewrite after a crash is the same event)."""
+        return (
+            "SELECT source, id, any(subject) AS event_subject, any(time_ms) AS event_ms,"
+            " any(ingested_ms) AS event_ingested_ms, any(data) AS event_data,"
+            " lower(hex(SHA256(concat(source, '\\0', id, '\\0', any(data))))) AS hash"
+            f" FROM {table} WHERE {self._where()} GROUP BY source, id"
+        )
+
+    def evidence(self, table: str) -> Statement:
+        """One row ``(events, digest)``."""
+        return Statement(
+            "SELECT count(), lower(hex(SHA256(arrayStringConcat(arraySort(groupArray(hash)),"
+            f" '\\n')))) FROM ({self._events(table)})"
+        )
+
+    def page(self, table: str, after: tuple[str, str] | None, limit: int) -> Statement:
+        """Rows ``(source, id, subject, time_ms, ingested_ms, data, hash)`` ordered by
+        ``(source, id)``, the first ``limit`` after the ``(source, id)`` cursor."""
+        cursor = ""
+        if after is not None:
+            source, event_id = (lit(part) for part in after)
+            cursor = f" WHERE (source > {source}) OR (source = {source} AND id > {event_id})"
+        return Statement(
+            "SELECT source, id, event_subject, event_ms, event_ingested_ms, event_data, hash"
+            f" FROM ({self._events(table)}){cursor} ORDER BY source, id LIMIT {int(limit)}"
         )
