@@ -138,23 +138,27 @@ class LineEvents:
     dead-lettered whole and never stored).
 
     Each event is hashed as ``sha256(source + NUL + id + NUL + data)`` (hex; ``data`` the
-    stored JSON text, byte for byte), and the line's digest is the SHA-256 of those hashes
-    sorted and joined with newlines — the recipe ``docs/invoicing.md`` gives customers."""
+    stored JSON text, byte for byte) and each subject's digest is the SHA-256 of its
+    events' hashes sorted and joined with newlines; ``invoicing.evidence`` combines the
+    subjects of a line — the recipe ``docs/invoicing.md`` gives customers.  ``subjects``
+    ``None``: every subject (one query for all the customers of a period)."""
 
     namespace: str
     event_type: str
-    subjects: tuple[str, ...]
+    subjects: tuple[str, ...] | None
     start_ms: int
     end_ms: int
     before_ms: int
 
     def _where(self) -> str:
-        subjects = ", ".join(lit(s) for s in self.subjects) or lit("")
-        return (
+        where = (
             f"namespace = {lit(self.namespace)} AND type = {lit(self.event_type)}"
-            f" AND subject IN ({subjects}) AND time_ms >= {self.start_ms}"
-            f" AND time_ms < {self.end_ms} AND ingested_ms < {self.before_ms}"
+            f" AND time_ms >= {self.start_ms} AND time_ms < {self.end_ms}"
+            f" AND ingested_ms < {self.before_ms}"
         )
+        if self.subjects is not None:
+            where += f" AND subject IN ({', '.join(lit(s) for s in self.subjects) or lit('')})"
+        return where
 
     def _events(self, table: str) -> str:
         """One row per distinct event (a rewrite after a crash is the same event)."""
@@ -166,10 +170,11 @@ class LineEvents:
         )
 
     def evidence(self, table: str) -> Statement:
-        """One row ``(events, digest)``."""
+        """Rows ``(subject, events, digest)``, one per subject that has events."""
         return Statement(
-            "SELECT count(), lower(hex(SHA256(arrayStringConcat(arraySort(groupArray(hash)),"
-            f" '\\n')))) FROM ({self._events(table)})"
+            "SELECT event_subject, count(),"
+            " lower(hex(SHA256(arrayStringConcat(arraySort(groupArray(hash)), '\\n'))))"
+            f" FROM ({self._events(table)}) GROUP BY event_subject ORDER BY event_subject"
         )
 
     def page(self, table: str, after: tuple[str, str] | None, limit: int) -> Statement:

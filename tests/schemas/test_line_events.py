@@ -27,12 +27,17 @@ def row(source: str, event_id: str, **fields: object) -> RawEventRow:
     return RawEventRow(**base)  # type: ignore[arg-type]
 
 
-def recipe(events: list[RawEventRow]) -> tuple[int, str]:
-    """The digest as docs/invoicing.md tells a customer to compute it."""
-    hashes = sorted(
-        hashlib.sha256(f"{e.source}\0{e.id}\0{e.data}".encode()).hexdigest() for e in events
-    )
-    return len(hashes), hashlib.sha256("\n".join(hashes).encode()).hexdigest()
+def recipe(events: list[RawEventRow]) -> list[tuple[str, int, str]]:
+    """Each subject's digest as docs/invoicing.md tells a customer to compute it."""
+    out = []
+    for subject in sorted({e.subject for e in events}):
+        hashes = sorted(
+            hashlib.sha256(f"{e.source}\0{e.id}\0{e.data}".encode()).hexdigest()
+            for e in events
+            if e.subject == subject
+        )
+        out.append((subject, len(hashes), hashlib.sha256("\n".join(hashes).encode()).hexdigest()))
+    return out
 
 
 def test_line_events_and_their_digest(engine: tuple[Engine, str]) -> None:
@@ -55,8 +60,11 @@ def test_line_events_and_their_digest(engine: tuple[Engine, str]) -> None:
     eng.insert(*table.insert_args([*billed, *others]))
     eng.insert(*table.insert_args([billed[0]]))  # a rewrite after a crash
     line = LineEvents("ns", "api", ("acme", "acme-eu"), T0, T0 + 60_000, T0 + 60_000)
-    ((count, digest),) = eng.execute(line.evidence(table.name).to_sql())
-    assert (count, digest) == recipe(billed)
+    assert [tuple(r) for r in eng.execute(line.evidence(table.name).to_sql())] == recipe(billed)
+    everyone = LineEvents("ns", "api", None, T0, T0 + 60_000, T0 + 60_000)
+    assert [tuple(r) for r in eng.execute(everyone.evidence(table.name).to_sql())] == recipe(
+        [*billed, others[1]]
+    )
 
     seen: list[tuple[str, str]] = []
     after = None
@@ -75,4 +83,4 @@ def test_line_events_and_their_digest(engine: tuple[Engine, str]) -> None:
     assert seen == sorted((e.source, e.id) for e in billed)
 
     empty = LineEvents("ns", "api", ("nobody",), T0, T0 + 60_000, T0 + 60_000)
-    assert eng.execute(empty.evidence(table.name).to_sql()) == [(0, hashlib.sha256().hexdigest())]
+    assert list(eng.execute(empty.evidence(table.name).to_sql())) == []
