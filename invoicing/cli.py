@@ -32,6 +32,7 @@ from invoicing.publish import KafkaPublisher
 from invoicing.rate_cards import add_rate_cards_parser
 from invoicing.report import invoices_table
 from invoicing.run import BillingRun, run_period
+from invoicing.verify import add_verify_parser
 from rating import load_rate_card
 from schemas.cli import command_line
 from schemas.errors import InvalidInput
@@ -172,6 +173,7 @@ def add_parsers(sub: Any, run_name: str = "run") -> None:
     void.add_argument("--reason", required=True)
     void.set_defaults(handler=lambda args: _void(args, Settings()))
     add_rate_cards_parser(sub)
+    add_verify_parser(sub)
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m invoicing") -> int:

@@ -22,6 +22,7 @@ __all__ = [
     "AdjustmentLine",
     "Adjusts",
     "Component",
+    "Evidence",
     "InvoiceDocument",
     "PeriodDoc",
     "RatedLine",
@@ -32,7 +33,7 @@ __all__ = [
 
 SCHEMA = "meterline.invoice/3"
 """The document's schema name; a change that a consumer must know about gets a new one.
-``/3`` added ``rate_card_version``."""
+``/3`` added ``rate_card_version`` and each metered line's ``evidence``."""
 
 
 class _Doc(BaseModel):
@@ -90,9 +91,28 @@ class RatedLine(_Charge):
     unrounded_amount: str
 
 
+class Evidence(_Doc):
+    """What a usage line on a meter bills and how to check it (``invoicing.evidence``)."""
+
+    meter: str
+    event_type: str
+    aggregation: str
+    value_property: str | None
+    subjects: list[str]
+    events_from: str
+    events_to: str
+    ingested_before: str
+    events: int
+    events_digest: str
+    rounding: str
+    rate_card_version: str
+
+
 class UsageLine(RatedLine):
     kind: Literal["usage"]
     line_no: int
+    evidence: Evidence | None = None
+    """On ``/3`` lines priced on a meter; ``None`` on flat fees, minimums and ``/2``."""
 
 
 class Adjusts(_Doc):

@@ -12,11 +12,13 @@ total is exactly the sum of the rounded line amounts (checked on construction).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from invoicing.customers import Customer
 from invoicing.document import SCHEMA, InvoiceDocument
+from invoicing.evidence import LineEvidence
 from invoicing.periods import Period
 from rating import Line, RatedPlan, minor_units, round_money
 from rating.money import format_decimal
@@ -134,6 +136,8 @@ class Invoice:
     created_ms: int
     rate_card_version: str
     """The version of the rate card that priced it (``rating.versions.card_version``)."""
+    evidence: Mapping[str, LineEvidence] = field(default_factory=dict)
+    """Per charge id of a usage line on a meter: what it bills (``invoicing.evidence``)."""
 
     @property
     def id(self) -> str:
@@ -165,6 +169,10 @@ class Invoice:
         lines: list[dict[str, object]] = [
             {"kind": "usage", **line.to_dict()} for line in self.rated.lines
         ]
+        for line in lines:
+            found = self.evidence.get(str(line["charge_id"]))
+            if found is not None:
+                line["evidence"] = found.to_dict()
         lines += [adjustment.to_dict() for adjustment in self.adjustments]
         for number, line in enumerate(lines, start=1):
             line["line_no"] = number

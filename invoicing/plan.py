@@ -28,11 +28,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from invoicing.customers import Customer
+from invoicing.evidence import EvidenceReader, LineEvidence
 from invoicing.invoice import Adjustment, Invoice, invoice_id
 from invoicing.lifecycle import Status
 from invoicing.periods import Month, Period
 from invoicing.usage import customer_usage
-from rating import RateCard, Usage, rate_plan
+from rating import RateCard, Usage, minor_units, rate_plan
 from rating.versions import card_version
 from schemas.errors import InvalidInput, Problem
 from schemas.metering.definitions import MeterSet
@@ -165,11 +166,13 @@ def plan_subscription(
     meters: MeterSet,
     created_ms: int,
     version: str | None = None,
+    evidence: EvidenceReader | None = None,
 ) -> SubscriptionPlan:
     """Invoices for the subscription's due ``periods`` (chronological).  ``history`` is
     extended with each planned invoice so later periods of the same run see it.
     ``version``: ``card``'s version, when the caller has it already (one digest per run,
-    not per customer)."""
+    not per customer).  ``evidence`` reads the digests of the events each metered line
+    bills; without it lines carry no evidence (planning tests)."""
     version = version or card_version(card)
     out = SubscriptionPlan()
     problems: list[Problem] = []
@@ -187,6 +190,20 @@ def plan_subscription(
         )
         problems += found
         rated = rate_plan(card, customer.plan, customer.currency, usage)
+        proof = {}
+        if evidence is not None:
+            proof = {
+                line.charge_id: LineEvidence.read(
+                    meters.get(line.meter),
+                    customer.subjects,
+                    (period.start_s, period.end_s, cutoff),
+                    evidence,
+                    minor_units(customer.currency),
+                    version,
+                )
+                for line in rated.lines
+                if line.meter is not None
+            }
         adjustments: list[Adjustment] = []
         covers: list[int] = []
         earlier = sorted(
@@ -239,6 +256,7 @@ def plan_subscription(
             covers=tuple(covers),
             created_ms=created_ms,
             rate_card_version=version,
+            evidence=proof,
         )
         out.invoices.append(invoice)
         history.append(

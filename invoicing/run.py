@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from invoicing.customers import Customer
+from invoicing.evidence import EvidenceReader
 from invoicing.invoice import Invoice
 from invoicing.ledger import (
     Publisher,
@@ -53,6 +54,7 @@ from rating.versions import card_version
 from schemas.errors import InvalidInput
 from schemas.metering.definitions import MeterSet
 from schemas.storage.engine import Engine
+from schemas.storage.events_table import EventsTable, LineEvents
 from schemas.storage.invoices_table import (
     InvoicesTable,
 )
@@ -197,6 +199,7 @@ def run_period(
     read = _usage_reader(engine, database, namespace, meters, card)
     created = now_ms()
     version = card_version(card)
+    evidence = _evidence_reader(engine, database, namespace)
     periods_of: dict[int, list[Period]] = {}
     for d in closable:  # grouped once: a scan per customer would be quadratic
         periods_of.setdefault(id(d.customer), []).append(d.period)
@@ -218,6 +221,7 @@ def run_period(
             meters=meters,
             created_ms=created,
             version=version,
+            evidence=evidence,
         )
         result.invoices += planned.invoices
         result.already_emitted += planned.existing
@@ -238,6 +242,26 @@ def run_period(
     store_issued(engine, table, namespace, list(documents.values()))
     report(f"issued {len(documents)} invoices")
     return result
+
+
+def _evidence_reader(engine: Engine, database: str, namespace: str) -> EvidenceReader:
+    """Every subject's event digests per (event type, period, cutoff), one query each."""
+    table = EventsTable(database).name
+    cache: dict[tuple[str, int, int, int], dict[str, tuple[int, str]]] = {}
+
+    def read(
+        event_type: str, start_s: int, end_s: int, cutoff_s: int
+    ) -> dict[str, tuple[int, str]]:
+        key = (event_type, start_s, end_s, cutoff_s)
+        if key not in cache:
+            query = LineEvents(
+                namespace, event_type, None, start_s * 1000, end_s * 1000, cutoff_s * 1000
+            )
+            rows = engine.execute(query.evidence(table).to_sql())
+            cache[key] = {str(s): (int(n), str(d)) for s, n, d in rows}
+        return cache[key]
+
+    return read
 
 
 def _usage_reader(

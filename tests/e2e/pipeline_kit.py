@@ -12,13 +12,17 @@ from ingest import UsageProducer
 from ingest.admin import ensure_topics, meterline_topics
 from ingest.telemetry import Telemetry
 from invoicing.customers import load_customers
+from invoicing.document import UsageLine
 from invoicing.periods import month_period
 from invoicing.run import BillingRun, KafkaPublisher, RunResult, run_period
+from invoicing.verify import check_line
 from rating import load_rate_card
 from schemas.metering.definitions import load_meters
 from schemas.settings import Settings
 from schemas.storage.bootstrap import ensure_schema
 from schemas.storage.engine import ServerEngine
+from schemas.storage.events_table import EventsTable, LineEvents
+from schemas.timeutil import format_ms
 from streams.progress import consumer_lag
 from streams.reconcile import stored_totals as totals_of
 from tests.conftest import WorkerProcess, wait_until
@@ -71,3 +75,36 @@ def bill_october(settings: Settings, engine: ServerEngine) -> RunResult:
         engine=engine,
         publish=KafkaPublisher(settings.kafka_bootstrap, settings.invoices_topic),
     )
+
+
+def verify_every_line(settings: Settings, engine: ServerEngine, result: RunResult) -> int:
+    """Recompute every metered line of the run's invoices from the raw events it bills,
+    as a customer would (``invoicing.verify.check_line``), reading the events straight
+    from ClickHouse; every check must hold.  Returns the number of lines checked."""
+    card = load_rate_card(settings.rate_card_file)
+    table = EventsTable(settings.clickhouse_database).name
+    checked = 0
+    for invoice in result.invoices:
+        document = invoice.document()
+        for line in document.lines:
+            if not isinstance(line, UsageLine) or line.evidence is None:
+                continue
+            evidence = line.evidence
+            query = LineEvents(
+                settings.namespace,
+                evidence.event_type,
+                tuple(evidence.subjects),
+                invoice.period.start_s * 1000,
+                invoice.period.end_s * 1000,
+                invoice.cutoff_s * 1000,
+            )
+            rows = engine.execute(query.page(table, None, 10**9).to_sql())
+            events = [
+                {"source": r[0], "id": r[1], "subject": r[2], "time": format_ms(r[3]),
+                 "event": r[5], "hash": r[6]}
+                for r in rows
+            ]  # fmt: skip
+            checks = check_line(document, line.line_no, events, card)
+            assert all(check.ok for check in checks), [str(c) for c in checks]
+            checked += 1
+    return checked
