@@ -43,17 +43,19 @@ sys.path.insert(0, str(ROOT / "deploy"))
 
 import pipeline  # noqa: E402
 
+from api.server import demo_tokens  # noqa: E402
 from ingest import UsageProducer  # noqa: E402
 from ingest.admin import ensure_topics, meterline_topics  # noqa: E402
 from ingest.telemetry import Telemetry, generate  # noqa: E402
 from invoicing.check import expected_adjustments, expected_totals, per_unit_prices  # noqa: E402
 from invoicing.customers import Customer, load_customers  # noqa: E402
-from invoicing.document import InvoiceDocument  # noqa: E402
+from invoicing.document import InvoiceDocument, UsageLine  # noqa: E402
 from invoicing.documents import lines_csv, render_html  # noqa: E402
 from invoicing.periods import Period, month_period  # noqa: E402
 from invoicing.publish import KafkaPublisher  # noqa: E402
 from invoicing.report import invoices_table  # noqa: E402
 from invoicing.run import BillingRun, run_period  # noqa: E402
+from invoicing.verify import check_line, fetch_line  # noqa: E402
 from rating import RateCard, load_rate_card  # noqa: E402
 from schemas.errors import MeterlineError  # noqa: E402
 from schemas.metering.definitions import MeterSet, load_meters  # noqa: E402
@@ -294,6 +296,39 @@ def write_documents(home: Path, last: Period, second: list[Document]) -> None:
     print(f"    CSV of {last.label} lines: {csv_path}")
 
 
+def verify_one_line(settings: Settings, invoices: list[Document]) -> bool:
+    """Check one metered line from its events through the running API, with the
+    customer's own token: what ``meterline verify`` does for a customer."""
+    tokens = demo_tokens()
+    chosen = [
+        (doc, line)
+        for doc in invoices
+        if doc.customer_id in tokens
+        for line in doc.lines
+        if isinstance(line, UsageLine) and line.evidence is not None and line.evidence.events
+    ]
+    if not chosen:
+        print("    no metered line of a customer with a demo token to verify")
+        return False
+    doc, line = chosen[0]
+    token = tokens[doc.customer_id]
+    step(
+        f"Verifying line {line.line_no} of {doc.invoice_id} ({doc.customer_id}, {line.meter})"
+        " from its events, as the customer would"
+    )
+    api = f"http://127.0.0.1:{pipeline.ports()[1]}"
+    fetched, events = fetch_line(api, token, doc.invoice_id, line.line_no)
+    card = load_rate_card(settings.rate_card_file)
+    checks = check_line(fetched, line.line_no, events, card)
+    for check in checks:
+        print(f"    {check}")
+    print(
+        f"    the same from a shell: meterline verify {doc.invoice_id} --line {line.line_no}"
+        f" --token {token} --rate-card {settings.rate_card_file}"
+    )
+    return all(check.ok for check in checks)
+
+
 def main() -> int:
     os.environ.setdefault("METERLINE_WORKER_METRICS_PORT", str(pipeline.ports()[0]))
     settings = Settings()
@@ -339,6 +374,9 @@ def main() -> int:
     step("Leaving the pipeline running: worker, API, and live telemetry for the current period")
     for proc in pipeline.processes():
         print(f"    {proc.name:<7} {pipeline.start(proc)}; log {pipeline.log_file(proc)}")
+    if not verify_one_line(settings, second):
+        print("FAIL: the line does not verify", flush=True)
+        return 1
     print(pipeline.banner(), flush=True)
     return 0
 

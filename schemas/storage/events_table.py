@@ -138,10 +138,11 @@ class LineEvents:
     dead-lettered whole and never stored).
 
     Each event is hashed as ``sha256(source + NUL + id + NUL + data)`` (hex; ``data`` the
-    stored event, its CloudEvents JSON text, byte for byte) and each subject's digest is the SHA-256 of its
-    events' hashes sorted and joined with newlines; ``invoicing.evidence`` combines the
-    subjects of a line — the recipe ``docs/invoicing.md`` gives customers.  ``subjects``
-    ``None``: every subject (one query for all the customers of a period)."""
+    stored event, its CloudEvents JSON text, byte for byte) and each subject's digest is
+    the SHA-256 of its events' hashes sorted and joined with newlines;
+    ``invoicing.evidence`` combines the subjects of a line — the recipe
+    ``docs/invoicing.md`` gives customers.  ``subjects`` ``None``: every subject (one
+    query for all the customers of a period)."""
 
     namespace: str
     event_type: str

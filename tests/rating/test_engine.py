@@ -287,5 +287,3 @@ def test_numbers_the_exact_context_could_not_hold_are_refused_where_they_are_wri
     with pytest.raises(InvalidInput) as usage:
         Usage(quantity=D("1." + "7" * 60))
     assert usage.value.problems[0].path == "quantity"
-
-
