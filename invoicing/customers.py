@@ -9,8 +9,10 @@ customers:
     subscription: main                  # default "main"
     plan: pro                           # a plan of the rate card
     currency: USD
-    cadence: monthly                    # monthly (default) | daily | yearly
-    anchor_day: 31                      # monthly/yearly; default: the start date's day
+    cadence: monthly                    # monthly (default) | daily | weekly | quarterly
+                                        #   | yearly (or annual)
+    anchor_day: 31                      # monthly/quarterly/yearly; default: the start's day
+    anchor_weekday: monday              # weekly; default: the start date's weekday
     timezone: Europe/Berlin             # IANA name; default UTC
     start: 2026-01-31                   # first day billed (local date)
     end: 2027-01-31                     # optional: first day no longer billed
@@ -30,15 +32,18 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from invoicing.periods import Cadence, Schedule
+from invoicing.periods import WEEKDAYS, Cadence, Schedule
 from schemas.documents import load_document
 from schemas.errors import InvalidInput, Problem
 
 __all__ = ["Cadence", "Customer", "load_customers", "parse_customers"]
+
+Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 
 
 class Customer(BaseModel):
@@ -53,6 +58,7 @@ class Customer(BaseModel):
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     cadence: Cadence = Cadence.MONTHLY
     anchor_day: int | None = Field(default=None, ge=1, le=31)
+    anchor_weekday: Weekday | None = None
     timezone: str = "UTC"
     start: date = date(1970, 1, 1)
     end: date | None = None
@@ -82,6 +88,11 @@ class Customer(BaseModel):
             end=self.end,
             anchor_day=day,
             anchor_month=self.start.month,
+            anchor_weekday=(
+                WEEKDAYS.index(self.anchor_weekday)
+                if self.anchor_weekday is not None
+                else self.start.weekday()
+            ),
         )
 
 
@@ -100,9 +111,22 @@ def _problems(customers: list[Customer]) -> list[Problem]:
             problems.append(
                 Problem(f"{path}.end", "ends on or before its start", "set end after start")
             )
-        if customer.cadence is Cadence.DAILY and customer.anchor_day is not None:
+        if customer.cadence in (Cadence.DAILY, Cadence.WEEKLY) and customer.anchor_day is not None:
             problems.append(
-                Problem(f"{path}.anchor_day", "a daily cadence has no anchor day", "remove it")
+                Problem(
+                    f"{path}.anchor_day",
+                    f"a {customer.cadence} cadence has no anchor day",
+                    "remove it"
+                    + (" (weekly: anchor_weekday)" if customer.cadence is Cadence.WEEKLY else ""),
+                )
+            )
+        if customer.cadence is not Cadence.WEEKLY and customer.anchor_weekday is not None:
+            problems.append(
+                Problem(
+                    f"{path}.anchor_weekday",
+                    f"only a weekly cadence has an anchor weekday, not {customer.cadence}",
+                    "remove it, or use cadence: weekly",
+                )
             )
         key = (customer.id, customer.subscription)
         if key in seen:

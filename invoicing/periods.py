@@ -4,11 +4,14 @@ A period is ``[start, end)`` between two local midnights of the subscription's t
 kept as aware UTC datetimes.  Cadences:
 
 * ``daily``: every local day;
+* ``weekly``: seven local days from the anchor weekday (default: the start date's);
 * ``monthly``: from the anchor day of one month to the anchor day of the next; an
   anchor of 29, 30 or 31 is clamped to the month's last day *for that month only*
   (anchor 31: Jan 31 → Feb 28 → Mar 31 → Apr 30 …);
-* ``yearly``: from the anchor (month, day) of one year to the next; Feb 29 clamps to
-  Feb 28 in common years.
+* ``quarterly``: three months from the anchor day, in the start month and every third
+  month from it, clamped like ``monthly``;
+* ``yearly`` (or ``annual``): from the anchor (month, day) of one year to the next;
+  Feb 29 clamps to Feb 28 in common years.
 
 A subscription's first period starts at its start date and its last ends at its end
 date, so the first and last periods may be shorter than the cadence (no proration is
@@ -34,6 +37,7 @@ from zoneinfo import ZoneInfo
 from schemas.errors import InvalidInput
 
 __all__ = [
+    "WEEKDAYS",
     "Cadence",
     "Month",
     "Period",
@@ -49,8 +53,17 @@ _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 
 class Cadence(StrEnum):
     DAILY = "daily"
+    WEEKLY = "weekly"
     MONTHLY = "monthly"
+    QUARTERLY = "quarterly"
     YEARLY = "yearly"
+
+    @classmethod
+    def _missing_(cls, value: object) -> Cadence | None:
+        return cls.YEARLY if value == "annual" else None
+
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
 def clamp_day(year: int, month: int, day: int) -> date:
@@ -92,6 +105,9 @@ class Period:
                 return f"{first:%Y}"
         if end - first == timedelta(days=1):
             return first.isoformat()
+        quarter_end = date(first.year + (first.month == 10), (first.month + 2) % 12 + 1, 1)
+        if first.day == 1 and first.month % 3 == 1 and end == quarter_end:
+            return f"{first.year}-Q{first.month // 3 + 1}"
         return f"{first.isoformat()}..{end.isoformat()}"
 
     @property
@@ -157,39 +173,56 @@ class Schedule:
     end: date | None = None
     anchor_day: int = 1
     anchor_month: int = 1
+    anchor_weekday: int = 0
+    """Weekly only: 0 Monday … 6 Sunday."""
 
     def _boundary(self, year: int, month: int) -> date:
         return clamp_day(year, month, self.anchor_day)
+
+    def _months_back(self, day: date, step: int) -> date:
+        """The last boundary on or before ``day`` among months ``anchor_month + k·step``."""
+        year, month = day.year, day.month
+        while True:
+            if (month - self.anchor_month) % step == 0:
+                boundary = self._boundary(year, month)
+                if boundary <= day:
+                    return boundary
+            year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+
+    def _months_ahead(self, boundary: date, step: int) -> date:
+        index = boundary.year * 12 + boundary.month - 1 + step
+        return self._boundary(index // 12, index % 12 + 1)
 
     def _grid_start(self, day: date) -> date:
         """The last grid boundary on or before ``day`` (ignoring start/end)."""
         if self.cadence is Cadence.DAILY:
             return day
+        if self.cadence is Cadence.WEEKLY:
+            return day - timedelta(days=(day.weekday() - self.anchor_weekday) % 7)
         if self.cadence is Cadence.MONTHLY:
-            boundary = self._boundary(day.year, day.month)
-            if boundary <= day:
-                return boundary
-            year, month = (day.year, day.month - 1) if day.month > 1 else (day.year - 1, 12)
-            return self._boundary(year, month)
-        boundary = clamp_day(day.year, self.anchor_month, self.anchor_day)
-        return (
-            boundary
-            if boundary <= day
-            else clamp_day(day.year - 1, self.anchor_month, self.anchor_day)
-        )
+            return self._months_back(day, 1)
+        if self.cadence is Cadence.QUARTERLY:
+            return self._months_back(day, 3)
+        return self._months_back(day, 12)
 
     def _grid_next(self, boundary: date) -> date:
         """The grid boundary after ``boundary`` (which must be on the grid)."""
         if self.cadence is Cadence.DAILY:
             return boundary + timedelta(days=1)
-        if self.cadence is Cadence.MONTHLY:
-            year, month = (
-                (boundary.year, boundary.month + 1)
-                if boundary.month < 12
-                else (boundary.year + 1, 1)
-            )
-            return self._boundary(year, month)
-        return clamp_day(boundary.year + 1, self.anchor_month, self.anchor_day)
+        if self.cadence is Cadence.WEEKLY:
+            return boundary + timedelta(days=7)
+        step = {Cadence.MONTHLY: 1, Cadence.QUARTERLY: 3}.get(self.cadence, 12)
+        return self._months_ahead(boundary, step)
+
+    def natural(self, period: Period) -> Period:
+        """The full grid period holding ``period``'s first day: what a period cut short
+        by the subscription's start or end, or a trial, is a part of (proration)."""
+        first = self._grid_start(period.first_day)
+        return Period(
+            local_midnight(first, self.timezone),
+            local_midnight(self._grid_next(first), self.timezone),
+            self.timezone,
+        )
 
     def period_containing(self, day: date) -> Period | None:
         """The subscription period holding local ``day``; ``None`` outside the subscription."""

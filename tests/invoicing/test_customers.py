@@ -97,7 +97,7 @@ def test_unknown_timezone_and_bad_fields_are_refused() -> None:
                         "plan": "p",
                         "currency": "usd",
                         "timezone": "Mars/Base",
-                        "cadence": "weekly",
+                        "cadence": "fortnightly",
                     }
                 ]
             }

@@ -148,3 +148,36 @@ def test_periods_tile_time_without_gaps_or_overlaps(
         assert period.start.astimezone(ZoneInfo(tz)).time().hour == 0
         end_day = period.end_day
         assert Month(end_day.year, end_day.month) in months or end_day.day == 1
+
+
+def test_weekly_periods_start_on_the_anchor_weekday() -> None:
+    # 2026-11-04 is a Wednesday; anchored on Mondays, the first week is cut short
+    weekly = Schedule(Cadence.WEEKLY, "UTC", date(2026, 11, 4), anchor_weekday=0)
+    labels = [p.label for p in islice(weekly.periods(date(2026, 11, 1)), 3)]
+    assert labels == ["2026-11-04..2026-11-09", "2026-11-09..2026-11-16", "2026-11-16..2026-11-23"]
+    assert weekly.natural(next(weekly.periods(date(2026, 11, 1)))).label == (
+        "2026-11-02..2026-11-09"
+    )
+    assert [p.end_day.day for p in weekly.ending_in(parse_month("2026-11"))] == [9, 16, 23, 30]
+
+
+def test_quarterly_periods_step_three_months_from_the_start_month() -> None:
+    calendar_quarters = Schedule(Cadence.QUARTERLY, "UTC", date(2026, 1, 1), anchor_month=1)
+    labels = [p.label for p in islice(calendar_quarters.periods(date(2026, 1, 1)), 5)]
+    assert labels == ["2026-Q1", "2026-Q2", "2026-Q3", "2026-Q4", "2027-Q1"]
+    assert [p.label for p in calendar_quarters.ending_in(parse_month("2026-12"))] == ["2026-Q4"]
+    assert calendar_quarters.ending_in(parse_month("2026-11")) == []
+    # anchored on the 31st from November: Nov 30 (clamped) → Feb 28 → May 31 → Aug 31
+    late = Schedule(Cadence.QUARTERLY, "UTC", date(2026, 11, 30), anchor_day=31, anchor_month=11)
+    assert [p.label for p in islice(late.periods(date(2026, 11, 30)), 3)] == [
+        "2026-11-30..2027-02-28",
+        "2027-02-28..2027-05-31",
+        "2027-05-31..2027-08-31",
+    ]
+
+
+def test_annual_is_yearly_and_natural_periods_ignore_the_cut() -> None:
+    assert Cadence("annual") is Cadence.YEARLY
+    monthly = Schedule(Cadence.MONTHLY, "UTC", date(2026, 10, 15), anchor_day=1)
+    first = next(monthly.periods(date(2026, 10, 1)))
+    assert (first.label, monthly.natural(first).label) == ("2026-10-15..2026-11-01", "2026-10")
