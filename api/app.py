@@ -123,6 +123,7 @@ def create_app(
         Route("/api/v1/meters/{slug}/subjects", h.meter_subjects),
         Route("/api/v1/meters/{slug}/query", h.meter_query),
         Route("/api/v1/customers", h.list_customers),
+        Route("/api/v1/customers/{customerId}/quote", h.quote, methods=["POST"]),
         Route("/api/v1/invoices", h.list_invoices),
         Route("/api/v1/invoices/{invoiceId}", h.get_invoice),
         Route("/api/v1/invoices/{invoiceId}/lines/{lineNo}/events", invoice_line_events),

@@ -14,6 +14,7 @@ the 400 lists every problem of every event with its index (``[3].time``).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -21,7 +22,7 @@ from api.problems import HttpProblem, invalid
 from schemas.errors import InvalidInput, Problem
 from schemas.events import UsageEvent, parse_event
 
-__all__ = ["BATCH", "JSON", "MEDIA_TYPES", "SINGLE", "media_type", "parse_events"]
+__all__ = ["BATCH", "JSON", "MEDIA_TYPES", "SINGLE", "decode_json", "media_type", "parse_events"]
 
 SINGLE = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
@@ -38,9 +39,24 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _decode(raw: bytes) -> Any:
+def decode_json(
+    raw: bytes,
+    *,
+    object_pairs_hook: Callable[[list[tuple[str, Any]]], Any] | None = None,
+    parse_constant: Callable[[str], Any] = _no_constants,
+) -> Any:
+    """A JSON body with every number exact: fractions and exponents become ``Decimal``
+    (never a float), and ``NaN``/``Infinity`` are refused unless ``parse_constant`` reads
+    them; a 400 when it is not JSON.  Ingest reads its reference path through it; the
+    quote endpoint too, with hooks that let it name the field of a repeated key or a
+    ``NaN``."""
     try:
-        return json.loads(raw, parse_float=Decimal, parse_constant=_no_constants)
+        return json.loads(
+            raw,
+            parse_float=Decimal,
+            parse_constant=parse_constant,
+            object_pairs_hook=object_pairs_hook,
+        )
     except (ValueError, ArithmeticError, RecursionError) as exc:
         if isinstance(exc, RecursionError):
             reason = "nested too deeply"
@@ -64,7 +80,7 @@ def parse_events(raw: bytes, content_type: str | None, max_events: int) -> list[
             f"cannot ingest {kind or 'a body without Content-Type'}; "
             f"send one of {', '.join(MEDIA_TYPES)}",
         )
-    payload = _decode(raw)
+    payload = decode_json(raw)
     if kind == SINGLE and not isinstance(payload, dict):
         raise invalid(_shape("a JSON object (one event)", SINGLE))
     if kind == BATCH and not isinstance(payload, list):

@@ -168,6 +168,7 @@ def _paths() -> dict[str, Any]:
                 "responses": {"200": _json(_ref("CustomerUsage"), "Customers"), **_ERRORS},
             }
         },
+        "/api/v1/customers/{customerId}/quote": {"post": _quote()},
         "/api/v1/invoices": {
             "get": {
                 "operationId": "listInvoices",
@@ -226,6 +227,45 @@ def _paths() -> dict[str, Any]:
                     "404": _PROBLEM,
                 },
             }
+        },
+    }
+
+
+def _quote() -> dict[str, Any]:
+    return {
+        "operationId": "quoteCustomerUsage",
+        "summary": "What proposed usage would cost a customer in its current billing period",
+        "description": "Prices the current period's usage so far and the same plus the "
+        "proposed usage with the rating engine, each line rounded once as on an invoice; "
+        "marginal_cost is the difference of the two rounded totals. Nothing is stored or "
+        "emitted. A customer token may quote only its own customer.",
+        "parameters": [
+            {"name": "customerId", "in": "path", "required": True, "schema": {"type": "string"}}
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _ref("QuoteRequest")}},
+        },
+        "responses": {
+            "200": _json(_ref("Quote"), "The period priced without and with the usage"),
+            "400": _PROBLEM,
+            **_ERRORS,
+            "404": _PROBLEM,
+            "409": {
+                "description": "The customer has no billing period holding now",
+                "content": {"application/problem+json": {"schema": _ref("Problem")}},
+            },
+            "413": _PROBLEM,
+            "415": _PROBLEM,
+            "422": {
+                "description": "The customer cannot be priced as configured",
+                "content": {"application/problem+json": {"schema": _ref("Problem")}},
+            },
+            "503": {
+                "description": "ClickHouse unavailable",
+                "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                "content": {"application/problem+json": {"schema": _ref("Problem")}},
+            },
         },
     }
 

@@ -128,6 +128,7 @@ def schemas() -> dict[str, Any]:
                 },
             },
         },
+        **quote_schemas(),
         "Problem": {
             "type": "object",
             "required": ["type", "title", "status", "detail"],
@@ -148,6 +149,106 @@ def schemas() -> dict[str, Any]:
                         },
                     },
                 },
+            },
+        },
+    }
+
+
+def quote_schemas() -> dict[str, Any]:
+    """The quote's request and answer (``api.quotes``); lines as ``rating`` renders them."""
+    decimal = {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?$"}
+    quantity = {
+        "description": "An exact quantity, 0 or more: a decimal string or a JSON number "
+        "(read exactly, never as a float); at most 29 digits before the point, 18 after",
+        "oneOf": [{"type": "string"}, {"type": "number", "minimum": 0}],
+    }
+    return {
+        "QuoteRequest": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["usage"],
+            "properties": {
+                "usage": {
+                    "type": "object",
+                    "description": "Proposed usage per meter the customer's plan prices",
+                    "additionalProperties": {
+                        "oneOf": [
+                            quantity,
+                            {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "description": "Percentage charges: each event's amount",
+                                "properties": {
+                                    "quantity": quantity,
+                                    "events": {"type": "array", "items": quantity},
+                                },
+                            },
+                        ]
+                    },
+                },
+                "subscription": {
+                    "type": ["string", "null"],
+                    "minLength": 1,
+                    "description": "Default: the subscription whose period holds now",
+                },
+            },
+        },
+        "Quote": {
+            "type": "object",
+            "required": [
+                "customer",
+                "subscription",
+                "plan",
+                "currency",
+                "minor_units",
+                "rounding",
+                "period",
+                "as_of",
+                "usage",
+                "proposed",
+                "total_so_far",
+                "total_with_proposed",
+                "marginal_cost",
+                "lines",
+            ],
+            "properties": {
+                "customer": {"type": "string"},
+                "subscription": {"type": "string"},
+                "plan": {"type": "string"},
+                "currency": {"type": "string"},
+                "minor_units": {"type": "integer"},
+                "rounding": {"type": "string"},
+                "period": {
+                    "type": "object",
+                    "required": ["start", "end"],
+                    "properties": {"start": TIME, "end": TIME},
+                },
+                "as_of": TIME,
+                "usage": {"type": "object", "additionalProperties": decimal},
+                "proposed": {"type": "object", "additionalProperties": decimal},
+                "total_so_far": decimal,
+                "total_with_proposed": decimal,
+                "marginal_cost": decimal,
+                "lines": {"type": "array", "items": ref("QuoteLine")},
+            },
+        },
+        "QuoteLine": {
+            "type": "object",
+            "description": "One priced charge of the pricing with the proposed usage",
+            "required": ["charge_id", "model", "quantity", "amount", "unrounded_amount"],
+            "properties": {
+                "charge_id": {"type": "string"},
+                "name": {"type": "string"},
+                "meter": {"type": ["string", "null"]},
+                "model": {"type": "string"},
+                "currency": {"type": "string"},
+                "quantity": decimal,
+                "tiers": {"type": "array", "items": {"type": "object"}},
+                "components": {"type": "array", "items": {"type": "object"}},
+                "flat_fee": decimal,
+                "unrounded_amount": decimal,
+                "amount": decimal,
+                "description": {"type": "string"},
             },
         },
     }

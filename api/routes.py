@@ -1,14 +1,16 @@
 """The HTTP handlers: authenticate, call the pure parsers and shapers, run one query.
 
 Each handler is thin glue; what it decides is in ``api.auth``, ``api.ingest``,
-``api.query``, ``api.estimates`` and ``api.pages``.
+``api.query``, ``api.estimates``, ``api.quotes`` and ``api.pages``.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from dataclasses import replace
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import orjson
 from starlette.requests import Request
@@ -20,8 +22,16 @@ from api.estimates import current_period, estimate, period_json
 from api.fastingest import accept_body
 from api.problems import HttpProblem, invalid
 from api.query import parse_meter_query, query_document, rows_to_csv, shape_rows
+from api.quotes import (
+    current_subscription,
+    parse_quote,
+    plan_meters,
+    price_quote,
+    proposed_usage,
+)
 from api.responses import RawJson, json_response, preferred
 from api.services import Services
+from invoicing.periods import Period
 from invoicing.usage import priced_meters
 from schemas.errors import DeliveryFailed, InvalidInput, Problem, ServiceUnavailable
 from schemas.metering.definitions import MeterDefinition
@@ -130,25 +140,13 @@ class Handlers:
         return Response(status_code=204)
 
     async def _body(self, request: Request) -> bytes:
-        limit = self.s.settings.api_max_body_bytes
-        declared = request.headers.get("content-length")
-        too_large = HttpProblem(413, "Payload too large", f"the body exceeds {limit} bytes")
-        if declared is not None:
-            if not declared.strip().isdigit():
-                raise invalid(InvalidInput.single("request", "Content-Length", "not a number"))
-            if int(declared) > limit:
+        try:
+            return await read_body(request, self.s.settings.api_max_body_bytes)
+        except HttpProblem as exc:
+            if exc.status == 413:
                 metrics.EVENTS_RECEIVED.inc()
                 metrics.EVENTS_REJECTED.labels("too_large").inc()
-                raise too_large
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                metrics.EVENTS_RECEIVED.inc()
-                metrics.EVENTS_REJECTED.labels("too_large").inc()
-                raise too_large
-            chunks.append(chunk)
-        return b"".join(chunks)
+            raise
 
     # -- meters --------------------------------------------------------------------------
 
@@ -205,17 +203,8 @@ class Handlers:
         principal = self.principal(request)
         customers = [c for c in self.s.customers if principal.customer in (None, c.id)]
         period = current_period(datetime.now(UTC))
-        read = UsageRead(
-            self.s.settings.namespace,
-            self.s.settings.clickhouse_database,
-            self.s.meters,
-            tuple(sorted(priced_meters(self.s.card) & self.s.meters.slugs())),
-            period.start_s,
-            period.end_s,
-        )
-        results = [await self.s.reader.rows(sql) for sql in read.statements()]
         subjects = {s for c in customers for s in c.subjects}
-        usage = read.collect(results, subjects)
+        usage = await self.period_usage(period, priced_meters(self.s.card), subjects)
         estimates = estimate(
             self.s.customers, self.s.card, self.s.meters, usage, only=principal.customer
         )
@@ -225,6 +214,44 @@ class Handlers:
                 "customers": [e.to_json() for e in estimates],
             }
         )
+
+    async def quote(self, request: Request) -> Response:
+        """What proposed usage would add to the customer's current period (``api.quotes``):
+        a customer token quotes only its own customer (403 before looking it up, so a
+        token cannot probe which customers exist), an API key any (404 if unknown)."""
+        principal = self.principal(request)
+        customer_id = request.path_params["customerId"]
+        require_customer(principal, customer_id)
+        entries = [(i, c) for i, c in enumerate(self.s.customers) if c.id == customer_id]
+        if not entries:
+            raise HttpProblem(404, "Not found", f"no customer {customer_id!r}")
+        raw = await read_body(request, self.s.settings.api_max_body_bytes)
+        asked = parse_quote(raw, request.headers.get("content-type"))
+        now = datetime.now(UTC)
+        index, customer, period = current_subscription(entries, asked.subscription, now)
+        priced = plan_meters(self.s.card, customer, index)
+        proposed = proposed_usage(self.s.card, customer, asked.usage)
+        stored = await self.period_usage(period, set(priced), set(customer.subjects))
+        quote = price_quote(
+            self.s.card, self.s.meters, (index, customer, period), stored, proposed, now
+        )
+        return json_response(quote.to_json())
+
+    async def period_usage(
+        self, period: Period, slugs: Collection[str], subjects: Collection[str]
+    ) -> dict[str, dict[str, Decimal]]:
+        """``subjects``' usage of the meters ``slugs`` over ``period``, as stored now: the
+        one reader (``UsageRead``) that estimates and billing share."""
+        read = UsageRead(
+            self.s.settings.namespace,
+            self.s.settings.clickhouse_database,
+            self.s.meters,
+            tuple(sorted(set(slugs) & self.s.meters.slugs())),
+            period.start_s,
+            period.end_s,
+        )
+        results = [await self.s.reader.rows(sql) for sql in read.statements()]
+        return read.collect(results, subjects)
 
     # -- invoices ------------------------------------------------------------------------
 
@@ -263,6 +290,26 @@ class Handlers:
         ):
             return HTMLResponse(pages.invoice_html(document))
         return json_response(RawJson(document))
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed ``limit``
+    bytes: from ``Content-Length``, and again while it streams in (a body without one,
+    or one that lies, is never held in full)."""
+    declared = request.headers.get("content-length")
+    too_large = HttpProblem(413, "Payload too large", f"the body exceeds {limit} bytes")
+    if declared is not None:
+        if not declared.strip().isdigit():
+            raise invalid(InvalidInput.single("request", "Content-Length", "not a number"))
+        if int(declared) > limit:
+            raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _period_bound(name: str, text: str | None, problems: list[Problem]) -> int | None:
