@@ -14,8 +14,10 @@ customers:
     anchor_day: 31                      # monthly/quarterly/yearly; default: the start's day
     anchor_weekday: monday              # weekly; default: the start date's weekday
     timezone: Europe/Berlin             # IANA name; default UTC
-    start: 2026-01-31                   # first day billed (local date)
-    end: 2027-01-31                     # optional: first day no longer billed
+    start: 2026-01-31                   # first day billed (local date), or an instant:
+                                        #   2026-01-31T13:45:00Z (a whole minute)
+    end: 2027-01-31                     # optional: first day (or instant) no longer billed
+    trial_end: 2026-02-14               # optional: nothing is billed before it
 ```
 
 A customer may appear several times, one entry per subscription (e.g. a plan change:
@@ -30,14 +32,21 @@ combined across subjects, so a customer billed on one must have exactly one subj
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
-from invoicing.periods import WEEKDAYS, Cadence, Schedule
+from invoicing.periods import WEEKDAYS, Cadence, Schedule, instant
 from schemas.documents import load_document
 from schemas.errors import InvalidInput, Problem
 
@@ -60,8 +69,30 @@ class Customer(BaseModel):
     anchor_day: int | None = Field(default=None, ge=1, le=31)
     anchor_weekday: Weekday | None = None
     timezone: str = "UTC"
-    start: date = date(1970, 1, 1)
-    end: date | None = None
+    start: AwareDatetime | date = date(1970, 1, 1)
+    end: AwareDatetime | date | None = None
+    trial_end: AwareDatetime | date | None = None
+
+    @field_validator("start", "end", "trial_end")
+    @classmethod
+    def _whole_minute(cls, value: object) -> object:
+        if isinstance(value, datetime) and (value.second or value.microsecond):
+            raise ValueError(
+                "a change takes effect on a whole minute (usage is kept per minute); "
+                "drop the seconds"
+            )
+        return value
+
+    @property
+    def start_day(self) -> date:
+        """The local date the subscription starts on (anchors default to it)."""
+        return instant(self.start, self.timezone).astimezone(ZoneInfo(self.timezone)).date()
+
+    def billable_from(self, start: datetime) -> datetime:
+        """Where billing of a period starting at ``start`` begins: after the trial."""
+        if self.trial_end is None:
+            return start
+        return max(start, instant(self.trial_end, self.timezone))
 
     def model_post_init(self, context: object, /) -> None:
         if not self.subjects:
@@ -80,18 +111,19 @@ class Customer(BaseModel):
 
     @property
     def schedule(self) -> Schedule:
-        day = self.anchor_day if self.anchor_day is not None else self.start.day
+        first = self.start_day
+        day = self.anchor_day if self.anchor_day is not None else first.day
         return Schedule(
             cadence=self.cadence,
             timezone=self.timezone,
             start=self.start,
             end=self.end,
             anchor_day=day,
-            anchor_month=self.start.month,
+            anchor_month=first.month,
             anchor_weekday=(
                 WEEKDAYS.index(self.anchor_weekday)
                 if self.anchor_weekday is not None
-                else self.start.weekday()
+                else first.weekday()
             ),
         )
 
@@ -107,7 +139,9 @@ def _problems(customers: list[Customer]) -> list[Problem]:
     seen: dict[tuple[str, str], int] = {}
     for index, customer in enumerate(customers):
         path = f"customers[{index}]"
-        if customer.end is not None and customer.end <= customer.start:
+        schedule = customer.schedule
+        end_at = schedule.end_at
+        if end_at is not None and end_at <= schedule.start_at:
             problems.append(
                 Problem(f"{path}.end", "ends on or before its start", "set end after start")
             )
@@ -163,8 +197,9 @@ def _problems(customers: list[Customer]) -> list[Problem]:
 
 
 def _overlap(a: Customer, b: Customer) -> bool:
-    far = date.max
-    return a.start < (b.end or far) and b.start < (a.end or far)
+    far = datetime.max.replace(tzinfo=UTC)
+    first, second = a.schedule, b.schedule
+    return first.start_at < (second.end_at or far) and second.start_at < (first.end_at or far)
 
 
 def parse_customers(document: object) -> tuple[Customer, ...]:

@@ -21,6 +21,7 @@ __all__ = [
     "SCHEMA",
     "AdjustmentLine",
     "Adjusts",
+    "BilledAhead",
     "Component",
     "Evidence",
     "InvoiceDocument",
@@ -33,7 +34,8 @@ __all__ = [
 
 SCHEMA = "meterline.invoice/3"
 """The document's schema name; a change that a consumer must know about gets a new one.
-``/3`` added ``rate_card_version`` and each metered line's ``evidence``."""
+``/3`` added ``rate_card_version``, each metered line's ``evidence`` and
+``billed_ahead``."""
 
 
 class _Doc(BaseModel):
@@ -137,6 +139,15 @@ class AdjustmentLine(_Charge):
 Line = Annotated[UsageLine | AdjustmentLine, Field(discriminator="kind")]
 
 
+class BilledAhead(_Doc):
+    """A share of a flat fee billed in advance for a later period."""
+
+    charge_id: str
+    period_start: str
+    period_end: str
+    share: str
+
+
 class InvoiceDocument(_Doc):
     schema_: Literal["meterline.invoice/2", "meterline.invoice/3"] = Field(alias="schema")
     invoice_id: str
@@ -159,6 +170,8 @@ class InvoiceDocument(_Doc):
     rate_card_version: str | None = None
     """The rate-card version that priced every line (``rating.versions``); ``None`` only
     on ``/2`` documents."""
+    billed_ahead: list[BilledAhead] = []
+    """Shares of later periods' flat fees this invoice billed in advance."""
 
     @model_validator(mode="after")
     def _version_named(self) -> InvoiceDocument:

@@ -19,6 +19,7 @@ from decimal import Decimal
 from invoicing.customers import Customer
 from invoicing.document import SCHEMA, InvoiceDocument
 from invoicing.evidence import LineEvidence
+from invoicing.fees import Ahead
 from invoicing.periods import Period
 from rating import Line, RatedPlan, minor_units, round_money
 from rating.money import format_decimal
@@ -138,6 +139,8 @@ class Invoice:
     """The version of the rate card that priced it (``rating.versions.card_version``)."""
     evidence: Mapping[str, LineEvidence] = field(default_factory=dict)
     """Per charge id of a usage line on a meter: what it bills (``invoicing.evidence``)."""
+    ahead: tuple[Ahead, ...] = ()
+    """Shares of later periods' flat fees billed in advance (``invoicing.fees``)."""
 
     @property
     def id(self) -> str:
@@ -200,6 +203,7 @@ class Invoice:
                 "total": format_decimal(self.total),
                 "created_at": format_ms(self.created_ms),
                 "rate_card_version": self.rate_card_version,
+                "billed_ahead": [a.to_dict() for a in self.ahead],
             }
         )
 

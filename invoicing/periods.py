@@ -43,6 +43,7 @@ __all__ = [
     "Period",
     "Schedule",
     "clamp_day",
+    "instant",
     "local_midnight",
     "month_period",
     "parse_month",
@@ -76,6 +77,13 @@ def local_midnight(day: date, timezone: str) -> datetime:
     return datetime.combine(day, time(0), tzinfo=ZoneInfo(timezone)).astimezone(UTC)
 
 
+def instant(moment: date | datetime, timezone: str) -> datetime:
+    """A local date as the instant it begins; an aware instant as itself (UTC)."""
+    if isinstance(moment, datetime):
+        return moment.astimezone(UTC)
+    return local_midnight(moment, timezone)
+
+
 @dataclass(frozen=True, slots=True)
 class Period:
     """``[start, end)``; both aware UTC.  ``first_day``/``end_day`` are the local dates."""
@@ -103,12 +111,21 @@ class Period:
                 return f"{first:%Y-%m}"
             if first.month == 1 and end.month == 1 and end.year == first.year + 1:
                 return f"{first:%Y}"
+        if not (self._midnight(self.start) and self._midnight(self.end)):
+            return f"{self._edge(self.start)}..{self._edge(self.end)}"
         if end - first == timedelta(days=1):
             return first.isoformat()
         quarter_end = date(first.year + (first.month == 10), (first.month + 2) % 12 + 1, 1)
         if first.day == 1 and first.month % 3 == 1 and end == quarter_end:
             return f"{first.year}-Q{first.month // 3 + 1}"
         return f"{first.isoformat()}..{end.isoformat()}"
+
+    def _midnight(self, moment: datetime) -> bool:
+        return moment.astimezone(ZoneInfo(self.timezone)).time() == time(0)
+
+    def _edge(self, moment: datetime) -> str:
+        local = moment.astimezone(ZoneInfo(self.timezone))
+        return local.date().isoformat() if self._midnight(moment) else f"{local:%Y-%m-%dT%H:%M}"
 
     @property
     def start_s(self) -> int:
@@ -165,16 +182,28 @@ def month_period(text: str, timezone: str = "UTC") -> Period:
 
 @dataclass(frozen=True, slots=True)
 class Schedule:
-    """The period grid of one subscription."""
+    """The period grid of one subscription.
+
+    ``start`` and ``end`` are local dates (the subscription starts or ends at that
+    midnight) or aware instants on a whole minute (a change in the middle of a day): the
+    grid stays on local midnights and only the first and last periods are cut there."""
 
     cadence: Cadence
     timezone: str
-    start: date
-    end: date | None = None
+    start: date | datetime
+    end: date | datetime | None = None
     anchor_day: int = 1
     anchor_month: int = 1
     anchor_weekday: int = 0
     """Weekly only: 0 Monday … 6 Sunday."""
+
+    @property
+    def start_at(self) -> datetime:
+        return instant(self.start, self.timezone)
+
+    @property
+    def end_at(self) -> datetime | None:
+        return None if self.end is None else instant(self.end, self.timezone)
 
     def _boundary(self, year: int, month: int) -> date:
         return clamp_day(year, month, self.anchor_day)
@@ -225,22 +254,28 @@ class Schedule:
         )
 
     def period_containing(self, day: date) -> Period | None:
-        """The subscription period holding local ``day``; ``None`` outside the subscription."""
-        if day < self.start or (self.end is not None and day >= self.end):
+        """The subscription period holding (some of) local ``day``; ``None`` outside the
+        subscription."""
+        start_at, end_at = self.start_at, self.end_at
+        if local_midnight(day + timedelta(days=1), self.timezone) <= start_at:
             return None
-        first = max(self._grid_start(day), self.start)
-        end = self._grid_next(self._grid_start(day))
-        if self.end is not None:
-            end = min(end, self.end)
-        return Period(
-            local_midnight(first, self.timezone), local_midnight(end, self.timezone), self.timezone
-        )
+        if end_at is not None and local_midnight(day, self.timezone) >= end_at:
+            return None
+        grid = self._grid_start(day)
+        first = max(local_midnight(grid, self.timezone), start_at)
+        end = local_midnight(self._grid_next(grid), self.timezone)
+        if end_at is not None:
+            end = min(end, end_at)
+        return Period(first, end, self.timezone)
 
     def periods(self, since: date) -> Iterator[Period]:
         """Every period from the one holding ``since`` (or the first) onwards, in order."""
-        day = max(since, self.start)
+        day = max(since, self.start_at.astimezone(ZoneInfo(self.timezone)).date())
+        end_at = self.end_at
         while (period := self.period_containing(day)) is not None:
             yield period
+            if end_at is not None and period.end >= end_at:
+                return
             day = period.end_day
 
     def ending_in(self, month: Month) -> list[Period]:

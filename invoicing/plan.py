@@ -29,6 +29,7 @@ from decimal import Decimal
 
 from invoicing.customers import Customer
 from invoicing.evidence import EvidenceReader, LineEvidence
+from invoicing.fees import AdvanceReader, Ahead, fee_terms
 from invoicing.invoice import Adjustment, Invoice, invoice_id
 from invoicing.lifecycle import Status
 from invoicing.periods import Month, Period
@@ -167,15 +168,20 @@ def plan_subscription(
     created_ms: int,
     version: str | None = None,
     evidence: EvidenceReader | None = None,
+    ahead_of: AheadReader | None = None,
 ) -> SubscriptionPlan:
     """Invoices for the subscription's due ``periods`` (chronological).  ``history`` is
     extended with each planned invoice so later periods of the same run see it.
     ``version``: ``card``'s version, when the caller has it already (one digest per run,
     not per customer).  ``evidence`` reads the digests of the events each metered line
-    bills; without it lines carry no evidence (planning tests)."""
+    bills; without it lines carry no evidence (planning tests).  ``ahead_of`` reads the
+    fee shares a stored invoice billed in advance (``invoicing.fees``)."""
     version = version or card_version(card)
     out = SubscriptionPlan()
     problems: list[Problem] = []
+    proration = card.plan(customer.plan).proration
+    charges = card.charges(customer.plan, customer.currency)
+    advanced, invoiced = _advance_readers(history, out, ahead_of)
     for period in sorted(periods, key=lambda p: p.start_s):
         revisions = [b for b in history if b.period_start_s == period.start_s]
         live = [b for b in revisions if b.status is not Status.VOID]
@@ -185,18 +191,20 @@ def plan_subscription(
         latest = max(revisions, key=lambda b: b.revision, default=None)
         revision = 0 if latest is None else latest.revision + 1
         cutoff = cutoff_s if latest is None else latest.cutoff_s
+        start_s = _billable_s(customer, period.start_s)
         usage, found = customer_usage(
-            customer, index, meters, read(period.start_s, period.end_s, None, cutoff)
+            customer, index, meters, read(start_s, period.end_s, None, cutoff)
         )
         problems += found
-        rated = rate_plan(card, customer.plan, customer.currency, usage)
+        fees = fee_terms(customer, proration, charges, period, advanced, invoiced)
+        rated = rate_plan(card, customer.plan, customer.currency, usage, fees=fees.terms)
         proof = {}
         if evidence is not None:
             proof = {
                 line.charge_id: LineEvidence.read(
                     meters.get(line.meter),
                     customer.subjects,
-                    (period.start_s, period.end_s, cutoff),
+                    (start_s, period.end_s, cutoff),
                     evidence,
                     minor_units(customer.currency),
                     version,
@@ -220,7 +228,7 @@ def plan_subscription(
             if since is None or since >= cutoff:
                 continue
             covers.append(start_s)
-            late = read(start_s, end_s, since, cutoff)
+            late = read(_billable_s(customer, start_s), end_s, since, cutoff)
             if not any(subject in late for subject in customer.subjects):
                 continue
             original = Period(
@@ -228,11 +236,12 @@ def plan_subscription(
                 datetime.fromtimestamp(end_s, UTC),
                 customer.timezone,
             )
+            from_s = _billable_s(customer, start_s)
             before, found_before = customer_usage(
-                customer, index, meters, read(start_s, end_s, None, since)
+                customer, index, meters, read(from_s, end_s, None, since)
             )
             after, found_after = customer_usage(
-                customer, index, meters, read(start_s, end_s, None, cutoff)
+                customer, index, meters, read(from_s, end_s, None, cutoff)
             )
             problems += found_before + found_after
             adjustments += adjustments_for(
@@ -257,6 +266,7 @@ def plan_subscription(
             created_ms=created_ms,
             rate_card_version=version,
             evidence=proof,
+            ahead=fees.ahead,
         )
         out.invoices.append(invoice)
         history.append(
@@ -273,6 +283,41 @@ def plan_subscription(
     if problems:
         raise InvalidInput("billing run", problems)
     return out
+
+
+AheadReader = Callable[[str], Sequence[Ahead]]
+"""``ahead_of(invoice_id)`` -> the fee shares that stored invoice billed in advance."""
+
+
+def _billable_s(customer: Customer, start_s: int) -> int:
+    """Where billing of a period starting at ``start_s`` begins (after a trial)."""
+    return int(customer.billable_from(datetime.fromtimestamp(start_s, UTC)).timestamp())
+
+
+def _advance_readers(
+    history: list[Billed], out: SubscriptionPlan, ahead_of: AheadReader | None
+) -> tuple[AdvanceReader, Callable[[int], bool]]:
+    """What was billed ahead for a period (by the latest live invoice of the period
+    before it, planned in this run or stored), and whether a period is invoiced."""
+
+    def live(predicate: Callable[[Billed], bool]) -> list[Billed]:
+        return [b for b in history if predicate(b) and b.status is not Status.VOID]
+
+    def advanced(start_s: int) -> dict[str, Decimal] | None:
+        before = live(lambda b: b.period_end_s == start_s)
+        if not before:
+            return None
+        latest = max(before, key=lambda b: b.revision).invoice_id
+        planned = {invoice.id: invoice.ahead for invoice in out.invoices}
+        records = planned.get(latest)
+        if records is None:
+            records = tuple(ahead_of(latest)) if ahead_of is not None else ()
+        return {a.charge_id: a.share for a in records if a.period.start_s == start_s}
+
+    def invoiced(start_s: int) -> bool:
+        return bool(live(lambda b: b.period_start_s == start_s))
+
+    return advanced, invoiced
 
 
 def _original_id(

@@ -33,9 +33,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from invoicing.customers import Customer
+from invoicing.document import InvoiceDocument
 from invoicing.evidence import EvidenceReader
+from invoicing.fees import Ahead
 from invoicing.invoice import Invoice
 from invoicing.ledger import (
     Publisher,
@@ -59,7 +62,7 @@ from schemas.storage.invoices_table import (
     InvoicesTable,
 )
 from schemas.storage.usage import UsageRead, read_usage
-from schemas.timeutil import format_ms, now_ms
+from schemas.timeutil import format_ms, now_ms, parse_instant
 from streams.progress import Lag
 
 __all__ = [
@@ -200,6 +203,7 @@ def run_period(
     created = now_ms()
     version = card_version(card)
     evidence = _evidence_reader(engine, database, namespace)
+    ahead_of = _ahead_reader(engine, table, namespace)
     periods_of: dict[int, list[Period]] = {}
     for d in closable:  # grouped once: a scan per customer would be quadratic
         periods_of.setdefault(id(d.customer), []).append(d.period)
@@ -222,6 +226,7 @@ def run_period(
             created_ms=created,
             version=version,
             evidence=evidence,
+            ahead_of=ahead_of,
         )
         result.invoices += planned.invoices
         result.already_emitted += planned.existing
@@ -242,6 +247,35 @@ def run_period(
     store_issued(engine, table, namespace, list(documents.values()))
     report(f"issued {len(documents)} invoices")
     return result
+
+
+def _ahead_reader(
+    engine: Engine, table: InvoicesTable, namespace: str
+) -> Callable[[str], list[Ahead]]:
+    """The fee shares a stored invoice billed in advance, read from its document (only
+    asked for plans with fees billed in advance)."""
+    cache: dict[str, list[Ahead]] = {}
+
+    def ahead_of(invoice_id: str) -> list[Ahead]:
+        if invoice_id not in cache:
+            rows = engine.execute(table.documents(namespace, [invoice_id]).to_sql())
+            records = InvoiceDocument.from_json(str(rows[0][2])).billed_ahead if rows else []
+            cache[invoice_id] = [
+                Ahead(r.charge_id, _span(r.period_start, r.period_end), Decimal(r.share))
+                for r in records
+            ]
+        return cache[invoice_id]
+
+    return ahead_of
+
+
+def _span(start: str, end: str) -> Period:
+    first, last = parse_instant(start), parse_instant(end)
+    assert first is not None, start  # written by Ahead.to_dict: always valid
+    assert last is not None, end
+    return Period(
+        datetime.fromtimestamp(first / 1000, UTC), datetime.fromtimestamp(last / 1000, UTC)
+    )
 
 
 def _evidence_reader(engine: Engine, database: str, namespace: str) -> EvidenceReader:

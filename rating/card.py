@@ -4,6 +4,7 @@ File shape::
 
     plans:
       pro:                      # plan name
+        proration: day          # optional: none (default) | day | second
         USD:                    # ISO 4217 currency code
           charges:
             - id: api_calls     # optional; defaults to the meter, else to the model
@@ -28,7 +29,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from rating.models import MinimumCommitment, PricingModel
+from rating.models import PRORATIONS, MinimumCommitment, PricingModel
 from rating.money import is_currency
 from rating.registry import REGISTRY, ModelKind, kinds
 from rating.specs import MeteredSpec
@@ -63,6 +64,9 @@ class Plan:
 
     name: str
     prices: Mapping[str, tuple[Charge, ...]]
+    proration: str = "none"
+    """How a flat fee is shared when a period is cut short: ``none`` (charged whole),
+    ``day`` or ``second`` (see ``invoicing.fees``)."""
 
     def currencies(self) -> tuple[str, ...]:
         return tuple(self.prices)
@@ -170,6 +174,15 @@ def _plan(
         problems.extend(problems_from(exc, path))
         return None
     before = len(problems)
+    proration = currencies.pop("proration", "none")
+    if proration not in PRORATIONS:
+        problems.append(
+            Problem(
+                join_path(path, "proration"),
+                f"unknown proration {proration!r}",
+                fix=f"use one of: {', '.join(PRORATIONS)}",
+            )
+        )
     if not currencies:
         problems.append(
             Problem(path, "plan has no prices", fix="add a currency, e.g. USD: {charges: [...]}")
@@ -193,7 +206,7 @@ def _plan(
         prices[code] = _charges(price_list.charges, join_path(here, "charges"), meters, problems)
     if len(problems) > before:
         return None
-    return Plan(name=name, prices=MappingProxyType(prices))
+    return Plan(name=name, prices=MappingProxyType(prices), proration=str(proration))
 
 
 def _charges(

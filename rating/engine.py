@@ -20,7 +20,7 @@ from decimal import Decimal, Inexact, localcontext
 
 from rating.card import Charge, RateCard
 from rating.lines import Line, Pricing
-from rating.models import FlatFee, MinimumCommitment
+from rating.models import FeeTerm, FlatFee, MinimumCommitment
 from rating.money import EXACT, ZERO, format_decimal, minor_units, round_money
 from rating.percentage import Percentage
 from rating.usage import Usage
@@ -66,6 +66,7 @@ def rate_plan(
     usage: Mapping[str, Usage],
     *,
     strict: bool = False,
+    fees: Mapping[str, tuple[FeeTerm, ...]] | None = None,
 ) -> RatedPlan:
     """Price ``usage`` with ``plan``'s charges in ``currency``.
 
@@ -75,12 +76,16 @@ def rate_plan(
     billed at zero — the quote CLI is strict.  Raises :class:`InvalidInput` for an
     unknown plan or currency and for bad usage, and :class:`InvariantViolated` if exact
     arithmetic would have had to round.
+
+    ``fees``: per flat charge id, the shares of its fee this invoice bills (invoicing's
+    proration, trials and in-advance billing); a flat charge missing from it, or with no
+    terms, gives no line.  Without ``fees`` every flat fee is billed once, whole.
     """
     charges = card.charges(plan, currency)
     _check_usage(charges, usage, strict)
     try:
         with localcontext(EXACT):
-            lines = _price(charges, currency, usage)
+            lines = _price(charges, currency, usage, fees)
             _check_amounts(plan, lines)
             total = round_money(ZERO, currency)
             for line in lines:
@@ -93,7 +98,10 @@ def rate_plan(
 
 
 def _price(
-    charges: tuple[Charge, ...], currency: str, usage: Mapping[str, Usage]
+    charges: tuple[Charge, ...],
+    currency: str,
+    usage: Mapping[str, Usage],
+    fees: Mapping[str, tuple[FeeTerm, ...]] | None,
 ) -> tuple[Line, ...]:
     """Usage and flat charges in card order, then minimum true-ups (also in card order)."""
     priced: dict[str, Line] = {}
@@ -103,7 +111,11 @@ def _price(
         if isinstance(model, MinimumCommitment):
             minimums.append((charge, model))
         elif isinstance(model, FlatFee):
-            priced[charge.id] = _line(charge, currency, Decimal(1), model.price())
+            terms = None if fees is None else fees.get(charge.id, ())
+            if terms == ():
+                continue
+            share = Decimal(1) if terms is None else sum((t.share for t in terms), ZERO)
+            priced[charge.id] = _line(charge, currency, share, model.price(terms))
         else:
             meter_usage = usage.get(charge.meter or "", _NO_USAGE)
             priced[charge.id] = _line(

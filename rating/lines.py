@@ -61,7 +61,8 @@ class TierBreakdown:
 class Component:
     """One non-tier term of a line: ``quantity × unit_price = amount``.
 
-    ``flat`` marks a fixed fee (a base fee, a flat fee per period); those have quantity 1.
+    ``flat`` marks a fixed fee (a base fee, a flat fee per period); its quantity is 1, or
+    the share of the period it covers when prorated (negative: a credit).
     """
 
     label: str
@@ -76,9 +77,10 @@ class Component:
         return cls(label, quantity, unit_price, quantity * unit_price)
 
     @classmethod
-    def fixed(cls, label: str, fee: Decimal) -> Component:
-        """A fixed fee charged once in the period."""
-        return cls(label, Decimal(1), fee, fee, flat=True)
+    def fixed(cls, label: str, fee: Decimal, share: Decimal = Decimal(1)) -> Component:
+        """A fixed fee charged once in the period, or ``share`` of it (a prorated fee,
+        or a negative share: a credit)."""
+        return cls(label, share, fee, share * fee, flat=True)
 
     def to_dict(self) -> dict[str, object]:
         """JSON-safe form; Decimals as strings."""

@@ -132,14 +132,31 @@ class Overage:
 
 
 @dataclass(frozen=True, slots=True)
+class FeeTerm:
+    """One share of a flat fee on an invoice: ``share × amount``, labelled with the part
+    of which period it pays for (invoicing decides the shares: proration, trials, fees
+    billed in advance, credits)."""
+
+    label: str
+    share: Decimal
+
+
+@dataclass(frozen=True, slots=True)
 class FlatFee:
-    """A fixed amount per billing period, whatever the usage."""
+    """A fixed amount per billing period, whatever the usage.  ``billed``: ``in_arrears``
+    (on the invoice closing the period) or ``in_advance`` (on the invoice before it)."""
 
     kind: ClassVar[str] = "flat"
     amount: Decimal
+    billed: str = "in_arrears"
 
-    def price(self) -> Pricing:
-        return Pricing(components=(Component.fixed("flat fee per period", self.amount),))
+    def price(self, terms: tuple[FeeTerm, ...] | None = None) -> Pricing:
+        """The whole fee, or the given shares of it."""
+        if terms is None:
+            return Pricing(components=(Component.fixed("flat fee per period", self.amount),))
+        return Pricing(
+            components=tuple(Component.fixed(t.label, self.amount, t.share) for t in terms)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +182,9 @@ class MinimumCommitment:
         )
         return Pricing(components=(Component.of(label, Decimal(1), self.amount - charged),))
 
+
+#: The plan-level proration modes: how a flat fee is shared when a period is cut short.
+PRORATIONS = ("none", "day", "second")
 
 #: Every pricing model the engine knows; ``rating.registry`` maps kinds to them.
 PricingModel = (

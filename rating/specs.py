@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -350,9 +350,10 @@ def _parsed(value: object) -> Decimal | None:
 
 class FlatSpec(ChargeSpec):
     amount: NonNegative
+    billed: Literal["in_arrears", "in_advance"] = "in_arrears"
 
     def build(self) -> FlatFee:
-        return FlatFee(amount=self.amount)
+        return FlatFee(amount=self.amount, billed=self.billed)
 
 
 class MinimumSpec(ChargeSpec):

@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from rating.card import Charge, RateCard
+from rating.card import Charge, Plan, RateCard
 
 __all__ = ["VERSION_PREFIX", "canonical_card", "card_document", "card_version"]
 
@@ -35,15 +35,17 @@ _WIDE = Context(prec=100)
 
 def canonical_card(card: RateCard) -> dict[str, Any]:
     """The card in its file shape, with only what prices: loadable as a rate card."""
-    return {
-        "plans": {
-            name: {
-                currency: {"charges": [_charge(charge) for charge in charges]}
-                for currency, charges in sorted(plan.prices.items())
-            }
-            for name, plan in sorted(card.plans.items())
-        }
+    return {"plans": {name: _plan(plan) for name, plan in sorted(card.plans.items())}}
+
+
+def _plan(plan: Plan) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        currency: {"charges": [_charge(charge) for charge in charges]}
+        for currency, charges in sorted(plan.prices.items())
     }
+    if plan.proration != "none":  # the default leaves versions of earlier cards as they were
+        out["proration"] = plan.proration
+    return out
 
 
 def card_document(card: RateCard) -> bytes:
@@ -62,7 +64,7 @@ def _charge(charge: Charge) -> dict[str, Any]:
         out["meter"] = charge.meter
     for field in dataclasses.fields(charge.model):
         value = _value(getattr(charge.model, field.name))
-        if value is not None and value != []:
+        if value is not None and value != [] and value != field.default:
             out[field.name] = value
     return out
 
