@@ -10,7 +10,9 @@ left running.
    and ClickHouse);
 5. send a few *late* events timestamped in M-2 — after its invoices were issued — and
    meter them;
-6. close M-1: its invoices carry adjustment lines for M-2's late usage;
+6. close M-1: its invoices carry adjustment lines for M-2's late usage; a customer that
+   changed plan in the middle of M-1 gets two invoices with prorated fees, checked
+   against a computation by hand (``deploy/demo_plan_change.py``);
 7. write one HTML invoice and a CSV of the lines, and print their paths;
 8. recompute every total independently from the generated events (duplicates excluded):
    usage per month, and the late usage's adjustment per customer; print PASS, or FAIL
@@ -42,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "deploy"))
 
 import pipeline  # noqa: E402
+from demo_plan_change import plan_change_step  # noqa: E402
 
 from api.server import demo_tokens  # noqa: E402
 from ingest import UsageProducer  # noqa: E402
@@ -360,6 +363,7 @@ def main() -> int:
     wait_for_worker(settings, demo.worker_alive, demo.worker_log)
 
     ok, second = billing_steps(demo)
+    ok &= plan_change_step(demo, step)
     write_documents(home, demo.last, second)
     print()
     print(

@@ -27,6 +27,8 @@ def per_unit_prices(rate_card: str | Path) -> dict[tuple[str, str, str], Decimal
     prices = {}
     for plan, currencies in document["plans"].items():
         for currency, price_list in currencies.items():
+            if currency == "proration":  # a plan setting, not a price list
+                continue
             for charge in price_list["charges"]:
                 if charge["model"] == "per_unit":
                     prices[(plan, currency, charge["meter"])] = Decimal(charge["unit_price"])

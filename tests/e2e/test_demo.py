@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy import demo
+from deploy import demo, demo_plan_change
 from schemas.settings import Settings
 from tests.conftest import WorkerProcess, isolated_settings
 from tests.e2e.pipeline_kit import prepare, wait_caught_up
@@ -74,3 +74,25 @@ def test_demo_billing_passes_at_the_end_and_at_the_start_of_a_minute(
             pool.stop_all()
         for one in demos:
             one.engine.close()
+
+
+def test_demo_plan_change_bills_prorated_fees_as_computed_by_hand(
+    stack: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The plan change of ``make demo`` (``deploy/demo_plan_change.py``) on an isolated
+    pipeline: two invoices for hooli, each fee line as the by-hand computation says."""
+    settings = isolated_settings(stack, tmp_path)
+    engine = prepare(settings)
+    try:
+        loaded = demo.load(settings, engine, events_per_subject=1)
+        assert demo.plan_change_step(loaded, demo.step)
+        out = capsys.readouterr().out
+        want = demo_plan_change.expected_fees(loaded.last)
+        assert f"team      fees {want['team']} USD, recomputed by hand {want['team']}: ok" in out
+        assert "(its first period, " in out
+        assert "flat fee in advance for " in out
+        # billed again, nothing new is emitted and the stored invoices still check out
+        assert demo.plan_change_step(loaded, demo.step)
+        assert "0 invoices issued now, 2 issued before" in capsys.readouterr().out
+    finally:
+        engine.close()
