@@ -228,6 +228,40 @@ def _paths() -> dict[str, Any]:
                 },
             }
         },
+        "/api/v1/invoices/{invoiceId}/lines/{lineNo}/events": {"get": _line_events()},
+    }
+
+
+def _line_events() -> dict[str, Any]:
+    return {
+        "operationId": "listInvoiceLineEvents",
+        "summary": "The events an invoice line bills, to recompute its digest and amount",
+        "parameters": [
+            {"name": "invoiceId", "in": "path", "required": True, "schema": {"type": "string"}},
+            {
+                "name": "lineNo",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "integer", "minimum": 1},
+            },
+            {
+                "name": "limit",
+                "in": "query",
+                "schema": {"type": "integer", "minimum": 1, "maximum": 5000, "default": 500},
+            },
+            {
+                "name": "after",
+                "in": "query",
+                "schema": {"type": "string"},
+                "description": "The previous page's next cursor",
+            },
+        ],
+        "responses": {
+            "200": _json(_ref("LineEvents"), "One page of the line's events, by (source, id)"),
+            "400": _PROBLEM,
+            **_ERRORS,
+            "404": _PROBLEM,
+        },
     }
 
 

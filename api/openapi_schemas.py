@@ -80,9 +80,38 @@ def schemas() -> dict[str, Any]:
                 "data": {"type": "array", "items": ref("MeterQueryRow")},
             },
         },
+        "LineEvents": {
+            "type": "object",
+            "required": ["invoice_id", "line_no", "events_digest", "events", "next"],
+            "properties": {
+                "invoice_id": {"type": "string"},
+                "line_no": {"type": "integer"},
+                "events_digest": {"type": "string"},
+                "next": {"type": ["string", "null"]},
+                "events": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["source", "id", "subject", "time", "ingested_at", "event"],
+                        "properties": {
+                            "source": {"type": "string"},
+                            "id": {"type": "string"},
+                            "subject": {"type": "string"},
+                            "time": TIME,
+                            "ingested_at": TIME,
+                            "event": {
+                                "type": "string",
+                                "description": "The stored CloudEvents JSON text, byte for byte",
+                            },
+                            "hash": {"type": "string"},
+                        },
+                    },
+                },
+            },
+        },
         "Invoice": {
             "type": "object",
-            "description": "The stored invoice document (schema meterline.invoice/1); "
+            "description": "The stored invoice document (schema meterline.invoice/3); "
             "money as decimal strings.",
             "required": ["invoice_id", "customer_id", "currency", "period", "lines", "total"],
             "properties": {
