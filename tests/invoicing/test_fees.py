@@ -16,7 +16,7 @@ from invoicing.periods import Period, month_period, parse_month
 from invoicing.plan import Billed, plan_subscription
 from invoicing.run import _span
 from rating import RateCard, load_rate_card_data
-from tests.invoicing.helpers import METERS, UsageLog, customer
+from tests.invoicing.helpers import METERS, ROOT, UsageLog, customer
 
 OCT = month_period("2026-10")
 
@@ -162,3 +162,16 @@ def test_a_whole_period_is_one_whole_fee_whatever_the_proration(proration: str) 
         customer(plan="base", start=date(2026, 1, 1)), card(proration=proration), ["2026-10"]
     )
     assert (fee_line(october).quantity, fee_line(october).amount) == ("1", "31.00")
+
+
+def test_the_docs_show_the_figures_these_tests_compute() -> None:
+    """docs/invoicing.md's worked examples are the cases above, figure for figure."""
+    doc = (ROOT / "docs/invoicing.md").read_text()
+    section = doc[doc.index("## Plan changes, cancellations") : doc.index("## Late usage")]
+    for figure in [
+        "15 of 31 days = 0.4838709677", "**15.00**", "16 of 31 days = 0.5161290323",
+        "**16.00**", "1,259,100 of 2,678,400 s = 0.4700940860", "**14.57**",
+        "21 of 31 days = 0.6774193548", "**21.00**", "**62.00**", "**31.00**",
+        "−0.5161290323", "**−16.00**",
+    ]:  # fmt: skip
+        assert figure in section, figure
