@@ -231,17 +231,23 @@ class Handlers:
         index, customer, period = current_subscription(entries, asked.subscription, now)
         priced = plan_meters(self.s.card, customer, index)
         proposed = proposed_usage(self.s.card, customer, asked.usage)
-        stored = await self.period_usage(period, set(priced), set(customer.subjects))
+        stored = await self.period_usage(period, set(priced), set(customer.subjects), narrow=True)
         quote = price_quote(
             self.s.card, self.s.meters, (index, customer, period), stored, proposed, now
         )
         return json_response(quote.to_json())
 
     async def period_usage(
-        self, period: Period, slugs: Collection[str], subjects: Collection[str]
+        self,
+        period: Period,
+        slugs: Collection[str],
+        subjects: Collection[str],
+        *,
+        narrow: bool = False,
     ) -> dict[str, dict[str, Decimal]]:
         """``subjects``' usage of the meters ``slugs`` over ``period``, as stored now: the
-        one reader (``UsageRead``) that estimates and billing share."""
+        one reader (``UsageRead``) that estimates and billing share.  ``narrow``: filter
+        the subjects in the query (one customer's few), not after it."""
         read = UsageRead(
             self.s.settings.namespace,
             self.s.settings.clickhouse_database,
@@ -249,6 +255,7 @@ class Handlers:
             tuple(sorted(set(slugs) & self.s.meters.slugs())),
             period.start_s,
             period.end_s,
+            subjects=tuple(sorted(subjects)) if narrow else None,
         )
         results = [await self.s.reader.rows(sql) for sql in read.statements()]
         return read.collect(results, subjects)

@@ -33,7 +33,7 @@ class UsageRead:
     ``[ingested_from_s, ingested_before_s)`` when given (whole minutes).
 
     ``grain`` names the table instead of the planner (``"minute"``: reconcile checks the
-    minute table itself)."""
+    minute table itself).  ``subjects`` narrows the query to a few subjects."""
 
     namespace: str
     database: str
@@ -44,6 +44,8 @@ class UsageRead:
     ingested_from_s: int | None = None
     ingested_before_s: int | None = None
     grain: str | None = None
+    subjects: tuple[str, ...] | None = None
+    """Only these subjects, filtered in the query (a customer's quote); ``None``: all."""
 
     def queries(self) -> list[UsageQuery]:
         return [
@@ -55,6 +57,7 @@ class UsageRead:
                 self.end_s,
                 self.ingested_from_s,
                 self.ingested_before_s,
+                self.subjects,
             )
             for slug in self.slugs
         ]

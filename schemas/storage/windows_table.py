@@ -257,6 +257,8 @@ class UsageQuery(OnTable):
     ingested_before_s: int | None = None
     """Optional ingestion-time bounds ``[from, before)``, in whole minutes: usage as of a
     cutoff (reproducible invoices) or usage that arrived after one (adjustments)."""
+    subjects: tuple[str, ...] | None = None
+    """Only these subjects (one customer's quote or estimate); ``None``: every subject."""
 
     def _sql(self, table: str) -> str:
         where = [
@@ -265,6 +267,8 @@ class UsageQuery(OnTable):
             f"window_start >= toDateTime({self.start_s})",
             f"window_start < toDateTime({self.end_s})",
         ]
+        if self.subjects is not None:
+            where.append(f"subject IN ({', '.join(lit(s) for s in self.subjects) or lit('')})")
         if self.ingested_from_s is not None:
             where.append(f"ingest_minute >= toDateTime({self.ingested_from_s})")
         if self.ingested_before_s is not None:

@@ -52,9 +52,10 @@ CUSTOMERS: list[dict[str, Any]] = [
     {"id": "acme", "subjects": ["acme-eu", "acme-us"], "plan": "growth", "currency": "USD"},
     {"id": "globex", "plan": "growth", "currency": "USD"},
     # a plan change in June: the old subscription has no current period, the new one is
-    # billed from the 15th, Berlin time
+    # billed from the 15th, Berlin time; the old one (UTC) ends when June 1 begins in
+    # Berlin, so that no hour is billed twice
     {"id": "initech", "subscription": "legacy", "plan": "growth", "currency": "USD",
-     "start": "2025-01-01", "end": "2026-06-01"},
+     "start": "2025-01-01", "end": "2026-05-31T22:00:00Z"},
     {"id": "initech", "subscription": "main", "plan": "growth", "currency": "USD",
      "start": "2026-06-01", "anchor_day": 15, "timezone": "Europe/Berlin"},
     {"id": "oldco", "plan": "growth", "currency": "USD", "end": "2026-01-01"},

@@ -52,7 +52,7 @@ def test_no_period_holding_now_is_409_and_an_unknown_subscription_400() -> None:
     with pytest.raises(HttpProblem) as ended:
         current_subscription(entries("initech"), "legacy", now)
     assert ended.value.status == 409
-    assert "'legacy' runs from 2025-01-01 to 2026-06-01" in ended.value.detail
+    assert "'legacy' runs from 2025-01-01 to 2026-05-31 22:00:00+00:00" in ended.value.detail
     with pytest.raises(HttpProblem) as unknown:
         current_subscription(entries("initech"), "mian", now)
     assert unknown.value.status == 400

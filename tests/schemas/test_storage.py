@@ -244,3 +244,23 @@ def test_usage_as_of_an_ingestion_cutoff(engine: tuple[Engine, str]) -> None:
     assert value(as_of) == [Decimal(5)]
     assert value(late) == [Decimal(7)]
     assert value(whole) == [Decimal(12)]
+
+
+def test_usage_narrowed_to_a_few_subjects_reads_only_theirs(engine: tuple[Engine, str]) -> None:
+    """A quote reads one customer's subjects in the query, not every subject's rows."""
+    eng, database = engine
+    windows = WindowsTable(database)
+    eng.insert(
+        *windows.insert_args(
+            [feed(0, n, 0, str(n), subject=subject) for n, subject in enumerate("abcde", 1)]
+        )
+    )
+    narrowed = UsageQuery("ns", "m", Aggregation.SUM, T0, T0 + 60, subjects=("b", "d", "zz"))
+    assert "subject IN ('b', 'd', 'zz')" in narrowed.on(windows.name).to_sql()
+    rows = eng.execute(narrowed.on(windows.name).to_sql())
+    assert [(r[0], finish_value(Aggregation.SUM, r[1:])) for r in rows] == [
+        ("b", Decimal(2)),
+        ("d", Decimal(4)),
+    ]
+    nobody = UsageQuery("ns", "m", Aggregation.SUM, T0, T0 + 60, subjects=())
+    assert eng.execute(nobody.on(windows.name).to_sql()) == []
