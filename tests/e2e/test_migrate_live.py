@@ -1,8 +1,9 @@
 """An upgrade as an operator runs it, on the real Kafka and ClickHouse: the worker of the
 last build before migrations (checked out from this repository's history) creates its
-layout and meters; an invoice is issued; ``python -m streams migrate`` runs while that
-worker keeps metering a stream of events; then the current worker takes over.  Totals,
-raw events, minute windows and invoices are the same before and after, and exact."""
+layout and meters; that build's billing command issues October's invoices;
+``python -m streams migrate`` runs while that worker keeps metering a stream of events;
+then the current worker takes over.  Totals, raw events, minute windows and invoices are
+the same before and after, and exact."""
 
 from __future__ import annotations
 
@@ -108,6 +109,23 @@ def bill(settings: Settings, engine: ServerEngine) -> list[str]:
     return sorted([*result.emitted, *result.already_emitted])
 
 
+def bill_with(root: Path, settings: Settings, engine: ServerEngine) -> list[str]:
+    """Bill October with the billing command of the build checked out at ``root`` and its
+    own demo configuration, as an operator did before upgrading; the invoices issued."""
+    env = settings_env(settings)
+    for name in ("meters_file", "customers_file", "rate_card_file"):
+        env[f"METERLINE_{name.upper()}"] = str(
+            root / "deploy/demo" / Path(getattr(settings, name)).name
+        )
+    done = subprocess.run(
+        [sys.executable, "-m", "invoicing", "run", "--period", "2026-10", "--grace", "0"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = engine.execute(f"SELECT invoice_id FROM {settings.clickhouse_database}.invoices")
+    return sorted(str(row[0]) for row in rows)
+
+
 def invoices(engine: ServerEngine, settings: Settings) -> list[tuple[object, ...]]:
     return engine.execute(
         f"SELECT invoice_id, total, document FROM {settings.clickhouse_database}.invoices"
@@ -160,7 +178,7 @@ def test_migrate_while_the_previous_worker_meters_keeps_every_event(
     wait_caught_up(settings, workers)
     with pytest.raises(SchemaNotCurrent, match="python -m streams migrate"):
         require_current(engine, database)
-    issued = bill(settings, engine)
+    issued = bill_with(previous_build, settings, engine)
     assert len(issued) == len(load_customers(settings.customers_file))
     cutoff = max(
         int(r[0]) for r in engine.execute(f"SELECT cutoff_s FROM {database}.invoice_drafts")
