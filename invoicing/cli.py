@@ -4,7 +4,9 @@
 [--grace MINUTES] [--cutoff TIME] [--format table|json] [--html-dir DIR] [--csv FILE]`` bills every
 subscription period ending in the month (see ``invoicing.periods``); a rerun emits
 nothing new.  ``python -m invoicing void INVOICE_ID --reason TEXT`` voids an issued
-invoice.  Progress goes to stderr, results to stdout.
+invoice.  ``python -m invoicing backtest --rate-card DRAFT --period YYYY-MM`` re-prices
+billed months under a draft card, read-only (``invoicing.backtest.command``).  Progress
+goes to stderr, results to stdout.
 Exit codes: 0 done, 2 invalid input or a refused run, 3 a service unavailable.
 
 Test hooks (the crash test): ``METERLINE_INVOICING_CRASH_AFTER_RECORDS=N`` kills the
@@ -24,6 +26,7 @@ from typing import Any
 
 import orjson
 
+from invoicing.backtest.command import add_backtest_parser
 from invoicing.customers import load_customers
 from invoicing.documents import lines_csv, render_html
 from invoicing.ledger import void_invoice
@@ -172,6 +175,7 @@ def add_parsers(sub: Any, run_name: str = "run") -> None:
     void.add_argument("invoice_id")
     void.add_argument("--reason", required=True)
     void.set_defaults(handler=lambda args: _void(args, Settings()))
+    add_backtest_parser(sub)
     add_rate_cards_parser(sub)
     add_verify_parser(sub)
 

@@ -235,6 +235,39 @@ class InvoicesTable:
             f" WHERE namespace = {lit(namespace)} AND invoice_id IN ({ids})"
         )
 
+    def issued_ending(self, namespace: str, end_from_s: int, end_to_s: int) -> Statement:
+        """Rows ``(invoice_id, customer_id, subscription_id, period_start_s, period_end_s,
+        revision, cutoff_s, plan, currency)`` of every issued invoice that is not void and
+        whose period ends in ``[end_from_s, end_to_s]``: what a pricing backtest compares
+        with.  Drafts not issued yet (a crashed run's) are left out, like void ones."""
+        ns, ends = lit(namespace), f"period_end_s >= {end_from_s} AND period_end_s <= {end_to_s}"
+        return Statement(
+            "SELECT invoice_id, customer_id, subscription_id, period_start_s, period_end_s,"
+            " revision, cutoff_s, plan, currency FROM ("
+            " SELECT invoice_id, customer_id, subscription_id, period_start_s, period_end_s,"
+            f" revision, cutoff_s FROM {self.drafts} FINAL WHERE namespace = {ns} AND {ends}"
+            f" AND invoice_id NOT IN (SELECT invoice_id FROM {self.status}"
+            f" WHERE namespace = {ns} AND status_rank = 2)) AS d"
+            " ANY INNER JOIN ("
+            f" SELECT invoice_id, plan, currency FROM {self.name} FINAL"
+            f" WHERE namespace = {ns} AND {ends}) AS i USING invoice_id"
+            " ORDER BY customer_id, subscription_id, period_start_s, revision"
+        )
+
+    def usage_amounts_ending(self, namespace: str, end_from_s: int, end_to_s: int) -> Statement:
+        """Rows ``(invoice_id, meter, model, amount)``: the usage lines' amounts added up per
+        invoice, meter and model, for the invoices whose period ends in ``[end_from_s,
+        end_to_s]``.  Adjustment lines (late usage of *earlier* periods) are left out;
+        charges without a meter (flat fees, minimum true-ups) have ``meter`` ''."""
+        ns = lit(namespace)
+        return Statement(
+            f"SELECT invoice_id, meter, model, sum(amount) FROM {self.lines} FINAL"
+            f" WHERE namespace = {ns} AND model NOT LIKE 'adjustment:%'"
+            f" AND invoice_id IN (SELECT invoice_id FROM {self.name} WHERE namespace = {ns}"
+            f" AND period_end_s >= {end_from_s} AND period_end_s <= {end_to_s})"
+            " GROUP BY invoice_id, meter, model ORDER BY invoice_id, meter, model"
+        )
+
     def for_period(self, namespace: str, period_start_s: int) -> Statement:
         """Rows ``(invoice_id, customer_id, currency, total, document)`` of a period."""
         return Statement(
