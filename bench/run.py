@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import bench_backtest  # noqa: E402
 import bench_http  # noqa: E402
 import bench_invoicing  # noqa: E402
 import bench_latency  # noqa: E402
@@ -49,6 +50,8 @@ LATENCY_RATE = 10_000
 LATENCY_RUNS = ((LATENCY_RATE, 0), (LATENCY_RATE, 50))
 LATENCY_SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "20"))
 INVOICE_CUSTOMERS = 2000
+#: The pricing backtest's scale: customers × 5 meters (the goal: ≤ 30 s).
+BACKTEST_CUSTOMERS = int(os.environ.get("BENCH_BACKTEST_CUSTOMERS", "100000"))
 HTTP_EVENTS = int(os.environ.get("BENCH_HTTP_EVENTS", "200000"))
 #: The usage-query stage loads the windows of this many events (1,000 subjects × 30 days).
 QUERY_EVENTS = int(os.environ.get("BENCH_QUERY_EVENTS", "50000000"))
@@ -295,6 +298,10 @@ def main() -> int:
         f"invoicing, {INVOICE_CUSTOMERS:,} customers",
         lambda: bench_invoicing.invoicing(INVOICE_CUSTOMERS, SEED, REPEATS),
     )
+    backtest = stage(
+        f"pricing backtest, {BACKTEST_CUSTOMERS:,} customers × 5 meters",
+        lambda: bench_backtest.backtest(BACKTEST_CUSTOMERS, SEED, REPEATS),
+    )
     print(f"rating: {ROWS} rows, {REPEATS} runs after a warm-up …", flush=True)
     rating = bench_rating.run(ROWS, SEED, REPEATS)
     baseline = decimal_baseline(ROWS, SEED, REPEATS)
@@ -312,6 +319,7 @@ def main() -> int:
         "latency": lats,
         "http_ingest": http,
         "invoicing": inv,
+        "backtest": backtest,
         "rating": rating,
         "rating_baseline_decimal": baseline,
         "rating_ratio_to_baseline": ratio,
@@ -340,6 +348,7 @@ def main() -> int:
             f"{inv['runs']['median']:,.0f} invoices/s (±{inv['runs']['spread_pct']:.0f} %) | "
             f"bare I/O of the same run (usage SELECT, row inserts, one Kafka transaction): "
             f"{inv['baseline']['median']:,.0f} invoices/s | {inv['ratio']:.3f} |",
+            *bench_backtest.table(backtest),
             f"| rating: `rate_plan` over {ROWS:,} (customer, meter) rows, all models | "
             f"{rating_rows:,.0f} rows/s (±{rating_spread:.0f} %, "
             f"{rating['lines_per_second']:,} priced lines/s) | "
@@ -386,6 +395,11 @@ def main() -> int:
             "baseline); 50 API requests per shape after a warm-up, one at a time, a random "
             "subject each; the baseline is the same query's SQL on the copy, on a direct "
             "connection.",
+            "- Pricing backtest (`bench/bench_backtest.py`, also runs alone): October billed "
+            "by the real billing run for generated customers on 5 meters, then "
+            "`run_backtest` with a draft card plus the CSV and HTML reports, wall and this "
+            "process's CPU time; every row checked against an independent re-pricing of the "
+            "generated usage; baseline is the bare usage and invoice-line reads.",
             "- Rating: `rate_plan` against bare Decimal per-unit pricing "
             "(`bench/bench_rating.py`).",
             "- Everything runs under a `bench_<random>` prefix (topics, consumer groups, "
