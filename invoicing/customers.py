@@ -137,6 +137,7 @@ def _problems(customers: list[Customer]) -> list[Problem]:
     problems: list[Problem] = []
     owner: dict[str, str] = {}
     seen: dict[tuple[str, str], int] = {}
+    same_customer: dict[str, list[tuple[int, Customer]]] = {}  # linear, not every pair
     for index, customer in enumerate(customers):
         path = f"customers[{index}]"
         schedule = customer.schedule
@@ -183,8 +184,9 @@ def _problems(customers: list[Customer]) -> list[Problem]:
                     )
                 )
             owner[subject] = customer.id
-        for other_index, other in enumerate(customers[:index]):
-            if other.id == customer.id and _overlap(other, customer):
+        earlier = same_customer.setdefault(customer.id, [])
+        for other_index, other in list(earlier):
+            if _overlap(other, customer):
                 problems.append(
                     Problem(
                         f"{path}.start",
@@ -193,6 +195,7 @@ def _problems(customers: list[Customer]) -> list[Problem]:
                         "end one subscription on or before the day the other starts",
                     )
                 )
+        earlier.append((index, customer))
     return problems
 
 

@@ -107,3 +107,23 @@ def test_unknown_timezone_and_bad_fields_are_refused() -> None:
         "customers.0.timezone",
         "customers.0.cadence",
     }
+
+
+def test_overlapping_subscriptions_of_a_customer_are_found_however_far_apart() -> None:
+    """The overlap check compares a customer's own subscriptions only (linear in the file),
+    wherever they stand in it; meeting at an instant is not an overlap."""
+    entries = [
+        {"id": "a", "subscription": "s1", "plan": "p", "currency": "USD", "start": "2026-01-01",
+         "end": "2026-06-01"},
+        *({"id": f"x{n}", "plan": "p", "currency": "USD"} for n in range(50)),
+        {"id": "a", "subscription": "s2", "plan": "p", "currency": "USD", "start": "2026-05-01"},
+        {"id": "b", "subscription": "s1", "plan": "p", "currency": "USD",
+         "end": "2026-06-01T12:30:00Z"},
+        {"id": "b", "subscription": "s2", "plan": "p", "currency": "USD",
+         "start": "2026-06-01T12:30:00Z"},
+    ]  # fmt: skip
+    with pytest.raises(InvalidInput) as caught:
+        parse_customers({"customers": entries})
+    assert [(p.path, p.message) for p in caught.value.problems] == [
+        ("customers[51].start", "overlaps subscription 's1' (customers[0]) of the same customer")
+    ]
