@@ -11,7 +11,7 @@ from collections.abc import Collection, Iterable, Sequence
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
+from pydantic import BeforeValidator, Field, ValidationError
 from pydantic_core import PydanticCustomError
 
 from schemas.errors import Problem
@@ -20,7 +20,6 @@ __all__ = [
     "MAX_FRACTION_DIGITS",
     "MAX_INTEGER_DIGITS",
     "Count",
-    "ExactDecimal",
     "NonNegative",
     "Positive",
     "choose_fix",
@@ -93,41 +92,13 @@ def digit_problem(value: Decimal) -> tuple[str, str] | None:
     return None
 
 
-def _bounded(value: Decimal) -> Decimal:
-    if not value.is_finite():  # pydantic refuses these first; a Decimal built by hand may not
-        raise PydanticCustomError(
-            "finite_number",
-            "{value} is not a finite number",
-            {"value": str(value), "fix": "write a finite number"},
-        )
-    problem = digit_problem(value)
-    if problem is not None:
-        raise PydanticCustomError("digits", problem[0], {"fix": problem[1]})
-    return value
-
-
-def _bounded_count(value: int) -> int:
-    return int(_bounded(Decimal(value)))
-
-
-#: A Decimal read without passing through float.
-ExactDecimal = Annotated[Decimal, BeforeValidator(exact_number), AfterValidator(_bounded)]
 #: An exact Decimal that is 0 or more (prices, fees, quantities), within the digit bounds.
-NonNegative = Annotated[
-    Decimal,
-    BeforeValidator(exact_number),
-    Field(ge=0, allow_inf_nan=False),
-    AfterValidator(_bounded),
-]
+#: (``exact_number`` checks the digits before pydantic converts; pydantic refuses the rest.)
+NonNegative = Annotated[Decimal, BeforeValidator(exact_number), Field(ge=0, allow_inf_nan=False)]
 #: An exact Decimal above 0 (package sizes, tier bounds), within the digit bounds.
-Positive = Annotated[
-    Decimal,
-    BeforeValidator(exact_number),
-    Field(gt=0, allow_inf_nan=False),
-    AfterValidator(_bounded),
-]
+Positive = Annotated[Decimal, BeforeValidator(exact_number), Field(gt=0, allow_inf_nan=False)]
 #: A whole number of events, 0 or more, within the digit bounds.
-Count = Annotated[int, BeforeValidator(exact_number), Field(ge=0), AfterValidator(_bounded_count)]
+Count = Annotated[int, BeforeValidator(exact_number), Field(ge=0)]
 
 
 def join_path(prefix: str, *parts: str | int) -> str:
