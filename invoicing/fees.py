@@ -29,18 +29,28 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
 from invoicing.customers import Customer
+from invoicing.document import InvoiceDocument
 from invoicing.periods import Period, local_midnight
 from rating import Charge
 from rating.models import FeeTerm, FlatFee
 from rating.money import format_decimal
-from schemas.timeutil import format_ms
+from schemas.timeutil import format_ms, parse_instant
 
-__all__ = ["SHARE_PLACES", "AdvanceReader", "Ahead", "Fees", "billable", "fee_terms", "share"]
+__all__ = [
+    "SHARE_PLACES",
+    "AdvanceReader",
+    "Ahead",
+    "Fees",
+    "billable",
+    "billed_ahead",
+    "fee_terms",
+    "share",
+]
 
 SHARE_PLACES = 10
 _QUANTUM = Decimal(1).scaleb(-SHARE_PLACES)
@@ -67,6 +77,23 @@ class Ahead:
             "period_end": format_ms(self.period.end_s * 1000),
             "share": format_decimal(self.share),
         }
+
+
+def billed_ahead(document: InvoiceDocument) -> list[Ahead]:
+    """What an issued invoice billed in advance, read back from its document."""
+    return [
+        Ahead(r.charge_id, _span(r.period_start, r.period_end), Decimal(r.share))
+        for r in document.billed_ahead
+    ]
+
+
+def _span(start: str, end: str) -> Period:
+    first, last = parse_instant(start), parse_instant(end)
+    assert first is not None, start  # written by Ahead.to_dict: always valid
+    assert last is not None, end
+    return Period(
+        datetime.fromtimestamp(first / 1000, UTC), datetime.fromtimestamp(last / 1000, UTC)
+    )
 
 
 @dataclass(frozen=True, slots=True)

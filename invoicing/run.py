@@ -33,12 +33,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
 from invoicing.customers import Customer
 from invoicing.document import InvoiceDocument
 from invoicing.evidence import EvidenceReader
-from invoicing.fees import Ahead
+from invoicing.fees import Ahead, billed_ahead
 from invoicing.invoice import Invoice
 from invoicing.ledger import (
     Publisher,
@@ -62,7 +61,7 @@ from schemas.storage.invoices_table import (
     InvoicesTable,
 )
 from schemas.storage.usage import UsageRead, read_usage
-from schemas.timeutil import format_ms, now_ms, parse_instant
+from schemas.timeutil import format_ms, now_ms
 from streams.progress import Lag
 
 __all__ = [
@@ -259,23 +258,11 @@ def _ahead_reader(
     def ahead_of(invoice_id: str) -> list[Ahead]:
         if invoice_id not in cache:
             rows = engine.execute(table.documents(namespace, [invoice_id]).to_sql())
-            records = InvoiceDocument.from_json(str(rows[0][2])).billed_ahead if rows else []
-            cache[invoice_id] = [
-                Ahead(r.charge_id, _span(r.period_start, r.period_end), Decimal(r.share))
-                for r in records
-            ]
+            document = InvoiceDocument.from_json(str(rows[0][2])) if rows else None
+            cache[invoice_id] = [] if document is None else billed_ahead(document)
         return cache[invoice_id]
 
     return ahead_of
-
-
-def _span(start: str, end: str) -> Period:
-    first, last = parse_instant(start), parse_instant(end)
-    assert first is not None, start  # written by Ahead.to_dict: always valid
-    assert last is not None, end
-    return Period(
-        datetime.fromtimestamp(first / 1000, UTC), datetime.fromtimestamp(last / 1000, UTC)
-    )
 
 
 def _evidence_reader(engine: Engine, database: str, namespace: str) -> EvidenceReader:

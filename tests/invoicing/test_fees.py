@@ -11,10 +11,9 @@ from typing import Any
 import pytest
 
 from invoicing.customers import Customer
-from invoicing.fees import Ahead, billable, share
+from invoicing.fees import Ahead, billable, billed_ahead, share
 from invoicing.periods import Period, month_period, parse_month
 from invoicing.plan import Billed, plan_subscription
-from invoicing.run import _span
 from rating import RateCard, load_rate_card_data
 from tests.invoicing.helpers import METERS, ROOT, UsageLog, customer
 
@@ -47,10 +46,7 @@ STORED: dict[str, Any] = {}
 
 def ahead_of(invoice_id: str) -> list[Ahead]:
     """What a stored invoice billed ahead, read back from its document as the run does."""
-    return [
-        Ahead(a.charge_id, _span(a.period_start, a.period_end), Decimal(a.share))
-        for a in STORED[invoice_id].billed_ahead
-    ]
+    return billed_ahead(STORED[invoice_id])
 
 
 def bill(buyer: Customer, rate_card: RateCard, labels: list[str], **kw: Any) -> list[Any]:
