@@ -26,7 +26,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api import metrics, openapi
 from api.auth import load_auth
 from api.delivery import Delivery, KafkaDelivery
-from api.line_events import line_events
 from api.pages import dashboard_html
 from api.problems import HttpProblem, invalid
 from api.responses import json_response, problem_response
@@ -107,9 +106,6 @@ def create_app(
     async def healthz(_: Request) -> Response:
         return json_response({"status": "ok"})
 
-    async def invoice_line_events(request: Request) -> Response:
-        return await line_events(services, request)
-
     routes = [
         Route("/", root),
         Route("/dashboard", dashboard),
@@ -126,7 +122,7 @@ def create_app(
         Route("/api/v1/customers/{customerId}/quote", h.quote, methods=["POST"]),
         Route("/api/v1/invoices", h.list_invoices),
         Route("/api/v1/invoices/{invoiceId}", h.get_invoice),
-        Route("/api/v1/invoices/{invoiceId}/lines/{lineNo}/events", invoice_line_events),
+        Route("/api/v1/invoices/{invoiceId}/lines/{lineNo}/events", h.invoice_line_events),
     ]
 
     @asynccontextmanager

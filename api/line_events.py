@@ -2,7 +2,8 @@
 bills, paged, so that a customer can recompute the line's digest, quantity and amount
 (the recipe is in ``invoicing.evidence`` and ``docs/invoicing.md``).
 
-Scoped like the invoice itself: a customer token reads only its own invoices' events.
+Scoped like the invoice itself (``Handlers.scoped_invoice``): a customer token reads only
+its own invoices' events.
 Pages are ordered by ``(source, id)``; ``next`` is an opaque cursor (the last event's
 source and id) to pass back as ``after``.  Each event carries ``event``, the stored
 CloudEvents JSON *text* byte for byte — what the hash covers — and its ``hash``.
@@ -17,14 +18,12 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.auth import authenticate, require_customer, require_namespace
 from api.problems import HttpProblem, invalid
 from api.responses import json_response
 from api.services import Services
 from invoicing.document import InvoiceDocument, UsageLine
 from schemas.errors import InvalidInput, Problem
 from schemas.storage.events_table import EventsTable, LineEvents
-from schemas.storage.invoices_table import InvoiceGet
 from schemas.timeutil import format_ms, parse_instant
 
 __all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "line_events"]
@@ -33,17 +32,11 @@ DEFAULT_LIMIT = 500
 MAX_LIMIT = 5000
 
 
-async def line_events(services: Services, request: Request) -> Response:
-    principal = authenticate(services.auth, request.headers.get("authorization"))
-    require_namespace(principal, services.settings.namespace)
-    invoice_id = request.path_params["invoiceId"]
-    line_no = request.path_params["lineNo"]
-    query = InvoiceGet(services.settings.namespace, invoice_id)
-    rows = await services.reader.rows(query.on(services.invoices_table).to_sql())
-    if not rows:
-        raise HttpProblem(404, "Not found", "no such invoice")
-    require_customer(principal, str(rows[0][0]))
-    line = _line(InvoiceDocument.from_json(str(rows[0][1])), line_no)
+async def line_events(services: Services, invoice: str, request: Request) -> Response:
+    """One page of the events of line ``lineNo`` of ``invoice`` (its stored document,
+    already scoped to the caller by ``Handlers.scoped_invoice``)."""
+    document = InvoiceDocument.from_json(invoice)
+    line = _line(document, request.path_params["lineNo"])
     evidence = line.evidence
     assert evidence is not None
     after, limit = _paging(request)
@@ -58,7 +51,7 @@ async def line_events(services: Services, request: Request) -> Response:
     table = EventsTable(services.settings.clickhouse_database).name
     page = await services.reader.rows(events.page(table, after, limit).to_sql())
     body = {
-        "invoice_id": invoice_id,
+        "invoice_id": document.invoice_id,
         "line_no": line.line_no,
         "events_digest": evidence.events_digest,
         "events": [

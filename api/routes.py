@@ -20,6 +20,7 @@ from api import metrics, pages
 from api.auth import Principal, authenticate, require_api_key, require_customer, require_namespace
 from api.estimates import current_period, estimate, period_json
 from api.fastingest import accept_body
+from api.line_events import line_events
 from api.problems import HttpProblem, invalid
 from api.query import parse_meter_query, query_document, rows_to_csv, shape_rows
 from api.quotes import (
@@ -283,20 +284,28 @@ class Handlers:
         rows = await self.s.reader.rows(query.on(self.s.invoices_table).to_sql())
         return json_response([RawJson(str(row[0])) for row in rows])
 
-    async def get_invoice(self, request: Request) -> Response:
+    async def scoped_invoice(self, request: Request) -> str:
+        """The stored document of the invoice the path names, for a caller allowed to read
+        it: 404 when there is none, 403 for another customer's token."""
         principal = self.principal(request)
         query = InvoiceGet(self.s.settings.namespace, request.path_params["invoiceId"])
         rows = await self.s.reader.rows(query.on(self.s.invoices_table).to_sql())
         if not rows:
             raise HttpProblem(404, "Not found", "no such invoice")
-        customer_id, document = str(rows[0][0]), str(rows[0][1])
-        require_customer(principal, customer_id)
+        require_customer(principal, str(rows[0][0]))
+        return str(rows[0][1])
+
+    async def get_invoice(self, request: Request) -> Response:
+        document = await self.scoped_invoice(request)
         if (
             preferred(request.headers.get("accept"), ("application/json", "text/html"))
             == "text/html"
         ):
             return HTMLResponse(pages.invoice_html(document))
         return json_response(RawJson(document))
+
+    async def invoice_line_events(self, request: Request) -> Response:
+        return await line_events(self.s, await self.scoped_invoice(request), request)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
