@@ -60,7 +60,7 @@ def create_app(
     customers = load_customers(settings.customers_file)
 
     def server_engine() -> Engine:
-        return ServerEngine(settings.clickhouse_host, settings.clickhouse_tcp_port)
+        return ServerEngine.of(settings)
 
     services = Services(
         settings=settings,

@@ -77,7 +77,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
                 f"use ids from {settings.customers_file}",
             )
         customers = tuple(c for c in customers if c.id in set(args.customer))
-    engine = ServerEngine(settings.clickhouse_host, settings.clickhouse_tcp_port)
+    engine = ServerEngine.of(settings)
     require_current(engine, settings.clickhouse_database)
     _progress(f"billing {month.label} for {len(customers)} subscriptions")
     result = run_period(
@@ -142,7 +142,7 @@ def _cutoff(text: str | None) -> int | None:
 
 
 def _void(args: argparse.Namespace, settings: Settings) -> int:
-    engine = ServerEngine(settings.clickhouse_host, settings.clickhouse_tcp_port)
+    engine = ServerEngine.of(settings)
     require_current(engine, settings.clickhouse_database)
     record = void_invoice(
         namespace=settings.namespace,

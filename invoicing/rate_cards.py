@@ -73,7 +73,7 @@ def _version(args: argparse.Namespace) -> int:
 
 
 def _engine(settings: Settings) -> ServerEngine:
-    engine = ServerEngine(settings.clickhouse_host, settings.clickhouse_tcp_port)
+    engine = ServerEngine.of(settings)
     require_current(engine, settings.clickhouse_database)
     return engine
 

@@ -120,7 +120,7 @@ def _meters(args: argparse.Namespace) -> MeterSet:
 def _init(_args: argparse.Namespace) -> int:
     settings = Settings()
     ensure_topics(settings.kafka_bootstrap, meterline_topics(settings))
-    engine = ServerEngine(settings.clickhouse_host, settings.clickhouse_tcp_port)
+    engine = ServerEngine.of(settings)
     ensure_schema(engine, settings.clickhouse_database)
     print(f"topics and tables ready (database {settings.clickhouse_database})")
     return 0
@@ -136,7 +136,7 @@ def _reset(args: argparse.Namespace) -> int:
     settings = Settings()
     local = delete_local_state(settings)  # first: refused while a worker runs
     deleted = delete_state(settings)
-    engine = ServerEngine(settings.clickhouse_host, settings.clickhouse_tcp_port)
+    engine = ServerEngine.of(settings)
     engine.execute(drop_database(settings.clickhouse_database).to_sql())
     print(
         f"deleted topics {deleted}, group {settings.worker_app_id}, "
@@ -161,7 +161,7 @@ def _worker(args: argparse.Namespace) -> int:
     from streams.app import create_worker
 
     ensure_topics(settings.kafka_bootstrap, meterline_topics(settings))
-    engine = ServerEngine(settings.clickhouse_host, settings.clickhouse_tcp_port)
+    engine = ServerEngine.of(settings)
     require_current(engine, settings.clickhouse_database)
     engine.close()
     worker = create_worker(settings, meters)
@@ -197,7 +197,7 @@ def _range(args: argparse.Namespace) -> tuple[int, int]:
 
 def run_reconcile(settings: Settings, meters: MeterSet, args: argparse.Namespace) -> int:
     start, end = _range(args)
-    engine = ServerEngine(settings.clickhouse_host, settings.clickhouse_tcp_port)
+    engine = ServerEngine.of(settings)
     only = set(args.meter) if args.meter else None
     differences, checked, unmeterable = compare(
         engine, settings.clickhouse_database, settings.namespace, meters, start, end, only
@@ -233,7 +233,7 @@ def run_backfill(settings: Settings, meters: MeterSet, args: argparse.Namespace)
         )
     lag = consumer_lag(settings.kafka_bootstrap, settings.worker_app_id, settings.events_topic)
     passed = {p: max(o, 0) for p, o in lag.committed.items()}
-    engine = ServerEngine(settings.clickhouse_host, settings.clickhouse_tcp_port)
+    engine = ServerEngine.of(settings)
     windows = WindowsTable(settings.clickhouse_database)
     ns, db = settings.namespace, settings.clickhouse_database
     for partition, offset in engine.execute(windows.meter_progress(ns, meter.slug).to_sql()):
@@ -273,7 +273,7 @@ def run_backfill(settings: Settings, meters: MeterSet, args: argparse.Namespace)
 def run_migrate(settings: Settings, *, timeout_s: float = 900.0) -> int:
     """``python -m streams migrate``: bring the database to the current schema version
     while the worker keeps writing (see ``schemas.storage.schema_versions``)."""
-    engine = ServerEngine(settings.clickhouse_host, settings.clickhouse_tcp_port)
+    engine = ServerEngine.of(settings)
 
     def writer_active() -> bool:
         try:

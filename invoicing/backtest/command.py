@@ -116,7 +116,7 @@ def _only(customers: tuple[Customer, ...], ids: Sequence[str], source: str) -> t
 
 def _engine(settings: Settings) -> ServerEngine:
     """The configured ClickHouse, refused (not created) when it has no Meterline tables."""
-    engine = ServerEngine(settings.clickhouse_host, settings.clickhouse_tcp_port)
+    engine = ServerEngine.of(settings)
     database = settings.clickhouse_database
     if not tables_of(engine, database):
         raise InvalidInput.single(

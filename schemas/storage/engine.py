@@ -12,10 +12,13 @@ import json
 import os
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from schemas.errors import ServiceUnavailable
 from schemas.storage.sql import values_literal
+
+if TYPE_CHECKING:
+    from schemas.settings import Settings
 
 __all__ = ["ChdbEngine", "Engine", "ServerEngine"]
 
@@ -48,6 +51,11 @@ class ServerEngine:
             settings={"max_block_size": 65536, **settings},
         )
         self.host, self.port = host, port
+
+    @classmethod
+    def of(cls, settings: Settings) -> ServerEngine:
+        """The server the settings name (``clickhouse_host``, ``clickhouse_tcp_port``)."""
+        return cls(settings.clickhouse_host, settings.clickhouse_tcp_port)
 
     def execute(self, sql: str) -> list[Row]:
         try:
