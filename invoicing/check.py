@@ -27,7 +27,7 @@ def per_unit_prices(rate_card: str | Path) -> dict[tuple[str, str, str], Decimal
     prices = {}
     for plan, currencies in document["plans"].items():
         for currency, price_list in currencies.items():
-            if currency == "proration":  # a plan setting, not a price list
+            if not isinstance(price_list, dict):  # a plan setting (proration), not prices
                 continue
             for charge in price_list["charges"]:
                 if charge["model"] == "per_unit":

@@ -63,9 +63,10 @@ def _charge(charge: Charge) -> dict[str, Any]:
     if charge.meter is not None:
         out["meter"] = charge.meter
     for field in dataclasses.fields(charge.model):
-        value = _value(getattr(charge.model, field.name))
-        if value is not None and value != [] and value != field.default:
-            out[field.name] = value
+        raw = getattr(charge.model, field.name)
+        if raw is None or raw == () or raw == field.default:  # defaults say nothing
+            continue
+        out[field.name] = _value(raw)
     return out
 
 
