@@ -19,6 +19,9 @@ from typing import Any
 import pytest
 
 from schemas.settings import Settings
+from schemas.storage.bootstrap import ensure_schema
+from schemas.storage.engine import ServerEngine
+from schemas.storage.migrations import drop_database
 from tests.processes import stop_process_group
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,6 +89,24 @@ def isolated_settings(base: Settings, work: Path, **extra: object) -> Settings:
 def isolated(stack: Settings, tmp_path: Path) -> Settings:
     """Settings with a fresh database, topics and consumer group for one test."""
     return isolated_settings(stack, tmp_path)
+
+
+def fresh_database(request: pytest.FixtureRequest, prefix: str) -> Iterator[tuple[Any, str]]:
+    """For a fixture over both engines (``params=["server", "chdb"]``): a new database
+    with every table on ``request.param``'s engine — the ClickHouse 18.16 server (marked
+    integration) or chDB (marked chdb) — dropped afterwards."""
+    database = prefix + uuid.uuid4().hex[:10]
+    if request.param == "server":
+        request.applymarker(pytest.mark.integration)
+        engine: Any = ServerEngine.of(request.getfixturevalue("stack"))
+    else:
+        request.applymarker(pytest.mark.chdb)
+        engine = request.getfixturevalue("chdb_engine")
+    ensure_schema(engine, database)
+    yield engine, database
+    engine.execute(drop_database(database).to_sql())
+    if request.param == "server":
+        engine.close()
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

@@ -3,12 +3,10 @@ storing usage as the worker does, and billing a month with the real billing run.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -17,11 +15,9 @@ from invoicing.periods import month_period
 from invoicing.run import BillingRun, RunResult, run_period
 from rating import RateCard, load_rate_card
 from schemas.metering.definitions import Aggregation, MeterSet, load_meters
-from schemas.settings import Settings
-from schemas.storage.bootstrap import ensure_schema
-from schemas.storage.engine import Engine, ServerEngine
-from schemas.storage.migrations import drop_database
+from schemas.storage.engine import Engine
 from schemas.storage.windows_table import FeedRow, WindowsTable
+from tests.conftest import fresh_database
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "ns"
@@ -50,21 +46,7 @@ ENGINES = ["server", "chdb"]
 
 
 def engine_for(request: pytest.FixtureRequest) -> Iterator[tuple[Engine, str]]:
-    """A fresh database with every table on ``request.param``'s engine: the ClickHouse
-    18.16 server (marked integration) or chDB (marked chdb); dropped afterwards."""
-    database = f"bt_{uuid.uuid4().hex[:10]}"
-    if request.param == "server":
-        request.applymarker(pytest.mark.integration)
-        settings: Settings = request.getfixturevalue("stack")
-        engine: Any = ServerEngine(settings.clickhouse_host, settings.clickhouse_tcp_port)
-    else:
-        request.applymarker(pytest.mark.chdb)
-        engine = request.getfixturevalue("chdb_engine")
-    ensure_schema(engine, database)
-    yield engine, database
-    engine.execute(drop_database(database).to_sql())
-    if request.param == "server":
-        engine.close()
+    yield from fresh_database(request, "bt_")
 
 
 def store_usage(

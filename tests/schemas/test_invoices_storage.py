@@ -3,18 +3,14 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from decimal import Decimal
-from typing import Any
 
 import pytest
 
-from schemas.settings import Settings
-from schemas.storage.bootstrap import ensure_schema
-from schemas.storage.engine import Engine, ServerEngine
+from schemas.storage.engine import Engine
 from schemas.storage.invoices_table import DraftRow, InvoiceRow, InvoicesTable, StatusRow
-from schemas.storage.migrations import drop_database
+from tests.conftest import fresh_database
 
 T0 = 1_790_000_000 - 1_790_000_000 % 86400
 
@@ -28,19 +24,7 @@ def test_ledger_sql_reads_drafts_with_issue_and_void_flags() -> None:
 
 @pytest.fixture(params=["server", "chdb"])
 def engine(request: pytest.FixtureRequest) -> Iterator[tuple[Engine, str]]:
-    database = f"invs_{uuid.uuid4().hex[:10]}"
-    if request.param == "server":
-        request.applymarker(pytest.mark.integration)
-        settings: Settings = request.getfixturevalue("stack")
-        eng: Any = ServerEngine(settings.clickhouse_host, settings.clickhouse_tcp_port)
-    else:
-        request.applymarker(pytest.mark.chdb)
-        eng = request.getfixturevalue("chdb_engine")
-    ensure_schema(eng, database)
-    yield eng, database
-    eng.execute(drop_database(database).to_sql())
-    if request.param == "server":
-        eng.close()
+    yield from fresh_database(request, "invs_")
 
 
 def draft(invoice_id: str, start: int, revision: int = 0, covers: tuple[int, ...] = ()) -> DraftRow:
