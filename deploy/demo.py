@@ -131,13 +131,10 @@ def close_month(demo: Demo, period: Period) -> list[Document]:
         ),
         report=lambda text: print(f"    {text}", flush=True),
     )
-    ids = set(result.emitted) | set(result.already_emitted)
-    rows = engine.execute(
-        InvoicesTable(settings.clickhouse_database)
-        .for_period(settings.namespace, period.start_s)
-        .to_sql()
-    )
-    documents = [InvoiceDocument.from_json(str(row[4])) for row in rows if str(row[0]) in ids]
+    ids = sorted(set(result.emitted) | set(result.already_emitted))
+    table = InvoicesTable(settings.clickhouse_database)
+    rows = engine.execute(table.documents(settings.namespace, ids).to_sql())
+    documents = [InvoiceDocument.from_json(str(row[2])) for row in rows]
     print(invoices_table(documents))
     print(
         f"    {len(result.emitted)} invoices issued now, {len(result.already_emitted)} "
@@ -366,7 +363,7 @@ def main() -> int:
     wait_for_worker(settings, demo.worker_alive, demo.worker_log)
 
     ok, second = billing_steps(demo)
-    ok &= plan_change_step(demo, step)
+    ok &= plan_change_step(demo, close_month, step)
     write_documents(home, demo.last, second)
     print()
     print(

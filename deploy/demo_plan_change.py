@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import calendar
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -24,10 +25,6 @@ from typing import Any
 from invoicing.customers import Customer
 from invoicing.document import InvoiceDocument
 from invoicing.periods import Period
-from invoicing.publish import KafkaPublisher
-from invoicing.report import invoices_table
-from invoicing.run import BillingRun, run_period
-from schemas.storage.invoices_table import InvoicesTable
 
 __all__ = ["CUSTOMER", "expected_fees", "plan_change_step", "subscriptions"]
 
@@ -63,40 +60,18 @@ def expected_fees(last: Period) -> dict[str, Decimal]:
     return {"team": team, "business": business}
 
 
-def close(demo: Any, subs: list[Customer]) -> list[InvoiceDocument]:
-    """Bill M-1 for ``subs`` (its periods end in M-1 but start on different days) and
-    return their invoices, issued now or before."""
-    settings, engine = demo.settings, demo.engine
-    topic = settings.kafka_bootstrap, settings.invoices_topic, settings.namespace
-    result = run_period(
-        BillingRun(
-            settings.namespace, settings.clickhouse_database, demo.last, subs, demo.card,
-            demo.meters,
-        ),
-        engine=engine,
-        publish=KafkaPublisher(*topic),
-        report=lambda text: print(f"    {text}", flush=True),
-    )  # fmt: skip
-    ids = sorted(set(result.emitted) | set(result.already_emitted))
-    table = InvoicesTable(settings.clickhouse_database)
-    rows = engine.execute(table.documents(settings.namespace, ids).to_sql())
-    documents = [InvoiceDocument.from_json(str(row[2])) for row in rows]
-    print(invoices_table(documents))
-    print(
-        f"    {len(result.emitted)} invoices issued now, {len(result.already_emitted)}"
-        " issued before"
-    )
-    return documents
-
-
-def plan_change_step(demo: Any, step: Callable[[str], None]) -> bool:
-    """Bill hooli's M-1 with the billing run, print its fee lines, check them."""
+def plan_change_step(
+    demo: Any,
+    close_month: Callable[[Any, Period], list[InvoiceDocument]],
+    step: Callable[[str], None],
+) -> bool:
+    """Bill hooli's M-1 with the demo's close of a month, print its fee lines, check them."""
     subs = subscriptions(demo.last)
     step(
         f"Plan change: {CUSTOMER} moves from team to business at "
         f"{subs[0].end:%Y-%m-%d %H:%M} UTC; flat fees prorated by day"
     )
-    documents = close(demo, subs)
+    documents = close_month(replace(demo, customers=subs), demo.last)
     last = demo.last
     want = expected_fees(last)
     ok = True

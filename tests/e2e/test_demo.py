@@ -85,14 +85,14 @@ def test_demo_plan_change_bills_prorated_fees_as_computed_by_hand(
     engine = prepare(settings)
     try:
         loaded = demo.load(settings, engine, events_per_subject=1)
-        assert demo.plan_change_step(loaded, demo.step)
+        assert demo.plan_change_step(loaded, demo.close_month, demo.step)
         out = capsys.readouterr().out
         want = demo_plan_change.expected_fees(loaded.last)
         assert f"team      fees {want['team']} USD, recomputed by hand {want['team']}: ok" in out
         assert "(its first period, " in out
         assert "flat fee in advance for " in out
         # billed again, nothing new is emitted and the stored invoices still check out
-        assert demo.plan_change_step(loaded, demo.step)
+        assert demo.plan_change_step(loaded, demo.close_month, demo.step)
         assert "0 invoices issued now, 2 issued before" in capsys.readouterr().out
     finally:
         engine.close()
