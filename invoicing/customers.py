@@ -49,6 +49,7 @@ from pydantic import (
 from invoicing.periods import WEEKDAYS, Cadence, Schedule, instant
 from schemas.documents import load_document
 from schemas.errors import InvalidInput, Problem
+from schemas.memory import collection_paused
 
 __all__ = ["Cadence", "Customer", "load_customers", "parse_customers"]
 
@@ -207,10 +208,11 @@ def _overlap(a: Customer, b: Customer) -> bool:
 
 def parse_customers(document: object) -> tuple[Customer, ...]:
     try:
-        parsed = _File.model_validate(document)
+        with collection_paused():  # 100k customers are one batch (schemas.memory)
+            parsed = _File.model_validate(document)
+            problems = _problems(parsed.customers)
     except ValidationError as exc:
         raise InvalidInput.from_pydantic("customers", exc.errors()) from None
-    problems = _problems(parsed.customers)
     if problems:
         raise InvalidInput("customers", problems)
     return tuple(parsed.customers)

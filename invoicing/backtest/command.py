@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from invoicing.backtest.html import backtest_html
-from invoicing.backtest.memory import collection_paused
 from invoicing.backtest.model import Backtest
 from invoicing.backtest.read import BacktestRequest, run_backtest
 from invoicing.backtest.render import backtest_csv, backtest_table
@@ -28,6 +27,7 @@ from invoicing.customers import Customer, load_customers
 from invoicing.periods import Month, parse_month
 from rating import load_rate_card
 from schemas.errors import InvalidInput, Problem
+from schemas.memory import collection_paused
 from schemas.metering.definitions import load_meters
 from schemas.settings import Settings
 from schemas.storage.bootstrap import require_current

@@ -26,13 +26,13 @@ from decimal import Context, Decimal, Inexact, InvalidOperation
 from typing import cast
 
 from invoicing.backtest.compare import meter_key, reprice, summarise
-from invoicing.backtest.memory import collection_paused
 from invoicing.backtest.model import Backtest, Invoiced, Row, Selected
 from invoicing.customers import Customer
 from invoicing.periods import Month, Period
 from invoicing.usage import customer_usage, priced_meters
 from rating import RateCard, round_money
 from schemas.errors import InvalidInput
+from schemas.memory import collection_paused
 from schemas.metering.definitions import MeterSet
 from schemas.storage.engine import Engine
 from schemas.storage.invoices_table import InvoicesTable

@@ -6,7 +6,11 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from schemas import documents
 from schemas.documents import load_document, parse_json, parse_yaml
 from schemas.errors import InvalidInput
 
@@ -110,3 +114,55 @@ def test_a_file_over_its_size_limit_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput) as caught:
         load_document(tmp_path / "big.yaml", "thing", max_bytes=99)
     assert "more than the 99 a thing may have" in caught.value.problems[0].message
+
+
+def test_a_large_document_without_aliases_is_read_whatever_its_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The alias limit counts what aliases add, not what is written: a customers file of
+    150k entries (2.1M values) is not an alias bomb."""
+    monkeypatch.setattr(documents, "MAX_EXPANDED_VALUES", 50)
+    written = "".join(f"- [a{i}, {i}]\n" for i in range(100))  # 301 values, no alias
+    assert len(parse_yaml(written, "t", "t.yaml")) == 100  # type: ignore[arg-type]
+    anchored = "x: &x [1, 2, 3]\nys:\n" + "".join(f"  - {i}\n" for i in range(100))
+    anchored += "z: [*x, *x]\n"  # 6 values added by aliases, within 50
+    assert parse_yaml(anchored, "t", "t.yaml")["z"] == [[1, 2, 3], [1, 2, 3]]  # type: ignore[index]
+    bomb = "x: &x [1, 2, 3, 4, 5, 6, 7, 8, 9]\nz: [" + ", ".join(["*x"] * 10) + "]\n"
+    with pytest.raises(InvalidInput) as caught:  # 100 added: over 50
+        parse_yaml(bomb, "t", "bomb.yaml")
+    assert "aliases expand to" in caught.value.problems[0].message
+
+
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**12), 10**12),
+    st.dates(),
+    st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=8),
+)
+_TREES = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text("abcxyz_", min_size=1, max_size=4), inner, max_size=4),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_TREES)
+def test_the_anchor_free_reading_builds_what_the_loader_builds(tree: object) -> None:
+    """A document without ``&`` is built by the lean walk, one with it by PyYAML's
+    constructor; a comment holding ``&`` switches paths without changing the document."""
+    text = yaml.safe_dump({"root": tree}, sort_keys=False)
+    assert parse_yaml(text, "t", "t.yaml") == parse_yaml(text + "# & switches\n", "t", "t.yaml")
+
+
+def test_problems_name_the_same_path_on_both_walks() -> None:
+    text = "a:\n  - b: 1\n  - b: 010\n    c: [1, 0x1f]\n    c: 2\nd: yes\n"
+    with pytest.raises(InvalidInput) as lean:
+        parse_yaml(text, "t", "f.yaml")
+    with pytest.raises(InvalidInput) as anchored:
+        parse_yaml(text + "# &\n", "t", "f.yaml")
+    fields = [p.path for p in lean.value.problems]
+    assert fields == [p.path for p in anchored.value.problems]
+    assert fields == ["f.yaml: a[1].b", "f.yaml: a[1].c[1]", "f.yaml: a[1].c", "f.yaml: d"]
