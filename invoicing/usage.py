@@ -12,7 +12,7 @@ not produce.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import Context, Decimal, localcontext
+from decimal import Context, Decimal
 
 from invoicing.customers import Customer
 from rating import RateCard, Usage
@@ -22,6 +22,9 @@ from schemas.metering.definitions import Aggregation, MeterSet
 __all__ = ["ADDITIVE", "customer_usage", "priced_meters"]
 
 ADDITIVE = {Aggregation.SUM, Aggregation.COUNT}
+
+_SUM = Context(prec=80)  # 38-digit values add without rounding
+_ZERO = Decimal(0)
 
 
 def priced_meters(card: RateCard) -> set[str]:
@@ -44,19 +47,25 @@ def customer_usage(
     """The customer's usage per meter: its subjects' usage added up (additive meters
     only; ``index`` is the customer's position in the customers file, for the problem's
     field)."""
+    subjects = customer.subjects
+    if len(subjects) == 1:  # most customers: nothing is summed across subjects
+        values = usage.get(subjects[0], {})
+        for slug in values:
+            if slug not in meters.by_slug:
+                meters.get(slug)  # raises, naming the meter and the known ones
+        return {slug: Usage(quantity=_SUM.add(_ZERO, v)) for slug, v in values.items()}, []
     totals: dict[str, Decimal] = {}
     problems: list[Problem] = []
-    with localcontext(Context(prec=80)):  # 38-digit values add without rounding
-        for subject in customer.subjects:
-            for slug, value in usage.get(subject, {}).items():
-                kind = meters.get(slug).aggregation
-                if kind not in ADDITIVE and len(customer.subjects) > 1:
-                    problems.append(
-                        Problem(
-                            f"customers[{index}].subjects",
-                            f"meter {slug!r} ({kind.value}) cannot be summed across subjects",
-                            "bill this customer on one subject",
-                        )
+    for subject in subjects:
+        for slug, value in usage.get(subject, {}).items():
+            kind = meters.get(slug).aggregation
+            if kind not in ADDITIVE:
+                problems.append(
+                    Problem(
+                        f"customers[{index}].subjects",
+                        f"meter {slug!r} ({kind.value}) cannot be summed across subjects",
+                        "bill this customer on one subject",
                     )
-                totals[slug] = totals.get(slug, Decimal(0)) + value
+                )
+            totals[slug] = _SUM.add(totals.get(slug, _ZERO), value)
     return {slug: Usage(quantity=q) for slug, q in totals.items()}, problems

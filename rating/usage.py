@@ -14,7 +14,14 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
-from rating.validation import NonNegative, digit_problem, join_path, problems_from
+from rating.validation import (
+    MAX_FRACTION_DIGITS,
+    MAX_INTEGER_DIGITS,
+    NonNegative,
+    digit_problem,
+    join_path,
+    problems_from,
+)
 from schemas.documents import load_document
 from schemas.errors import InvalidInput, Problem
 
@@ -33,6 +40,16 @@ class Usage:
     event_amounts: tuple[Decimal, ...] | None = None
 
     def __post_init__(self) -> None:
+        quantity = self.quantity
+        if (  # the common case, checked in a few C calls: a plain quantity in bounds
+            self.event_amounts is None
+            and type(quantity) is Decimal
+            and quantity.is_finite()
+            and quantity >= 0
+            and quantity.adjusted() < MAX_INTEGER_DIGITS
+            and quantity.as_tuple().exponent >= -MAX_FRACTION_DIGITS  # type: ignore[operator]
+        ):
+            return
         amounts = None if self.event_amounts is None else tuple(self.event_amounts)
         problems = list(_number_problems("quantity", self.quantity))
         for index, amount in enumerate(amounts or ()):

@@ -7,8 +7,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from rating.usage import Usage, load_usage_file, parse_usage_pairs, usage_from_data
+from rating.usage import (
+    Usage,
+    _number_problems,
+    load_usage_file,
+    parse_usage_pairs,
+    usage_from_data,
+)
 from schemas.errors import InvalidInput
 
 D = Decimal
@@ -74,3 +82,27 @@ def test_cli_pairs() -> None:
         "--usage d=2",
         "--usage e=NaN",
     ]
+
+
+_DECIMALS = st.one_of(
+    st.decimals(allow_nan=True, allow_infinity=True),
+    st.builds(
+        lambda digits, exponent, sign: Decimal((sign, digits, exponent)),
+        st.lists(st.integers(0, 9), min_size=1, max_size=40).map(tuple),
+        st.integers(-45, 45),
+        st.integers(0, 1),
+    ),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_DECIMALS)
+def test_a_quantity_is_accepted_exactly_when_the_full_check_finds_none(value: Decimal) -> None:
+    """``Usage`` checks a plain quantity with a few C calls first; it must accept and
+    refuse exactly what the field-by-field check does (bounds, sign, finiteness)."""
+    problems = list(_number_problems("quantity", value))
+    if problems:
+        with pytest.raises(InvalidInput):
+            Usage(quantity=value)
+    else:
+        assert Usage(quantity=value).quantity == value
