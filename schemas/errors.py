@@ -90,8 +90,12 @@ def _fix_for(err: dict[str, object]) -> str:
         return 'send a number, e.g. 12.5 or "12.5"'
     if kind.startswith("datetime") or kind.startswith("timezone"):
         return "send an RFC 3339 timestamp with a UTC offset, e.g. 2026-11-01T12:00:00.000Z"
-    if kind == "literal_error" and isinstance(ctx, dict) and "expected" in ctx:
+    if kind in {"literal_error", "enum"} and isinstance(ctx, dict) and "expected" in ctx:
         return f"use one of {ctx['expected']}"
+    if kind == "greater_than_equal" and isinstance(ctx, dict) and "ge" in ctx:
+        return f"use {ctx['ge']} or more"
+    if kind == "greater_than" and isinstance(ctx, dict) and "gt" in ctx:
+        return f"use a value above {ctx['gt']}"
     if kind == "value_error" and isinstance(ctx, dict) and "fix" in ctx:
         return str(ctx["fix"])
     return ""
