@@ -120,9 +120,16 @@ def create_app(
         Route("/api/v1/meters/{slug}/query", h.meter_query),
         Route("/api/v1/customers", h.list_customers),
         Route("/api/v1/customers/{customerId}/quote", h.quote, methods=["POST"]),
+        Route("/api/v1/customers/{customerId}/grants", h.create_grant, methods=["POST"]),
+        Route("/api/v1/customers/{customerId}/grants", h.list_grants, methods=["GET"]),
+        Route(
+            "/api/v1/customers/{customerId}/grants/{grantId}/void", h.void_grant, methods=["POST"]
+        ),
+        Route("/api/v1/customers/{customerId}/balance", h.credit_balance),
         Route("/api/v1/invoices", h.list_invoices),
         Route("/api/v1/invoices/{invoiceId}", h.get_invoice),
         Route("/api/v1/invoices/{invoiceId}/lines/{lineNo}/events", h.invoice_line_events),
+        Route("/api/v1/notifications/deliveries", h.notification_deliveries),
     ]
 
     @asynccontextmanager

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from api.openapi_credits import credit_paths
 from api.openapi_schemas import ref as _ref
 from api.openapi_schemas import schemas
 
@@ -169,6 +170,7 @@ def _paths() -> dict[str, Any]:
             }
         },
         "/api/v1/customers/{customerId}/quote": {"post": _quote()},
+        **credit_paths(),
         "/api/v1/invoices": {
             "get": {
                 "operationId": "listInvoices",
@@ -229,6 +231,43 @@ def _paths() -> dict[str, Any]:
             }
         },
         "/api/v1/invoices/{invoiceId}/lines/{lineNo}/events": {"get": _line_events()},
+        "/api/v1/notifications/deliveries": {"get": _deliveries()},
+    }
+
+
+def _deliveries() -> dict[str, Any]:
+    return {
+        "operationId": "listWebhookDeliveries",
+        "summary": "The webhook delivery log: one entry per attempt, newest first (API keys only)",
+        "parameters": [
+            {
+                "name": "notification",
+                "in": "query",
+                "schema": {"type": "string"},
+                "description": "Only this notification's attempts (its id, the webhook-id)",
+            },
+            {
+                "name": "outcome",
+                "in": "query",
+                "schema": {"type": "string", "enum": ["delivered", "retrying", "failed"]},
+            },
+            {
+                "name": "limit",
+                "in": "query",
+                "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+            },
+            {
+                "name": "after",
+                "in": "query",
+                "schema": {"type": "string"},
+                "description": "The previous page's next cursor",
+            },
+        ],
+        "responses": {
+            "200": _json(_ref("WebhookDeliveries"), "One page of the delivery log"),
+            "400": _PROBLEM,
+            **_ERRORS,
+        },
     }
 
 

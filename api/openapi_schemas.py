@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from api.openapi_credits import credit_schemas
+
 __all__ = ["TIME", "ref", "schemas"]
 
 TIME = {"type": "string", "format": "date-time"}
@@ -111,7 +113,7 @@ def schemas() -> dict[str, Any]:
         },
         "Invoice": {
             "type": "object",
-            "description": "The stored invoice document (schema meterline.invoice/3); "
+            "description": "The stored invoice document (schema meterline.invoice/4); "
             "money as decimal strings.",
             "required": ["invoice_id", "customer_id", "currency", "period", "lines", "total"],
             "properties": {
@@ -158,6 +160,8 @@ def schemas() -> dict[str, Any]:
             },
         },
         **quote_schemas(),
+        **credit_schemas(),
+        **delivery_schemas(),
         "Problem": {
             "type": "object",
             "required": ["type", "title", "status", "detail"],
@@ -178,6 +182,54 @@ def schemas() -> dict[str, Any]:
                         },
                     },
                 },
+            },
+        },
+    }
+
+
+def delivery_schemas() -> dict[str, Any]:
+    """The webhook delivery log's page (``api.deliveries``)."""
+    return {
+        "WebhookDeliveries": {
+            "type": "object",
+            "required": ["deliveries", "next"],
+            "properties": {
+                "deliveries": {"type": "array", "items": ref("WebhookDelivery")},
+                "next": {
+                    "type": ["string", "null"],
+                    "description": "Pass as after for the next page; null on the last",
+                },
+            },
+        },
+        "WebhookDelivery": {
+            "type": "object",
+            "description": "One attempt to POST a notification to an endpoint",
+            "required": [
+                "notification_id",
+                "type",
+                "endpoint_id",
+                "url",
+                "attempt",
+                "status_code",
+                "error",
+                "outcome",
+                "at",
+                "duration_ms",
+            ],
+            "properties": {
+                "notification_id": {"type": "string"},
+                "type": {"type": "string"},
+                "endpoint_id": {"type": "string"},
+                "url": {"type": "string"},
+                "attempt": {"type": "integer", "minimum": 1},
+                "status_code": {
+                    "type": ["integer", "null"],
+                    "description": "The endpoint's HTTP status; null when it did not answer",
+                },
+                "error": {"type": "string"},
+                "outcome": {"type": "string", "enum": ["delivered", "retrying", "failed"]},
+                "at": TIME,
+                "duration_ms": {"type": "integer"},
             },
         },
     }

@@ -1,12 +1,13 @@
 """The HTTP handlers: authenticate, call the pure parsers and shapers, run one query.
 
 Each handler is thin glue; what it decides is in ``api.auth``, ``api.ingest``,
-``api.query``, ``api.estimates``, ``api.quotes`` and ``api.pages``.
+``api.query``, ``api.estimates``, ``api.quotes``, ``api.credits`` and ``api.pages``.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Collection
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -18,6 +19,15 @@ from starlette.responses import HTMLResponse, Response
 
 from api import metrics, pages
 from api.auth import Principal, authenticate, require_api_key, require_customer, require_namespace
+from api.credits import (
+    balance_json,
+    grant_state_json,
+    parse_at,
+    parse_body,
+    parse_void,
+    same_terms,
+)
+from api.deliveries import deliveries_page, parse_deliveries
 from api.estimates import current_period, estimate, period_json
 from api.fastingest import accept_body
 from api.line_events import line_events
@@ -32,15 +42,19 @@ from api.quotes import (
 )
 from api.responses import RawJson, json_response, preferred
 from api.services import Services
+from invoicing.credit_ledger import book_from_rows, entry_row, grant_row
+from invoicing.credits import CreditBook, void_entry
+from invoicing.grants import parse_grant
 from invoicing.periods import Period
 from invoicing.usage import priced_meters
 from schemas.errors import DeliveryFailed, InvalidInput, Problem, ServiceUnavailable
 from schemas.metering.definitions import MeterDefinition
+from schemas.storage.credits_table import CreditsTable
 from schemas.storage.invoices_table import InvoiceGet, InvoiceList
 from schemas.storage.planner import plan_meter_query, plan_subjects
 from schemas.storage.usage import UsageRead
 from schemas.storage.windows_table import MeterSubjects
-from schemas.timeutil import parse_instant
+from schemas.timeutil import now_ms, parse_instant, truncate_ms
 
 __all__ = ["Handlers"]
 
@@ -306,6 +320,101 @@ class Handlers:
 
     async def invoice_line_events(self, request: Request) -> Response:
         return await line_events(self.s, await self.scoped_invoice(request), request)
+
+    # -- prepaid credits (``api.credits``; the rules in ``invoicing.credits``) ------------
+
+    async def credit_book(self, request: Request, action: str | None) -> tuple[str, CreditBook]:
+        """The path's customer and its credit book, for a caller allowed to: an API key,
+        or (``action`` None: reading) the customer's own token; 404 for no such customer."""
+        principal = self.principal(request)
+        customer_id = request.path_params["customerId"]
+        if action is not None:
+            require_api_key(principal, action)
+        require_customer(principal, customer_id)
+        if not any(c.id == customer_id for c in self.s.customers):
+            raise HttpProblem(404, "Not found", f"no customer {customer_id!r}")
+        table = CreditsTable(self.s.settings.clickhouse_database)
+        statement = table.entries(self.s.settings.namespace, [customer_id])
+        return customer_id, book_from_rows(await self.s.reader.rows(statement.to_sql()))
+
+    async def create_grant(self, request: Request) -> Response:
+        customer_id, book = await self.credit_book(request, "grant credit")
+        raw = await read_body(request, self.s.settings.api_max_body_bytes)
+        now = truncate_ms(datetime.now(UTC))
+        grant = parse_grant(
+            parse_body(raw, request.headers.get("content-type"), "credit grant"),
+            customer_id=customer_id,
+            billed_currencies={c.currency for c in self.s.customers if c.id == customer_id},
+            grant_id=f"gr_{uuid.uuid4().hex[:20]}",
+            now=now,
+        )
+        stored = next((g for g in book.grants if g.grant_id == grant.grant_id), None)
+        if stored is not None:  # a retried request: the grant it made, once
+            if not same_terms(stored, grant):
+                raise HttpProblem(
+                    409,
+                    "Conflict",
+                    f"grant {grant.grant_id!r} exists with other terms; grants never change "
+                    "(void it and grant again under a new id)",
+                )
+            return json_response(grant_state_json(book.states()[grant.grant_id], now))
+        table = CreditsTable(self.s.settings.clickhouse_database)
+        taken = await self.s.reader.rows(
+            table.grant(self.s.settings.namespace, grant.grant_id).to_sql()
+        )
+        if taken:
+            raise HttpProblem(409, "Conflict", f"grant id {grant.grant_id!r} is taken")
+        await self.s.reader.insert(
+            *table.insert([grant_row(self.s.settings.namespace, grant, now_ms())])
+        )
+        state = CreditBook((grant,)).states()[grant.grant_id]
+        return json_response(grant_state_json(state, now), status=201)
+
+    async def void_grant(self, request: Request) -> Response:
+        customer_id, book = await self.credit_book(request, "void credit")
+        raw = await read_body(request, self.s.settings.api_max_body_bytes)
+        reason = parse_void(parse_body(raw, request.headers.get("content-type"), "grant void"))
+        grant_id = request.path_params["grantId"]
+        state = book.states().get(grant_id)
+        if state is None:
+            raise HttpProblem(
+                404, "Not found", f"customer {customer_id!r} has no grant {grant_id!r}"
+            )
+        if state.voided is not None:
+            raise HttpProblem(409, "Conflict", f"grant {grant_id!r} is already void")
+        now = truncate_ms(datetime.now(UTC))
+        entry = void_entry(state, now, reason)
+        table = CreditsTable(self.s.settings.clickhouse_database)
+        await self.s.reader.insert(
+            *table.insert([entry_row(self.s.settings.namespace, entry, now_ms())])
+        )
+        voided = book.with_entries([entry]).states()[grant_id]
+        return json_response(grant_state_json(voided, now))
+
+    async def list_grants(self, request: Request) -> Response:
+        _, book = await self.credit_book(request, None)
+        at = parse_at(request.query_params.get("at"), truncate_ms(datetime.now(UTC)))
+        states = book.states()
+        return json_response([grant_state_json(states[g.grant_id], at) for g in book.grants])
+
+    async def credit_balance(self, request: Request) -> Response:
+        customer_id, book = await self.credit_book(request, None)
+        at = parse_at(request.query_params.get("at"), truncate_ms(datetime.now(UTC)))
+        return json_response(balance_json(customer_id, book, at))
+
+    # -- notifications -------------------------------------------------------------------
+
+    async def notification_deliveries(self, request: Request) -> Response:
+        """The webhook delivery log (``api.deliveries``): API keys only."""
+        require_api_key(self.principal(request), "read the webhook delivery log")
+        try:
+            query = parse_deliveries(list(request.query_params.multi_items()))
+        except InvalidInput as exc:
+            raise invalid(exc) from None
+        settings = self.s.settings
+        statement = query.statement(settings.clickhouse_database, settings.namespace)
+        rows = await self.s.reader.rows(statement.to_sql())
+        return json_response(deliveries_page(rows, query.limit))
 
 
 async def read_body(request: Request, limit: int) -> bytes:

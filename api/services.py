@@ -4,7 +4,7 @@ a ClickHouse reader that runs the blocking driver off the event loop."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +64,20 @@ class Reader:
 
     async def rows(self, sql: str) -> list[Row]:
         return await run_in_threadpool(self.run, sql)
+
+    async def insert(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """One INSERT on this thread pool's engine (the credit ledger's appends)."""
+
+        def write() -> None:
+            try:
+                self._engine().insert(table, columns, rows)
+            except ServiceUnavailable:
+                self._local.engine = None
+                raise
+
+        await run_in_threadpool(write)
 
     def close(self) -> None:
         with self._lock:

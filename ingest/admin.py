@@ -50,6 +50,7 @@ def meterline_topics(settings: Settings) -> list[TopicSpec]:
             {"retention.ms": "-1", "max.message.bytes": str(MAX_RECORD_BYTES)},
         ),
         TopicSpec(settings.invoices_topic, 1, {"retention.ms": "-1"}),
+        TopicSpec(settings.notifications_topic, 1, {"retention.ms": str(30 * DAY_MS)}),
     ]
 
 

@@ -1,5 +1,5 @@
 """Invoicing: billing cycles, idempotent and crash-safe batch runs, late-usage adjustments,
-and invoice documents (JSON ``meterline.invoice/3``, CSV, HTML).
+and invoice documents (JSON ``meterline.invoice/4``, CSV, HTML).
 
 Pure core: ``periods`` (cadences, anchor days, timezones), ``customers`` (subscriptions),
 ``plan`` (due periods, revisions, adjustments), ``invoice``, ``documents``,

@@ -1,6 +1,7 @@
 """The invoice document, typed: what billing publishes to the invoices topic, stores in
-ClickHouse and renders (schema ``meterline.invoice/3``; documents of ``/2``, stored before
-invoices named their rate-card version, still read).
+ClickHouse and renders (schema ``meterline.invoice/4``; documents of ``/3``, stored before
+invoices had credit lines, and of ``/2``, stored before invoices named their rate-card
+version, still read).
 
 Every amount, quantity and price is an exact decimal *string* (``"59.50"``, never a JSON
 float); times are RFC 3339 UTC to the millisecond.  :meth:`InvoiceDocument.to_json` is
@@ -23,6 +24,7 @@ __all__ = [
     "Adjusts",
     "BilledAhead",
     "Component",
+    "CreditLine",
     "Evidence",
     "InvoiceDocument",
     "PeriodDoc",
@@ -32,10 +34,10 @@ __all__ = [
 ]
 
 
-SCHEMA = "meterline.invoice/3"
+SCHEMA = "meterline.invoice/4"
 """The document's schema name; a change that a consumer must know about gets a new one.
-``/3`` added ``rate_card_version``, each metered line's ``evidence`` and
-``billed_ahead``."""
+``/4`` added prepaid-credit lines (``kind: credit``) and ``credits_total``; ``/3`` added
+``rate_card_version``, each metered line's ``evidence`` and ``billed_ahead``."""
 
 
 class _Doc(BaseModel):
@@ -136,7 +138,23 @@ class AdjustmentLine(_Charge):
     after: RatedLine | None
 
 
-Line = Annotated[UsageLine | AdjustmentLine, Field(discriminator="kind")]
+class CreditLine(_Doc):
+    """Prepaid credit of one grant applied to the invoice (``invoicing.credits``): a
+    negative ``amount``, after the usage and adjustment lines.  ``balance_before`` and
+    ``balance_after`` are what the grant could give an invoice of this period."""
+
+    kind: Literal["credit"]
+    line_no: int
+    grant_id: str
+    name: str
+    currency: str
+    amount: str
+    balance_before: str
+    balance_after: str
+    description: str
+
+
+Line = Annotated[UsageLine | AdjustmentLine | CreditLine, Field(discriminator="kind")]
 
 
 class BilledAhead(_Doc):
@@ -149,7 +167,9 @@ class BilledAhead(_Doc):
 
 
 class InvoiceDocument(_Doc):
-    schema_: Literal["meterline.invoice/2", "meterline.invoice/3"] = Field(alias="schema")
+    schema_: Literal["meterline.invoice/2", "meterline.invoice/3", "meterline.invoice/4"] = Field(
+        alias="schema"
+    )
     invoice_id: str
     namespace: str
     revision: int
@@ -165,6 +185,8 @@ class InvoiceDocument(_Doc):
     lines: list[Line]
     usage_total: str
     adjustments_total: str
+    credits_total: str | None = None
+    """The credit lines' sum (zero or negative); ``None`` only before ``/4``."""
     total: str
     created_at: str
     rate_card_version: str | None = None
@@ -177,6 +199,10 @@ class InvoiceDocument(_Doc):
     def _version_named(self) -> InvoiceDocument:
         if self.schema_ != "meterline.invoice/2" and self.rate_card_version is None:
             raise ValueError(f"a {self.schema_} document names its rate_card_version")
+        if self.schema_ == SCHEMA and self.credits_total is None:
+            raise ValueError(f"a {self.schema_} document has a credits_total")
+        if self.schema_ != SCHEMA and any(line.kind == "credit" for line in self.lines):
+            raise ValueError(f"a {self.schema_} document has no credit lines")
         return self
 
     @property

@@ -38,6 +38,24 @@ def lines_csv(documents: Sequence[InvoiceDocument]) -> str:
     writer.writerow(CSV_COLUMNS)
     for doc in documents:
         for line in doc.lines:
+            if line.kind == "credit":
+                writer.writerow(
+                    [
+                        doc.invoice_id,
+                        line.line_no,
+                        "credit",
+                        "",
+                        line.grant_id,
+                        line.name,
+                        "",
+                        "credit",
+                        "",
+                        line.amount,
+                        doc.currency,
+                        line.description,
+                    ]
+                )
+                continue
             adjusted = line.adjusts.period.label if line.kind == "adjustment" else ""
             writer.writerow(
                 [
@@ -129,6 +147,11 @@ def render_html(doc: InvoiceDocument) -> str:
                 )
             )
             body += _breakdown(line)
+        elif line.kind == "credit":
+            text = f"Prepaid credit: {line.name} ({line.grant_id})"
+            body.append(_row([(text, False), ("", False), ("", True), (line.amount, True)]))
+            note = f"grant balance {line.balance_before} → {line.balance_after}"
+            body.append(_row([(note, False), ("", False), ("", True), ("", True)], "detail"))
         else:
             label = line.adjusts.period.label
             body.append(
@@ -153,6 +176,11 @@ def render_html(doc: InvoiceDocument) -> str:
     body += [
         _row([("Usage", False), ("", False), ("", True), (doc.usage_total, True)]),
         _row([("Adjustments", False), ("", False), ("", True), (doc.adjustments_total, True)]),
+        *(
+            [_row([("Credits", False), ("", False), ("", True), (doc.credits_total, True)])]
+            if doc.credits_total is not None
+            else []
+        ),
         _row([(f"Total {currency}", False), ("", False), ("", True), (doc.total, True)], "total"),
         "</table>",
         f'<p class="muted">Issued by Meterline · created {escape(doc.created_at)}</p>',

@@ -1,9 +1,9 @@
-"""Invoices (pure): deterministic ids, usage and adjustment lines, the JSON document.
+"""Invoices (pure): deterministic ids, usage, adjustment and credit lines, the JSON document.
 
 The id is a digest of (namespace, customer, subscription, period start, revision), so
 rating the same period again yields the same id and a rerun sees that it exists.
 
-The document (``schema: meterline.invoice/3``, described field by field in
+The document (``schema: meterline.invoice/4``, described field by field in
 ``docs/invoicing.md``) is built once, stored as a draft, and published byte for byte;
 it never changes afterwards.  Money is Decimal throughout, rendered as strings; the
 total is exactly the sum of the rounded line amounts (checked on construction).
@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from invoicing.credits import CreditApplied
 from invoicing.customers import Customer
 from invoicing.document import SCHEMA, InvoiceDocument
 from invoicing.evidence import LineEvidence
@@ -141,6 +142,8 @@ class Invoice:
     """Per charge id of a usage line on a meter: what it bills (``invoicing.evidence``)."""
     ahead: tuple[Ahead, ...] = ()
     """Shares of later periods' flat fees billed in advance (``invoicing.fees``)."""
+    credits: tuple[CreditApplied, ...] = ()
+    """Prepaid credit applied, in consumption order (``invoicing.credits``)."""
 
     @property
     def id(self) -> str:
@@ -165,8 +168,20 @@ class Invoice:
         return sum((a.amount for a in self.adjustments), round_money(Decimal(0), self.currency))
 
     @property
-    def total(self) -> Decimal:
+    def due(self) -> Decimal:
+        """What is owed before prepaid credit: usage and adjustments."""
         return self.usage_total + self.adjustments_total
+
+    @property
+    def credits_total(self) -> Decimal:
+        """The credit applied, as the negative sum of the credit lines."""
+        return sum((-c.amount for c in self.credits), round_money(Decimal(0), self.currency))
+
+    @property
+    def total(self) -> Decimal:
+        """What remains to pay: never below zero because of credits (a negative ``due``,
+        e.g. a correction, gets no credit and stays as it is)."""
+        return self.due + self.credits_total
 
     def document(self) -> InvoiceDocument:
         lines: list[dict[str, object]] = [
@@ -177,6 +192,7 @@ class Invoice:
             if found is not None:
                 line["evidence"] = found.to_dict()
         lines += [adjustment.to_dict() for adjustment in self.adjustments]
+        lines += [credit.to_line() for credit in self.credits]
         for number, line in enumerate(lines, start=1):
             line["line_no"] = number
         added = sum((Decimal(str(line["amount"])) for line in lines), Decimal(0))
@@ -200,6 +216,7 @@ class Invoice:
                 "lines": lines,
                 "usage_total": format_decimal(self.usage_total),
                 "adjustments_total": format_decimal(self.adjustments_total),
+                "credits_total": format_decimal(self.credits_total),
                 "total": format_decimal(self.total),
                 "created_at": format_ms(self.created_ms),
                 "rate_card_version": self.rate_card_version,

@@ -5,8 +5,9 @@ voids (the I/O side of a billing run, ``invoicing.run``).
   the first draft that names it.
 * :func:`read_ledger`: every invoice of the namespace as planning sees it (``Billed``),
   and the drafts a crashed run left pending.
-* :func:`store_drafts` / :func:`store_issued`: a run's intent record, then the invoice
-  lines followed by the ``invoices`` rows that mark them issued.
+* :func:`store_drafts` / :func:`store_issued`: a run's intent record, then the credit
+  consumption and the invoice lines, followed by the ``invoices`` rows that mark them
+  issued.
 * :func:`finish_pending`: publish the pending drafts that are not on the topic yet, then
   store them as issued (idempotent).
 * :func:`void_invoice`: publish a status record, then record it.
@@ -22,7 +23,8 @@ from typing import Any, Protocol
 
 import orjson
 
-from invoicing.document import InvoiceDocument
+from invoicing.credit_ledger import consumption_of, record_entries
+from invoicing.document import CreditLine, InvoiceDocument
 from invoicing.invoice import Invoice
 from invoicing.lifecycle import RANK, Status, check_transition
 from invoicing.plan import Billed
@@ -171,14 +173,18 @@ def finish_pending(
 def store_issued(
     engine: Engine, table: InvoicesTable, namespace: str, documents: Sequence[bytes]
 ) -> None:
-    """Lines first, then the ``invoices`` rows that mark the invoices issued."""
-    invoices, lines = [], []
+    """The credit consumption the documents record (``credit_ledger``), the lines, then
+    the ``invoices`` rows that mark the invoices issued.  A crash in between repeats
+    all three (entries and rows collapse on read), and the next run's planning, which
+    comes after this step, sees the consumption."""
+    invoices, lines, consumed = [], [], []
     for document in documents:
-        invoice, invoice_lines = rows_from_document(
-            namespace, InvoiceDocument.from_json(document), document
-        )
+        doc = InvoiceDocument.from_json(document)
+        invoice, invoice_lines = rows_from_document(namespace, doc, document)
         invoices.append(invoice)
         lines += invoice_lines
+        consumed += consumption_of(doc)
+    record_entries(engine, table.database, namespace, consumed)
     engine.insert(*table.insert_lines(lines))
     engine.insert(*table.insert_invoices(invoices))
 
@@ -210,6 +216,17 @@ def rows_from_document(
             quantity=Decimal(line.quantity),
             amount=Decimal(line.amount),
             unrounded_amount=line.unrounded_amount if line.kind == "usage" else line.amount,
+        )
+        if not isinstance(line, CreditLine)
+        else InvoiceLineRow(
+            namespace=namespace,
+            invoice_id=doc.invoice_id,
+            line_no=line.line_no,
+            meter="",
+            model="credit",
+            quantity=Decimal(0),
+            amount=Decimal(line.amount),
+            unrounded_amount=line.amount,
         )
         for line in doc.lines
     ]

@@ -23,10 +23,11 @@ never a late event billed twice or lost.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from invoicing.credits import CreditBook, CreditDue, apply_credits, consumption_entries
 from invoicing.customers import Customer
 from invoicing.evidence import EvidenceReader, LineEvidence
 from invoicing.fees import AdvanceReader, Ahead, fee_terms
@@ -47,6 +48,7 @@ __all__ = [
     "UsageReader",
     "adjustments_for",
     "choose_cutoff",
+    "credit_invoices",
     "due_periods",
     "frontier",
     "plan_subscription",
@@ -283,6 +285,26 @@ def plan_subscription(
     if problems:
         raise InvalidInput("billing run", problems)
     return out
+
+
+def credit_invoices(invoices: Sequence[Invoice], book: CreditBook) -> list[Invoice]:
+    """``invoices`` (same order) with prepaid credit applied (``invoicing.credits``).
+
+    They take credit in the order of their instants (period ends), then customer and
+    subscription, each seeing what the ones before it consumed, so a run that bills
+    several periods or subscriptions of a customer at once consumes each grant once."""
+    credited: dict[str, Invoice] = {}
+    order = sorted(
+        invoices, key=lambda i: (i.period.end_s, i.customer.id, i.customer.subscription, i.id)
+    )
+    for invoice in order:
+        due = CreditDue(
+            invoice.customer.id, invoice.currency, invoice.id, invoice.period.end, invoice.due
+        )
+        applied = apply_credits(book, due)
+        book = book.with_entries(consumption_entries(due, applied))
+        credited[invoice.id] = replace(invoice, credits=applied)
+    return [credited[invoice.id] for invoice in invoices]
 
 
 AheadReader = Callable[[str], Sequence[Ahead]]

@@ -19,6 +19,10 @@ def invoices_table(documents: Sequence[InvoiceDocument]) -> str:
         )
         out.append(f"  {'line':<34} {'model':<12} {'quantity':>18} {'amount':>14}")
         for line in doc.lines:
+            if line.kind == "credit":
+                name = f"credit {line.grant_id}"
+                out.append(f"  {name:<34} {'credit':<12} {'':>18} {line.amount:>14}")
+                continue
             name = line.meter or line.charge_id
             if line.kind == "adjustment":
                 name = f"adj {line.adjusts.period.label} {name}"

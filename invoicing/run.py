@@ -10,8 +10,9 @@ Steps, and what a crash after each costs:
    the ``invoices`` topic is read with ``read_committed`` from the drafts' creation time,
    drafts not found there are published now (the stored bytes, in one transaction), and
    then all are stored as issued — *a crash repeats this step; it is idempotent*;
-2. read the ledger and usage as of the run's ingestion cutoff, and plan (pure) —
-   *nothing happened*;
+2. read the ledger and usage as of the run's ingestion cutoff, and plan (pure), then
+   apply prepaid credit from the credit ledger (read after step 1, so it holds what the
+   finished drafts consumed) — *nothing happened*;
 3. store the new invoices as drafts (``invoice_drafts``): this is the intent record —
    *crash: the next run finds them pending and does step 1 for them; they are not
    re-rated, so their cutoff and lines stay as recorded*;
@@ -19,8 +20,9 @@ Steps, and what a crash after each costs:
    aborts the transaction (fenced by the next run, or after its timeout), so
    read_committed consumers never see those records and step 1 republishes them; crash
    after the commit: step 1 finds them on the topic and does not publish them again*;
-5. store lines, then ``invoices`` rows — *crash: step 1 finds them committed and
-   writes the rows again (ReplacingMergeTree collapses the copies)*.
+5. store the credit consumption the documents record, lines, then ``invoices`` rows —
+   *crash: step 1 finds them committed and writes the entries and rows again (reads
+   collapse the copies)*.
 
 So each invoice is committed to the topic exactly once and stored exactly once, however
 often the run is killed and repeated.
@@ -34,6 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from invoicing.credit_ledger import read_book
 from invoicing.customers import Customer
 from invoicing.document import InvoiceDocument
 from invoicing.evidence import EvidenceReader
@@ -48,7 +51,13 @@ from invoicing.ledger import (
     store_issued,
 )
 from invoicing.periods import Month, Period
-from invoicing.plan import SubjectUsage, choose_cutoff, due_periods, plan_subscription
+from invoicing.plan import (
+    SubjectUsage,
+    choose_cutoff,
+    credit_invoices,
+    due_periods,
+    plan_subscription,
+)
 from invoicing.publish import KafkaPublisher
 from invoicing.usage import priced_meters
 from rating import RateCard
@@ -233,6 +242,10 @@ def run_period(
             f"{customer.id}/{customer.subscription}: {len(planned.invoices)} to emit,"
             f" {len(planned.existing)} already emitted"
         )
+    if result.invoices:
+        billed = sorted({invoice.customer.id for invoice in result.invoices})
+        book = read_book(engine, database, namespace, billed)
+        result.invoices = credit_invoices(result.invoices, book)
     result.emitted = [invoice.id for invoice in result.invoices]
     if dry_run or not result.invoices:
         return result

@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     events_partitions: int = Field(default=4, ge=1)
     invoices_topic: str = "meterline.invoices"
     dead_letter_topic: str = "meterline.dead-letter"
+    notifications_topic: str = "meterline.notifications"
+    """Every notification (alerts, invoices), keyed by its id (``alerts.publish``)."""
 
     clickhouse_host: str = "127.0.0.1"
     clickhouse_tcp_port: int = 9000
@@ -33,6 +35,23 @@ class Settings(BaseSettings):
     meters_file: str = "deploy/demo/meters.yaml"
     rate_card_file: str = "deploy/demo/rate-card.yaml"
     customers_file: str = "deploy/demo/customers.yaml"
+    webhooks_file: str = ""
+    """YAML with the webhook endpoints (``alerts.endpoints``); empty: none, notifications
+    go only to ``notifications_topic``."""
+    webhook_attempts: int = Field(default=5, ge=1, le=20)
+    """Attempts to deliver one notification to one endpoint (``alerts.delivery``)."""
+    webhook_first_delay_s: float = Field(default=2.0, ge=0)
+    """The wait after the first failed attempt; each later wait doubles, with jitter."""
+    webhook_max_delay_s: float = Field(default=60.0, ge=0)
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    """How long one attempt waits for the endpoint's answer."""
+    thresholds_file: str = ""
+    """YAML with the usage, spend and credit thresholds (``alerts.thresholds``); empty:
+    none, the alerts evaluator idles."""
+    alerts_interval_s: float = Field(default=1.0, gt=0)
+    """How often the alerts evaluator reads the live windows."""
+    alerts_port: int = Field(default=0, ge=0, le=65535)
+    """Where the alerts evaluator serves /healthz and /metrics (0: off)."""
 
     dedupe_horizon_days: float = Field(default=32, gt=0)
     late_grace_seconds: float = Field(default=300, ge=0)

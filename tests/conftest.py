@@ -74,6 +74,7 @@ def isolated_settings(base: Settings, work: Path, **extra: object) -> Settings:
             "events_topic": f"{tag}.events",
             "dead_letter_topic": f"{tag}.dead-letter",
             "invoices_topic": f"{tag}.invoices",
+            "notifications_topic": f"{tag}.notifications",
             "worker_app_id": f"{tag}-metering",
             "worker_data_dir": str(work / "worker"),
             "events_partitions": 4,

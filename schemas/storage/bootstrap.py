@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from schemas.storage.credits_table import CreditsTable
+from schemas.storage.deliveries_table import DeliveriesTable
 from schemas.storage.engine import Engine
 from schemas.storage.events_table import EventsTable
 from schemas.storage.invoices_table import InvoicesTable
@@ -30,6 +32,7 @@ from schemas.storage.migrations import (
     unknown_layout,
     versions_text,
 )
+from schemas.storage.notifications_table import NotificationsTable
 from schemas.storage.rate_cards_table import RateCardsTable
 from schemas.storage.rollups import WindowStore
 from schemas.storage.schema_versions import VERSIONS, check_baseline, reattach_feed
@@ -61,6 +64,9 @@ def all_ddl(database: str) -> list[Statement]:
         *WindowStore(database).ddl(),
         *InvoicesTable(database).ddl(),
         *RateCardsTable(database).ddl(),
+        *CreditsTable(database).ddl(),
+        *DeliveriesTable(database).ddl(),
+        *NotificationsTable(database).ddl(),
         MigrationsTable(database).ddl(),
     ]
 

@@ -144,6 +144,7 @@ class InvoiceLineRow:
 
 class InvoicesTable:
     def __init__(self, database: str) -> None:
+        self.database = database
         self.name = f"{database}.invoices"
         self.lines = f"{database}.invoice_lines"
         self.drafts = f"{database}.invoice_drafts"
@@ -257,12 +258,13 @@ class InvoicesTable:
     def usage_amounts_ending(self, namespace: str, end_from_s: int, end_to_s: int) -> Statement:
         """Rows ``(invoice_id, meter, model, amount)``: the usage lines' amounts added up per
         invoice, meter and model, for the invoices whose period ends in ``[end_from_s,
-        end_to_s]``.  Adjustment lines (late usage of *earlier* periods) are left out;
+        end_to_s]``.  Adjustment lines (late usage of *earlier* periods) and prepaid-credit
+        lines (model ``credit``) are left out;
         charges without a meter (flat fees, minimum true-ups) have ``meter`` ''."""
         ns = lit(namespace)
         return Statement(
             f"SELECT invoice_id, meter, model, sum(amount) FROM {self.lines} FINAL"
-            f" WHERE namespace = {ns} AND model NOT LIKE 'adjustment:%'"
+            f" WHERE namespace = {ns} AND model NOT LIKE 'adjustment:%' AND model != 'credit'"
             f" AND invoice_id IN (SELECT invoice_id FROM {self.name} WHERE namespace = {ns}"
             f" AND period_end_s >= {end_from_s} AND period_end_s <= {end_to_s})"
             " GROUP BY invoice_id, meter, model ORDER BY invoice_id, meter, model"

@@ -6,6 +6,10 @@
 3. Rollups by hour and by day, and a repair feed per windows table.
 4. The aggregated feed (``agg_feed``): a chunk's contributions pre-aggregated per window.
 5. ``rate_card_versions``: every rate-card version that priced an invoice.
+6. ``credit_ledger``: the append-only balance ledger of prepaid credits.
+7. ``webhook_deliveries``: the webhook delivery log, one row per attempt.
+8. ``notifications``: every notification raised (thresholds crossed), recorded before it
+   is sent.
 
 Copies under a live writer use a *cut*: a whole minute M chosen by the migration.  The
 worker stores a record's contributions under its ingestion minute (the broker's append
@@ -27,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from schemas.errors import InvariantViolated
+from schemas.storage.credits_table import CreditsTable
+from schemas.storage.deliveries_table import DeliveriesTable
 from schemas.storage.engine import Engine
 from schemas.storage.feed import FEED_COLUMNS, feed_ddl
 from schemas.storage.migrations import (
@@ -36,6 +42,7 @@ from schemas.storage.migrations import (
     tables_of,
     unknown_layout,
 )
+from schemas.storage.notifications_table import NotificationsTable
 from schemas.storage.rate_cards_table import RateCardsTable
 from schemas.storage.rollups import RollupTable, WindowStore
 from schemas.storage.sql import Statement
@@ -230,10 +237,46 @@ class RateCardVersions:
         ctx.run(*RateCardsTable(ctx.database).ddl())
 
 
+@dataclass(frozen=True, slots=True)
+class CreditLedger:
+    """A new table only: nothing reads it before a grant is written."""
+
+    number: int = 6
+    name: str = "the credit ledger"
+
+    def apply(self, ctx: MigrationContext) -> None:
+        ctx.run(*CreditsTable(ctx.database).ddl())
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookDeliveries:
+    """A new table only: nothing reads it before a webhook is delivered."""
+
+    number: int = 7
+    name: str = "webhook deliveries"
+
+    def apply(self, ctx: MigrationContext) -> None:
+        ctx.run(*DeliveriesTable(ctx.database).ddl())
+
+
+@dataclass(frozen=True, slots=True)
+class Notifications:
+    """A new table only: nothing reads it before an evaluator raises a notification."""
+
+    number: int = 8
+    name: str = "notifications"
+
+    def apply(self, ctx: MigrationContext) -> None:
+        ctx.run(*NotificationsTable(ctx.database).ddl())
+
+
 VERSIONS: tuple[Version, ...] = (
     Baseline(),
     SubjectLeadingWindows(),
     Rollups(),
     AggregatedFeed(),
     RateCardVersions(),
+    CreditLedger(),
+    WebhookDeliveries(),
+    Notifications(),
 )

@@ -333,6 +333,6 @@ def test_an_invoice_names_its_rate_card_version_and_that_version_never_changes(
     assert card_version(load_rate_card_data(orjson.loads(document))) == first
     issued = [orjson.loads(doc) for _, doc, _ in topic.records]
     assert [(d["schema"], d["rate_card_version"]) for d in issued] == [
-        ("meterline.invoice/3", first),
-        ("meterline.invoice/3", second),
+        ("meterline.invoice/4", first),
+        ("meterline.invoice/4", second),
     ]

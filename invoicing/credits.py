@@ -1,0 +1,350 @@
+"""Prepaid credits (pure): grants, their append-only ledger, balances, and what one
+invoice consumes.  Nothing here does I/O: ``invoicing.credit_ledger`` reads and writes
+the ledger (``schemas.storage.credits_table``), billing and the API call in here.
+
+The rules (``docs/credits.md`` works each through by hand):
+
+* **Which grants may pay an invoice.** The invoice's *instant* is its period end.  A
+  grant of the same customer and currency, not voided, pays it when
+  ``effective_at < instant <= expires_at`` (no expiry: any instant after
+  ``effective_at``).  So a grant expiring in the middle of a period pays nothing of that
+  period's invoice: only invoices of periods ending on or before its expiry.
+* **Rollover.** A grant with ``rollover {max_amount, until}`` keeps, after its expiry,
+  at most ``max_amount`` of what its full-phase invoices left, usable by invoices whose
+  instant is in ``(expires_at, until]``.  With ``A`` the amount, ``Cf`` what invoices up
+  to the expiry consumed and ``Cr`` what later ones consumed: an invoice before the
+  expiry may take ``A - Cf - Cr``; one after it ``min(A - Cf, max_amount) - Cr``.
+  Neither depends on the order invoices were billed in, so a period re-billed after a
+  void cannot overdraw the grant.
+* **Order.** Priority (lower first), then expiry (earliest first, the rollover's
+  ``until`` in the rollover phase; no expiry last), then effective time, then id.
+* **Exactness.** Amounts are Decimal in the currency's minor unit (a grant with more
+  decimals is refused), so every consumption is exact: no rounding happens here.
+* **Idempotence.** A consumption entry names its invoice and has the id
+  ``consume:<grant>:<invoice>``; an invoice's own entries are ignored when its credits
+  are decided, and entries of voided invoices (``released``) count for nothing, so a
+  rerun never consumes twice and a voided invoice gives its credit back.
+* **Void.** A voided grant pays nothing more; the void entry records what remained.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+
+from rating.money import format_decimal, round_money
+from schemas.timeutil import format_ms, to_ms
+
+__all__ = [
+    "CreditApplied",
+    "CreditBook",
+    "CreditDue",
+    "EntryKind",
+    "Grant",
+    "GrantState",
+    "LedgerEntry",
+    "Rollover",
+    "apply_credits",
+    "consumption_entries",
+    "grant_entry",
+    "void_entry",
+]
+
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class Rollover:
+    """After the grant's expiry, at most ``max_amount`` of its unused balance stays
+    usable by invoices whose instant is at or before ``until``."""
+
+    max_amount: Decimal
+    until: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """Prepaid credit of one customer in one currency (validated by
+    ``invoicing.grants.parse_grant``; instants aware UTC, whole milliseconds)."""
+
+    grant_id: str
+    customer_id: str
+    currency: str
+    amount: Decimal
+    priority: int
+    effective_at: datetime
+    expires_at: datetime | None
+    rollover: Rollover | None
+    name: str
+    granted_at: datetime
+
+    def phase(self, instant: datetime) -> str | None:
+        """``"full"``, ``"rollover"`` or ``None`` (may not pay an invoice at ``instant``)."""
+        if instant <= self.effective_at:
+            return None
+        if self.expires_at is None or instant <= self.expires_at:
+            return "full"
+        if self.rollover is not None and instant <= self.rollover.until:
+            return "rollover"
+        return None
+
+    def order_key(self, instant: datetime) -> tuple[int, int, int, int, str]:
+        """Consumption order at ``instant``: priority, expiry (none last), effective, id."""
+        ends = self.rollover.until if self.phase(instant) == "rollover" and self.rollover else None
+        ends = ends or self.expires_at
+        return (
+            self.priority,
+            0 if ends is not None else 1,
+            to_ms(ends) if ends is not None else 0,
+            to_ms(self.effective_at),
+            self.grant_id,
+        )
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "id": self.grant_id,
+            "customerId": self.customer_id,
+            "name": self.name,
+            "currency": self.currency,
+            "amount": self.amount,
+            "priority": self.priority,
+            "effectiveAt": format_ms(to_ms(self.effective_at)),
+            "expiresAt": None if self.expires_at is None else format_ms(to_ms(self.expires_at)),
+            "rollover": None
+            if self.rollover is None
+            else {
+                "maxAmount": self.rollover.max_amount,
+                "until": format_ms(to_ms(self.rollover.until)),
+            },
+            "grantedAt": format_ms(to_ms(self.granted_at)),
+        }
+
+
+class EntryKind(StrEnum):
+    GRANT = "grant"
+    CONSUME = "consume"
+    VOID = "void"
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """One row of the append-only balance ledger.  ``amount`` is signed: a grant adds,
+    a consumption or a void takes away.  ``at`` is the invoice's instant for a
+    consumption, the time of the act otherwise."""
+
+    entry_id: str
+    kind: EntryKind
+    grant_id: str
+    customer_id: str
+    currency: str
+    amount: Decimal
+    at: datetime
+    invoice_id: str = ""
+    reason: str = ""
+
+
+def grant_entry(grant: Grant) -> LedgerEntry:
+    return LedgerEntry(
+        f"grant:{grant.grant_id}",
+        EntryKind.GRANT,
+        grant.grant_id,
+        grant.customer_id,
+        grant.currency,
+        grant.amount,
+        grant.granted_at,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class GrantState:
+    """What the ledger says of one grant: consumption before and after its expiry
+    (released invoices left out) and whether, and how much, it was voided."""
+
+    grant: Grant
+    consumed_full: Decimal = ZERO
+    consumed_rollover: Decimal = ZERO
+    voided: Decimal | None = None
+
+    @property
+    def consumed(self) -> Decimal:
+        return self.consumed_full + self.consumed_rollover
+
+    def available(self, instant: datetime) -> Decimal:
+        """What an invoice at ``instant`` may take from this grant."""
+        phase = self.grant.phase(instant)
+        if self.voided is not None or phase is None:
+            return ZERO
+        left = self.grant.amount - self.consumed_full
+        if phase == "rollover":
+            assert self.grant.rollover is not None
+            left = min(left, self.grant.rollover.max_amount)
+        return max(ZERO, left - self.consumed_rollover)
+
+    def remaining(self, at: datetime) -> Decimal:
+        """The balance as of ``at`` for the API: unused, not expired, not voided."""
+        if self.voided is not None:
+            return ZERO
+        if self.grant.phase(at) is None and at > self.grant.effective_at:
+            return ZERO  # expired (and past any rollover)
+        if self.grant.phase(at) == "rollover":
+            return self.available(at)
+        return max(ZERO, self.grant.amount - self.consumed)
+
+    def status(self, at: datetime) -> str:
+        if self.voided is not None:
+            return "voided"
+        if at <= self.grant.effective_at:
+            return "scheduled"
+        return {"full": "active", "rollover": "rollover"}.get(self.grant.phase(at) or "", "expired")
+
+
+@dataclass(frozen=True, slots=True)
+class CreditDue:
+    """An invoice asking for credit: whose, in which currency, at which instant, and the
+    amount it would be paid before credits."""
+
+    customer_id: str
+    currency: str
+    invoice_id: str
+    instant: datetime
+    amount: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class CreditApplied:
+    """Credit of one grant applied to one invoice (``amount`` > 0, taken off the total)."""
+
+    grant_id: str
+    name: str
+    currency: str
+    amount: Decimal
+    balance_before: Decimal
+
+    @property
+    def balance_after(self) -> Decimal:
+        return self.balance_before - self.amount
+
+    def to_line(self) -> dict[str, object]:
+        """The invoice line (``kind: credit``), its amount negative."""
+        return {
+            "kind": "credit",
+            "grant_id": self.grant_id,
+            "name": self.name,
+            "currency": self.currency,
+            "amount": format_decimal(-self.amount),
+            "balance_before": format_decimal(self.balance_before),
+            "balance_after": format_decimal(self.balance_after),
+            "description": (
+                f"prepaid credit {self.grant_id}: {format_decimal(self.amount)} "
+                f"{self.currency} applied, {format_decimal(self.balance_after)} left for this "
+                "invoice's period"
+            ),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CreditBook:
+    """Every grant and ledger entry of the customers at hand, and the invoices whose
+    consumption is released (voided invoices)."""
+
+    grants: tuple[Grant, ...] = ()
+    entries: tuple[LedgerEntry, ...] = ()
+    released: frozenset[str] = field(default_factory=frozenset)
+
+    def states(self, *, ignore_invoice: str = "") -> dict[str, GrantState]:
+        states = {g.grant_id: GrantState(g) for g in self.grants}
+        for entry in self.entries:
+            state = states.get(entry.grant_id)
+            if state is None:
+                continue
+            if entry.kind is EntryKind.VOID:
+                states[entry.grant_id] = replace(state, voided=-entry.amount)
+            elif entry.kind is EntryKind.CONSUME and entry.invoice_id not in (
+                self.released | {ignore_invoice}
+            ):
+                if state.grant.phase(entry.at) == "rollover":
+                    taken = state.consumed_rollover - entry.amount
+                    states[entry.grant_id] = replace(state, consumed_rollover=taken)
+                else:
+                    states[entry.grant_id] = replace(
+                        state, consumed_full=state.consumed_full - entry.amount
+                    )
+        return states
+
+    def of_customer(self, customer_id: str) -> list[Grant]:
+        return [g for g in self.grants if g.customer_id == customer_id]
+
+    def with_entries(self, entries: Iterable[LedgerEntry]) -> CreditBook:
+        """The book with ``entries`` added; an invoice's earlier consumption is replaced
+        by new consumption of the same invoice."""
+        new = tuple(entries)
+        replaced = {e.invoice_id for e in new if e.kind is EntryKind.CONSUME}
+        kept = tuple(
+            e
+            for e in self.entries
+            if not (e.kind is EntryKind.CONSUME and e.invoice_id in replaced)
+        )
+        return replace(self, entries=kept + new)
+
+
+def apply_credits(book: CreditBook, due: CreditDue) -> tuple[CreditApplied, ...]:
+    """The credit each grant gives the invoice, in consumption order; the sum never
+    exceeds ``due.amount`` (nothing when it is zero or negative).  Only grants of the
+    invoice's currency take part: consumption never mixes currencies."""
+    left = max(ZERO, due.amount)
+    states = book.states(ignore_invoice=due.invoice_id)
+    candidates = sorted(
+        (
+            g
+            for g in book.of_customer(due.customer_id)
+            if g.currency == due.currency and g.phase(due.instant) is not None
+        ),
+        key=lambda g: g.order_key(due.instant),
+    )
+    out = []
+    for grant in candidates:
+        if left <= 0:
+            break
+        available = states[grant.grant_id].available(due.instant)
+        take = min(available, left)
+        if take > 0:
+            out.append(CreditApplied(grant.grant_id, grant.name, grant.currency, take, available))
+            left -= take
+    return tuple(out)
+
+
+def consumption_entries(due: CreditDue, applied: Sequence[CreditApplied]) -> list[LedgerEntry]:
+    """The ledger entries recording ``applied`` (one per grant, keyed by the invoice)."""
+    return [
+        LedgerEntry(
+            f"consume:{a.grant_id}:{due.invoice_id}",
+            EntryKind.CONSUME,
+            a.grant_id,
+            due.customer_id,
+            a.currency,
+            -a.amount,
+            due.instant,
+            due.invoice_id,
+        )
+        for a in applied
+    ]
+
+
+def void_entry(state: GrantState, at: datetime, reason: str) -> LedgerEntry:
+    """The entry that removes what remains of a grant (its amount: minus what had not
+    been consumed; expired credit is removed too, so the grant's entries add up to 0)."""
+    grant = state.grant
+    left = max(ZERO, grant.amount - state.consumed)
+    return LedgerEntry(
+        f"void:{grant.grant_id}",
+        EntryKind.VOID,
+        grant.grant_id,
+        grant.customer_id,
+        grant.currency,
+        -round_money(left, grant.currency),
+        at,
+        reason=reason,
+    )

@@ -1,0 +1,131 @@
+"""Prepaid credit through the API, in-process over a real ClickHouse server: grant, a
+retried grant, void, list and balance; who may do what; bad input named with its fix."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+
+from schemas.settings import Settings
+from schemas.storage.bootstrap import ensure_schema
+from schemas.storage.engine import ServerEngine
+from schemas.storage.migrations import drop_database
+from tests.api.doubles import ACME, ADMIN, TOKENS, FakeDelivery, SyncClient, demo_settings
+from tests.invoicing.test_credits import at
+
+pytestmark = [pytest.mark.integration]
+
+GLOBEX = {"Authorization": f"Bearer {TOKENS['globex']}"}
+JSON = {"content-type": "application/json"}
+BASE = "/api/v1/customers"
+
+
+@pytest.fixture
+def client(stack: Settings) -> Iterator[SyncClient]:
+    from api.app import create_app
+
+    database = "mla_" + uuid.uuid4().hex[:10]
+    settings = demo_settings(clickhouse_database=database)
+    engine = ServerEngine.of(stack)
+    ensure_schema(engine, database)
+    app = create_app(
+        settings,
+        delivery=FakeDelivery(),
+        engine_factory=lambda: ServerEngine.of(stack),
+        lag=lambda: {},
+    )
+    try:
+        yield SyncClient(app)
+    finally:
+        app.state.services.reader.close()
+        engine.execute(drop_database(database).to_sql())
+        engine.close()
+
+
+def post(
+    client: SyncClient, path: str, body: Any, headers: dict[str, str] = ADMIN
+) -> httpx.Response:
+    return client.post(f"{BASE}/{path}", content=json.dumps(body), headers={**JSON, **headers})
+
+
+def test_grant_list_void_and_balance(client: SyncClient) -> None:
+    body = {
+        "id": "welcome",
+        "name": "Welcome credit",
+        "amount": "25.50",
+        "currency": "USD",
+        "priority": 1,
+        "effective_at": "2026-10-01T00:00:00Z",
+        "expires_at": "2030-01-01T00:00:00Z",
+    }
+    made = post(client, "acme/grants", body)
+    assert made.status_code == 201, made.text
+    granted = made.json()
+    assert (granted["id"], granted["amount"], granted["status"], granted["remaining"]) == (
+        "welcome",
+        25.5,
+        "active",
+        25.5,
+    )
+    assert b'"amount":25.5,' in made.content  # exact decimal text, never a float
+    again = post(client, "acme/grants", body)  # a retried request grants once
+    assert (again.status_code, again.json()["id"]) == (200, "welcome")
+    other = post(client, "acme/grants", {**body, "amount": "30.00"})
+    assert other.status_code == 409
+    assert "exists with other terms" in other.json()["detail"]
+    assert post(client, "acme/grants", {"amount": 10, "currency": "USD"}).status_code == 201
+
+    listed = client.get(f"{BASE}/acme/grants", headers=ACME)  # the customer reads its own
+    assert listed.status_code == 200
+    assert sorted(g["amount"] for g in listed.json()) == [10, 25.5]
+    balance = client.get(f"{BASE}/acme/balance", headers=ACME).json()
+    assert [(b["currency"], b["remaining"]) for b in balance["balances"]] == [("USD", 35.5)]
+    before = client.get(f"{BASE}/acme/balance?at=2026-09-01T00:00:00Z", headers=ADMIN).json()
+    assert before["balances"][0]["grants"][0]["status"] == "scheduled"
+
+    voided = post(client, "acme/grants/welcome/void", {"reason": "refunded"})
+    assert voided.status_code == 200, voided.text
+    assert (voided.json()["status"], voided.json()["voided"]) == ("voided", 25.5)
+    assert post(client, "acme/grants/welcome/void", {"reason": "again"}).status_code == 409
+    assert post(client, "acme/grants/nope/void", {"reason": "x"}).status_code == 404
+    balance = client.get(f"{BASE}/acme/balance", headers=ACME).json()
+    assert balance["balances"][0]["remaining"] == 10
+    assert Decimal(str(balance["balances"][0]["remaining"])) == Decimal(10)
+    assert at(balance["at"].replace(".000Z", "Z")).tzinfo is not None
+
+
+def test_customer_tokens_only_read_their_own_and_never_write(client: SyncClient) -> None:
+    denied = post(client, "acme/grants", {"amount": 1, "currency": "USD"}, headers=ACME)
+    assert denied.status_code == 403
+    assert "customer token cannot grant credit" in denied.json()["detail"]
+    assert client.get(f"{BASE}/acme/grants", headers=GLOBEX).status_code == 403
+    assert client.get(f"{BASE}/acme/balance", headers=GLOBEX).status_code == 403
+    assert post(client, "acme/grants/x/void", {"reason": "x"}, headers=ACME).status_code == 403
+    assert client.get(f"{BASE}/nobody/grants", headers=ADMIN).status_code == 404
+    assert client.get(f"{BASE}/acme/grants").status_code == 401
+
+
+def test_bad_grants_are_refused_with_the_field_and_the_fix(client: SyncClient) -> None:
+    refused = post(client, "acme/grants", {"amount": "-1", "currency": "EUR", "x": 1})
+    assert refused.status_code == 400
+    found = {p["path"]: p for p in refused.json()["problems"]}
+    assert set(found) == {"x", "currency", "amount"}
+    assert found["currency"]["fix"] == "grant in USD, or add a EUR subscription first"
+    yen = post(client, "initech/grants", {"amount": "100.5", "currency": "JPY"})
+    assert [(p["path"], p["fix"]) for p in yen.json()["problems"]] == [
+        ("amount", "give a whole amount of JPY's minor unit, e.g. 100")
+    ]
+    raw = client.post(f"{BASE}/acme/grants", content=b"{", headers={**JSON, **ADMIN})
+    assert raw.status_code == 400
+    text = client.post(f"{BASE}/acme/grants", content=b"{}", headers=ADMIN)
+    assert text.status_code == 415
+    no_reason = post(client, "acme/grants/x/void", {})
+    assert [p["path"] for p in no_reason.json()["problems"]] == ["reason"]
+    bad_at = client.get(f"{BASE}/acme/balance?at=yesterday", headers=ADMIN)
+    assert [p["path"] for p in bad_at.json()["problems"]] == ["at"]
