@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 export METERLINE_HOME ?= $(HOME)/.cache/meterline
 
-.PHONY: help install up down status lint fmt test test-unit demo run bench bench-state chaos soak stress reset clean tools browser api
+.PHONY: help install up down status lint fmt test test-unit demo run bench bench-state bench-alerts chaos soak stress reset clean tools browser api
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -74,6 +74,9 @@ soak: install up ## 20M events at a fixed rate through one worker; RSS, lag, eve
 
 bench-state: install up ## The dedupe store at 20M retained keys: RSS, bytes per key, restart of the real worker (KEYS=; about 35 min)
 	$(PY) bench/dedupe_memory.py --keys $${KEYS:-20000000} --stage all
+
+bench-alerts: install up ## Alert latency at 10k events/s and once-only through a worker SIGKILL (RATE=, PROBES=; about 2 min)
+	$(PY) bench/bench_alerts.py --rate $${RATE:-10000} --probes $${PROBES:-40}
 
 stress: install up ## SIGKILL end-to-end tests 20 times in a row beside a CPU hog (RUNS=20)
 	$(PY) tests/stress/sigkill_under_load.py --runs $${RUNS:-20}

@@ -70,8 +70,6 @@ class Threshold(BaseModel):
     meter: str | None = None
     customer: str | None = None
     plan: str | None = None
-    endpoints: tuple[str, ...] = ()
-    """Webhook endpoint ids to notify; empty: every configured endpoint."""
 
     def applies_to(self, customer: Customer) -> bool:
         return (self.customer is None or self.customer == customer.id) and (

@@ -10,15 +10,19 @@ left running.
    and ClickHouse);
 5. send a few *late* events timestamped in M-2 — after its invoices were issued — and
    meter them;
-6. close M-1: its invoices carry adjustment lines for M-2's late usage; a customer that
-   changed plan in the middle of M-1 gets two invoices with prorated fees, checked
-   against a computation by hand (``deploy/demo_plan_change.py``);
+6. grant globex 25.00 USD of prepaid credit, then close M-1: its invoices carry
+   adjustment lines for M-2's late usage, globex's a credit line recomputed from its
+   other lines (``deploy/demo_credit.py``); a customer that changed plan in the middle
+   of M-1 gets two invoices with prorated fees, checked against a computation by hand
+   (``deploy/demo_plan_change.py``);
 7. write one HTML invoice and a CSV of the lines, and print their paths;
 8. recompute every total independently from the generated events (duplicates excluded):
    usage per month, and the late usage's adjustment per customer; print PASS, or FAIL
    and exit 1;
-9. start the API and live telemetry for the current period, and print the dashboard
-   URL: the worker, the API and the generator keep running until ``make down``.
+9. start the API, the alerts evaluator (``deploy/demo/thresholds.yaml``), a webhook
+   receiver (``deploy/demo_receiver.py``) and live telemetry for the current period;
+   wait for the first alert of the period at the receiver and print it, then the
+   dashboard URL: everything keeps running until ``make down``.
 
 Each close bills usage ingested before its cutoff, the first whole minute after the
 close starts, and waits for that minute to end: the minutes holding the events it must
@@ -39,11 +43,16 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import orjson
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "deploy"))
 
+import demo_receiver  # noqa: E402
 import pipeline  # noqa: E402
+from demo_credit import CUSTOMER as credit_customer  # noqa: E402
+from demo_credit import credit_check, grant_credit  # noqa: E402
 from demo_plan_change import plan_change_step  # noqa: E402
 
 from api.server import demo_tokens  # noqa: E402
@@ -69,6 +78,7 @@ from streams.cli import run_migrate  # noqa: E402
 from streams.progress import consumer_lag  # noqa: E402
 
 EVENTS_PER_SUBJECT = 3000
+ALERT_WAIT_S = 180.0
 LATE_EVENTS_PER_SUBJECT = 4
 SUBJECTS = ["acme", "globex", "initech", "umbrella-eu", "umbrella-us"]
 Document = InvoiceDocument
@@ -248,6 +258,7 @@ def billing_steps(demo: Demo) -> tuple[bool, list[Document]]:
     send(settings, late, f"late {before_last.label}")
     wait_for_worker(settings, demo.worker_alive, demo.worker_log)
 
+    grant_credit(demo, step)
     step(f"Closing {last.label}: its invoices adjust {before_last.label} for the late usage")
     second = close_month(demo, last)
 
@@ -278,6 +289,8 @@ def billing_steps(demo: Demo) -> tuple[bool, list[Document]]:
     )
     ok &= len(first) == len(second) == len(demo.customers)
     ok &= any(line.kind == "adjustment" for d in second for line in d.lines)
+    step(f"Prepaid credit applied on {credit_customer}'s {last.label} invoice")
+    ok &= credit_check(second, last)
     return ok, second
 
 
@@ -332,8 +345,34 @@ def verify_one_line(settings: Settings, invoices: list[Document]) -> bool:
     return all(check.ok for check in checks)
 
 
+def show_alert(kept: Path, wait_s: float) -> bool:
+    """Print the alerts of the current period the demo receiver kept (``kept``, one JSON
+    line each), waiting up to ``wait_s`` for the first; ``False`` if none came."""
+    deadline = time.monotonic() + wait_s
+    month = datetime.now(UTC).strftime("%Y-%m")
+    while True:
+        lines = kept.read_text().splitlines() if kept.exists() else []
+        alerts = [orjson.loads(line) for line in lines if line.strip()]
+        alerts = [a for a in alerts if a["notification"]["data"]["period"]["start"][:7] == month]
+        if alerts or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    for alert in alerts:
+        data = alert["notification"]["data"]
+        print(
+            f"    {alert['webhook_id']}: {data['customer']} crossed {data['threshold']}"
+            f" ({data['kind']} {data['observed']} against {data['at']}), signed webhook"
+            f" verified by the receiver; kept in {kept}",
+            flush=True,
+        )
+    return bool(alerts)
+
+
 def main() -> int:
     os.environ.setdefault("METERLINE_WORKER_METRICS_PORT", str(pipeline.ports()[0]))
+    os.environ.setdefault("METERLINE_ALERTS_PORT", str(pipeline.alerts_port()))
+    os.environ.setdefault("METERLINE_THRESHOLDS_FILE", str(ROOT / "deploy/demo/thresholds.yaml"))
+    os.environ.setdefault("METERLINE_WEBHOOKS_FILE", str(ROOT / "deploy/demo/webhooks.yaml"))
     settings = Settings()
     home = pipeline.home()
     step(
@@ -375,11 +414,18 @@ def main() -> int:
     print("PASS" if ok else "FAIL", flush=True)
     if not ok:
         return 1
-    step("Leaving the pipeline running: worker, API, and live telemetry for the current period")
+    step(
+        "Leaving the pipeline running: worker, API, alerts evaluator, webhook receiver, and"
+        " live telemetry for the current period"
+    )
     for proc in pipeline.processes():
         print(f"    {proc.name:<7} {pipeline.start(proc)}; log {pipeline.log_file(proc)}")
     if not verify_one_line(settings, second):
         print("FAIL: the line does not verify", flush=True)
+        return 1
+    step("Usage alerts: waiting for the first alert of this period at the demo's receiver")
+    if not show_alert(demo_receiver.kept_file(), ALERT_WAIT_S):
+        print(f"FAIL: no alert reached the receiver within {ALERT_WAIT_S:.0f}s", flush=True)
         return 1
     print(pipeline.banner(), flush=True)
     return 0

@@ -5,15 +5,18 @@ Usage: ``python deploy/pipeline.py start [--live] | stop | status``
 
 * ``start``  -- create the topics and tables, then start what is not running yet: the
   worker (``python -m streams worker``: a supervisor that restarts its child after any
-  exit and replaces it when the liveness watchdog finds it stalled) and the API.  Waits
+  exit and replaces it when the liveness watchdog finds it stalled), the API, and the
+  alerts evaluator (``python -m alerts run``; it idles without a thresholds file).  Waits
   until the worker reports ready and the API answers.  ``--live`` also starts the
-  telemetry generator (``deploy/live_telemetry.py``).  Idempotent.
+  telemetry generator (``deploy/live_telemetry.py``) and the demo's webhook receiver
+  (``deploy/demo_receiver.py``).  Idempotent.
 * ``stop``   -- stop them, by pid file, after checking each pid is still ours.
 * ``status`` -- one line each; exit 0 when all that were started are healthy, else 3.
 
 Pid files and logs live under ``$METERLINE_HOME/run`` and ``$METERLINE_HOME/logs``.  The
 worker's health is served on ``METERLINE_WORKER_METRICS_PORT`` (default 9108 here),
-the API on ``METERLINE_API_PORT`` (8080).  ``stop`` and ``status`` need only the
+the alerts evaluator's on ``METERLINE_ALERTS_PORT`` (9109), the API on
+``METERLINE_API_PORT`` (8080).  ``stop`` and ``status`` need only the
 standard library.
 """
 
@@ -46,6 +49,8 @@ from pidfiles import (  # noqa: E402  (deploy/ is a directory of scripts, not a 
 
 WORKER_PORT = 9108
 API_PORT = 8080
+ALERTS_PORT = 9109
+RECEIVER_PORT = 8090  # deploy/demo/webhooks.yaml's endpoint
 READY_DEADLINE_S = 180.0
 
 
@@ -73,6 +78,14 @@ def ports() -> tuple[int, int]:
     return worker, api
 
 
+def alerts_port() -> int:
+    return int(os.environ.get("METERLINE_ALERTS_PORT") or ALERTS_PORT)
+
+
+def receiver_port() -> int:
+    return int(os.environ.get("METERLINE_DEMO_RECEIVER_PORT") or RECEIVER_PORT)
+
+
 def processes() -> list[Process]:
     worker_port, api_port = ports()
     return [
@@ -83,8 +96,19 @@ def processes() -> list[Process]:
             "api serve",
             f":{api_port}/healthz",
         ),
+        Process(
+            "receiver",
+            (str(DEPLOY_DIR / "demo_receiver.py"),),
+            "demo_receiver.py",
+            f":{receiver_port()}/healthz",
+        ),
+        Process("alerts", ("-m", "alerts", "run"), "alerts run", f":{alerts_port()}/healthz"),
         Process("live", (str(DEPLOY_DIR / "live_telemetry.py"),), "live_telemetry.py", None),
     ]
+
+
+#: Processes only the demo (``start --live``) runs: its telemetry and its webhook receiver.
+DEMO_ONLY = {"live", "receiver"}
 
 
 def pid_file(proc: Process) -> Path:
@@ -136,10 +160,11 @@ def cmd_start(live: bool) -> int:
     from streams.cli import run_migrate
 
     os.environ.setdefault("METERLINE_WORKER_METRICS_PORT", str(ports()[0]))
+    os.environ.setdefault("METERLINE_ALERTS_PORT", str(alerts_port()))
     settings = Settings()
     ensure_topics(settings.kafka_bootstrap, meterline_topics(settings))
     run_migrate(settings)  # creates a new database; migrates one of an earlier build
-    wanted = [p for p in processes() if live or p.name != "live"]
+    wanted = [p for p in processes() if live or p.name not in DEMO_ONLY]
     for proc in wanted:
         print(f"{proc.name:<7} {start(proc):<28} log={log_file(proc)}", flush=True)
     print(banner(), flush=True)
@@ -155,6 +180,7 @@ def banner() -> str:
     api = f"http://{HOST}:{api_port}"
     lines = [
         f"Worker health:  http://{HOST}:{worker_port}/healthz  /readyz  /metrics",
+        f"Alerts health:  http://{HOST}:{alerts_port()}/healthz  /metrics",
         f"API:            {api}  (OpenAPI: {api}/api/v1/openapi.json)",
     ]
     if auth_file(Settings()) == DEMO_AUTH_FILE:

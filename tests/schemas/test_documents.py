@@ -142,8 +142,10 @@ _SCALARS = st.one_of(
 )
 _TREES = st.recursive(
     _SCALARS,
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.text("abcxyz_", min_size=1, max_size=4), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text("abcxyz_", min_size=1, max_size=4), inner, max_size=4)
+    ),
     max_leaves=25,
 )
 
