@@ -150,10 +150,13 @@ def _line(charge: Charge, currency: str, quantity: Decimal, pricing: Pricing) ->
     )
 
 
+_LEDGER_LIMIT = Decimal(10) ** MAX_INTEGER_DIGITS
+
+
 def _check_amounts(plan: str, lines: tuple[Line, ...]) -> None:
     """Every line and the total must fit the ledger (``MAX_INTEGER_DIGITS`` before the
     point): a bill the ledger cannot store is refused here, naming the charge."""
-    limit = Decimal(10) ** MAX_INTEGER_DIGITS
+    limit = _LEDGER_LIMIT
     problems = [
         Problem(
             f"charge {line.charge_id}",
@@ -183,6 +186,8 @@ def _check_usage(charges: tuple[Charge, ...], usage: Mapping[str, Usage], strict
     problems: list[Problem] = []
     priced = {charge.meter for charge in charges if charge.meter is not None}
     for meter, meter_usage in usage.items():
+        if type(meter_usage) is Usage and (not strict or meter in priced):
+            continue  # the common case: nothing to say about this meter
         path = f"usage.{meter}"
         if not isinstance(meter_usage, Usage):
             problems.append(
