@@ -34,7 +34,7 @@ from typing import Any
 
 import orjson
 from confluent_kafka import KafkaError, Message, Producer
-from soak import Offered, _free_port, health, produce
+from soak import Offered, _free_port, _wait, health, produce
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -266,16 +266,6 @@ def main(argv: list[str] | None = None) -> int:
     (ROOT / "bench" / "alerts-results.json").write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
     return 0 if result.get("once") and result.get("background_exact") else 1
-
-
-def _wait(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 if __name__ == "__main__":
