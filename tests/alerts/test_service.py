@@ -22,6 +22,7 @@ from schemas.settings import Settings
 from schemas.storage.bootstrap import ensure_schema
 from schemas.storage.engine import ServerEngine
 from schemas.storage.migrations import drop_database
+from schemas.storage.notifications_table import NotificationsTable
 from schemas.storage.windows_table import FeedRow, WindowsTable
 from tests.alerts.receiver_kit import SECRET, Receiver, receiver
 from tests.conftest import ROOT, settings_env, wait_until
@@ -121,6 +122,15 @@ def leader_of(logs: list[Path]) -> int | None:
     return None
 
 
+def recorded_sent(settings: Settings) -> int:
+    """How many notifications are recorded as sent."""
+    engine = ServerEngine.of(settings)
+    table = NotificationsTable(settings.clickhouse_database)
+    rows = engine.execute(table.listing(settings.namespace, None, 100).to_sql())
+    engine.close()
+    return sum(1 for row in rows if int(row[8]) > 0)
+
+
 def thresholds_received(hooks: Receiver) -> list[str]:
     return sorted(orjson.loads(b)["data"]["threshold"] for b in hooks.accepted.values())
 
@@ -131,9 +141,15 @@ def test_one_of_two_evaluators_raises_and_a_successor_raises_nothing_twice(
     logs = [tmp_path / "alerts-0.log", tmp_path / "alerts-1.log"]
     procs = [start(configured, log) for log in logs]
     try:
-        first = wait_until(lambda: leader_of(logs), 90, "one evaluator leading")
+        wait_until(lambda: leader_of(logs) is not None, 90, "one evaluator leading")
+        first = leader_of(logs)
+        assert first is not None
         use(configured, 1000)
         wait_until(lambda: len(hooks.accepted) == 1, 60, "the crossing delivered")
+        # killed once it is recorded as sent: killed between the receiver's answer and
+        # that record, the successor would send it again with the same webhook-id (the
+        # documented at-least-once window, test_evaluator's pending case), not a new one
+        wait_until(lambda: recorded_sent(configured) == 1, 60, "the send recorded")
         os.killpg(procs[first].pid, signal.SIGKILL)
         procs[first].wait(30)
         logs[first].write_text("")  # the dead one's "leader" line is history
