@@ -33,6 +33,7 @@ import orjson
 
 from alerts.notifications import Notification, NotificationType
 from alerts.thresholds import Crossing, Kind, Reading, Threshold, crossings
+from invoicing.credits import CreditHeld
 from invoicing.customers import Customer
 from invoicing.periods import Period
 from invoicing.usage import customer_usage
@@ -228,7 +229,7 @@ class Evaluator:
             held = watch.credit(customer, now)
             if held is not None:  # credit is taken when the period is invoiced: look ahead
                 granted, remaining = held
-                credit = (granted, remaining - (spend or Decimal(0)))
+                credit = (granted, CreditHeld(granted, remaining).after(spend))
         return Reading(customer, period, totals, spend, credit)
 
 

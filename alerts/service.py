@@ -39,7 +39,7 @@ from alerts.evaluator import Evaluator, Raised, Watch
 from alerts.notifier import Notifier
 from alerts.thresholds import Kind, load_thresholds
 from invoicing.credit_ledger import read_book
-from invoicing.credits import CreditBook
+from invoicing.credits import CreditBook, credit_held
 from invoicing.customers import Customer, load_customers
 from rating import load_rate_card
 from schemas.errors import MeterlineError
@@ -164,17 +164,8 @@ class LiveCredit:
             database, namespace = self.settings.clickhouse_database, self.settings.namespace
             self._book = read_book(self.engine, database, namespace, self.customers)
             self._at = now
-        states = self._book.states()
-        held = [
-            states[g.grant_id]
-            for g in self._book.of_customer(customer.id)
-            if g.currency == customer.currency
-            and states[g.grant_id].status(now) in ("active", "rollover")
-        ]
-        if not held:
-            return None
-        granted = sum((state.grant.amount for state in held), Decimal(0))
-        return granted, sum((state.remaining(now) for state in held), Decimal(0))
+        held = credit_held(self._book, customer.id, customer.currency, now)
+        return None if held is None else (held.granted, held.remaining)
 
 
 def _notify_with(settings: Settings) -> Callable[[Raised], None]:

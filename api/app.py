@@ -33,6 +33,7 @@ from api.routes import Handlers
 from api.services import Reader, Services
 from api.settings import auth_file
 from invoicing.customers import load_customers
+from invoicing.entitlements import FeatureSet, load_features
 from rating import load_rate_card
 from schemas.errors import InvalidInput, ServiceUnavailable
 from schemas.metering.definitions import load_meters
@@ -58,6 +59,12 @@ def create_app(
     settings = settings or Settings()
     meters = load_meters(settings.meters_file)
     customers = load_customers(settings.customers_file)
+    card = load_rate_card(settings.rate_card_file, known_meters=meters.slugs())
+    features = (
+        load_features(settings.features_file, meters.slugs(), card.plans)
+        if settings.features_file
+        else FeatureSet()
+    )
 
     def server_engine() -> Engine:
         return ServerEngine.of(settings)
@@ -66,7 +73,7 @@ def create_app(
         settings=settings,
         meters=meters,
         customers=customers,
-        card=load_rate_card(settings.rate_card_file, known_meters=meters.slugs()),
+        card=card,
         auth=load_auth(auth_file(settings), customers),
         reader=Reader(engine_factory or server_engine),
         delivery=delivery
@@ -76,6 +83,7 @@ def create_app(
             delivery_timeout_s=settings.api_delivery_timeout_s,
             linger_ms=settings.api_kafka_linger_ms,
         ),
+        features=features,
     )
     h = Handlers(services)
     pipeline = CollectorRegistry()
@@ -126,6 +134,7 @@ def create_app(
             "/api/v1/customers/{customerId}/grants/{grantId}/void", h.void_grant, methods=["POST"]
         ),
         Route("/api/v1/customers/{customerId}/balance", h.credit_balance),
+        Route("/api/v1/customers/{customerId}/entitlements/{feature}", h.entitlement),
         Route("/api/v1/invoices", h.list_invoices),
         Route("/api/v1/invoices/{invoiceId}", h.get_invoice),
         Route("/api/v1/invoices/{invoiceId}/lines/{lineNo}/events", h.invoice_line_events),

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from api.openapi_credits import credit_paths
+from api.openapi_entitlements import entitlement_paths
 from api.openapi_schemas import ref as _ref
 from api.openapi_schemas import schemas
 
@@ -171,6 +172,7 @@ def _paths() -> dict[str, Any]:
         },
         "/api/v1/customers/{customerId}/quote": {"post": _quote()},
         **credit_paths(),
+        **entitlement_paths(),
         "/api/v1/invoices": {
             "get": {
                 "operationId": "listInvoices",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from api.openapi_credits import credit_schemas
+from api.openapi_entitlements import entitlement_schemas
 
 __all__ = ["TIME", "ref", "schemas"]
 
@@ -137,7 +138,7 @@ def schemas() -> dict[str, Any]:
                     "type": "array",
                     "items": {
                         "type": "object",
-                        "required": ["id", "plan", "currency", "usage", "estimate"],
+                        "required": ["id", "plan", "currency", "usage", "estimate", "credit"],
                         "properties": {
                             "id": {"type": "string"},
                             "subjects": {"type": "array", "items": {"type": "string"}},
@@ -154,6 +155,31 @@ def schemas() -> dict[str, Any]:
                                 },
                             },
                             "error": nullable_str,
+                            "credit": {
+                                "type": "array",
+                                "description": "The customer's prepaid credit per currency "
+                                "of its grants (empty without grants); money as decimal "
+                                "strings in the currency's minor unit",
+                                "items": {
+                                    "type": "object",
+                                    "required": ["currency", "remaining", "afterEstimate"],
+                                    "properties": {
+                                        "currency": {"type": "string"},
+                                        "remaining": {
+                                            "type": "string",
+                                            "description": "The balance now, as "
+                                            "/customers/{customerId}/balance gives it",
+                                        },
+                                        "afterEstimate": {
+                                            "type": ["string", "null"],
+                                            "description": "The credit in effect now less "
+                                            "this period's estimated charges in the currency "
+                                            "(negative: the rest will be paid); null when no "
+                                            "grant is in effect or an estimate is not priced",
+                                        },
+                                    },
+                                },
+                            },
                         },
                     },
                 },
@@ -161,6 +187,7 @@ def schemas() -> dict[str, Any]:
         },
         **quote_schemas(),
         **credit_schemas(),
+        **entitlement_schemas(),
         **delivery_schemas(),
         "Problem": {
             "type": "object",

@@ -57,6 +57,7 @@ __all__ = [
     "plan_meters",
     "price_quote",
     "proposed_usage",
+    "subscription_holding",
 ]
 
 _WHAT = "quote request"
@@ -198,11 +199,9 @@ def current_subscription(
                 )
             )
         entries = named
-    for index, entry in entries:
-        local_day = now.astimezone(ZoneInfo(entry.timezone)).date()
-        period = entry.schedule.period_containing(local_day)
-        if period is not None:
-            return index, entry, period
+    found = subscription_holding(entries, now)
+    if found is not None:
+        return found
     spans = "; ".join(
         f"{entry.subscription!r} runs from {entry.start} to {entry.end or 'no end'}"
         for _, entry in entries
@@ -213,6 +212,21 @@ def current_subscription(
         f"customer {customer_id!r} has no billing period holding {format_ms(to_ms(now))}"
         f" ({spans}); there is nothing to quote against",
     )
+
+
+def subscription_holding(
+    entries: Sequence[tuple[int, Customer]], now: datetime
+) -> tuple[int, Customer, Period] | None:
+    """The first of ``entries`` (a customer's subscriptions, with their index in the
+    customers file) whose billing period holds ``now``, with that period; ``None`` when
+    none has one (ended, not started).  The period must hold the instant, not only its
+    local day: a subscription ending mid-day hands over to the next one at its end."""
+    for index, entry in entries:
+        local_day = now.astimezone(ZoneInfo(entry.timezone)).date()
+        period = entry.schedule.period_containing(local_day)
+        if period is not None and period.start <= now < period.end:
+            return index, entry, period
+    return None
 
 
 def plan_meters(card: RateCard, customer: Customer, index: int) -> tuple[str, ...]:

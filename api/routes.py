@@ -6,6 +6,7 @@ Each handler is thin glue; what it decides is in ``api.auth``, ``api.ingest``,
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Collection
@@ -28,7 +29,14 @@ from api.credits import (
     same_terms,
 )
 from api.deliveries import deliveries_page, parse_deliveries
-from api.estimates import current_period, estimate, period_json
+from api.entitlements import (
+    Entitlement,
+    entitlement,
+    feature_of,
+    merged_usage,
+    parse_quantity,
+)
+from api.estimates import current_period, estimate, period_json, with_credit
 from api.fastingest import accept_body
 from api.line_events import line_events
 from api.problems import HttpProblem, invalid
@@ -39,11 +47,13 @@ from api.quotes import (
     plan_meters,
     price_quote,
     proposed_usage,
+    subscription_holding,
 )
 from api.responses import RawJson, json_response, preferred
 from api.services import Services
 from invoicing.credit_ledger import book_from_rows, entry_row, grant_row
-from invoicing.credits import CreditBook, void_entry
+from invoicing.credits import CreditBook, credit_held, void_entry
+from invoicing.entitlements import decide
 from invoicing.grants import parse_grant
 from invoicing.periods import Period
 from invoicing.usage import priced_meters
@@ -217,16 +227,24 @@ class Handlers:
     async def list_customers(self, request: Request) -> Response:
         principal = self.principal(request)
         customers = [c for c in self.s.customers if principal.customer in (None, c.id)]
-        period = current_period(datetime.now(UTC))
+        now = truncate_ms(datetime.now(UTC))
+        period = current_period(now)
         subjects = {s for c in customers for s in c.subjects}
         usage = await self.period_usage(period, priced_meters(self.s.card), subjects)
         estimates = estimate(
             self.s.customers, self.s.card, self.s.meters, usage, only=principal.customer
         )
+        # One ledger read for every listed customer (``api.estimates.with_credit``): an API
+        # key's is the namespace's whole ledger, not an IN list of every customer (which
+        # outgrows a query's size limit at 10k customers); a token's, its customer's.
+        own = None if principal.customer is None else [principal.customer]
+        ledger = CreditsTable(self.s.settings.clickhouse_database)
+        statement = ledger.entries(self.s.settings.namespace, own)
+        book = book_from_rows(await self.s.reader.rows(statement.to_sql()))
         return json_response(
             {
                 "period": period_json(period),
-                "customers": [e.to_json() for e in estimates],
+                "customers": with_credit(estimates, book, now),
             }
         )
 
@@ -259,10 +277,12 @@ class Handlers:
         subjects: Collection[str],
         *,
         narrow: bool = False,
+        concurrent: bool = False,
     ) -> dict[str, dict[str, Decimal]]:
         """``subjects``' usage of the meters ``slugs`` over ``period``, as stored now: the
         one reader (``UsageRead``) that estimates and billing share.  ``narrow``: filter
-        the subjects in the query (one customer's few), not after it."""
+        the subjects in the query (one customer's few), not after it.  ``concurrent``:
+        run the statements (one per meter) at once on the thread pool, not one by one."""
         read = UsageRead(
             self.s.settings.namespace,
             self.s.settings.clickhouse_database,
@@ -272,7 +292,10 @@ class Handlers:
             period.end_s,
             subjects=tuple(sorted(subjects)) if narrow else None,
         )
-        results = [await self.s.reader.rows(sql) for sql in read.statements()]
+        if concurrent:
+            results = await asyncio.gather(*(self.s.reader.rows(s) for s in read.statements()))
+        else:
+            results = [await self.s.reader.rows(sql) for sql in read.statements()]
         return read.collect(results, subjects)
 
     # -- invoices ------------------------------------------------------------------------
@@ -401,6 +424,47 @@ class Handlers:
         customer_id, book = await self.credit_book(request, None)
         at = parse_at(request.query_params.get("at"), truncate_ms(datetime.now(UTC)))
         return json_response(balance_json(customer_id, book, at))
+
+    # -- entitlements (``api.entitlements``; the decision in ``invoicing.entitlements``) --
+
+    async def entitlement(self, request: Request) -> Response:
+        """Has-access, usage and balance of a customer for a feature, to pre-authorise a
+        request: a customer token only its own customer (403 before the lookup), an API
+        key any (404 for an unknown customer or feature).  The ledger and the period's
+        usage of the feature's meter (the customer's subjects only) are read at once;
+        the plan's other priced meters only for a customer holding credit (its balance
+        needs the period's spend)."""
+        principal = self.principal(request)
+        customer_id = request.path_params["customerId"]
+        require_customer(principal, customer_id)
+        entries = self.s.subscriptions.get(customer_id)
+        if not entries:
+            raise HttpProblem(404, "Not found", f"no customer {customer_id!r}")
+        feature = feature_of(self.s.features, request.path_params["feature"])
+        quantity = parse_quantity(request.query_params.get("quantity"), feature)
+        now = truncate_ms(datetime.now(UTC))
+        found = subscription_holding(entries, now)
+        if found is None:
+            none = Entitlement(feature, customer_id, None, None, now, decide(feature, None))
+            return json_response(replace(none, quantity=quantity).to_json())
+        index, customer, period = found
+        subjects, first = customer.subjects, [feature.meter] if feature.meter else []
+        ledger = CreditsTable(self.s.settings.clickhouse_database).entries(
+            self.s.settings.namespace, [customer.id]
+        )
+        rows, stored = await asyncio.gather(
+            self.s.reader.rows(ledger.to_sql()),
+            self.period_usage(period, first, subjects, narrow=True),
+        )
+        book = book_from_rows(rows)
+        if credit_held(book, customer.id, customer.currency, now) is not None:
+            # the balance needs the period's spend: every meter the plan prices
+            rest = set(plan_meters(self.s.card, customer, index)) - set(first)
+            more = await self.period_usage(period, rest, subjects, narrow=True, concurrent=True)
+            stored = merged_usage(stored, more)
+        pricing = (self.s.card, self.s.meters)
+        answer = entitlement(feature, found, stored, book, pricing, now, quantity)
+        return json_response(answer.to_json())
 
     # -- notifications -------------------------------------------------------------------
 

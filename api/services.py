@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from clickhouse_driver.errors import ServerException
@@ -14,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from api.auth import AuthConfig
 from api.delivery import Delivery
 from invoicing.customers import Customer
+from invoicing.entitlements import FeatureSet
 from rating import RateCard
 from schemas.errors import ServiceUnavailable
 from schemas.metering.definitions import MeterSet
@@ -95,10 +97,21 @@ class Services:
     auth: AuthConfig
     reader: Reader
     delivery: Delivery
+    features: FeatureSet = field(default_factory=FeatureSet)
+    """What plans entitle customers to (``invoicing.entitlements``)."""
 
     @property
     def invoices_table(self) -> str:
         return InvoicesTable(self.settings.clickhouse_database).name
+
+    @cached_property
+    def subscriptions(self) -> dict[str, list[tuple[int, Customer]]]:
+        """Each customer's entries (subscriptions) with their index in the customers
+        file, built once: a look-up per request instead of a scan of every customer."""
+        out: dict[str, list[tuple[int, Customer]]] = {}
+        for index, customer in enumerate(self.customers):
+            out.setdefault(customer.id, []).append((index, customer))
+        return out
 
     def subjects_of(self, customer_id: str) -> tuple[str, ...]:
         """Every subject billed to a customer (across its entries, e.g. subscriptions)."""

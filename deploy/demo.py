@@ -372,6 +372,7 @@ def main() -> int:
     os.environ.setdefault("METERLINE_WORKER_METRICS_PORT", str(pipeline.ports()[0]))
     os.environ.setdefault("METERLINE_ALERTS_PORT", str(pipeline.alerts_port()))
     os.environ.setdefault("METERLINE_THRESHOLDS_FILE", str(ROOT / "deploy/demo/thresholds.yaml"))
+    os.environ.setdefault("METERLINE_FEATURES_FILE", str(ROOT / "deploy/demo/features.yaml"))
     os.environ.setdefault("METERLINE_WEBHOOKS_FILE", str(ROOT / "deploy/demo/webhooks.yaml"))
     settings = Settings()
     home = pipeline.home()

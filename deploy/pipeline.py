@@ -33,6 +33,7 @@ from pathlib import Path
 
 DEPLOY_DIR = Path(__file__).resolve().parent
 ROOT = DEPLOY_DIR.parent
+DEMO_FEATURES = DEPLOY_DIR / "demo/features.yaml"
 sys.path.insert(0, str(DEPLOY_DIR))
 
 from pidfiles import (  # noqa: E402  (deploy/ is a directory of scripts, not a package)
@@ -161,6 +162,8 @@ def cmd_start(live: bool) -> int:
 
     os.environ.setdefault("METERLINE_WORKER_METRICS_PORT", str(ports()[0]))
     os.environ.setdefault("METERLINE_ALERTS_PORT", str(alerts_port()))
+    if "METERLINE_RATE_CARD_FILE" not in os.environ:  # the demo card: its features too
+        os.environ.setdefault("METERLINE_FEATURES_FILE", str(DEMO_FEATURES))
     settings = Settings()
     ensure_topics(settings.kafka_bootstrap, meterline_topics(settings))
     run_migrate(settings)  # creates a new database; migrates one of an earlier build

@@ -42,6 +42,7 @@ __all__ = [
     "CreditApplied",
     "CreditBook",
     "CreditDue",
+    "CreditHeld",
     "EntryKind",
     "Grant",
     "GrantState",
@@ -49,6 +50,7 @@ __all__ = [
     "Rollover",
     "apply_credits",
     "consumption_entries",
+    "credit_held",
     "grant_entry",
     "void_entry",
 ]
@@ -314,6 +316,40 @@ def apply_credits(book: CreditBook, due: CreditDue) -> tuple[CreditApplied, ...]
             out.append(CreditApplied(grant.grant_id, grant.name, grant.currency, take, available))
             left -= take
     return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class CreditHeld:
+    """A customer's prepaid credit in effect in one currency at an instant: what its
+    grants in effect granted, and what remains of them."""
+
+    granted: Decimal
+    remaining: Decimal
+
+    def after(self, spend: Decimal | None) -> Decimal:
+        """What will remain once the current period's charges so far (``spend``;
+        ``None``: not priced, taken as nothing) are paid.  Credit is consumed when a
+        period is invoiced, so a live reading looks ahead by the period's spend: the
+        one rule of the alerts' credit thresholds and the entitlement check's balance.
+        Negative when the spend exceeds the credit (the rest will be paid)."""
+        return self.remaining - (spend or ZERO)
+
+
+def credit_held(
+    book: CreditBook, customer_id: str, currency: str, at: datetime
+) -> CreditHeld | None:
+    """The credit of ``customer_id``'s grants in ``currency`` in effect at ``at`` (active
+    or in their rollover), or ``None`` when it holds none."""
+    states = book.states()
+    held = [
+        states[g.grant_id]
+        for g in book.of_customer(customer_id)
+        if g.currency == currency and states[g.grant_id].status(at) in ("active", "rollover")
+    ]
+    if not held:
+        return None
+    granted = sum((state.grant.amount for state in held), ZERO)
+    return CreditHeld(granted, sum((state.remaining(at) for state in held), ZERO))
 
 
 def consumption_entries(due: CreditDue, applied: Sequence[CreditApplied]) -> list[LedgerEntry]:

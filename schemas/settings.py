@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     meters_file: str = "deploy/demo/meters.yaml"
     rate_card_file: str = "deploy/demo/rate-card.yaml"
     customers_file: str = "deploy/demo/customers.yaml"
+    features_file: str = ""
+    """YAML or JSON with the features plans entitle (``invoicing.entitlements``), which
+    the entitlement check answers for; empty: none.  Its plans are checked against the
+    rate card, so it goes with a card: ``make run`` and ``make demo`` use the demo's,
+    ``deploy/demo/features.yaml``, when they run the demo card."""
     webhooks_file: str = ""
     """YAML with the webhook endpoints (``alerts.endpoints``); empty: none, notifications
     go only to ``notifications_topic``."""

@@ -34,6 +34,9 @@ class _Collector(HTMLParser):
             if self._cell == "estimate":
                 self._row["estimate"] = a["data-estimate"]
                 self._cell = None
+            elif "data-credit" in a:  # "USD 37.66 35.66; EUR ..."; its text as shown
+                self._row["credit"] = a["data-credit"]
+                self._cell = "credit_shown"
             elif self._cell is None and self._table == "invoices":
                 self._cell = ["invoice", "customer", "period", "total", "currency"][self._col]
             self._col += 1

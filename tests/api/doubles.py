@@ -65,12 +65,13 @@ class FakeEngine:
 
 
 def demo_settings(**update: Any) -> Settings:
-    return Settings(
-        meters_file=str(ROOT / "deploy/demo/meters.yaml"),
-        rate_card_file=str(ROOT / "deploy/demo/rate-card.yaml"),
-        customers_file=str(ROOT / "deploy/demo/customers.yaml"),
-        **update,
-    )
+    files = {
+        "meters_file": str(ROOT / "deploy/demo/meters.yaml"),
+        "rate_card_file": str(ROOT / "deploy/demo/rate-card.yaml"),
+        "customers_file": str(ROOT / "deploy/demo/customers.yaml"),
+        "features_file": str(ROOT / "deploy/demo/features.yaml"),
+    }
+    return Settings(**{**files, **update})
 
 
 def fake_app(

@@ -213,6 +213,15 @@ def test_dashboard_in_headless_chromium(run: Run, server: BackgroundApi, tmp_pat
     from tests.api.dom import chart_points, table_rows
 
     token = ADMIN["Authorization"].removeprefix("Bearer ")
+    credit = {"id": "dashboard", "amount": "25.00", "currency": "USD",
+              "effective_at": "2026-01-01T00:00:00Z"}  # fmt: skip
+    granted = httpx.post(
+        server.url + "/api/v1/customers/acme/grants",
+        json=credit,
+        headers=ADMIN,
+        timeout=30,
+    )
+    assert granted.status_code in (200, 201), granted.text  # 200: a retried run's grant
     dom = browse(server.dashboard_url(token), tmp_path / "profile", "--dump-dom")
     points = chart_points(dom)
     # default view: first meter (api_calls), hourly, all time, no group-by
@@ -225,6 +234,10 @@ def test_dashboard_in_headless_chromium(run: Run, server: BackgroundApi, tmp_pat
     customers = table_rows(dom, "customers")
     assert customers["acme"]["estimate"] == "0.03"
     assert customers["acme"]["api_calls"] == "2"
+    # the prepaid credit beside the estimate: 25.00 now, 25.00 − 0.03 once it is paid
+    assert customers["acme"]["credit"] == "USD 25.00 24.97"
+    assert customers["acme"]["credit_shown"] == "25.00 USD (24.97 USD)"
+    assert customers["globex"]["credit"] == ""
     assert table_rows(dom, "invoices")[run.invoice_id]["customer"] == "acme"
 
     by_region = browse(
@@ -245,6 +258,7 @@ def test_dashboard_in_headless_chromium(run: Run, server: BackgroundApi, tmp_pat
         server.dashboard_url(ACME["Authorization"][7:]), tmp_path / "p2", "--dump-dom"
     )
     assert set(table_rows(acme_dom, "customers")) == {"acme"}
+    assert table_rows(acme_dom, "customers")["acme"]["credit"] == "USD 25.00 24.97"
     assert {v for (_, _), v in chart_points(acme_dom).items()} == {"2"}
 
     shot = artifacts_dir(tmp_path) / "dashboard.png"

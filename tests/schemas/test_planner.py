@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from schemas.metering.definitions import Aggregation
-from schemas.storage.planner import plan_meter_query, plan_usage_query
+from schemas.storage.planner import FEW_SUBJECTS, plan_meter_query, plan_usage_query
 from schemas.storage.windows_table import MeterQuery, UsageQuery, WindowSize
 
 
@@ -78,6 +78,15 @@ def test_a_usage_query_with_an_ingestion_cutoff_reads_minutes() -> None:
     assert plan_usage_query(billing).grain == "minute"
     estimate = UsageQuery("ns", "m", Aggregation.SUM, *OCT)
     assert plan_usage_query(estimate).table("db") == "db.meter_windows_daily"
+
+
+def test_a_usage_query_for_a_few_subjects_reads_the_subject_ordered_minutes() -> None:
+    one = UsageQuery("ns", "m", Aggregation.SUM, *OCT, subjects=("acme-eu", "acme-us"))
+    assert plan_usage_query(one).grain == "minute"
+    assert "a few given subjects" in plan_usage_query(one).reason
+    many = tuple(f"s{n}" for n in range(FEW_SUBJECTS + 1))
+    watched = UsageQuery("ns", "m", Aggregation.SUM, *OCT, subjects=many)
+    assert plan_usage_query(watched).grain == "daily"  # every watched customer at once
 
 
 def test_the_same_sql_runs_on_every_table() -> None:
