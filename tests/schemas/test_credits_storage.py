@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from invoicing.credit_ledger import read_book, record_entries, record_grant
+from invoicing.credit_ledger import LISTED_AT_MOST, read_book, record_entries, record_grant
 from invoicing.credits import CreditApplied as Applied
 from invoicing.credits import CreditDue, EntryKind, Grant, Rollover, consumption_entries
 from schemas.storage.credits_table import CreditRow, CreditsTable
@@ -122,3 +122,24 @@ def test_a_grant_and_its_entries_round_trip(engine: tuple[Engine, str]) -> None:
     assert str(book.entries[0].amount) == "-12.34"
     assert book.released == frozenset()
     assert read_book(eng, database, "ns").grants == (grant, plain)
+
+
+def test_a_book_of_more_customers_than_one_query_lists_reads_them_all(
+    engine: tuple[Engine, str],
+) -> None:
+    """Billing 100k customers asks for 100k customers' credit: the ids are not put in the
+    query (ClickHouse refuses one over 256 KiB), the namespace's ledger is read and kept
+    to the customers asked for."""
+    eng, database = engine
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    for customer in ("c-0000042", "outsider"):
+        grant = Grant(f"g-{customer}", customer, "USD", Decimal("5.00"), 10, at, None, None,
+                      "Prepaid credit", at)  # fmt: skip
+        record_grant(eng, database, "ns", grant)
+    asked = [f"c-{n:07d}" for n in range(40_000)]  # ~480 kB of ids in an IN list
+    assert len(asked) > LISTED_AT_MOST
+    book = read_book(eng, database, "ns", asked)
+    assert [g.customer_id for g in book.grants] == ["c-0000042"]
+    assert {e.customer_id for e in book.entries} <= {"c-0000042"}
+    few = read_book(eng, database, "ns", ["outsider"])
+    assert [g.grant_id for g in few.grants] == ["g-outsider"]
