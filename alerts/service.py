@@ -157,14 +157,15 @@ class LiveCredit:
     def __init__(self, engine: Engine, settings: Settings, customers: Sequence[str]) -> None:
         self.engine, self.settings, self.customers = engine, settings, list(customers)
         self._at: datetime | None = None
-        self._book = CreditBook()
+        self._books: dict[str, CreditBook] = {}
 
     def __call__(self, customer: Customer, now: datetime) -> tuple[Decimal, Decimal] | None:
         if now != self._at:
             database, namespace = self.settings.clickhouse_database, self.settings.namespace
-            self._book = read_book(self.engine, database, namespace, self.customers)
+            self._books = read_book(self.engine, database, namespace, self.customers).by_customer()
             self._at = now
-        held = credit_held(self._book, customer.id, customer.currency, now)
+        book = self._books.get(customer.id)
+        held = None if book is None else credit_held(book, customer.id, customer.currency, now)
         return None if held is None else (held.granted, held.remaining)
 
 

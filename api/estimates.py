@@ -20,7 +20,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from invoicing.credits import CreditBook, Grant, LedgerEntry, credit_held
+from invoicing.credits import CreditBook, credit_held
 from invoicing.customers import Customer
 from invoicing.periods import Period, month_period
 from invoicing.usage import customer_usage
@@ -121,7 +121,7 @@ def with_credit(
     customer (one read); it is split per customer first, so each customer's balance is
     computed from its own entries only (linear in the ledger, not customers × ledger).
     A customer with several subscriptions shows the same credit on each of them."""
-    books = _per_customer(book)
+    books = book.by_customer()
     mine: dict[str, list[CustomerEstimate]] = {}
     for one in estimates:
         mine.setdefault(one.customer.id, []).append(one)
@@ -172,19 +172,6 @@ def _spend(estimates: Sequence[CustomerEstimate], currency: str) -> Decimal | No
             return None
         total += one.total
     return total
-
-
-def _per_customer(book: CreditBook) -> dict[str, CreditBook]:
-    grants: dict[str, list[Grant]] = {}
-    entries: dict[str, list[LedgerEntry]] = {}
-    for grant in book.grants:
-        grants.setdefault(grant.customer_id, []).append(grant)
-    for entry in book.entries:
-        entries.setdefault(entry.customer_id, []).append(entry)
-    return {
-        customer_id: CreditBook(tuple(own), tuple(entries.get(customer_id, ())), book.released)
-        for customer_id, own in grants.items()
-    }
 
 
 def _money(amount: Decimal, currency: str) -> str:

@@ -279,6 +279,21 @@ class CreditBook:
     def of_customer(self, customer_id: str) -> list[Grant]:
         return [g for g in self.grants if g.customer_id == customer_id]
 
+    def by_customer(self) -> dict[str, CreditBook]:
+        """One book per customer holding a grant, each with its own entries: the rules
+        read one customer's grants at a time, so work on many customers splits the book
+        once instead of walking all of it for each."""
+        grants: dict[str, list[Grant]] = {}
+        entries: dict[str, list[LedgerEntry]] = {}
+        for grant in self.grants:
+            grants.setdefault(grant.customer_id, []).append(grant)
+        for entry in self.entries:
+            entries.setdefault(entry.customer_id, []).append(entry)
+        return {
+            customer_id: CreditBook(tuple(own), tuple(entries.get(customer_id, ())), self.released)
+            for customer_id, own in grants.items()
+        }
+
     def with_entries(self, entries: Iterable[LedgerEntry]) -> CreditBook:
         """The book with ``entries`` added; an invoice's earlier consumption is replaced
         by new consumption of the same invoice."""

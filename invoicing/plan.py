@@ -297,12 +297,17 @@ def credit_invoices(invoices: Sequence[Invoice], book: CreditBook) -> list[Invoi
     order = sorted(
         invoices, key=lambda i: (i.period.end_s, i.customer.id, i.customer.subscription, i.id)
     )
+    books = book.by_customer()  # each invoice reads and extends its customer's book only
     for invoice in order:
+        own = books.get(invoice.customer.id)
+        if own is None:  # no grant: no credit
+            credited[invoice.id] = invoice
+            continue
         due = CreditDue(
             invoice.customer.id, invoice.currency, invoice.id, invoice.period.end, invoice.due
         )
-        applied = apply_credits(book, due)
-        book = book.with_entries(consumption_entries(due, applied))
+        applied = apply_credits(own, due)
+        books[invoice.customer.id] = own.with_entries(consumption_entries(due, applied))
         credited[invoice.id] = replace(invoice, credits=applied)
     return [credited[invoice.id] for invoice in invoices]
 

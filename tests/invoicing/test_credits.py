@@ -287,3 +287,23 @@ def test_every_problem_of_a_grant_request_is_reported_with_its_field_and_fix() -
                 "rollover": {"max_amount": "1", "until": "2027-01-01T00:00Z"},
             }
         )
+
+
+def test_a_customers_own_book_decides_what_the_whole_book_decides() -> None:
+    """Billing splits the book per customer once (``CreditBook.by_customer``); each
+    customer's credit is decided from its own grants and entries exactly as before."""
+    book = CreditBook(
+        (grant("a1", "30.00"), grant("a2", "5.00", priority=1),
+         grant("b1", "50.00", customer_id="globex"))
+    )  # fmt: skip
+    book, _ = bill(book, due("inv1", "2026-11-01T00:00Z", "12.00"))
+    other = CreditDue("globex", "USD", "inv9", at("2026-11-01T00:00Z"), Decimal("7.00"))
+    book = book.with_entries(consumption_entries(other, apply_credits(book, other)))
+    split = book.by_customer()
+    assert sorted(split) == ["acme", "globex"]
+    assert [g.grant_id for g in split["globex"].grants] == ["b1"]
+    assert {e.customer_id for e in split["acme"].entries} == {"acme"}
+    for d in (due("inv2", "2026-12-01T00:00Z", "40.00"), other):
+        own = split[d.customer_id]
+        assert apply_credits(own, d) == apply_credits(book, d)
+    assert split["acme"].states() == {k: v for k, v in book.states().items() if k != "b1"}
