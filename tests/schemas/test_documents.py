@@ -10,7 +10,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas import documents
+from schemas import yaml_nodes
 from schemas.documents import load_document, parse_json, parse_yaml
 from schemas.errors import InvalidInput
 
@@ -121,7 +121,7 @@ def test_a_large_document_without_aliases_is_read_whatever_its_size(
 ) -> None:
     """The alias limit counts what aliases add, not what is written: a customers file of
     150k entries (2.1M values) is not an alias bomb."""
-    monkeypatch.setattr(documents, "MAX_EXPANDED_VALUES", 50)
+    monkeypatch.setattr(yaml_nodes, "MAX_EXPANDED_VALUES", 50)
     written = "".join(f"- [a{i}, {i}]\n" for i in range(100))  # 301 values, no alias
     assert len(parse_yaml(written, "t", "t.yaml")) == 100  # type: ignore[arg-type]
     anchored = "x: &x [1, 2, 3]\nys:\n" + "".join(f"  - {i}\n" for i in range(100))
