@@ -32,6 +32,7 @@ from api.responses import json_response, problem_response
 from api.routes import Handlers
 from api.services import Reader, Services
 from api.settings import auth_file
+from api.spend_routes import SpendHandlers
 from invoicing.customers import load_customers
 from invoicing.entitlements import FeatureSet, load_features
 from rating import load_rate_card
@@ -86,6 +87,7 @@ def create_app(
         features=features,
     )
     h = Handlers(services)
+    spend = SpendHandlers(h)
     pipeline = CollectorRegistry()
     pipeline.register(
         metrics.PipelineCollector(lag or (lambda: _lag(settings)), lambda: _invoices(services))
@@ -128,17 +130,19 @@ def create_app(
         Route("/api/v1/meters/{slug}/query", h.meter_query),
         Route("/api/v1/customers", h.list_customers),
         Route("/api/v1/customers/{customerId}/quote", h.quote, methods=["POST"]),
-        Route("/api/v1/customers/{customerId}/grants", h.create_grant, methods=["POST"]),
-        Route("/api/v1/customers/{customerId}/grants", h.list_grants, methods=["GET"]),
+        Route("/api/v1/customers/{customerId}/grants", spend.create_grant, methods=["POST"]),
+        Route("/api/v1/customers/{customerId}/grants", spend.list_grants, methods=["GET"]),
         Route(
-            "/api/v1/customers/{customerId}/grants/{grantId}/void", h.void_grant, methods=["POST"]
+            "/api/v1/customers/{customerId}/grants/{grantId}/void",
+            spend.void_grant,
+            methods=["POST"],
         ),
-        Route("/api/v1/customers/{customerId}/balance", h.credit_balance),
-        Route("/api/v1/customers/{customerId}/entitlements/{feature}", h.entitlement),
+        Route("/api/v1/customers/{customerId}/balance", spend.credit_balance),
+        Route("/api/v1/customers/{customerId}/entitlements/{feature}", spend.entitlement),
         Route("/api/v1/invoices", h.list_invoices),
         Route("/api/v1/invoices/{invoiceId}", h.get_invoice),
         Route("/api/v1/invoices/{invoiceId}/lines/{lineNo}/events", h.invoice_line_events),
-        Route("/api/v1/notifications/deliveries", h.notification_deliveries),
+        Route("/api/v1/notifications/deliveries", spend.notification_deliveries),
     ]
 
     @asynccontextmanager

@@ -1,14 +1,14 @@
 """The HTTP handlers: authenticate, call the pure parsers and shapers, run one query.
 
 Each handler is thin glue; what it decides is in ``api.auth``, ``api.ingest``,
-``api.query``, ``api.estimates``, ``api.quotes``, ``api.credits`` and ``api.pages``.
+``api.query``, ``api.estimates``, ``api.quotes`` and ``api.pages``; spend control's handlers
+(credits, entitlements, the delivery log) are in ``api.spend_routes``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Collection
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -20,22 +20,6 @@ from starlette.responses import HTMLResponse, Response
 
 from api import metrics, pages
 from api.auth import Principal, authenticate, require_api_key, require_customer, require_namespace
-from api.credits import (
-    balance_json,
-    grant_state_json,
-    parse_at,
-    parse_body,
-    parse_void,
-    same_terms,
-)
-from api.deliveries import deliveries_page, parse_deliveries
-from api.entitlements import (
-    Entitlement,
-    entitlement,
-    feature_of,
-    merged_usage,
-    parse_quantity,
-)
 from api.estimates import current_period, estimate, period_json, with_credit
 from api.fastingest import accept_body
 from api.line_events import line_events
@@ -47,14 +31,10 @@ from api.quotes import (
     plan_meters,
     price_quote,
     proposed_usage,
-    subscription_holding,
 )
 from api.responses import RawJson, json_response, preferred
 from api.services import Services
-from invoicing.credit_ledger import book_from_rows, entry_row, grant_row
-from invoicing.credits import CreditBook, credit_held, void_entry
-from invoicing.entitlements import decide
-from invoicing.grants import parse_grant
+from invoicing.credit_ledger import book_from_rows
 from invoicing.periods import Period
 from invoicing.usage import priced_meters
 from schemas.errors import DeliveryFailed, InvalidInput, Problem, ServiceUnavailable
@@ -64,7 +44,7 @@ from schemas.storage.invoices_table import InvoiceGet, InvoiceList
 from schemas.storage.planner import plan_meter_query, plan_subjects
 from schemas.storage.usage import UsageRead
 from schemas.storage.windows_table import MeterSubjects
-from schemas.timeutil import now_ms, parse_instant, truncate_ms
+from schemas.timeutil import parse_instant, truncate_ms
 
 __all__ = ["Handlers"]
 
@@ -343,142 +323,6 @@ class Handlers:
 
     async def invoice_line_events(self, request: Request) -> Response:
         return await line_events(self.s, await self.scoped_invoice(request), request)
-
-    # -- prepaid credits (``api.credits``; the rules in ``invoicing.credits``) ------------
-
-    async def credit_book(self, request: Request, action: str | None) -> tuple[str, CreditBook]:
-        """The path's customer and its credit book, for a caller allowed to: an API key,
-        or (``action`` None: reading) the customer's own token; 404 for no such customer."""
-        principal = self.principal(request)
-        customer_id = request.path_params["customerId"]
-        if action is not None:
-            require_api_key(principal, action)
-        require_customer(principal, customer_id)
-        if not any(c.id == customer_id for c in self.s.customers):
-            raise HttpProblem(404, "Not found", f"no customer {customer_id!r}")
-        table = CreditsTable(self.s.settings.clickhouse_database)
-        statement = table.entries(self.s.settings.namespace, [customer_id])
-        return customer_id, book_from_rows(await self.s.reader.rows(statement.to_sql()))
-
-    async def create_grant(self, request: Request) -> Response:
-        customer_id, book = await self.credit_book(request, "grant credit")
-        raw = await read_body(request, self.s.settings.api_max_body_bytes)
-        now = truncate_ms(datetime.now(UTC))
-        grant = parse_grant(
-            parse_body(raw, request.headers.get("content-type"), "credit grant"),
-            customer_id=customer_id,
-            billed_currencies={c.currency for c in self.s.customers if c.id == customer_id},
-            grant_id=f"gr_{uuid.uuid4().hex[:20]}",
-            now=now,
-        )
-        stored = next((g for g in book.grants if g.grant_id == grant.grant_id), None)
-        if stored is not None:  # a retried request: the grant it made, once
-            if not same_terms(stored, grant):
-                raise HttpProblem(
-                    409,
-                    "Conflict",
-                    f"grant {grant.grant_id!r} exists with other terms; grants never change "
-                    "(void it and grant again under a new id)",
-                )
-            return json_response(grant_state_json(book.states()[grant.grant_id], now))
-        table = CreditsTable(self.s.settings.clickhouse_database)
-        taken = await self.s.reader.rows(
-            table.grant(self.s.settings.namespace, grant.grant_id).to_sql()
-        )
-        if taken:
-            raise HttpProblem(409, "Conflict", f"grant id {grant.grant_id!r} is taken")
-        await self.s.reader.insert(
-            *table.insert([grant_row(self.s.settings.namespace, grant, now_ms())])
-        )
-        state = CreditBook((grant,)).states()[grant.grant_id]
-        return json_response(grant_state_json(state, now), status=201)
-
-    async def void_grant(self, request: Request) -> Response:
-        customer_id, book = await self.credit_book(request, "void credit")
-        raw = await read_body(request, self.s.settings.api_max_body_bytes)
-        reason = parse_void(parse_body(raw, request.headers.get("content-type"), "grant void"))
-        grant_id = request.path_params["grantId"]
-        state = book.states().get(grant_id)
-        if state is None:
-            raise HttpProblem(
-                404, "Not found", f"customer {customer_id!r} has no grant {grant_id!r}"
-            )
-        if state.voided is not None:
-            raise HttpProblem(409, "Conflict", f"grant {grant_id!r} is already void")
-        now = truncate_ms(datetime.now(UTC))
-        entry = void_entry(state, now, reason)
-        table = CreditsTable(self.s.settings.clickhouse_database)
-        await self.s.reader.insert(
-            *table.insert([entry_row(self.s.settings.namespace, entry, now_ms())])
-        )
-        voided = book.with_entries([entry]).states()[grant_id]
-        return json_response(grant_state_json(voided, now))
-
-    async def list_grants(self, request: Request) -> Response:
-        _, book = await self.credit_book(request, None)
-        at = parse_at(request.query_params.get("at"), truncate_ms(datetime.now(UTC)))
-        states = book.states()
-        return json_response([grant_state_json(states[g.grant_id], at) for g in book.grants])
-
-    async def credit_balance(self, request: Request) -> Response:
-        customer_id, book = await self.credit_book(request, None)
-        at = parse_at(request.query_params.get("at"), truncate_ms(datetime.now(UTC)))
-        return json_response(balance_json(customer_id, book, at))
-
-    # -- entitlements (``api.entitlements``; the decision in ``invoicing.entitlements``) --
-
-    async def entitlement(self, request: Request) -> Response:
-        """Has-access, usage and balance of a customer for a feature, to pre-authorise a
-        request: a customer token only its own customer (403 before the lookup), an API
-        key any (404 for an unknown customer or feature).  The ledger and the period's
-        usage of the feature's meter (the customer's subjects only) are read at once;
-        the plan's other priced meters only for a customer holding credit (its balance
-        needs the period's spend)."""
-        principal = self.principal(request)
-        customer_id = request.path_params["customerId"]
-        require_customer(principal, customer_id)
-        entries = self.s.subscriptions.get(customer_id)
-        if not entries:
-            raise HttpProblem(404, "Not found", f"no customer {customer_id!r}")
-        feature = feature_of(self.s.features, request.path_params["feature"])
-        quantity = parse_quantity(request.query_params.get("quantity"), feature)
-        now = truncate_ms(datetime.now(UTC))
-        found = subscription_holding(entries, now)
-        if found is None:
-            none = Entitlement(feature, customer_id, None, None, now, decide(feature, None))
-            return json_response(replace(none, quantity=quantity).to_json())
-        index, customer, period = found
-        subjects, first = customer.subjects, [feature.meter] if feature.meter else []
-        ledger = CreditsTable(self.s.settings.clickhouse_database).entries(
-            self.s.settings.namespace, [customer.id]
-        )
-        rows, stored = await asyncio.gather(
-            self.s.reader.rows(ledger.to_sql()),
-            self.period_usage(period, first, subjects, narrow=True),
-        )
-        book = book_from_rows(rows)
-        if credit_held(book, customer.id, customer.currency, now) is not None:
-            # the balance needs the period's spend: every meter the plan prices
-            rest = set(plan_meters(self.s.card, customer, index)) - set(first)
-            more = await self.period_usage(period, rest, subjects, narrow=True, concurrent=True)
-            stored = merged_usage(stored, more)
-        pricing = (self.s.card, self.s.meters)
-        answer = entitlement(feature, found, stored, book, pricing, now, quantity)
-        return json_response(answer.to_json())
-
-    # -- notifications -------------------------------------------------------------------
-
-    async def notification_deliveries(self, request: Request) -> Response:
-        """The webhook delivery log (``api.deliveries``): API keys only."""
-        require_api_key(self.principal(request), "read the webhook delivery log")
-        try:
-            query = parse_deliveries(list(request.query_params.multi_items()))
-        except InvalidInput as exc:
-            raise invalid(exc) from None
-        settings = self.s.settings
-        statement = query.statement(settings.clickhouse_database, settings.namespace)
-        rows = await self.s.reader.rows(statement.to_sql())
-        return json_response(deliveries_page(rows, query.limit))
 
 
 async def read_body(request: Request, limit: int) -> bytes:
