@@ -43,31 +43,28 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-import orjson
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "deploy"))
 
-import demo_receiver  # noqa: E402
 import pipeline  # noqa: E402
 from demo_credit import CUSTOMER as credit_customer  # noqa: E402
 from demo_credit import credit_check, grant_credit  # noqa: E402
 from demo_plan_change import plan_change_step  # noqa: E402
+from demo_receiver import show_alerts  # noqa: E402
+from demo_verify import verify_one_line  # noqa: E402
 
-from api.server import demo_tokens  # noqa: E402
 from ingest import UsageProducer  # noqa: E402
 from ingest.admin import ensure_topics, meterline_topics  # noqa: E402
 from ingest.telemetry import Telemetry, generate  # noqa: E402
 from invoicing.check import expected_adjustments, expected_totals, per_unit_prices  # noqa: E402
 from invoicing.customers import Customer, load_customers  # noqa: E402
-from invoicing.document import InvoiceDocument, UsageLine  # noqa: E402
+from invoicing.document import InvoiceDocument  # noqa: E402
 from invoicing.documents import lines_csv, render_html  # noqa: E402
 from invoicing.periods import Period, month_period  # noqa: E402
 from invoicing.publish import KafkaPublisher  # noqa: E402
 from invoicing.report import invoices_table  # noqa: E402
 from invoicing.run import BillingRun, run_period  # noqa: E402
-from invoicing.verify import check_line, fetch_line  # noqa: E402
 from rating import RateCard, load_rate_card  # noqa: E402
 from schemas.errors import MeterlineError  # noqa: E402
 from schemas.metering.definitions import MeterSet, load_meters  # noqa: E402
@@ -309,65 +306,6 @@ def write_documents(home: Path, last: Period, second: list[Document]) -> None:
     print(f"    CSV of {last.label} lines: {csv_path}")
 
 
-def verify_one_line(settings: Settings, invoices: list[Document]) -> bool:
-    """Check one metered line from its events through the running API, with the
-    customer's own token: what ``meterline verify`` does for a customer."""
-    tokens = demo_tokens()
-    chosen = [
-        (doc, line)
-        for doc in invoices
-        if doc.customer_id in tokens
-        for line in doc.lines
-        if isinstance(line, UsageLine) and line.evidence is not None and line.evidence.events
-    ]
-    if not chosen:  # a rerun over invoices an earlier build issued, before evidence
-        print(
-            "    these invoices were issued by an earlier build, before lines carried"
-            " evidence: nothing to verify (`make reset` then `make demo` starts afresh)"
-        )
-        return True
-    doc, line = chosen[0]
-    token = tokens[doc.customer_id]
-    step(
-        f"Verifying line {line.line_no} of {doc.invoice_id} ({doc.customer_id}, {line.meter})"
-        " from its events, as the customer would"
-    )
-    api = f"http://127.0.0.1:{pipeline.ports()[1]}"
-    fetched, events = fetch_line(api, token, doc.invoice_id, line.line_no)
-    card = load_rate_card(settings.rate_card_file)
-    checks = check_line(fetched, line.line_no, events, card)
-    for check in checks:
-        print(f"    {check}")
-    print(
-        f"    the same from a shell: meterline verify {doc.invoice_id} --line {line.line_no}"
-        f" --token {token} --rate-card {settings.rate_card_file}"
-    )
-    return all(check.ok for check in checks)
-
-
-def show_alert(kept: Path, wait_s: float) -> bool:
-    """Print the alerts of the current period the demo receiver kept (``kept``, one JSON
-    line each), waiting up to ``wait_s`` for the first; ``False`` if none came."""
-    deadline = time.monotonic() + wait_s
-    month = datetime.now(UTC).strftime("%Y-%m")
-    while True:
-        lines = kept.read_text().splitlines() if kept.exists() else []
-        alerts = [orjson.loads(line) for line in lines if line.strip()]
-        alerts = [a for a in alerts if a["notification"]["data"]["period"]["start"][:7] == month]
-        if alerts or time.monotonic() > deadline:
-            break
-        time.sleep(1)
-    for alert in alerts:
-        data = alert["notification"]["data"]
-        print(
-            f"    {alert['webhook_id']}: {data['customer']} crossed {data['threshold']}"
-            f" ({data['kind']} {data['observed']} against {data['at']}), signed webhook"
-            f" verified by the receiver; kept in {kept}",
-            flush=True,
-        )
-    return bool(alerts)
-
-
 def main() -> int:
     os.environ.setdefault("METERLINE_WORKER_METRICS_PORT", str(pipeline.ports()[0]))
     os.environ.setdefault("METERLINE_ALERTS_PORT", str(pipeline.alerts_port()))
@@ -421,11 +359,12 @@ def main() -> int:
     )
     for proc in pipeline.processes():
         print(f"    {proc.name:<7} {pipeline.start(proc)}; log {pipeline.log_file(proc)}")
-    if not verify_one_line(settings, second):
+    api = f"http://127.0.0.1:{pipeline.ports()[1]}"
+    if not verify_one_line(settings, second, api, step):
         print("FAIL: the line does not verify", flush=True)
         return 1
     step("Usage alerts: waiting for the first alert of this period at the demo's receiver")
-    if not show_alert(demo_receiver.kept_file(), ALERT_WAIT_S):
+    if not show_alerts(ALERT_WAIT_S):
         print(f"FAIL: no alert reached the receiver within {ALERT_WAIT_S:.0f}s", flush=True)
         return 1
     print(pipeline.banner(), flush=True)

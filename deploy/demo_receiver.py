@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,30 @@ ENDPOINTS = DEPLOY_DIR / "demo" / "webhooks.yaml"
 def kept_file() -> Path:
     home = Path(os.environ.get("METERLINE_HOME") or Path.home() / ".cache" / "meterline")
     return home.expanduser() / "run" / "webhooks.jsonl"
+
+
+def show_alerts(wait_s: float) -> bool:
+    """Print the alerts of the current period the receiver kept (:func:`kept_file`),
+    waiting up to ``wait_s`` for the first; ``False`` if none came (``make demo``)."""
+    kept = kept_file()
+    deadline = time.monotonic() + wait_s
+    month = datetime.now(UTC).strftime("%Y-%m")
+    while True:
+        lines = kept.read_text().splitlines() if kept.exists() else []
+        alerts = [orjson.loads(line) for line in lines if line.strip()]
+        alerts = [a for a in alerts if a["notification"]["data"]["period"]["start"][:7] == month]
+        if alerts or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    for alert in alerts:
+        data = alert["notification"]["data"]
+        print(
+            f"    {alert['webhook_id']}: {data['customer']} crossed {data['threshold']}"
+            f" ({data['kind']} {data['observed']} against {data['at']}), signed webhook"
+            f" verified by the receiver; kept in {kept}",
+            flush=True,
+        )
+    return bool(alerts)
 
 
 def main() -> int:

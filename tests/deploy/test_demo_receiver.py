@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -20,6 +21,8 @@ from alerts.endpoints import load_endpoints
 from alerts.webhooks import sign
 from tests.conftest import ROOT, wait_until
 from tests.processes import stop_process_group
+
+sys.path.insert(0, str(ROOT / "deploy"))
 
 
 def free_port() -> int:
@@ -65,3 +68,26 @@ def test_signed_notifications_are_kept_once_and_others_refused(
     assert [(line["webhook_id"], line["notification"]["data"]) for line in lines] == [
         ("ntf_1", {"n": 1})
     ]
+
+
+def test_the_demo_shows_this_periods_alerts_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import demo_receiver
+
+    monkeypatch.setenv("METERLINE_HOME", str(tmp_path))
+    assert not demo_receiver.show_alerts(0)  # nothing kept: the demo says FAIL
+    month = datetime.now(UTC).strftime("%Y-%m")
+    lines = [
+        {"webhook_id": f"ntf_{start}", "notification": {"data": {
+            "customer": "acme", "threshold": "t", "kind": "usage", "observed": "25", "at": "25",
+            "period": {"start": f"{start}-01T00:00:00.000Z"}}}}
+        for start in ("2020-01", month)
+    ]  # fmt: skip
+    kept = demo_receiver.kept_file()
+    kept.parent.mkdir(parents=True)
+    kept.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in lines))
+    assert demo_receiver.show_alerts(0)
+    out = capsys.readouterr().out
+    assert f"ntf_{month}: acme crossed t (usage 25 against 25)" in out
+    assert "ntf_2020-01" not in out
