@@ -23,6 +23,9 @@ from schemas.storage.windows_table import UsageQuery, finish_value
 
 __all__ = ["SubjectUsage", "UsageRead", "read_usage"]
 
+#: Subjects named in one usage query; more are filtered as the rows are collected.
+LISTED_AT_MOST = 1000
+
 SubjectUsage = Mapping[str, Mapping[str, Decimal]]
 """``{subject: {meter slug: value}}``."""
 
@@ -45,7 +48,16 @@ class UsageRead:
     ingested_before_s: int | None = None
     grain: str | None = None
     subjects: tuple[str, ...] | None = None
-    """Only these subjects, filtered in the query (a customer's quote); ``None``: all."""
+    """Only these subjects (a customer's quote; the subscriptions an alert watches);
+    ``None``: all.  Up to :data:`LISTED_AT_MOST` are filtered in the query; more are
+    filtered as the rows are collected (an ``IN`` list of 100k subjects passes
+    ClickHouse's 256 KiB query limit)."""
+
+    @property
+    def listed(self) -> tuple[str, ...] | None:
+        """The subjects named in the query, if they are few enough to be."""
+        few = self.subjects is not None and len(self.subjects) <= LISTED_AT_MOST
+        return self.subjects if few else None
 
     def queries(self) -> list[UsageQuery]:
         return [
@@ -57,7 +69,7 @@ class UsageRead:
                 self.end_s,
                 self.ingested_from_s,
                 self.ingested_before_s,
-                self.subjects,
+                self.listed,
             )
             for slug in self.slugs
         ]
@@ -77,6 +89,8 @@ class UsageRead:
     ) -> dict[str, dict[str, Decimal]]:
         """The rows of :meth:`statements` (same order) as ``{subject: {meter: value}}``,
         only ``subjects`` when given."""
+        if subjects is None and self.subjects is not None and self.listed is None:
+            subjects = set(self.subjects)  # too many to name in the query
         usage: dict[str, dict[str, Decimal]] = {}
         for slug, rows in zip(self.slugs, results, strict=True):
             kind: Aggregation = self.meters.get(slug).aggregation
