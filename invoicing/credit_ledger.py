@@ -23,6 +23,7 @@ from rating.money import minor_units
 from schemas.errors import InvariantViolated
 from schemas.storage.credits_table import CreditRow, CreditsTable
 from schemas.storage.engine import Engine
+from schemas.storage.sql import LISTED_AT_MOST
 from schemas.timeutil import from_ms, now_ms, parse_instant, to_ms
 
 __all__ = [
@@ -80,15 +81,12 @@ def _money(value: object, currency_digits: int) -> Decimal:
     return number.quantize(Decimal(1).scaleb(-currency_digits))
 
 
-#: Customers named in one ledger query.  More are read as the namespace's whole ledger
-#: and kept here: 100k ids in an ``IN`` list pass ClickHouse's 256 KiB query limit.
-LISTED_AT_MOST = 1000
-
-
 def read_book(
     engine: Engine, database: str, namespace: str, customers: Sequence[str] | None = None
 ) -> CreditBook:
-    """The book of ``customers`` (every customer when ``None``)."""
+    """The book of ``customers`` (every customer when ``None``); more than
+    :data:`~schemas.storage.sql.LISTED_AT_MOST` are read as the namespace's ledger and
+    kept here."""
     many = customers is not None and len(customers) > LISTED_AT_MOST
     statement = CreditsTable(database).entries(namespace, None if many else customers)
     book = book_from_rows(engine.execute(statement.to_sql()))

@@ -13,9 +13,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
 
-__all__ = ["OnTable", "Query", "Statement", "ident", "lit"]
+__all__ = ["LISTED_AT_MOST", "OnTable", "Query", "Statement", "ident", "lit"]
 
 DECIMAL_SCALE = 9
+#: Values named in one ``IN`` list; readers asked for more read wider and filter as they
+#: collect (100k ids pass ClickHouse's 256 KiB query limit).
+LISTED_AT_MOST = 1000
 """Quantities are stored as Decimal(38, 9): 29 integer digits, 9 fractional."""
 
 

@@ -19,12 +19,10 @@ from decimal import Decimal
 from schemas.metering.definitions import Aggregation, MeterSet
 from schemas.storage.engine import Engine
 from schemas.storage.planner import Plan, plan_usage_query
+from schemas.storage.sql import LISTED_AT_MOST
 from schemas.storage.windows_table import UsageQuery, finish_value
 
 __all__ = ["SubjectUsage", "UsageRead", "read_usage"]
-
-#: Subjects named in one usage query; more are filtered as the rows are collected.
-LISTED_AT_MOST = 1000
 
 SubjectUsage = Mapping[str, Mapping[str, Decimal]]
 """``{subject: {meter slug: value}}``."""
