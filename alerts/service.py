@@ -123,6 +123,10 @@ class Sender:
             self._unsent.add(raised.row.id)
         self._queue.put(raised)
 
+    def alive(self) -> bool:
+        """Whether the sending thread still runs (an error it does not retry ends it)."""
+        return self._thread.is_alive()
+
     def backlog(self) -> int:
         return self._queue.qsize()
 
@@ -131,6 +135,12 @@ class Sender:
         self._thread.join(timeout=120)
 
     def _run(self) -> None:
+        try:
+            self._send_all()
+        except Exception:  # a bug, not a service away: end, logged; alive() tells the loop
+            log.exception("alerts: the sender stopped")
+
+    def _send_all(self) -> None:
         while True:
             raised = self._queue.get()
             if raised is None:
@@ -244,6 +254,9 @@ def run(settings: Settings, *, ticks: int | None = None) -> int:
     try:
         while not stopping.is_set() and (ticks is None or passes < ticks):
             passes += 1
+            if not sender.alive():  # what it held is recorded unsent: the next leader sends it
+                log.error("alerts: the sender stopped on an error; exiting so a restart resends")
+                return 1
             last_tick[0] = time.time()
             TICK.set(last_tick[0])
             leader = leadership.poll()

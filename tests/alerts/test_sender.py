@@ -62,3 +62,17 @@ def test_a_failed_send_is_tried_again_with_the_same_notification(
     wait_until(lambda: len(seen) == 3, 10, "sent on the third try")
     sender.close()
     assert len(set(seen)) == 1
+
+
+def test_an_error_the_sender_does_not_retry_ends_it_visibly() -> None:
+    """A bug in sending must not leave the service raising alerts nobody sends: the
+    thread ends, ``alive`` says so, and the service exits (its notifications stay
+    recorded unsent, for the next leader's ``pending``)."""
+
+    def notify(item: Raised) -> None:
+        raise RuntimeError("a bug, not a service away")
+
+    sender = Sender(notify)
+    assert sender.alive()
+    sender.put(raised("ntf_d"))
+    wait_until(lambda: not sender.alive(), 10, "the sender to stop")
