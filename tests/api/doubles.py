@@ -6,7 +6,9 @@ negotiation); every data path is also tested against the real services."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -84,6 +86,33 @@ def fake_app(
         engine_factory=lambda: engine,
         lag=lambda: {0: 0, 1: 2},
     )
+
+
+@contextmanager
+def served(
+    stack: Settings, prefix: str, **update: Any
+) -> Iterator[tuple[SyncClient, Any, Settings]]:
+    """The app on a fresh database of the real ClickHouse server (every table created),
+    Kafka delivery faked: ``(client, engine, settings)``; the database dropped after."""
+    from schemas.storage.bootstrap import ensure_schema
+    from schemas.storage.engine import ServerEngine
+    from schemas.storage.migrations import drop_database
+
+    settings = demo_settings(clickhouse_database=prefix + uuid.uuid4().hex[:10], **update)
+    engine = ServerEngine.of(stack)
+    ensure_schema(engine, settings.clickhouse_database)
+    app = create_app(
+        settings,
+        delivery=FakeDelivery(),
+        engine_factory=lambda: ServerEngine.of(stack),
+        lag=lambda: {},
+    )
+    try:
+        yield SyncClient(app), engine, settings
+    finally:
+        app.state.services.reader.close()
+        engine.execute(drop_database(settings.clickhouse_database).to_sql())
+        engine.close()
 
 
 class SyncClient:

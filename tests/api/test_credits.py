@@ -4,7 +4,6 @@ retried grant, void, list and balance; who may do what; bad input named with its
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -13,10 +12,7 @@ import httpx
 import pytest
 
 from schemas.settings import Settings
-from schemas.storage.bootstrap import ensure_schema
-from schemas.storage.engine import ServerEngine
-from schemas.storage.migrations import drop_database
-from tests.api.doubles import ACME, ADMIN, TOKENS, FakeDelivery, SyncClient, demo_settings
+from tests.api.doubles import ACME, ADMIN, TOKENS, SyncClient, served
 from tests.invoicing.test_credits import at
 
 pytestmark = [pytest.mark.integration]
@@ -28,24 +24,8 @@ BASE = "/api/v1/customers"
 
 @pytest.fixture
 def client(stack: Settings) -> Iterator[SyncClient]:
-    from api.app import create_app
-
-    database = "mla_" + uuid.uuid4().hex[:10]
-    settings = demo_settings(clickhouse_database=database)
-    engine = ServerEngine.of(stack)
-    ensure_schema(engine, database)
-    app = create_app(
-        settings,
-        delivery=FakeDelivery(),
-        engine_factory=lambda: ServerEngine.of(stack),
-        lag=lambda: {},
-    )
-    try:
-        yield SyncClient(app)
-    finally:
-        app.state.services.reader.close()
-        engine.execute(drop_database(database).to_sql())
-        engine.close()
+    with served(stack, "mla_") as (client, _, _):
+        yield client
 
 
 def post(

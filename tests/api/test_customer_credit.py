@@ -5,7 +5,6 @@ estimated charges leave of it; the same numbers ``/balance`` gives; customer sco
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -17,10 +16,8 @@ from api.estimates import current_period
 from invoicing.credit_ledger import read_book, record_entries
 from invoicing.credits import CreditDue, apply_credits, consumption_entries
 from schemas.settings import Settings
-from schemas.storage.bootstrap import ensure_schema
 from schemas.storage.engine import ServerEngine
-from schemas.storage.migrations import drop_database
-from tests.api.doubles import ACME, ADMIN, TOKENS, FakeDelivery, SyncClient, demo_settings
+from tests.api.doubles import ACME, ADMIN, TOKENS, SyncClient, served
 from tests.api.quote_kit import Seeder
 
 pytestmark = [pytest.mark.integration]
@@ -32,23 +29,8 @@ FIELDS = {"id", "subjects", "plan", "currency", "usage", "estimate", "error"}
 
 @pytest.fixture
 def world(stack: Settings) -> Iterator[tuple[SyncClient, ServerEngine, Settings]]:
-    from api.app import create_app
-
-    settings = demo_settings(clickhouse_database="mlk_" + uuid.uuid4().hex[:10])
-    engine = ServerEngine.of(stack)
-    ensure_schema(engine, settings.clickhouse_database)
-    app = create_app(
-        settings,
-        delivery=FakeDelivery(),
-        engine_factory=lambda: ServerEngine.of(stack),
-        lag=lambda: {},
-    )
-    try:
-        yield SyncClient(app), engine, settings
-    finally:
-        app.state.services.reader.close()
-        engine.execute(drop_database(settings.clickhouse_database).to_sql())
-        engine.close()
+    with served(stack, "mlk_") as served_app:
+        yield served_app
 
 
 def grant(client: SyncClient, body: dict[str, Any]) -> None:

@@ -6,7 +6,6 @@ ask, and bad input named with its field and fix."""
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,10 +18,7 @@ import pytest
 import yaml
 
 from schemas.settings import Settings
-from schemas.storage.bootstrap import ensure_schema
-from schemas.storage.engine import ServerEngine
-from schemas.storage.migrations import drop_database
-from tests.api.doubles import ACME, ADMIN, TOKENS, FakeDelivery, SyncClient, demo_settings
+from tests.api.doubles import ACME, ADMIN, TOKENS, SyncClient, served
 from tests.api.quote_kit import Seeder
 from tests.conftest import ROOT
 
@@ -60,34 +56,18 @@ class World:
 
 @pytest.fixture
 def world(stack: Settings, tmp_path: Path) -> Iterator[World]:
-    from api.app import create_app
-
     customers = yaml.safe_load((ROOT / "deploy/demo/customers.yaml").read_text())
     customers["customers"].append(OLDCO)
     (tmp_path / "customers.yaml").write_text(yaml.safe_dump(customers))
     (tmp_path / "features.yaml").write_text(yaml.safe_dump(FEATURES))
-    database = "mle_" + uuid.uuid4().hex[:10]
-    settings = demo_settings(
-        clickhouse_database=database,
-        customers_file=str(tmp_path / "customers.yaml"),
-        features_file=str(tmp_path / "features.yaml"),
-    )
-    engine = ServerEngine.of(stack)
-    ensure_schema(engine, database)
-    app = create_app(
-        settings,
-        delivery=FakeDelivery(),
-        engine_factory=lambda: ServerEngine.of(stack),
-        lag=lambda: {},
-    )
+    files = {
+        "customers_file": str(tmp_path / "customers.yaml"),
+        "features_file": str(tmp_path / "features.yaml"),
+    }
     now = datetime.now(UTC)
     month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    try:
-        yield World(SyncClient(app), Seeder(engine, settings), month_start)
-    finally:
-        app.state.services.reader.close()
-        engine.execute(drop_database(database).to_sql())
-        engine.close()
+    with served(stack, "mle_", **files) as (client, engine, settings):
+        yield World(client, Seeder(engine, settings), month_start)
 
 
 def early(world: World) -> datetime:
