@@ -186,6 +186,7 @@ def create_app(
         },
     )
     app.state.services = services
+    app.state.credit_holders = spend.holders
     app.add_middleware(RequestMetrics, routes=routes)
     return app
 

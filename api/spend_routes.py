@@ -7,6 +7,8 @@ usage reader they use; what they decide is in ``api.credits``, ``api.entitlement
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -15,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from api.auth import require_api_key, require_customer
+from api.credit_holders import CreditHolders
 from api.credits import (
     balance_json,
     grant_state_json,
@@ -48,10 +51,14 @@ from schemas.timeutil import now_ms, truncate_ms
 
 __all__ = ["SpendHandlers"]
 
+log = logging.getLogger(__name__)
+
 
 class SpendHandlers:
-    def __init__(self, handlers: Handlers) -> None:
+    def __init__(self, handlers: Handlers, holders: CreditHolders | None = None) -> None:
         self.h = handlers
+        self.holders = CreditHolders() if holders is None else holders
+        self._refresh: asyncio.Task[None] | None = None
 
     # -- prepaid credits (``api.credits``; the rules in ``invoicing.credits``) ------------
 
@@ -67,7 +74,9 @@ class SpendHandlers:
             raise HttpProblem(404, "Not found", f"no customer {customer_id!r}")
         table = CreditsTable(self.h.s.settings.clickhouse_database)
         statement = table.entries(self.h.s.settings.namespace, [customer_id])
-        return customer_id, book_from_rows(await self.h.s.reader.rows(statement.to_sql()))
+        book = book_from_rows(await self.h.s.reader.rows(statement.to_sql()))
+        self.holders.learn(customer_id, bool(book.grants))
+        return customer_id, book
 
     async def create_grant(self, request: Request) -> Response:
         customer_id, book = await self.credit_book(request, "grant credit")
@@ -99,6 +108,7 @@ class SpendHandlers:
         await self.h.s.reader.insert(
             *table.insert([grant_row(self.h.s.settings.namespace, grant, now_ms())])
         )
+        self.holders.learn(customer_id, True)
         state = CreditBook((grant,)).states()[grant.grant_id]
         return json_response(grant_state_json(state, now), status=201)
 
@@ -142,7 +152,8 @@ class SpendHandlers:
         key any (404 for an unknown customer or feature).  The ledger and the period's
         usage of the feature's meter (the customer's subjects only) are read at once;
         the plan's other priced meters only for a customer holding credit (its balance
-        needs the period's spend)."""
+        needs the period's spend) — at once with the ledger when the credit-holder hint
+        (``api.credit_holders``) expects credit, after it otherwise."""
         principal = self.h.principal(request)
         customer_id = request.path_params["customerId"]
         require_customer(principal, customer_id)
@@ -157,23 +168,46 @@ class SpendHandlers:
             none = Entitlement(feature, customer_id, None, None, now, decide(feature, None))
             return json_response(replace(none, quantity=quantity).to_json())
         index, customer, period = found
-        subjects, first = customer.subjects, [feature.meter] if feature.meter else []
+        self.refresh_holders()
+        subjects, first = customer.subjects, {feature.meter} if feature.meter else set()
+        priced = set(plan_meters(self.h.s.card, customer, index))  # for the spend so far
+        if self.holders.likely(customer.id):
+            first |= priced
         ledger = CreditsTable(self.h.s.settings.clickhouse_database).entries(
             self.h.s.settings.namespace, [customer.id]
         )
         rows, stored = await asyncio.gather(
             self.h.s.reader.rows(ledger.to_sql()),
-            self.h.period_usage(period, first, subjects, narrow=True),
+            self.h.period_usage(period, first, subjects, narrow=True, concurrent=True),
         )
         book = book_from_rows(rows)
-        if credit_held(book, customer.id, customer.currency, now) is not None:
-            # the balance needs the period's spend: every meter the plan prices
-            rest = set(plan_meters(self.h.s.card, customer, index)) - set(first)
+        self.holders.learn(customer.id, bool(book.grants))
+        rest = priced - first
+        if rest and credit_held(book, customer.id, customer.currency, now) is not None:
             more = await self.h.period_usage(period, rest, subjects, narrow=True, concurrent=True)
             stored = merged_usage(stored, more)
         pricing = (self.h.s.card, self.h.s.meters)
         answer = entitlement(feature, found, stored, book, pricing, now, quantity)
         return json_response(answer.to_json())
+
+    def refresh_holders(self) -> None:
+        """Start reading the credit-holder hint again when it is due (not waited for)."""
+        if self.holders.due(time.monotonic()):
+            self._refresh = asyncio.create_task(self._read_holders())
+
+    async def _read_holders(self) -> None:
+        settings = self.h.s.settings
+        statement = CreditsTable(settings.clickhouse_database).holders(settings.namespace)
+        read = False
+        try:
+            rows = await self.h.s.reader.rows(statement.to_sql())
+            self.holders.refreshed((str(r[0]) for r in rows), time.monotonic())
+            read = True
+        except Exception:  # the hint only saves time: keep the old one, say why
+            log.warning("could not read who holds credit; keeping the hint", exc_info=True)
+        finally:  # failed, or cancelled with its event loop: try again later
+            if not read:
+                self.holders.failed(time.monotonic())
 
     # -- notifications -------------------------------------------------------------------
 

@@ -130,6 +130,14 @@ class CreditsTable:
             " LIMIT 1 BY entry_id"
         )
 
+    def holders(self, namespace: str) -> Statement:
+        """Rows ``(customer_id,)``: every customer with a grant in the ledger, voided and
+        expired ones included (the entitlement check's hint of who holds credit)."""
+        return Statement(
+            f"SELECT DISTINCT customer_id FROM {self.name}"
+            f" WHERE namespace = {lit(namespace)} AND kind = 'grant' ORDER BY customer_id"
+        )
+
     def grant(self, namespace: str, grant_id: str) -> Statement:
         """Rows ``(customer_id, kind)`` of one grant's grant and void entries."""
         return Statement(

@@ -228,3 +228,36 @@ def test_the_answer_is_exact_text(world: World) -> None:
     assert b'"usage":"3"' in raw
     assert b'"quantity":"0.000000001"' in raw
     assert Decimal(json.loads(raw)["remaining"]) == Decimal(97)
+
+
+def test_the_credit_holder_hint_changes_no_answer(world: World) -> None:
+    """The hint (``api.credit_holders``) only decides whether a check reads the plan's
+    other meters at once or after the ledger: a hint that misses acme's credit (granted
+    straight into the ledger, as another replica would) and one that wrongly names
+    globex give the answers a fresh hint gives, and each check corrects it."""
+    from invoicing.credit_ledger import record_grant
+    from invoicing.credits import Grant
+
+    world.seeder.add("acme", "api_calls", early(world), ["1"] * 60)
+    world.seeder.add("acme", "llm_tokens", early(world), ["1000"])
+    world.seeder.add("globex", "api_calls", early(world), ["1"] * 3)
+    at = datetime(2025, 1, 1, tzinfo=UTC)
+    credit = Grant("g-acme", "acme", "USD", Decimal("100.00"), 10, at, None, None, "Prepaid", at)
+    engine, settings = world.seeder.engine, world.seeder.settings
+    record_grant(engine, settings.clickhouse_database, settings.namespace, credit)
+    holders = world.client.app.state.credit_holders
+    holders.refresh_s = 3600.0
+
+    def pinned(names: list[str], path: str) -> dict[str, Any]:
+        holders.refreshed(names, 0.0)
+        body = world.answer(path)
+        return {k: v for k, v in body.items() if k != "as_of"}
+
+    missed = pinned([], "acme/entitlements/api-access")
+    assert missed["balance"]["spend_so_far"] == "0.14"  # 60 x 0.002 + 1000 x 0.00002
+    assert holders.likely("acme")
+    assert pinned(["acme"], "acme/entitlements/api-access") == missed
+    wrong = pinned(["globex"], "globex/entitlements/api-access")
+    assert (wrong["usage"], wrong["balance"]) == ("3", None)
+    assert not holders.likely("globex")
+    assert pinned([], "globex/entitlements/api-access") == wrong

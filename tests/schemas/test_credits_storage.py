@@ -31,6 +31,11 @@ def test_ledger_statements_as_text() -> None:
     assert entries.endswith("LIMIT 1 BY entry_id")
     assert "customer_id IN" not in table.entries("ns").to_sql()
     assert "grant_id = 'g1' AND kind IN ('grant', 'void')" in table.grant("ns", "g1").to_sql()
+    holders = table.holders("ns").to_sql()
+    assert holders == (
+        "SELECT DISTINCT customer_id FROM db.credit_ledger"
+        " WHERE namespace = 'ns' AND kind = 'grant' ORDER BY customer_id"
+    )
 
 
 def test_entries_read_back_once_with_released_invoices(engine: tuple[Engine, str]) -> None:
@@ -91,6 +96,8 @@ def test_entries_read_back_once_with_released_invoices(engine: tuple[Engine, str
     ]
     assert eng.execute(table.entries("ns", ["nobody"]).to_sql()) == []
     assert [tuple(r) for r in eng.execute(table.grant("ns", "g1").to_sql())] == [("acme", "grant")]
+    assert [tuple(r) for r in eng.execute(table.holders("ns").to_sql())] == [("acme",)]
+    assert eng.execute(table.holders("nobody").to_sql()) == []
 
 
 def test_a_grant_and_its_entries_round_trip(engine: tuple[Engine, str]) -> None:
