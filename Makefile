@@ -54,11 +54,45 @@ demo: install up ## Run the pipeline on generated telemetry, print the invoices,
 run: install up ## Start the always-on pipeline (supervised worker + API) without demo data
 	$(PY) deploy/pipeline.py start
 
-tools: ## Install what the tests use from Debian when missing: chromium (browser tests), systemd (unit checks)
+# What `make tools` builds under $(TOOLS) (outside the clone, kept between runs; a version
+# changed here is installed again).  helm and kubeconform come from the Go module proxy,
+# the Kubernetes schemas from kubernetes-validate (PyPI, a dev dependency), the
+# ServiceMonitor CRD from the prometheus-operator module (deploy/kubeconform_schemas.py).
+TOOLS := $(METERLINE_HOME)/tools
+GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+HELM_VERSION := v3.21.4
+# What helm's release build stamps in: its version, and the Kubernetes version of its
+# k8s.io modules (v0.36 for v3.21) as the default for rendering and deprecation checks.
+HELM_LDFLAGS := -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) \
+  $(foreach p,pkg/chartutil pkg/lint/rules,-X helm.sh/helm/v3/$(p).k8sVersionMajor=1 -X helm.sh/helm/v3/$(p).k8sVersionMinor=36)
+KUBECONFORM_VERSION := v0.8.0
+PROMETHEUS_OPERATOR_VERSION := v0.85.0
+KUBE_SCHEMA_VERSIONS := 1.25.0 1.37.0
+
+tools: install ## Install what the tests use when missing: chromium, systemd, docker-compose (Debian); helm, kubeconform and their schemas (METERLINE_HOME/tools)
 	@need=""; test -x /usr/bin/chromium || need="$$need chromium"; \
 	  command -v systemd-analyze >/dev/null || need="$$need systemd"; \
+	  command -v docker-compose >/dev/null || need="$$need docker-compose"; \
 	  [ -z "$$need" ] || { SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$need; }
+	@test -x "$(GO)" || { echo "error: Go not found at $(GO): helm and kubeconform are built with go install; run make GO=/path/to/go"; exit 1; }
+	@[ "$$($(TOOLS)/bin/helm version --template '{{.Version}}' 2>/dev/null)" = $(HELM_VERSION) ] || { \
+	  echo "go install helm $(HELM_VERSION) into $(TOOLS)/bin (about 4 min on 2 cores the first time)"; \
+	  GOBIN=$(TOOLS)/bin $(GO) install -ldflags "$(HELM_LDFLAGS)" helm.sh/helm/v3/cmd/helm@$(HELM_VERSION); }
+	@[ "$$($(TOOLS)/bin/kubeconform -v 2>/dev/null)" = $(KUBECONFORM_VERSION) ] || { \
+	  echo "go install kubeconform $(KUBECONFORM_VERSION) into $(TOOLS)/bin"; \
+	  GOBIN=$(TOOLS)/bin $(GO) install -ldflags "-X main.version=$(KUBECONFORM_VERSION)" \
+	    github.com/yannh/kubeconform/cmd/kubeconform@$(KUBECONFORM_VERSION); }
+	@stamp="$(KUBE_SCHEMA_VERSIONS) $(PROMETHEUS_OPERATOR_VERSION) $$(sha1sum deploy/kubeconform_schemas.py | cut -c1-12)"; \
+	  [ "$$(cat $(TOOLS)/schemas/.stamp 2>/dev/null)" = "$$stamp" ] || { \
+	  echo "kubeconform schemas into $(TOOLS)/schemas"; rm -rf $(TOOLS)/schemas; \
+	  for v in $(KUBE_SCHEMA_VERSIONS); do \
+	    $(PY) deploy/kubeconform_schemas.py kubernetes --version $$v --out $(TOOLS)/schemas || exit 1; done; \
+	  mod=$$($(GO) mod download -json github.com/prometheus-operator/prometheus-operator@$(PROMETHEUS_OPERATOR_VERSION) \
+	    | $(PY) -c 'import json, sys; print(json.load(sys.stdin)["Dir"])') || exit 1; \
+	  $(PY) deploy/kubeconform_schemas.py crd --out $(TOOLS)/schemas \
+	    $$mod/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml || exit 1; \
+	  echo "$$stamp" > $(TOOLS)/schemas/.stamp; }
 
 browser: tools
 
