@@ -1,0 +1,380 @@
+"""The deploy files, checked without a Docker engine or a Kubernetes cluster: the Helm
+chart passes ``helm lint`` and ``kubeconform -strict`` on local schemas (the ServiceMonitor
+included), deploy/compose.yaml passes ``docker-compose config``, and what they say
+matches the code: every METERLINE_* name they set is a setting, the probes and the
+ServiceMonitors reach the health and metrics endpoints the services really serve (the
+worker and the API are started with the rendered environment and probed with the
+rendered commands), the worker replicas follow the events topic's partitions, and the
+catalog ConfigMap holds the demo files byte for byte.
+
+The tools come from `make tools`; a missing one fails the test (never a skip)."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from api.app import create_app
+from schemas.settings import Settings
+from tests.api.doubles import FakeDelivery, FakeEngine, SyncClient
+from tests.conftest import ROOT, wait_until
+from tests.deploy.manifests_kit import (
+    CHART,
+    COMPOSE,
+    by_kind,
+    compose_config,
+    container,
+    env_of,
+    helm_template,
+    kube_versions,
+    kubeconform,
+    named,
+    pod_spec,
+    render,
+    run,
+    tool,
+    workloads,
+)
+from tests.processes import stop_process_group
+
+VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
+DEMO = ROOT / "deploy" / "demo"
+CATALOG_FILES = {"meters.yaml", "rate-card.yaml", "customers.yaml"}
+SETTING_NAMES = {f"METERLINE_{name.upper()}" for name in Settings.model_fields}
+#: Every template switched on: the ServiceMonitors and the API's auth Secret.
+FULL = ("serviceMonitor.enabled=true", "api.authSecret=meterline-auth")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# -- the tools' verdicts ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sets", [(), FULL], ids=["defaults", "full"])
+def test_helm_lint_is_clean(sets: tuple[str, ...]) -> None:
+    for version in kube_versions():
+        args = [tool("helm"), "lint", "--strict", str(CHART), "--kube-version", version]
+        for assignment in sets:
+            args += ["--set", assignment]
+        done = run(args)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "0 chart(s) failed" in done.stdout
+
+
+@pytest.mark.parametrize("sets", [(), FULL], ids=["defaults", "full"])
+def test_rendered_chart_is_valid_for_every_kubernetes_version(sets: tuple[str, ...]) -> None:
+    for version in kube_versions():
+        done = helm_template(*sets, kube_version=version)
+        assert done.returncode == 0, done.stderr
+        docs = [d for d in yaml.safe_load_all(done.stdout) if d]
+        report = kubeconform(done.stdout, version)
+        statuses = {(r["kind"], r["name"]): r["status"] for r in report["resources"]}
+        assert len(statuses) == len(docs), report
+        bad = [(r["kind"], r["name"], r["msg"]) for r in report["resources"] if r["msg"]]
+        assert set(statuses.values()) == {"statusValid"}, (version, bad)
+        if sets:
+            assert statuses[("ServiceMonitor", "t-meterline-worker")] == "statusValid"
+            assert statuses[("ServiceMonitor", "t-meterline-api")] == "statusValid"
+
+
+def test_kubeconform_refuses_what_the_schemas_forbid() -> None:
+    """The schemas are in force (a resource without one would be an error, not valid):
+    an unknown ServiceMonitor field and a replica count that is not a number fail."""
+    docs = render(*FULL)
+    named(docs, "ServiceMonitor", "meterline-api")["spec"]["endpoints"][0]["scrapeEvery"] = "1m"
+    named(docs, "Deployment", "meterline-worker")["spec"]["replicas"] = "four"
+    report = kubeconform(yaml.safe_dump_all(docs), kube_versions()[-1])
+    invalid = {(r["kind"], r["name"]) for r in report["resources"] if r["status"] != "statusValid"}
+    assert invalid == {("ServiceMonitor", "t-meterline-api"), ("Deployment", "t-meterline-worker")}
+
+
+def test_compose_file_is_valid() -> None:
+    done = run([tool("docker-compose"), "-f", str(COMPOSE), "config", "-q"])
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip() == ""
+
+
+def test_a_broken_compose_file_is_caught(tmp_path: Path) -> None:
+    broken = tmp_path / "compose.yaml"
+    broken.write_text(COMPOSE.read_text().replace("service_healthy", "service_ready", 1))
+    done = run([tool("docker-compose"), "-f", str(broken), "config", "-q"])
+    assert done.returncode != 0
+    assert "service_ready" in done.stderr
+
+
+# -- the chart says what the code reads ------------------------------------------------
+
+
+def test_worker_replicas_follow_the_partitions() -> None:
+    partitions = VALUES["kafka"]["eventsPartitions"]
+    cases = [  # (--set, replicas, partitions)
+        ((), partitions, partitions),
+        (("kafka.eventsPartitions=6",), 6, 6),
+        (("worker.replicas=2",), 2, partitions),
+    ]
+    for sets, replicas, topic_partitions in cases:
+        worker = named(render(*sets), "Deployment", "meterline-worker")
+        assert worker["spec"]["replicas"] == replicas, sets
+        env = env_of(container(worker, "worker"))
+        assert env["METERLINE_EVENTS_PARTITIONS"] == str(topic_partitions), sets
+        assert worker["spec"]["strategy"]["rollingUpdate"]["maxSurge"] == 0
+    refused = helm_template("kafka.eventsPartitions=6", "worker.replicas=7")
+    assert refused.returncode != 0
+    assert "worker.replicas (7) is more than kafka.eventsPartitions (6)" in refused.stderr
+
+
+def settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The settings a service reads from ``env``, as it reads them: from the environment."""
+    for name in [k for k in os.environ if k.startswith("METERLINE_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        if name.startswith("METERLINE_"):
+            monkeypatch.setenv(name, value)
+    return Settings()
+
+
+def test_every_env_name_is_a_setting_and_parses(monkeypatch: pytest.MonkeyPatch) -> None:
+    docs = render(*FULL, "extraEnv.METERLINE_DEDUPE_HORIZON_DAYS=40")
+    containers = [c for d in workloads(docs) for c in pod_spec(d)["containers"]]
+    compose = compose_config()["services"]
+    ours = [s for s in compose.values() if str(s.get("image", "")).startswith("meterline:")]
+    assert len(ours) == 3
+    envs = [env_of(c) for c in containers] + [s["environment"] for s in ours]
+    for env in envs:
+        assert set(env) <= SETTING_NAMES, set(env) - SETTING_NAMES
+        settings = settings_from(env, monkeypatch)
+        assert settings.clickhouse_database == "meterline"
+    refused = helm_template("extraEnv.WORKER_PORT=1")
+    assert refused.returncode != 0
+    assert "only METERLINE_* settings" in refused.stderr
+
+
+def test_catalog_configmap_holds_the_demo_files_byte_for_byte() -> None:
+    docs = render()
+    data = named(docs, "ConfigMap", "meterline-catalog")["data"]
+    assert set(data) == CATALOG_FILES
+    for name in CATALOG_FILES:
+        assert data[name].encode() == (DEMO / name).read_bytes(), name
+        assert (CHART / "files" / name).read_bytes() == (DEMO / name).read_bytes(), name
+    for doc in by_kind(docs, "Deployment"):
+        main = pod_spec(doc)["containers"][0]
+        (mount,) = [m for m in main["volumeMounts"] if m["name"] == "catalog"]
+        env = env_of(main)
+        for setting in ("METERS_FILE", "RATE_CARD_FILE", "CUSTOMERS_FILE"):
+            path = Path(env[f"METERLINE_{setting}"])
+            assert path.parent == Path(mount["mountPath"])
+            assert path.name in data
+
+
+def test_a_catalog_file_can_be_replaced() -> None:
+    draft = DEMO / "rate-card-draft.yaml"
+    docs = render(options=("--set-file", f"catalog.rateCard={draft}"))
+    data = named(docs, "ConfigMap", "meterline-catalog")["data"]
+    assert data["rate-card.yaml"].encode() == draft.read_bytes()
+    assert data["meters.yaml"].encode() == (DEMO / "meters.yaml").read_bytes()
+
+
+def test_containers_run_as_the_systemd_units_do_and_not_as_root() -> None:
+    commands = []
+    for unit in ("meterline-worker.service", "meterline-api.service"):
+        text = (ROOT / "deploy" / "systemd" / unit).read_text()
+        found = re.search(r"^ExecStart=\S+/python (.+)$", text, re.M)
+        assert found is not None, unit
+        commands.append(["python", *found.group(1).split()])
+    worker_cmd, api_cmd = commands
+    docs = render(*FULL)
+    assert (
+        container(named(docs, "Deployment", "meterline-worker"), "worker")["command"] == worker_cmd
+    )
+    assert container(named(docs, "Deployment", "meterline-api"), "api")["command"] == api_cmd
+    compose = compose_config()["services"]
+    assert compose["worker"]["command"] == worker_cmd
+    assert compose["api"]["command"] == api_cmd
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    uid = re.search(r"^USER (\d+):(\d+)$", dockerfile, re.M)
+    assert uid is not None
+    assert VALUES["podSecurityContext"]["runAsUser"] == int(uid.group(1))
+    for doc in workloads(docs):
+        assert pod_spec(doc)["securityContext"]["runAsNonRoot"] is True
+        for c in pod_spec(doc)["containers"]:
+            assert c["securityContext"]["readOnlyRootFilesystem"] is True, c["name"]
+            assert c["resources"]["limits"]["memory"], c["name"]
+
+
+def test_the_image_context_holds_every_package() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    include = project["tool"]["setuptools"]["packages"]["find"]["include"]
+    kept = set(re.findall(r"^!(\w+)/$", (ROOT / ".dockerignore").read_text(), re.M))
+    assert {p.rstrip("*") for p in include} <= kept
+
+
+# -- compose: health checks, and waiting for them --------------------------------------
+
+
+def test_compose_services_have_health_checks_and_wait_for_them() -> None:
+    services = compose_config()["services"]
+    one_shot = {n for n, s in services.items() if s.get("restart") == "no"}
+    assert one_shot == {"migrate"}
+    for name, service in services.items():
+        if name not in one_shot:
+            assert service["healthcheck"]["test"][0] == "CMD", name
+        for dependency, how in service.get("depends_on", {}).items():
+            wanted = (
+                "service_completed_successfully" if dependency in one_shot else "service_healthy"
+            )
+            assert how["condition"] == wanted, (name, dependency)
+    for name in ("migrate", "worker", "api"):
+        assert {"kafka", "clickhouse"} & set(services[name]["depends_on"]), name
+
+
+def test_compose_health_checks_use_the_configured_ports() -> None:
+    services = compose_config()["services"]
+    worker, api = services["worker"], services["api"]
+    port = worker["environment"]["METERLINE_WORKER_METRICS_PORT"]
+    assert f"http://127.0.0.1:{port}/readyz" in worker["healthcheck"]["test"][-1]
+    port = api["environment"]["METERLINE_API_PORT"]
+    assert f"http://127.0.0.1:{port}/healthz" in api["healthcheck"]["test"][-1]
+    # docker-compose 1.29 prints the short forms: HOST_IP:PORT:PORT/tcp, SOURCE:TARGET:MODE
+    assert any(p.split(":")[-1] == f"{port}/tcp" for p in api["ports"])
+    for service in (worker, api):
+        mounted = {}
+        for volume in service["volumes"]:
+            source, target, _mode = volume.split(":")
+            mounted[target] = Path(source)
+        for setting in ("METERS_FILE", "RATE_CARD_FILE", "CUSTOMERS_FILE"):
+            source = mounted[service["environment"][f"METERLINE_{setting}"]]
+            assert source.parent == DEMO
+            assert source.is_file()
+
+
+# -- the probes and ServiceMonitors reach what the services serve ----------------------
+
+
+def local_env(
+    rendered: dict[str, str], tmp_path: Path, docs: list[dict[str, Any]]
+) -> dict[str, str]:
+    """The container's environment on this machine: the catalog ConfigMap's files written
+    under ``tmp_path``; Kafka and ClickHouse on loopback ports where nothing listens."""
+    catalog = tmp_path / "catalog"
+    catalog.mkdir(exist_ok=True)
+    for name, text in named(docs, "ConfigMap", "meterline-catalog")["data"].items():
+        (catalog / name).write_text(text)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METERLINE_")}
+    for name, value in rendered.items():
+        if value.startswith("/etc/meterline/catalog/"):
+            value = str(catalog / Path(value).name)
+        env[name] = value
+    env.update(
+        METERLINE_KAFKA_HOST="127.0.0.1",
+        METERLINE_KAFKA_PORT=str(free_port()),
+        METERLINE_CLICKHOUSE_HOST="127.0.0.1",
+        METERLINE_CLICKHOUSE_TCP_PORT=str(free_port()),
+    )
+    return env
+
+
+def probe(spec: dict[str, Any]) -> int:
+    """Run an exec probe's command here (``python`` is this interpreter)."""
+    command = [sys.executable if a == "python" else a for a in spec["exec"]["command"]]
+    return subprocess.run(command, capture_output=True, timeout=30, check=False).returncode
+
+
+def spawn(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    command = [sys.executable if a == "python" else a for a in command]
+    return subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for proc in reversed(started):
+        stop_process_group(proc)
+
+
+def test_worker_probes_and_metrics_reach_the_supervisor(
+    tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    """The worker started with the rendered command and environment (Kafka absent, so
+    its child never becomes ready): the liveness and startup probes pass, readiness
+    fails, and the ServiceMonitor's port and path give the supervisor's metrics."""
+    ports = (f"worker.metricsPort={free_port()}", f"worker.metricsForwarder.port={free_port()}")
+    docs = render(*FULL, *ports)
+    deployment = named(docs, "Deployment", "meterline-worker")
+    worker, forwarder = container(deployment, "worker"), container(deployment, "metrics-forwarder")
+    env = local_env(env_of(worker), tmp_path, docs)
+    env["METERLINE_WORKER_DATA_DIR"] = str(tmp_path / "state")
+    processes.append(spawn(worker["command"], env))
+    wait_until(lambda: probe(worker["startupProbe"]) == 0, 60, "the worker's startup probe")
+    assert probe(worker["livenessProbe"]) == 0
+    assert probe(worker["readinessProbe"]) != 0  # no ready child without Kafka
+
+    # the forwarder, as the sidecar runs it, but listening on loopback
+    script = named(docs, "ConfigMap", "meterline-forwarder")["data"]["loopback-forward.py"]
+    (tmp_path / "loopback-forward.py").write_text(script)
+    command = forwarder["command"]
+    assert Path(command[1]).name == "loopback-forward.py"
+    assert command[-1] == env["METERLINE_WORKER_METRICS_PORT"]
+    local = ["python", str(tmp_path / "loopback-forward.py"), "--listen-host", "127.0.0.1"]
+    processes.append(spawn([*local, *command[2:]], env))
+    (monitor,) = named(docs, "ServiceMonitor", "meterline-worker")["spec"]["endpoints"]
+    service = named(docs, "Service", "meterline-worker-metrics")
+    (port,) = [p for p in service["spec"]["ports"] if p["name"] == monitor["port"]]
+    (target,) = [p for p in forwarder["ports"] if p["name"] == port["targetPort"]]
+    url = f"http://127.0.0.1:{target['containerPort']}{monitor['path']}"
+
+    def scraped() -> str:
+        try:
+            answer = httpx.get(url, timeout=5)
+        except httpx.TransportError:
+            return ""
+        return answer.text if answer.status_code == 200 else ""
+
+    text = wait_until(scraped, 30, "the worker's metrics through the forwarder")
+    assert "meterline_worker_restarts_total" in text
+
+
+def test_api_probes_and_metrics_reach_the_api(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API built from the rendered environment (Kafka and ClickHouse replaced)
+    answers its probes' path and serves the ServiceMonitor's path; the probes' named port
+    is the one METERLINE_API_PORT makes `python -m api serve` listen on."""
+    docs = render(*FULL)
+    api = container(named(docs, "Deployment", "meterline-api"), "api")
+    env = local_env(env_of(api), tmp_path, docs)
+    env.pop("METERLINE_API_AUTH_FILE")  # the Secret is not here: the demo credentials
+    settings = settings_from(env, monkeypatch)
+    assert settings.api_host == "0.0.0.0"
+    (port,) = api["ports"]
+    assert port["containerPort"] == settings.api_port
+    app = create_app(settings, delivery=FakeDelivery(), engine_factory=FakeEngine, lag=dict)
+    http = SyncClient(app)
+    for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert api[kind]["httpGet"]["port"] == port["name"]
+        assert http.get(api[kind]["httpGet"]["path"]).status_code == 200, kind
+
+    (monitor,) = named(docs, "ServiceMonitor", "meterline-api")["spec"]["endpoints"]
+    (service_port,) = named(docs, "Service", "meterline-api")["spec"]["ports"]
+    assert (service_port["name"], service_port["targetPort"]) == (monitor["port"], port["name"])
+    page = http.get(monitor["path"])
+    assert page.status_code == 200
+    assert "meterline_api_requests_total" in page.text
