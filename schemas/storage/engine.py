@@ -35,6 +35,14 @@ class Engine(Protocol):
     def close(self) -> None: ...
 
 
+def _lost() -> tuple[type[BaseException], ...]:
+    """What a server that cannot be reached raises: the socket's errors, and the driver's
+    own for a refused or timed-out connection (evaluated only when one is raised)."""
+    from clickhouse_driver.errors import NetworkError, SocketTimeoutError
+
+    return (ConnectionError, OSError, EOFError, NetworkError, SocketTimeoutError)
+
+
 class ServerEngine:
     """A ClickHouse server over the native protocol (clickhouse-driver)."""
 
@@ -60,7 +68,7 @@ class ServerEngine:
     def execute(self, sql: str) -> list[Row]:
         try:
             return list(self._client.execute(sql))
-        except (ConnectionError, OSError, EOFError) as exc:
+        except _lost() as exc:
             raise ServiceUnavailable(
                 f"ClickHouse at {self.host}:{self.port} is unreachable ({exc}); "
                 "start it with `make up`"
@@ -73,7 +81,7 @@ class ServerEngine:
         sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES"
         try:
             self._client.execute(sql, rows, types_check=False)
-        except (ConnectionError, OSError, EOFError) as exc:
+        except _lost() as exc:
             raise ServiceUnavailable(
                 f"ClickHouse at {self.host}:{self.port} is unreachable ({exc})"
             ) from exc
