@@ -7,10 +7,20 @@ it down; nothing reads the environment at import time.
 
 from __future__ import annotations
 
-from pydantic import Field
+import ipaddress
+import re
+
+from pydantic import Field, field_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings"]
+
+#: A DNS host name (RFC 1123): dot-separated labels of letters, digits and inner hyphens.
+_HOST_NAME = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
 
 
 class Settings(BaseSettings):
@@ -68,6 +78,11 @@ class Settings(BaseSettings):
     worker_session_timeout: float = Field(default=10.0, ge=6.0)
     worker_metrics_port: int = Field(default=0, ge=0)
     """Where the worker's supervisor serves /healthz, /readyz and /metrics (0: off)."""
+    worker_metrics_host: str = "127.0.0.1"
+    """The address the supervisor listens on: an IP address or a host name.  Loopback by
+    default, so a laptop or a shared host exposes nothing; ``0.0.0.0`` (``::`` for IPv6
+    too) where probes and Prometheus reach the machine or pod on its own address, as in
+    the Helm chart."""
     worker_data_dir: str = ""
     worker_stall_seconds: float = Field(default=60.0, gt=0)
     """Watchdog: replace a ready worker that is behind and commits nothing for this long."""
@@ -114,6 +129,28 @@ class Settings(BaseSettings):
 
     api_dashboard_refresh_s: int = Field(default=5, ge=1)
 
+    @field_validator("worker_metrics_host")
+    @classmethod
+    def _listen_address(cls, value: str) -> str:
+        if _is_ip(value) or (
+            _HOST_NAME.fullmatch(value) and not value.rsplit(".", 1)[-1].isdigit()
+        ):
+            return value
+        raise PydanticCustomError(
+            "value_error",
+            f"{value!r} is not an IP address or a host name: set "
+            "METERLINE_WORKER_METRICS_HOST to the address to listen on, without a scheme or "
+            "a port, e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (every address)",
+        )
+
     @property
     def kafka_bootstrap(self) -> str:
         return f"{self.kafka_host}:{self.kafka_port}"
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True

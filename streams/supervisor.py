@@ -14,7 +14,8 @@ Why a replaced or killed child costs nothing: every record is acknowledged only 
 effects are stored, and the sink is idempotent by position (``streams.sink``), so the
 next child re-reads what was not committed and skips what was already stored.
 
-The supervisor serves, on ``worker_metrics_port`` (127.0.0.1; 0 disables):
+The supervisor serves, on ``worker_metrics_host:worker_metrics_port`` (127.0.0.1 unless
+told otherwise, e.g. 0.0.0.0 in a pod; port 0 disables):
 
 * ``/healthz`` — 200 while the supervision loop runs (a child may be restarting);
 * ``/readyz``  — 200 when the child is up and Faust says it is ready, else 503;
@@ -28,6 +29,7 @@ import logging
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -191,7 +193,7 @@ class Supervisor:
         """Supervise until asked to stop; returns 0 after a requested stop."""
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._request_stop)
-        server = self._serve_http()
+        server = self.serve_http()
         try:
             while not self._stop.is_set():
                 child = self._start_child()
@@ -355,8 +357,10 @@ class Supervisor:
             log.info("worker child metrics unavailable (%s)", exc)
             return own
 
-    def _serve_http(self) -> ThreadingHTTPServer | None:
-        port = self.settings.worker_metrics_port
+    def serve_http(self) -> ThreadingHTTPServer | None:
+        """Start serving ``/healthz``, ``/readyz`` and ``/metrics`` in a thread, on
+        ``worker_metrics_host:worker_metrics_port``; ``None`` when the port is 0."""
+        host, port = self.settings.worker_metrics_host, self.settings.worker_metrics_port
         if not port:
             return None
         supervisor = self
@@ -385,8 +389,26 @@ class Supervisor:
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
-        server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        server.daemon_threads = True
+        server = _listener(host, port, Handler)
         threading.Thread(target=server.serve_forever, name="supervisor-http", daemon=True).start()
-        log.info("supervisor: /healthz /readyz /metrics on http://127.0.0.1:%d", port)
+        log.info("supervisor: /healthz /readyz /metrics on %s", _url_of(server))
         return server
+
+
+def _listener(host: str, port: int, handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
+    """An HTTP server bound to ``host`` (an IPv4 or IPv6 address, or a host name in the
+    address family it resolves to first)."""
+    found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family = found[0][0]
+
+    class Server(ThreadingHTTPServer):
+        address_family = family
+        daemon_threads = True
+
+    return Server((host, port), handler)
+
+
+def _url_of(server: ThreadingHTTPServer) -> str:
+    """``http://HOST:PORT`` of the address ``server`` is bound to (IPv6 in brackets)."""
+    host, port = server.socket.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
