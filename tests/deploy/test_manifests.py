@@ -3,9 +3,10 @@ chart passes ``helm lint`` and ``kubeconform -strict`` on local schemas (the Ser
 included), deploy/compose.yaml passes ``docker-compose config``, and what they say
 matches the code: every METERLINE_* name they set is a setting, the probes and the
 ServiceMonitors reach the health and metrics endpoints the services really serve (the
-worker and the API are started with the rendered environment and probed with the
-rendered commands), the worker replicas follow the events topic's partitions, and the
-catalog ConfigMap holds the demo files byte for byte.
+worker and the API are started with the rendered environment and sent the rendered
+probes, the worker's on this machine's own address as to a pod's), the worker replicas
+follow the events topic's partitions, and the catalog ConfigMap holds the demo files
+byte for byte.
 
 The tools come from `make tools`; a missing one fails the test (never a skip)."""
 
@@ -27,6 +28,7 @@ import yaml
 
 from api.app import create_app
 from schemas.settings import Settings
+from tests.addresses import own_address
 from tests.api.doubles import FakeDelivery, FakeEngine, SyncClient
 from tests.conftest import ROOT, wait_until
 from tests.deploy.manifests_kit import (
@@ -247,6 +249,10 @@ def test_compose_health_checks_use_the_configured_ports() -> None:
     worker, api = services["worker"], services["api"]
     port = worker["environment"]["METERLINE_WORKER_METRICS_PORT"]
     assert f"http://127.0.0.1:{port}/readyz" in worker["healthcheck"]["test"][-1]
+    # the health check runs inside the container: the supervisor must answer on loopback
+    default_host = Settings.model_fields["worker_metrics_host"].default
+    host = worker["environment"].get("METERLINE_WORKER_METRICS_HOST", default_host)
+    assert host in ("127.0.0.1", "0.0.0.0")
     port = api["environment"]["METERLINE_API_PORT"]
     assert f"http://127.0.0.1:{port}/healthz" in api["healthcheck"]["test"][-1]
     # docker-compose 1.29 prints the short forms: HOST_IP:PORT:PORT/tcp, SOURCE:TARGET:MODE
@@ -288,12 +294,6 @@ def local_env(
     return env
 
 
-def probe(spec: dict[str, Any]) -> int:
-    """Run an exec probe's command here (``python`` is this interpreter)."""
-    command = [sys.executable if a == "python" else a for a in spec["exec"]["command"]]
-    return subprocess.run(command, capture_output=True, timeout=30, check=False).returncode
-
-
 def spawn(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     command = [sys.executable if a == "python" else a for a in command]
     return subprocess.Popen(
@@ -310,46 +310,60 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
         stop_process_group(proc)
 
 
-def test_worker_probes_and_metrics_reach_the_supervisor(
-    tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+def test_worker_probes_and_metrics_reach_the_supervisor_on_the_pod_address(
+    tmp_path: Path, processes: list[subprocess.Popen[bytes]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The worker started with the rendered command and environment (Kafka absent, so
-    its child never becomes ready): the liveness and startup probes pass, readiness
-    fails, and the ServiceMonitor's port and path give the supervisor's metrics."""
-    ports = (f"worker.metricsPort={free_port()}", f"worker.metricsForwarder.port={free_port()}")
-    docs = render(*FULL, *ports)
+    its child never becomes ready) listens on every address.  Sent to a non-loopback
+    address of this machine, as the kubelet and Prometheus send them to the pod's: the
+    startup and liveness probes pass, readiness fails, and the ServiceMonitor's port and
+    path give the supervisor's metrics."""
+    docs = render(*FULL, f"worker.metricsPort={free_port()}")
     deployment = named(docs, "Deployment", "meterline-worker")
-    worker, forwarder = container(deployment, "worker"), container(deployment, "metrics-forwarder")
+    assert [c["name"] for c in pod_spec(deployment)["containers"]] == ["worker"]
+    worker = container(deployment, "worker")
     env = local_env(env_of(worker), tmp_path, docs)
     env["METERLINE_WORKER_DATA_DIR"] = str(tmp_path / "state")
+    settings = settings_from(env, monkeypatch)
+    assert settings.worker_metrics_host == "0.0.0.0"
+    ports = {p["name"]: p["containerPort"] for p in worker["ports"]}
+    assert ports["metrics"] == settings.worker_metrics_port
+    pod = own_address()
+    if pod is None:
+        pytest.fail("this machine has no address but loopback to stand for the pod's")
     processes.append(spawn(worker["command"], env))
-    wait_until(lambda: probe(worker["startupProbe"]) == 0, 60, "the worker's startup probe")
-    assert probe(worker["livenessProbe"]) == 0
-    assert probe(worker["readinessProbe"]) != 0  # no ready child without Kafka
 
-    # the forwarder, as the sidecar runs it, but listening on loopback
-    script = named(docs, "ConfigMap", "meterline-forwarder")["data"]["loopback-forward.py"]
-    (tmp_path / "loopback-forward.py").write_text(script)
-    command = forwarder["command"]
-    assert Path(command[1]).name == "loopback-forward.py"
-    assert command[-1] == env["METERLINE_WORKER_METRICS_PORT"]
-    local = ["python", str(tmp_path / "loopback-forward.py"), "--listen-host", "127.0.0.1"]
-    processes.append(spawn([*local, *command[2:]], env))
-    (monitor,) = named(docs, "ServiceMonitor", "meterline-worker")["spec"]["endpoints"]
-    service = named(docs, "Service", "meterline-worker-metrics")
-    (port,) = [p for p in service["spec"]["ports"] if p["name"] == monitor["port"]]
-    (target,) = [p for p in forwarder["ports"] if p["name"] == port["targetPort"]]
-    url = f"http://127.0.0.1:{target['containerPort']}{monitor['path']}"
-
-    def scraped() -> str:
+    def get(port: int | str, path: str) -> httpx.Response | None:
+        """GET the pod's ``port`` (a number, or a container port's name), as the kubelet
+        and Prometheus do; None when nothing answers there."""
+        number = ports[port] if isinstance(port, str) else port
         try:
-            answer = httpx.get(url, timeout=5)
+            return httpx.get(f"http://{pod}:{number}{path}", timeout=5, trust_env=False)
         except httpx.TransportError:
-            return ""
-        return answer.text if answer.status_code == 200 else ""
+            return None
 
-    text = wait_until(scraped, 30, "the worker's metrics through the forwarder")
-    assert "meterline_worker_restarts_total" in text
+    def probe(spec: dict[str, Any]) -> int:
+        """The status an httpGet probe sees (0: no answer)."""
+        answer = get(spec["httpGet"]["port"], spec["httpGet"]["path"])
+        return 0 if answer is None else answer.status_code
+
+    wait_until(lambda: probe(worker["startupProbe"]) == 200, 60, "the worker's startup probe")
+    assert probe(worker["livenessProbe"]) == 200
+    assert probe(worker["readinessProbe"]) == 503  # no ready child without Kafka
+
+    # the ServiceMonitor selects one Service, which lists the worker pods
+    monitor = named(docs, "ServiceMonitor", "meterline-worker")["spec"]
+    wanted = monitor["selector"]["matchLabels"].items()
+    (service,) = [d for d in by_kind(docs, "Service") if wanted <= d["metadata"]["labels"].items()]
+    assert service["metadata"]["name"] == "t-meterline-worker-metrics"
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    (endpoint,) = monitor["endpoints"]
+    (port,) = [p for p in service["spec"]["ports"] if p["name"] == endpoint["port"]]
+    scrape = get(port["targetPort"], endpoint["path"])
+    assert scrape is not None
+    assert scrape.status_code == 200
+    assert "meterline_worker_restarts_total" in scrape.text
 
 
 def test_api_probes_and_metrics_reach_the_api(

@@ -91,18 +91,7 @@ where Kafka and ClickHouse are, and extraEnv.
   value: /etc/meterline/catalog/customers.yaml
 {{- end -}}
 
-{{/* An exec probe: GET a path of a port on 127.0.0.1 inside the container. */}}
-{{- define "meterline.loopbackProbe" -}}
-exec:
-  command:
-    - python
-    - -c
-    - {{ printf "import urllib.request as u; u.urlopen('http://127.0.0.1:%d%s', timeout=%d)" (int .port) .path (int (sub (int .probe.timeoutSeconds) 1)) | quote }}
-periodSeconds: {{ .probe.periodSeconds }}
-timeoutSeconds: {{ .probe.timeoutSeconds }}
-failureThreshold: {{ .probe.failureThreshold }}
-{{- end -}}
-
+{{/* An httpGet probe: GET a path of a named container port on the pod's address. */}}
 {{- define "meterline.httpProbe" -}}
 httpGet:
   path: {{ .path }}
