@@ -5,6 +5,9 @@ append the ledger.
 * ``POST /customers/{id}/grants`` — body as ``invoicing.grants.parse_grant`` reads it;
   JSON numbers are read as exact decimals.  Sending the same ``id`` again with the same
   terms answers the stored grant (a retried request grants once); other terms are a 409.
+  A request without ``id`` may send an ``Idempotency-Key`` header instead: the grant id is
+  then a digest of the customer and the key (:func:`keyed_grant_id`), so a retry of it
+  grants once too.
 * ``POST /customers/{id}/grants/{grantId}/void`` — ``{"reason": "..."}``.
 * ``GET /customers/{id}/grants`` and ``/balance`` — as of ``?at=`` (default now): each
   grant's status and remaining credit; the balance per currency.
@@ -12,7 +15,9 @@ append the ledger.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime
@@ -25,7 +30,36 @@ from rating.money import round_money
 from schemas.errors import InvalidInput
 from schemas.timeutil import format_ms, from_ms, parse_instant, to_ms
 
-__all__ = ["balance_json", "grant_state_json", "parse_at", "parse_body", "parse_void", "same_terms"]
+__all__ = [
+    "balance_json",
+    "grant_state_json",
+    "keyed_grant_id",
+    "parse_at",
+    "parse_body",
+    "parse_void",
+    "same_terms",
+]
+
+_KEY = re.compile(r"[\x21-\x7e]{1,255}")  # printable ASCII, no spaces
+
+
+def keyed_grant_id(customer_id: str, key: str | None) -> str | None:
+    """The grant id an ``Idempotency-Key`` header stands for: ``gr_`` and 20 hex digits of
+    a SHA-256 of the customer and the key (``None`` without the header).  A key that is
+    empty, longer than 255 characters or not printable ASCII is a 400 naming the header."""
+    if key is None:
+        return None
+    if not _KEY.fullmatch(key):
+        raise invalid(
+            InvalidInput.single(
+                "credit grant",
+                "Idempotency-Key",
+                "is not 1 to 255 printable ASCII characters without spaces",
+                "send a unique token per grant, e.g. a UUID, and the same one on a retry",
+            )
+        )
+    digest = hashlib.sha256(f"{customer_id}\n{key}".encode()).hexdigest()
+    return f"gr_{digest[:20]}"
 
 
 def parse_body(raw: bytes, content_type: str | None, what: str) -> object:

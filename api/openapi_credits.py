@@ -37,6 +37,16 @@ _AT = {
 }
 
 
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
+    "description": "A unique token per grant (e.g. a UUID), sent again on a retry: the "
+    "grant is made once. Ignored when the body names an id.",
+}
+
+
 def credit_paths() -> dict[str, Any]:
     grants = "/api/v1/customers/{customerId}/grants"
     return {
@@ -47,8 +57,10 @@ def credit_paths() -> dict[str, Any]:
                 "description": "Refused with 400 naming the field and the fix when the "
                 "currency is not one the customer's subscriptions bill in. Sending the same "
                 "id again with the same terms answers the stored grant (200): a retried "
-                "request grants once; other terms answer 409.",
-                "parameters": [_param("customerId")],
+                "request grants once; other terms answer 409. Without an id, an "
+                "Idempotency-Key header does the same: the grant id is derived from the "
+                "customer and the key.",
+                "parameters": [_param("customerId"), _IDEMPOTENCY_KEY],
                 "requestBody": {
                     "required": True,
                     "content": {"application/json": {"schema": _ref("GrantRequest")}},

@@ -21,6 +21,7 @@ from api.credit_holders import CreditHolders
 from api.credits import (
     balance_json,
     grant_state_json,
+    keyed_grant_id,
     parse_at,
     parse_body,
     parse_void,
@@ -82,11 +83,12 @@ class SpendHandlers:
         customer_id, book = await self.credit_book(request, "grant credit")
         raw = await read_body(request, self.h.s.settings.api_max_body_bytes)
         now = truncate_ms(datetime.now(UTC))
+        keyed = keyed_grant_id(customer_id, request.headers.get("idempotency-key"))
         grant = parse_grant(
             parse_body(raw, request.headers.get("content-type"), "credit grant"),
             customer_id=customer_id,
             billed_currencies={c.currency for c in self.h.s.customers if c.id == customer_id},
-            grant_id=f"gr_{uuid.uuid4().hex[:20]}",
+            grant_id=keyed or f"gr_{uuid.uuid4().hex[:20]}",
             now=now,
         )
         stored = next((g for g in book.grants if g.grant_id == grant.grant_id), None)

@@ -109,3 +109,38 @@ def test_bad_grants_are_refused_with_the_field_and_the_fix(client: SyncClient) -
     assert [p["path"] for p in no_reason.json()["problems"]] == ["reason"]
     bad_at = client.get(f"{BASE}/acme/balance?at=yesterday", headers=ADMIN)
     assert [p["path"] for p in bad_at.json()["problems"]] == ["at"]
+
+
+def test_an_idempotency_key_makes_a_retried_grant_without_id_grant_once(
+    client: SyncClient,
+) -> None:
+    body = {"amount": "12.50", "currency": "USD"}
+    keyed = {**ADMIN, "Idempotency-Key": "order-8841"}
+    made = post(client, "acme/grants", body, keyed)
+    assert made.status_code == 201, made.text
+    grant_id = made.json()["id"]
+    assert grant_id.startswith("gr_")
+    again = post(client, "acme/grants", body, keyed)  # the retry of a lost answer
+    assert (again.status_code, again.json()["id"]) == (200, grant_id)
+    other = post(client, "acme/grants", {**body, "amount": "13.00"}, keyed)
+    assert other.status_code == 409
+    elsewhere = post(client, "globex/grants", body, keyed)  # the key is per customer
+    assert elsewhere.status_code == 201
+    assert elsewhere.json()["id"] != grant_id
+    fresh = post(client, "acme/grants", body)  # no key, no id: a new grant each time
+    assert fresh.status_code == 201
+    listed = client.get(f"{BASE}/acme/grants", headers=ADMIN).json()
+    assert sorted(g["amount"] for g in listed) == [12.5, 12.5]
+    balance = client.get(f"{BASE}/acme/balance", headers=ADMIN).json()
+    assert balance["balances"][0]["remaining"] == 25
+
+    for bad in (b"", b"has space", b"x" * 256, "caf\u00e9".encode()):
+        refused = client.post(
+            f"{BASE}/acme/grants",
+            content=json.dumps(body),
+            headers={**JSON, **ADMIN, "Idempotency-Key": bad},
+        )
+        assert refused.status_code == 400, bad
+        [problem] = refused.json()["problems"]
+        assert problem["path"] == "Idempotency-Key"
+        assert "same one on a retry" in problem["fix"]
