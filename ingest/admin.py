@@ -3,6 +3,10 @@
 The events topic stamps records with the broker's append time (``LogAppendTime``): that
 time is the event's ingestion time, stable across re-reads, and retention counts from it
 — a backdated event cannot fall out of retention before the worker has read it.
+
+Every topic gets ``topic_replication_factor`` replicas and ``min.insync.replicas`` of
+``topic_min_insync_replicas`` (1 and 1 on one broker; 3 and 2 on a cluster, where a
+broker can be lost without losing or refusing an acknowledged event).
 """
 
 from __future__ import annotations
@@ -31,9 +35,12 @@ class TopicSpec:
     name: str
     partitions: int
     config: dict[str, str] = field(default_factory=dict)
+    replication_factor: int = 1
 
 
 def meterline_topics(settings: Settings) -> list[TopicSpec]:
+    replicas = settings.topic_replication_factor
+    insync = {"min.insync.replicas": str(settings.topic_min_insync_replicas)}
     return [
         TopicSpec(
             settings.events_topic,
@@ -42,20 +49,29 @@ def meterline_topics(settings: Settings) -> list[TopicSpec]:
                 "message.timestamp.type": "LogAppendTime",
                 "retention.ms": str(14 * DAY_MS),
                 "max.message.bytes": str(MAX_RECORD_BYTES),
+                **insync,
             },
+            replicas,
         ),
         TopicSpec(
             settings.dead_letter_topic,
             1,
-            {"retention.ms": "-1", "max.message.bytes": str(MAX_RECORD_BYTES)},
+            {"retention.ms": "-1", "max.message.bytes": str(MAX_RECORD_BYTES), **insync},
+            replicas,
         ),
-        TopicSpec(settings.invoices_topic, 1, {"retention.ms": "-1"}),
-        TopicSpec(settings.notifications_topic, 1, {"retention.ms": str(30 * DAY_MS)}),
+        TopicSpec(settings.invoices_topic, 1, {"retention.ms": "-1", **insync}, replicas),
+        TopicSpec(
+            settings.notifications_topic,
+            1,
+            {"retention.ms": str(30 * DAY_MS), **insync},
+            replicas,
+        ),
     ]
 
 
 def ensure_topics(bootstrap: str, specs: list[TopicSpec], timeout: float = 15.0) -> None:
-    """Create missing topics; refuse an existing topic whose partition count differs."""
+    """Create missing topics; refuse an existing topic whose partition count or
+    replication factor differs from its spec."""
     admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": int(timeout * 1000)})
     try:
         existing = admin.list_topics(timeout=timeout).topics
@@ -68,7 +84,12 @@ def ensure_topics(bootstrap: str, specs: list[TopicSpec], timeout: float = 15.0)
     if missing:
         futures = admin.create_topics(
             [
-                NewTopic(s.name, num_partitions=s.partitions, replication_factor=1, config=s.config)
+                NewTopic(
+                    s.name,
+                    num_partitions=s.partitions,
+                    replication_factor=s.replication_factor,
+                    config=s.config,
+                )
                 for s in missing
             ],
             operation_timeout=timeout,
@@ -88,6 +109,15 @@ def ensure_topics(bootstrap: str, specs: list[TopicSpec], timeout: float = 15.0)
                 spec.name,
                 f"has {found} partitions, settings say {spec.partitions}",
                 "set METERLINE_EVENTS_PARTITIONS to match, or recreate the topic",
+            )
+        replicas = min(len(p.replicas) for p in existing[spec.name].partitions.values())
+        if replicas != spec.replication_factor:
+            raise InvalidInput.single(
+                "topic layout",
+                spec.name,
+                f"has {replicas} replica(s) per partition, settings say {spec.replication_factor}",
+                "set METERLINE_TOPIC_REPLICATION_FACTOR to match, or add replicas with "
+                "kafka-reassign-partitions",
             )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -30,6 +30,16 @@ class Settings(BaseSettings):
 
     kafka_host: str = "127.0.0.1"
     kafka_port: int = 9092
+    kafka_brokers: str = ""
+    """Brokers of a Kafka cluster as ``host:port,host:port,...`` (every client's bootstrap
+    list); empty: the one broker at ``kafka_host:kafka_port``."""
+    topic_replication_factor: int = Field(default=1, ge=1)
+    """Replicas of each topic Meterline creates (its own and the worker's state topics):
+    1 on one broker, 3 on a cluster."""
+    topic_min_insync_replicas: int = Field(default=1, ge=1)
+    """``min.insync.replicas`` of the topics Meterline creates: how many replicas hold an
+    event before it is acknowledged (every producer writes with ``acks=all``); at most
+    ``topic_replication_factor``, 2 of 3 on a cluster."""
     events_topic: str = "meterline.events"
     events_partitions: int = Field(default=4, ge=1)
     invoices_topic: str = "meterline.invoices"
@@ -143,9 +153,38 @@ class Settings(BaseSettings):
             "a port, e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (every address)",
         )
 
+    @field_validator("kafka_brokers")
+    @classmethod
+    def _broker_list(cls, value: str) -> str:
+        brokers = [b.strip() for b in value.split(",")] if value.strip() else []
+        for broker in brokers:
+            host, _, port = broker.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise PydanticCustomError(
+                    "value_error",
+                    f"{broker!r} is not host:port: set METERLINE_KAFKA_BROKERS to the "
+                    "brokers as host:port separated by commas, e.g. "
+                    "10.0.0.1:9092,10.0.0.2:9092,10.0.0.3:9092, or leave it empty for "
+                    "the one broker at METERLINE_KAFKA_HOST:METERLINE_KAFKA_PORT",
+                )
+        return ",".join(brokers)
+
+    @model_validator(mode="after")
+    def _insync_within_replicas(self) -> Settings:
+        if self.topic_min_insync_replicas > self.topic_replication_factor:
+            raise PydanticCustomError(
+                "value_error",
+                f"topic_min_insync_replicas ({self.topic_min_insync_replicas}) is above "
+                f"topic_replication_factor ({self.topic_replication_factor}): no write "
+                "could ever be acknowledged; set METERLINE_TOPIC_MIN_INSYNC_REPLICAS to at "
+                "most the replication factor (2 of 3 on a cluster)",
+            )
+        return self
+
     @property
     def kafka_bootstrap(self) -> str:
-        return f"{self.kafka_host}:{self.kafka_port}"
+        """The bootstrap list every Kafka client of Meterline uses."""
+        return self.kafka_brokers or f"{self.kafka_host}:{self.kafka_port}"
 
 
 def _is_ip(text: str) -> bool:

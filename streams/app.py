@@ -203,7 +203,7 @@ def _faust_app(settings: Settings) -> faust.App:
         key_serializer="raw",
         value_serializer="raw",
         topic_partitions=settings.events_partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=settings.topic_replication_factor,
         topic_allow_declare=True,
         processing_guarantee="at_least_once",
         consumer_auto_offset_reset="earliest",

@@ -39,3 +39,35 @@ def test_worker_metrics_host_refuses_anything_else(
     assert error["loc"] == ("worker_metrics_host",)
     assert f"{host!r} is not an IP address or a host name" in error["msg"]
     assert "set METERLINE_WORKER_METRICS_HOST to the address to listen on" in error["msg"]
+
+
+def test_a_broker_list_is_the_bootstrap_of_every_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("METERLINE_KAFKA_BROKERS", raising=False)
+    monkeypatch.setenv("METERLINE_KAFKA_PORT", "19092")
+    assert Settings().kafka_bootstrap == "127.0.0.1:19092"
+    monkeypatch.setenv("METERLINE_KAFKA_BROKERS", " 10.0.0.1:9092, kafka-1:9092,[::1]:9092 ")
+    assert Settings().kafka_bootstrap == "10.0.0.1:9092,kafka-1:9092,[::1]:9092"
+
+
+@pytest.mark.parametrize("brokers", ["kafka-1", "kafka-1:", ":9092", "a:9092,b:99999", "a:x"])
+def test_a_malformed_broker_list_names_the_setting_and_the_form(
+    brokers: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("METERLINE_KAFKA_BROKERS", brokers)
+    with pytest.raises(pydantic.ValidationError) as raised:
+        Settings()
+    [error] = raised.value.errors()
+    assert error["loc"] == ("kafka_brokers",)
+    assert "is not host:port: set METERLINE_KAFKA_BROKERS" in error["msg"]
+
+
+def test_min_insync_replicas_above_the_replication_factor_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("METERLINE_TOPIC_REPLICATION_FACTOR", "3")
+    monkeypatch.setenv("METERLINE_TOPIC_MIN_INSYNC_REPLICAS", "2")
+    settings = Settings()
+    assert (settings.topic_replication_factor, settings.topic_min_insync_replicas) == (3, 2)
+    monkeypatch.setenv("METERLINE_TOPIC_MIN_INSYNC_REPLICAS", "4")
+    with pytest.raises(pydantic.ValidationError, match="at most the replication factor"):
+        Settings()
