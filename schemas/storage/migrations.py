@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -144,6 +145,20 @@ def sorting_key(engine: Engine, table: str) -> str:
         f" WHERE database = {lit(database)} AND name = {lit(name)}"
     )
     return str(rows[0][0]).replace(" ", "") if rows else ""
+
+
+def index_granularity(engine: Engine, table: str) -> int:
+    """A MergeTree table's rows per index mark (ClickHouse's default 8192 when its
+    engine clause names none); 0 for no such table."""
+    database, name = table.split(".", 1)
+    rows = engine.execute(
+        "SELECT engine_full FROM system.tables"
+        f" WHERE database = {lit(database)} AND name = {lit(name)}"
+    )
+    if not rows:
+        return 0
+    found = re.search(r"index_granularity\s*=\s*(\d+)", str(rows[0][0]))
+    return int(found.group(1)) if found else 8192
 
 
 def holder_name() -> str:

@@ -10,15 +10,18 @@
 7. ``webhook_deliveries``: the webhook delivery log, one row per attempt.
 8. ``notifications``: every notification raised (thresholds crossed), recorded before it
    is sent.
+9. ``meter_windows`` in 1,024-row granules (a customer's reads take fewer rows), copied
+   and swapped in like version 2.
 
 Copies under a live writer use a *cut*: a whole minute M chosen by the migration.  The
 worker stores a record's contributions under its ingestion minute (the broker's append
 time), and rows of different ingestion minutes are never merged together, so once every
 record appended before M is stored, the rows below M are final and can be copied while
 the worker goes on writing rows of M and later.  Those are then handled either by a pass
-with writes paused (version 2: the main feed is detached, so the worker's inserts fail
-and are retried; nothing lands half-way) or by a view that takes only rows of M and later
-(version 3).  Without a live writer each copy is one pass with writes paused.
+with writes paused (versions 2 and 9: every feed that writes the table is detached, so the
+worker's inserts fail and are retried; nothing lands half-way) or by a view that takes
+only rows of M and later (version 3).  Without a live writer each copy is one pass with
+writes paused.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from schemas.storage.feed import FEED_COLUMNS, feed_ddl
 from schemas.storage.migrations import (
     MigrationContext,
     Version,
+    index_granularity,
     sorting_key,
     tables_of,
     unknown_layout,
@@ -46,7 +50,12 @@ from schemas.storage.notifications_table import NotificationsTable
 from schemas.storage.rate_cards_table import RateCardsTable
 from schemas.storage.rollups import RollupTable, WindowStore
 from schemas.storage.sql import Statement
-from schemas.storage.windows_table import LATEST_TYPE_MARK, SORTING_KEY, WindowsTable
+from schemas.storage.windows_table import (
+    LATEST_TYPE_MARK,
+    MINUTE_GRANULE_ROWS,
+    SORTING_KEY,
+    WindowsTable,
+)
 
 __all__ = ["VERSIONS", "check_baseline", "reattach_feed", "v1_ddl"]
 
@@ -72,15 +81,19 @@ def next_minute(margin_s: float = 10.0) -> int:
 
 
 @contextmanager
-def writes_paused(ctx: MigrationContext, feed: str) -> Iterator[None]:
-    """Detach the main feed: the worker's inserts fail (and are retried) until it is
+def writes_paused(ctx: MigrationContext, *feeds: str) -> Iterator[None]:
+    """Detach the feeds: the worker's inserts fail (and are retried) until they are
     attached again, so nothing is written half-way through what runs inside."""
-    ctx.report(f"pausing writes (detaching {feed}); the worker retries meanwhile")
-    ctx.engine.execute(f"DETACH TABLE {feed}")
+    ctx.report(f"pausing writes (detaching {', '.join(feeds)}); the worker retries meanwhile")
+    detached: list[str] = []
     try:
+        for feed in feeds:
+            ctx.engine.execute(f"DETACH TABLE {feed}")
+            detached.append(feed)
         yield
     finally:
-        ctx.engine.execute(f"ATTACH TABLE {feed}")
+        for feed in detached:
+            ctx.engine.execute(f"ATTACH TABLE {feed}")
         ctx.report("writes resumed")
 
 
@@ -142,25 +155,37 @@ class SubjectLeadingWindows:
 
     def apply(self, ctx: MigrationContext) -> None:
         windows = WindowsTable(ctx.database)
-        new, old = f"{windows.name}_v2", f"{windows.name}_pre_v2"
-        reattach(ctx, windows.feed)
-        if sorting_key(ctx.engine, windows.name) == SORTING_KEY.replace(" ", ""):
-            ctx.run(Statement(f"DROP TABLE IF EXISTS {old}"))  # swapped by a killed run
-            return
-        ctx.run(Statement(f"DROP TABLE IF EXISTS {new}"), windows.table_ddl(new))
-        rest = ""
-        if ctx.writer_active():
-            cut = next_minute()
-            ctx.settle(cut)
-            ctx.report("copying the minute windows ingested before the cut (worker writing)")
-            ctx.run(_copy(windows.name, new, f"ingest_minute < toDateTime({cut})"))
-            rest = f"ingest_minute >= toDateTime({cut})"
-        with writes_paused(ctx, windows.feed):
-            ctx.run(
-                _copy(windows.name, new, rest),
-                Statement(f"RENAME TABLE {windows.name} TO {old}, {new} TO {windows.name}"),
-            )
-        ctx.run(Statement(f"DROP TABLE IF EXISTS {old}"))
+        done = sorting_key(ctx.engine, windows.name) == SORTING_KEY.replace(" ", "")
+        rewrite_minute_table(ctx, "v2", done, (windows.feed,))
+
+
+def rewrite_minute_table(
+    ctx: MigrationContext, tag: str, done: bool, feeds: tuple[str, ...]
+) -> None:
+    """Copy ``meter_windows`` into a new table of the current layout and swap it in, with
+    ``feeds`` (every feed whose views write it) detached for the last pass; ``done``: the
+    table has the layout already (only a killed run's leftover is dropped)."""
+    windows = WindowsTable(ctx.database)
+    new, old = f"{windows.name}_{tag}", f"{windows.name}_pre_{tag}"
+    for feed in feeds:
+        reattach(ctx, feed)
+    if done:
+        ctx.run(Statement(f"DROP TABLE IF EXISTS {old}"))  # swapped by a killed run
+        return
+    ctx.run(Statement(f"DROP TABLE IF EXISTS {new}"), windows.table_ddl(new))
+    rest = ""
+    if ctx.writer_active():
+        cut = next_minute()
+        ctx.settle(cut)
+        ctx.report("copying the minute windows ingested before the cut (worker writing)")
+        ctx.run(_copy(windows.name, new, f"ingest_minute < toDateTime({cut})"))
+        rest = f"ingest_minute >= toDateTime({cut})"
+    with writes_paused(ctx, *feeds):
+        ctx.run(
+            _copy(windows.name, new, rest),
+            Statement(f"RENAME TABLE {windows.name} TO {old}, {new} TO {windows.name}"),
+        )
+    ctx.run(Statement(f"DROP TABLE IF EXISTS {old}"))
 
 
 def _copy(source: str, target: str, where: str) -> Statement:
@@ -270,6 +295,23 @@ class Notifications:
         ctx.run(*NotificationsTable(ctx.database).ddl())
 
 
+@dataclass(frozen=True, slots=True)
+class FineGrainedWindows:
+    """``meter_windows`` with :data:`MINUTE_GRANULE_ROWS` rows per index mark: copied and
+    swapped in as version 2 does, with every feed that writes the table paused for the
+    last pass (the main and aggregated feeds and their minute repair feeds).  A database
+    created at version 2 or later has it already (version 2 builds the current layout)."""
+
+    number: int = 9
+    name: str = "meter_windows in finer index granules"
+
+    def apply(self, ctx: MigrationContext) -> None:
+        windows = WindowsTable(ctx.database)
+        done = index_granularity(ctx.engine, windows.name) == MINUTE_GRANULE_ROWS
+        feeds = (windows.feed, windows.agg_feed, windows.repair_feed, windows.agg_repair_feed)
+        rewrite_minute_table(ctx, "v9", done, feeds)
+
+
 VERSIONS: tuple[Version, ...] = (
     Baseline(),
     SubjectLeadingWindows(),
@@ -279,4 +321,5 @@ VERSIONS: tuple[Version, ...] = (
     CreditLedger(),
     WebhookDeliveries(),
     Notifications(),
+    FineGrainedWindows(),
 )

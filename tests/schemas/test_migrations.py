@@ -27,9 +27,16 @@ from schemas.storage.bootstrap import (
 from schemas.storage.engine import Engine, ServerEngine
 from schemas.storage.events_table import EventsTable, RawEventRow
 from schemas.storage.invoices_table import InvoiceRow, InvoicesTable
-from schemas.storage.migrations import MigrationsTable, drop_database, tables_of
-from schemas.storage.schema_versions import v1_ddl
+from schemas.storage.migrations import (
+    MigrationContext,
+    MigrationsTable,
+    drop_database,
+    index_granularity,
+    tables_of,
+)
+from schemas.storage.schema_versions import FineGrainedWindows, v1_ddl
 from schemas.storage.windows_table import (
+    MINUTE_GRANULE_ROWS,
     FeedRow,
     MeterQuery,
     UsageQuery,
@@ -229,3 +236,65 @@ def test_a_newer_schema_is_refused(blank: tuple[Engine, str]) -> None:
     eng.execute(MigrationsTable(database).record(99, "from the future", "applied").to_sql())
     with pytest.raises(SchemaNotCurrent, match=r"versions 99 .*newer Meterline"):
         require_current(eng, database)
+
+
+def coarse_minute_table(eng: Engine, database: str) -> dict[str, object]:
+    """A current database whose minute table has ClickHouse's default 8,192-row granules,
+    as every database before version 9 had it, with windows written through both feeds;
+    its snapshot."""
+    ensure_schema(eng, database)
+    windows = WindowsTable(database)
+    coarse = windows.table_ddl(f"{windows.name}_coarse").to_sql()
+    eng.execute(coarse.replace(f"= {MINUTE_GRANULE_ROWS}", "= 8192"))
+    eng.execute(f"RENAME TABLE {windows.name} TO {windows.name}_fine,"
+                f" {windows.name}_coarse TO {windows.name}")  # fmt: skip
+    eng.execute(f"DROP TABLE {windows.name}_fine")
+    feed = [
+        FeedRow("ns", "m", f"s{i % 4}", "{}", T0 + 600 * i, T0 + 600 * i + 60 * (i % 3),
+                Decimal(i) / 4, f"u{i % 7}", (T0 + 600 * i) * 1000, i % 2, i)
+        for i in range(400)
+    ]  # fmt: skip
+    eng.insert(*windows.insert_args(feed))
+    assert index_granularity(eng, windows.name) == 8192
+    return snapshot(eng, database)
+
+
+def apply_version_9(eng: Engine, database: str) -> list[str]:
+    said: list[str] = []
+    ctx = MigrationContext(eng, database, lambda: False, lambda _: None, said.append)
+    FineGrainedWindows().apply(ctx)
+    return said
+
+
+def test_version_9_rewrites_the_minute_table_in_fine_granules_with_its_data_intact(
+    blank: tuple[Engine, str],
+) -> None:
+    eng, database = blank
+    before = coarse_minute_table(eng, database)
+    windows = WindowsTable(database)
+    said = apply_version_9(eng, database)
+    assert index_granularity(eng, windows.name) == MINUTE_GRANULE_ROWS
+    assert snapshot(eng, database) == before
+    paused = next(line for line in said if line.startswith("pausing writes"))
+    for feed in (windows.feed, windows.agg_feed, windows.repair_feed, windows.agg_repair_feed):
+        assert feed in paused
+        assert feed.split(".", 1)[1] in tables_of(eng, database)
+    assert not {"meter_windows_v9", "meter_windows_pre_v9"} & set(tables_of(eng, database))
+    assert apply_version_9(eng, database) == []  # done: nothing to do
+
+
+def test_a_version_9_run_killed_while_writes_were_paused_is_finished_by_the_next(
+    blank: tuple[Engine, str],
+) -> None:
+    eng, database = blank
+    before = coarse_minute_table(eng, database)
+    windows = WindowsTable(database)
+    eng.execute(windows.table_ddl(f"{windows.name}_v9").to_sql())
+    eng.execute(f"INSERT INTO {windows.name}_v9 SELECT * FROM {windows.name} LIMIT 10")
+    for feed in (windows.feed, windows.agg_feed):
+        eng.execute(f"DETACH TABLE {feed}")
+    said = apply_version_9(eng, database)
+    assert any("left detached by an interrupted run" in line for line in said)
+    assert index_granularity(eng, windows.name) == MINUTE_GRANULE_ROWS
+    assert snapshot(eng, database) == before
+    assert {"meter_window_feed", "meter_window_agg_feed"} <= set(tables_of(eng, database))
