@@ -1,6 +1,8 @@
 """What the local stack's scripts share (``deploy/stack.py``): its settings, the paths
-and versions of the services, how things are installed, and the :class:`Service` every
-server implements (``stack_kafka.py``, ``stack_clickhouse.py``)."""
+and versions of the services, how things are installed, the :class:`Service` every
+server implements (``stack_kafka.py``, ``stack_clickhouse.py``, ``stack_zookeeper.py``)
+and the :class:`Topology` that groups them (the single node here, the cluster in
+``stack_cluster.py``)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,9 +158,14 @@ class Service:
     name = ""
     deadline_s = 60.0
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, name: str | None = None, run_dir: Path | None = None
+    ) -> None:
+        """``name`` and ``run_dir`` (where the pid file lives) default to the single-node
+        stack's: the class's name under ``$METERLINE_HOME/run``."""
         self.s = settings
-        self.pid_file = settings.home / "run" / f"{self.name}.pid"
+        self.name = name or self.name
+        self.pid_file = (run_dir or settings.home / "run") / f"{self.name}.pid"
 
     @property
     def ports(self) -> tuple[int, ...]:
@@ -200,3 +208,28 @@ class Service:
         if len(parts) == 1:
             parts.append(f"log: {self.logs[0]} (empty or missing)")
         return "\n".join(parts)
+
+
+@dataclass(frozen=True)
+class Topology:
+    """The services one ``stack.py --topology`` starts, stops and reports together.
+
+    ``stages`` are started in order, each healthy before the next starts (ClickHouse
+    replicas need their ZooKeeper); the services of one stage start side by side. Its
+    pid files and lock live in ``run_dir``, so two topologies of one METERLINE_HOME are
+    brought up and down independently.
+    """
+
+    name: str
+    run_dir: Path
+    stages: tuple[tuple[Service, ...], ...]
+    exports: Mapping[str, str]
+
+    @property
+    def services(self) -> list[Service]:
+        """Every service, in start order."""
+        return [svc for stage in self.stages for svc in stage]
+
+    def started_anything(self) -> bool:
+        """Whether some pid file of this topology exists (running or stale)."""
+        return any(self.run_dir.glob("*.pid"))

@@ -1,13 +1,19 @@
-"""The local ClickHouse server (the Debian package) for ``deploy/stack.py``: prepare
-(package, config), start and probe."""
+"""A local ClickHouse server (the Debian package) for ``deploy/stack.py``: prepare
+(package, config), start and probe. The single-node stack runs one; the cluster
+(``stack_cluster.py``) runs one per shard and replica, each a :class:`ClickHouseNode`
+with its own directories, ports and a ``config.d`` file naming its place in the cluster."""
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import shutil
 import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
+from xml.etree import ElementTree
 from xml.sax.saxutils import escape as xml_escape
 
 DEPLOY_DIR = Path(__file__).resolve().parent
@@ -29,21 +35,53 @@ from stack_base import (  # noqa: E402  (deploy/ is a directory of scripts, not 
 )
 
 
+@dataclass(frozen=True)
+class ClickHouseNode:
+    """Where one server lives and what it listens on.
+
+    ``config_d`` maps file names to XML written into ``conf/config.d/``, which the
+    server merges over ``config.xml`` (the cluster's ``remote_servers``, ``macros``,
+    ``zookeeper``); ``extra_ports`` are further ports it binds (the interserver port).
+    """
+
+    name: str
+    root: Path
+    log_dir: Path
+    run_dir: Path
+    tcp_port: int
+    http_port: int
+    extra_ports: tuple[int, ...] = ()
+    config_d: Mapping[str, str] = field(default_factory=dict)
+
+
+def single_node(settings: Settings) -> ClickHouseNode:
+    """The single-node stack's server."""
+    return ClickHouseNode(
+        name="clickhouse",
+        root=settings.home / "clickhouse",
+        log_dir=settings.home / "logs" / "clickhouse",
+        run_dir=settings.home / "run",
+        tcp_port=settings.clickhouse_tcp_port,
+        http_port=settings.clickhouse_http_port,
+    )
+
+
 class ClickHouse(Service):
     """clickhouse-server (Debian package) with a project-local config and data dir."""
 
     name = "clickhouse"
     deadline_s = CLICKHOUSE_HEALTH_DEADLINE_S
 
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings)
-        self.root = settings.home / "clickhouse"
+    def __init__(self, settings: Settings, node: ClickHouseNode | None = None) -> None:
+        self.node = node or single_node(settings)
+        super().__init__(settings, self.node.name, self.node.run_dir)
+        self.root = self.node.root
         self.conf = self.root / "conf"
-        self.log_dir = settings.home / "logs" / "clickhouse"
+        self.log_dir = self.node.log_dir
 
     @property
     def ports(self) -> tuple[int, ...]:
-        return (self.s.clickhouse_tcp_port, self.s.clickhouse_http_port)
+        return (self.node.tcp_port, self.node.http_port, *self.node.extra_ports)
 
     @property
     def logs(self) -> tuple[Path, ...]:
@@ -56,6 +94,15 @@ class ClickHouse(Service):
     @property
     def marker(self) -> str:
         return str(self.conf / "config.xml")
+
+    @property
+    def fingerprint(self) -> str:
+        """Ports, and for a cluster server its config.d (shards, macros, ZooKeeper): a
+        server started with another cluster layout is not silently reused."""
+        if not self.node.config_d:
+            return super().fingerprint
+        digest = hashlib.sha256(repr(sorted(self.node.config_d.items())).encode())
+        return f"{super().fingerprint}, config.d {digest.hexdigest()[:12]}"
 
     def prepare(self) -> None:
         if find_executable("clickhouse-server") is None:
@@ -73,8 +120,8 @@ class ClickHouse(Service):
             path.mkdir(parents=True, exist_ok=True)
         values = {
             "log_dir": str(self.log_dir),
-            "tcp_port": str(self.s.clickhouse_tcp_port),
-            "http_port": str(self.s.clickhouse_http_port),
+            "tcp_port": str(self.node.tcp_port),
+            "http_port": str(self.node.http_port),
             "data_dir": str(dirs["data"]),
             "tmp_dir": str(dirs["tmp"]),
             "user_files_dir": str(dirs["user_files"]),
@@ -88,6 +135,13 @@ class ClickHouse(Service):
             raise StackError(f"{CLICKHOUSE_CONFIG_TEMPLATE}: bad placeholder: {exc}") from exc
         (self.conf / "config.xml").write_text(config)
         shutil.copyfile(CLICKHOUSE_USERS_TEMPLATE, self.conf / "users.xml")
+        config_d = self.conf / "config.d"
+        shutil.rmtree(config_d, ignore_errors=True)  # only what the node asks for now
+        if self.node.config_d:
+            config_d.mkdir()
+            for file_name, text in self.node.config_d.items():
+                _well_formed(text, config_d / file_name)
+                (config_d / file_name).write_text(text)
 
     def start(self) -> int:
         binary = find_executable("clickhouse-server") or "clickhouse-server"
@@ -95,18 +149,18 @@ class ClickHouse(Service):
         return spawn_detached(cmd, self.log_dir / "stdout.log", cwd=self.root)
 
     def probe(self) -> tuple[bool, str]:
-        ok, detail = _http_get(self.s.clickhouse_http_port, "/ping")
+        ok, detail = _http_get(self.node.http_port, "/ping")
         if not ok or detail.strip() != "Ok.":
             return False, f"HTTP /ping: {detail.strip()[:200]}"
         try:
-            from clickhouse_driver import Client  # optional: stdlib probe belowendency
+            from clickhouse_driver import Client  # optional: stdlib probe below
         except ImportError:
-            ok, detail = _http_get(self.s.clickhouse_http_port, "/?query=SELECT%201")
+            ok, detail = _http_get(self.node.http_port, "/?query=SELECT%201")
             fine = ok and detail.strip() == "1"
             return fine, "ping ok, SELECT 1 ok over HTTP (stdlib probe)" if fine else detail
         client = Client(
             host=HOST,
-            port=self.s.clickhouse_tcp_port,
+            port=self.node.tcp_port,
             connect_timeout=3,
             send_receive_timeout=5,
         )
@@ -119,6 +173,14 @@ class ClickHouse(Service):
         if rows != [(1,)]:
             return False, f"SELECT 1 returned {rows!r}"
         return True, "ping ok, SELECT 1 ok over native protocol"
+
+
+def _well_formed(text: str, path: Path) -> None:
+    """Refuse XML the server would refuse at start (where it only says so in a log)."""
+    try:
+        ElementTree.fromstring(text)  # noqa: S314 - our own rendered template
+    except ElementTree.ParseError as exc:
+        raise StackError(f"{path} would not be valid XML: {exc}") from exc
 
 
 def _http_get(port: int, path: str) -> tuple[bool, str]:

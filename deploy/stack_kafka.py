@@ -1,15 +1,17 @@
-"""The local Apache Kafka (KRaft, one node, from its jars on Maven Central) for
-``deploy/stack.py``: prepare (tools, jars, config, storage), start and probe."""
+"""Apache Kafka in KRaft mode, from its jars on Maven Central, for ``deploy/stack.py``:
+prepare (tools, jars, config, storage), start and probe one node. The single-node stack
+runs one node that is a quorum by itself; the cluster (``stack_cluster.py``) runs three
+that vote together. A :class:`KafkaNode` says which is which."""
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import shutil
 import socket
 import struct
 import sys
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 DEPLOY_DIR = Path(__file__).resolve().parent
@@ -28,10 +30,12 @@ from stack_base import (  # noqa: E402  (deploy/ is a directory of scripts, not 
     KAFKA_POM,
     Service,
     Settings,
-    apt_install,
-    find_executable,
-    java_major,
     run_logged,
+)
+from stack_jvm import (  # noqa: E402  (deploy/ is a directory of scripts, not a package)
+    ensure_java_tools,
+    java_command,
+    resolve_jars,
 )
 
 
@@ -45,26 +49,71 @@ def new_cluster_id() -> str:
             return cluster_id
 
 
+@dataclass(frozen=True)
+class KafkaNode:
+    """Where one broker+controller lives, whom it votes with, and how much it keeps.
+
+    ``voters`` is every voter's (node id, controller port): a static quorum, so each
+    node's storage is formatted with the same cluster id and no ``--standalone``.
+    ``cluster_id_file`` holds that shared id for a quorum of several nodes (the single
+    node draws its own when it formats). ``replication``/``min_insync`` apply to the
+    internal topics and are the defaults for new ones.
+    """
+
+    name: str
+    node_id: int
+    port: int
+    controller_port: int
+    voters: tuple[tuple[int, int], ...]
+    conf: Path
+    data: Path
+    log_dir: Path
+    run_dir: Path
+    replication: int = 1
+    min_insync: int = 1
+    jvm_opts: tuple[str, ...] = KAFKA_JVM_OPTS
+    cluster_id_file: Path | None = None
+    deadline_s: float = KAFKA_HEALTH_DEADLINE_S
+
+
+def single_node(settings: Settings) -> KafkaNode:
+    """The single-node stack's broker: node 1, a quorum of one, replication 1."""
+    root = settings.home / "kafka"
+    return KafkaNode(
+        name="kafka",
+        node_id=1,
+        port=settings.kafka_port,
+        controller_port=settings.kafka_controller_port,
+        voters=((1, settings.kafka_controller_port),),
+        conf=root / "conf",
+        # Data is per version: a newer broker's metadata can not be read by an older one.
+        data=root / settings.kafka_version / "data",
+        log_dir=settings.home / "logs" / "kafka",
+        run_dir=settings.home / "run",
+    )
+
+
 class Kafka(Service):
-    """Single-node KRaft Kafka (broker + controller) run from Maven Central jars."""
+    """One KRaft node (broker + controller) run from Maven Central jars."""
 
     name = "kafka"
     deadline_s = KAFKA_HEALTH_DEADLINE_S
 
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings)
-        root = settings.home / "kafka"
-        self.version_dir = root / settings.kafka_version
+    def __init__(self, settings: Settings, node: KafkaNode | None = None) -> None:
+        self.node = node or single_node(settings)
+        super().__init__(settings, self.node.name, self.node.run_dir)
+        self.deadline_s = self.node.deadline_s
+        # The jars are shared by every node (and both topologies) of one version.
+        self.version_dir = settings.home / "kafka" / settings.kafka_version
         self.libs = self.version_dir / "libs"
-        self.libs_marker = self.version_dir / "libs.ok"
-        # Data is per version: a newer broker's metadata can not be read by an older one.
-        self.data = self.version_dir / "data"
-        self.conf = root / "conf"
-        self.log_dir = settings.home / "logs" / "kafka"
+        self.data = self.node.data
+        self.conf = self.node.conf
+        self.log_dir = self.node.log_dir
+        self.java = "java"  # prepare() finds (or installs) the real one
 
     @property
     def ports(self) -> tuple[int, ...]:
-        return (self.s.kafka_port, self.s.kafka_controller_port)
+        return (self.node.port, self.node.controller_port)
 
     @property
     def logs(self) -> tuple[Path, ...]:
@@ -76,65 +125,41 @@ class Kafka(Service):
 
     @property
     def fingerprint(self) -> str:
-        return f"Kafka {self.s.kafka_version}, {super().fingerprint}"
+        text = f"Kafka {self.s.kafka_version}, {super().fingerprint}"
+        if len(self.node.voters) > 1:
+            text += f", node {self.node.node_id} of voters {self._voters()}"
+        return text
 
     def prepare(self) -> None:
-        self._ensure_tools()
-        self._ensure_jars()
+        self.java = ensure_java_tools(self.s.home)
+        resolve_jars(
+            KAFKA_POM,
+            {"kafka.version": self.s.kafka_version},
+            self.libs,
+            f"kafka_2.13-{self.s.kafka_version}.jar",
+            self.s.home / "logs" / "kafka" / "mvn.log",
+        )
         self._write_config()
         self._format_storage()
 
-    def _ensure_tools(self) -> None:
-        """Java 17+ and Maven are needed; install Maven (pulls a JRE) when it is missing."""
-        if find_executable("mvn") is None or find_executable("java") is None:
-            apt_install(["maven"], self.s.home / "logs" / "apt.log")
-        java = find_executable("java") or "java"
-        if java_major(java) < 17:
-            raise StackError(f"Kafka 4 needs Java 17 or newer; {java} is older")
-
-    def _ensure_jars(self) -> None:
-        """Resolve the broker classpath once per version (and pom content) into the cache.
-
-        The marker is written only after Maven succeeded, so an interrupted download is
-        redone from scratch instead of starting a broker with missing jars.
-        """
-        pom_digest = hashlib.sha256(KAFKA_POM.read_bytes()).hexdigest()
-        if self.libs_marker.exists() and self.libs_marker.read_text().strip() == pom_digest:
-            return
-        print(f"  resolving Kafka {self.s.kafka_version} jars from Maven Central ...", flush=True)
-        shutil.rmtree(self.libs, ignore_errors=True)
-        self.libs_marker.unlink(missing_ok=True)
-        cmd = [
-            find_executable("mvn") or "mvn",
-            "-q",
-            "-B",
-            "-Dstyle.color=never",
-            "-f",
-            str(KAFKA_POM),
-            f"-Dkafka.version={self.s.kafka_version}",
-            f"-DoutputDirectory={self.libs}",
-            "dependency:copy-dependencies",
-        ]
-        run_logged(cmd, self.log_dir / "mvn.log", "resolving jars with Maven")
-        core = self.libs / f"kafka_2.13-{self.s.kafka_version}.jar"
-        if not core.exists():
-            raise StackError(f"Maven finished but {core} is missing")
-        self.libs_marker.write_text(pom_digest + "\n")
+    def _voters(self) -> str:
+        return ",".join(f"{node_id}@{HOST}:{port}" for node_id, port in self.node.voters)
 
     def _write_config(self) -> None:
         """Write server.properties and the log4j2 config (regenerated on every up)."""
-        self.conf.mkdir(parents=True, exist_ok=True)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for path in (self.conf, self.log_dir, self.data.parent):
+            path.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(KAFKA_LOG4J2, self.conf / "log4j2.properties")
+        node = self.node
+        replication, min_isr = str(node.replication), str(node.min_insync)
         props = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@{HOST}:{self.s.kafka_controller_port}",
+            "node.id": str(node.node_id),
+            "controller.quorum.voters": self._voters(),
             "listeners": (
-                f"PLAINTEXT://{HOST}:{self.s.kafka_port},"
-                f"CONTROLLER://{HOST}:{self.s.kafka_controller_port}"
+                f"PLAINTEXT://{HOST}:{node.port},CONTROLLER://{HOST}:{node.controller_port}"
             ),
-            "advertised.listeners": f"PLAINTEXT://{HOST}:{self.s.kafka_port}",
+            "advertised.listeners": f"PLAINTEXT://{HOST}:{node.port}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
@@ -143,12 +168,13 @@ class Kafka(Service):
             # Topics are created explicitly (the app) or through the admin API (Faust's
             # changelog/repartition/leader topics); a typo must fail, not create a topic.
             "auto.create.topics.enable": "false",
-            "offsets.topic.replication.factor": "1",
+            "default.replication.factor": replication,
+            "offsets.topic.replication.factor": replication,
             "offsets.topic.num.partitions": "10",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.replication.factor": replication,
+            "transaction.state.log.min.isr": min_isr,
             "transaction.state.log.num.partitions": "10",
-            "min.insync.replicas": "1",
+            "min.insync.replicas": min_isr,
             "group.initial.rebalance.delay.ms": "0",
             "log.retention.hours": "168",
             "log.segment.bytes": str(256 * 1024 * 1024),
@@ -160,29 +186,49 @@ class Kafka(Service):
 
     def _java(self, main_class: str, *jvm_options: str) -> list[str]:
         """``java`` running ``main_class`` from the resolved jars, logging to our log dir."""
-        return [
-            find_executable("java") or "java",
-            *jvm_options,
-            f"-Dlog4j2.configurationFile={self.conf / 'log4j2.properties'}",
-            f"-Dkafka.logs.dir={self.log_dir}",
-            "-cp",
-            self._classpath(),
+        return java_command(
+            self.java,
             main_class,
-        ]
+            self.libs,
+            jvm_options,
+            {
+                "log4j2.configurationFile": str(self.conf / "log4j2.properties"),
+                "kafka.logs.dir": str(self.log_dir),
+            },
+        )
 
-    def _classpath(self) -> str:
-        return str(self.libs / "*")
+    def _cluster_id(self) -> str:
+        """A new id for a node of its own; the shared one (drawn once) for a quorum."""
+        path = self.node.cluster_id_file
+        if path is None:
+            return new_cluster_id()
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(new_cluster_id() + "\n")
+        return path.read_text().strip()
 
     def _format_storage(self) -> None:
-        """Format the KRaft log dir once; meta.properties marks a formatted directory."""
-        if (self.data / "meta.properties").exists():
+        """Format the KRaft log dir once; meta.properties marks a formatted directory.
+
+        A node of a quorum formatted under another cluster id than its peers would never
+        join them; that is an error naming what to delete, not a silent re-format."""
+        meta = self.data / "meta.properties"
+        if meta.exists():
+            if self.node.cluster_id_file is not None:
+                found = _meta_cluster_id(meta)
+                wanted = self._cluster_id()
+                if found != wanted:
+                    raise StackError(
+                        f"{meta} has cluster.id {found} but the cluster's id is {wanted} "
+                        f"({self.node.cluster_id_file}); stop the cluster and delete the data "
+                        f"of every node (and that file) to start it afresh"
+                    )
             return
-        cluster_id = new_cluster_id()
         cmd = [
             *self._java("kafka.tools.StorageTool"),
             "format",
             "--cluster-id",
-            cluster_id,
+            self._cluster_id(),
             "--config",
             str(self.conf / "server.properties"),
         ]
@@ -190,24 +236,37 @@ class Kafka(Service):
 
     def start(self) -> int:
         cmd = [
-            *self._java("kafka.Kafka", *KAFKA_JVM_OPTS),
+            *self._java("kafka.Kafka", *self.node.jvm_opts),
             str(self.conf / "server.properties"),
         ]
-        return spawn_detached(cmd, self.log_dir / "kafka.out", cwd=self.version_dir)
+        return spawn_detached(cmd, self.log_dir / "kafka.out", cwd=self.data.parent)
 
     def probe(self) -> tuple[bool, str]:
-        if not port_open(self.s.kafka_port):
-            return False, f"port {self.s.kafka_port} closed"
+        """A metadata request to this node that lists this node among the live brokers
+        (a broker is listed once the controller has registered and unfenced it)."""
+        port = self.node.port
+        if not port_open(port):
+            return False, f"port {port} closed"
         try:
             from confluent_kafka.admin import AdminClient  # optional: stdlib probe below
         except ImportError:
-            return _kafka_api_versions_probe(self.s.kafka_port)
-        admin = AdminClient({"bootstrap.servers": f"{HOST}:{self.s.kafka_port}"})
+            return _kafka_api_versions_probe(port)
+        admin = AdminClient({"bootstrap.servers": f"{HOST}:{port}"})
         try:
             meta = admin.list_topics(timeout=5)
         except Exception as exc:  # noqa: BLE001 - KafkaException or a librdkafka error
             return False, f"metadata request failed: {exc}"
+        if self.node.node_id not in meta.brokers:
+            return False, f"node {self.node.node_id} not yet among brokers {sorted(meta.brokers)}"
         return True, f"metadata ok, {len(meta.brokers)} broker(s), {len(meta.topics)} topic(s)"
+
+
+def _meta_cluster_id(meta: Path) -> str:
+    """The cluster.id a formatted KRaft log dir belongs to."""
+    for line in meta.read_text().splitlines():
+        if line.startswith("cluster.id="):
+            return line.split("=", 1)[1].strip()
+    return ""
 
 
 def _kafka_api_versions_probe(port: int) -> tuple[bool, str]:
