@@ -22,14 +22,18 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install runtime + dev dependencies
 
-up: install ## Start Kafka and ClickHouse on 127.0.0.1 (installs them when missing); idempotent
-	$(PY) deploy/stack.py up
+# `make up TOPOLOGY=cluster`: three Kafka nodes, ZooKeeper and ClickHouse 2 shards x 2
+# replicas instead of the single node (docs/stack.md, "Cluster").
+TOPOLOGY ?= single
 
-down: ## Stop what `make up`, `make run` and `make demo` started (by pid): generator, API, worker, Kafka, ClickHouse
+up: install ## Start Kafka and ClickHouse on 127.0.0.1 (installs them when missing; TOPOLOGY=cluster for the cluster); idempotent
+	$(PY) deploy/stack.py up --topology $(TOPOLOGY)
+
+down: ## Stop what `make up` (either topology), `make run` and `make demo` started (by pid): generator, API, worker, Kafka, ClickHouse, the cluster
 	@P=$$([ -x $(PY) ] && echo $(PY) || echo $(PYTHON)); $$P deploy/pipeline.py stop; \
 	  if [ -x $(PY) ]; then $(PY) -m api stop >/dev/null; fi; $$P deploy/stack.py down
 
-status: ## Health of each local service and pipeline process
+status: ## Health of each local service (the cluster's too, when started) and pipeline process
 	@P=$$([ -x $(PY) ] && echo $(PY) || echo $(PYTHON)); $$P deploy/stack.py status; s=$$?; \
 	  $$P deploy/pipeline.py status || s=3; exit $$s
 
@@ -45,7 +49,8 @@ fmt: install ## Apply ruff formatting and safe fixes
 test-unit: install ## Fast tests that need no services
 	$(PY) -m pytest -m "not integration and not e2e" -q
 
-test: install up lint tools ## Set everything up and run the whole suite (unit, integration, e2e)
+test: install up lint tools ## Set everything up (the cluster too) and run the whole suite (unit, integration, e2e)
+	$(PY) deploy/stack.py up --topology cluster
 	$(PY) -m pytest -q
 
 demo: install up ## Run the pipeline on generated telemetry, print the invoices, leave it running live

@@ -174,6 +174,12 @@ def stop_process(record: PidRecord, deadline_s: float = STOP_DEADLINE_S) -> str:
     raise StackError(f"pid {record.pid} survived SIGKILL")
 
 
+def terminate(record: PidRecord) -> None:
+    """SIGTERM a recorded process (and its group) without waiting: several servers can
+    then shut down side by side, each awaited with ``stop_process`` afterwards."""
+    _signal(record.pid, signal.SIGTERM)
+
+
 def _signal(pid: int, sig: signal.Signals) -> None:
     """Signal the whole process group when pid leads its own (started with a new session),
     so helper children die with the server; otherwise signal just the pid."""

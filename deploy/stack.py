@@ -1,15 +1,20 @@
 """Start, stop and inspect Meterline's local Kafka and ClickHouse (no containers).
 
-Usage: ``python deploy/stack.py up|down|status|env``
+Usage: ``python deploy/stack.py up|down|status|env [--topology single|cluster|all]``
 
 * ``up``     -- fetch what is missing (Kafka jars from Maven Central, the Debian
-  ``clickhouse-server`` package), start both servers as detached processes on
+  ``clickhouse-server`` package), start the servers as detached processes on
   127.0.0.1 and wait until each answers a real request. Idempotent: healthy services
   that this METERLINE_HOME started are left alone.
 * ``down``   -- stop only the processes whose pids ``up`` recorded, after checking that
   each pid still belongs to the process that was started.
 * ``status`` -- one line per service; exit 0 when all are healthy, else 3.
 * ``env``    -- ``export METERLINE_...=`` lines for shell scripts.
+
+Topologies: ``single`` (one Kafka node, one ClickHouse server; the default of ``up`` and
+``env``) and ``cluster`` (three Kafka nodes, ZooKeeper, ClickHouse shards × replicas;
+``stack_cluster.py``). ``down`` stops both unless told one; ``status`` shows the single
+node, and the cluster when this METERLINE_HOME started it.
 
 Everything (jars, data, logs, pid files) lives under ``$METERLINE_HOME``
 (default ``~/.cache/meterline``), outside the clone. ``down``, ``status`` and ``env``
@@ -42,27 +47,65 @@ from pidfiles import (  # noqa: E402  (deploy/ is a directory of scripts, not a 
     port_owner,
     record_started,
     stop_process,
+    terminate,
 )
 from stack_base import (  # noqa: E402  (deploy/ is a directory of scripts, not a package)
     EXIT_UNHEALTHY,
     Service,
     Settings,
+    Topology,
 )
 from stack_clickhouse import ClickHouse  # noqa: E402
+from stack_cluster import ClusterSettings, cluster_topology  # noqa: E402
 from stack_kafka import Kafka  # noqa: E402
+
+TOPOLOGIES = ("single", "cluster", "all")
+# What a command acts on when --topology is not given: `down` is what CI runs last, so it
+# stops everything; `status` adds the cluster when it was started (see cmd_status).
+DEFAULT_TOPOLOGY = {"up": "single", "env": "single", "down": "all", "status": "all"}
 
 # --------------------------------------------------------------------------- commands
 
 
+def single_topology(settings: Settings) -> Topology:
+    """One Kafka node and one ClickHouse server, started side by side."""
+    return Topology(
+        name="single",
+        run_dir=settings.home / "run",
+        stages=((Kafka(settings), ClickHouse(settings)),),
+        exports=settings.exports(),
+    )
+
+
+def topologies(settings: Settings, choice: str) -> list[Topology]:
+    """The topologies a --topology choice names, the single node first.
+
+    For ``all``, a malformed METERLINE_CLUSTER_* setting leaves the cluster out when this
+    METERLINE_HOME has no cluster process to stop or report, so it never breaks `down`
+    or `status` of the single node."""
+    chosen = []
+    if choice in ("single", "all"):
+        chosen.append(single_topology(settings))
+    if choice in ("cluster", "all"):
+        try:
+            cluster = ClusterSettings.from_env()
+        except StackError:
+            if choice == "cluster" or any((settings.home / "cluster" / "run").glob("*.pid")):
+                raise
+            return chosen
+        chosen.append(cluster_topology(settings, cluster))
+    return chosen
+
+
 def services(settings: Settings) -> list[Service]:
-    """The services in start order."""
-    return [Kafka(settings), ClickHouse(settings)]
+    """The single-node stack's services in start order."""
+    return single_topology(settings).services
 
 
 @contextlib.contextmanager
-def stack_lock(settings: Settings) -> Iterator[None]:
-    """Serialise up/down of one METERLINE_HOME (two `make up` at once would race)."""
-    run_dir = settings.home / "run"
+def stack_lock(run_dir: Path) -> Iterator[None]:
+    """Serialise up/down of one topology of one METERLINE_HOME (two `make up` at once
+    would race); the single node and the cluster have a lock each."""
     run_dir.mkdir(parents=True, exist_ok=True)
     with (run_dir / "stack.lock").open("w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -109,30 +152,51 @@ def wait_healthy(svc: Service, record: PidRecord) -> tuple[bool, str]:
     return False, f"not healthy after {svc.deadline_s:.0f}s (last probe: {detail})"
 
 
-def cmd_up(settings: Settings) -> int:
+def cmd_up(chosen: list[Topology]) -> int:
     """Bring every service to 'running and healthy'; non-zero if any could not be."""
-    with stack_lock(settings):
-        failures = [msg for svc in services(settings) if (msg := precheck(svc)) is not None]
+    for topology in chosen:
+        if (code := _up(topology)) != 0:
+            return code
+    flags = " ".join(_flag(topology) for topology in chosen if _flag(topology))
+    print(f"stack up; `{Path(sys.argv[0]).name} env{flags}` prints the connection settings")
+    return 0
+
+
+def _up(topology: Topology) -> int:
+    """Start one topology stage by stage; a stage that fails stops the ones after it."""
+    with stack_lock(topology.run_dir):
+        failures = [msg for svc in topology.services if (msg := precheck(svc)) is not None]
         if failures:
             return _report_failures(failures)
-        for svc in services(settings):
-            if running_record(svc) is None:
-                _prepare_and_start(svc, failures)
-        for svc in services(settings):
-            record = running_record(svc)
-            if record is None:
-                continue
-            ok, detail = wait_healthy(svc, record)
-            if ok:
-                print(f"{svc.name}: healthy (pid {record.pid}; {detail})")
-            else:
-                if is_ours(record):
-                    detail += f"; pid {record.pid} is left running, `stack.py down` stops it"
-                failures.append(svc.describe_failure(detail))
-    if failures:
-        return _report_failures(failures)
-    print(f"stack up; `{Path(sys.argv[0]).name} env` prints the connection settings")
+        for stage in topology.stages:
+            not_started = {
+                svc.name
+                for svc in stage
+                if running_record(svc) is None and not _prepare_and_start(svc, failures)
+            }
+            for svc in stage:
+                record = running_record(svc)
+                if record is None:
+                    if svc.name not in not_started:  # started, and already gone again
+                        failures.append(svc.describe_failure("exited right after it started"))
+                    continue
+                ok, detail = wait_healthy(svc, record)
+                if ok:
+                    print(f"{svc.name}: healthy (pid {record.pid}; {detail})")
+                else:
+                    if is_ours(record):
+                        detail += (
+                            f"; pid {record.pid} is left running, "
+                            f"`stack.py down{_flag(topology)}` stops it"
+                        )
+                    failures.append(svc.describe_failure(detail))
+            if failures:
+                return _report_failures(failures)
     return 0
+
+
+def _flag(topology: Topology) -> str:
+    return "" if topology.name == "single" else f" --topology {topology.name}"
 
 
 def precheck(svc: Service) -> str | None:
@@ -158,12 +222,13 @@ def precheck(svc: Service) -> str | None:
         f"{svc.name}: not started by this METERLINE_HOME ({svc.s.home}) but "
         + "; ".join(conflicts)
         + ". Not touching it: stop it yourself or choose other ports "
-        + "(METERLINE_*_PORT, see `stack.py env`)."
+        + "(METERLINE_*_PORT or METERLINE_CLUSTER_PORT_BASE, see `stack.py env`)."
     )
 
 
-def _prepare_and_start(svc: Service, failures: list[str]) -> None:
-    """Prepare and launch one service, collecting (not raising) its failure."""
+def _prepare_and_start(svc: Service, failures: list[str]) -> bool:
+    """Prepare and launch one service, collecting (not raising) its failure; whether it
+    was launched."""
     started = time.monotonic()
     print(f"{svc.name}: starting ...", flush=True)
     try:
@@ -172,8 +237,9 @@ def _prepare_and_start(svc: Service, failures: list[str]) -> None:
         record_started(pid, svc.marker, svc.fingerprint, svc.pid_file)
     except StackError as exc:
         failures.append(svc.describe_failure(str(exc)))
-        return
+        return False
     print(f"{svc.name}: started pid {pid} ({time.monotonic() - started:.1f}s to launch)")
+    return True
 
 
 def _report_failures(failures: list[str]) -> int:
@@ -183,66 +249,99 @@ def _report_failures(failures: list[str]) -> int:
     return 1
 
 
-def cmd_down(settings: Settings) -> int:
+def cmd_down(chosen: list[Topology]) -> int:
     """Stop only processes recorded by `up` that are verifiably still ours."""
     code = 0
-    with stack_lock(settings):
-        for svc in reversed(services(settings)):
-            record = PidRecord.load(svc.pid_file)
-            if record is None:
-                print(f"{svc.name}: not started by this METERLINE_HOME; nothing to stop")
-                continue
-            if not is_ours(record):
-                print(
-                    f"{svc.name}: pid {record.pid} is gone or now belongs to another process "
-                    f"({cmdline(record.pid)[:80] or 'no such pid'}); not signalling it"
-                )
-                svc.pid_file.unlink(missing_ok=True)
-                continue
-            try:
-                outcome = stop_process(record)
-            except (StackError, OSError) as exc:
-                print(f"{svc.name}: could not stop pid {record.pid}: {exc}", file=sys.stderr)
-                code = 1
-                continue
-            svc.pid_file.unlink(missing_ok=True)
-            print(f"{svc.name}: {outcome} (pid {record.pid})")
+    for topology in chosen:
+        if topology.name != "single" and not topology.started_anything():
+            print(f"{topology.name}: nothing started by this METERLINE_HOME; nothing to stop")
+            continue
+        with stack_lock(topology.run_dir):
+            for stage in reversed(topology.stages):
+                code |= _stop_stage(stage)
     return code
 
 
-def cmd_status(settings: Settings) -> int:
-    """One line per service; 0 when all are healthy, EXIT_UNHEALTHY otherwise."""
-    all_healthy = True
-    for svc in services(settings):
-        ports = ",".join(str(port) for port in svc.ports)
+def _stop_stage(stage: tuple[Service, ...]) -> int:
+    """Stop the services of one stage together: SIGTERM to all, then wait for each, so
+    stopping N servers takes about as long as the slowest, not the sum."""
+    code = 0
+    ours: list[tuple[Service, PidRecord]] = []
+    for svc in stage:
         record = PidRecord.load(svc.pid_file)
-        if record is not None and is_ours(record):
-            ok, detail = svc.probe()
-            state = "healthy" if ok else "running (unhealthy)"
-            pid = str(record.pid)
-            if record.settings != svc.fingerprint:
-                ok, state = False, "running (stale)"
-                detail += f"; started with {record.settings or 'unrecorded settings'}, "
-                detail += f"settings now ask for {svc.fingerprint} (down + up to switch)"
+        if record is None:
+            print(f"{svc.name}: not started by this METERLINE_HOME; nothing to stop")
+        elif not is_ours(record):
+            print(
+                f"{svc.name}: pid {record.pid} is gone or now belongs to another process "
+                f"({cmdline(record.pid)[:80] or 'no such pid'}); not signalling it"
+            )
+            svc.pid_file.unlink(missing_ok=True)
         else:
-            ok, pid = False, "-"
-            state = "stopped"
-            busy = foreign_ports(svc)
-            detail = "; ".join(busy) + " (not ours)" if busy else "not running"
-        all_healthy &= ok
-        print(f"{svc.name:<10} {state:<19} pid={pid:<7} ports={ports:<11} log={svc.logs[0]}")
-        print(f"{'':<10} {detail}")
+            terminate(record)
+            ours.append((svc, record))
+    for svc, record in ours:
+        try:
+            outcome = stop_process(record)
+        except (StackError, OSError) as exc:
+            print(f"{svc.name}: could not stop pid {record.pid}: {exc}", file=sys.stderr)
+            code = 1
+            continue
+        svc.pid_file.unlink(missing_ok=True)
+        print(f"{svc.name}: {outcome} (pid {record.pid})")
+    return code
+
+
+def cmd_status(chosen: list[Topology], shown_when_started: bool = False) -> int:
+    """One line per service; 0 when all are healthy, EXIT_UNHEALTHY otherwise.
+
+    With ``shown_when_started`` (``status`` without --topology) the cluster appears only
+    when this METERLINE_HOME started it."""
+    all_healthy = True
+    for topology in chosen:
+        if topology.name != "single":
+            if shown_when_started and not topology.started_anything():
+                continue
+            print(f"{topology.name}: {topology.run_dir.parent} (`stack.py env{_flag(topology)}`)")
+        width = max(10, *(len(svc.name) for svc in topology.services))
+        for svc in topology.services:
+            all_healthy &= _status_line(svc, width)
     return 0 if all_healthy else EXIT_UNHEALTHY
 
 
-def cmd_env(settings: Settings) -> int:
+def _status_line(svc: Service, width: int) -> bool:
+    """Print one service's state and detail; whether it is healthy."""
+    ports = ",".join(str(port) for port in svc.ports)
+    record = PidRecord.load(svc.pid_file)
+    if record is not None and is_ours(record):
+        ok, detail = svc.probe()
+        state = "healthy" if ok else "running (unhealthy)"
+        pid = str(record.pid)
+        if record.settings != svc.fingerprint:
+            ok, state = False, "running (stale)"
+            detail += f"; started with {record.settings or 'unrecorded settings'}, "
+            detail += f"settings now ask for {svc.fingerprint} (down + up to switch)"
+    else:
+        ok, pid = False, "-"
+        state = "stopped"
+        busy = foreign_ports(svc)
+        detail = "; ".join(busy) + " (not ours)" if busy else "not running"
+    print(f"{svc.name:<{width}} {state:<19} pid={pid:<7} ports={ports:<11} log={svc.logs[0]}")
+    print(f"{'':<{width}} {detail}")
+    return ok
+
+
+def cmd_env(chosen: list[Topology]) -> int:
     """Shell export lines for the effective settings."""
-    for key, value in settings.exports().items():
+    exports: dict[str, str] = {}
+    for topology in chosen:
+        exports |= topology.exports
+    for key, value in exports.items():
         print(f"export {key}={shlex.quote(value)}")
     return 0
 
 
-COMMANDS: dict[str, Callable[[Settings], int]] = {
+COMMANDS: dict[str, Callable[[list[Topology]], int]] = {
     "up": cmd_up,
     "down": cmd_down,
     "status": cmd_status,
@@ -254,9 +353,18 @@ def main(argv: list[str] | None = None) -> int:
     """Parse the command, run it, and turn a StackError into exit code 1 with a message."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=sorted(COMMANDS))
+    parser.add_argument(
+        "--topology",
+        choices=TOPOLOGIES,
+        help="single (default of up and env), cluster, or all (default of down; status "
+        "shows the cluster when it was started)",
+    )
     args = parser.parse_args(argv)
     try:
-        return COMMANDS[args.command](Settings.from_env())
+        chosen = topologies(Settings.from_env(), args.topology or DEFAULT_TOPOLOGY[args.command])
+        if args.command == "status":
+            return cmd_status(chosen, shown_when_started=args.topology is None)
+        return COMMANDS[args.command](chosen)
     except StackError as exc:
         print(f"ERROR {exc}", file=sys.stderr)
         return 1
