@@ -3,8 +3,12 @@ sending telemetry, reading the stored totals and waiting for the worker to commi
 
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -25,7 +29,7 @@ from schemas.storage.events_table import EventsTable, LineEvents
 from schemas.timeutil import format_ms
 from streams.progress import consumer_lag
 from streams.reconcile import stored_totals as totals_of
-from tests.conftest import WorkerProcess, wait_until
+from tests.conftest import ROOT, WorkerProcess, wait_until
 
 SUBJECTS = ["acme", "globex", "initech", "umbrella-eu", "umbrella-us"]
 OCTOBER = datetime(2026, 10, 1, tzinfo=UTC)
@@ -108,3 +112,21 @@ def verify_every_line(settings: Settings, engine: ServerEngine, result: RunResul
             assert all(check.ok for check in checks), [str(c) for c in checks]
             checked += 1
     return checked
+
+
+@contextmanager
+def checkout(commit: str, path: Path) -> Iterator[Path]:
+    """An earlier build of this repository at ``path`` (a git worktree), removed after."""
+    done = subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), commit],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, f"cannot check out {commit}: {done.stderr}"
+    try:
+        yield path
+    finally:
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)], check=False
+        )

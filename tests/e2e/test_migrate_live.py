@@ -33,7 +33,13 @@ from schemas.storage.engine import ServerEngine
 from schemas.storage.events_table import EventsTable
 from schemas.storage.windows_table import MeterQuery, UsageQuery, WindowSize
 from tests.conftest import ROOT, WorkerProcess, settings_env, wait_until
-from tests.e2e.pipeline_kit import SUBJECTS, bill_october, stored_totals, wait_caught_up
+from tests.e2e.pipeline_kit import (
+    SUBJECTS,
+    bill_october,
+    checkout,
+    stored_totals,
+    wait_caught_up,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -46,18 +52,8 @@ NOVEMBER = datetime(2026, 11, 1, tzinfo=UTC)
 @pytest.fixture
 def previous_build(tmp_path: Path) -> Iterator[Path]:
     """A checkout of the last build before migrations."""
-    path = tmp_path / "previous"
-    done = subprocess.run(
-        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), PREVIOUS_BUILD],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, f"cannot check out {PREVIOUS_BUILD}: {done.stderr}"
-    yield path
-    subprocess.run(
-        ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)], check=False
-    )
+    with checkout(PREVIOUS_BUILD, tmp_path / "previous") as path:
+        yield path
 
 
 def start_worker(workers: WorkerProcess, root: Path) -> subprocess.Popen[bytes]:

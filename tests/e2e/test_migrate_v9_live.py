@@ -25,7 +25,7 @@ from schemas.storage.events_table import EventsTable
 from schemas.storage.migrations import index_granularity
 from schemas.storage.windows_table import MINUTE_GRANULE_ROWS, MeterQuery, WindowSize
 from tests.conftest import ROOT, WorkerProcess, settings_env
-from tests.e2e.pipeline_kit import SUBJECTS, stored_totals, wait_caught_up
+from tests.e2e.pipeline_kit import SUBJECTS, checkout, stored_totals, wait_caught_up
 from tests.e2e.test_migrate_live import merged, start_worker, trickle
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -37,18 +37,8 @@ NOVEMBER = datetime(2026, 11, 1, tzinfo=UTC)
 
 @pytest.fixture
 def version_8_build(tmp_path: Path) -> Iterator[Path]:
-    path = tmp_path / "v8"
-    done = subprocess.run(
-        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), BEFORE_VERSION_9],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, f"cannot check out {BEFORE_VERSION_9}: {done.stderr}"
-    yield path
-    subprocess.run(
-        ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)], check=False
-    )
+    with checkout(BEFORE_VERSION_9, tmp_path / "v8") as path:
+        yield path
 
 
 def run_module(root: Path, settings: Settings, *args: str) -> str:
