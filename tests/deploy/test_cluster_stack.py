@@ -8,6 +8,7 @@ cluster` (also when the test fails), then waits until it has caught up.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -389,3 +390,35 @@ def test_cluster_up_refuses_a_port_held_by_another_process(tmp_path: Path) -> No
     assert f"port {base} is in use by pid {os.getpid()}" in result.stderr
     assert list((tmp_path / "cluster" / "run").glob("*.pid")) == []
     assert not (tmp_path / "zookeeper").exists(), "nothing may be downloaded or started"
+
+
+def test_down_without_a_topology_stops_the_cluster_too(tmp_path: Path) -> None:
+    """What `make down` (CI's last step) runs: every process either topology recorded."""
+    servers = {}
+    for run_dir, name, marker in (
+        (tmp_path / "run", "clickhouse", tmp_path / "clickhouse" / "conf" / "config.xml"),
+        (
+            tmp_path / "cluster" / "run",
+            "kafka-2",
+            tmp_path / "cluster/kafka-2/conf/server.properties",
+        ),
+    ):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(300)", str(marker)],
+            start_new_session=True,
+        )
+        run_dir.mkdir(parents=True, exist_ok=True)
+        ticks = int(Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        record = {"pid": proc.pid, "start_ticks": ticks, "marker": str(marker)}
+        (run_dir / f"{name}.pid").write_text(json.dumps(record))
+        servers[name] = proc
+    try:
+        result = stack(tmp_path, "down")
+        assert result.returncode == 0, result.stdout + result.stderr
+        for name, proc in servers.items():
+            assert f"{name}: stopped (pid {proc.pid})" in result.stdout, result.stdout
+            assert proc.wait(timeout=10) == -15
+    finally:
+        for proc in servers.values():
+            proc.kill()
+            proc.wait()
