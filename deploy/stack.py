@@ -165,7 +165,8 @@ def cmd_up(chosen: list[Topology]) -> int:
 def _up(topology: Topology) -> int:
     """Start one topology stage by stage; a stage that fails stops the ones after it."""
     with stack_lock(topology.run_dir):
-        failures = [msg for svc in topology.services if (msg := precheck(svc)) is not None]
+        flag = _flag(topology)
+        failures = [msg for svc in topology.services if (msg := precheck(svc, flag)) is not None]
         if failures:
             return _report_failures(failures)
         for stage in topology.stages:
@@ -199,7 +200,7 @@ def _flag(topology: Topology) -> str:
     return "" if topology.name == "single" else f" --topology {topology.name}"
 
 
-def precheck(svc: Service) -> str | None:
+def precheck(svc: Service, flag: str = "") -> str | None:
     """Why a service can not be brought up as configured, before anything is started.
 
     Our own process started with other settings is reported, not restarted; a port held
@@ -211,7 +212,7 @@ def precheck(svc: Service) -> str | None:
             return (
                 f"{svc.name}: pid {record.pid} runs with {record.settings or 'unrecorded settings'}"
                 f" but the settings now ask for {svc.fingerprint}; "
-                "run `stack.py down` and then `stack.py up` to switch"
+                f"run `stack.py down{flag}` and then `stack.py up{flag}` to switch"
             )
         print(f"{svc.name}: already running (pid {record.pid})")
         return None
