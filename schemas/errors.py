@@ -58,6 +58,10 @@ class InvalidInput(MeterlineError):
         noun = "problem" if count == 1 else "problems"
         super().__init__(f"invalid {what}: {count} {noun}\n{lines}")
 
+    def __reduce__(self) -> tuple[type[InvalidInput], tuple[str, tuple[Problem, ...]]]:
+        """Pickled as its parts (a process pool hands it back to the caller whole)."""
+        return type(self), (self.what, self.problems)
+
     @classmethod
     def single(cls, what: str, path: str, message: str, fix: str = "") -> InvalidInput:
         """One problem only (e.g. the input could not even be parsed)."""
