@@ -236,6 +236,13 @@ def cluster_exports(settings: Settings, cluster: ClusterSettings) -> dict[str, s
         "METERLINE_CLUSTER_KAFKA_BOOTSTRAP": ",".join(
             f"{HOST}:{cluster.kafka_port(node_id)}" for node_id in ids
         ),
+        # The pipeline's own Kafka settings for the cluster (its ClickHouse stays the
+        # single-node server's: the layout is not written for the cluster yet).
+        "METERLINE_KAFKA_BROKERS": ",".join(
+            f"{HOST}:{cluster.kafka_port(node_id)}" for node_id in ids
+        ),
+        "METERLINE_TOPIC_REPLICATION_FACTOR": str(KAFKA_NODES),
+        "METERLINE_TOPIC_MIN_INSYNC_REPLICAS": str(KAFKA_NODES - 1),
         "METERLINE_CLUSTER_ZOOKEEPER": f"{HOST}:{cluster.zookeeper_port}",
         "METERLINE_CLUSTER_CLICKHOUSE_SHARDS": str(cluster.shards),
         "METERLINE_CLUSTER_CLICKHOUSE_REPLICAS": str(cluster.replicas),
