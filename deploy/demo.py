@@ -287,7 +287,7 @@ def billing_steps(demo: Demo) -> tuple[bool, list[Document]]:
     ok &= len(first) == len(second) == len(demo.customers)
     ok &= any(line.kind == "adjustment" for d in second for line in d.lines)
     step(f"Prepaid credit applied on {credit_customer}'s {last.label} invoice")
-    ok &= credit_check(second, last)
+    ok &= credit_check(demo, second, last)
     return ok, second
 
 
