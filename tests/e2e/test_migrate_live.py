@@ -198,18 +198,7 @@ def test_migrate_while_the_previous_worker_meters_keeps_every_event(
     sending.join(300)
     assert applied_versions(engine, database) == list(range(1, CURRENT_VERSION + 1))
 
-    # the current worker takes over
-    workers.stop_all()
-    workers.procs.clear()
-    workers.start()
-    with UsageProducer(settings.kafka_bootstrap, settings.events_topic) as producer:
-        producer.send_many(after.events)
-    wait_caught_up(settings, workers, timeout=240)
-
-    assert stored_totals(engine, settings) == merged(before, during, after)
-    assert engine.execute(EventsTable(database).count(settings.namespace).to_sql()) == [
-        (before.unique + during.unique + after.unique,)
-    ]
+    current_worker_takes_over(settings, workers, engine, before, during, after)
     # October's minute windows, its invoices and its usage as billed are unchanged
     assert (minute_windows(engine, settings), invoices(engine, settings)) == kept
     assert usage_at(engine, settings, cutoff) == kept_usage
@@ -229,6 +218,22 @@ def test_migrate_while_the_previous_worker_meters_keeps_every_event(
             daily.on(f"{database}.meter_windows_daily").to_sql()
         ) == engine.execute(daily.on(f"{database}.meter_windows").to_sql()), meter.slug
     engine.close()
+
+
+def current_worker_takes_over(
+    settings: Settings, workers: WorkerProcess, engine: ServerEngine, *parts: Telemetry
+) -> None:
+    """Stop every worker, start the current build's, send the last of ``parts``; the
+    totals and the raw events are exactly those of every part."""
+    workers.stop_all()
+    workers.procs.clear()
+    workers.start()
+    with UsageProducer(settings.kafka_bootstrap, settings.events_topic) as producer:
+        producer.send_many(parts[-1].events)
+    wait_caught_up(settings, workers, timeout=240)
+    assert stored_totals(engine, settings) == merged(*parts)
+    count = EventsTable(settings.clickhouse_database).count(settings.namespace)
+    assert engine.execute(count.to_sql()) == [(sum(part.unique for part in parts),)]
 
 
 def trickle(settings: Settings, telemetry: Telemetry, seconds: float = 60.0) -> None:

@@ -21,12 +21,11 @@ from schemas.metering.definitions import load_meters
 from schemas.settings import Settings
 from schemas.storage.bootstrap import CURRENT_VERSION, applied_versions
 from schemas.storage.engine import ServerEngine
-from schemas.storage.events_table import EventsTable
 from schemas.storage.migrations import index_granularity
 from schemas.storage.windows_table import MINUTE_GRANULE_ROWS, MeterQuery, WindowSize
 from tests.conftest import ROOT, WorkerProcess, settings_env
-from tests.e2e.pipeline_kit import SUBJECTS, checkout, stored_totals, wait_caught_up
-from tests.e2e.test_migrate_live import merged, start_worker, trickle
+from tests.e2e.pipeline_kit import SUBJECTS, checkout, wait_caught_up
+from tests.e2e.test_migrate_live import current_worker_takes_over, start_worker, trickle
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -83,17 +82,7 @@ def test_version_9_while_the_version_8_worker_meters_keeps_every_event(
     assert applied_versions(engine, database) == list(range(1, CURRENT_VERSION + 1))
     assert index_granularity(engine, minute) == MINUTE_GRANULE_ROWS
 
-    workers.stop_all()
-    workers.procs.clear()
-    workers.start()
-    with UsageProducer(settings.kafka_bootstrap, settings.events_topic) as producer:
-        producer.send_many(after.events)
-    wait_caught_up(settings, workers, timeout=240)
-
-    assert stored_totals(engine, settings) == merged(before, during, after)
-    assert engine.execute(EventsTable(database).count(settings.namespace).to_sql()) == [
-        (before.unique + during.unique + after.unique,)
-    ]
+    current_worker_takes_over(settings, workers, engine, before, during, after)
     start = int(NOVEMBER.timestamp())
     for meter in load_meters(settings.meters_file):
         daily = MeterQuery(settings.namespace, meter.slug, meter.aggregation, start,
