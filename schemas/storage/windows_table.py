@@ -59,12 +59,12 @@ __all__ = [
     "FeedRow",
     "MeterQuery",
     "MeterSubjects",
-    "MetersUsageQuery",
     "RangeQuery",
     "UsageQuery",
     "WindowSize",
     "WindowsTable",
     "finish_value",
+    "value_columns",
 ]
 
 LATEST_TYPE_MARK = "Tuple(Int64,UInt64,UInt32)"
@@ -118,6 +118,11 @@ def _select_value(kind: Aggregation) -> str:
         Aggregation.AVG: "sumMerge(value_sum), countMerge(event_count)",
         Aggregation.LATEST: "argMaxMerge(value_latest)",
     }[kind]
+
+
+def value_columns(kind: Aggregation) -> tuple[str, ...]:
+    """The SQL columns a kind needs, one by one (:func:`finish_value` takes them)."""
+    return tuple(_select_value(kind).split(", "))
 
 
 def _rank_value(kind: Aggregation) -> str:
@@ -291,53 +296,6 @@ class UsageQuery(OnTable):
     @property
     def width(self) -> int:
         return _width(self.kind)
-
-
-@dataclass(frozen=True, slots=True)
-class MetersUsageQuery(OnTable):
-    """Several meters' values per subject, for a few listed subjects, over ``[start_s,
-    end_s)`` in **one** statement: one customer's usage of every meter its plan prices
-    (a quote, an entitlement check's balance) costs one query's fixed overhead instead
-    of one per meter.  Meant for the minute table, ordered by ``(meter, subject)``: the
-    filter names each ``(meter, subject)`` pair, so each is one range of its index.
-
-    Result rows: ``(meter, subject, *`` :attr:`columns` ``)``, every kind's value columns
-    once; :meth:`value` finishes one meter's value from a row."""
-
-    namespace: str
-    meters: tuple[tuple[str, Aggregation], ...]
-    """``(slug, aggregation)`` of each meter read."""
-    start_s: int
-    end_s: int
-    subjects: tuple[str, ...]
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        kinds = dict.fromkeys(kind for _, kind in self.meters)
-        return tuple(dict.fromkeys(c for kind in kinds for c in _value_columns(kind)))
-
-    def value(self, kind: Aggregation, row: Sequence[object]) -> Decimal:
-        """A row's value for a meter of ``kind`` (the row as :meth:`on` returns it)."""
-        at = {column: n for n, column in enumerate(self.columns, start=2)}
-        return finish_value(kind, [row[at[column]] for column in _value_columns(kind)])
-
-    def _sql(self, table: str) -> str:
-        pairs = " OR ".join(
-            f"(meter = {lit(slug)} AND subject = {lit(subject)})"
-            for slug, _ in self.meters
-            for subject in self.subjects
-        )
-        return (
-            f"SELECT meter, subject, {', '.join(self.columns)} FROM {table}"
-            f" WHERE namespace = {lit(self.namespace)} AND ({pairs or '0'})"
-            f" AND window_start >= toDateTime({self.start_s})"
-            f" AND window_start < toDateTime({self.end_s})"
-            " GROUP BY meter, subject ORDER BY meter, subject"
-        )
-
-
-def _value_columns(kind: Aggregation) -> tuple[str, ...]:
-    return tuple(_select_value(kind).split(", "))
 
 
 @dataclass(frozen=True, slots=True)
