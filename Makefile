@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 export METERLINE_HOME ?= $(HOME)/.cache/meterline
 
-.PHONY: help install up down status lint fmt test test-unit demo run bench bench-state bench-alerts bench-entitlements chaos soak stress reset clean tools browser api
+.PHONY: help install up down status lint fmt test test-unit test-cluster demo run bench bench-state bench-alerts bench-entitlements chaos soak stress reset clean tools browser api
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -49,9 +49,18 @@ fmt: install ## Apply ruff formatting and safe fixes
 test-unit: install ## Fast tests that need no services
 	$(PY) -m pytest -m "not integration and not e2e" -q
 
-test: install up lint tools ## Set everything up (the cluster too) and run the whole suite (unit, integration, e2e)
+test: install up lint tools ## Set everything up (the cluster too) and run the whole suite (unit, integration, e2e), then the pipeline e2e again on the cluster
 	$(PY) deploy/stack.py up --topology cluster
 	$(PY) -m pytest -q
+	$(MAKE) --no-print-directory test-cluster
+
+# The exactness, SIGKILL and billing-run e2e tests of one server, run unchanged against
+# the cluster: its brokers, its ClickHouse cluster (METERLINE_CLICKHOUSE_CLUSTER).
+CLUSTER_E2E := tests/e2e/test_pipeline.py
+
+test-cluster: install ## The pipeline e2e tests against the cluster topology (`make up TOPOLOGY=cluster` first)
+	$(PY) deploy/stack.py up --topology cluster
+	set -a && eval "$$($(PY) deploy/stack.py env --topology cluster)" && $(PY) -m pytest -q $(CLUSTER_E2E)
 
 demo: install up ## Run the pipeline on generated telemetry, print the invoices, leave it running live
 	$(PY) deploy/demo.py

@@ -236,8 +236,11 @@ def cluster_exports(settings: Settings, cluster: ClusterSettings) -> dict[str, s
         "METERLINE_CLUSTER_KAFKA_BOOTSTRAP": ",".join(
             f"{HOST}:{cluster.kafka_port(node_id)}" for node_id in ids
         ),
-        # The pipeline's own Kafka settings for the cluster (its ClickHouse stays the
-        # single-node server's: the layout is not written for the cluster yet).
+        # The pipeline's own settings for the cluster: its brokers, and the first
+        # ClickHouse server, from which it learns the shards (clickhouse_cluster).
+        "METERLINE_CLICKHOUSE_CLUSTER": CLUSTER_NAME,
+        "METERLINE_CLICKHOUSE_TCP_PORT": str(cluster.clickhouse_ports(1)[0]),
+        "METERLINE_CLICKHOUSE_HTTP_PORT": str(cluster.clickhouse_ports(1)[1]),
         "METERLINE_KAFKA_BROKERS": ",".join(
             f"{HOST}:{cluster.kafka_port(node_id)}" for node_id in ids
         ),

@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     clickhouse_tcp_port: int = 9000
     clickhouse_http_port: int = 8123
     clickhouse_database: str = Field(default="meterline", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    clickhouse_cluster: str = Field(default="", pattern=r"^([A-Za-z_][A-Za-z0-9_]*)?$")
+    """A cluster in the server's ``remote_servers``: the tables are laid out on it, sharded
+    by subject and replicated (``schemas.storage.cluster``), and the worker writes every
+    shard; empty: one server."""
 
     meters_file: str = "deploy/demo/meters.yaml"
     rate_card_file: str = "deploy/demo/rate-card.yaml"

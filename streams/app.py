@@ -37,7 +37,8 @@ from ingest.admin import MAX_RECORD_BYTES
 from schemas.errors import ServiceUnavailable
 from schemas.metering.definitions import MeterSet
 from schemas.settings import Settings
-from schemas.storage.engine import Engine, ServerEngine
+from schemas.storage.cluster import shard_database
+from schemas.storage.engine import Engine, ServerEngine, shard_engines
 from schemas.timeutil import now_ms
 from schemas.wire import is_batch
 from streams import faust_fixes, metrics
@@ -229,14 +230,16 @@ def create_worker(
     """Build the Faust app and its sink.  Nothing connects until the worker starts."""
     faust_fixes.apply()
     app = _faust_app(settings)
-    factory = engine_factory or (
-        lambda: ServerEngine(settings.clickhouse_host, settings.clickhouse_tcp_port)
-    )
+    factory = engine_factory or (lambda: ServerEngine.of(settings))
+    shards = None if engine_factory else shard_engines(settings)
     sink = MeteringSink(
         namespace=settings.namespace,
         meters=meters,
         engine_factory=factory,
-        database=settings.clickhouse_database,
+        database=(
+            shard_database(settings.clickhouse_database) if shards else settings.clickhouse_database
+        ),
+        shards=shards,
         unknown_type_is_error=settings.unknown_event_type_is_error,
         horizon_ms=int(settings.dedupe_horizon_days * 86_400_000),
         late_grace_ms=int(settings.late_grace_seconds * 1000),

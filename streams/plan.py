@@ -21,6 +21,7 @@ from schemas.metering.contributions import DeadLetterReason, Unmeterable, contri
 from schemas.metering.definitions import MeterSet
 from schemas.metering.fastpath import ContributionRow as MeterRow
 from schemas.storage.agg_feed import AggRow, Contribution
+from schemas.storage.cluster import shard_of
 from schemas.storage.events_table import RawRow
 from schemas.timeutil import MINUTE_MS
 from schemas.wire import content_hash, decode_event, split_record
@@ -123,6 +124,38 @@ class BatchPlan:
             (ns, meter, who, group, window // 1000, minute_s, part, *state[:4], uniq, *state[4:])
             for (meter, who, group, window, minute_s, part, uniq), state in self.groups.items()
         ]
+
+
+def split_plan(plan: BatchPlan, shards: int) -> list[BatchPlan]:
+    """The plan's rows per ClickHouse shard, by subject (``schemas.storage.cluster``):
+    each part has its shard's raw rows, kept events, folded groups and spans.  The
+    dedupe and dead-letter results stay with the whole plan (:meth:`MeteringSink.finish`)."""
+    parts = [BatchPlan(namespace=plan.namespace) for _ in range(shards)]
+    where: dict[str, int] = {}
+
+    def shard(subject: str) -> int:
+        found = where.get(subject)
+        if found is None:
+            found = where[subject] = shard_of(subject, shards)
+        return found
+
+    for row in plan.raw_rows:
+        parts[shard(row[4])].raw_rows.append(row)
+    for partition, offset, index, minute_s, rows in plan.kept:
+        by_shard: dict[int, list[MeterRow]] = {}
+        for meter_row in rows:  # a meter may bill a subject other than the event's
+            by_shard.setdefault(shard(meter_row[1]), []).append(meter_row)
+        for number, own in by_shard.items():
+            part = parts[number]
+            part.kept.append((partition, offset, index, minute_s, own))
+            span = part.spans.get(partition)
+            if span is None:
+                part.spans[partition] = [offset, offset]
+            else:
+                span[0], span[1] = min(span[0], offset), max(span[1], offset)
+    for key, state in plan.groups.items():
+        parts[shard(key[1])].groups[key] = state
+    return parts
 
 
 class Planner:

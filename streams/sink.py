@@ -35,19 +35,28 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from functools import partial
 from typing import Protocol, TypeVar
 
 from schemas.errors import MeterlineError
 from schemas.metering.definitions import Aggregation, MeterSet
 from schemas.storage.agg_feed import Contribution, pre_aggregate
 from schemas.storage.engine import Engine
-from schemas.storage.events_table import EventsTable
+from schemas.storage.events_table import EventsTable, RawRow
 from schemas.storage.rollups import WindowStore
 from schemas.storage.windows_table import WindowsTable
 from streams import metrics
 from streams.dedupe import DEFAULT_HORIZON_MS, SeenRecord
-from streams.plan import BatchPlan, DeadLetter, PendingSeen, Planner, Record, SeenLookup
+from streams.plan import (
+    BatchPlan,
+    DeadLetter,
+    PendingSeen,
+    Planner,
+    Record,
+    SeenLookup,
+    split_plan,
+)
 
 __all__ = [
     "BatchPlan",
@@ -89,6 +98,7 @@ class MeteringSink:
         meters: MeterSet,
         engine_factory: Callable[[], Engine],
         database: str,
+        shards: Sequence[Callable[[], Engine]] | None = None,
         retry_seconds: float = 120.0,
         unknown_type_is_error: bool = False,
         horizon_ms: int = DEFAULT_HORIZON_MS,
@@ -103,18 +113,13 @@ class MeteringSink:
             horizon_ms=horizon_ms,
             late_grace_ms=late_grace_ms,
         )
-        self._engine_factory = engine_factory
-        self._engine: Engine | None = None
-        self.events = EventsTable(database)
-        self.windows = WindowsTable(database)
-        self.store = WindowStore(database)
-        self._feeds = self.store.agg_repair_feeds()
+        factories = [engine_factory] if shards is None else list(shards)
+        self._shards = [_Shard(factory, database) for factory in factories]
         self._unique = frozenset(
             m.slug for m in meters if m.aggregation is Aggregation.UNIQUE_COUNT
         )
         self.retry_seconds = retry_seconds
         self.horizon_ms = horizon_ms
-        self._progress: dict[str, dict[int, int]] = {label: {} for label in self._feeds}
         self._next_offset: dict[int, int] = {}
         self._lock = threading.Lock()
 
@@ -176,15 +181,23 @@ class MeteringSink:
 
     # -- step 2 ---------------------------------------------------------------------------
     def write(self, plan: BatchPlan) -> None:
-        """Write the plan to ClickHouse; raise :class:`SinkFailed` past the deadline."""
+        """Write the plan to ClickHouse; raise :class:`SinkFailed` past the deadline.
+        On a cluster each shard gets the rows of its own subjects (:func:`split_plan`)
+        and keeps its own progress, exactly as one server does."""
         started = time.monotonic()
+        totals = [0, 0, 0]
         with self._lock:
-            if plan.raw_rows:
-                self._with_retry(
-                    lambda: self._connected().insert(*self.events.insert_args(plan.raw_rows)),
-                    started,
-                )
-            fresh, repaired, skipped = self._with_retry(lambda: self._write_windows(plan), started)
+            parts = (
+                [(self._shards[0], plan)]
+                if len(self._shards) == 1
+                else list(zip(self._shards, split_plan(plan, len(self._shards)), strict=True))
+            )
+            for shard, part in parts:
+                if part.raw_rows:
+                    self._with_retry(shard, partial(shard.insert_raw, part.raw_rows), started)
+                counts = self._with_retry(shard, partial(self._write_windows, shard, part), started)
+                totals = [a + b for a, b in zip(totals, counts, strict=True)]
+        fresh, repaired, skipped = totals
         metrics.FLUSH_SECONDS.observe(time.monotonic() - started)
         metrics.BATCHES.inc()
         metrics.WINDOW_ROWS.labels("written").inc(fresh)
@@ -193,12 +206,13 @@ class MeteringSink:
         if skipped:
             metrics.WINDOW_ROWS.labels("skipped_already_stored").inc(skipped)
             log.info("skipped %d window rows already stored before a restart", skipped)
-        for partition, offset in self._progress["minute"].items():
+        for partition in plan.spans:
+            offset = max(shard.progress["minute"].get(partition, -1) for shard in self._shards)
             metrics.LAST_OFFSET.labels(str(partition)).set(offset)
 
-    def _write_windows(self, plan: BatchPlan) -> tuple[int, int, int]:
-        """One attempt: repairs, then the main feed; ``(contributions written to every
-        table, contributions repaired, contributions skipped as stored)``.
+    def _write_windows(self, shard: _Shard, plan: BatchPlan) -> tuple[int, int, int]:
+        """One attempt on one shard: repairs, then the main feed; ``(contributions
+        written to every table, contributions repaired, contributions skipped as stored)``.
 
         Usually every contribution is above every table's progress and the plan's folded
         groups go out as they are; otherwise the contributions are split by offset
@@ -208,14 +222,14 @@ class MeteringSink:
         spans = plan.spans
         if not spans:
             return 0, 0, 0
-        progress = self._load_progress(set(spans))
-        engine = self._connected()
+        progress = shard.load_progress(set(spans), self.namespace)
+        engine = shard.connected()
         try:
             if all(
                 low > max(table.get(partition, -1) for table in progress.values())
                 for partition, (low, _) in spans.items()
             ):
-                engine.insert(*self.windows.agg_insert_args(plan.aggregated()))
+                engine.insert(*shard.windows.agg_insert_args(plan.aggregated()))
                 fresh = sum(len(rows) for *_, rows in plan.kept)
                 repaired = skipped = 0
             else:
@@ -228,44 +242,24 @@ class MeteringSink:
                         len(repair),
                     )
                     engine.insert(
-                        *self.windows.agg_insert_args(
-                            pre_aggregate(repair, self._unique), self._feeds[label]
+                        *shard.windows.agg_insert_args(
+                            pre_aggregate(repair, self._unique), shard.feeds[label]
                         )
                     )
                 if main:
-                    engine.insert(*self.windows.agg_insert_args(pre_aggregate(main, self._unique)))
+                    engine.insert(*shard.windows.agg_insert_args(pre_aggregate(main, self._unique)))
                 fresh, repaired = len(main), sum(len(r) for r in repairs.values())
                 skipped = len(rows) - fresh
         except Exception:
-            for table in self._progress.values():
-                for partition in spans:
-                    table.pop(partition, None)
+            shard.forget(spans)
             raise
         for partition, (_, high) in spans.items():
-            for table in self._progress.values():
+            for table in shard.progress.values():
                 if high > table.get(partition, -1):
                     table[partition] = high
         return fresh, repaired, skipped
 
-    def _connected(self) -> Engine:
-        if self._engine is None:
-            self._engine = self._engine_factory()
-        return self._engine
-
-    def _load_progress(self, partitions: set[int]) -> dict[str, dict[int, int]]:
-        needed = {p for p in partitions if any(p not in t for t in self._progress.values())}
-        if needed:
-            stored: dict[str, dict[int, int]] = {label: {} for label in self._progress}
-            for label, partition, offset in self._connected().execute(
-                self.store.progress(self.namespace).to_sql()
-            ):
-                stored[str(label)][int(partition)] = int(offset)
-            for label, table in self._progress.items():
-                for partition in needed:
-                    table[partition] = stored[label].get(partition, -1)
-        return {label: dict(table) for label, table in self._progress.items()}
-
-    def _with_retry(self, action: Callable[[], T], started: float) -> T:
+    def _with_retry(self, shard: _Shard, action: Callable[[], T], started: float) -> T:
         delay = 0.2
         while True:
             try:
@@ -277,26 +271,18 @@ class MeteringSink:
                     ) from exc
                 metrics.FLUSH_RETRIES.inc()
                 log.warning("ClickHouse write failed (%r); retrying in %.1fs", exc, delay)
-                self._reset_connection()
+                shard.reset_connection()
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
-
-    def _reset_connection(self) -> None:
-        engine, self._engine = self._engine, None
-        if engine is not None:
-            try:
-                engine.close()
-            except Exception as exc:  # noqa: BLE001 - closing a broken connection may fail
-                log.debug("closing ClickHouse connection failed: %r", exc)
 
     def forget_partitions(self, partitions: Sequence[int]) -> None:
         """Partitions were (re)assigned or revoked: another worker may have advanced them
         meanwhile, so their stored progress is reloaded before the next write.  Taking the
         lock waits for a write in flight."""
         with self._lock:
+            for shard in self._shards:
+                shard.forget(partitions)
             for partition in partitions:
-                for table in self._progress.values():
-                    table.pop(partition, None)
                 self._next_offset.pop(partition, None)
 
     # -- step 3 ---------------------------------------------------------------------------
@@ -311,6 +297,54 @@ class MeteringSink:
             metrics.DEAD_LETTERS.labels(dead.reason.value).inc()
         for conflict in plan.conflicts:
             log.warning("dedupe conflict, first copy kept: %s", conflict)
+
+
+class _Shard:
+    """One ClickHouse shard's tables, connection and stored progress (on one server,
+    the only shard)."""
+
+    def __init__(self, engine_factory: Callable[[], Engine], database: str) -> None:
+        self._factory = engine_factory
+        self._engine: Engine | None = None
+        self.events = EventsTable(database)
+        self.windows = WindowsTable(database)
+        self.store = WindowStore(database)
+        self.feeds = self.store.agg_repair_feeds()
+        self.progress: dict[str, dict[int, int]] = {label: {} for label in self.feeds}
+
+    def connected(self) -> Engine:
+        if self._engine is None:
+            self._engine = self._factory()
+        return self._engine
+
+    def insert_raw(self, rows: Sequence[RawRow]) -> None:
+        self.connected().insert(*self.events.insert_args(rows))
+
+    def reset_connection(self) -> None:
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            try:
+                engine.close()
+            except Exception as exc:  # noqa: BLE001 - closing a broken connection may fail
+                log.debug("closing ClickHouse connection failed: %r", exc)
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        for partition in partitions:
+            for table in self.progress.values():
+                table.pop(partition, None)
+
+    def load_progress(self, partitions: set[int], namespace: str) -> dict[str, dict[int, int]]:
+        needed = {p for p in partitions if any(p not in t for t in self.progress.values())}
+        if needed:
+            stored: dict[str, dict[int, int]] = {label: {} for label in self.progress}
+            for label, partition, offset in self.connected().execute(
+                self.store.progress(namespace).to_sql()
+            ):
+                stored[str(label)][int(partition)] = int(offset)
+            for label, table in self.progress.items():
+                for partition in needed:
+                    table[partition] = stored[label].get(partition, -1)
+        return {label: dict(table) for label, table in self.progress.items()}
 
 
 def window_writes(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from schemas.storage.cluster import ClusterLayout
 from schemas.storage.credits_table import CreditsTable
 from schemas.storage.deliveries_table import DeliveriesTable
 from schemas.storage.engine import Engine
@@ -56,8 +57,17 @@ CURRENT_VERSION = VERSIONS[-1].number
 MIGRATE_COMMAND = "python -m streams migrate"
 
 
-def all_ddl(database: str) -> list[Statement]:
-    """The current layout of a new database (the migrations table included)."""
+def all_ddl(database: str, cluster: str | None = None) -> list[Statement]:
+    """The current layout of a new database (the migrations table included), for one
+    server, or rendered for the ClickHouse cluster ``cluster`` (``schemas.storage.cluster``)."""
+    single = _single_server_ddl(database)
+    if not cluster:
+        return single
+    layout = ClusterLayout(cluster)
+    return [*layout.database(database), *(c for s in single[1:] for c in layout.render(s))]
+
+
+def _single_server_ddl(database: str) -> list[Statement]:
     return [
         database_ddl(database),
         *EventsTable(database).ddl(),
@@ -105,13 +115,16 @@ def migrate(
 ) -> list[int]:
     """Bring ``database`` to :data:`CURRENT_VERSION`; the versions applied now."""
     table = MigrationsTable(database)
-    engine.execute(database_ddl(database).to_sql())
+    cluster = getattr(engine, "cluster", None)
+    for statement in all_ddl(database, cluster)[: 2 if cluster else 1]:
+        engine.execute(statement.to_sql())
     _lock(engine, table)
     try:
-        reattach_feed(engine, WindowStore(database).minute.feed, report)
+        if not cluster:
+            reattach_feed(engine, WindowStore(database).minute.feed, report)
         tables = {n: e for n, e in tables_of(engine, database).items() if "lock" not in n}
         if not tables:
-            for statement in all_ddl(database)[1:]:
+            for statement in all_ddl(database, cluster)[2 if cluster else 1 :]:
                 engine.execute(statement.to_sql())
             for version in VERSIONS:
                 engine.execute(table.record(version.number, version.name, "created").to_sql())
@@ -121,6 +134,13 @@ def migrate(
             _adopt(engine, database, tables, report)
         applied = applied_versions(engine, database)
         refuse_unknown(database, applied, [v.number for v in VERSIONS])
+        if cluster and any(v.number not in applied for v in VERSIONS):
+            raise SchemaNotCurrent(
+                f"ClickHouse database {database} on cluster {cluster} is at schema version "
+                f"{max(applied, default=0)}; this build creates cluster databases at version "
+                f"{CURRENT_VERSION} but does not migrate them. Create a new database "
+                "(METERLINE_CLICKHOUSE_DATABASE) and re-meter it from the raw events."
+            )
         ctx = MigrationContext(engine, database, writer_active, settle, report)
         done = []
         for version in VERSIONS:

@@ -8,9 +8,10 @@ timezone conversion happens inside a driver.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -19,14 +20,18 @@ from schemas.storage.sql import values_literal
 
 if TYPE_CHECKING:
     from schemas.settings import Settings
+    from schemas.storage.cluster import Replica
 
-__all__ = ["ChdbEngine", "Engine", "ServerEngine"]
+__all__ = ["ChdbEngine", "Engine", "ServerEngine", "shard_engines"]
 
 Row = tuple[Any, ...]
 
 
 class Engine(Protocol):
     name: str
+    cluster: str | None
+    """The ClickHouse cluster the database is laid out on (``schemas.storage.cluster``),
+    or ``None`` for one server."""
 
     def execute(self, sql: str) -> list[Row]: ...
 
@@ -48,7 +53,14 @@ class ServerEngine:
 
     name = "server"
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 9000, **settings: Any) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 9000,
+        *,
+        cluster: str | None = None,
+        **settings: Any,
+    ) -> None:
         from clickhouse_driver import Client
 
         self._client = Client(
@@ -58,12 +70,17 @@ class ServerEngine:
             send_receive_timeout=60,
             settings={"max_block_size": 65536, **settings},
         )
-        self.host, self.port = host, port
+        self.host, self.port, self.cluster = host, port, cluster
 
     @classmethod
     def of(cls, settings: Settings) -> ServerEngine:
-        """The server the settings name (``clickhouse_host``, ``clickhouse_tcp_port``)."""
-        return cls(settings.clickhouse_host, settings.clickhouse_tcp_port)
+        """The server the settings name (``clickhouse_host``, ``clickhouse_tcp_port``),
+        and the cluster it belongs to (``clickhouse_cluster``)."""
+        return cls(
+            settings.clickhouse_host,
+            settings.clickhouse_tcp_port,
+            cluster=settings.clickhouse_cluster or None,
+        )
 
     def execute(self, sql: str) -> list[Row]:
         try:
@@ -90,6 +107,46 @@ class ServerEngine:
         self._client.disconnect()
 
 
+QUORUM_TIMEOUT_MS = 20_000
+"""How long a shard's write waits for all its replicas before it fails and is retried."""
+
+
+def shard_engines(settings: Settings) -> list[Callable[[], Engine]] | None:
+    """On a cluster (``clickhouse_cluster``): one connection factory per shard, read
+    from the server's ``system.clusters``; ``None`` on one server.
+
+    A shard's writes wait for every replica of the shard (``insert_quorum``), so an
+    acknowledged write is on all of them and any replica answers for it; after a failed
+    connection the factory moves to the shard's next replica."""
+    if not settings.clickhouse_cluster:
+        return None
+    from schemas.storage.cluster import replicas_query, shards_of
+
+    cluster = settings.clickhouse_cluster
+    probe = ServerEngine.of(settings)
+    try:
+        shards = shards_of(probe.execute(replicas_query(cluster).to_sql()), cluster)
+    finally:
+        probe.close()
+    return [_rotating(replicas, cluster) for replicas in shards]
+
+
+def _rotating(replicas: Sequence[Replica], cluster: str) -> Callable[[], Engine]:
+    turn = itertools.count()
+
+    def connect() -> Engine:
+        replica = replicas[next(turn) % len(replicas)]
+        return ServerEngine(
+            replica.host,
+            replica.port,
+            cluster=cluster,
+            insert_quorum=len(replicas),
+            insert_quorum_timeout=QUORUM_TIMEOUT_MS,
+        )
+
+    return connect
+
+
 class ChdbEngine:
     """Current ClickHouse in-process (chDB), with its data in ``path``.
 
@@ -98,6 +155,7 @@ class ChdbEngine:
     """
 
     name = "chdb"
+    cluster = None
 
     def __init__(self, path: str) -> None:
         cwd = os.getcwd()

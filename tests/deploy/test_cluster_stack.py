@@ -356,6 +356,9 @@ def test_env_prints_the_cluster_from_one_port_base(tmp_path: Path) -> None:
         "export METERLINE_KAFKA_BROKERS=127.0.0.1:30011,127.0.0.1:30012,127.0.0.1:30013",
         "export METERLINE_TOPIC_REPLICATION_FACTOR=3",
         "export METERLINE_TOPIC_MIN_INSYNC_REPLICAS=2",
+        "export METERLINE_CLICKHOUSE_CLUSTER=meterline",
+        "export METERLINE_CLICKHOUSE_TCP_PORT=30031",
+        "export METERLINE_CLICKHOUSE_HTTP_PORT=30041",
         "export METERLINE_CLUSTER_CLICKHOUSE_HOSTS="
         "127.0.0.1:30031,127.0.0.1:30032,127.0.0.1:30033,127.0.0.1:30034",
         "export METERLINE_CLUSTER_CLICKHOUSE_HTTP="

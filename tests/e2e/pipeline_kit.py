@@ -37,7 +37,7 @@ OCTOBER = datetime(2026, 10, 1, tzinfo=UTC)
 
 def prepare(settings: Settings) -> ServerEngine:
     ensure_topics(settings.kafka_bootstrap, meterline_topics(settings))
-    engine = ServerEngine(settings.clickhouse_host, settings.clickhouse_tcp_port)
+    engine = ServerEngine.of(settings)
     ensure_schema(engine, settings.clickhouse_database)
     return engine
 

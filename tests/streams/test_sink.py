@@ -8,19 +8,24 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
+from schemas.events import UsageEvent
 from schemas.metering.contributions import DeadLetterReason
 from schemas.storage.agg_feed import Contribution
+from schemas.storage.cluster import shard_of
 from schemas.storage.windows_table import FeedRow
+from schemas.wire import encode_event
 from streams.batch import BatchMeter
 from streams.liveness import WorkerState
 from streams.sink import MeteringSink, Record, RecordsSkipped, SinkFailed, window_writes
 from tests.streams.sink_kit import (
     LABELS,
+    METERS,
     T0,
     RecordingEngine,
     Store,
@@ -316,3 +321,43 @@ def test_a_takeover_that_skips_the_committed_record_writes_nothing() -> None:
     assert engine.inserts == []
     assert store.data == {}
     assert log == ["resume [0]"]
+
+
+def test_on_a_cluster_each_shard_gets_its_subjects_and_keeps_its_own_progress() -> None:
+    # shard 1 already holds offsets 0-1 of partition 0 (a write before a crash); shard 0
+    # holds nothing, and its first write fails once
+    shards = [RecordingEngine(fail=1), RecordingEngine(progress=[(0, 1)])]
+    s = MeteringSink(
+        namespace="ns",
+        meters=METERS,
+        engine_factory=lambda: shards[0],
+        database="db_shard",
+        shards=[lambda: shards[0], lambda: shards[1]],
+        retry_seconds=30,
+    )
+    who = {n: next(f"c{i}" for i in range(100) if shard_of(f"c{i}", 2) == n) for n in (0, 1)}
+    order = [1, 1, 0, 1, 0]  # the shard of each offset's subject
+    records = [
+        Record(
+            "events",
+            0,
+            offset,
+            1_793_000_000_000,
+            b"k",
+            encode_event(
+                UsageEvent.create(
+                    type="llm",
+                    subject=who[n],
+                    source="s",
+                    id=f"e{offset}",
+                    data={"n": 1},
+                    time=datetime(2026, 11, 1, tzinfo=UTC),
+                )
+            ),
+        )
+        for offset, n in enumerate(order)
+    ]
+    s.write(s.plan(records, Store()))
+    assert shards[0].inserts == [("usage_events", 2), ("meter_window_agg_feed", 2)]
+    # offsets 0 and 1 are shard 1's stored progress: only offset 3 is new there
+    assert shards[1].inserts == [("usage_events", 3), ("meter_window_agg_feed", 1)]

@@ -1,0 +1,207 @@
+"""The metering pipeline on the whole cluster topology (``make up TOPOLOGY=cluster``):
+three Kafka brokers and ClickHouse as 2 shards × 2 replicas, the tables laid out by
+``schemas.storage.cluster`` and written shard by shard by the real worker.
+
+* a ClickHouse replica SIGKILLed while events are sent and metered: every accepted event
+  is counted once, on every replica of its shard, and only on its shard;
+* two and then three workers share the events topic's partitions mid-stream, exactly.
+
+The same exactness, SIGKILL and billing-run tests as on one server
+(``tests/e2e/test_pipeline.py``) run against the cluster in ``make test``
+(``make test-cluster``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from ingest.telemetry import Telemetry, generate
+from schemas.settings import Settings
+from schemas.storage.cluster import ClusterLayout, shard_database, shard_of
+from schemas.storage.engine import ServerEngine
+from schemas.storage.events_table import EventsTable
+from schemas.storage.windows_table import WindowsTable
+from streams.progress import consumer_lag
+from tests.conftest import WorkerProcess, wait_until
+from tests.deploy.conftest import Cluster, stack_cluster
+from tests.e2e.pipeline_kit import OCTOBER, SUBJECTS, prepare, send, stored_totals, wait_caught_up
+from tests.e2e.test_meters import members_with_partitions
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.cluster]
+
+
+@pytest.fixture
+def on_cluster(cluster: Cluster, isolated: Settings, tmp_path: Path) -> Iterator[Settings]:
+    """``isolated`` on the cluster's brokers and ClickHouse servers; the database is
+    dropped on every server afterwards."""
+    tcp, http, _ = stack_cluster.ClusterSettings.from_env().clickhouse_ports(1)
+    settings = isolated.model_copy(
+        update={
+            "kafka_brokers": cluster.bootstrap,
+            "topic_replication_factor": 3,
+            "topic_min_insync_replicas": 2,
+            "clickhouse_tcp_port": tcp,
+            "clickhouse_http_port": http,
+            "clickhouse_cluster": cluster.name,
+            "worker_batch_max": 250,
+            "worker_batch_seconds": 0.05,
+        }
+    )
+    yield settings
+    engine = ServerEngine.of(settings)
+    for statement in ClusterLayout(cluster.name).drop(settings.clickhouse_database):
+        engine.execute(statement.to_sql())
+    engine.close()
+
+
+def replica_counts(cluster: Cluster, settings: Settings) -> dict[tuple[int, int], dict[str, int]]:
+    """Per (shard, replica): distinct stored events per subject in its local table."""
+    shape = stack_cluster.ClusterSettings.from_env()
+    local = EventsTable(shard_database(settings.clickhouse_database))
+    counts = {}
+    for k, shard, replica in shape.clickhouse_servers():
+        engine = ServerEngine(settings.clickhouse_host, shape.clickhouse_ports(k)[0])
+        rows = engine.execute(
+            f"SELECT subject, count() FROM {local.name} FINAL"
+            f" WHERE namespace = '{settings.namespace}' GROUP BY subject"
+        )
+        engine.close()
+        counts[(shard, replica)] = {str(s): int(n) for s, n in rows}
+    return counts
+
+
+def assert_placed_and_replicated(
+    cluster: Cluster, settings: Settings, telemetry_unique: dict[str, int]
+) -> None:
+    """Every subject's events on both replicas of its own shard and nowhere else."""
+
+    def settled() -> bool:
+        counts = replica_counts(cluster, settings)
+        own = {
+            shard: {
+                s: n
+                for s, n in telemetry_unique.items()
+                if shard_of(s, cluster.shards) == shard - 1
+            }
+            for shard in range(1, cluster.shards + 1)
+        }
+        return all(counts[(shard, replica)] == own[shard] for shard, replica in counts)
+
+    wait_until(settled, 60, "every replica to hold exactly its shard's events", every=0.5)
+
+
+def unique_per_subject(*telemetries: Telemetry) -> dict[str, int]:
+    seen: dict[tuple[str, str], str] = {}
+    for telemetry in telemetries:
+        for event in telemetry.events:
+            seen[(event.source, event.id)] = event.subject
+    counts: dict[str, int] = {}
+    for subject in seen.values():
+        counts[subject] = counts.get(subject, 0) + 1
+    return counts
+
+
+def merged_truth(*telemetries: Telemetry) -> dict[tuple[str, str], Decimal]:
+    truth: dict[tuple[str, str], Decimal] = {}
+    for telemetry in telemetries:
+        for key, value in telemetry.truth.items():
+            truth[key] = truth.get(key, Decimal(0)) + value
+    return truth
+
+
+@pytest.mark.parametrize("replica", [1, 2], ids=["written-through", "other"])
+def test_a_clickhouse_replica_killed_mid_stream_loses_no_event_and_counts_none_twice(
+    cluster: Cluster,
+    on_cluster: Settings,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    replica: int,
+) -> None:
+    settings = on_cluster
+    engine = prepare(settings)
+    first = generate(SUBJECTS, OCTOBER, timedelta(days=31), 1500, seed=71, id_prefix="a-")
+    second = generate(SUBJECTS, OCTOBER, timedelta(days=31), 1500, seed=72, id_prefix="b-")
+    (tmp_path / "logs").mkdir()
+    workers = WorkerProcess(settings, tmp_path / "logs")
+    windows = WindowsTable(settings.clickhouse_database)
+    # replica 1 of shard 1: the one the worker writes the shard through first (and the
+    # server the readers ask); replica 2: the one that only receives the shard's copies
+    victim = cluster.clickhouse[(1, replica)]
+    try:
+        send(settings, first)
+        workers.start()
+
+        def some_stored() -> bool:
+            progress = engine.execute(windows.progress(settings.namespace).to_sql())
+            return sum(int(o) + 1 for _, o in progress) > 0
+
+        wait_until(some_stored, 120, "the worker to store part of the stream", every=0.05)
+        killed = time.monotonic()
+        cluster.kill(victim)
+        send(settings, second)
+        time.sleep(15)  # the shard has one replica meanwhile
+        lag = consumer_lag(settings.kafka_bootstrap, settings.worker_app_id, settings.events_topic)
+        cluster.up()
+        back = time.monotonic()
+        wait_caught_up(settings, workers, timeout=300)
+        caught_up = time.monotonic()
+    finally:
+        cluster.up()  # the killed replica back, whatever happened
+        workers.stop_all()
+
+    assert stored_totals(engine, settings) == merged_truth(first, second)
+    raw = engine.execute(
+        EventsTable(settings.clickhouse_database).count(settings.namespace).to_sql()
+    )
+    assert raw == [(first.unique + second.unique,)]
+    assert_placed_and_replicated(cluster, settings, unique_per_subject(first, second))
+    # a shard's writes wait for all its replicas: records stayed uncommitted meanwhile
+    assert lag.total > 0
+    with capsys.disabled():
+        print(
+            f"\nreplica s1r{replica} kill: {first.unique + second.unique} events exact; down "
+            f"{back - killed:.1f} s ({lag.total} records waiting), caught up "
+            f"{caught_up - back:.1f} s after it was back"
+        )
+    engine.close()
+
+
+def test_two_then_three_workers_share_the_partitions_exactly(
+    cluster: Cluster, on_cluster: Settings, tmp_path: Path
+) -> None:
+    settings = on_cluster.model_copy(update={"events_partitions": 6})
+    engine = prepare(settings)
+    parts = [
+        generate(SUBJECTS, OCTOBER, timedelta(days=31), 1000, seed=80 + i, id_prefix=f"{i}-")
+        for i in range(3)
+    ]
+    (tmp_path / "logs").mkdir()
+    workers = WorkerProcess(settings, tmp_path / "logs")
+    try:
+        send(settings, parts[0])
+        workers.start()
+        for members, part in ((2, parts[1]), (3, parts[2])):
+            workers.start()  # joins mid-stream: partitions move between the workers
+            send(settings, part)
+            wait_until(
+                lambda members=members: members_with_partitions(settings) == members,  # type: ignore[misc]
+                180,
+                f"{members} workers to hold partitions",
+            )
+        send(settings, Telemetry(events=parts[0].events[:300]))  # retries of metered events
+        wait_caught_up(settings, workers, timeout=300)
+    finally:
+        workers.stop_all()
+    assert stored_totals(engine, settings) == merged_truth(*parts)
+    raw = engine.execute(
+        EventsTable(settings.clickhouse_database).count(settings.namespace).to_sql()
+    )
+    assert raw == [(sum(p.unique for p in parts),)]
+    assert_placed_and_replicated(cluster, settings, unique_per_subject(*parts))
+    engine.close()
