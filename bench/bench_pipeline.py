@@ -89,6 +89,17 @@ def session_cpu_seconds(sessions: set[int]) -> float:
     return total / ticks
 
 
+def pids_cpu_seconds(pids: Sequence[int]) -> float:
+    """User + system CPU seconds of the processes ``pids`` (``/proc/<pid>/stat``)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2 :].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
 class BenchError(RuntimeError):
     """A benchmark could not produce a trustworthy figure (e.g. a total did not match)."""
 
@@ -134,6 +145,11 @@ class Bench:
         self._n = 0
         self.procs: list[subprocess.Popen[bytes]] = []
         self.last_database = ""  # the last stream run's database, for the query benchmark
+        self.watch_pids: dict[str, list[int]] = {}
+        """Other processes by name (e.g. the ClickHouse servers) whose CPU the stream stage
+        measures over the same span as the workers': µs per event, one figure per run, in
+        ``watched_cpu_us``."""
+        self.watched_cpu_us: dict[str, list[float]] = {}
 
     # -- isolation ------------------------------------------------------------------------
     def settings(self, events_topic: str | None = None) -> Settings:
@@ -151,7 +167,8 @@ class Bench:
         )
 
     def engine(self) -> ServerEngine:
-        return ServerEngine(self.base.clickhouse_host, self.base.clickhouse_tcp_port)
+        """The configured server (on a cluster, the layout is the cluster's)."""
+        return ServerEngine.of(self.base)
 
     def cleanup(self) -> dict[str, int]:
         for proc in self.procs:
@@ -351,6 +368,7 @@ class Bench:
         deadline = time.monotonic() + 900
         first: tuple[float, int] | None = None
         cpu_at_first = 0.0
+        watched_at_first: dict[str, float] = {}
         sessions = {p.pid for p in procs}
         try:
             while time.monotonic() < deadline:
@@ -361,6 +379,9 @@ class Bench:
                 if first is None and rows > 0:
                     first = (now, rows)
                     cpu_at_first = session_cpu_seconds(sessions)
+                    watched_at_first = {
+                        name: pids_cpu_seconds(pids) for name, pids in self.watch_pids.items()
+                    }
                 if rows >= self.telemetry.unique:
                     lag = consumer_lag(
                         settings.kafka_bootstrap, settings.worker_app_id, settings.events_topic
@@ -371,6 +392,11 @@ class Bench:
                     if first is None or rows <= first[1]:
                         raise BenchError("the worker stored everything between two polls")
                     cpu = session_cpu_seconds(sessions) - cpu_at_first
+                    for name, pids in self.watch_pids.items():
+                        watched = pids_cpu_seconds(pids) - watched_at_first[name]
+                        self.watched_cpu_us.setdefault(name, []).append(
+                            watched / (rows - first[1]) * 1e6
+                        )
                     return (rows - first[1]) / (now - first[0]), cpu / (rows - first[1]) * 1e6
                 time.sleep(0.1)
         finally:
@@ -519,8 +545,9 @@ def drop_prefixed(bootstrap: str, engine: ServerEngine, prefix: str) -> tuple[in
         for r in engine.execute("SELECT name FROM system.databases")
         if str(r[0]).startswith(prefix)
     ]
+    on_cluster = f" ON CLUSTER {engine.cluster}" if engine.cluster else ""
     for db in dbs:
-        engine.execute(f"DROP DATABASE IF EXISTS {db}")
+        engine.execute(f"DROP DATABASE IF EXISTS {db}{on_cluster}")
     return len(topics), len(dbs)
 
 

@@ -49,6 +49,7 @@ from streams.local_state import claim_slot, state_root
 from streams.progress import resume_positions
 from streams.seen_store import SeenIndex, SeenIndexStore, index_of
 from streams.sink import (
+    WRITE_DEADLINE_SECONDS,
     BatchPlan,
     MeteringSink,
     Record,
@@ -214,7 +215,13 @@ def _faust_app(settings: Settings) -> faust.App:
         # A SIGKILLed worker holds its partitions until its session expires; keep that short.
         broker_session_timeout=settings.worker_session_timeout,
         broker_heartbeat_interval=min(3.0, settings.worker_session_timeout / 3),
-        broker_rebalance_timeout=max(30.0, settings.worker_session_timeout * 3),
+        # A member finishing a write when a rebalance starts rejoins only once the write
+        # is done (Faust waits for the batch in flight); the group must wait that long
+        # rather than hand its partitions to a worker that would read their progress
+        # before the write lands, and count it twice (docs/reliability.md).
+        broker_rebalance_timeout=max(
+            30.0, settings.worker_session_timeout * 3, WRITE_DEADLINE_SECONDS + 10
+        ),
         web_enabled=False,
         # any record the events topic accepts can be dead-lettered verbatim (headers aside)
         producer_max_request_size=MAX_RECORD_BYTES + 1024 * 1024,

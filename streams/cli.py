@@ -226,6 +226,12 @@ def run_backfill(settings: Settings, meters: MeterSet, args: argparse.Namespace)
         raise InvalidInput.single("backfill", "--meter", "name exactly one meter", "--meter SLUG")
     meter = meters.get(args.meter[0])
     start, end = _range(args)
+    if settings.clickhouse_cluster:
+        raise InvariantViolated(
+            f"backfill writes one server's windows tables; on the cluster "
+            f"{settings.clickhouse_cluster!r} it is not supported by this build: define the "
+            "meter before its events arrive, or re-meter into a new database"
+        )
     if not _group_is_idle(settings):
         raise InvariantViolated(
             f"the metering worker group {settings.worker_app_id!r} is running; stop it first, "

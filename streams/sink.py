@@ -21,6 +21,9 @@ A batch goes through three steps; the comments say what a crash after each one c
       (:func:`window_writes`);
       *crash or failure: progress is reloaded, and each table is written only what it
       lacks: nothing is skipped, nothing counted twice.*
+   On a ClickHouse cluster (``schemas.storage.cluster``) the plan is split by the shard
+   of each row's subject and steps a–c run per shard, each shard with its own progress
+   and connection (a write waits for all the shard's replicas).
    Failed writes are retried with back-off until ``retry_seconds``; then
    :class:`SinkFailed` is raised and the worker must exit *without acknowledging* the
    batch (see ``streams.app``), so the records are read again by the next owner.
@@ -42,7 +45,7 @@ from typing import Protocol, TypeVar
 from schemas.errors import MeterlineError
 from schemas.metering.definitions import Aggregation, MeterSet
 from schemas.storage.agg_feed import Contribution, pre_aggregate
-from schemas.storage.engine import Engine
+from schemas.storage.engine import REPLY_TIMEOUT_S, Engine
 from schemas.storage.events_table import EventsTable, RawRow
 from schemas.storage.rollups import WindowStore
 from schemas.storage.windows_table import WindowsTable
@@ -74,6 +77,13 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+WRITE_RETRY_SECONDS = 120.0
+"""How long a failing write is retried before the worker gives up (:class:`SinkFailed`)."""
+WRITE_DEADLINE_SECONDS = WRITE_RETRY_SECONDS + REPLY_TIMEOUT_S
+"""The longest one chunk's write can take, its last attempt included: the consumer
+group must wait at least this long for a member to finish its write before it hands the
+member's partitions to another (``streams.app``, ``broker_rebalance_timeout``), or two
+workers could write the same offsets from progress each read before the other's write."""
 # a feed row (``Contribution``) holds its source partition at [9] and offset at [10]
 
 
@@ -99,7 +109,7 @@ class MeteringSink:
         engine_factory: Callable[[], Engine],
         database: str,
         shards: Sequence[Callable[[], Engine]] | None = None,
-        retry_seconds: float = 120.0,
+        retry_seconds: float = WRITE_RETRY_SECONDS,
         unknown_type_is_error: bool = False,
         horizon_ms: int = DEFAULT_HORIZON_MS,
         late_grace_ms: int = 300_000,

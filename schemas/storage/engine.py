@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 __all__ = ["ChdbEngine", "Engine", "ServerEngine", "shard_engines"]
 
 Row = tuple[Any, ...]
+REPLY_TIMEOUT_S = 60
+"""The longest one statement may go without a reply from the server before it fails."""
 
 
 class Engine(Protocol):
@@ -67,7 +69,7 @@ class ServerEngine:
             host=host,
             port=port,
             connect_timeout=5,
-            send_receive_timeout=60,
+            send_receive_timeout=REPLY_TIMEOUT_S,
             settings={"max_block_size": 65536, **settings},
         )
         self.host, self.port, self.cluster = host, port, cluster
@@ -155,7 +157,7 @@ class ChdbEngine:
     """
 
     name = "chdb"
-    cluster = None
+    cluster: str | None = None
 
     def __init__(self, path: str) -> None:
         cwd = os.getcwd()

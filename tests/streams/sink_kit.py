@@ -60,6 +60,7 @@ class RecordingEngine:
     table, or per table with ``by_table``."""
 
     name = "recording"
+    cluster: str | None = None
 
     def __init__(
         self,

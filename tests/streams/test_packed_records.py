@@ -187,3 +187,24 @@ def test_the_dedupe_index_is_rebuilt_after_faust_recovers_the_table(tmp_path: Pa
     store.table.data[b"0:5-5"] = orjson.dumps(restored)  # as the changelog restore does
     asyncio.run(store.table.call_recover_callbacks())
     assert store.get("k") == SeenRecord(0, 5, "h", T0, 0)
+
+
+def test_the_group_waits_for_a_write_in_flight_before_moving_its_partitions(
+    tmp_path: Path,
+) -> None:
+    """A member rejoins a rebalance only once its batch is written; were the group to
+    give up on it sooner, the partitions' next owner could read their progress before
+    that write lands and count it twice.  Nothing connects: the worker is only built."""
+    from streams.sink import WRITE_DEADLINE_SECONDS
+
+    for session in (6.0, 10.0, 90.0):
+        settings = Settings().model_copy(
+            update={
+                "worker_data_dir": str(tmp_path / str(session)),
+                "worker_session_timeout": session,
+            }
+        )
+        conf = create_worker(settings, METERS).app.conf
+        assert conf.broker_rebalance_timeout > WRITE_DEADLINE_SECONDS
+        assert conf.broker_rebalance_timeout >= 3 * session
+        assert conf.broker_session_timeout == session

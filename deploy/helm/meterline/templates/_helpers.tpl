@@ -71,6 +71,8 @@ where Kafka and ClickHouse are, and extraEnv.
   value: {{ .Values.clickhouse.httpPort | quote }}
 - name: METERLINE_CLICKHOUSE_DATABASE
   value: {{ .Values.clickhouse.database | quote }}
+- name: METERLINE_CLICKHOUSE_CLUSTER
+  value: {{ .Values.clickhouse.cluster | quote }}
 {{- range $name, $value := .Values.extraEnv }}
 {{- if not (hasPrefix "METERLINE_" $name) }}
 {{- fail (printf "extraEnv.%s: only METERLINE_* settings belong here" $name) }}
