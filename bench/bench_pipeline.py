@@ -43,6 +43,7 @@ from confluent_kafka.admin import AdminClient
 from ingest import UsageProducer
 from ingest.admin import ensure_topics, meterline_topics
 from ingest.telemetry import generate
+from schemas.events import UsageEvent
 from schemas.metering.definitions import load_meters
 from schemas.settings import Settings
 from schemas.storage.bootstrap import ensure_schema
@@ -434,18 +435,7 @@ class Bench:
     # -- sink against bare inserts ---------------------------------------------------------
     def sink(self, batch: int = 5000) -> dict[str, Any]:
         meters = load_meters(self.base.meters_file)
-        now_ms = int(time.time() * 1000)
-        records = [
-            Record(
-                topic="bench",
-                partition=0,
-                offset=i,
-                timestamp_ms=now_ms,
-                key=event_key(e),
-                value=encode_event(e),
-            )
-            for i, e in enumerate(self.telemetry.events)
-        ]
+        records = records_of(self.telemetry.events)
         batches = [records[i : i + batch] for i in range(0, len(records), batch)]
         sink_rates, bare_rates = [], []
         checks: list[dict[str, Any]] = []
@@ -531,6 +521,22 @@ class Bench:
             "meter_query_ms": {"p50": percentile(meter_ms, 50), "p95": percentile(meter_ms, 95)},
             "select_1_ms": {"p50": percentile(ping_ms, 50), "p95": percentile(ping_ms, 95)},
         }
+
+
+def records_of(events: Sequence[UsageEvent]) -> list[Record]:
+    """The events as Kafka records of one partition, one event each, ingested now."""
+    now_ms = int(time.time() * 1000)
+    return [
+        Record(
+            topic="bench",
+            partition=0,
+            offset=i,
+            timestamp_ms=now_ms,
+            key=event_key(e),
+            value=encode_event(e),
+        )
+        for i, e in enumerate(events)
+    ]
 
 
 def drop_prefixed(bootstrap: str, engine: ServerEngine, prefix: str) -> tuple[int, int]:

@@ -20,6 +20,8 @@ import argparse
 import json
 import os
 import sys
+import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,64 @@ import stack_base  # noqa: E402
 import stack_cluster  # noqa: E402
 
 RESULTS = ROOT / "bench" / "scaleout-results.json"
+
+
+def shard_writes(bench: Any, quorum: bool, batch: int = 5000) -> dict[str, Any]:
+    """One shard's write capacity: every event planned once, then written by one
+    in-process sink to shard 1 alone, ``batch`` events per write (the worker's default
+    chunk), with the quorum of its two replicas or without; events/s of write time only.
+    The totals are checked after every run (read through the ``Distributed`` tables)."""
+    from schemas.metering.definitions import load_meters
+    from schemas.storage.cluster import replicas_query, shard_database, shards_of
+    from schemas.storage.engine import QUORUM_TIMEOUT_MS, ServerEngine
+    from streams.sink import MeteringSink
+    from tests.streams.sink_kit import Store
+
+    meters = load_meters(bench.base.meters_file)
+    records = bench_pipeline.records_of(bench.telemetry.events)
+    chunks = [records[i : i + batch] for i in range(0, len(records), batch)]
+    rates, checks = [], []
+    for run in range(bench.repeats + 1):
+        settings, engine = bench.prepared()
+        cluster = settings.clickhouse_cluster
+        first = shards_of(engine.execute(replicas_query(cluster).to_sql()), cluster)[0]
+        quorum_settings = (
+            {"insert_quorum": len(first), "insert_quorum_timeout": QUORUM_TIMEOUT_MS}
+            if quorum
+            else {}
+        )
+
+        connect = partial(
+            ServerEngine, first[0].host, first[0].port, cluster=cluster, **quorum_settings
+        )
+        sink = MeteringSink(
+            namespace=settings.namespace,
+            meters=meters,
+            engine_factory=connect,
+            database=shard_database(settings.clickhouse_database),
+            shards=[connect],
+        )
+        store = Store()
+        plans = []
+        for chunk in chunks:
+            plan = sink.plan(chunk, store)
+            store.put_many(plan.seen)
+            plans.append(plan)
+        start = time.perf_counter()
+        for plan in plans:
+            sink.write(plan)
+        elapsed = time.perf_counter() - start
+        checks.append(bench._check_exact(engine, settings))
+        engine.close()
+        if run:
+            rates.append(bench.events / elapsed)
+    return {
+        "events_per_second": bench_pipeline.summary(rates),
+        "batch": batch,
+        "quorum": quorum,
+        "exact": all(c["exact"] for c in checks),
+        "checks": checks,
+    }
 
 
 def cluster_pids() -> dict[str, list[int]]:
@@ -58,13 +118,14 @@ def main() -> int:
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--workers", default="1,2,3")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--shard-batch", type=int, default=5000, help="events per shard write")
     args = parser.parse_args()
     if not os.environ.get("METERLINE_CLICKHOUSE_CLUSTER"):
         raise SystemExit(
             "run with the cluster's settings: "
             'eval "$(python deploy/stack.py env --topology cluster)" (make bench-scaleout)'
         )
-    counts = [int(n) for n in args.workers.split(",")]
+    counts = [int(n) for n in args.workers.split(",") if n]  # "": the shard stage only
     stage = bench_pipeline.timed_stage
     out: dict[str, Any] = {"partitions": args.partitions, "cores": os.cpu_count()}
     with bench_pipeline.isolated_bench(
@@ -77,6 +138,11 @@ def main() -> int:
         out["unique_events"] = bench.telemetry.unique
         stage("producer", lambda: bench.producer(bench_pipeline.PACKED))
         out["baseline"] = stage("bare consume", lambda: bench.consume_baseline())
+        for quorum in (True, False):
+            name = "shard_write_quorum" if quorum else "shard_write_no_quorum"
+            out[name] = stage(
+                name, lambda quorum=quorum: shard_writes(bench, quorum, args.shard_batch)
+            )
         bench.watch_pids = cluster_pids()
         for n in counts:
             bench.watched_cpu_us = {}
@@ -89,7 +155,9 @@ def main() -> int:
             out[f"workers_{n}"] = result
     RESULTS.write_text(json.dumps(out, indent=2, default=str) + "\n")
     print(table(out, counts))
-    exact = all(out[f"workers_{n}"]["exact"] for n in counts)
+    exact = all(out[f"workers_{n}"]["exact"] for n in counts) and all(
+        out[name]["exact"] for name in ("shard_write_quorum", "shard_write_no_quorum")
+    )
     print("exact after every run" if exact else "NOT EXACT: see the checks in the results")
     return 0 if exact else 1
 
@@ -104,6 +172,14 @@ def table(out: dict[str, Any], counts: list[int]) -> str:
         "workers | events/s | × 1 worker | ratio to bare | worker µs/ev | ClickHouse µs/ev"
         " | Kafka µs/ev | ZooKeeper µs/ev",
     ]
+    for name in ("shard_write_quorum", "shard_write_no_quorum"):
+        r = out[name]
+        lines.append(
+            f"{name}: {r['events_per_second']['median']:,.0f} ev/s written to one shard by one "
+            f"writer, {r['batch']}-event writes"
+        )
+    if not counts:
+        return "\n".join(lines)
     one = out[f"workers_{counts[0]}"]["median"]
     for n in counts:
         r = out[f"workers_{n}"]
