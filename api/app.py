@@ -39,7 +39,7 @@ from rating import load_rate_card
 from schemas.errors import InvalidInput, ServiceUnavailable
 from schemas.metering.definitions import load_meters
 from schemas.settings import Settings
-from schemas.storage.engine import Engine, ServerEngine
+from schemas.storage.engine import Engine, ServerEngine, shard_engines
 from schemas.storage.invoices_table import InvoiceStats
 from streams.progress import consumer_lag
 
@@ -76,7 +76,11 @@ def create_app(
         customers=customers,
         card=card,
         auth=load_auth(auth_file(settings), customers),
-        reader=Reader(engine_factory or server_engine),
+        reader=Reader(
+            engine_factory or server_engine,
+            shards=None if engine_factory else (lambda: shard_engines(settings)),
+            database=settings.clickhouse_database,
+        ),
         delivery=delivery
         or KafkaDelivery(
             settings.kafka_bootstrap,

@@ -4,7 +4,7 @@ a ClickHouse reader that runs the blocking driver off the event loop."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -20,6 +20,7 @@ from rating import RateCard
 from schemas.errors import ServiceUnavailable
 from schemas.metering.definitions import MeterSet
 from schemas.settings import Settings
+from schemas.storage.cluster import local_sql, shard_of
 from schemas.storage.engine import Engine
 from schemas.storage.invoices_table import InvoicesTable
 
@@ -33,29 +34,67 @@ class Reader:
     """Runs SQL on ClickHouse from a thread pool, one engine (connection) per thread.
 
     clickhouse-driver clients are not thread-safe, so each worker thread keeps its own;
-    a connection that failed is dropped and reopened on the next query."""
+    a connection that failed is dropped and reopened on the next query.
 
-    def __init__(self, factory: Callable[[], Engine]) -> None:
+    On a ClickHouse cluster (``shards``: how to find each shard's connection factory, asked
+    once, when first needed) a read about subjects that all live on one shard is sent to
+    that shard's server and reads its own tables (``schemas.storage.cluster.local_sql``):
+    one customer's usage reads one shard, not every shard through the ``Distributed``
+    tables."""
+
+    def __init__(
+        self,
+        factory: Callable[[], Engine],
+        shards: Callable[[], Sequence[Callable[[], Engine]] | None] | None = None,
+        database: str = "",
+    ) -> None:
         self._factory = factory
+        self._discover = shards
+        self._shards: Sequence[Callable[[], Engine]] | None = None
+        self._database = database
         self._local = threading.local()
         self._all: list[Engine] = []
         self._lock = threading.Lock()
 
-    def _engine(self) -> Engine:
-        engine: Engine | None = getattr(self._local, "engine", None)
+    def _engine(self, shard: int | None = None) -> Engine:
+        engines: dict[int | None, Engine] | None = getattr(self._local, "engines", None)
+        if engines is None:
+            engines = self._local.engines = {}
+        engine = engines.get(shard)
         if engine is None:
-            engine = self._factory()
-            self._local.engine = engine
+            engine = self._factory() if shard is None else self._shard_factories()[shard]()
+            engines[shard] = engine
             with self._lock:
                 self._all.append(engine)
         return engine
 
-    def run(self, sql: str) -> list[Row]:
-        """Blocking: execute on this thread's engine."""
+    def _shard_factories(self) -> Sequence[Callable[[], Engine]]:
+        with self._lock:
+            if self._shards is None and self._discover is not None:
+                self._shards = self._discover() or ()
+            return self._shards or ()
+
+    def shard_of(self, subjects: Collection[str] | None) -> int | None:
+        """The one shard holding every subject of ``subjects``; ``None`` on one server,
+        for no subjects, or for subjects on several shards."""
+        if self._discover is None or not subjects:
+            return None
+        count = len(self._shard_factories())
+        if count < 2:
+            return None
+        found = {shard_of(subject, count) for subject in subjects}
+        return found.pop() if len(found) == 1 else None
+
+    def run(self, sql: str, subjects: Collection[str] | None = None) -> list[Row]:
+        """Blocking: execute on this thread's engine (or on the shard that holds every
+        subject of ``subjects``)."""
+        shard = self.shard_of(subjects)
+        if shard is not None:
+            sql = local_sql(sql, self._database)
         try:
-            return self._engine().execute(sql)
+            return self._engine(shard).execute(sql)
         except ServiceUnavailable:
-            self._local.engine = None
+            self._local.engines.pop(shard, None)
             raise
         except ServerException as exc:
             if exc.code in _NOT_INITIALISED:
@@ -64,8 +103,8 @@ class Reader:
                 ) from exc
             raise
 
-    async def rows(self, sql: str) -> list[Row]:
-        return await run_in_threadpool(self.run, sql)
+    async def rows(self, sql: str, subjects: Collection[str] | None = None) -> list[Row]:
+        return await run_in_threadpool(self.run, sql, subjects)
 
     async def insert(
         self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
@@ -76,7 +115,7 @@ class Reader:
             try:
                 self._engine().insert(table, columns, rows)
             except ServiceUnavailable:
-                self._local.engine = None
+                self._local.engines.pop(None, None)
                 raise
 
         await run_in_threadpool(write)

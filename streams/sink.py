@@ -295,6 +295,12 @@ class MeteringSink:
             for partition in partitions:
                 self._next_offset.pop(partition, None)
 
+    def close(self) -> None:
+        """Close the connection to every shard (the next write opens them again)."""
+        with self._lock:
+            for shard in self._shards:
+                shard.reset_connection()
+
     # -- step 3 ---------------------------------------------------------------------------
     def finish(self, plan: BatchPlan, store: SeenStore) -> None:
         store.put_many(plan.seen)

@@ -37,6 +37,7 @@ __all__ = [
     "SHARDED_TABLES",
     "ClusterLayout",
     "Replica",
+    "local_sql",
     "shard_database",
     "shard_of",
 ]
@@ -64,6 +65,17 @@ def shard_of(subject: str, shards: int) -> int:
         return 0
     digest = hashlib.md5(subject.encode(), usedforsecurity=False).digest()
     return int.from_bytes(digest[:8], "big") % shards
+
+
+def local_sql(sql: str, database: str) -> str:
+    """``sql`` reading a shard's own tables instead of the ``Distributed`` ones: what one
+    server of a shard answers for the subjects it holds (a one-customer read)."""
+    prefixes = "|".join(SHARDED_TABLES)
+    return re.sub(
+        rf"(?<![\w.`]){re.escape(database)}\.(?=(?:{prefixes})\w*\b)",
+        f"{shard_database(database)}.",
+        sql,
+    )
 
 
 def shard_of_sql(column: str, shards: int) -> Statement:

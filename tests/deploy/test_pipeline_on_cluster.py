@@ -21,17 +21,23 @@ from pathlib import Path
 
 import pytest
 
+from api.services import Reader
 from ingest.telemetry import Telemetry, generate
+from schemas.metering.definitions import load_meters
 from schemas.settings import Settings
-from schemas.storage.cluster import ClusterLayout, shard_database, shard_of
-from schemas.storage.engine import ServerEngine
+from schemas.storage.cluster import ClusterLayout, local_sql, shard_database, shard_of
+from schemas.storage.engine import ServerEngine, shard_engines
 from schemas.storage.events_table import EventsTable
+from schemas.storage.usage import UsageRead
 from schemas.storage.windows_table import WindowsTable
+from schemas.wire import encode_event, event_key
 from streams.progress import consumer_lag
+from streams.sink import MeteringSink, Record
 from tests.conftest import WorkerProcess, wait_until
 from tests.deploy.conftest import Cluster, stack_cluster
 from tests.e2e.pipeline_kit import OCTOBER, SUBJECTS, prepare, send, stored_totals, wait_caught_up
 from tests.e2e.test_meters import members_with_partitions
+from tests.streams.sink_kit import Store
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.cluster]
 
@@ -204,4 +210,67 @@ def test_two_then_three_workers_share_the_partitions_exactly(
     )
     assert raw == [(sum(p.unique for p in parts),)]
     assert_placed_and_replicated(cluster, settings, unique_per_subject(*parts))
+    engine.close()
+
+
+def test_a_one_customer_read_is_answered_by_its_shard_alone(
+    cluster: Cluster, on_cluster: Settings
+) -> None:
+    """The API's reader sends a read about one customer's subjects to the shard that
+    holds them, on its own tables; the answer equals the read through the ``Distributed``
+    tables and the generated truth, and the other shard holds none of those rows."""
+    settings = on_cluster
+    engine = prepare(settings)
+    meters = load_meters(settings.meters_file)
+    telemetry = generate(SUBJECTS, OCTOBER, timedelta(days=31), 200, seed=91)
+    factories = shard_engines(settings)
+    assert factories is not None
+    assert len(factories) == cluster.shards
+    sink = MeteringSink(
+        namespace=settings.namespace,
+        meters=meters,
+        engine_factory=factories[0],
+        database=shard_database(settings.clickhouse_database),
+        shards=factories,
+    )
+    now_ms = int(time.time() * 1000)
+    records = [
+        Record("events", 0, i, now_ms, event_key(e), encode_event(e))
+        for i, e in enumerate(telemetry.events)
+    ]
+    plan = sink.plan(records, Store())
+    sink.write(plan)
+    sink.close()
+
+    spanning_reader = Reader(lambda: ServerEngine.of(settings))
+    # routed reads never touch the reader's own server: here it does not even exist
+    reader = Reader(
+        lambda: ServerEngine(settings.clickhouse_host, 1),
+        shards=lambda: shard_engines(settings),
+        database=settings.clickhouse_database,
+    )
+    assert reader.shard_of(SUBJECTS) is None  # the five customers live on both shards
+    start, end = OCTOBER, OCTOBER + timedelta(days=31)
+    for subject in SUBJECTS:
+        read = UsageRead(
+            settings.namespace,
+            settings.clickhouse_database,
+            meters,
+            tuple(sorted(meters.slugs())),
+            int(start.timestamp()),
+            int(end.timestamp()),
+            subjects=(subject,),
+        )
+        own = shard_of(subject, cluster.shards)
+        assert reader.shard_of([subject]) == own
+        routed = read.collect([reader.run(sql, [subject]) for sql in read.statements()])
+        spanning = read.collect([spanning_reader.run(sql) for sql in read.statements()])
+        truth = {m: v for (s, m), v in telemetry.truth.items() if s == subject}
+        assert routed == spanning == {subject: truth}
+        other = factories[1 - own]()
+        for sql in read.statements():
+            assert other.execute(local_sql(sql, settings.clickhouse_database)) == []
+        other.close()
+    reader.close()
+    spanning_reader.close()
     engine.close()
