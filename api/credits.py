@@ -24,7 +24,8 @@ from datetime import datetime
 from decimal import Decimal
 
 from api.problems import HttpProblem, invalid
-from invoicing.credits import CreditBook, Grant, GrantState
+from invoicing.credit_grants import Grant
+from invoicing.credits import CreditBook, GrantState
 from invoicing.grants import LAST_MS
 from rating.money import round_money
 from schemas.errors import InvalidInput

@@ -17,7 +17,8 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
-from invoicing.credits import CreditBook, EntryKind, Grant, LedgerEntry, Rollover, grant_entry
+from invoicing.credit_grants import EntryKind, Grant, LedgerEntry, Rollover, grant_entry
+from invoicing.credits import CreditBook
 from invoicing.document import CreditLine, InvoiceDocument
 from rating.money import minor_units
 from schemas.errors import InvariantViolated

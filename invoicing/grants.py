@@ -14,7 +14,7 @@ from collections.abc import Collection, Mapping
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
-from invoicing.credits import Grant, Rollover
+from invoicing.credit_grants import Grant, Rollover
 from rating.money import is_currency, minor_units
 from schemas.errors import InvalidInput, Problem
 from schemas.timeutil import from_ms, parse_instant

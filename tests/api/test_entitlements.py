@@ -235,8 +235,8 @@ def test_the_credit_holder_hint_changes_no_answer(world: World) -> None:
     other meters at once or after the ledger: a hint that misses acme's credit (granted
     straight into the ledger, as another replica would) and one that wrongly names
     globex give the answers a fresh hint gives, and each check corrects it."""
+    from invoicing.credit_grants import Grant
     from invoicing.credit_ledger import record_grant
-    from invoicing.credits import Grant
 
     world.seeder.add("acme", "api_calls", early(world), ["1"] * 60)
     world.seeder.add("acme", "llm_tokens", early(world), ["1000"])

@@ -5,10 +5,10 @@ from decimal import Decimal
 
 from api.credits import balance_json
 from api.estimates import CustomerEstimate, credit_json, current_period, estimate, with_credit
+from invoicing.credit_grants import Grant
 from invoicing.credits import (
     CreditBook,
     CreditDue,
-    Grant,
     apply_credits,
     consumption_entries,
     credit_held,

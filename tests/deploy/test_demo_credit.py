@@ -15,8 +15,9 @@ from types import SimpleNamespace
 import orjson
 import pytest
 
+from invoicing.credit_grants import Grant
 from invoicing.credit_ledger import record_entries, record_grant
-from invoicing.credits import CreditApplied, CreditDue, Grant, consumption_entries
+from invoicing.credits import CreditApplied, CreditDue, consumption_entries
 from invoicing.document import InvoiceDocument
 from invoicing.periods import month_period
 from invoicing.plan import plan_subscription

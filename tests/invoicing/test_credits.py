@@ -11,16 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from invoicing.credits import (
-    CreditBook,
-    CreditDue,
-    EntryKind,
-    Grant,
-    Rollover,
-    apply_credits,
-    consumption_entries,
-    void_entry,
-)
+from invoicing.credit_grants import EntryKind, Grant, Rollover
+from invoicing.credits import CreditBook, CreditDue, apply_credits, consumption_entries, void_entry
 from invoicing.grants import DEFAULT_PRIORITY, parse_grant
 from schemas.errors import InvalidInput
 

@@ -9,14 +9,8 @@ from decimal import Decimal
 
 import pytest
 
-from invoicing.credits import (
-    CreditBook,
-    CreditDue,
-    Grant,
-    Rollover,
-    apply_credits,
-    consumption_entries,
-)
+from invoicing.credit_grants import Grant, Rollover
+from invoicing.credits import CreditBook, CreditDue, apply_credits, consumption_entries
 from invoicing.grants import parse_grant
 from rating.money import format_decimal
 from schemas.errors import InvalidInput

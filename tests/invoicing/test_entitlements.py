@@ -8,7 +8,8 @@ from decimal import Decimal as D
 
 import pytest
 
-from invoicing.credits import CreditBook, CreditHeld, Grant, credit_held
+from invoicing.credit_grants import Grant
+from invoicing.credits import CreditBook, CreditHeld, credit_held
 from invoicing.entitlements import (
     Decision,
     FeatureKind,

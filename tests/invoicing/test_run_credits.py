@@ -11,8 +11,8 @@ from decimal import Decimal
 import orjson
 import pytest
 
+from invoicing.credit_grants import Grant
 from invoicing.credit_ledger import read_book, record_grant
-from invoicing.credits import Grant
 from invoicing.document import CreditLine, InvoiceDocument
 from invoicing.documents import lines_csv, render_html
 from invoicing.ledger import rows_from_document, void_invoice
