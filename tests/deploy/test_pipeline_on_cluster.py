@@ -29,13 +29,20 @@ from schemas.storage.cluster import ClusterLayout, local_sql, shard_database, sh
 from schemas.storage.engine import ServerEngine, shard_engines
 from schemas.storage.events_table import EventsTable
 from schemas.storage.usage import UsageRead
-from schemas.storage.windows_table import WindowsTable
 from schemas.wire import encode_event, event_key
 from streams.progress import consumer_lag
 from streams.sink import MeteringSink, Record
 from tests.conftest import WorkerProcess, wait_until
 from tests.deploy.conftest import Cluster, stack_cluster
-from tests.e2e.pipeline_kit import OCTOBER, SUBJECTS, prepare, send, stored_totals, wait_caught_up
+from tests.e2e.pipeline_kit import (
+    OCTOBER,
+    SUBJECTS,
+    prepare,
+    send,
+    stored_totals,
+    wait_caught_up,
+    wait_some_stored,
+)
 from tests.e2e.test_meters import members_with_partitions
 from tests.streams.sink_kit import Store
 
@@ -135,19 +142,13 @@ def test_a_clickhouse_replica_killed_mid_stream_loses_no_event_and_counts_none_t
     second = generate(SUBJECTS, OCTOBER, timedelta(days=31), 1500, seed=72, id_prefix="b-")
     (tmp_path / "logs").mkdir()
     workers = WorkerProcess(settings, tmp_path / "logs")
-    windows = WindowsTable(settings.clickhouse_database)
     # replica 1 of shard 1: the one the worker writes the shard through first (and the
     # server the readers ask); replica 2: the one that only receives the shard's copies
     victim = cluster.clickhouse[(1, replica)]
     try:
         send(settings, first)
         workers.start()
-
-        def some_stored() -> bool:
-            progress = engine.execute(windows.progress(settings.namespace).to_sql())
-            return sum(int(o) + 1 for _, o in progress) > 0
-
-        wait_until(some_stored, 120, "the worker to store part of the stream", every=0.05)
+        wait_some_stored(settings, engine)
         killed = time.monotonic()
         cluster.kill(victim)
         send(settings, second)

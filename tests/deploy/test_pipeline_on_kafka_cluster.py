@@ -16,10 +16,17 @@ from confluent_kafka.admin import AdminClient
 from ingest.telemetry import generate
 from schemas.settings import Settings
 from schemas.storage.events_table import EventsTable
-from schemas.storage.windows_table import WindowsTable
-from tests.conftest import WorkerProcess, wait_until
+from tests.conftest import WorkerProcess
 from tests.deploy.conftest import Cluster
-from tests.e2e.pipeline_kit import OCTOBER, SUBJECTS, prepare, send, stored_totals, wait_caught_up
+from tests.e2e.pipeline_kit import (
+    OCTOBER,
+    SUBJECTS,
+    prepare,
+    send,
+    stored_totals,
+    wait_caught_up,
+    wait_some_stored,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.cluster]
 
@@ -45,16 +52,10 @@ def test_a_broker_killed_mid_stream_loses_no_event_and_counts_none_twice(
     second = generate(SUBJECTS, OCTOBER, timedelta(days=31), 1500, seed=62, id_prefix="b-")
     (tmp_path / "logs").mkdir()
     workers = WorkerProcess(settings, tmp_path / "logs")
-    windows = WindowsTable(settings.clickhouse_database)
     try:
         send(settings, first)
         workers.start()
-
-        def some_stored() -> bool:
-            progress = engine.execute(windows.progress(settings.namespace).to_sql())
-            return sum(int(o) + 1 for _, o in progress) > 0
-
-        wait_until(some_stored, 120, "the worker to store part of the stream", every=0.05)
+        wait_some_stored(settings, engine)
         victim = events[0].leader
         cluster.kill(cluster.kafka[victim])
         send(settings, second)  # acks=all: on the two brokers left, min.insync 2

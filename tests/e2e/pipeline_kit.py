@@ -26,6 +26,7 @@ from schemas.settings import Settings
 from schemas.storage.bootstrap import ensure_schema
 from schemas.storage.engine import ServerEngine
 from schemas.storage.events_table import EventsTable, LineEvents
+from schemas.storage.windows_table import WindowsTable
 from schemas.timeutil import format_ms
 from streams.progress import consumer_lag
 from streams.reconcile import stored_totals as totals_of
@@ -62,6 +63,17 @@ def wait_caught_up(settings: Settings, workers: WorkerProcess, timeout: float = 
         return lag.produced > 0 and lag.total == 0
 
     wait_until(done, timeout, "the worker to commit every record")
+
+
+def wait_some_stored(settings: Settings, engine: ServerEngine, timeout: float = 120) -> None:
+    """Until the windows hold part of the stream (a worker has written at least once)."""
+    windows = WindowsTable(settings.clickhouse_database)
+
+    def some_stored() -> bool:
+        progress = engine.execute(windows.progress(settings.namespace).to_sql())
+        return sum(int(o) + 1 for _, o in progress) > 0
+
+    wait_until(some_stored, timeout, "the worker to store part of the stream", every=0.05)
 
 
 def bill_october(settings: Settings, engine: ServerEngine) -> RunResult:
