@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
 from schemas.errors import ServiceUnavailable
+from schemas.storage import driver
 from schemas.storage.sql import values_literal
 
 if TYPE_CHECKING:
@@ -65,6 +66,7 @@ class ServerEngine:
     ) -> None:
         from clickhouse_driver import Client
 
+        driver.install()
         self._client = Client(
             host=host,
             port=port,
@@ -94,12 +96,14 @@ class ServerEngine:
             ) from exc
 
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        """One INSERT, sent as one block: the rows land together or not at all."""
+        """One INSERT, sent as one block: the rows land together or not at all (sent as
+        columns, ``schemas.storage.driver``)."""
         if not rows:
             return
         sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES"
+        data = driver.columns_of(rows)
         try:
-            self._client.execute(sql, rows, types_check=False)
+            self._client.execute(sql, data, types_check=False, columnar=True)
         except _lost() as exc:
             raise ServiceUnavailable(
                 f"ClickHouse at {self.host}:{self.port} is unreachable ({exc})"

@@ -1,0 +1,75 @@
+"""How rows reach clickhouse-driver on the worker's write path (pure, but for the one
+driver hook it installs).
+
+Two costs of the driver's row inserts showed in the worker's profile (``docs/benchmarks.md``,
+*Scaling the worker*), and both are paid per cell in Python:
+
+* a row-oriented insert is transposed by the driver one column at a time
+  (``[row[i] for row in rows]`` per column); :func:`columns_of` transposes in C
+  (``zip``) and the insert is sent ``columnar``;
+* a ``Decimal`` column converts every value with ``int(Decimal(str(value)) * 10**scale)``:
+  a text round trip per value.  :func:`scaled` gives the same integer with one
+  ``Decimal.scaleb``: multiplying by a power of ten and rounding to the context's
+  precision is what both do, so the integer is identical (property-tested against the
+  driver's own conversion in ``tests/schemas/test_driver.py``).  Values that are not
+  ``Decimal`` (floats, ints) and columns of scale 0 keep the driver's conversion.
+
+:func:`install` puts :func:`scaled` in place of the driver's conversion once per process;
+``ServerEngine`` calls it.  If the driver's class no longer has the method this replaces,
+nothing is installed and the driver's own conversion runs (slower, same result).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+__all__ = ["columns_of", "install", "scaled"]
+
+_installed = False
+
+
+def columns_of(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    """Rows to columns (lists: the driver converts some columns in place)."""
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+def scaled(column: Any, items: list[Any], nulls_map: Sequence[bool] | None = None) -> None:
+    """``DecimalColumn.before_write_items``: each value as the integer the column stores."""
+    scale = column.scale
+    if scale < 1:
+        _DRIVER_CONVERSION(column, items, nulls_map)
+        return
+    if not nulls_map and all(type(item) is Decimal for item in items):
+        items[:] = [int(item.scaleb(scale)) for item in items]  # the worker's columns
+        return
+    null_value = column.null_value
+    power = 10**scale
+    for i, item in enumerate(items):
+        if nulls_map and nulls_map[i]:
+            items[i] = null_value
+        elif type(item) is Decimal:
+            items[i] = int(item.scaleb(scale))
+        else:
+            items[i] = int(Decimal(str(item)) * power)
+
+
+def install() -> None:
+    global _installed, _DRIVER_CONVERSION
+    if _installed:
+        return
+    from clickhouse_driver.columns.decimalcolumn import DecimalColumn
+
+    original = DecimalColumn.__dict__.get("before_write_items")
+    if original is not None:
+        _DRIVER_CONVERSION = original
+        DecimalColumn.before_write_items = scaled
+    _installed = True
+
+
+def _unset(column: Any, items: list[Any], nulls_map: Sequence[bool] | None = None) -> None:
+    raise RuntimeError("schemas.storage.driver.scaled runs only after install()")
+
+
+_DRIVER_CONVERSION: Any = _unset
