@@ -144,11 +144,18 @@ class TableSeenStore:
             by_partition.setdefault(record.partition, []).append((key, record))
         for partition, kept in by_partition.items():
             offsets = [record.offset for _, record in kept]
-            value = {
-                "e": [[key, r.offset, r.index, r.content_hash, r.ingested_ms] for key, r in kept]
-            }
+            value = orjson.dumps(
+                {"e": [[key, r.offset, r.index, r.content_hash, r.ingested_ms] for key, r in kept]}
+            )
             table_key = f"{partition}:{min(offsets)}-{max(offsets)}".encode()
-            self.table.put_at(table_key, orjson.dumps(value), partition)
+            self.index.prepare(  # the index need not read the chunk back
+                value,
+                [
+                    (key, partition, r.offset, r.index, r.content_hash, r.ingested_ms)
+                    for key, r in kept
+                ],
+            )
+            self.table.put_at(table_key, value, partition)
 
     def invalidate(self) -> None:
         """The assignment changed or a recovery ended: purge the partitions owned now."""

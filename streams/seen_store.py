@@ -18,6 +18,8 @@ Invariants:
 1. Index entries derive from the chunk bytes alone, on every path that writes a chunk:
    through the table (:meth:`SeenIndexStore._set`, after Faust queued the changelog
    message) and through the changelog (:meth:`apply_changelog_batch`: restores, standbys).
+   The writer hands over the entries it encoded the bytes from (:meth:`prepare`), used
+   only when the bytes written are equal to theirs, so it need not read them back.
 2. The index is written first, except that a chunk deleted through the table (the purge)
    goes before its index entries.  A restored chunk is written with its offset.
 3. An index entry points at the chunk that wrote it last; removing a chunk removes only
@@ -102,6 +104,7 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
         self._assigned: set[int] | None = None  # None: not in a consumer group (tests, bench)
         self._owned: frozenset[int] | None = None  # owned (purged) partitions; None: all
         self._owned_known = False
+        self._prepared: tuple[bytes, list[Entry]] | None = None
 
     # -- lookups ------------------------------------------------------------------------
     def lookup(self, key: str) -> SeenRecord | None:
@@ -117,6 +120,12 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
         if value is None:
             return None
         return unpack(value, key_bytes)
+
+    def prepare(self, value: bytes, entries: list[Entry]) -> None:
+        """The entries of the chunk ``value`` about to be written through the table, as
+        :func:`~streams.seen_codec.raw_entries` would read them from ``value``: the write
+        indexes them without reading the bytes back (only if it is given equal bytes)."""
+        self._prepared = (value, entries)
 
     def expired(self, threshold_ms: int, limit: int | None = None) -> list[tuple[bytes, int, int]]:
         """``(chunk key, partition, events)`` of owned chunks whose newest event was
@@ -180,7 +189,13 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
         changes = WriteBatch(raw_mode=True)
         self._unindex(changes, index, partition, key)
         if value is not None:
-            self._index_chunk(changes, index, partition, key, value)
+            prepared, self._prepared = self._prepared, None
+            entries = (
+                prepared[1]
+                if prepared is not None and prepared[0] == value
+                else _entries_or_log(key, value)
+            )
+            self._index_chunk(changes, index, partition, key, entries)
         table = WriteBatch(raw_mode=True)
         if value is None:
             table.delete(key)
@@ -197,9 +212,12 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
 
     @staticmethod
     def _index_chunk(
-        batch: WriteBatch, index: SeenDatabases, partition: int, chunk_key: bytes, value: bytes
+        batch: WriteBatch,
+        index: SeenDatabases,
+        partition: int,
+        chunk_key: bytes,
+        entries: list[Entry],
     ) -> None:
-        entries = _entries_or_log(chunk_key, value)
         if not entries:
             return
         hashes = []
@@ -345,6 +363,7 @@ def _entries_or_log(chunk_key: bytes, value: bytes) -> list[Entry]:
 
 class SeenIndex(Protocol):
     def lookup(self, key: str) -> SeenRecord | None: ...
+    def prepare(self, value: bytes, entries: list[Entry]) -> None: ...
     def expired(
         self, threshold_ms: int, limit: int | None = None
     ) -> list[tuple[bytes, int, int]]: ...
@@ -376,6 +395,9 @@ class ScanIndex:
             if entries and max(e[5] for e in entries) < threshold_ms:
                 out.append((table_key, entries[0][1], len(entries)))
         return out[:limit]
+
+    def prepare(self, value: bytes, entries: list[Entry]) -> None:
+        """Nothing to prepare: lookups read the table itself."""
 
     def refresh(self) -> None:
         pass

@@ -392,3 +392,37 @@ def test_a_purge_in_slices_drops_the_oldest_first_and_finishes(opened: Opened) -
     assert opened.seen.purge(5_000, max_entries=2) == 1
     assert opened.seen.purge(5_000, max_entries=2) == 0
     assert opened.seen.get("fresh") == rec(1, 9, 9_000)
+
+
+def index_contents(store: SeenIndexStore) -> list[list[tuple[bytes, bytes]]]:
+    index = store._opened_index()
+    return [list(family.items()) for family in (index.seen, index.chunks, index.expiry)]
+
+
+def test_the_writer_indexes_prepared_entries_exactly_as_a_restore_reads_the_bytes(
+    tmp_path: Path,
+) -> None:
+    """The writer indexes the entries it prepared instead of reading the chunk back: the
+    index must equal one a restore builds from the changelog bytes alone."""
+    writer = open_store(tmp_path / "writer")
+    writer.seen.put_many(
+        [("a", rec(0, 10)), ("b", rec(0, 11, index=2)), ("c", rec(3, 5, T0 + 9, digest="x"))]
+    )
+    writer.seen.put_many([("d", rec(0, 12, T0 + 5)), ("a", rec(0, 13, T0 + 7, digest="y"))])
+    restored = open_store(tmp_path / "restored")
+    restore(
+        restored.store,
+        *(Message(p or 0, n, k, v) for n, (p, k, v) in enumerate(writer.table.sent)),
+    )
+    assert index_contents(writer.store) == index_contents(restored.store)
+    assert writer.seen.get("a") == rec(0, 13, T0 + 7, digest="y")
+
+
+def test_prepared_entries_are_ignored_unless_the_written_bytes_are_theirs(
+    opened: Opened,
+) -> None:
+    value = orjson.dumps({"e": [["real", 10, 0, "d", T0]]})
+    opened.store.prepare(value + b" ", [("bogus", 0, 99, 0, "z", T0)])
+    opened.table.put_at(b"0:10-10", value, 0)
+    assert opened.seen.get("real") == rec(0, 10)
+    assert opened.seen.get("bogus") is None
