@@ -1,12 +1,17 @@
 """The stream stage of ``make bench`` alone, with its same-run baseline.
 
     python bench/stream_stage.py [--events-per-subject 10000] [--repeats 2] [--workers 1]
+                                 [--baseline-code DIR]
 
 Produces the generated telemetry (20 subjects, 10 % duplicates, packed records) into
 fresh topics, times the bare confluent-kafka consume + orjson baseline on them, then one
 supervised worker (``python -m streams worker``) per run: events/s from the first stored
 event to the last, the worker's process CPU per event (supervisor and child, every
 thread) and exact totals.  Prints one JSON line per stage; everything is deleted after.
+
+``--baseline-code DIR`` runs the same stage a second time with the worker started from
+another checkout (``git worktree add DIR <commit>``), on the same topics in the same run:
+the same-run ablation a change to the worker's hot path is measured with.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ def main() -> int:
     parser.add_argument("--events-per-subject", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--baseline-code", type=Path, default=None)
     args = parser.parse_args()
     with bench_pipeline.isolated_bench(
         events_per_subject=args.events_per_subject, seed=7, repeats=args.repeats, partitions=4
@@ -40,6 +46,12 @@ def main() -> int:
                 f"stream stage, {args.workers} worker(s)", lambda: bench.stream(args.workers)
             ),
         }
+        if args.baseline_code is not None:
+            root = args.baseline_code.resolve()
+            out["stream_baseline_code"] = stage(
+                f"stream stage, code in {root}",
+                lambda: bench.stream(args.workers, worker_root=root),
+            )
     base, stream = out["consume_baseline"], out["stream"]
     out["ratio_events_per_s"] = stream["median"] / base["median"]
     out["ratio_cpu_per_event"] = (
@@ -49,7 +61,21 @@ def main() -> int:
         if isinstance(value, dict):
             value = {k: v for k, v in value.items() if k != "checks"}
         print(json.dumps({name: value}, default=str))
-    return 0 if stream["exact"] else 1
+    if "stream_baseline_code" in out:
+        old = out["stream_baseline_code"]
+        print(
+            json.dumps(
+                {
+                    "against_baseline_code": {
+                        "cpu_per_event": stream["cpu_us_per_event"]["median"]
+                        / old["cpu_us_per_event"]["median"],
+                        "events_per_s": stream["median"] / old["median"],
+                    }
+                }
+            )
+        )
+    exact = stream["exact"] and out.get("stream_baseline_code", stream)["exact"]
+    return 0 if exact else 1
 
 
 if __name__ == "__main__":
