@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 export METERLINE_HOME ?= $(HOME)/.cache/meterline
 
-.PHONY: help install up down status lint fmt test test-unit test-cluster demo run bench bench-state bench-alerts bench-entitlements bench-scaleout chaos soak stress reset clean tools browser api
+.PHONY: help install up down status lint fmt test test-unit test-cluster demo run bench bench-state bench-alerts bench-entitlements bench-scaleout bench-worker chaos soak stress reset clean tools browser api
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -129,6 +129,16 @@ bench-alerts: install up ## Alert latency at 10k events/s and once-only through 
 bench-scaleout: install ## Events/s and CPU per event for 1, 2 and 3 workers on the cluster topology, and one shard's write rate (EVENTS=, REPEATS=; about 15 min)
 	$(PY) deploy/stack.py up --topology cluster
 	set -a && eval "$$($(PY) deploy/stack.py env --topology cluster)" && $(PY) bench/bench_scaleout.py --events-per-subject $${EVENTS:-10000} --repeats $${REPEATS:-3}
+
+bench-worker: install up ## The worker's CPU per event: its per-chunk path in one process, then the real worker (BASELINE=<commit> for a same-run ablation; about 5-12 min)
+	@if [ -n "$${BASELINE:-}" ]; then \
+		rm -rf .bench-baseline && git worktree add --detach .bench-baseline $$BASELINE >/dev/null && \
+		$(PY) bench/hot_path.py --rounds 3 --baseline-code .bench-baseline && \
+		$(PY) bench/stream_stage.py --repeats 3 --baseline-code .bench-baseline; \
+		rc=$$?; git worktree remove --force .bench-baseline; exit $$rc; \
+	else \
+		$(PY) bench/hot_path.py --rounds 3 && $(PY) bench/stream_stage.py --repeats 3; \
+	fi
 
 bench-entitlements: install up ## Entitlement check p50/p95/p99 with 10k customers and a month of windows, against /whoami (CUSTOMERS=, REQUESTS=; about 6 min)
 	$(PY) bench/bench_entitlements.py --customers $${CUSTOMERS:-10000} --requests $${REQUESTS:-2000}
