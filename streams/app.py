@@ -65,6 +65,9 @@ EXIT_SKIPPED = 71
 RESTARTABLE_EXITS = (EXIT_SINK_FAILED, EXIT_SKIPPED)
 PURGE_SLICE = 20
 """Table entries (chunks, of up to ``worker_batch_max`` events each) purged per slice."""
+RESTORE_BATCH = 20
+"""Changelog messages (chunks) a restore applies at a time: ~1.5 s of the event loop at
+5,000 keys a chunk, so heartbeats keep flowing and report the restore's progress."""
 PURGE_SLICES = 10_000
 
 
@@ -258,6 +261,7 @@ def create_worker(
         horizon_ms=int(settings.dedupe_horizon_days * 86_400_000),
         late_grace_ms=int(settings.late_grace_seconds * 1000),
     )
+    state = WorkerState()
     seen_table = app.tables.add(
         PositionedTable(
             app,
@@ -265,10 +269,14 @@ def create_worker(
             partitions=settings.events_partitions,
             key_type=bytes,
             value_type=bytes,
+            options={"on_restored": state.count_restored},  # the watchdog's restore progress
+            # applied every RESTORE_BATCH changelog messages (Faust's default, 1000 chunks
+            # of up to 5,000 keys, would hold the event loop for a minute per batch and
+            # report restore progress only that often)
+            recovery_buffer_size=RESTORE_BATCH,
         )
     )
     store = TableSeenStore(seen_table)
-    state = WorkerState()
 
     async def reindex_after_recovery() -> None:
         # Recompute the partitions this recovery made ours (the ones the purge walks).

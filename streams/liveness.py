@@ -2,9 +2,11 @@
 
 When ``python -m streams worker`` supervises the worker, it passes the write end of a
 pipe in ``METERLINE_HEARTBEAT_FD``.  The child writes one JSON line per second from a
-task on its event loop::
+task on its event loop, from the app's first start (so also while the dedupe store is
+restored, when ``restored`` counts the changelog messages applied so far)::
 
-    {"ready": true, "assigned": [0, 1, 2, 3], "writing_s": null, "metrics_port": 41233}
+    {"ready": true, "assigned": [0, 1, 2, 3], "writing_s": null, "metrics_port": 41233,
+     "records": 120, "restored": 0}
 
 Because the line is written by the event loop itself, a wedged loop shows up as silence;
 a loop that runs but fetches nothing shows up in the committed offsets, which the
@@ -19,6 +21,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +41,11 @@ class WorkerState:
     writing_since: float | None = None
     metrics_port: int = 0
     records: int = 0
+    restored: int = 0
+    """Changelog messages the dedupe store has applied (restores and standbys)."""
+
+    def count_restored(self, messages: int) -> None:
+        self.restored += messages
 
     def writing_s(self, now: float) -> float | None:
         return None if self.writing_since is None else now - self.writing_since
@@ -53,6 +61,7 @@ def encode_heartbeat(state: WorkerState, ready: bool, now: float) -> bytes:
                 "writing_s": None if writing is None else round(writing, 3),
                 "metrics_port": state.metrics_port,
                 "records": state.records,
+                "restored": state.restored,
             }
         )
         + b"\n"
@@ -87,12 +96,25 @@ def supervise_from_child(app: Any, state: WorkerState, topic: str, failpoint: st
         state.metrics_port = int(server.server_port)
         fd = int(fd_text)
 
-        async def beat() -> None:
-            await heartbeat_task(app, state, fd)
-
-        app.task(beat)
+        _from_first_start(app, lambda: heartbeat_task(app, state, fd))
     if failpoint:
         _install_failpoint(app, state, topic, failpoint)
+
+
+def _from_first_start(app: Any, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run ``run()`` on the app's event loop from the app's first start, stopped with it.
+
+    Not ``app.task``: Faust starts those only once its changelog recovery is complete,
+    and the heartbeat must flow during a recovery (a restore of the whole dedupe horizon
+    takes minutes) so that the watchdog can tell a restore that advances from one that
+    hangs."""
+    first_start = app.on_first_start
+
+    async def on_first_start() -> None:
+        app.add_future(run())
+        await first_start()
+
+    app.on_first_start = on_first_start
 
 
 def _install_failpoint(app: Any, state: WorkerState, topic: str, failpoint: str) -> None:

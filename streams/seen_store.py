@@ -56,7 +56,7 @@ from __future__ import annotations
 import logging
 import re
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -94,10 +94,14 @@ _SYNCED.sync = True
 class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped here
     """Faust's rocksdb store, plus the worker's dedupe index (module docstring).
 
-    The table's ``options`` may carry ``limits`` (:class:`StoreLimits`)."""
+    The table's ``options`` may carry ``limits`` (:class:`StoreLimits`) and
+    ``on_restored``, called with the number of changelog messages each restored batch
+    applied (the worker's heartbeat reports it: a long restore is progress)."""
 
     def __init__(self, url: Any, app: Any, table: Any, **kwargs: Any) -> None:
-        limits = (kwargs.get("options") or {}).get("limits") or StoreLimits()
+        options = kwargs.get("options") or {}
+        limits = options.get("limits") or StoreLimits()
+        self._on_restored: Callable[[int], None] | None = options.get("on_restored")
         super().__init__(url, app, table, driver="rocksdict", **kwargs)
         self.rocksdb_options = SeenOptions(limits)
         self._index: SeenDatabases | None = None
@@ -177,11 +181,15 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
     def apply_changelog_batch(self, batch: Iterable[Any], to_key: Any, to_value: Any) -> None:
         """Restore (active or standby): each message, its index first, then the chunk
         with its offset."""
+        applied = 0
         for event in batch:
             message = event.message
             if message.key is None:
                 raise TypeError(f"Changelog entry is missing key: {message}")
             self._apply(message.partition, message.key, message.value, message.offset)
+            applied += 1
+        if self._on_restored is not None and applied:
+            self._on_restored(applied)
 
     def _apply(self, partition: int, key: bytes, value: bytes | None, offset: int | None) -> None:
         index = self._opened_index()

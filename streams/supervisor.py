@@ -103,6 +103,7 @@ class _Child:
     metrics_port: int = 0
     ready: bool = False
     records: int = 0
+    restored: int = 0
 
     def read_beats(self) -> list[dict[str, Any]]:
         """Complete heartbeat lines available now (non-blocking)."""
@@ -241,6 +242,7 @@ class Supervisor:
             ready=bool(beat.get("ready")),
             assigned=frozenset(int(p) for p in beat.get("assigned") or ()),
             writing_s=None if writing is None else float(writing),
+            restored=int(beat.get("restored") or 0),
         )
         if heartbeat.ready != child.ready:
             log.info(
@@ -252,6 +254,7 @@ class Supervisor:
         child.ready = heartbeat.ready
         child.metrics_port = int(beat.get("metrics_port") or 0)
         child.records = int(beat.get("records") or 0)
+        child.restored = heartbeat.restored
         self.metrics.up.set(1 if heartbeat.ready else 0)
         self.watchdog.heartbeat(now, heartbeat)
 
@@ -304,6 +307,7 @@ class Supervisor:
             "ready": bool(child is not None and child.ready),
             "assigned": sorted(self.watchdog.last.assigned) if self.watchdog.last else [],
             "child_records_metered": child.records if child is not None else 0,
+            "child_changelog_restored": child.restored if child is not None else 0,
             "lag": self.watchdog.lag,
             "seconds_without_progress": round(now - self.watchdog.progress_at, 1),
             "loop_age_s": round(now - self._beat_loop, 1) if self._beat_loop else None,

@@ -16,8 +16,10 @@ The rules, each with its own deadline (:class:`Limits`):
 ``no_heartbeat``
     no heartbeat for ``heartbeat_s`` — the event loop is wedged or the process stopped.
 ``not_ready``
-    not ready for ``startup_s`` since it started or since it last lost readiness — a
-    rebalance or a changelog restore that never ends.
+    not ready for ``startup_s`` since it started, since it last lost readiness, or since
+    its changelog restore last applied a message — a rebalance or a restore that never
+    ends.  A restore that keeps applying messages is progress, however long it takes (an
+    empty state directory restores the whole dedupe horizon: 322 s for 20M keys here).
 ``stalled``
     ready, its partitions have records it has not committed (lag), and no committed
     offset of them moved for ``stall_s`` — while no ClickHouse write was in progress.
@@ -66,6 +68,8 @@ class Heartbeat:
     assigned: frozenset[int]
     writing_s: float | None = None
     """How long the current ClickHouse write has been running; ``None`` when idle."""
+    restored: int = 0
+    """Changelog messages the dedupe store has applied since the child started."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +116,8 @@ class Watchdog:
         previous = self.last
         self.heartbeat_at, self.last = now, beat
         if not beat.ready:
-            if previous is None or previous.ready:
-                self.unready_since = now
+            if previous is None or previous.ready or beat.restored > previous.restored:
+                self.unready_since = now  # lost readiness, or the restore moved on
             return
         if previous is None or not previous.ready or previous.assigned != beat.assigned:
             self.progress_at = now  # (re)gained readiness or partitions: a fresh start

@@ -7,16 +7,23 @@ from __future__ import annotations
 import os
 import signal
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import httpx
+import orjson
 import pytest
+from confluent_kafka import Producer
 
 from api.server import free_port
+from ingest import UsageProducer
+from ingest.admin import TopicSpec, ensure_topics
 from ingest.telemetry import generate
+from schemas.events import UsageEvent
 from schemas.settings import Settings
+from schemas.storage.events_table import EventsTable
+from streams.dedupe import dedupe_key
 from tests.conftest import WorkerProcess, wait_until
 from tests.e2e.pipeline_kit import OCTOBER, SUBJECTS, prepare, send, stored_totals, wait_caught_up
 
@@ -136,4 +143,85 @@ def test_a_stalled_child_is_replaced_within_the_watchdog_deadline(
         truth[key] = truth.get(key, Decimal(0)) + value
     assert stored_totals(engine, settings) == truth
     assert restarts(settings).get("stalled") == 1.0
+    engine.close()
+
+
+def seed_changelog(settings: Settings, chunks_per_partition: int, chunk: int = 5000) -> int:
+    """Chunk entries on the worker's dedupe changelog, as a worker that recorded them would
+    leave them (keys ``restore-test``/``p<partition>-<n>``); the number of keys."""
+    topic = f"{settings.worker_app_id}-dedupe-changelog"
+    ensure_topics(
+        settings.kafka_bootstrap,
+        [TopicSpec(topic, settings.events_partitions, {"cleanup.policy": "compact"})],
+    )
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 20})
+    failed: list[Any] = []
+    ingested = int(time.time() * 1000)
+    for n in range(chunks_per_partition):
+        for partition in range(settings.events_partitions):
+            first = n * chunk
+            entries = [
+                [dedupe_key(settings.namespace, "restore-test", f"p{partition}-{first + i}"),
+                 first + i, 0, f"{first + i:024x}", ingested]
+                for i in range(chunk)
+            ]  # fmt: skip
+            key = f"{partition}:{first}-{first + chunk - 1}".encode()
+            while True:
+                try:
+                    producer.produce(
+                        topic,
+                        key=key,
+                        value=orjson.dumps({"e": entries}),
+                        partition=partition,
+                        on_delivery=lambda err, _msg: err is not None and failed.append(err),
+                    )
+                    break
+                except BufferError:
+                    producer.poll(0.1)
+    assert producer.flush(120) == 0
+    assert not failed, failed
+    return chunks_per_partition * settings.events_partitions * chunk
+
+
+def test_a_long_restore_reports_progress_and_is_not_replaced(
+    isolated: Settings, workers: WorkerProcess
+) -> None:
+    """An empty state directory restores the whole dedupe changelog before the worker is
+    ready.  The heartbeat flows from the child's first start, carrying the changelog
+    messages applied, and each applied batch restarts the watchdog's startup clock: the
+    child is never replaced mid-restore (it was, at the startup deadline, when heartbeats
+    began only once Faust's recovery was done), and the restored keys answer."""
+    settings = supervised(isolated, workers, worker_startup_seconds=60.0)
+    engine = prepare(settings)
+    keys = seed_changelog(settings, chunks_per_partition=20)  # 400,000 keys
+    workers.start()
+    progress: list[int] = []
+
+    def restoring() -> bool:
+        try:
+            seen = status(settings)
+        except httpx.TransportError:
+            return False  # the supervisor is not serving yet
+        if not seen["ready"] and seen["child_changelog_restored"] > 0:
+            progress.append(seen["child_changelog_restored"])
+        return bool(seen["ready"])
+
+    wait_until(restoring, 300, "the supervised worker to restore and be ready", every=0.1)
+    assert progress, "no heartbeat reported restore progress before the worker was ready"
+    assert status(settings)["child_changelog_restored"] == keys // 5000  # every chunk once
+    assert status(settings)["children_started"] == 1
+    assert not any(restarts(settings).values()), restarts(settings)
+
+    # a retry of a restored key is dropped; a new event is metered
+    at = datetime.now(UTC)
+    retry, fresh = (
+        UsageEvent(id=event_id, source="restore-test", type="api.request", subject="c0", time=at)
+        for event_id in ("p1-7", "fresh-1")
+    )
+    with UsageProducer(settings.kafka_bootstrap, settings.events_topic) as producer:
+        producer.send_many([retry, fresh])
+    count = EventsTable(settings.clickhouse_database).count(settings.namespace).to_sql()
+    wait_until(lambda: engine.execute(count)[0][0] >= 1, 120, "the new event stored")
+    wait_caught_up(settings, workers, timeout=120)
+    assert engine.execute(count)[0][0] == 1
     engine.close()

@@ -426,3 +426,25 @@ def test_prepared_entries_are_ignored_unless_the_written_bytes_are_theirs(
     opened.table.put_at(b"0:10-10", value, 0)
     assert opened.seen.get("real") == rec(0, 10)
     assert opened.seen.get("bogus") is None
+
+
+def test_each_restored_batch_reports_the_messages_it_applied(tmp_path: Path) -> None:
+    applied: list[int] = []
+    app = faust.App("seen-test", datadir=str(tmp_path), key_serializer="raw")
+    table = app.tables.add(
+        RecordingTable(
+            app,
+            name="dedupe",
+            partitions=4,
+            key_type=bytes,
+            value_type=bytes,
+            options={"limits": SMALL, "on_restored": applied.append},
+        )
+    )
+    store = table.data
+    assert isinstance(store, SeenIndexStore)
+    chunk = orjson.dumps({"e": [["a", 40, 0, "h", T0]]})
+    restore(store, Message(2, 0, b"2:40-40", chunk), Message(2, 1, b"2:40-40", None))
+    restore(store, Message(1, 0, b"1:7-7", orjson.dumps({"e": [["b", 7, 0, "h", T0]]})))
+    assert applied == [2, 1]
+    assert TableSeenStore(table).get("b") == SeenRecord(1, 7, "h", T0, 0)

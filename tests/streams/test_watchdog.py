@@ -126,6 +126,25 @@ def test_losing_readiness_starts_the_startup_clock_again() -> None:
     assert verdict.reason is Reason.NOT_READY
 
 
+def test_a_restore_that_keeps_applying_messages_is_not_replaced() -> None:
+    """An empty state directory restores the whole horizon, which can outlast the startup
+    deadline; each batch it applies restarts the clock, and a restore that stops applying
+    is replaced once the deadline passes after its last batch."""
+    dog = started()
+    for t in range(1, 400):  # a batch applied every 10 s for 400 s: six startup deadlines
+        dog.heartbeat(t, Heartbeat(ready=False, assigned=frozenset(), restored=t // 10 * 5000))
+        assert dog.verdict(t) is None, t
+    stuck = Heartbeat(ready=False, assigned=frozenset(), restored=399 // 10 * 5000)
+    for t in range(400, 451):
+        dog.heartbeat(t, stuck)
+    assert dog.verdict(450) is None  # 60 s after the last batch (at 390): at the deadline
+    dog.heartbeat(452, stuck)
+    verdict = dog.verdict(452)
+    assert verdict is not None
+    assert verdict.reason is Reason.NOT_READY
+    assert "not ready for 62s" in verdict.detail
+
+
 def test_regaining_readiness_gives_a_fresh_stall_deadline() -> None:
     dog = started()
     run(dog, 1, 10, committed=40)
