@@ -58,7 +58,7 @@ class Opened:
         return str(self.table.changelog_topic.topics[0])
 
 
-def open_store(datadir: Path) -> Opened:
+def open_store(datadir: Path, **options: Any) -> Opened:
     app = faust.App("seen-test", datadir=str(datadir), key_serializer="raw")
     table = app.tables.add(
         RecordingTable(
@@ -67,7 +67,7 @@ def open_store(datadir: Path) -> Opened:
             partitions=4,
             key_type=bytes,
             value_type=bytes,
-            options={"limits": SMALL},
+            options={"limits": SMALL, **options},
         )
     )
     return Opened(table, TableSeenStore(table))
@@ -430,21 +430,10 @@ def test_prepared_entries_are_ignored_unless_the_written_bytes_are_theirs(
 
 def test_each_restored_batch_reports_the_messages_it_applied(tmp_path: Path) -> None:
     applied: list[int] = []
-    app = faust.App("seen-test", datadir=str(tmp_path), key_serializer="raw")
-    table = app.tables.add(
-        RecordingTable(
-            app,
-            name="dedupe",
-            partitions=4,
-            key_type=bytes,
-            value_type=bytes,
-            options={"limits": SMALL, "on_restored": applied.append},
-        )
-    )
-    store = table.data
-    assert isinstance(store, SeenIndexStore)
+    opened = open_store(tmp_path, on_restored=applied.append)
+    store = opened.store
     chunk = orjson.dumps({"e": [["a", 40, 0, "h", T0]]})
     restore(store, Message(2, 0, b"2:40-40", chunk), Message(2, 1, b"2:40-40", None))
     restore(store, Message(1, 0, b"1:7-7", orjson.dumps({"e": [["b", 7, 0, "h", T0]]})))
     assert applied == [2, 1]
-    assert TableSeenStore(table).get("b") == SeenRecord(1, 7, "h", T0, 0)
+    assert opened.seen.get("b") == SeenRecord(1, 7, "h", T0, 0)
