@@ -47,7 +47,8 @@ from streams.dedupe import SeenRecord
 from streams.liveness import WorkerState, supervise_from_child
 from streams.local_state import claim_slot, state_root
 from streams.progress import resume_positions
-from streams.seen_store import SeenIndex, SeenIndexStore, index_of
+from streams.seen_index import SeenIndex
+from streams.seen_store import SeenIndexStore, index_of
 from streams.sink import (
     WRITE_DEADLINE_SECONDS,
     BatchPlan,

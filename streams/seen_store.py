@@ -58,7 +58,7 @@ import re
 import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from faust.stores import rocksdb
 from rocksdict import (
@@ -80,9 +80,10 @@ from streams.seen_codec import (
     raw_entries,
     unpack,
 )
+from streams.seen_index import ScanIndex, SeenIndex
 from streams.seen_options import SeenDatabases, SeenOptions, StoreLimits
 
-__all__ = ["ScanIndex", "SeenIndex", "SeenIndexStore", "StoreLimits", "index_of"]
+__all__ = ["SeenIndexStore", "StoreLimits", "index_of"]
 
 log = logging.getLogger(__name__)
 _CHUNK_KEY = re.compile(rb"(\d+):\d+-\d+")
@@ -367,48 +368,6 @@ def _entries_or_log(chunk_key: bytes, value: bytes) -> list[Entry]:
     except (ValueError, KeyError, TypeError, IndexError) as exc:
         log.error("dedupe entry %r cannot be read, its keys are not indexed: %r", chunk_key, exc)
         return []
-
-
-class SeenIndex(Protocol):
-    def lookup(self, key: str) -> SeenRecord | None: ...
-    def prepare(self, value: bytes, entries: list[Entry]) -> None: ...
-    def expired(
-        self, threshold_ms: int, limit: int | None = None
-    ) -> list[tuple[bytes, int, int]]: ...
-    def refresh(self) -> None: ...
-
-
-class ScanIndex:
-    """Lookups by scanning a table whose store does not index (a plain mapping standing in
-    for the table in unit tests): no memory beyond the table, O(entries) per lookup.  The
-    worker always uses :class:`SeenIndexStore`."""
-
-    def __init__(self, table: Any) -> None:
-        self.table = table
-
-    def lookup(self, key: str) -> SeenRecord | None:
-        found = None
-        for table_key, value in self.table.items():
-            for entry_key, partition, offset, index, digest, ingested in raw_entries(
-                table_key, value
-            ):
-                if entry_key == key:  # the newest entry wins, as in the index
-                    found = SeenRecord(partition, offset, digest, ingested, index)
-        return found
-
-    def expired(self, threshold_ms: int, limit: int | None = None) -> list[tuple[bytes, int, int]]:
-        out = []
-        for table_key, value in self.table.items():
-            entries = raw_entries(table_key, value)
-            if entries and max(e[5] for e in entries) < threshold_ms:
-                out.append((table_key, entries[0][1], len(entries)))
-        return out[:limit]
-
-    def prepare(self, value: bytes, entries: list[Entry]) -> None:
-        """Nothing to prepare: lookups read the table itself."""
-
-    def refresh(self) -> None:
-        pass
 
 
 def index_of(table: Any) -> SeenIndex:

@@ -1,0 +1,54 @@
+"""What the worker asks of its dedupe table's index (:class:`SeenIndex`), and the
+scanning stand-in for a table whose store keeps no index (:class:`ScanIndex`, unit tests).
+The worker's own index is :class:`streams.seen_store.SeenIndexStore`."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from streams.dedupe import SeenRecord
+from streams.seen_codec import Entry, raw_entries
+
+__all__ = ["ScanIndex", "SeenIndex"]
+
+
+class SeenIndex(Protocol):
+    def lookup(self, key: str) -> SeenRecord | None: ...
+    def prepare(self, value: bytes, entries: list[Entry]) -> None: ...
+    def expired(
+        self, threshold_ms: int, limit: int | None = None
+    ) -> list[tuple[bytes, int, int]]: ...
+    def refresh(self) -> None: ...
+
+
+class ScanIndex:
+    """Lookups by scanning a table whose store does not index (a plain mapping standing in
+    for the table in unit tests): no memory beyond the table, O(entries) per lookup.  The
+    worker always uses :class:`SeenIndexStore`."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def lookup(self, key: str) -> SeenRecord | None:
+        found = None
+        for table_key, value in self.table.items():
+            for entry_key, partition, offset, index, digest, ingested in raw_entries(
+                table_key, value
+            ):
+                if entry_key == key:  # the newest entry wins, as in the index
+                    found = SeenRecord(partition, offset, digest, ingested, index)
+        return found
+
+    def expired(self, threshold_ms: int, limit: int | None = None) -> list[tuple[bytes, int, int]]:
+        out = []
+        for table_key, value in self.table.items():
+            entries = raw_entries(table_key, value)
+            if entries and max(e[5] for e in entries) < threshold_ms:
+                out.append((table_key, entries[0][1], len(entries)))
+        return out[:limit]
+
+    def prepare(self, value: bytes, entries: list[Entry]) -> None:
+        """Nothing to prepare: lookups read the table itself."""
+
+    def refresh(self) -> None:
+        pass
