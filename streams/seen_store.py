@@ -128,8 +128,9 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
 
     def prepare(self, value: bytes, entries: list[Entry]) -> None:
         """The entries of the chunk ``value`` about to be written through the table, as
-        :func:`~streams.seen_codec.raw_entries` would read them from ``value``: the write
-        indexes them without reading the bytes back (only if it is given equal bytes)."""
+        :func:`~streams.seen_codec.raw_entries` would read them from ``value``: the next
+        write through the table indexes them without reading the bytes back, if it
+        writes equal bytes (otherwise, and for any later write, the bytes are read)."""
         self._prepared = (value, entries)
 
     def expired(self, threshold_ms: int, limit: int | None = None) -> list[tuple[bytes, int, int]]:
@@ -173,11 +174,12 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
         self._write_owned(key, None)
 
     def _write_owned(self, key: bytes, value: bytes | None) -> None:
+        prepared, self._prepared = self._prepared, None  # for this write only
         partition = self._partition_of(key)
         if self._assigned is not None and partition not in self._assigned:
             log.info("partition %d is not ours: %r goes to the changelog only", partition, key)
             return
-        self._apply(partition, key, value, None)
+        self._apply(partition, key, value, None, prepared)
 
     def apply_changelog_batch(self, batch: Iterable[Any], to_key: Any, to_value: Any) -> None:
         """Restore (active or standby): each message, its index first, then the chunk
@@ -192,13 +194,19 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
         if self._on_restored is not None and applied:
             self._on_restored(applied)
 
-    def _apply(self, partition: int, key: bytes, value: bytes | None, offset: int | None) -> None:
+    def _apply(
+        self,
+        partition: int,
+        key: bytes,
+        value: bytes | None,
+        offset: int | None,
+        prepared: tuple[bytes, list[Entry]] | None = None,
+    ) -> None:
         index = self._opened_index()
         db = self._db_for_partition(partition)
         changes = WriteBatch(raw_mode=True)
         self._unindex(changes, index, partition, key)
         if value is not None:
-            prepared, self._prepared = self._prepared, None
             entries = (
                 prepared[1]
                 if prepared is not None and prepared[0] == value

@@ -426,6 +426,15 @@ def test_prepared_entries_are_ignored_unless_the_written_bytes_are_theirs(
     opened.table.put_at(b"0:10-10", value, 0)
     assert opened.seen.get("real") == rec(0, 10)
     assert opened.seen.get("bogus") is None
+    # entries prepared for a write that went to the changelog only (a partition not
+    # ours) are not kept for the next write, even of equal bytes
+    opened.store._assigned = {0}
+    again = orjson.dumps({"e": [["again", 11, 0, "d", T0]]})
+    opened.store.prepare(again, [("bogus", 0, 99, 0, "z", T0)])
+    opened.table.put_at(b"1:11-11", again, 1)
+    opened.table.put_at(b"0:11-11", again, 0)
+    assert opened.seen.get("again") == rec(0, 11)
+    assert opened.seen.get("bogus") is None
 
 
 def test_each_restored_batch_reports_the_messages_it_applied(tmp_path: Path) -> None:
