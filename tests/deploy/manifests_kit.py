@@ -25,10 +25,14 @@ COMPOSE = ROOT / "deploy" / "compose.yaml"
 RELEASE = "t"
 
 
+_HOME = os.environ.get("METERLINE_HOME") or str(Path.home() / ".cache" / "meterline")
+"""Read once, at import: a test that rebuilds the environment a service sees (without
+``METERLINE_HOME``) still finds the tools of this run's home."""
+
+
 def tools_dir() -> Path:
     """Where `make tools` puts helm, kubeconform and their schemas."""
-    home = os.environ.get("METERLINE_HOME") or str(Path.home() / ".cache" / "meterline")
-    return Path(home).expanduser() / "tools"
+    return Path(_HOME).expanduser() / "tools"
 
 
 def tool(name: str) -> str:
