@@ -27,8 +27,6 @@ from typing import Any
 
 __all__ = ["columns_of", "install", "scaled"]
 
-_installed = False
-
 
 def columns_of(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
     """Rows to columns (lists: the driver converts some columns in place)."""
@@ -56,20 +54,16 @@ def scaled(column: Any, items: list[Any], nulls_map: Sequence[bool] | None = Non
 
 
 def install() -> None:
-    global _installed, _DRIVER_CONVERSION
-    if _installed:
-        return
+    """Put :func:`scaled` in place of the driver's conversion (once; cheap to repeat)."""
+    global _DRIVER_CONVERSION
     from clickhouse_driver.columns.decimalcolumn import DecimalColumn
 
     original = DecimalColumn.__dict__.get("before_write_items")
-    if original is not None:
-        _DRIVER_CONVERSION = original
-        DecimalColumn.before_write_items = scaled
-    _installed = True
+    if original is None or original is scaled:
+        return
+    _DRIVER_CONVERSION = original
+    DecimalColumn.before_write_items = scaled
 
 
-def _unset(column: Any, items: list[Any], nulls_map: Sequence[bool] | None = None) -> None:
-    raise RuntimeError("schemas.storage.driver.scaled runs only after install()")
-
-
-_DRIVER_CONVERSION: Any = _unset
+_DRIVER_CONVERSION: Any = None
+"""The driver's own conversion, kept by :func:`install` for what :func:`scaled` leaves to it."""
