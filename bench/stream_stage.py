@@ -1,13 +1,19 @@
 """The stream stage of ``make bench`` alone, with its same-run baseline.
 
     python bench/stream_stage.py [--events-per-subject 10000] [--repeats 2] [--workers 1]
-                                 [--baseline-code DIR]
+                                 [--baseline-code DIR] [--live]
 
 Produces the generated telemetry (20 subjects, 10 % duplicates, packed records) into
 fresh topics, times the bare confluent-kafka consume + orjson baseline on them, then one
 supervised worker (``python -m streams worker``) per run: events/s from the first stored
 event to the last, the worker's process CPU per event (supervisor and child, every
-thread) and exact totals.  Prints one JSON line per stage; everything is deleted after.
+thread), the ClickHouse server's and the broker's CPU per event over the same span, and
+exact totals.  Prints one JSON line per stage; everything is deleted after.
+
+The telemetry spans 31 days of October by default: a backfill, in which nearly every
+event is an aggregated window row of its own, the costliest shape for ClickHouse's
+window views.  ``--live`` stamps it over the minute before the run instead, the shape of
+live traffic, whose events share windows.
 
 ``--baseline-code DIR`` runs the same stage a second time with the worker started from
 another checkout (``git worktree add DIR <commit>``), on the same topics in the same run:
@@ -18,13 +24,44 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "deploy"))
 
-import bench_pipeline
+import bench_pipeline  # noqa: E402
+import pidfiles  # noqa: E402
+import stack_base  # noqa: E402
+
+
+def server_pids() -> dict[str, list[int]]:
+    """Pids of the single-node stack's ClickHouse server and Kafka broker (``make up``):
+    the stage reports their CPU per event beside the worker's, over the same span."""
+    run_dir = stack_base.Settings.from_env().home / "run"
+    pids: dict[str, list[int]] = {}
+    for name in ("clickhouse", "kafka"):
+        record = pidfiles.PidRecord.load(run_dir / f"{name}.pid")
+        if record is None or not pidfiles.is_ours(record):
+            raise SystemExit(f"{name} is not running: `make up`")
+        pids[name] = [record.pid]
+    return pids
+
+
+def servers(bench: bench_pipeline.Bench) -> dict[str, float]:
+    """Median CPU µs per stored event of each server over the stage's timed runs (the
+    same span as the worker's figure; the warm-up run left out), then cleared for the
+    next stage."""
+    found = {
+        name: statistics.median(values[1:] or values)
+        for name, values in bench.watched_cpu_us.items()
+    }
+    bench.watched_cpu_us = {}
+    return found
 
 
 def main() -> int:
@@ -33,25 +70,43 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--baseline-code", type=Path, default=None)
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="stamp the events over the minute before the run (live traffic, events share "
+        "windows) instead of 31 days of October (a backfill, a window row per event)",
+    )
     args = parser.parse_args()
+    shape: dict[str, Any] = {}
+    if args.live:
+        now = datetime.now(UTC).replace(microsecond=0)
+        shape = {"start": now - timedelta(minutes=1), "span": timedelta(minutes=1)}
     with bench_pipeline.isolated_bench(
-        events_per_subject=args.events_per_subject, seed=7, repeats=args.repeats, partitions=4
+        events_per_subject=args.events_per_subject,
+        seed=7,
+        repeats=args.repeats,
+        partitions=4,
+        **shape,
     ) as bench:
         stage = bench_pipeline.timed_stage
+        bench.watch_pids = server_pids()
         out: dict[str, Any] = {
             "events": bench.events,
+            "telemetry": "live (the last minute)" if args.live else "backfill (31 days)",
             "producer": stage("producer SDK", bench.producer),
             "consume_baseline": stage("bare consume + orjson", bench.consume_baseline),
             "stream": stage(
                 f"stream stage, {args.workers} worker(s)", lambda: bench.stream(args.workers)
             ),
         }
+        out["stream"]["server_cpu_us_per_event"] = servers(bench)
         if args.baseline_code is not None:
             root = args.baseline_code.resolve()
             out["stream_baseline_code"] = stage(
                 f"stream stage, code in {root}",
                 lambda: bench.stream(args.workers, worker_root=root),
             )
+            out["stream_baseline_code"]["server_cpu_us_per_event"] = servers(bench)
     base, stream = out["consume_baseline"], out["stream"]
     out["ratio_events_per_s"] = stream["median"] / base["median"]
     out["ratio_cpu_per_event"] = (
