@@ -22,6 +22,7 @@ Measured (each next to a baseline measured in the same run):
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -140,6 +141,9 @@ class Bench:
         self.repeats = repeats
         self.partitions = partitions
         self.work = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-"))
+        self.keep_work = False
+        """Set when a run failed: :meth:`cleanup` then leaves the workers' logs and state
+        in ``work`` for reading; otherwise it deletes them (~200 MB per stream stage)."""
         self.base = Settings().model_copy(
             update={
                 "events_partitions": partitions,
@@ -196,7 +200,14 @@ class Bench:
         engine = self.engine()
         topics, dbs = drop_prefixed(self.base.kafka_bootstrap, engine, self.prefix)
         engine.close()
-        return {"topics": topics, "groups": len(groups), "databases": dbs}
+        if not self.keep_work:
+            shutil.rmtree(self.work, ignore_errors=True)
+        return {
+            "topics": topics,
+            "groups": len(groups),
+            "databases": dbs,
+            "work": str(self.work) if self.keep_work else "deleted",
+        }
 
     def prepared(self) -> tuple[Settings, ServerEngine]:
         """Fresh isolated settings with their topics and tables created, and an engine."""
@@ -383,6 +394,7 @@ class Bench:
         try:
             while time.monotonic() < deadline:
                 if any(p.poll() is not None for p in procs):
+                    self.keep_work = True
                     raise BenchError(f"a worker exited early; logs in {self.work}")
                 rows = int(engine.execute(table.rows_written(settings.namespace).to_sql())[0][0])
                 now = time.perf_counter()
@@ -428,6 +440,7 @@ class Bench:
         raw_rows = int(raw[0][0]) if raw else 0
         exact = not wrong and raw_rows == self.telemetry.unique
         if not exact:
+            self.keep_work = True
             print(
                 f"NOT EXACT in {settings.clickhouse_database}: raw rows {raw_rows} of "
                 f"{self.telemetry.unique}, {len(wrong)} wrong totals; logs in {self.work}",
