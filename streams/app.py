@@ -47,6 +47,7 @@ from streams.dedupe import SeenRecord
 from streams.liveness import WorkerState, supervise_from_child
 from streams.local_state import claim_slot, state_root
 from streams.progress import resume_positions
+from streams.seen_codec import entry_slices
 from streams.seen_index import SeenIndex
 from streams.seen_store import SeenIndexStore, index_of
 from streams.sink import (
@@ -64,11 +65,15 @@ log = logging.getLogger(__name__)
 EXIT_SINK_FAILED = 70
 EXIT_SKIPPED = 71
 RESTARTABLE_EXITS = (EXIT_SINK_FAILED, EXIT_SKIPPED)
+ENTRY_EVENTS = 5000
+"""Events per dedupe table entry (one changelog message) at most, cut between records (a
+record larger than this is an entry of its own): the unit a restore applies and a purge
+drops, whatever the size of the ClickHouse write the entries come from."""
 PURGE_SLICE = 20
-"""Table entries (chunks, of up to ``worker_batch_max`` events each) purged per slice."""
+"""Table entries (of up to ``ENTRY_EVENTS`` events each) purged per slice."""
 RESTORE_BATCH = 20
-"""Changelog messages (chunks) a restore applies at a time: ~1.5 s of the event loop at
-5,000 keys a chunk, so heartbeats keep flowing and report the restore's progress."""
+"""Changelog messages (entries) a restore applies at a time: ~1.5 s of the event loop at
+5,000 keys an entry, so heartbeats keep flowing and report the restore's progress."""
 PURGE_SLICES = 10_000
 
 
@@ -147,19 +152,20 @@ class TableSeenStore:
         for key, record in entries:
             by_partition.setdefault(record.partition, []).append((key, record))
         for partition, kept in by_partition.items():
-            offsets = [record.offset for _, record in kept]
-            value = orjson.dumps(
-                {"e": [[key, r.offset, r.index, r.content_hash, r.ingested_ms] for key, r in kept]}
-            )
-            table_key = f"{partition}:{min(offsets)}-{max(offsets)}".encode()
-            self.index.prepare(  # the index need not read the chunk back
-                value,
-                [
-                    (key, partition, r.offset, r.index, r.content_hash, r.ingested_ms)
-                    for key, r in kept
-                ],
-            )
-            self.table.put_at(table_key, value, partition)
+            for part in entry_slices(kept, ENTRY_EVENTS):
+                self._put(partition, part)
+
+    def _put(self, partition: int, kept: Sequence[tuple[str, SeenRecord]]) -> None:
+        offsets = [record.offset for _, record in kept]
+        value = orjson.dumps(
+            {"e": [[key, r.offset, r.index, r.content_hash, r.ingested_ms] for key, r in kept]}
+        )
+        table_key = f"{partition}:{min(offsets)}-{max(offsets)}".encode()
+        self.index.prepare(  # the index need not read the entry back
+            value,
+            [(key, partition, r.offset, r.index, r.content_hash, r.ingested_ms) for key, r in kept],
+        )
+        self.table.put_at(table_key, value, partition)
 
     def invalidate(self) -> None:
         """The assignment changed or a recovery ended: purge the partitions owned now."""

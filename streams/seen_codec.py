@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Sequence
+from itertools import pairwise
 
 import orjson
 
@@ -17,6 +19,7 @@ __all__ = [
     "PART",
     "TIME",
     "Entry",
+    "entry_slices",
     "key_hash",
     "points_at",
     "raw_entries",
@@ -62,3 +65,30 @@ def points_at(value: bytes, chunk_key: bytes) -> bool:
     its changelog partition need not be the record's)."""
     chunk_len = HEAD.unpack_from(value)[4]
     return value[HEAD.size : HEAD.size + chunk_len] == chunk_key
+
+
+def entry_slices(
+    kept: Sequence[tuple[str, SeenRecord]], max_events: int
+) -> list[Sequence[tuple[str, SeenRecord]]]:
+    """One partition's kept events, in record order, cut into table entries of at most
+    ``max_events`` events (a record with more is an entry of its own), only between
+    records (pure).  The entries of one write then cover disjoint offset ranges, so their
+    keys differ; if the offsets are not in order (never on the worker's path), the events
+    stay one entry rather than risk two entries with one key."""
+    if len(kept) <= max_events:
+        return [kept]
+    offsets = [record.offset for _, record in kept]
+    if any(a > b for a, b in pairwise(offsets)):
+        return [kept]
+    out: list[Sequence[tuple[str, SeenRecord]]] = []
+    start = i = 0
+    while i < len(kept):
+        end = i + 1  # [i, end): one record's events
+        while end < len(kept) and offsets[end] == offsets[i]:
+            end += 1
+        if end - start > max_events and i > start:
+            out.append(kept[start:i])
+            start = i
+        i = end
+    out.append(kept[start:])
+    return out

@@ -17,6 +17,7 @@ import orjson
 import pytest
 from faust.types import TP
 
+from streams import app as app_module
 from streams import seen_store
 from streams.app import PositionedTable, TableSeenStore
 from streams.dedupe import SeenRecord
@@ -189,6 +190,39 @@ def test_a_restore_indexes_like_the_writer_and_applies_tombstones(opened: Opened
     assert opened.seen.get("c") == SeenRecord(2, 42, "h", T0, 0)
     assert opened.store.persisted_offset(TP(opened.topic, 2)) == 2
     assert chunk_keys(opened.store) == [b"2:42-42"]
+
+
+def test_a_write_larger_than_an_entry_is_recorded_as_entries_cut_between_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ClickHouse write may hold more events than a changelog entry: its keys go out as
+    several entries of at most ``ENTRY_EVENTS`` (a bigger record alone), each answered
+    from disk, and a store restored from those messages answers the same."""
+    monkeypatch.setattr(app_module, "ENTRY_EVENTS", 10)
+    opened = open_store(tmp_path / "written")
+    sizes = {1: 4, 2: 4, 3: 4, 4: 12, 5: 1}  # events per record (offset) on partition 0
+    kept = [(f"k{o}-{i}", rec(0, o, T0 + o, i)) for o, n in sizes.items() for i in range(n)]
+    opened.seen.put_many([*kept, ("other", rec(2, 9))])
+
+    sent = opened.table.sent
+    assert [(p, k) for p, k, _ in sent] == [
+        (0, b"0:1-2"),  # 8 events: record 3 would make 12
+        (0, b"0:3-3"),
+        (0, b"0:4-4"),  # 12 events: a record is never cut
+        (0, b"0:5-5"),
+        (2, b"2:9-9"),
+    ]
+    assert [len(orjson.loads(v or b"")["e"]) for _, _, v in sent] == [8, 4, 12, 1, 1]
+    keys = [key for key, _ in kept]
+    assert opened.seen.get_many(keys) == [record for _, record in kept]
+
+    again = open_store(tmp_path / "restored")
+    restore(
+        again.store,
+        *(Message(p, n, k, v) for n, (p, k, v) in enumerate(sent) if p is not None),
+    )
+    assert again.seen.get_many(keys) == [record for _, record in kept]
+    assert chunk_keys(again.store) == chunk_keys(opened.store)
 
 
 def test_a_reopened_store_answers_from_disk_and_keeps_its_offsets(tmp_path: Path) -> None:
