@@ -88,7 +88,13 @@ class Settings(BaseSettings):
 
     worker_app_id: str = "meterline-metering"
     worker_batch_max: int = Field(default=5000, ge=1)
+    """Records the worker takes from Kafka at a time (a batch; also its commit cadence)."""
     worker_batch_seconds: float = Field(default=0.5, gt=0)
+    """How long the worker waits to fill a batch."""
+    worker_chunk_events: int = Field(default=20000, ge=1)
+    """Events per ClickHouse write (a chunk of a batch, cut only between records).  Larger
+    writes cost ClickHouse less per event (fewer parts and merges; ``docs/benchmarks.md``)
+    and hold more events in the worker while they are written."""
     worker_session_timeout: float = Field(default=10.0, ge=6.0)
     worker_metrics_port: int = Field(default=0, ge=0)
     """Where the worker's supervisor serves /healthz, /readyz and /metrics (0: off)."""

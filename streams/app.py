@@ -320,7 +320,7 @@ def create_worker(
         )
 
     meter_batch = BatchMeter(
-        sink, store, settings.worker_batch_max, resume, send_dead_letters, state
+        sink, store, settings.worker_chunk_events, resume, send_dead_letters, state
     )
 
     async def meter(stream: Any) -> None:

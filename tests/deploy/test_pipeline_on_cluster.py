@@ -63,6 +63,7 @@ def on_cluster(cluster: Cluster, isolated: Settings, tmp_path: Path) -> Iterator
             "clickhouse_http_port": http,
             "clickhouse_cluster": cluster.name,
             "worker_batch_max": 250,
+            "worker_chunk_events": 250,
             "worker_batch_seconds": 0.05,
         }
     )

@@ -40,6 +40,7 @@ def test_a_broker_killed_mid_stream_loses_no_event_and_counts_none_twice(
             "topic_replication_factor": 3,
             "topic_min_insync_replicas": 2,
             "worker_batch_max": 250,
+            "worker_chunk_events": 250,
             "worker_batch_seconds": 0.05,
         }
     )

@@ -180,6 +180,7 @@ def test_all_kinds_exact_through_duplicates_late_malformed_and_sigkill(
         tmp_path,
         unknown_event_type_is_error=True,
         worker_batch_max=200,
+        worker_chunk_events=200,
         worker_batch_seconds=0.05,
         late_grace_seconds=60,
     )
@@ -250,7 +251,9 @@ def test_reconcile_fails_on_a_tampered_window(
 def test_two_workers_rebalance_without_loss_or_double_count(
     isolated: Settings, workers: WorkerProcess, tmp_path: Path
 ) -> None:
-    settings = with_meters(isolated, tmp_path, worker_batch_max=200, worker_batch_seconds=0.05)
+    settings = with_meters(
+        isolated, tmp_path, worker_batch_max=200, worker_chunk_events=200, worker_batch_seconds=0.05
+    )
     workers.settings = settings
     engine = prepare(settings)
     events_table = EventsTable(settings.clickhouse_database)

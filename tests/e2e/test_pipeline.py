@@ -66,7 +66,9 @@ def test_duplicates_and_disorder_give_exact_invoices(
 def test_sigkill_mid_consumption_and_redelivery_stay_exact(
     isolated: Settings, workers: WorkerProcess
 ) -> None:
-    settings = isolated.model_copy(update={"worker_batch_max": 250, "worker_batch_seconds": 0.05})
+    settings = isolated.model_copy(
+        update={"worker_batch_max": 250, "worker_chunk_events": 250, "worker_batch_seconds": 0.05}
+    )
     workers.settings = settings
     engine = prepare(settings)
     telemetry = generate(SUBJECTS, OCTOBER, timedelta(days=31), 4000, seed=5)

@@ -71,6 +71,7 @@ def supervised(isolated: Settings, workers: WorkerProcess, **extra: object) -> S
         update={
             "worker_metrics_port": free_port(),
             "worker_batch_max": 250,
+            "worker_chunk_events": 250,
             "worker_batch_seconds": 0.05,
             **extra,
         }
