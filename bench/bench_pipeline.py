@@ -91,6 +91,26 @@ def session_cpu_seconds(sessions: set[int]) -> float:
     return total / ticks
 
 
+def session_peak_rss_mb(sessions: set[int]) -> float:
+    """The largest peak resident set (``VmHWM``) among the live processes whose session id
+    is in ``sessions``, in MB: the worker child's high-water mark."""
+    peak = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            if int(stat[stat.rindex(")") + 2 :].split()[3]) not in sessions:
+                continue
+            status = (entry / "status").read_text()
+        except OSError:  # the process ended between listing and reading
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                peak = max(peak, int(line.split()[1]))
+    return peak / 1024
+
+
 def pids_cpu_seconds(pids: Sequence[int]) -> float:
     """User + system CPU seconds of the processes ``pids`` (``/proc/<pid>/stat``)."""
     ticks = os.sysconf("SC_CLK_TCK")
@@ -327,6 +347,7 @@ class Bench:
     ) -> dict[str, Any]:
         rates: list[float] = []
         cpu_us: list[float] = []
+        peaks: list[float] = []
         checks = []
         for run, topic in enumerate(self.topics[layout]):
             settings = self.settings(events_topic=topic)
@@ -336,6 +357,7 @@ class Bench:
             procs = [self._start_worker(settings, i, worker_root) for i in range(workers)]
             try:
                 rate, cpu = self._wait_through(settings, procs)
+                peaks.append(session_peak_rss_mb({p.pid for p in procs}))
             finally:
                 for proc in procs:
                     stop_process_group(proc)
@@ -347,6 +369,7 @@ class Bench:
                 cpu_us.append(cpu)
         out = summary(rates)
         out["cpu_us_per_event"] = summary(cpu_us)
+        out["peak_rss_mb"] = max(peaks)
         out["exact"] = all(c["exact"] for c in checks)
         out["checks"] = checks
         out["workers"] = workers
