@@ -72,12 +72,10 @@ RECORD_EVENTS = {PACKED: 500, SINGLE: 1}
 """Events per Kafka record for each layout the producer benchmark writes."""
 
 
-def session_cpu_seconds(sessions: set[int]) -> float:
-    """User + system CPU seconds of the live processes whose session id is in
-    ``sessions`` (``/proc/<pid>/stat``; a worker started with ``start_new_session`` leads
+def session_processes(sessions: set[int]) -> Iterator[tuple[Path, list[str]]]:
+    """``(/proc/<pid>, the stat fields after the command name)`` of each live process
+    whose session id is in ``sessions`` (a worker started with ``start_new_session`` leads
     its own session, its supervised child included)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -87,23 +85,24 @@ def session_cpu_seconds(sessions: set[int]) -> float:
             continue
         fields = stat[stat.rindex(")") + 2 :].split()
         if int(fields[3]) in sessions:  # field 6 of stat: the session id
-            total += int(fields[11]) + int(fields[12])  # fields 14, 15: utime, stime
-    return total / ticks
+            yield entry, fields
+
+
+def session_cpu_seconds(sessions: set[int]) -> float:
+    """User + system CPU seconds of the live processes of ``sessions``
+    (:func:`session_processes`)."""
+    total = sum(int(f[11]) + int(f[12]) for _, f in session_processes(sessions))  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def session_peak_rss_mb(sessions: set[int]) -> float:
-    """The largest peak resident set (``VmHWM``) among the live processes whose session id
-    is in ``sessions``, in MB: the worker child's high-water mark."""
+    """The largest peak resident set (``VmHWM``) among the live processes of ``sessions``,
+    in MB: the worker child's high-water mark."""
     peak = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for entry, _ in session_processes(sessions):
         try:
-            stat = (entry / "stat").read_text()
-            if int(stat[stat.rindex(")") + 2 :].split()[3]) not in sessions:
-                continue
             status = (entry / "status").read_text()
-        except OSError:  # the process ended between listing and reading
+        except OSError:  # the process ended meanwhile
             continue
         for line in status.splitlines():
             if line.startswith("VmHWM:"):
