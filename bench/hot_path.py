@@ -123,6 +123,8 @@ def child(code: Path, events_per_subject: int) -> dict[str, Any]:
         engine_factory=lambda: ServerEngine.of(settings),
         database=database,
     )
+    # the worker's write size; a checkout from before the setting cut chunks by the poll size
+    chunk_events = getattr(settings, "worker_chunk_events", settings.worker_batch_max)
     cli.tune_gc()
     cpu = {"plan": 0.0, "write": 0.0, "finish": 0.0}
     clock = time.process_time
@@ -131,7 +133,7 @@ def child(code: Path, events_per_subject: int) -> dict[str, Any]:
         for start in range(0, len(records), 64):
             batch = records[start : start + 64]
             pending = PendingSeen(store)
-            for chunk in sink.chunks(batch, settings.worker_batch_max):
+            for chunk in sink.chunks(batch, chunk_events):
                 t0 = clock()
                 plan = sink.plan(chunk, pending)
                 pending.add(plan.seen)
