@@ -27,6 +27,19 @@ from tests.processes import stop_process_group
 ROOT = Path(__file__).resolve().parent.parent
 
 
+OPENED_ENGINES: list[ServerEngine] = []
+"""ClickHouse connections a test opened through a kit (``tests.e2e.pipeline_kit.prepare``),
+closed after each test — also when an assertion ended it early, so a failed test's
+connection is not found unclosed (an unraisable warning) inside the next test."""
+
+
+@pytest.fixture(autouse=True)
+def _close_opened_engines() -> Iterator[None]:
+    yield
+    while OPENED_ENGINES:
+        OPENED_ENGINES.pop().close()
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str, every: float = 0.25) -> Any:
     """Poll ``predicate`` until it returns something truthy; fail with ``what`` at the deadline."""
     deadline = time.monotonic() + timeout

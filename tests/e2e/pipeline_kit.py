@@ -30,7 +30,7 @@ from schemas.storage.windows_table import WindowsTable
 from schemas.timeutil import format_ms
 from streams.progress import consumer_lag
 from streams.reconcile import stored_totals as totals_of
-from tests.conftest import ROOT, WorkerProcess, wait_until
+from tests.conftest import OPENED_ENGINES, ROOT, WorkerProcess, wait_until
 
 SUBJECTS = ["acme", "globex", "initech", "umbrella-eu", "umbrella-us"]
 OCTOBER = datetime(2026, 10, 1, tzinfo=UTC)
@@ -39,6 +39,7 @@ OCTOBER = datetime(2026, 10, 1, tzinfo=UTC)
 def prepare(settings: Settings) -> ServerEngine:
     ensure_topics(settings.kafka_bootstrap, meterline_topics(settings))
     engine = ServerEngine.of(settings)
+    OPENED_ENGINES.append(engine)  # closed after the test, however it ends
     ensure_schema(engine, settings.clickhouse_database)
     return engine
 
