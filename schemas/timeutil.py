@@ -92,16 +92,21 @@ def parse_wire_time(text: str) -> tuple[int, str] | None:
     Like the reference: the fraction is truncated (never rounded) to milliseconds, the
     offset applied, and a UTC time outside years 1..9999 is not accepted.
     """
+    if len(text) == 24 and text[19] == "." and text[23] == "Z":
+        # The canonical form (what to_wire and the SDK write): no regex, no datetime, and
+        # the minute read once per distinct minute.
+        minute_start = _MINUTES.get(text[:17])
+        if minute_start is None:
+            minute_start = _minute_ms(text[:17])
+        if minute_start is not None:
+            clock = text[17:19] + text[20:23]  # SSmmm
+            if clock.isascii() and clock.isdigit():
+                ms_of_minute = int(clock)
+                if ms_of_minute < 60_000:
+                    return minute_start + ms_of_minute, text
     hour_start = hour_ms(text[:14])
     if hour_start is None:
         return None
-    if len(text) == 24 and text[16] == ":" and text[19] == "." and text[23] == "Z":
-        # The canonical form (what to_wire and the SDK write): no regex, no datetime.
-        clock = text[14:16] + text[17:19] + text[20:23]  # MMSSmmm
-        if clock.isascii() and clock.isdigit():
-            minute, ms_of_minute = divmod(int(clock), 100_000)
-            if minute < 60 and ms_of_minute < 60_000:
-                return hour_start + minute * 60_000 + ms_of_minute, text
     match = _TIME.fullmatch(text)
     if match is None:
         return None
@@ -121,6 +126,26 @@ def parse_wire_time(text: str) -> tuple[int, str] | None:
     if not _MIN_MS <= time_ms <= _MAX_MS:
         return None
     return time_ms, format_ms(time_ms)
+
+
+_MINUTES: dict[str, int] = {}
+"""Epoch milliseconds by ``YYYY-MM-DDTHH:MM:`` prefix, as :func:`_minute_ms` read them."""
+_MINUTES_KEPT = 65_536  # 45 days of distinct minutes; emptied when full
+
+
+def _minute_ms(prefix: str) -> int | None:
+    """Epoch milliseconds of ``YYYY-MM-DDTHH:MM:`` (taken as UTC), ``None`` if no such
+    minute; remembered in :data:`_MINUTES`."""
+    hour_start = hour_ms(prefix[:14])
+    minute = prefix[14:16]
+    if hour_start is None or prefix[16] != ":" or not (minute.isascii() and minute.isdigit()):
+        return None
+    if int(minute) > 59:
+        return None
+    if len(_MINUTES) >= _MINUTES_KEPT:
+        _MINUTES.clear()
+    found = _MINUTES[prefix] = hour_start + int(minute) * 60_000
+    return found
 
 
 @functools.lru_cache(maxsize=4096)
