@@ -64,8 +64,8 @@ import orjson
 
 from api.ingest import BATCH, MEDIA_TYPES, SINGLE, media_type, parse_events
 from schemas.timeutil import hour_ms, parse_wire_time
+from schemas.wire import SURROGATE_ESCAPE, encode_event
 from schemas.wire import _default as _wire_default  # the encoding encode_event uses
-from schemas.wire import encode_event
 
 __all__ = ["EncodedEvent", "accept_body", "encode_fast"]
 
@@ -126,7 +126,7 @@ def accept_body(raw: bytes, content_type: str | None, max_events: int) -> list[E
 
 def encode_fast(raw: bytes, kind: str, max_events: int) -> list[EncodedEvent] | None:
     """The encoded events of a body of media type ``kind``, or ``None``: not decided here."""
-    if b"\\u" in raw and (b"\\ud" in raw or b"\\uD" in raw):
+    if SURROGATE_ESCAPE.search(raw) is not None:
         return None  # a surrogate escape: a pair is fine, a lone one is refused
     _doubt.seen = False
     try:
