@@ -245,6 +245,16 @@ EDGE_CASES = {
     'value is "NaN"': (data_with(v="NaN"), True, True, NOT_NUMERIC),
     "empty id": (line_with(id=""), False, False, "refused"),
     "513-char subject": (line_with(subject="s" * 513), False, False, "refused"),
+    # lengths are characters, not bytes: 512 two-byte characters are within bounds
+    "512 two-byte characters": (line_with(subject="\u00e9" * 512), True, True, "metered"),
+    "513 two-byte characters": (line_with(subject="\u00e9" * 513), False, False, "refused"),
+    # 513 characters that the reference strips to 512: accepted, left to the reference
+    "513 characters, one of them padding": (
+        line_with(subject=" " + "s" * 512),
+        True,
+        False,
+        "metered",
+    ),
     "whitespace-padded fields": (
         line_with(id=" evt-1 ", subject="acme\t"),
         True,
@@ -340,6 +350,14 @@ TIMES = [
     ("\u0662\u0660\u0662\u0666-11-01T10:05:42.250Z", False, False),
     ("2026-11-01T10:05:42.250Z ", False, False),
     ("2026-11-01T10:05:42.250Z\n", False, False),
+    # the canonical 24-character shape with something wrong in the minute or the clock
+    ("2026-11-01T10:\u0660\u0665:42.250Z", False, False),
+    ("2026-11-01T10:05x42.250Z", False, False),
+    ("2026-11-01T10:5:042.250Z", False, False),
+    ("2026-11-01T10:05:4\u0662.250Z", False, False),
+    ("2026-11-01T10:05:+4.250Z", False, False),
+    ("2026-11-01T10:05:42.+50Z", False, False),
+    ("2026-11-01T10:05:59.999Z", True, True),
     ("2026-11-01t10:05:42.250z", True, False),
     ("2026-11-01 10:05:42.250Z", True, False),
     ("2026-11-01T10:05:42,250Z", True, False),
