@@ -136,9 +136,12 @@ class TableSeenStore:
 
     table: PositionedTable
     index: SeenIndex = field(init=False)
+    lookup: Callable[[str], SeenRecord | None] = field(init=False)
+    """:meth:`get` without the call through this object (the planner's per-event look-up)."""
 
     def __post_init__(self) -> None:
         self.index = index_of(self.table)
+        self.lookup = self.index.lookup
 
     def get(self, key: str) -> SeenRecord | None:
         return self.index.lookup(key)

@@ -121,7 +121,8 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
         changelog, never wrong.  Answering "unseen" instead would let a batch finishing
         through a rebalance meter a duplicate of a record it knows."""
         key_bytes = key.encode()
-        value = self._opened_index().seen.get(key_hash(key_bytes))
+        index = self._index if self._index is not None else self._opened_index()
+        value = index.seen.get(key_hash(key_bytes))
         if value is None:
             return None
         return unpack(value, key_bytes)
