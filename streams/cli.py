@@ -173,7 +173,10 @@ def _worker(args: argparse.Namespace) -> int:
 
 #: Collection thresholds of the worker child (generation 0 allocations, then generation 1
 #: and 2 collections).  CPython's default (2,000) runs a collection every few events here.
-WORKER_GC_THRESHOLDS = (50_000, 20, 100)
+#: A 20,000-event chunk keeps between 50,000 and 200,000 tracked objects alive until it is
+#: written: at 50,000 the collector walked them 21 times per 220k events (1.1-1.5 µs an
+#: event), at 200,000 once (0.15 µs).  Garbage cycles wait at most 200,000 allocations.
+WORKER_GC_THRESHOLDS = (200_000, 20, 100)
 
 
 def tune_gc() -> None:
