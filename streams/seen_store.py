@@ -91,6 +91,9 @@ _OPENED_IN = b"meterline\0opened-in-boot"
 _SYNCED = WriteOptions()
 _SYNCED.sync = True
 
+MISSED_KEPT = 65_536
+"""Look-up misses whose hashes are kept for the index write: above two chunks in flight."""
+
 
 class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped here
     """Faust's rocksdb store, plus the worker's dedupe index (module docstring).
@@ -110,6 +113,9 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
         self._owned: frozenset[int] | None = None  # owned (purged) partitions; None: all
         self._owned_known = False
         self._prepared: tuple[bytes, list[Entry]] | None = None
+        self._missed: dict[str, bytes] = {}
+        """Hashes of keys a look-up did not find, until their chunk is indexed (at most
+        :data:`MISSED_KEPT`): the hash is computed once per new event, not twice."""
 
     # -- lookups ------------------------------------------------------------------------
     def lookup(self, key: str) -> SeenRecord | None:
@@ -122,8 +128,13 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
         through a rebalance meter a duplicate of a record it knows."""
         key_bytes = key.encode()
         index = self._index if self._index is not None else self._opened_index()
-        value = index.seen.get(key_hash(key_bytes))
+        hashed = key_hash(key_bytes)
+        value = index.seen.get(hashed)
         if value is None:
+            missed = self._missed
+            if len(missed) >= MISSED_KEPT:  # keys of chunks that were never recorded
+                missed.clear()
+            missed[key] = hashed
             return None
         return unpack(value, key_bytes)
 
@@ -213,7 +224,7 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
                 if prepared is not None and prepared[0] == value
                 else _entries_or_log(key, value)
             )
-            self._index_chunk(changes, index, partition, key, entries)
+            self._index_chunk(changes, index, partition, key, entries, self._missed)
         table = WriteBatch(raw_mode=True)
         if value is None:
             table.delete(key)
@@ -235,14 +246,16 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
         partition: int,
         chunk_key: bytes,
         entries: list[Entry],
+        missed: dict[str, bytes],
     ) -> None:
         if not entries:
             return
         hashes = []
         put, family, head, chunk_len = batch.put, index.seen_cf, HEAD.pack, len(chunk_key)
+        known = missed.pop
         for key_text, partition_, offset, position, digest, ingested in entries:  # hot loop
             key, digest_bytes = key_text.encode(), digest.encode()
-            hashed = key_hash(key)
+            hashed = known(key_text, None) or key_hash(key)
             hashes.append(hashed)
             packed = head(partition_, offset, position, ingested, chunk_len, len(digest_bytes))
             put(hashed, packed + chunk_key + digest_bytes + key, family)

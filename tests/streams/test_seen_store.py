@@ -192,6 +192,32 @@ def test_a_restore_indexes_like_the_writer_and_applies_tombstones(opened: Opened
     assert chunk_keys(opened.store) == [b"2:42-42"]
 
 
+def test_a_missed_key_s_hash_is_reused_by_its_write_and_the_memo_stays_bounded(
+    opened: Opened, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A look-up that misses keeps the key's hash for the write that records it (computed
+    once per new event); the write consumes it and indexes the key as if computed anew,
+    and misses never recorded cannot grow the memo past ``MISSED_KEPT``."""
+    store = opened.store
+    assert opened.seen.lookup("a") is None
+    assert opened.seen.get("b") is None
+    assert set(store._missed) == {"a", "b"}
+    opened.seen.put_many([("a", rec(0, 10)), ("b", rec(1, 11, index=2))])
+    assert store._missed == {}
+    assert opened.seen.get("a") == rec(0, 10)
+    assert opened.seen.get("b") == rec(1, 11, index=2)
+    # a wrong hash in the memo would index the key where a look-up does not find it
+    assert opened.seen.get("c") is None
+    store._missed["c"] = b"\0" * 16
+    opened.seen.put_many([("c", rec(2, 12))])
+    assert opened.seen.get("c") is None, "the memo's hash is what the write uses"
+    monkeypatch.setattr(seen_store, "MISSED_KEPT", 3)
+    store._missed.clear()
+    for n in range(10):
+        assert opened.seen.get(f"never-{n}") is None
+        assert len(store._missed) <= 3
+
+
 def test_a_write_larger_than_an_entry_is_recorded_as_entries_cut_between_records(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
