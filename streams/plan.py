@@ -268,7 +268,7 @@ class Planner:
                         event_type,
                         subject,
                         time_ms,
-                        line.decode("utf-8"),
+                        line,  # its exact bytes (RawRow)
                         ingested,
                         partition,
                         offset,

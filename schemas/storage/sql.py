@@ -86,7 +86,10 @@ def lit(value: Any) -> str:
 
 
 def values_literal(value: Any) -> str:
-    """Render a value for an ``INSERT ... VALUES`` row (decimals as bare numbers)."""
+    """Render a value for an ``INSERT ... VALUES`` row (decimals as bare numbers; bytes,
+    always UTF-8 text here, as that text)."""
     if isinstance(value, Decimal):
         return format(value, "f")
+    if isinstance(value, bytes):
+        return lit(value.decode("utf-8"))
     return lit(value)

@@ -100,3 +100,14 @@ def test_an_insert_reads_back_exactly(engine: tuple[Engine, str]) -> None:
     ]
     db.insert(table, ("k", "v", "n"), rows)
     assert db.execute(f"SELECT k, v, n FROM {table} ORDER BY k") == rows
+
+
+def test_a_text_column_takes_utf8_bytes_as_their_text(engine: tuple[Engine, str]) -> None:
+    """The worker hands each event's line to ``usage_events`` as its exact bytes: both
+    engines store what the text would have stored (quotes, backslashes, non-ASCII)."""
+    db, database = engine
+    table = f"{database}.bytes_check"
+    db.execute(f"CREATE TABLE {table} (k UInt8, t String) ENGINE = Memory")
+    text = '{"id":"é\\\\u00e9 \'quoted\' \\"x\\"","data":{"v":1.50}}\u2028\U0001f600'
+    db.insert(table, ("k", "t"), [(1, text.encode()), (2, text)])
+    assert db.execute(f"SELECT k, t FROM {table} ORDER BY k") == [(1, text), (2, text)]

@@ -142,7 +142,7 @@ def reference_plan(
                 event.type,
                 event.subject,
                 event.time_ms,
-                line.decode("utf-8"),
+                line,
                 rec.timestamp_ms,
                 rec.partition,
                 rec.offset,
