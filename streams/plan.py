@@ -199,6 +199,8 @@ class Planner:
         positions: set[tuple[int, int]] = set()
         raw_rows, seen, kept, dead = plan.raw_rows, plan.seen, plan.kept, plan.dead
         groups, spans = plan.groups, plan.spans
+        fast_decode, fast_meter, fast_meters = fastpath.decode, fastpath.meter, self._fast
+        unknown = self.unknown_type_is_error
         new = replay = duplicate = late = 0
         for rec in records:
             partition, offset, ingested = rec.partition, rec.offset, rec.timestamp_ms
@@ -221,10 +223,15 @@ class Planner:
                 )
             minute_s = (ingested - ingested % MINUTE_MS) // 1000
             for index, line in enumerate(lines):
-                try:
-                    source, event_id, event_type, subject, time_ms, rows, digest = self._meter_line(
-                        line
-                    )
+                try:  # the lean path inline; the reference for what it does not decide
+                    fast = fast_decode(line)
+                    if fast is not None:
+                        source, event_id, event_type, subject, time_ms, data, digest = fast
+                        rows = fast_meter(fast_meters, event_type, subject, time_ms, data, unknown)
+                    else:
+                        source, event_id, event_type, subject, time_ms, rows, digest = (
+                            self._reference_line(line)
+                        )
                 except InvalidInput as exc:
                     dead.append(DeadLetter(rec, DeadLetterReason.SCHEMA, str(exc), index, line))
                     continue
@@ -310,16 +317,10 @@ class Planner:
         plan.count("dead_letter", len(dead))
         return plan
 
-    def _meter_line(self, line: bytes) -> tuple[str, str, str, str, int, list[MeterRow], str]:
-        """``(source, id, type, subject, time_ms, contributions, digest)`` of one event;
-        :class:`InvalidInput` or :class:`Unmeterable` as the reference path raises them."""
-        fast = fastpath.decode(line)
-        if fast is not None:
-            source, event_id, event_type, subject, time_ms, data, digest = fast
-            rows = fastpath.meter(
-                self._fast, event_type, subject, time_ms, data, self.unknown_type_is_error
-            )
-            return source, event_id, event_type, subject, time_ms, rows, digest
+    def _reference_line(self, line: bytes) -> tuple[str, str, str, str, int, list[MeterRow], str]:
+        """``(source, id, type, subject, time_ms, contributions, digest)`` of a line the lean
+        path left undecided, by the reference path: :class:`InvalidInput` or
+        :class:`Unmeterable` as it raises them."""
         event = decode_event(line)
         found = contributions(event, self.meters, unknown_type_is_error=self.unknown_type_is_error)
         rows = [
