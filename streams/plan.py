@@ -68,6 +68,10 @@ class DeadLetter:
 
 
 class SeenLookup(Protocol):
+    """Where a dedupe key was first accepted, or ``None``.  A store may also offer
+    ``lookup``, the same answer without a call through the store (``TableSeenStore``):
+    :class:`PendingSeen` and the planner use it when present."""
+
     def get(self, key: str) -> SeenRecord | None: ...
 
 
