@@ -80,16 +80,15 @@ def lit(value: Any) -> str:
         return f"toDecimal128({_quote(format(value, 'f'))}, {DECIMAL_SCALE})"
     if isinstance(value, str):
         return _quote(value)
+    if isinstance(value, bytes):  # UTF-8 text (an event line), not a sequence of numbers
+        return _quote(value.decode("utf-8"))
     if isinstance(value, Sequence):
         return "[" + ", ".join(lit(item) for item in value) + "]"
     raise TypeError(f"cannot render {type(value).__name__} as a ClickHouse literal")
 
 
 def values_literal(value: Any) -> str:
-    """Render a value for an ``INSERT ... VALUES`` row (decimals as bare numbers; bytes,
-    always UTF-8 text here, as that text)."""
+    """Render a value for an ``INSERT ... VALUES`` row (decimals as bare numbers)."""
     if isinstance(value, Decimal):
         return format(value, "f")
-    if isinstance(value, bytes):
-        return lit(value.decode("utf-8"))
     return lit(value)

@@ -209,6 +209,7 @@ def test_invoices_existing_and_period(engine: tuple[Engine, str]) -> None:
         (7, "7"),
         (None, "NULL"),
         (["a", 1], "['a', 1]"),
+        ("é's".encode(), "'é\\'s'"),  # UTF-8 bytes are their text, not a list of numbers
     ],
 )
 def test_literals(value: object, text: str) -> None:
