@@ -113,6 +113,12 @@ class BatchPlan:
             self.outcomes[outcome] = self.outcomes.get(outcome, 0) + n
 
     @property
+    def contributions(self) -> int:
+        """How many contributions the kept events make: each one is counted in exactly one
+        folded group (``len(feed_rows)``, without building them)."""
+        return sum(state[0] for state in self.groups.values())
+
+    @property
     def feed_rows(self) -> list[Contribution]:
         """One row per contribution of a kept event, in the per-event feed's column order
         (built on demand: only a write that must split contributions by offset needs it)."""

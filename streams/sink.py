@@ -240,7 +240,7 @@ class MeteringSink:
                 for partition, (low, _) in spans.items()
             ):
                 engine.insert(*shard.windows.agg_insert_args(plan.aggregated()))
-                fresh = sum(state[0] for state in plan.groups.values())  # contributions
+                fresh = plan.contributions
                 repaired = skipped = 0
             else:
                 rows = plan.feed_rows

@@ -195,6 +195,7 @@ def disagreements(plan: BatchPlan, ref: Reference, meters: MeterSet) -> list[str
         "conflicts": (plan.conflicts, ref.conflicts),
         "feed rows": (plan.feed_rows, ref.feed),
         "aggregated rows": (plan.aggregated(), aggregated),
+        "contributions counted": (plan.contributions, len(ref.feed)),
     }
     return [name for name, (mine, theirs) in pairs.items() if mine != theirs]
 
@@ -352,6 +353,9 @@ def test_the_oracle_finds_each_kind_of_difference() -> None:
     state = next(iter(changed.groups.values()))
     state[1] += 1
     assert disagreements(changed, ref, meters) == ["aggregated rows"]
+    changed = fresh()
+    next(iter(changed.groups.values()))[0] += 1  # one event counted twice
+    assert disagreements(changed, ref, meters) == ["aggregated rows", "contributions counted"]
     changed = fresh()
     changed.kept.pop()
     assert "feed rows" in disagreements(changed, ref, meters)
