@@ -136,15 +136,13 @@ class TableSeenStore:
 
     table: PositionedTable
     index: SeenIndex = field(init=False)
-    lookup: Callable[[str], SeenRecord | None] = field(init=False)
-    """:meth:`get` without the call through this object (the planner's per-event look-up)."""
+    get: Callable[[str], SeenRecord | None] = field(init=False)
+    """Where a dedupe key was first accepted: the index's own ``lookup``, bound once, so
+    the planner's per-event look-up makes no call through this object."""
 
     def __post_init__(self) -> None:
         self.index = index_of(self.table)
-        self.lookup = self.index.lookup
-
-    def get(self, key: str) -> SeenRecord | None:
-        return self.index.lookup(key)
+        self.get = self.index.lookup
 
     def get_many(self, keys: Sequence[str]) -> list[SeenRecord | None]:
         """One lookup per key (rocksdict's multi-get measured no faster here)."""

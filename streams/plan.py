@@ -11,7 +11,7 @@ same outcome either way (``tests/streams/test_plan_oracle.py``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -68,10 +68,6 @@ class DeadLetter:
 
 
 class SeenLookup(Protocol):
-    """Where a dedupe key was first accepted, or ``None``.  A store may also offer
-    ``lookup``, the same answer without a call through the store (``TableSeenStore``):
-    :class:`PendingSeen` and the planner use it when present."""
-
     def get(self, key: str) -> SeenRecord | None: ...
 
 
@@ -81,12 +77,11 @@ class PendingSeen:
     def __init__(self, store: SeenLookup) -> None:
         self.store = store
         self.pending: dict[str, SeenRecord] = {}
-        # the store's own look-up, one call fewer per event where it offers one
-        self.lookup: Callable[[str], SeenRecord | None] = getattr(store, "lookup", store.get)
+        self._store_get = store.get  # bound once: the planner calls get per event
 
     def get(self, key: str) -> SeenRecord | None:
         found = self.pending.get(key)
-        return found if found is not None else self.lookup(key)
+        return found if found is not None else self._store_get(key)
 
     def add(self, entries: Sequence[tuple[str, SeenRecord]]) -> None:
         self.pending.update(entries)
@@ -201,10 +196,7 @@ class Planner:
         plan = BatchPlan(namespace=self.namespace)
         ns, horizon = self.namespace, self.horizon_ms
         grace = MINUTE_MS + self.late_grace_ms
-        if isinstance(store, PendingSeen):  # its two look-ups inline: one call fewer per event
-            pending, lookup = store.pending, store.lookup
-        else:
-            pending, lookup = {}, store.get
+        lookup = store.get
         in_batch: dict[str, SeenRecord] = {}
         positions: set[tuple[int, int]] = set()
         raw_rows, seen, kept, dead = plan.raw_rows, plan.seen, plan.kept, plan.dead
@@ -249,7 +241,7 @@ class Planner:
                     dead.append(DeadLetter(rec, exc.reason, exc.detail, index, line))
                     continue
                 key = f"{ns}\x1f{source}\x1f{event_id}"
-                first = in_batch.get(key) or pending.get(key) or lookup(key)
+                first = in_batch.get(key) or lookup(key)
                 if first is None:
                     new += 1
                     record = SeenRecord(partition, offset, digest, ingested, index)

@@ -199,7 +199,7 @@ def test_a_missed_key_s_hash_is_reused_by_its_write_and_the_memo_stays_bounded(
     once per new event); the write consumes it and indexes the key as if computed anew,
     and misses never recorded cannot grow the memo past ``MISSED_KEPT``."""
     store = opened.store
-    assert opened.seen.lookup("a") is None
+    assert opened.seen.get("a") is None
     assert opened.seen.get("b") is None
     assert set(store._missed) == {"a", "b"}
     opened.seen.put_many([("a", rec(0, 10)), ("b", rec(1, 11, index=2))])
