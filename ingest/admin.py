@@ -134,6 +134,20 @@ def _wait_visible(admin: AdminClient, names: list[str], timeout: float) -> dict[
         time.sleep(0.1)
 
 
+def delete_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
+    """Delete every topic of a namespace's pipeline: its meterline topics and the worker's
+    own (changelogs, repartitions: named after ``worker_app_id``).  Returns their names."""
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    existing = admin.list_topics(timeout=timeout).topics
+    prefix = settings.worker_app_id
+    ours = {s.name for s in meterline_topics(settings)}
+    names = [name for name in existing if name in ours or name.startswith(f"{prefix}-")]
+    if names:
+        for future in admin.delete_topics(names, operation_timeout=timeout).values():
+            future.result(timeout)
+    return names
+
+
 def delete_state(settings: Settings, timeout: float = 30.0) -> list[str]:
     """Delete every topic and the consumer group of a namespace's pipeline.
 
@@ -141,18 +155,9 @@ def delete_state(settings: Settings, timeout: float = 30.0) -> list[str]:
     together, or a fresh database would be fed by a worker that thinks it has seen
     everything already.
     """
+    names = delete_topics(settings, timeout)
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-    existing = admin.list_topics(timeout=timeout).topics
-    prefix = settings.worker_app_id
-    names = [
-        name
-        for name in existing
-        if name in {s.name for s in meterline_topics(settings)} or name.startswith(f"{prefix}-")
-    ]
-    if names:
-        for future in admin.delete_topics(names, operation_timeout=timeout).values():
-            future.result(timeout)
-    groups = admin.delete_consumer_groups([prefix], request_timeout=timeout)
+    groups = admin.delete_consumer_groups([settings.worker_app_id], request_timeout=timeout)
     for future in groups.values():
         try:
             future.result(timeout)

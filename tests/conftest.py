@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from ingest.admin import delete_topics
 from schemas.settings import Settings
 from schemas.storage.bootstrap import ensure_schema
 from schemas.storage.engine import ServerEngine
@@ -99,10 +100,40 @@ def isolated_settings(base: Settings, work: Path, **extra: object) -> Settings:
     )
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Each phase's report kept on the test item (``item.stash``), so a fixture's teardown
+    can tell whether its test passed."""
+    report = yield
+    item.stash.setdefault(PHASE_REPORTS, {})[report.when] = report
+    return report
+
+
+PHASE_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+
+
+def passed(request: pytest.FixtureRequest) -> bool:
+    reports = request.node.stash.get(PHASE_REPORTS, {})
+    return all(reports.get(when) is not None and reports[when].passed for when in ("setup", "call"))
+
+
 @pytest.fixture
-def isolated(stack: Settings, tmp_path: Path) -> Settings:
-    """Settings with a fresh database, topics and consumer group for one test."""
-    return isolated_settings(stack, tmp_path)
+def isolated(stack: Settings, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Settings]:
+    """Settings with a fresh database, topics and consumer group for one test.
+
+    After a test that passed, its database and its pipeline's topics are dropped (a local
+    stack that runs the suite often would otherwise keep a database of every table and a
+    handful of topics per test); after one that failed they are kept, to look at."""
+    settings = isolated_settings(stack, tmp_path)
+    yield settings
+    if not passed(request):
+        return
+    engine = ServerEngine.of(stack)
+    try:
+        engine.execute(drop_database(settings.clickhouse_database).to_sql())
+    finally:
+        engine.close()
+    delete_topics(settings)
 
 
 def fresh_database(request: pytest.FixtureRequest, prefix: str) -> Iterator[tuple[Any, str]]:
