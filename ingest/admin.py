@@ -21,7 +21,14 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from schemas.errors import InvalidInput, ServiceUnavailable
 from schemas.settings import Settings
 
-__all__ = ["MAX_RECORD_BYTES", "TopicSpec", "delete_state", "ensure_topics", "meterline_topics"]
+__all__ = [
+    "MAX_RECORD_BYTES",
+    "TopicSpec",
+    "delete_state",
+    "delete_topics",
+    "ensure_topics",
+    "meterline_topics",
+]
 
 DAY_MS = 86_400_000
 MAX_RECORD_BYTES = 16 * 1024 * 1024
