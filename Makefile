@@ -20,7 +20,18 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	@rm -f $(VENV)/.installed-*; touch $@
 
-install: $(STAMP) ## Create .venv and install runtime + dev dependencies
+# The native event decoder (schemas/native, Rust through PyO3, built by maturin): rebuilt
+# when its sources change.  cargo from PATH, else from rustup's default place.
+NATIVE_SRC := $(sort $(wildcard schemas/native/src/*.rs)) schemas/native/Cargo.toml schemas/native/Cargo.lock schemas/native/pyproject.toml
+NATIVE_STAMP := $(VENV)/.native-$(shell cat $(NATIVE_SRC) | sha1sum | cut -c1-12)
+CARGO_DIR := $(shell dirname "$$(command -v cargo || echo $(HOME)/.cargo/bin/cargo)")
+
+$(NATIVE_STAMP): $(STAMP) $(NATIVE_SRC)
+	@test -x $(CARGO_DIR)/cargo || { echo "error: cargo not found: the native event decoder (schemas/native) is built with Rust; install it with rustup (https://rustup.rs), then run make install again"; exit 1; }
+	PATH="$(CARGO_DIR):$$PATH" $(PY) -m pip install -q ./schemas/native
+	@rm -f $(VENV)/.native-*; touch $@
+
+install: $(STAMP) $(NATIVE_STAMP) ## Create .venv and install runtime + dev dependencies, and build the native event decoder
 
 # `make up TOPOLOGY=cluster`: three Kafka nodes, ZooKeeper and ClickHouse 2 shards x 2
 # replicas instead of the single node (docs/stack.md, "Cluster").

@@ -31,6 +31,7 @@ from confluent_kafka.admin import AdminClient
 from ingest.admin import ensure_topics, meterline_topics
 from schemas.cli import command_line
 from schemas.errors import InvalidInput, InvariantViolated, ServiceUnavailable
+from schemas.metering import fastpath
 from schemas.metering.definitions import MeterSet, load_meters
 from schemas.settings import Settings
 from schemas.storage.bootstrap import CURRENT_VERSION, ensure_schema, migrate, require_current
@@ -165,6 +166,12 @@ def _worker(args: argparse.Namespace) -> int:
     require_current(engine, settings.clickhouse_database)
     engine.close()
     worker = create_worker(settings, meters)
+    if fastpath.native_decode is None:
+        logging.getLogger(__name__).warning(
+            "the native event decoder (meterline_native) is not installed: every line takes "
+            "the lean Python decode (same results, ~5 µs more per event); `make install` "
+            "builds it (needs cargo)"
+        )
     sys.argv = ["streams", "worker", "--without-web", "-l", args.loglevel]
     tune_gc()
     worker.app.main()

@@ -165,6 +165,11 @@ def split_plan(plan: BatchPlan, shards: int) -> list[BatchPlan]:
     return parts
 
 
+def _undecided(line: bytes) -> None:
+    """The native decoder's place in the chain when it is not installed."""
+    return None
+
+
 class Planner:
     """The meters and dedupe rules a chunk is planned with."""
 
@@ -202,6 +207,7 @@ class Planner:
         raw_rows, seen, kept, dead = plan.raw_rows, plan.seen, plan.kept, plan.dead
         groups, spans = plan.groups, plan.spans
         fast_decode, fast_meter, fast_meters = fastpath.decode, fastpath.meter, self._fast
+        native_decode = fastpath.native_decode or _undecided
         unknown = self.unknown_type_is_error
         new = replay = duplicate = late = 0
         for rec in records:
@@ -226,7 +232,7 @@ class Planner:
             minute_s = (ingested - ingested % MINUTE_MS) // 1000
             for index, line in enumerate(lines):
                 try:  # the lean path inline; the reference for what it does not decide
-                    fast = fast_decode(line)
+                    fast = native_decode(line) or fast_decode(line)
                     if fast is not None:
                         source, event_id, event_type, subject, time_ms, data, digest = fast
                         rows = fast_meter(fast_meters, event_type, subject, time_ms, data, unknown)

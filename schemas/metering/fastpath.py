@@ -73,7 +73,7 @@ from schemas.metering.paths import MISSING, JsonPath
 from schemas.timeutil import MINUTE_MS, parse_wire_time
 from schemas.wire import SURROGATE_ESCAPE
 
-__all__ = ["ContributionRow", "FastEvent", "FastMeters", "decode", "meter"]
+__all__ = ["ContributionRow", "FastEvent", "FastMeters", "decode", "meter", "native_decode"]
 
 FastEvent = tuple[str, str, str, str, int, dict[str, Any] | None, str]
 """``(source, id, type, subject, time_ms, data, digest)`` of one event :func:`decode` accepted."""
@@ -111,6 +111,25 @@ class _Envelope(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 
 # float_hook gets the literal's exact text, as the reference's parse_float=Decimal does.
 _DECODER = msgspec.json.Decoder(_Envelope, float_hook=Decimal)
+
+
+def _native() -> Callable[[bytes], FastEvent | None] | None:
+    """The native decoder's ``decode`` (``schemas/native``, built by ``make install``), or
+    ``None`` in a checkout installed without it: :func:`decode` then decides every line."""
+    try:
+        from meterline_native import decode as native
+    except ModuleNotFoundError:
+        return None
+    found: Callable[[bytes], FastEvent | None] = native
+    return found
+
+
+native_decode = _native()
+"""First in the chain: the native decoder decides the plainest lines — compact or spaced
+JSON without escapes, the canonical time ``YYYY-MM-DDTHH:MM:SS.mmmZ``, integers of at
+most 18 digits, decimals that ``str(Decimal)`` writes as sent — with results identical to
+:func:`decode` (``tests/schemas/test_native.py``), and returns ``None`` for the rest,
+which :func:`decode` then takes.  ``None`` here when the module is not installed."""
 
 
 def decode(line: bytes) -> FastEvent | None:
