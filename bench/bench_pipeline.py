@@ -121,6 +121,24 @@ def pids_cpu_seconds(pids: Sequence[int]) -> float:
     return total / ticks
 
 
+def server_pids() -> dict[str, list[int]]:
+    """Pids of the single-node stack's ClickHouse server and Kafka broker (``make up``):
+    the stream stage reports their CPU per event beside the worker's, over the same span
+    (``Bench.watch_pids``)."""
+    sys.path.insert(0, str(ROOT / "deploy"))
+    import pidfiles
+    import stack_base
+
+    run_dir = stack_base.Settings.from_env().home / "run"
+    pids: dict[str, list[int]] = {}
+    for name in ("clickhouse", "kafka"):
+        record = pidfiles.PidRecord.load(run_dir / f"{name}.pid")
+        if record is None or not pidfiles.is_ours(record):
+            raise SystemExit(f"{name} is not running: `make up`")
+        pids[name] = [record.pid]
+    return pids
+
+
 class BenchError(RuntimeError):
     """A benchmark could not produce a trustworthy figure (e.g. a total did not match)."""
 
@@ -183,6 +201,16 @@ class Bench:
         measures over the same span as the workers': µs per event, one figure per run, in
         ``watched_cpu_us``."""
         self.watched_cpu_us: dict[str, list[float]] = {}
+
+    def take_server_cpu(self) -> dict[str, float]:
+        """Median CPU µs per stored event of each watched process over the stream runs
+        since the last call (the warm-up run left out), then cleared for the next stage."""
+        found = {
+            name: statistics.median(values[1:] or values)
+            for name, values in self.watched_cpu_us.items()
+        }
+        self.watched_cpu_us = {}
+        return found
 
     # -- isolation ------------------------------------------------------------------------
     def settings(self, events_topic: str | None = None) -> Settings:

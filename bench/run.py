@@ -37,6 +37,7 @@ import bench_latency  # noqa: E402
 import bench_pipeline  # noqa: E402
 import bench_query  # noqa: E402
 import bench_rating  # noqa: E402
+import hot_path  # noqa: E402
 
 ROWS = 500_000
 SEED = 7
@@ -100,7 +101,14 @@ def pipeline() -> dict[str, object]:
         packed, single = bench_pipeline.PACKED, bench_pipeline.SINGLE
         out["producer"] = stage("producer SDK", bench.producer)
         out["consume_baseline"] = stage("bare consume + orjson", bench.consume_baseline)
+        bench.watch_pids = bench_pipeline.server_pids()
         out["stream_1_worker"] = stage("stream stage, 1 worker", lambda: bench.stream(1))
+        out["stream_1_worker"]["server_cpu_us_per_event"] = bench.take_server_cpu()
+        bench.watch_pids = {}
+        out["per_chunk"] = stage(
+            "per-chunk path in one process",
+            lambda: hot_path.alternated({"current": ROOT}, EVENTS_PER_SUBJECT, REPEATS)["current"],
+        )
         out["queries"] = stage("meter queries", lambda: bench.queries(bench.last_database))
         out["stream_2_workers"] = stage("stream stage, 2 workers", lambda: bench.stream(2))
         # One event per record, as before records were packed: one run after the warm-up.
@@ -175,6 +183,8 @@ def pipeline_rows(p: dict[str, Any]) -> list[str]:
     floor_single = p["faust_floor_single"]
     sink, bare = p["sink"]["sink"], p["sink"]["bare_insert"]
     q = p["queries"]
+    servers, chunk = one["server_cpu_us_per_event"], p["per_chunk"]
+    worker_cpu = float(one["cpu_us_per_event"]["median"])
     return [
         f"| producer SDK → local broker, {events} | {rate(p['producer'])} | {base_text} | "
         f"{p['producer']['median'] / base['median']:.3f} |",
@@ -185,6 +195,16 @@ def pipeline_rows(p: dict[str, Any]) -> list[str]:
         f"worker (supervisor + child, every thread) ÷ events, first to last stored event "
         f"(goal ≤ 15 µs) | {cpu(one)} | bare consume + orjson, its process CPU: "
         f"{cpu(base)} | {cpu_ratio(one, base):.1f}× |",
+        f"| the same span: the ClickHouse server's and the broker's CPU per stored event, "
+        f"and the worker's peak RSS | ClickHouse {servers['clickhouse']:.1f} µs/event, "
+        f"broker {servers['kafka']:.1f} µs/event; worker peak RSS {one['peak_rss_mb']:.0f} MB "
+        f"| worker CPU: {cpu(one)} | ClickHouse {servers['clickhouse'] / worker_cpu:.2f}× |",
+        f"| the worker's per-chunk path in one process, no Faust or Kafka "
+        f"(`bench/hot_path.py`: `plan`, `write` to the server, `finish` into the on-disk "
+        f"dedupe store), CPU per event, median of {REPEATS}; exact: "
+        f"{'yes' if chunk['exact'] else '**NO**'} | {chunk['total']:.1f} µs/event (`plan` "
+        f"{chunk['plan']:.1f}, `write` {chunk['write']:.1f}, `finish` {chunk['finish']:.1f}) "
+        f"| the real worker: {cpu(one)} | {chunk['total'] / worker_cpu:.2f} |",
         f"| scale-out: 2 worker processes, same topic; exact totals and row counts: "
         f"{exact(two)} | {rate(two)} | 1 worker: {rate(one)} | "
         f"{two['median'] / one['median']:.3f} |",

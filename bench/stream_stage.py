@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,36 +31,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-sys.path.insert(0, str(ROOT / "deploy"))
 
 import bench_pipeline  # noqa: E402
-import pidfiles  # noqa: E402
-import stack_base  # noqa: E402
-
-
-def server_pids() -> dict[str, list[int]]:
-    """Pids of the single-node stack's ClickHouse server and Kafka broker (``make up``):
-    the stage reports their CPU per event beside the worker's, over the same span."""
-    run_dir = stack_base.Settings.from_env().home / "run"
-    pids: dict[str, list[int]] = {}
-    for name in ("clickhouse", "kafka"):
-        record = pidfiles.PidRecord.load(run_dir / f"{name}.pid")
-        if record is None or not pidfiles.is_ours(record):
-            raise SystemExit(f"{name} is not running: `make up`")
-        pids[name] = [record.pid]
-    return pids
-
-
-def servers(bench: bench_pipeline.Bench) -> dict[str, float]:
-    """Median CPU µs per stored event of each server over the stage's timed runs (the
-    same span as the worker's figure; the warm-up run left out), then cleared for the
-    next stage."""
-    found = {
-        name: statistics.median(values[1:] or values)
-        for name, values in bench.watched_cpu_us.items()
-    }
-    bench.watched_cpu_us = {}
-    return found
 
 
 def main() -> int:
@@ -89,7 +60,7 @@ def main() -> int:
         **shape,
     ) as bench:
         stage = bench_pipeline.timed_stage
-        bench.watch_pids = server_pids()
+        bench.watch_pids = bench_pipeline.server_pids()
         out: dict[str, Any] = {
             "events": bench.events,
             "telemetry": "live (the last minute)" if args.live else "backfill (31 days)",
@@ -99,14 +70,14 @@ def main() -> int:
                 f"stream stage, {args.workers} worker(s)", lambda: bench.stream(args.workers)
             ),
         }
-        out["stream"]["server_cpu_us_per_event"] = servers(bench)
+        out["stream"]["server_cpu_us_per_event"] = bench.take_server_cpu()
         if args.baseline_code is not None:
             root = args.baseline_code.resolve()
             out["stream_baseline_code"] = stage(
                 f"stream stage, code in {root}",
                 lambda: bench.stream(args.workers, worker_root=root),
             )
-            out["stream_baseline_code"]["server_cpu_us_per_event"] = servers(bench)
+            out["stream_baseline_code"]["server_cpu_us_per_event"] = bench.take_server_cpu()
     base, stream = out["consume_baseline"], out["stream"]
     out["ratio_events_per_s"] = stream["median"] / base["median"]
     out["ratio_cpu_per_event"] = (
