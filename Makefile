@@ -163,5 +163,5 @@ bench: install ## Benchmarks (run `make up` first); writes docs/benchmarks.md
 reset: install ## Delete the local pipeline's topics, consumer group, database and worker state (asks nothing; stop the pipeline first)
 	$(PY) -m streams reset --yes
 
-clean: down ## Stop services and remove the virtualenv (the jar/package cache stays)
-	rm -rf $(VENV)
+clean: down ## Stop services and remove the virtualenv and the native build directory (the jar/package cache stays)
+	rm -rf $(VENV) schemas/native/target

@@ -221,8 +221,14 @@ def test_containers_run_as_the_systemd_units_do_and_not_as_root() -> None:
 def test_the_image_context_holds_every_package() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     include = project["tool"]["setuptools"]["packages"]["find"]["include"]
-    kept = set(re.findall(r"^!(\w+)/$", (ROOT / ".dockerignore").read_text(), re.M))
+    ignore = (ROOT / ".dockerignore").read_text()
+    kept = set(re.findall(r"^!(\w+)/$", ignore, re.M))
     assert {p.rstrip("*") for p in include} <= kept
+    # the native event decoder's sources are in the context (under schemas/), its build
+    # directory is not, and the image installs it beside the package
+    assert "schemas" in kept and re.search(r"^schemas/native/target$", ignore, re.M)
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    assert re.search(r"pip install /src /src/schemas/native$", dockerfile, re.M)
 
 
 # -- compose: health checks, and waiting for them --------------------------------------
