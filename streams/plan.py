@@ -5,8 +5,9 @@ but for the dedupe store's look-ups).  Nothing is written; ``streams.sink`` writ
 :class:`Planner` makes one pass over a chunk, in record order, and builds no object per
 event: raw rows and dedupe entries are tuples, and the kept events' contributions are
 folded per aggregated-feed row as they come.  Each event goes through the lean path
-(``schemas.metering.fastpath``); what it does not decide goes through the reference path, with the
-same outcome either way (``tests/streams/test_plan_oracle.py``).
+(``schemas.metering.fastpath``: the native decoder first, then the msgspec decode); what it
+does not decide goes through the reference path, with the same outcome either way
+(``tests/streams/test_plan_oracle.py``).
 """
 
 from __future__ import annotations
@@ -231,7 +232,7 @@ class Planner:
                 )
             minute_s = (ingested - ingested % MINUTE_MS) // 1000
             for index, line in enumerate(lines):
-                try:  # the lean path inline; the reference for what it does not decide
+                try:  # native, then lean, then the reference: the first that decides
                     fast = native_decode(line) or fast_decode(line)
                     if fast is not None:
                         source, event_id, event_type, subject, time_ms, data, digest = fast
