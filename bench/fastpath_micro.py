@@ -6,7 +6,10 @@ subjects and meters, 10% retried duplicates), encodes each event as the producer
 
 * the reference path: ``decode_event`` + ``contributions`` + ``content_hash``;
 * the fast path: ``schemas.metering.fastpath.decode`` + ``meter``, and the reference path for
-  each line the fast path hands back (``decode`` returned ``None``).
+  each line the fast path hands back (``decode`` returned ``None``);
+* the worker's chain: the native decoder (``fastpath.native_decode``) first, then the same
+  as the fast path for each line it leaves (``native``; left out when the native module
+  is not installed).
 
 Each pass is timed ``repeats`` times, alternating; the best of each is reported, as µs
 per event of process CPU time (``time.process_time``) and of wall time.  Generation and
@@ -33,7 +36,7 @@ from ingest.telemetry import generate
 from schemas.errors import InvalidInput
 from schemas.metering.contributions import Unmeterable, contributions
 from schemas.metering.definitions import MeterSet, load_meters
-from schemas.metering.fastpath import FastMeters, decode, meter
+from schemas.metering.fastpath import FastEvent, FastMeters, decode, meter, native_decode
 from schemas.wire import content_hash, decode_event, encode_event
 
 __all__ = ["run"]
@@ -58,11 +61,17 @@ def _reference_pass(lines: Sequence[bytes], meters: MeterSet) -> int:
     return 0
 
 
-def _fast_pass(lines: Sequence[bytes], meters: MeterSet, fast: FastMeters) -> int:
-    """The lines handed back to the reference path (each is also metered by it)."""
+def _fast_pass(
+    lines: Sequence[bytes],
+    meters: MeterSet,
+    fast: FastMeters,
+    first: Callable[[bytes], FastEvent | None] | None = None,
+) -> int:
+    """The lines handed back to the reference path (each is also metered by it); with
+    ``first``, each line is offered to it before the lean decode, as the worker does."""
     fell_back = 0
     for line in lines:
-        decoded = decode(line)
+        decoded = (first and first(line)) or decode(line)
         if decoded is None:
             fell_back += 1
             _reference(line, meters)
@@ -82,11 +91,16 @@ def _timed(work: Callable[[], int]) -> tuple[float, float, int]:
 
 
 def _check(lines: Sequence[bytes], meters: MeterSet, fast: FastMeters) -> None:
-    """Every line the fast path decides agrees with the reference (untimed)."""
+    """Every line the fast path (and the native decoder) decides agrees with the reference
+    (untimed)."""
     for line in lines:
         decoded = decode(line)
         if decoded is None:
             continue
+        if native_decode is not None:
+            native = native_decode(line)
+            if native is not None and repr(native) != repr(decoded):
+                raise SystemExit(f"the native decoder disagrees with the fast path on {line!r}")
         event = decode_event(line)
         want = (event.source, event.id, event.type, event.subject, event.time_ms, event.data)
         rows = meter(fast, event.type, event.subject, event.time_ms, decoded[5], False)
@@ -107,16 +121,24 @@ def run(events: int = 200_000, repeats: int = 3) -> dict[str, object]:
     best: dict[str, tuple[float, float]] = {}
     fell_back = 0
     for _ in range(repeats):
-        for name, work in (
+        passes: list[tuple[str, Callable[[], int]]] = [
             ("reference", lambda: _reference_pass(lines, meters)),
             ("fast", lambda: _fast_pass(lines, meters, fast)),
-        ):
+        ]
+        if native_decode is not None:
+            passes.append(("native", lambda: _fast_pass(lines, meters, fast, native_decode)))
+        for name, work in passes:
             cpu, wall, result = _timed(work)
             fell_back = result if name == "fast" else fell_back
             old = best.get(name, (float("inf"), float("inf")))
             best[name] = (min(old[0], cpu), min(old[1], wall))
     _check(lines, meters, fast)
     n = len(lines)
+    native = {
+        f"native_{kind}_us": round(best["native"][i] / n * 1e6, 2)
+        for i, kind in enumerate(("cpu", "wall"))
+        if "native" in best
+    }
     return {
         "events": n,
         "repeats": repeats,
@@ -125,6 +147,7 @@ def run(events: int = 200_000, repeats: int = 3) -> dict[str, object]:
         "reference_wall_us": round(best["reference"][1] / n * 1e6, 2),
         "fast_cpu_us": round(best["fast"][0] / n * 1e6, 2),
         "fast_wall_us": round(best["fast"][1] / n * 1e6, 2),
+        **native,
         "fell_back": fell_back,
         "fell_back_share": round(fell_back / n, 6),
     }
@@ -135,7 +158,9 @@ def main(argv: Sequence[str]) -> None:
     n = result["events"]
     print(f"{n} events (demo telemetry), best of {result['repeats']}, µs/event:")
     print(f"  {'path':<10} {'CPU':>8} {'wall':>8}")
-    for name in ("reference", "fast"):
+    for name in ("reference", "fast", "native"):
+        if f"{name}_cpu_us" not in result:
+            continue
         print(f"  {name:<10} {result[f'{name}_cpu_us']:>8} {result[f'{name}_wall_us']:>8}")
     print(f"  fell back to the reference: {result['fell_back']} ({result['fell_back_share']:.2%})")
     print(json.dumps(result))
