@@ -7,9 +7,9 @@ subjects and meters, 10% retried duplicates), encodes each event as the producer
 * the reference path: ``decode_event`` + ``contributions`` + ``content_hash``;
 * the fast path: ``schemas.metering.fastpath.decode`` + ``meter``, and the reference path for
   each line the fast path hands back (``decode`` returned ``None``);
-* the worker's chain: the native decoder (``fastpath.native_decode``) first, then the same
-  as the fast path for each line it leaves (``native``; left out when the native module
-  is not installed).
+* the worker's chain: the native decoder's fused decode + meter
+  (``FastMeters.native.decode``) first, then the fast path for what it leaves (``native``;
+  left out when the native module is not installed).
 
 Each pass is timed ``repeats`` times, alternating; the best of each is reported, as µs
 per event of process CPU time (``time.process_time``) and of wall time.  Generation and
@@ -36,7 +36,7 @@ from ingest.telemetry import generate
 from schemas.errors import InvalidInput
 from schemas.metering.contributions import Unmeterable, contributions
 from schemas.metering.definitions import MeterSet, load_meters
-from schemas.metering.fastpath import FastEvent, FastMeters, decode, meter, native_decode
+from schemas.metering.fastpath import FastMeters, decode, meter
 from schemas.wire import content_hash, decode_event, encode_event
 
 __all__ = ["run"]
@@ -61,17 +61,29 @@ def _reference_pass(lines: Sequence[bytes], meters: MeterSet) -> int:
     return 0
 
 
-def _fast_pass(
-    lines: Sequence[bytes],
-    meters: MeterSet,
-    fast: FastMeters,
-    first: Callable[[bytes], FastEvent | None] | None = None,
-) -> int:
-    """The lines handed back to the reference path (each is also metered by it); with
-    ``first``, each line is offered to it before the lean decode, as the worker does."""
+def _native_pass(lines: Sequence[bytes], meters: MeterSet, fast: FastMeters) -> int:
+    """The worker's chain: the native decoder's fused decode + meter first, the lean path
+    for what it leaves; the lines handed back to the reference path."""
+    fell_back = 0
+    native = fast.native
+    for line in lines:
+        full = native.decode(line, False)
+        if full is None:
+            fell_back += _fast_pass([line], meters, fast)
+        elif full[7] is None:
+            _source, _id, type_, subject, time_ms, data, _digest, _rows = full
+            try:
+                meter(fast, type_, subject, time_ms, data, False)
+            except Unmeterable:
+                continue
+    return fell_back
+
+
+def _fast_pass(lines: Sequence[bytes], meters: MeterSet, fast: FastMeters) -> int:
+    """The lines handed back to the reference path (each is also metered by it)."""
     fell_back = 0
     for line in lines:
-        decoded = (first and first(line)) or decode(line)
+        decoded = decode(line)
         if decoded is None:
             fell_back += 1
             _reference(line, meters)
@@ -97,9 +109,13 @@ def _check(lines: Sequence[bytes], meters: MeterSet, fast: FastMeters) -> None:
         decoded = decode(line)
         if decoded is None:
             continue
-        if native_decode is not None:
-            native = native_decode(line)
-            if native is not None and repr(native) != repr(decoded):
+        if fast.native is not None:
+            full = fast.native.decode(line, False)
+            lean = meter(fast, *decoded[2:6], False)
+            if full is not None and (
+                repr(full[:7]) != repr(decoded)
+                or (full[7] is not None and repr(full[7]) != repr(lean))
+            ):
                 raise SystemExit(f"the native decoder disagrees with the fast path on {line!r}")
         event = decode_event(line)
         want = (event.source, event.id, event.type, event.subject, event.time_ms, event.data)
@@ -125,8 +141,8 @@ def run(events: int = 200_000, repeats: int = 3) -> dict[str, object]:
             ("reference", lambda: _reference_pass(lines, meters)),
             ("fast", lambda: _fast_pass(lines, meters, fast)),
         ]
-        if native_decode is not None:
-            passes.append(("native", lambda: _fast_pass(lines, meters, fast, native_decode)))
+        if fast.native is not None:
+            passes.append(("native", lambda: _native_pass(lines, meters, fast)))
         for name, work in passes:
             cpu, wall, result = _timed(work)
             fell_back = result if name == "fast" else fell_back

@@ -166,7 +166,7 @@ def split_plan(plan: BatchPlan, shards: int) -> list[BatchPlan]:
     return parts
 
 
-def _undecided(line: bytes) -> None:
+def _undecided(line: bytes, unknown_type_is_error: bool) -> None:
     """The native decoder's place in the chain when it is not installed."""
     return None
 
@@ -208,7 +208,8 @@ class Planner:
         raw_rows, seen, kept, dead = plan.raw_rows, plan.seen, plan.kept, plan.dead
         groups, spans = plan.groups, plan.spans
         fast_decode, fast_meter, fast_meters = fastpath.decode, fastpath.meter, self._fast
-        native_decode = fastpath.native_decode or _undecided
+        native = fast_meters.native
+        native_decode = native.decode if native is not None else _undecided
         unknown = self.unknown_type_is_error
         new = replay = duplicate = late = 0
         for rec in records:
@@ -233,8 +234,15 @@ class Planner:
             minute_s = (ingested - ingested % MINUTE_MS) // 1000
             for index, line in enumerate(lines):
                 try:  # native, then lean, then the reference: the first that decides
-                    fast = native_decode(line) or fast_decode(line)
-                    if fast is not None:
+                    full = native_decode(line, unknown)
+                    fast = fast_decode(line) if full is None else None
+                    if full is not None:
+                        source, event_id, event_type, subject, time_ms, data, digest, rows = full
+                        if rows is None:  # decoded natively, metered by the lean path
+                            rows = fast_meter(
+                                fast_meters, event_type, subject, time_ms, data, unknown
+                            )
+                    elif fast is not None:
                         source, event_id, event_type, subject, time_ms, data, digest = fast
                         rows = fast_meter(fast_meters, event_type, subject, time_ms, data, unknown)
                     else:

@@ -113,23 +113,20 @@ class _Envelope(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 _DECODER = msgspec.json.Decoder(_Envelope, float_hook=Decimal)
 
 
-def _native() -> Callable[[bytes], FastEvent | None] | None:
-    """The native decoder's ``decode`` (``schemas/native``, built by ``make install``), or
-    ``None`` in a checkout installed without it: :func:`decode` then decides every line."""
-    try:
-        from meterline_native import decode as native
-    except ModuleNotFoundError:
-        return None
-    found: Callable[[bytes], FastEvent | None] = native
-    return found
+try:  # the native event decoder (schemas/native), built by `make install`
+    import meterline_native as _native
+except ModuleNotFoundError:  # a checkout installed without it: see native_decode
+    _native = None
 
-
-native_decode = _native()
+native_decode: Callable[[bytes], FastEvent | None] | None = (
+    _native.decode if _native is not None else None
+)
 """First in the chain: the native decoder decides the plainest lines — compact or spaced
 JSON without escapes, the canonical time ``YYYY-MM-DDTHH:MM:SS.mmmZ``, integers of at
 most 18 digits, decimals that ``str(Decimal)`` writes as sent — with results identical to
 :func:`decode` (``tests/schemas/test_native.py``), and returns ``None`` for the rest,
-which :func:`decode` then takes.  ``None`` here when the module is not installed."""
+which :func:`decode` then takes.  ``None`` here when the module is not installed (the
+worker logs it at start); :attr:`FastMeters.native` then is ``None`` too."""
 
 
 def decode(line: bytes) -> FastEvent | None:
@@ -219,7 +216,7 @@ class FastMeters:
     """A :class:`MeterSet` compiled once for :func:`meter`: per event type, one plan per
     meter, in the reference's order (so the first meter that fails is the same one)."""
 
-    __slots__ = ("by_type", "meters")
+    __slots__ = ("by_type", "meters", "native")
 
     def __init__(self, meters: MeterSet) -> None:
         self.meters = meters
@@ -228,6 +225,36 @@ class FastMeters:
             for event_type, matched in meters.by_event_type.items()
             if matched
         }
+        self.native: Any = None
+        """The same meters compiled into the native decoder (``meterline_native.Meters``):
+        its ``decode(line, unknown_type_is_error)`` returns :data:`FastEvent` plus the
+        contributions :func:`meter` would return, ``None`` in their place where it leaves
+        metering to :func:`meter` (any path with an index step, a value that is not a plain
+        number or text, anything :func:`meter` would refuse), or ``None`` for the line where
+        :data:`native_decode` would.  ``None`` without the native module."""
+        if _native is not None:
+            self.native = _native.Meters(
+                {event_type: _native_spec(plans) for event_type, plans in self.by_type.items()}
+            )
+
+
+def _native_spec(plans: tuple[_Plan, ...]) -> list[Any] | None:
+    """An event type's meters as the native decoder compiles them, or ``None`` if one of
+    them has a path that is not a chain of keys (its events are metered by :func:`meter`)."""
+    spec: list[Any] = []
+    for definition, unique, _, _ in plans:
+        path = definition.value_path
+        value = None if path is None else _key_chain(path)
+        groups = [(name, _key_chain(p)) for name, p in definition.group_paths.items()]
+        if (path is not None and value is None) or any(keys is None for _, keys in groups):
+            return None
+        spec.append((definition.slug, unique, value, groups))
+    return spec
+
+
+def _key_chain(path: JsonPath) -> list[str] | None:
+    keys = [step for step in path.steps if isinstance(step, str)]
+    return keys if len(keys) == len(path.steps) else None
 
 
 def _compile(definition: MeterDefinition) -> _Plan:

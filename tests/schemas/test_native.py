@@ -15,20 +15,52 @@ it decides (an exponent, a 19-digit integer, ``0.0000001``, an escape, a padded 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import hypothesis
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
 from ingest.telemetry import generate
 from schemas.metering import fastpath
-from schemas.metering.fastpath import FastEvent
+from schemas.metering.definitions import parse_meters
+from schemas.metering.fastpath import FastEvent, FastMeters, meter
 from schemas.wire import encode_event
 from tests.schemas.event_cases import METER_SETS, mangled, payloads, to_json
-from tests.schemas.test_fastpath import EDGE_CASES, SURPRISES, TIMES, assert_agrees, line_with
+from tests.schemas.test_fastpath import (
+    EDGE_CASES,
+    SURPRISES,
+    TIMES,
+    assert_agrees,
+    line_with,
+    outcome,
+)
+
+# Every aggregation kind on paths that are chains of keys (the native decoder meters them
+# itself; ``all_kinds`` has index steps on the type "job", which it leaves to the lean path).
+KEYS_ONLY = FastMeters(
+    parse_meters(
+        yaml.safe_load(
+            """
+meters:
+  - {slug: k_sum, event_type: job, aggregation: SUM, value_property: $.v,
+     group_by: {region: $.region, plan: $.meta.plan}}
+  - {slug: k_count, event_type: job, aggregation: COUNT}
+  - {slug: k_unique, event_type: job, aggregation: UNIQUE_COUNT, value_property: $.user}
+  - {slug: k_max, event_type: job, aggregation: MAX, value_property: $.meta.cost,
+     group_by: {cost: "$['cost usd']"}}
+  - {slug: k_latest, event_type: llm.completion, aggregation: LATEST, value_property: $.tokens,
+     group_by: {model: $.model}}
+  - {slug: k_gb, event_type: storage.snapshot, aggregation: SUM, value_property: $.gb_hours}
+"""
+        )
+    )
+)
+TYPES = ["job", "api.request", "llm.completion", "storage.snapshot", "unknown.kind"]
 
 SETTINGS = settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -50,11 +82,41 @@ def check(line: bytes, meter_set: str = "all_kinds") -> FastEvent | None:
         assert lean is not None, "the native decoder decided a line the lean path leaves"
         assert repr(fast) == repr(lean)  # values, types, key order, digest
     _, event, _ = assert_agrees(line, meter_set, fast_decode=native)
-    if currently_in_test_context():  # --hypothesis-show-statistics: each side is reached
-        hypothesis.event(
-            "refused" if event is None else "decided natively" if fast else "left to the lean path"
-        )
+    label("refused" if event is None else "decided natively" if fast else "left to the lean path")
+    for fast_meters in (*(fast for _, fast in METER_SETS.values()), KEYS_ONLY):
+        for unknown_type_is_error in (False, True):
+            check_metering(line, fast, fast_meters, fast_meters.native, unknown_type_is_error)
     return fast
+
+
+def check_metering(
+    line: bytes,
+    fast: FastEvent | None,
+    fast_meters: FastMeters,
+    native_meters: Any,
+    unknown_type_is_error: bool,
+) -> None:
+    """The fused call (``FastMeters.native.decode``): the same event as ``decode``, and
+    where it meters, exactly the lean path's contributions; where the lean path refuses
+    (``Unmeterable``), it must leave metering to it."""
+    full = native_meters.decode(line, unknown_type_is_error)
+    assert (full is None) == (fast is None)
+    if full is None or fast is None:
+        return
+    assert repr(full[:7]) == repr(fast)
+    _, _, event_type, subject, time_ms, data, _ = fast
+    lean = outcome(
+        lambda: meter(fast_meters, event_type, subject, time_ms, data, unknown_type_is_error)
+    )
+    rows = full[7]
+    label("metering left to the lean path" if rows is None else "metered natively")
+    if rows is not None:
+        assert lean == ("ok", repr(rows))
+
+
+def label(what: str) -> None:
+    if currently_in_test_context():  # --hypothesis-show-statistics: each side is reached
+        hypothesis.event(what)
 
 
 def test_the_native_decoder_is_installed() -> None:
@@ -119,7 +181,14 @@ integers = st.one_of(
     st.sampled_from([0, 10**18 - 1, -(10**18) + 1, 10**18, 2**63 - 1, 2**64, -(2**63)]),
 ).map(lambda n: Token(str(n))) | st.just(Token("-0"))
 
-scalars = st.one_of(integers, decimals(), inner, st.booleans(), st.none())
+# numbers sent as strings: the plain ones the native decoder meters, and forms Decimal
+# also reads (padding, underscores, exponents, signs, special values) that it leaves
+numeric_strings = st.one_of(
+    integers.map(str),
+    decimals().map(str),
+    st.sampled_from(["007", " 1.5", "1_000", "12.", ".5", "+1", "NaN", "-Infinity", "1E3"]),
+)
+scalars = st.one_of(integers, decimals(), inner, numeric_strings, st.booleans(), st.none())
 values = st.recursive(
     scalars,
     lambda inside: st.one_of(
@@ -128,7 +197,9 @@ values = st.recursive(
     ),
     max_leaves=8,
 )
-data_keys = st.sampled_from(["v", "user", "region", "items", "meta", "endpoint", "cost usd"])
+data_keys = st.sampled_from(
+    ["v", "user", "region", "items", "meta", "endpoint", "cost usd", "tokens", "model", "gb_hours"]
+)
 meta = st.tuples(st.just(("plan", "pro")), st.tuples(st.just("cost"), integers | decimals()))
 
 
@@ -158,7 +229,7 @@ def plain_lines(draw: st.DrawFn) -> bytes:
         ("specversion", "1.0"),
         ("id", draw(texts)),
         ("source", draw(texts)),
-        ("type", draw(st.sampled_from(["job", "api.request", "unknown.kind"]))),
+        ("type", draw(st.sampled_from(TYPES))),
         ("subject", draw(texts)),
         ("time", draw(times())),
     ]
@@ -213,12 +284,17 @@ def test_plain_events_are_decided_natively(
         assert decided is not None
 
 
-def test_generated_telemetry_is_decided_natively() -> None:
+def test_generated_telemetry_is_decided_and_metered_natively() -> None:
     telemetry = generate(
         ["acme", "globex"], datetime(2026, 10, 1, tzinfo=UTC), timedelta(days=31), 300
     )
+    demo = METER_SETS["demo"][1].native
     for event in telemetry.events:
-        assert check(encode_event(event), "demo") is not None
+        line = encode_event(event)
+        assert check(line, "demo") is not None
+        full = demo.decode(line, True)
+        assert full is not None
+        assert full[7] is not None, line
 
 
 # -- the lean path's corpora -----------------------------------------------------------------
@@ -260,3 +336,27 @@ def test_a_wrong_native_result_fails_the_check(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(fastpath, "native_decode", wrong)
     with pytest.raises(AssertionError):
         check(line_with(time="2026-11-01T10:05:42.250Z"))
+
+
+def test_wrong_native_contributions_fail_the_check() -> None:
+    """The metering check can fail: contributions with another decimal exponent are caught."""
+    fast_meters = METER_SETS["demo"][1]
+    real = fast_meters.native
+
+    class Padded:
+        def decode(self, line: bytes, unknown_type_is_error: bool) -> Any:
+            full = real.decode(line, unknown_type_is_error)
+            rows = [(*r[:4], r[4].quantize(Decimal("0.1")), *r[5:]) for r in full[7]]
+            return (*full[:7], rows)
+
+    line = data_line("llm.completion", '{"tokens":12,"model":"small"}')
+    fast = native(line)
+    check_metering(line, fast, fast_meters, real, False)
+    with pytest.raises(AssertionError):
+        check_metering(line, fast, fast_meters, Padded(), False)
+
+
+def data_line(event_type: str, data: str) -> bytes:
+    envelope = '"specversion":"1.0","id":"e-1","source":"s","subject":"acme"'
+    time = '"time":"2026-11-01T10:05:42.250Z"'
+    return f'{{{envelope},"type":"{event_type}",{time},"data":{data}}}'.encode()

@@ -3,6 +3,7 @@ use blake2::digest::{Update, VariableOutput};
 use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+use std::collections::HashMap;
 
 const MAX_TEXT: usize = 512;
 const MAX_DEPTH: usize = 32;
@@ -299,12 +300,7 @@ fn to_py(py: Python<'_>, v: &Val) -> PyResult<PyObject> {
     Ok(match v {
         Val::Str(s) => PyString::new(py, s).into_any().unbind(),
         Val::Int(t) => t.parse::<i64>().unwrap().into_pyobject(py)?.into_any().unbind(),
-        Val::Dec(t) => {
-            let dec = DECIMAL.get_or_try_init(py, || -> PyResult<PyObject> {
-                Ok(py.import("decimal")?.getattr("Decimal")?.unbind())
-            })?;
-            dec.call1(py, (*t,))?
-        }
+        Val::Dec(t) => decimal_type(py)?.call1(py, (*t,))?,
         Val::True => true.into_pyobject(py)?.to_owned().into_any().unbind(),
         Val::False => false.into_pyobject(py)?.to_owned().into_any().unbind(),
         Val::Null => py.None(),
@@ -325,130 +321,335 @@ fn to_py(py: Python<'_>, v: &Val) -> PyResult<PyObject> {
     })
 }
 
-#[pyfunction]
-fn decode(py: Python<'_>, line: &[u8]) -> PyResult<Option<PyObject>> {
+/// A line the decoder decided: its envelope, data and digest.
+struct Event<'a> {
+    id: &'a str,
+    source: &'a str,
+    type_: &'a str,
+    subject: &'a str,
+    time_ms: i64,
+    data: Option<Val<'a>>,
+    digest: [u8; 24],
+}
+
+fn decided<'a>(line: &'a [u8]) -> Option<Event<'a>> {
     if line.contains(&b'\\') {
-        return Ok(None);
+        return None;
     }
-    let Ok(text) = std::str::from_utf8(line) else {
-        return Ok(None);
-    };
+    let text = std::str::from_utf8(line).ok()?;
     let mut p = Parser { text, b: line, i: 0 };
-    let Some(fields) = p.object(1) else {
-        return Ok(None);
-    };
+    let fields = p.object(1)?;
     p.ws();
     if p.i != line.len() {
-        return Ok(None);
+        return None;
     }
     let (mut id, mut source, mut type_, mut subject, mut time) = (None, None, None, None, None);
     let (mut data, mut content_type, mut schema) = (None, None, None);
-    for (key, value) in &fields {
-        match (*key, value) {
-            ("id", Val::Str(s)) => id = Some(*s),
-            ("source", Val::Str(s)) => source = Some(*s),
-            ("type", Val::Str(s)) => type_ = Some(*s),
-            ("subject", Val::Str(s)) => subject = Some(*s),
-            ("time", Val::Str(s)) => time = Some(*s),
-            ("specversion", Val::Str(s)) if *s == "1.0" => {}
-            ("data", Val::Obj(_)) => data = Some(value),
+    for (key, value) in fields {
+        match (key, value) {
+            ("id", Val::Str(s)) => id = Some(s),
+            ("source", Val::Str(s)) => source = Some(s),
+            ("type", Val::Str(s)) => type_ = Some(s),
+            ("subject", Val::Str(s)) => subject = Some(s),
+            ("time", Val::Str(s)) => time = Some(s),
+            ("specversion", Val::Str("1.0")) => {}
+            ("data", value @ Val::Obj(_)) => data = Some(value),
             ("data", Val::Null) => {}
-            ("datacontenttype", Val::Str(s)) => content_type = Some(*s),
+            ("datacontenttype", Val::Str(s)) => content_type = Some(s),
             ("datacontenttype", Val::Null) => {}
-            ("dataschema", Val::Str(s)) => schema = Some(*s),
+            ("dataschema", Val::Str(s)) => schema = Some(s),
             ("dataschema", Val::Null) => {}
-            _ => return Ok(None),
+            _ => return None,
         }
     }
-    let (Some(id), Some(source), Some(type_), Some(subject), Some(time)) =
-        (id, source, type_, subject, time)
-    else {
-        return Ok(None);
-    };
+    let (id, source, type_, subject, time) = (id?, source?, type_?, subject?, time?);
     if !(envelope_text(id) && envelope_text(source) && envelope_text(type_) && envelope_text(subject))
     {
-        return Ok(None);
+        return None;
     }
     for extra in [content_type, schema].into_iter().flatten() {
         if !unpadded(extra) {
-            return Ok(None); // (an empty extra: the reference decides)
+            return None; // (an empty extra: the lean decode decides)
         }
     }
-    let Some(time_ms) = canonical_time(time) else {
-        return Ok(None);
-    };
-    if let Some(Val::Obj(items)) = data {
+    let time_ms = canonical_time(time)?;
+    if let Some(Val::Obj(items)) = &data {
         if !items.iter().all(|(k, _)| unpadded(k)) {
-            return Ok(None);
+            return None;
         }
     }
     // the canonical form: keys sorted, compact, decimals as their text in quotes
     let mut out = Vec::with_capacity(line.len() + 64);
     out.push(b'{');
-    if let Some(d) = data {
+    if let Some(d) = &data {
         out.extend_from_slice(b"\"data\":");
         write_canonical(&mut out, d);
         out.push(b',');
     }
-    if let Some(ct) = content_type {
-        out.extend_from_slice(b"\"datacontenttype\":\"");
-        out.extend_from_slice(ct.as_bytes());
-        out.extend_from_slice(b"\",");
-    }
-    if let Some(s) = schema {
-        out.extend_from_slice(b"\"dataschema\":\"");
-        out.extend_from_slice(s.as_bytes());
-        out.extend_from_slice(b"\",");
-    }
-    for (name, value) in [("id", id), ("source", source)] {
-        out.push(b'"');
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b"\":\"");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\",");
-    }
-    out.extend_from_slice(b"\"specversion\":\"1.0\",");
-    for (name, value) in [("subject", subject), ("time", time), ("type", type_)] {
-        out.push(b'"');
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b"\":\"");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\",");
+    let texts = [
+        ("datacontenttype", content_type),
+        ("dataschema", schema),
+        ("id", Some(id)),
+        ("source", Some(source)),
+        ("specversion", Some("1.0")),
+        ("subject", Some(subject)),
+        ("time", Some(time)),
+        ("type", Some(type_)),
+    ];
+    for (name, value) in texts {
+        if let Some(value) = value {
+            out.push(b'"');
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b"\":\"");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\",");
+        }
     }
     out.pop();
     out.push(b'}');
-    let mut hasher = Blake2bVar::new(12).unwrap();
+    let mut hasher = Blake2bVar::new(12).ok()?;
     hasher.update(&out);
-    let mut digest = [0u8; 12];
-    hasher.finalize_variable(&mut digest).unwrap();
+    let mut raw = [0u8; 12];
+    hasher.finalize_variable(&mut raw).ok()?;
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut hex = [0u8; 24];
-    for (n, byte) in digest.iter().enumerate() {
-        hex[2 * n] = HEX[(byte >> 4) as usize];
-        hex[2 * n + 1] = HEX[(byte & 15) as usize];
+    let mut digest = [0u8; 24];
+    for (n, byte) in raw.iter().enumerate() {
+        digest[2 * n] = HEX[(byte >> 4) as usize];
+        digest[2 * n + 1] = HEX[(byte & 15) as usize];
     }
-    let hex = std::str::from_utf8(&hex).unwrap();
-    let data_obj = match data {
+    Some(Event { id, source, type_, subject, time_ms, data, digest })
+}
+
+/// The lean decode's tuple ``(source, id, type, subject, time_ms, data, digest)``, with
+/// ``rows`` appended when given.
+fn event_tuple(
+    py: Python<'_>,
+    event: &Event,
+    subject: &Bound<'_, PyString>,
+    rows: Option<PyObject>,
+) -> PyResult<PyObject> {
+    let data = match &event.data {
         Some(d) => to_py(py, d)?,
         None => py.None(),
     };
-    let tuple = PyTuple::new(
-        py,
-        [
-            PyString::new(py, source).into_any().unbind(),
-            PyString::new(py, id).into_any().unbind(),
-            PyString::new(py, type_).into_any().unbind(),
-            PyString::new(py, subject).into_any().unbind(),
-            time_ms.into_pyobject(py)?.into_any().unbind(),
-            data_obj,
-            PyString::new(py, hex).into_any().unbind(),
-        ],
-    )?;
-    Ok(Some(tuple.into_any().unbind()))
+    let digest = std::str::from_utf8(&event.digest).expect("hex digits");
+    let mut items = vec![
+        PyString::new(py, event.source).into_any().unbind(),
+        PyString::new(py, event.id).into_any().unbind(),
+        PyString::new(py, event.type_).into_any().unbind(),
+        subject.clone().into_any().unbind(),
+        event.time_ms.into_pyobject(py)?.into_any().unbind(),
+        data,
+        PyString::new(py, digest).into_any().unbind(),
+    ];
+    if let Some(rows) = rows {
+        items.push(rows);
+    }
+    Ok(PyTuple::new(py, items)?.into_any().unbind())
+}
+
+/// ``(source, id, type, subject, time_ms, data, digest)`` of a line this decoder decides,
+/// else ``None`` (the lean decode then takes the line).
+#[pyfunction]
+fn decode(py: Python<'_>, line: &[u8]) -> PyResult<Option<PyObject>> {
+    let Some(event) = decided(line) else {
+        return Ok(None);
+    };
+    let subject = PyString::new(py, event.subject);
+    Ok(Some(event_tuple(py, &event, &subject, None)?))
+}
+
+// -- metering ------------------------------------------------------------------------------
+
+/// One meter, compiled: what the lean path's ``meter`` does for it when every path is a
+/// chain of keys (``$.a.b``) and every group name can be written without an escape.
+struct Meter {
+    slug: Py<PyString>,
+    unique: bool,
+    value: Option<Vec<String>>,
+    groups: Vec<(String, Vec<String>)>, // sorted by name: the group key's order
+}
+
+/// Compiled meters by event type; a type whose meters are not all compiled is ``None``
+/// (its events are metered by the lean path).
+#[pyclass(frozen)]
+struct Meters {
+    by_type: HashMap<String, Option<Vec<Meter>>>,
+}
+
+type MeterSpec = (String, bool, Option<Vec<String>>, Vec<(String, Vec<String>)>);
+
+#[pymethods]
+impl Meters {
+    /// ``spec``: per event type, its meters in order as
+    /// ``(slug, unique, value key chain or None, [(group name, key chain)])``, or ``None``
+    /// for a type to leave to the lean path.
+    #[new]
+    fn new(py: Python<'_>, spec: HashMap<String, Option<Vec<MeterSpec>>>) -> Self {
+        let by_type = spec
+            .into_iter()
+            .map(|(event_type, meters)| {
+                let compiled = meters.and_then(|meters| {
+                    meters
+                        .into_iter()
+                        .map(|(slug, unique, value, mut groups)| {
+                            if groups.iter().any(|(name, _)| !plain_text(name)) {
+                                return None;
+                            }
+                            groups.sort_by(|a, b| a.0.cmp(&b.0));
+                            let slug = PyString::new(py, &slug).unbind();
+                            Some(Meter { slug, unique, value, groups })
+                        })
+                        .collect::<Option<Vec<_>>>()
+                });
+                (event_type, compiled)
+            })
+            .collect();
+        Meters { by_type }
+    }
+
+    /// :func:`decode`'s tuple plus the event's contributions, as the lean path's ``meter``
+    /// gives them — or ``None`` in their place where this decoder leaves metering to it
+    /// (anything that would raise ``Unmeterable``, a value or group value that is not
+    /// plain). ``None`` for the whole line where :func:`decode` would return ``None``.
+    fn decode(&self, py: Python<'_>, line: &[u8], unknown_type_is_error: bool) -> PyResult<Option<PyObject>> {
+        let Some(event) = decided(line) else {
+            return Ok(None);
+        };
+        let subject = PyString::new(py, event.subject);
+        let rows = self.meter(py, &event, &subject, unknown_type_is_error)?;
+        Ok(Some(event_tuple(py, &event, &subject, Some(rows.unwrap_or_else(|| py.None())))?))
+    }
+}
+
+fn plain_text(s: &str) -> bool {
+    !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20)
+}
+
+fn find<'v, 'a>(data: Option<&'v Val<'a>>, keys: &[String]) -> Option<&'v Val<'a>> {
+    let mut node = data?;
+    for key in keys {
+        let Val::Obj(items) = node else {
+            return None;
+        };
+        node = &items.iter().find(|(k, _)| *k == key.as_str())?.1;
+    }
+    Some(node)
+}
+
+static ZERO: GILOnceCell<PyObject> = GILOnceCell::new();
+
+fn decimal_type(py: Python<'_>) -> PyResult<&PyObject> {
+    DECIMAL.get_or_try_init(py, || -> PyResult<PyObject> {
+        Ok(py.import("decimal")?.getattr("Decimal")?.unbind())
+    })
+}
+
+impl Meters {
+    fn meter(
+        &self,
+        py: Python<'_>,
+        event: &Event,
+        subject: &Bound<'_, PyString>,
+        unknown_type_is_error: bool,
+    ) -> PyResult<Option<PyObject>> {
+        let Some(compiled) = self.by_type.get(event.type_) else {
+            if unknown_type_is_error {
+                return Ok(None); // the lean path raises Unmeterable
+            }
+            return Ok(Some(PyList::empty(py).into_any().unbind()));
+        };
+        let Some(meters) = compiled else {
+            return Ok(None);
+        };
+        let data = event.data.as_ref();
+        let window = event.time_ms - event.time_ms.rem_euclid(60_000);
+        let rows = PyList::empty(py);
+        for meter in meters {
+            let mut value: Option<PyObject> = None;
+            let mut uniq = "";
+            if let Some(keys) = &meter.value {
+                match (meter.unique, find(data, keys)) {
+                    (true, Some(Val::Str(s))) => uniq = s,
+                    (false, Some(Val::Int(t))) => value = Some(decimal_type(py)?.call1(py, (*t,))?),
+                    (false, Some(Val::Dec(t))) if fits(t) => {
+                        value = Some(decimal_type(py)?.call1(py, (*t,))?)
+                    }
+                    // a number sent as a string (how the SDK sends an exact decimal)
+                    (false, Some(Val::Str(t))) if plain_number(t) && fits(t) => {
+                        value = Some(decimal_type(py)?.call1(py, (*t,))?)
+                    }
+                    _ => return Ok(None), // missing, null, not plain: the lean path decides
+                }
+            }
+            let value = match value {
+                Some(v) => v,
+                None => ZERO
+                    .get_or_try_init(py, || decimal_type(py)?.call1(py, (0,)))?
+                    .clone_ref(py),
+            };
+            let mut key = String::from("{");
+            for (n, (name, keys)) in meter.groups.iter().enumerate() {
+                let text = match find(data, keys) {
+                    None | Some(Val::Null) => "",
+                    Some(Val::Str(s)) => s,
+                    Some(_) => return Ok(None),
+                };
+                if n > 0 {
+                    key.push(',');
+                }
+                key.push('"');
+                key.push_str(name);
+                key.push_str("\":\"");
+                key.push_str(text);
+                key.push('"');
+            }
+            key.push('}');
+            let row = PyTuple::new(
+                py,
+                [
+                    meter.slug.clone_ref(py).into_any(),
+                    subject.clone().into_any().unbind(),
+                    PyString::new(py, &key).into_any().unbind(),
+                    window.into_pyobject(py)?.into_any().unbind(),
+                    value,
+                    PyString::new(py, uniq).into_any().unbind(),
+                    event.time_ms.into_pyobject(py)?.into_any().unbind(),
+                ],
+            )?;
+            rows.append(row)?;
+        }
+        Ok(Some(rows.into_any().unbind()))
+    }
+}
+
+/// ``-?(0|[1-9][0-9]*)(\.[0-9]+)?``: a text ``Decimal`` reads as written (no spaces,
+/// underscores, exponent, sign ``+``, special values or leading zeros).
+fn plain_number(text: &str) -> bool {
+    let unsigned = text.strip_prefix('-').unwrap_or(text);
+    let (whole, fraction) = match unsigned.split_once('.') {
+        Some((whole, fraction)) if !fraction.is_empty() => (whole, fraction),
+        Some(_) => return false,
+        None => (unsigned, ""),
+    };
+    !whole.is_empty()
+        && (whole == "0" || !whole.starts_with('0'))
+        && whole.bytes().all(|b| b.is_ascii_digit())
+        && fraction.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// A decimal literal ``Decimal(38, 9)`` holds unchanged: at most 9 fraction digits and 29
+/// integer digits (the lean path refuses the rest as out of range).
+fn fits(text: &str) -> bool {
+    let unsigned = text.trim_start_matches('-');
+    let (whole, fraction) = unsigned.split_once('.').unwrap_or((unsigned, ""));
+    let integer = if whole == "0" { 0 } else { whole.len() };
+    fraction.len() <= 9 && integer <= 29
 }
 
 #[pymodule]
 fn meterline_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode, m)?)?;
+    m.add_class::<Meters>()?;
     Ok(())
 }
