@@ -67,7 +67,7 @@ def _native_pass(lines: Sequence[bytes], meters: MeterSet, fast: FastMeters) -> 
     fell_back = 0
     native = fast.native
     for line in lines:
-        full = native.decode(line, False)
+        full = native.decode(line, False, False)  # as the worker calls it
         if full is None:
             fell_back += _fast_pass([line], meters, fast)
         elif full[7] is None:

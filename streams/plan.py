@@ -166,7 +166,7 @@ def split_plan(plan: BatchPlan, shards: int) -> list[BatchPlan]:
     return parts
 
 
-def _undecided(line: bytes, unknown_type_is_error: bool) -> None:
+def _undecided(line: bytes, unknown_type_is_error: bool, keep_data: bool) -> None:
     """The native decoder's place in the chain when it is not installed."""
     return None
 
@@ -234,7 +234,7 @@ class Planner:
             minute_s = (ingested - ingested % MINUTE_MS) // 1000
             for index, line in enumerate(lines):
                 try:  # native, then lean, then the reference: the first that decides
-                    full = native_decode(line, unknown)
+                    full = native_decode(line, unknown, False)  # no data dict if metered
                     fast = fast_decode(line) if full is None else None
                     if full is not None:
                         source, event_id, event_type, subject, time_ms, data, digest, rows = full

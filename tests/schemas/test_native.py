@@ -112,6 +112,9 @@ def check_metering(
     label("metering left to the lean path" if rows is None else "metered natively")
     if rows is not None:
         assert lean == ("ok", repr(rows))
+    # as the worker calls it: no data dict when the contributions are there
+    lean_full = native_meters.decode(line, unknown_type_is_error, False)
+    assert repr(lean_full) == repr((*full[:5], None if rows is not None else data, *full[6:]))
 
 
 def label(what: str) -> None:
@@ -344,8 +347,8 @@ def test_wrong_native_contributions_fail_the_check() -> None:
     real = fast_meters.native
 
     class Padded:
-        def decode(self, line: bytes, unknown_type_is_error: bool) -> Any:
-            full = real.decode(line, unknown_type_is_error)
+        def decode(self, line: bytes, unknown_type_is_error: bool, keep_data: bool = True) -> Any:
+            full = real.decode(line, unknown_type_is_error, keep_data)
             rows = [(*r[:4], r[4].quantize(Decimal("0.1")), *r[5:]) for r in full[7]]
             return (*full[:7], rows)
 

@@ -427,10 +427,11 @@ fn event_tuple(
     event: &Event,
     subject: &Bound<'_, PyString>,
     rows: Option<PyObject>,
+    with_data: bool,
 ) -> PyResult<PyObject> {
     let data = match &event.data {
-        Some(d) => to_py(py, d)?,
-        None => py.None(),
+        Some(d) if with_data => to_py(py, d)?,
+        _ => py.None(),
     };
     let digest = std::str::from_utf8(&event.digest).expect("hex digits");
     let mut items = vec![
@@ -456,7 +457,7 @@ fn decode(py: Python<'_>, line: &[u8]) -> PyResult<Option<PyObject>> {
         return Ok(None);
     };
     let subject = PyString::new(py, event.subject);
-    Ok(Some(event_tuple(py, &event, &subject, None)?))
+    Ok(Some(event_tuple(py, &event, &subject, None, true)?))
 }
 
 // -- metering ------------------------------------------------------------------------------
@@ -512,13 +513,26 @@ impl Meters {
     /// gives them — or ``None`` in their place where this decoder leaves metering to it
     /// (anything that would raise ``Unmeterable``, a value or group value that is not
     /// plain). ``None`` for the whole line where :func:`decode` would return ``None``.
-    fn decode(&self, py: Python<'_>, line: &[u8], unknown_type_is_error: bool) -> PyResult<Option<PyObject>> {
+    ///
+    /// ``keep_data=False``: ``data`` is ``None`` in the tuple when the contributions are
+    /// there (the worker needs it only to meter what this decoder leaves), which saves
+    /// building the dict and its ``Decimal``s.
+    #[pyo3(signature = (line, unknown_type_is_error, keep_data = true))]
+    fn decode(
+        &self,
+        py: Python<'_>,
+        line: &[u8],
+        unknown_type_is_error: bool,
+        keep_data: bool,
+    ) -> PyResult<Option<PyObject>> {
         let Some(event) = decided(line) else {
             return Ok(None);
         };
         let subject = PyString::new(py, event.subject);
         let rows = self.meter(py, &event, &subject, unknown_type_is_error)?;
-        Ok(Some(event_tuple(py, &event, &subject, Some(rows.unwrap_or_else(|| py.None())))?))
+        let with_data = keep_data || rows.is_none();
+        let rows = rows.unwrap_or_else(|| py.None());
+        Ok(Some(event_tuple(py, &event, &subject, Some(rows), with_data)?))
     }
 }
 
