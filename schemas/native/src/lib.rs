@@ -1,5 +1,15 @@
-use blake2::Blake2bVar;
+//! Meterline's native event decoder: the first step of the metering worker's per-event
+//! path (`schemas/metering/fastpath.py`, `streams/plan.py`; `docs/architecture.md`).
+//!
+//! One call decides a plainly well-formed usage event line — parse, envelope checks, the
+//! canonical time, the canonical form `content_hash` hashes and its BLAKE2b digest — and
+//! meters it with the meters compiled into [`Meters`].  It returns exactly what the lean
+//! Python path returns for the same line, or `None` wherever it does not decide, and the
+//! lean path then takes the line: every doubt declines, a decline costs only time.
+//! `tests/schemas/test_native.py` holds it to the lean path and the reference.
+
 use blake2::digest::{Update, VariableOutput};
+use blake2::Blake2bVar;
 use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
@@ -194,9 +204,7 @@ impl<'a> Parser<'a> {
 /// No whitespace str.strip would remove at either end (conservatively: ASCII graphic ends).
 fn unpadded(s: &str) -> bool {
     let b = s.as_bytes();
-    !b.is_empty()
-        && (0x21..=0x7e).contains(&b[0])
-        && (0x21..=0x7e).contains(&b[b.len() - 1])
+    !b.is_empty() && (0x21..=0x7e).contains(&b[0]) && (0x21..=0x7e).contains(&b[b.len() - 1])
 }
 
 fn envelope_text(s: &str) -> bool {
@@ -243,7 +251,20 @@ fn canonical_time(t: &str) -> Option<i64> {
         return None;
     }
     let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let dim = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let dim = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
     if d > dim[(mo - 1) as usize] {
         return None;
     }
@@ -299,7 +320,12 @@ static DECIMAL: GILOnceCell<PyObject> = GILOnceCell::new();
 fn to_py(py: Python<'_>, v: &Val) -> PyResult<PyObject> {
     Ok(match v {
         Val::Str(s) => PyString::new(py, s).into_any().unbind(),
-        Val::Int(t) => t.parse::<i64>().unwrap().into_pyobject(py)?.into_any().unbind(),
+        Val::Int(t) => t
+            .parse::<i64>()
+            .expect("at most 18 digits")
+            .into_pyobject(py)?
+            .into_any()
+            .unbind(),
         Val::Dec(t) => decimal_type(py)?.call1(py, (*t,))?,
         Val::True => true.into_pyobject(py)?.to_owned().into_any().unbind(),
         Val::False => false.into_pyobject(py)?.to_owned().into_any().unbind(),
@@ -337,7 +363,11 @@ fn decided<'a>(line: &'a [u8]) -> Option<Event<'a>> {
         return None;
     }
     let text = std::str::from_utf8(line).ok()?;
-    let mut p = Parser { text, b: line, i: 0 };
+    let mut p = Parser {
+        text,
+        b: line,
+        i: 0,
+    };
     let fields = p.object(1)?;
     p.ws();
     if p.i != line.len() {
@@ -363,7 +393,10 @@ fn decided<'a>(line: &'a [u8]) -> Option<Event<'a>> {
         }
     }
     let (id, source, type_, subject, time) = (id?, source?, type_?, subject?, time?);
-    if !(envelope_text(id) && envelope_text(source) && envelope_text(type_) && envelope_text(subject))
+    if !(envelope_text(id)
+        && envelope_text(source)
+        && envelope_text(type_)
+        && envelope_text(subject))
     {
         return None;
     }
@@ -417,7 +450,15 @@ fn decided<'a>(line: &'a [u8]) -> Option<Event<'a>> {
         digest[2 * n] = HEX[(byte >> 4) as usize];
         digest[2 * n + 1] = HEX[(byte & 15) as usize];
     }
-    Some(Event { id, source, type_, subject, time_ms, data, digest })
+    Some(Event {
+        id,
+        source,
+        type_,
+        subject,
+        time_ms,
+        data,
+        digest,
+    })
 }
 
 /// The lean decode's tuple ``(source, id, type, subject, time_ms, data, digest)``, with
@@ -478,7 +519,12 @@ struct Meters {
     by_type: HashMap<String, Option<Vec<Meter>>>,
 }
 
-type MeterSpec = (String, bool, Option<Vec<String>>, Vec<(String, Vec<String>)>);
+type MeterSpec = (
+    String,
+    bool,
+    Option<Vec<String>>,
+    Vec<(String, Vec<String>)>,
+);
 
 #[pymethods]
 impl Meters {
@@ -499,7 +545,12 @@ impl Meters {
                             }
                             groups.sort_by(|a, b| a.0.cmp(&b.0));
                             let slug = PyString::new(py, &slug).unbind();
-                            Some(Meter { slug, unique, value, groups })
+                            Some(Meter {
+                                slug,
+                                unique,
+                                value,
+                                groups,
+                            })
                         })
                         .collect::<Option<Vec<_>>>()
                 });
@@ -532,7 +583,13 @@ impl Meters {
         let rows = self.meter(py, &event, &subject, unknown_type_is_error)?;
         let with_data = keep_data || rows.is_none();
         let rows = rows.unwrap_or_else(|| py.None());
-        Ok(Some(event_tuple(py, &event, &subject, Some(rows), with_data)?))
+        Ok(Some(event_tuple(
+            py,
+            &event,
+            &subject,
+            Some(rows),
+            with_data,
+        )?))
     }
 }
 
