@@ -26,7 +26,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
 
 from ingest.admin import ensure_topics, meterline_topics
 from schemas.cli import command_line
@@ -41,7 +40,7 @@ from schemas.storage.migrations import drop_database
 from schemas.storage.rollups import WindowStore
 from schemas.storage.windows_table import WindowsTable
 from schemas.timeutil import format_ms, parse_instant
-from streams.progress import consumer_lag
+from streams.progress import consumer_lag, describe_group
 from streams.reconcile import DAY_MS, backfill_rows, compare
 
 __all__ = [
@@ -225,9 +224,7 @@ def run_reconcile(settings: Settings, meters: MeterSet, args: argparse.Namespace
 
 
 def _group_is_idle(settings: Settings) -> bool:
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-    futures = admin.describe_consumer_groups([settings.worker_app_id], request_timeout=15)
-    description = futures[settings.worker_app_id].result(15)
+    description = describe_group(settings.kafka_bootstrap, settings.worker_app_id, timeout=15)
     return not description.members
 
 

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, ConsumerGroupDescription
 
 from schemas.errors import ServiceUnavailable
 
-__all__ = ["Lag", "OffsetReader", "consumer_lag", "resume_positions"]
+__all__ = ["Lag", "OffsetReader", "consumer_lag", "describe_group", "resume_positions"]
 
 T = TypeVar("T")
 
@@ -67,6 +68,31 @@ def resume_positions(
     )
 
 
+def describe_group(bootstrap: str, group: str, timeout: float = 30.0) -> ConsumerGroupDescription:
+    """The group's state and members with their assignments.  A coordinator that moved
+    or is still loading (``NOT_COORDINATOR`` while partitions change leaders) is retried
+    until ``timeout``, like :func:`consumer_lag`."""
+
+    def describe() -> ConsumerGroupDescription:
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        futures = admin.describe_consumer_groups([group], request_timeout=timeout)
+        description: ConsumerGroupDescription = futures[group].result(timeout)
+        return description
+
+    return _retrying(describe, bootstrap, timeout)
+
+
+_COORDINATOR_MOVING = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+    }
+)
+"""Group-coordinator answers that go away once the coordinator has settled; librdkafka
+does not always mark them retriable on an admin or offsets result."""
+
+
 def _retrying(read: Callable[[], T], bootstrap: str, timeout: float) -> T:
     deadline = time.monotonic() + timeout
     while True:
@@ -75,7 +101,7 @@ def _retrying(read: Callable[[], T], bootstrap: str, timeout: float) -> T:
         except KafkaException as exc:
             error = exc.args[0] if exc.args else None
             retriable = isinstance(error, KafkaError) and (
-                error.retriable() or error.code() == KafkaError.NOT_COORDINATOR
+                error.retriable() or error.code() in _COORDINATOR_MOVING
             )
             if not retriable or time.monotonic() > deadline:
                 raise ServiceUnavailable(f"Kafka at {bootstrap} did not answer: {exc}") from exc

@@ -18,7 +18,6 @@ from pathlib import Path
 import orjson
 import pytest
 from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient
 
 from ingest import UsageProducer
 from schemas.events import UsageEvent
@@ -26,6 +25,7 @@ from schemas.metering.definitions import Aggregation, load_meters
 from schemas.settings import Settings
 from schemas.storage.events_table import EventsTable
 from schemas.storage.windows_table import FeedRow, WindowsTable
+from streams.progress import describe_group
 from tests.conftest import ROOT, WorkerProcess, settings_env, wait_until
 from tests.e2e.pipeline_kit import prepare, stored_totals, wait_caught_up
 
@@ -135,9 +135,7 @@ def dead_letters(settings: Settings, want: int) -> list[tuple[str, bytes, str]]:
 
 def members_with_partitions(settings: Settings) -> int:
     """Members of the worker group holding at least one partition."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-    group = settings.worker_app_id
-    description = admin.describe_consumer_groups([group], request_timeout=15)[group].result(15)
+    description = describe_group(settings.kafka_bootstrap, settings.worker_app_id, timeout=15)
     return sum(1 for m in description.members if m.assignment.topic_partitions)
 
 
