@@ -73,17 +73,22 @@ impl<'a> Parser<'a> {
         None
     }
 
+    /// The run of ASCII digits at the cursor (possibly empty); the cursor moves past it.
+    fn digits(&mut self) -> &'a [u8] {
+        let start = self.i;
+        while self.i < self.b.len() && self.b[self.i].is_ascii_digit() {
+            self.i += 1;
+        }
+        &self.b[start..self.i]
+    }
+
     fn number(&mut self) -> Option<Val<'a>> {
         let start = self.i;
         let b = self.b;
         if self.i < b.len() && b[self.i] == b'-' {
             self.i += 1;
         }
-        let int_start = self.i;
-        while self.i < b.len() && b[self.i].is_ascii_digit() {
-            self.i += 1;
-        }
-        let int_digits = &b[int_start..self.i];
+        let int_digits = self.digits();
         if int_digits.is_empty() || (int_digits.len() > 1 && int_digits[0] == b'0') {
             return None;
         }
@@ -92,11 +97,7 @@ impl<'a> Parser<'a> {
         }
         if self.i < b.len() && b[self.i] == b'.' {
             self.i += 1;
-            let frac_start = self.i;
-            while self.i < b.len() && b[self.i].is_ascii_digit() {
-                self.i += 1;
-            }
-            let frac = &b[frac_start..self.i];
+            let frac = self.digits();
             if frac.is_empty() {
                 return None;
             }
