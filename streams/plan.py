@@ -235,20 +235,23 @@ class Planner:
             for index, line in enumerate(lines):
                 try:  # native, then lean, then the reference: the first that decides
                     full = native_decode(line, unknown, False)  # no data dict if metered
-                    fast = fast_decode(line) if full is None else None
                     if full is not None:
                         source, event_id, event_type, subject, time_ms, data, digest, rows = full
                         if rows is None:  # decoded natively, metered by the lean path
                             rows = fast_meter(
                                 fast_meters, event_type, subject, time_ms, data, unknown
                             )
-                    elif fast is not None:
-                        source, event_id, event_type, subject, time_ms, data, digest = fast
-                        rows = fast_meter(fast_meters, event_type, subject, time_ms, data, unknown)
                     else:
-                        source, event_id, event_type, subject, time_ms, rows, digest = (
-                            self._reference_line(line)
-                        )
+                        fast = fast_decode(line)
+                        if fast is not None:
+                            source, event_id, event_type, subject, time_ms, data, digest = fast
+                            rows = fast_meter(
+                                fast_meters, event_type, subject, time_ms, data, unknown
+                            )
+                        else:
+                            source, event_id, event_type, subject, time_ms, rows, digest = (
+                                self._reference_line(line)
+                            )
                 except InvalidInput as exc:
                     dead.append(DeadLetter(rec, DeadLetterReason.SCHEMA, str(exc), index, line))
                     continue
