@@ -56,6 +56,7 @@ from __future__ import annotations
 import logging
 import re
 import shutil
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,11 @@ from streams.seen_codec import (
 )
 from streams.seen_index import ScanIndex, SeenIndex
 from streams.seen_options import SeenDatabases, SeenOptions, StoreLimits
+
+try:  # the native module (schemas/native), built by `make install`
+    from meterline_native import KeyFilter
+except ModuleNotFoundError:  # without it, every look-up reads RocksDB (same answers)
+    KeyFilter = None
 
 __all__ = ["SeenIndexStore", "StoreLimits", "index_of"]
 
@@ -116,6 +122,10 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
         self._missed: dict[str, bytes] = {}
         """Hashes of keys a look-up did not find, until their chunk is indexed (at most
         :data:`MISSED_KEPT`): the hash is computed once per new event, not twice."""
+        self._filter: Any = None
+        """A Bloom filter over every hash the index holds (``meterline_native.KeyFilter``),
+        built when the index opens (:func:`_filter_of`): a look-up it rules out reads no
+        RocksDB.  ``None`` without the native module."""
 
     # -- lookups ------------------------------------------------------------------------
     def lookup(self, key: str) -> SeenRecord | None:
@@ -129,7 +139,8 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
         key_bytes = key.encode()
         index = self._index if self._index is not None else self._opened_index()
         hashed = key_hash(key_bytes)
-        value = index.seen.get(hashed)
+        keys = self._filter
+        value = index.seen.get(hashed) if keys is None or keys.may_contain(hashed) else None
         if value is None:
             missed = self._missed
             if len(missed) >= MISSED_KEPT:  # keys of chunks that were never recorded
@@ -224,7 +235,7 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
                 if prepared is not None and prepared[0] == value
                 else _entries_or_log(key, value)
             )
-            self._index_chunk(changes, index, partition, key, entries, self._missed)
+            self._index_chunk(changes, index, partition, key, entries, self._missed, self._filter)
         table = WriteBatch(raw_mode=True)
         if value is None:
             table.delete(key)
@@ -238,6 +249,9 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
         else:
             index.db.write(changes)
             db.write(table)
+        keys = self._filter
+        if keys is not None and keys.added > keys.capacity:  # past its size: rebuilt
+            self._filter = _filter_of(index)
 
     @staticmethod
     def _index_chunk(
@@ -247,7 +261,10 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
         chunk_key: bytes,
         entries: list[Entry],
         missed: dict[str, bytes],
+        keys: Any = None,
     ) -> None:
+        """Index ``entries`` into ``batch``; their hashes go into the filter ``keys``
+        first (a "maybe" before the entry exists is harmless, an "absent" after is not)."""
         if not entries:
             return
         hashes = []
@@ -261,7 +278,10 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
             put(hashed, packed + chunk_key + digest_bytes + key, family)
         prefix = PART.pack(partition)
         newest = TIME.pack(max(0, max(entry[5] for entry in entries)))
-        batch.put(prefix + chunk_key, newest + b"".join(hashes), index.chunks_cf)
+        hashed_keys = b"".join(hashes)
+        if keys is not None:
+            keys.add_all(hashed_keys)
+        batch.put(prefix + chunk_key, newest + hashed_keys, index.chunks_cf)
         batch.put(prefix + newest + chunk_key, COUNT.pack(len(entries)), index.expiry_cf)
 
     @staticmethod
@@ -291,7 +311,9 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
     # -- lifecycle -----------------------------------------------------------------------
     def _opened_index(self) -> SeenDatabases:
         if self._index is None:
-            self._index = self._open_index(self.path / f"{self.basename}-index.db")
+            index = self._open_index(self.path / f"{self.basename}-index.db")
+            self._filter = _filter_of(index)
+            self._index = index
         return self._index
 
     def _open_index(self, path: Path) -> SeenDatabases:
@@ -359,6 +381,7 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
         for partition in list(self._dbs):
             self._close(partition)
         index, self._index = self._index, None
+        self._filter = None
         if index is not None:
             for family in (index.seen, index.chunks, index.expiry):
                 family.flush()
@@ -370,6 +393,33 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
         if db is not None:
             log.info("closing dedupe table of partition %d", partition)
             db.close()
+
+
+def _filter_of(index: SeenDatabases, at_least: int = 0) -> Any:
+    """A :class:`KeyFilter` holding every hash the index holds, sized for twice as many
+    (so it is rebuilt, purged keys dropped, after as many keys again), or ``None`` without
+    the native module.  Read from the chunk entries, which list the hashes of every key
+    indexed (an index entry and its chunk's entry are written and deleted in one batch):
+    ~40,000 reads for 20M keys, not 20M."""
+    if KeyFilter is None:
+        return None
+    started = time.process_time()
+    estimate = int(index.seen.property_value("rocksdb.estimate-num-keys") or 0)
+    keys = KeyFilter(2 * max(estimate, at_least))
+    chunks = index.chunks.iter()
+    chunks.seek_to_first()
+    while chunks.valid():
+        keys.add_all(chunks.value()[TIME.size :])
+        chunks.next()
+    if keys.added > keys.capacity:  # the estimate was low
+        return _filter_of(index, keys.added)
+    log.info(
+        "dedupe index filter: %d keys, %.1f MiB, built in %.2f s CPU",
+        keys.added,
+        keys.nbytes / 2**20,
+        time.process_time() - started,
+    )
+    return keys
 
 
 def _close_index(index: SeenDatabases) -> None:

@@ -506,3 +506,84 @@ def test_each_restored_batch_reports_the_messages_it_applied(tmp_path: Path) -> 
     restore(store, Message(1, 0, b"1:7-7", orjson.dumps({"e": [["b", 7, 0, "h", T0]]})))
     assert applied == [2, 1]
     assert opened.seen.get("b") == SeenRecord(1, 7, "h", T0, 0)
+
+
+# -- the index's key filter (meterline_native.KeyFilter) ------------------------------------
+
+
+class CountingReads:
+    """An index column family whose point reads are counted."""
+
+    def __init__(self, family: Any) -> None:
+        self.family, self.reads = family, 0
+
+    def get(self, key: bytes) -> Any:
+        self.reads += 1
+        return self.family.get(key)
+
+    def __getattr__(self, name: str) -> Any:  # flush, close, iter: the family's own
+        return getattr(self.family, name)
+
+
+def index_filter(store: SeenIndexStore) -> Any:
+    """The store's key filter (built when its index opens)."""
+    store._opened_index()
+    assert store._filter is not None, (
+        "the native module is not installed: `make install` builds it from schemas/native"
+    )
+    return store._filter
+
+
+def count_reads(store: SeenIndexStore) -> CountingReads:
+    index = store._opened_index()
+    counting = CountingReads(index.seen)
+    store._index = index._replace(seen=counting)
+    return counting
+
+
+def test_a_key_the_filter_rules_out_reads_no_rocksdb(opened: Opened) -> None:
+    index_filter(opened.store)
+    opened.seen.put_many([(f"k{i}", rec(0, i)) for i in range(100)])
+    reads = count_reads(opened.store)
+    assert [opened.seen.get(f"new{i}") for i in range(1_000)] == [None] * 1_000
+    assert reads.reads < 50  # a false "maybe" is ~1 % at capacity, far less here
+    assert [opened.seen.get(f"k{i}") for i in range(100)] == [rec(0, i) for i in range(100)]
+    assert reads.reads >= 100  # every key it holds is looked up on disk
+
+
+def test_a_reopened_store_s_filter_holds_every_key_on_disk(tmp_path: Path) -> None:
+    first = open_store(tmp_path)
+    first.seen.put_many([(f"k{i}", rec(i % 4, i, T0 + i)) for i in range(3_000)])
+    restore(
+        first.store, Message(2, 4, b"2:9000-9000", orjson.dumps({"e": [["r", 9000, 0, "h", T0]]}))
+    )
+    first.store.close()
+    again = open_store(tmp_path)
+    keys = index_filter(again.store)
+    assert keys.added == 3_001
+    assert all(keys.may_contain(seen_store.key_hash(f"k{i}".encode())) for i in range(3_000))
+    assert again.seen.get("r") == SeenRecord(2, 9000, "h", T0, 0)
+    assert again.seen.get_many([f"k{i}" for i in range(3_000)]) == [
+        rec(i % 4, i, T0 + i) for i in range(3_000)
+    ]
+
+
+def test_a_filter_past_its_size_is_rebuilt_without_the_purged_keys(opened: Opened) -> None:
+    store = opened.store
+    first = index_filter(store)
+    capacity = first.capacity
+    opened.seen.put_many([(f"old{i}", rec(0, i, 1_000)) for i in range(capacity // 2)])
+    assert opened.seen.purge(5_000) == capacity // 2  # gone from the index, not the filter
+    assert store._filter is first
+    batch = 10_000
+    for start in range(0, capacity // 2 + batch, batch):
+        opened.seen.put_many([(f"new{start + i}", rec(1, start + i, 9_000)) for i in range(batch)])
+    rebuilt = store._filter
+    assert rebuilt is not first
+    assert rebuilt is not None
+    assert rebuilt.added < first.added  # the purged keys are not in it
+    new_keys = [f"new{i}" for i in range(capacity // 2 + batch)]
+    assert all(rebuilt.may_contain(seen_store.key_hash(k.encode())) for k in new_keys)
+    assert opened.seen.get(new_keys[0]) == rec(1, 0, 9_000)
+    assert opened.seen.get(new_keys[-1]) == rec(1, len(new_keys) - 1, 9_000)
+    assert opened.seen.get("old0") is None

@@ -7,6 +7,9 @@
 //! Python path returns for the same line, or `None` wherever it does not decide, and the
 //! lean path then takes the line: every doubt declines, a decline costs only time.
 //! `tests/schemas/test_native.py` holds it to the lean path and the reference.
+//!
+//! [`key_filter::KeyFilter`], the dedupe index's Bloom filter, lives here too: the one
+//! native module the worker loads.
 
 use blake2::digest::{Update, VariableOutput};
 use blake2::Blake2bVar;
@@ -14,6 +17,8 @@ use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 use std::collections::HashMap;
+
+mod key_filter;
 
 const MAX_TEXT: usize = 512;
 const MAX_DEPTH: usize = 32;
@@ -723,5 +728,6 @@ fn fits(text: &str) -> bool {
 fn meterline_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode, m)?)?;
     m.add_class::<Meters>()?;
+    m.add_class::<key_filter::KeyFilter>()?;
     Ok(())
 }

@@ -1,0 +1,60 @@
+"""The dedupe index's Bloom filter (``meterline_native.KeyFilter``): it never rules out a
+hash it was given, rules out most others, and refuses anything but 16-byte hashes."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import meterline_native  # built by `make install` (schemas/native): a failure, not a skip
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+
+def hashes(prefix: bytes, n: int) -> list[bytes]:
+    return [hashlib.blake2b(prefix + b"%d" % i, digest_size=16).digest() for i in range(n)]
+
+
+def filled(capacity: int, added: list[bytes]) -> Any:
+    keys = meterline_native.KeyFilter(capacity)
+    keys.add_all(b"".join(added))
+    return keys
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(min_size=16, max_size=16), max_size=300), st.integers(0, 10**6))
+def test_every_added_hash_may_be_contained(added: list[bytes], capacity: int) -> None:
+    keys = filled(capacity, added)
+    assert keys.added == len(added)
+    assert all(keys.may_contain(h) for h in added)
+
+
+def test_at_capacity_about_one_in_a_hundred_others_is_a_maybe() -> None:
+    keys = filled(100_000, hashes(b"in", 100_000))
+    assert keys.capacity == 100_000
+    assert keys.nbytes == 125_000  # 10 bits per key
+    maybe = sum(keys.may_contain(h) for h in hashes(b"out", 100_000))
+    assert 100 < maybe < 2_000  # ~0.8 % measured; 0 would mean the probes are not spread
+
+
+def test_hashes_one_at_a_time_or_together_give_the_same_filter() -> None:
+    added = hashes(b"k", 1_000)
+    apart = meterline_native.KeyFilter(0)
+    for h in added:
+        apart.add_all(h)
+    together = filled(0, added)
+    probes = hashes(b"probe", 20_000)
+    assert [apart.may_contain(h) for h in probes] == [together.may_contain(h) for h in probes]
+    assert apart.capacity == together.capacity == 65_536  # the smallest size
+
+
+@pytest.mark.parametrize("size", [0, 15, 17, 32 + 1])
+def test_anything_but_16_byte_hashes_is_refused(size: int) -> None:
+    keys = meterline_native.KeyFilter(10)
+    with pytest.raises(ValueError, match="16"):
+        keys.may_contain(b"x" * size)
+    if size % 16:
+        with pytest.raises(ValueError, match="16-byte pieces"):
+            keys.add_all(b"x" * size)
+    assert keys.added == 0
