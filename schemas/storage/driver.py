@@ -42,7 +42,7 @@ def scaled(column: Any, items: list[Any], nulls_map: Sequence[bool] | None = Non
         _DRIVER_CONVERSION(column, items, nulls_map)
         return
     power = Decimal(10**scale)
-    if not nulls_map and all(type(item) is Decimal for item in items):
+    if not nulls_map and set(map(type, items)) <= _DECIMAL_ONLY:  # the type test in C
         items[:] = [int(item * power) for item in items]  # the worker's columns
         return
     null_value = column.null_value
@@ -66,6 +66,8 @@ def install() -> None:
     _DRIVER_CONVERSION = original
     DecimalColumn.before_write_items = scaled
 
+
+_DECIMAL_ONLY = frozenset({Decimal})
 
 _DRIVER_CONVERSION: Any = None
 """The driver's own conversion, kept by :func:`install` for what :func:`scaled` leaves to it."""
