@@ -1,5 +1,6 @@
-"""The dedupe index's Bloom filter (``meterline_native.KeyFilter``): it never rules out a
-hash it was given, rules out most others, and refuses anything but 16-byte hashes."""
+"""The dedupe index's key hash and Bloom filter (``meterline_native``): the hash is the one
+the index has always stored; the filter never rules out a hash it was given, rules out
+most others, and refuses anything but 16-byte hashes."""
 
 from __future__ import annotations
 
@@ -10,6 +11,19 @@ import meterline_native  # built by `make install` (schemas/native): a failure, 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from streams import seen_codec
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=600) | st.text(max_size=200).map(str.encode))
+def test_the_native_key_hash_is_the_stored_one(key: bytes) -> None:
+    assert meterline_native.key_hash(key) == seen_codec._key_hash(key)
+    assert meterline_native.key_hash(key) == hashlib.blake2b(key, digest_size=16).digest()
+
+
+def test_the_index_hashes_keys_natively() -> None:
+    assert seen_codec.key_hash is meterline_native.key_hash
 
 
 def hashes(prefix: bytes, n: int) -> list[bytes]:

@@ -8,7 +8,7 @@
 //! lean path then takes the line: every doubt declines, a decline costs only time.
 //! `tests/schemas/test_native.py` holds it to the lean path and the reference.
 //!
-//! [`key_filter::KeyFilter`], the dedupe index's Bloom filter, lives here too: the one
+//! The dedupe index's key hash and Bloom filter ([`key_filter`]) live here too: the one
 //! native module the worker loads.
 
 use blake2::digest::{Update, VariableOutput};
@@ -729,5 +729,6 @@ fn meterline_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode, m)?)?;
     m.add_class::<Meters>()?;
     m.add_class::<key_filter::KeyFilter>()?;
+    m.add_function(wrap_pyfunction!(key_filter::key_hash, m)?)?;
     Ok(())
 }
