@@ -46,6 +46,10 @@ class StoreLimits:
     (measured faster): each open file keeps its bloom filter and index in memory, ~1.8
     bytes per retained key."""
     background_jobs: int = 2
+    key_filter_bytes: int = 64 * MiB
+    """The dedupe index's own Bloom filter (``meterline_native.KeyFilter``, 10 bits per
+    key, sized for twice the keys it holds when built): up to ~53M keys at this size;
+    past them there is none and every look-up reads RocksDB."""
 
 
 class SeenDatabases(NamedTuple):

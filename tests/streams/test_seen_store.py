@@ -526,12 +526,14 @@ class CountingReads:
 
 
 def index_filter(store: SeenIndexStore) -> Any:
-    """The store's key filter (built when its index opens)."""
+    """The store's key filter, once the build its index started when it opened is done."""
     store._opened_index()
-    assert store._filter is not None, (
-        "the native module is not installed: `make install` builds it from schemas/native"
+    keys = store.wait_for_filter(timeout=60)
+    assert keys is not None, (
+        "no key filter: the native module is not installed (`make install` builds it "
+        "from schemas/native), or its build failed (see the log)"
     )
-    return store._filter
+    return keys
 
 
 def count_reads(store: SeenIndexStore) -> CountingReads:
@@ -578,7 +580,7 @@ def test_a_filter_past_its_size_is_rebuilt_without_the_purged_keys(opened: Opene
     batch = 10_000
     for start in range(0, capacity // 2 + batch, batch):
         opened.seen.put_many([(f"new{start + i}", rec(1, start + i, 9_000)) for i in range(batch)])
-    rebuilt = store._filter
+    rebuilt = store.wait_for_filter(timeout=60)  # built in a thread, put in place by a write
     assert rebuilt is not first
     assert rebuilt is not None
     assert rebuilt.added < first.added  # the purged keys are not in it
@@ -587,3 +589,60 @@ def test_a_filter_past_its_size_is_rebuilt_without_the_purged_keys(opened: Opene
     assert opened.seen.get(new_keys[0]) == rec(1, 0, 9_000)
     assert opened.seen.get(new_keys[-1]) == rec(1, len(new_keys) - 1, 9_000)
     assert opened.seen.get("old0") is None
+
+
+def test_keys_indexed_while_the_filter_is_built_are_in_it(tmp_path: Path) -> None:
+    """The build reads a snapshot of the chunk entries in a thread; what is indexed
+    meanwhile is fed to it by the writes, so the finished filter misses no key."""
+    first = open_store(tmp_path)
+    first.seen.put_many([(f"k{i}", rec(i % 4, i)) for i in range(200_000)])
+    first.store.close()
+    again = open_store(tmp_path)
+    store = again.store
+    store._opened_index()
+    assert store._build is not None
+    assert store._filter is None  # none until the build is done: look-ups read RocksDB
+    later = [(f"later{i}", rec(i % 4, 300_000 + i)) for i in range(5_000)]
+    again.seen.put_many(later)  # most likely while the thread is still reading
+    assert again.seen.get("k7") == rec(3, 7)
+    keys = index_filter(store)
+    assert keys.added >= 205_000
+    for key in ("k0", "k199999", *(k for k, _ in later)):
+        assert keys.may_contain(seen_store.key_hash(key.encode())), key
+    assert again.seen.get_many([k for k, _ in later]) == [r for _, r in later]
+
+
+def test_closing_during_a_build_stops_it_first(tmp_path: Path) -> None:
+    first = open_store(tmp_path)
+    first.seen.put_many([(f"k{i}", rec(i % 4, i)) for i in range(200_000)])
+    first.store.close()
+    again = open_store(tmp_path)
+    again.store._opened_index()
+    build = again.store._build
+    assert build is not None
+    again.store.close()  # cancels and joins the thread before the index closes
+    assert build.done.is_set()
+    assert again.store._build is None
+    assert again.store._filter is None
+    third = open_store(tmp_path)  # the state is intact
+    assert third.seen.get("k199999") == rec(3, 199_999)
+    assert index_filter(third.store).added == 200_000
+
+
+def test_no_filter_past_its_memory_limit(tmp_path: Path) -> None:
+    """Past ``StoreLimits.key_filter_bytes`` there is no filter: look-ups read RocksDB."""
+    tiny = StoreLimits(
+        block_cache_bytes=8 << 20,
+        memtable_bytes=4 << 20,
+        write_buffer_bytes=1 << 20,
+        key_filter_bytes=10_000,  # 8,000 keys
+    )
+    first = open_store(tmp_path, limits=tiny)
+    first.seen.put_many([(f"k{i}", rec(i % 4, i)) for i in range(20_000)])
+    first.store.close()
+    again = open_store(tmp_path, limits=tiny)
+    again.store._opened_index()
+    assert again.store._build is None
+    assert again.store.wait_for_filter() is None
+    assert again.seen.get("k19999") == rec(3, 19_999)
+    assert again.seen.get("unknown") is None
