@@ -17,7 +17,14 @@ from confluent_kafka.admin import AdminClient, ConsumerGroupDescription
 
 from schemas.errors import ServiceUnavailable
 
-__all__ = ["Lag", "OffsetReader", "consumer_lag", "describe_group", "resume_positions"]
+__all__ = [
+    "Lag",
+    "OffsetReader",
+    "consumer_lag",
+    "describe_group",
+    "resume_positions",
+    "retrying",
+]
 
 T = TypeVar("T")
 
@@ -51,7 +58,7 @@ def consumer_lag(bootstrap: str, group: str, topic: str, timeout: float = 30.0) 
     appears (``NOT_COORDINATOR``, ``COORDINATOR_LOAD_IN_PROGRESS``): that is a wait, not
     a failure.
     """
-    return _retrying(lambda: _consumer_lag(bootstrap, group, topic, timeout), bootstrap, timeout)
+    return retrying(lambda: _consumer_lag(bootstrap, group, topic, timeout), bootstrap, timeout)
 
 
 def resume_positions(
@@ -63,7 +70,7 @@ def resume_positions(
     meters after taking a partition over must be at this offset (or before it, a
     re-delivery); one after it means records were skipped."""
     wanted = sorted(set(partitions))
-    return _retrying(
+    return retrying(
         lambda: _resume_positions(bootstrap, group, topic, wanted, timeout), bootstrap, timeout
     )
 
@@ -79,7 +86,7 @@ def describe_group(bootstrap: str, group: str, timeout: float = 30.0) -> Consume
         description: ConsumerGroupDescription = futures[group].result(timeout)
         return description
 
-    return _retrying(describe, bootstrap, timeout)
+    return retrying(describe, bootstrap, timeout)
 
 
 _COORDINATOR_MOVING = frozenset(
@@ -93,7 +100,10 @@ _COORDINATOR_MOVING = frozenset(
 does not always mark them retriable on an admin or offsets result."""
 
 
-def _retrying(read: Callable[[], T], bootstrap: str, timeout: float) -> T:
+def retrying(read: Callable[[], T], bootstrap: str, timeout: float) -> T:
+    """``read()``, again every 0.5 s while Kafka answers with a retriable error or a group
+    coordinator that is moving (until ``timeout``); anything else, or the deadline, raises
+    :class:`ServiceUnavailable` naming ``bootstrap``."""
     deadline = time.monotonic() + timeout
     while True:
         try:

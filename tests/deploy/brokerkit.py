@@ -27,6 +27,8 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from streams.progress import retrying
+
 BOOTSTRAP = f"127.0.0.1:{os.environ.get('METERLINE_KAFKA_PORT', '9092')}"
 HERE = Path(__file__).resolve().parent
 
@@ -102,7 +104,11 @@ def committed_offsets(
     request = ConsumerGroupTopicPartitions(
         group, [TopicPartition(topic, p) for p in range(partitions)]
     )
-    result = admin.list_consumer_group_offsets([request])[group].result(timeout=10)
+    result = retrying(  # a coordinator still loading or moving is a wait
+        lambda: admin.list_consumer_group_offsets([request])[group].result(timeout=10),
+        BOOTSTRAP,
+        timeout=30,
+    )
     return {tp.partition: tp.offset for tp in result.topic_partitions}
 
 

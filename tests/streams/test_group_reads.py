@@ -13,7 +13,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException
 from ingest.admin import ensure_topics, meterline_topics
 from schemas.errors import ServiceUnavailable
 from schemas.settings import Settings
-from streams.progress import _retrying, describe_group
+from streams.progress import describe_group, retrying
 
 
 def test_a_moved_coordinator_is_retried_until_it_answers() -> None:
@@ -29,7 +29,7 @@ def test_a_moved_coordinator_is_retried_until_it_answers() -> None:
             raise answer
         return answer
 
-    assert _retrying(read, "b:9092", timeout=10) == "described"
+    assert retrying(read, "b:9092", timeout=10) == "described"
     assert answers == []
 
 
@@ -38,7 +38,7 @@ def test_an_error_that_stays_is_reported_with_the_broker() -> None:
         raise KafkaException(KafkaError(KafkaError.GROUP_AUTHORIZATION_FAILED))
 
     with pytest.raises(ServiceUnavailable, match="b:9092"):
-        _retrying(read, "b:9092", timeout=10)
+        retrying(read, "b:9092", timeout=10)
 
 
 @pytest.mark.integration
