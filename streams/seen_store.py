@@ -345,21 +345,21 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
         estimate = int(index.seen.property_value("rocksdb.estimate-num-keys") or 0)
         wanted = 2 * max(estimate, self._filled)
         most = self._limits.key_filter_bytes * 8 // 10  # 10 bits per key
-        if max(estimate, self._filled) > most:
-            if self._filter is not None:
-                log.warning(
-                    "the dedupe index holds ~%d keys, more than its filter may hold within "
-                    "StoreLimits.key_filter_bytes (%d): look-ups read RocksDB",
-                    estimate,
-                    self._limits.key_filter_bytes,
-                )
+        if max(estimate, self._filled) > most:  # once: with no filter, no rebuild either
+            log.warning(
+                "the dedupe index holds ~%d keys, more than a filter may hold within "
+                "StoreLimits.key_filter_bytes (%d): look-ups read RocksDB until the next start",
+                max(estimate, self._filled),
+                self._limits.key_filter_bytes,
+            )
             self._filter = None
             return
         self._build = _FilterBuild(index, min(wanted, most))
 
     def _install(self, build: _FilterBuild) -> None:
         self._build = None
-        if build.failed:
+        if build.failed:  # logged by the build; no filter, so no retry loop either
+            self._filter = None
             return
         self._filter, self._filled = build.keys, build.filled
         log.info(
@@ -471,7 +471,8 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
 class _FilterBuild:
     """A key filter filled from the index's chunk entries in a thread.  The chunk entries
     list the hash of every key indexed (an index entry and its chunk's entry are written
-    and deleted in one batch): ~4,000 reads for 20M keys, not 20M.  A chunk indexed after
+    and deleted in one batch): one read per chunk entry (thousands for 20M keys), not one
+    per key.  A chunk indexed after
     the thread took its snapshot is fed by the store (``building`` in
     :meth:`SeenIndexStore._index_chunk`), so the filter is complete when the fill ends.
     Both add under the GIL, one call at a time."""

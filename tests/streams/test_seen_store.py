@@ -646,3 +646,26 @@ def test_no_filter_past_its_memory_limit(tmp_path: Path) -> None:
     assert again.store.wait_for_filter() is None
     assert again.seen.get("k19999") == rec(3, 19_999)
     assert again.seen.get("unknown") is None
+
+
+class UnreadableChunks:
+    """A ``chunks`` family whose iteration fails."""
+
+    def iter(self) -> Any:
+        raise OSError("disk read error")
+
+
+def test_a_failed_build_leaves_no_filter_and_look_ups_on_rocksdb(
+    opened: Opened, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = opened.store
+    index_filter(store)
+    opened.seen.put_many([("a", rec(0, 1))])
+    store._start_build(store._opened_index()._replace(chunks=UnreadableChunks()))
+    assert store.wait_for_filter(timeout=60) is None
+    assert "building the dedupe index filter failed" in caplog.text
+    opened.seen.put_many([("b", rec(0, 2))])
+    assert store._build is None  # no filter, so nothing to rebuild
+    assert opened.seen.get("a") == rec(0, 1)
+    assert opened.seen.get("b") == rec(0, 2)
+    assert opened.seen.get("c") is None
