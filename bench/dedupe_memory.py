@@ -254,7 +254,7 @@ def reopen(datadir: Path, keys: int) -> dict[str, Any]:
     opened = time.perf_counter() - t
     check_keys(seen, keys)
     checked = time.perf_counter() - t
-    keys_filter = store.wait_for_filter()
+    keys_filter = store.keys.wait()
     filtered = time.perf_counter() - t
     check_keys(seen, keys)
     return {

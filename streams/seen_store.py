@@ -56,8 +56,6 @@ from __future__ import annotations
 import logging
 import re
 import shutil
-import threading
-import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -82,13 +80,9 @@ from streams.seen_codec import (
     raw_entries,
     unpack,
 )
+from streams.seen_filter import IndexFilter
 from streams.seen_index import ScanIndex, SeenIndex
 from streams.seen_options import SeenDatabases, SeenOptions, StoreLimits
-
-try:  # the native module (schemas/native), built by `make install`
-    from meterline_native import KeyFilter
-except ModuleNotFoundError:  # without it, every look-up reads RocksDB (same answers)
-    KeyFilter = None
 
 __all__ = ["SeenIndexStore", "StoreLimits", "index_of"]
 
@@ -123,13 +117,8 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
         self._missed: dict[str, bytes] = {}
         """Hashes of keys a look-up did not find, until their chunk is indexed (at most
         :data:`MISSED_KEPT`): the hash is computed once per new event, not twice."""
-        self._limits = limits
-        self._filter: Any = None
-        """A Bloom filter over every hash the index holds (``meterline_native.KeyFilter``):
-        a look-up it rules out reads no RocksDB.  ``None`` while the first one is built,
-        without the native module, or past ``StoreLimits.key_filter_bytes``."""
-        self._build: _FilterBuild | None = None
-        self._filled = 0  # hashes the last build read from the chunk entries
+        self.keys = IndexFilter(limits.key_filter_bytes)
+        """Asked before RocksDB: a look-up it rules out reads nothing (``seen_filter``)."""
 
     # -- lookups ------------------------------------------------------------------------
     def lookup(self, key: str) -> SeenRecord | None:
@@ -143,7 +132,7 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
         key_bytes = key.encode()
         index = self._index if self._index is not None else self._opened_index()
         hashed = key_hash(key_bytes)
-        keys = self._filter
+        keys = self.keys.current
         value = index.seen.get(hashed) if keys is None or keys.may_contain(hashed) else None
         if value is None:
             missed = self._missed
@@ -239,17 +228,7 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
                 if prepared is not None and prepared[0] == value
                 else _entries_or_log(key, value)
             )
-            build = self._build
-            self._index_chunk(
-                changes,
-                index,
-                partition,
-                key,
-                entries,
-                self._missed,
-                self._filter,
-                None if build is None else build.keys,
-            )
+            self._index_chunk(changes, index, partition, key, entries, self._missed, self.keys)
         table = WriteBatch(raw_mode=True)
         if value is None:
             table.delete(key)
@@ -263,7 +242,7 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
         else:
             index.db.write(changes)
             db.write(table)
-        self._filter_step(index)
+        self.keys.after_write(index)
 
     @staticmethod
     def _index_chunk(
@@ -273,12 +252,10 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
         chunk_key: bytes,
         entries: list[Entry],
         missed: dict[str, bytes],
-        keys: Any = None,
-        building: Any = None,
+        keys: IndexFilter | None = None,
     ) -> None:
-        """Index ``entries`` into ``batch``; their hashes go into the filter ``keys`` and
-        the one ``building`` first (a "maybe" before the entry exists is harmless, an
-        "absent" after it is not)."""
+        """Index ``entries`` into ``batch``; their hashes go into the filters ``keys``
+        first (a "maybe" before the entry exists is harmless, an "absent" after is not)."""
         if not entries:
             return
         hashes = []
@@ -294,9 +271,7 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
         newest = TIME.pack(max(0, max(entry[5] for entry in entries)))
         hashed_keys = b"".join(hashes)
         if keys is not None:
-            keys.add_all(hashed_keys)
-        if building is not None:
-            building.add_all(hashed_keys)
+            keys.add(hashed_keys)
         batch.put(prefix + chunk_key, newest + hashed_keys, index.chunks_cf)
         batch.put(prefix + newest + chunk_key, COUNT.pack(len(entries)), index.expiry_cf)
 
@@ -324,66 +299,13 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
         if self._assigned is None or tp.partition in self._assigned:
             super().set_persisted_offset(tp, offset)
 
-    # -- the key filter ------------------------------------------------------------------
-    def _filter_step(self, index: SeenDatabases) -> None:
-        """After each write (on the event loop, like every write): put a finished build in
-        place, or start one when the filter holds more keys than it was sized for."""
-        build = self._build
-        if build is not None:
-            if build.done.is_set():
-                self._install(build)
-            return
-        keys = self._filter
-        if keys is not None and keys.added > keys.capacity:
-            self._start_build(index)
-
-    def _start_build(self, index: SeenDatabases) -> None:
-        """Fill a new filter from the chunk entries in a thread; the old one (or none)
-        answers meanwhile, and every hash indexed meanwhile goes into both."""
-        if KeyFilter is None:
-            return
-        estimate = int(index.seen.property_value("rocksdb.estimate-num-keys") or 0)
-        wanted = 2 * max(estimate, self._filled)
-        most = self._limits.key_filter_bytes * 8 // 10  # 10 bits per key
-        if max(estimate, self._filled) > most:  # once: with no filter, no rebuild either
-            log.warning(
-                "the dedupe index holds ~%d keys, more than a filter may hold within "
-                "StoreLimits.key_filter_bytes (%d): look-ups read RocksDB until the next start",
-                max(estimate, self._filled),
-                self._limits.key_filter_bytes,
-            )
-            self._filter = None
-            return
-        self._build = _FilterBuild(index, min(wanted, most))
-
-    def _install(self, build: _FilterBuild) -> None:
-        self._build = None
-        if build.failed:  # logged by the build; no filter, so no retry loop either
-            self._filter = None
-            return
-        self._filter, self._filled = build.keys, build.filled
-        log.info(
-            "dedupe index filter: %d keys read from the chunk entries, %.1f MiB, %.2f s",
-            build.filled,
-            build.keys.nbytes / 2**20,
-            build.seconds,
-        )
-
-    def wait_for_filter(self, timeout: float | None = None) -> Any:
-        """Wait for a filter being built and put it in place (the worker never waits:
-        it installs a finished build after its next write); the filter in use."""
-        build = self._build
-        if build is not None and build.done.wait(timeout):
-            self._install(build)
-        return self._filter
-
     # -- lifecycle -----------------------------------------------------------------------
     def _opened_index(self) -> SeenDatabases:
         if self._index is None:
             index = self._open_index(self.path / f"{self.basename}-index.db")
             self._index = index
-            self._filter = None
-            self._start_build(index)
+            self.keys.close()
+            self.keys.start(index)
         return self._index
 
     def _open_index(self, path: Path) -> SeenDatabases:
@@ -450,11 +372,8 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
         """Flush and close every database; a clean close clears the boot record."""
         for partition in list(self._dbs):
             self._close(partition)
-        build, self._build = self._build, None
-        if build is not None:
-            build.cancel()  # before the index closes under its iterator
+        self.keys.close()  # stops a build before the index closes under its iterator
         index, self._index = self._index, None
-        self._filter = None
         if index is not None:
             for family in (index.seen, index.chunks, index.expiry):
                 family.flush()
@@ -466,54 +385,6 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
         if db is not None:
             log.info("closing dedupe table of partition %d", partition)
             db.close()
-
-
-class _FilterBuild:
-    """A key filter filled from the index's chunk entries in a thread.  The chunk entries
-    list the hash of every key indexed (an index entry and its chunk's entry are written
-    and deleted in one batch): one read per chunk entry (thousands for 20M keys), not one
-    per key.  A chunk indexed after
-    the thread took its snapshot is fed by the store (``building`` in
-    :meth:`SeenIndexStore._index_chunk`), so the filter is complete when the fill ends.
-    Both add under the GIL, one call at a time."""
-
-    def __init__(self, index: SeenDatabases, capacity: int) -> None:
-        assert KeyFilter is not None
-        self.keys = KeyFilter(capacity)
-        self.filled = 0
-        self.seconds = 0.0
-        self.failed = False
-        self.done = threading.Event()
-        self._stop = False
-        self._thread = threading.Thread(
-            target=self._fill, args=(index,), name="dedupe-index-filter", daemon=True
-        )
-        self._thread.start()
-
-    def _fill(self, index: SeenDatabases) -> None:
-        started = time.monotonic()
-        keys = self.keys
-        try:
-            chunks = index.chunks.iter()
-            try:
-                chunks.seek_to_first()
-                while chunks.valid() and not self._stop:
-                    hashes = chunks.value()[TIME.size :]
-                    keys.add_all(hashes)
-                    self.filled += len(hashes) // HASH_BYTES
-                    chunks.next()
-            finally:
-                del chunks  # before the database may close
-        except Exception:  # reported: look-ups then read RocksDB, with the same answers
-            log.exception("building the dedupe index filter failed: look-ups read RocksDB")
-            self.failed = True
-        self.failed = self.failed or self._stop
-        self.seconds = time.monotonic() - started
-        self.done.set()
-
-    def cancel(self) -> None:
-        self._stop = True
-        self._thread.join()
 
 
 def _close_index(index: SeenDatabases) -> None:

@@ -533,7 +533,7 @@ class CountingReads:
 def index_filter(store: SeenIndexStore) -> Any:
     """The store's key filter, once the build its index started when it opened is done."""
     store._opened_index()
-    keys = store.wait_for_filter(timeout=60)
+    keys = store.keys.wait(timeout=60)
     assert keys is not None, (
         "no key filter: the native module is not installed (`make install` builds it "
         "from schemas/native), or its build failed (see the log)"
@@ -564,11 +564,11 @@ def test_a_filter_past_its_size_is_rebuilt_without_the_purged_keys(opened: Opene
     capacity = first.capacity
     opened.seen.put_many([(f"old{i}", rec(0, i, 1_000)) for i in range(capacity // 2)])
     assert opened.seen.purge(5_000) == capacity // 2  # gone from the index, not the filter
-    assert store._filter is first
+    assert store.keys.current is first
     batch = 10_000
     for start in range(0, capacity // 2 + batch, batch):
         opened.seen.put_many([(f"new{start + i}", rec(1, start + i, 9_000)) for i in range(batch)])
-    rebuilt = store.wait_for_filter(timeout=60)  # built in a thread, put in place by a write
+    rebuilt = store.keys.wait(timeout=60)  # built in a thread, put in place by a write
     assert rebuilt is not first
     assert rebuilt is not None
     assert rebuilt.added < first.added  # the purged keys are not in it
@@ -588,8 +588,8 @@ def test_keys_indexed_while_the_filter_is_built_are_in_it(tmp_path: Path) -> Non
     again = open_store(tmp_path)
     store = again.store
     store._opened_index()
-    assert store._build is not None
-    assert store._filter is None  # none until the build is done: look-ups read RocksDB
+    assert store.keys.building
+    assert store.keys.current is None  # none until the build is done: look-ups read RocksDB
     later = [(f"later{i}", rec(i % 4, 300_000 + i)) for i in range(5_000)]
     again.seen.put_many(later)  # most likely while the thread is still reading
     assert again.seen.get("k7") == rec(3, 7)
@@ -606,12 +606,12 @@ def test_closing_during_a_build_stops_it_first(tmp_path: Path) -> None:
     first.store.close()
     again = open_store(tmp_path)
     again.store._opened_index()
-    build = again.store._build
+    build = again.store.keys._build
     assert build is not None
     again.store.close()  # cancels and joins the thread before the index closes
     assert build.done.is_set()
-    assert again.store._build is None
-    assert again.store._filter is None
+    assert not again.store.keys.building
+    assert again.store.keys.current is None
     third = open_store(tmp_path)  # the state is intact
     assert third.seen.get("k199999") == rec(3, 199_999)
     assert index_filter(third.store).added == 200_000
@@ -630,8 +630,8 @@ def test_no_filter_past_its_memory_limit(tmp_path: Path) -> None:
     first.store.close()
     again = open_store(tmp_path, limits=tiny)
     again.store._opened_index()
-    assert again.store._build is None
-    assert again.store.wait_for_filter() is None
+    assert not again.store.keys.building
+    assert again.store.keys.wait() is None
     assert again.seen.get("k19999") == rec(3, 19_999)
     assert again.seen.get("unknown") is None
 
@@ -649,11 +649,11 @@ def test_a_failed_build_leaves_no_filter_and_look_ups_on_rocksdb(
     store = opened.store
     index_filter(store)
     opened.seen.put_many([("a", rec(0, 1))])
-    store._start_build(store._opened_index()._replace(chunks=UnreadableChunks()))
-    assert store.wait_for_filter(timeout=60) is None
+    store.keys.start(store._opened_index()._replace(chunks=UnreadableChunks()))
+    assert store.keys.wait(timeout=60) is None
     assert "building the dedupe index filter failed" in caplog.text
     opened.seen.put_many([("b", rec(0, 2))])
-    assert store._build is None  # no filter, so nothing to rebuild
+    assert not store.keys.building  # no filter, so nothing to rebuild
     assert opened.seen.get("a") == rec(0, 1)
     assert opened.seen.get("b") == rec(0, 2)
     assert opened.seen.get("c") is None

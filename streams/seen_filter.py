@@ -1,0 +1,154 @@
+"""The dedupe index's key filter: a Bloom filter over the hashes the index holds
+(``meterline_native.KeyFilter``), asked before RocksDB (``streams.seen_store``).
+
+Rules (``docs/metering.md``, *The key filter*): it is filled in a thread from the
+index's ``chunks`` family, which lists the hash of every indexed key (an index entry and
+its chunk's entry are written and deleted in one batch); until the fill is done there is
+none and look-ups read RocksDB.  The store hands every chunk's hashes to :meth:`add`
+*before* the batch that indexes them is written, and :meth:`add` feeds the filter in use
+and the one being built, so an "absent" never hides an indexed key.  It never forgets a
+key; past the keys it was sized for, a new one is built the same way.  Past
+``StoreLimits.key_filter_bytes``, after a failed build, or without the native module
+there is none.  Every method but the fill runs on the store's thread (the event loop).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from streams.seen_codec import HASH_BYTES, TIME
+from streams.seen_options import SeenDatabases
+
+try:  # the native module (schemas/native), built by `make install`
+    from meterline_native import KeyFilter
+except ModuleNotFoundError:  # without it, every look-up reads RocksDB (same answers)
+    KeyFilter = None
+
+__all__ = ["IndexFilter"]
+
+log = logging.getLogger(__name__)
+BITS_PER_KEY = 10  # as KeyFilter sizes itself
+
+
+class IndexFilter:
+    """The filter in use (:attr:`current`) and the one being built, if any."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_keys = max_bytes * 8 // BITS_PER_KEY
+        self.current: Any = None
+        """``KeyFilter`` or ``None`` (look-ups then read RocksDB)."""
+        self._build: _Build | None = None
+        self._filled = 0  # hashes the last build read from the chunk entries
+
+    def add(self, hashes: bytes) -> None:
+        """A chunk's key hashes (16 bytes each), before its index entries are written."""
+        if self.current is not None:
+            self.current.add_all(hashes)
+        if self._build is not None:
+            self._build.keys.add_all(hashes)
+
+    def start(self, index: SeenDatabases) -> None:
+        """Fill a new filter from ``index`` in a thread, sized for twice its keys; the
+        current one (or none) answers meanwhile."""
+        if KeyFilter is None or self._build is not None:
+            return
+        keys = max(int(index.seen.property_value("rocksdb.estimate-num-keys") or 0), self._filled)
+        if keys > self.max_keys:  # once: with no filter, no rebuild either
+            log.warning(
+                "the dedupe index holds ~%d keys, more than a filter may hold within "
+                "StoreLimits.key_filter_bytes: look-ups read RocksDB until the next start",
+                keys,
+            )
+            self.current = None
+            return
+        self._build = _Build(index, min(2 * keys, self.max_keys))
+
+    def after_write(self, index: SeenDatabases) -> None:
+        """Put a finished build in place, or start one once the filter in use holds more
+        keys than it was sized for."""
+        build = self._build
+        if build is not None:
+            if build.done.is_set():
+                self._install(build)
+        elif self.current is not None and self.current.added > self.current.capacity:
+            self.start(index)
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """Wait for a build and put it in place (the worker never waits: its next write
+        does it); the filter in use."""
+        build = self._build
+        if build is not None and build.done.wait(timeout):
+            self._install(build)
+        return self.current
+
+    @property
+    def building(self) -> bool:
+        return self._build is not None
+
+    def close(self) -> None:
+        """Stop a build (before the index closes under its iterator) and drop the filter."""
+        build, self._build = self._build, None
+        if build is not None:
+            build.cancel()
+        self.current = None
+
+    def _install(self, build: _Build) -> None:
+        self._build = None
+        if build.failed:  # logged by the build; no filter, so no retry loop either
+            self.current = None
+            return
+        self.current, self._filled = build.keys, build.filled
+        log.info(
+            "dedupe index filter: %d keys read from the chunk entries, %.1f MiB, %.2f s",
+            build.filled,
+            build.keys.nbytes / 2**20,
+            build.seconds,
+        )
+
+
+class _Build:
+    """A filter filled from the index's chunk entries in a thread: one read per chunk
+    entry (thousands for 20M keys), not one per key.  A chunk indexed after the thread
+    took its snapshot reaches it through :meth:`IndexFilter.add`; both add under the GIL,
+    one call at a time."""
+
+    def __init__(self, index: SeenDatabases, capacity: int) -> None:
+        assert KeyFilter is not None
+        self.keys = KeyFilter(capacity)
+        self.filled = 0
+        self.seconds = 0.0
+        self.failed = False
+        self.done = threading.Event()
+        self._stop = False
+        self._thread = threading.Thread(
+            target=self._fill, args=(index,), name="dedupe-index-filter", daemon=True
+        )
+        self._thread.start()
+
+    def _fill(self, index: SeenDatabases) -> None:
+        started = time.monotonic()
+        keys = self.keys
+        try:
+            chunks = index.chunks.iter()
+            try:
+                chunks.seek_to_first()
+                while chunks.valid() and not self._stop:
+                    hashes = chunks.value()[TIME.size :]
+                    keys.add_all(hashes)
+                    self.filled += len(hashes) // HASH_BYTES
+                    chunks.next()
+            finally:
+                del chunks  # before the database may close
+        except Exception:  # reported: look-ups then read RocksDB, with the same answers
+            log.exception("building the dedupe index filter failed: look-ups read RocksDB")
+            self.failed = True
+        self.failed = self.failed or self._stop
+        self.seconds = time.monotonic() - started
+        self.done.set()
+
+    def cancel(self) -> None:
+        self._stop = True
+        self._thread.join()
