@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
-import orjson
 
 from ingest.admin import MAX_RECORD_BYTES
 from schemas.errors import ServiceUnavailable
@@ -47,7 +46,7 @@ from streams.dedupe import SeenRecord
 from streams.liveness import WorkerState, supervise_from_child
 from streams.local_state import claim_slot, state_root
 from streams.progress import resume_positions
-from streams.seen_codec import entry_slices
+from streams.seen_codec import encode_chunk, entry_slices
 from streams.seen_index import SeenIndex
 from streams.seen_store import SeenIndexStore, index_of
 from streams.sink import (
@@ -156,16 +155,9 @@ class TableSeenStore:
             for part in entry_slices(kept, ENTRY_EVENTS):
                 self._put(partition, part)
 
-    def _put(self, partition: int, kept: Sequence[tuple[str, SeenRecord]]) -> None:
-        offsets = [record.offset for _, record in kept]
-        value = orjson.dumps(
-            {"e": [[key, r.offset, r.index, r.content_hash, r.ingested_ms] for key, r in kept]}
-        )
-        table_key = f"{partition}:{min(offsets)}-{max(offsets)}".encode()
-        self.index.prepare(  # the index need not read the entry back
-            value,
-            [(key, partition, r.offset, r.index, r.content_hash, r.ingested_ms) for key, r in kept],
-        )
+    def _put(self, partition: int, kept: list[tuple[str, SeenRecord]]) -> None:
+        table_key, value, indexed = encode_chunk(kept, partition)
+        self.index.prepare(value, indexed)  # the index need not read the entry back
         self.table.put_at(table_key, value, partition)
 
     def invalidate(self) -> None:

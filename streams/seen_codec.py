@@ -1,5 +1,6 @@
-"""The byte layout of the dedupe index (``streams.seen_store``): index values, chunk
-and expiry keys, and how a table entry's events are read (pure)."""
+"""The byte layout of the dedupe table and its index (``streams.seen_store``): a written
+chunk's table entry and index values, chunk and expiry keys, and how a table entry's
+events are read (pure)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,10 @@ __all__ = [
     "PART",
     "TIME",
     "Entry",
+    "Indexed",
+    "encode_chunk",
     "entry_slices",
+    "index_entries",
     "key_hash",
     "points_at",
     "raw_entries",
@@ -35,6 +39,9 @@ HASH_BYTES = 16
 # (dedupe key, partition, offset, index, digest, ingested_ms): a plain tuple, not a
 # SeenRecord, because the write path builds one per event.
 Entry = tuple[str, int, int, int, str, int]
+Indexed = tuple[list[tuple[bytes, bytes]], bytes, int]
+"""A chunk's index entries: ``(key hash, index value)`` per event, the events' key
+hashes joined (in the same order), and the newest ``ingested_ms`` (at least 0)."""
 
 
 def _key_hash(key: bytes) -> bytes:
@@ -46,6 +53,43 @@ try:  # the same hash from the native module (schemas/native): 0.2 µs a key, no
 except ModuleNotFoundError:
     key_hash = _key_hash
 """``blake2b-128(key)``, how the index names a dedupe key."""
+
+
+def index_entries(entries: Sequence[Entry], chunk_key: bytes) -> Indexed:
+    """The index entries of the events a chunk entry ``chunk_key`` records."""
+    pairs = []
+    head, chunk_len = HEAD.pack, len(chunk_key)
+    for key_text, partition, offset, position, digest, ingested in entries:
+        key, digest_bytes = key_text.encode(), digest.encode()
+        packed = head(partition, offset, position, ingested, chunk_len, len(digest_bytes))
+        pairs.append((key_hash(key), packed + chunk_key + digest_bytes + key))
+    newest = max(0, max((entry[5] for entry in entries), default=0))
+    return pairs, b"".join(hashed for hashed, _ in pairs), newest
+
+
+def _encode_chunk(
+    kept: list[tuple[str, SeenRecord]], partition: int
+) -> tuple[bytes, bytes, Indexed]:
+    """``(table key, table value, index entries)`` of one partition's kept events, in
+    record order: the key ``b"<partition>:<first offset>-<last offset>"``, the value
+    ``{"e": [[dedupe key, offset, index, digest, ingested_ms], ...]}``."""
+    if not kept:
+        raise ValueError("a chunk has events")
+    offsets = [record.offset for _, record in kept]
+    value = orjson.dumps(
+        {"e": [[key, r.offset, r.index, r.content_hash, r.ingested_ms] for key, r in kept]}
+    )
+    table_key = f"{partition}:{min(offsets)}-{max(offsets)}".encode()
+    entries = [
+        (key, partition, r.offset, r.index, r.content_hash, r.ingested_ms) for key, r in kept
+    ]
+    return table_key, value, index_entries(entries, table_key)
+
+
+try:  # the same bytes from the native module, in one call (tests/streams/test_seen_codec.py)
+    from meterline_native import encode_chunk
+except ImportError:
+    encode_chunk = _encode_chunk
 
 
 def raw_entries(table_key: bytes, value: bytes) -> list[Entry]:
@@ -75,8 +119,8 @@ def points_at(value: bytes, chunk_key: bytes) -> bool:
 
 
 def entry_slices(
-    kept: Sequence[tuple[str, SeenRecord]], max_events: int
-) -> list[Sequence[tuple[str, SeenRecord]]]:
+    kept: list[tuple[str, SeenRecord]], max_events: int
+) -> list[list[tuple[str, SeenRecord]]]:
     """One partition's kept events, in record order, cut into table entries of at most
     ``max_events`` events (a record with more is an entry of its own), only between
     records (pure).  The entries of one write then cover disjoint offset ranges, so their
@@ -87,7 +131,7 @@ def entry_slices(
     offsets = [record.offset for _, record in kept]
     if any(a > b for a, b in pairwise(offsets)):
         return [kept]
-    out: list[Sequence[tuple[str, SeenRecord]]] = []
+    out: list[list[tuple[str, SeenRecord]]] = []
     start = i = 0
     while i < len(kept):
         end = i + 1  # [i, end): one record's events

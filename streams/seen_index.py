@@ -7,14 +7,14 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from streams.dedupe import SeenRecord
-from streams.seen_codec import Entry, raw_entries
+from streams.seen_codec import Indexed, raw_entries
 
 __all__ = ["ScanIndex", "SeenIndex"]
 
 
 class SeenIndex(Protocol):
     def lookup(self, key: str) -> SeenRecord | None: ...
-    def prepare(self, value: bytes, entries: list[Entry]) -> None: ...
+    def prepare(self, value: bytes, indexed: Indexed) -> None: ...
     def expired(
         self, threshold_ms: int, limit: int | None = None
     ) -> list[tuple[bytes, int, int]]: ...
@@ -47,7 +47,7 @@ class ScanIndex:
                 out.append((table_key, entries[0][1], len(entries)))
         return out[:limit]
 
-    def prepare(self, value: bytes, entries: list[Entry]) -> None:
+    def prepare(self, value: bytes, indexed: Indexed) -> None:
         """Nothing to prepare: lookups read the table itself."""
 
     def refresh(self) -> None:

@@ -71,10 +71,11 @@ from streams.dedupe import SeenRecord
 from streams.seen_codec import (
     COUNT,
     HASH_BYTES,
-    HEAD,
     PART,
     TIME,
     Entry,
+    Indexed,
+    index_entries,
     key_hash,
     points_at,
     raw_entries,
@@ -91,9 +92,6 @@ _CHUNK_KEY = re.compile(rb"(\d+):\d+-\d+")
 _OPENED_IN = b"meterline\0opened-in-boot"
 _SYNCED = WriteOptions()
 _SYNCED.sync = True
-
-MISSED_KEPT = 65_536
-"""Look-up misses whose hashes are kept for the index write: above two chunks in flight."""
 
 
 class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped here
@@ -113,10 +111,7 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
         self._assigned: set[int] | None = None  # None: not in a consumer group (tests, bench)
         self._owned: frozenset[int] | None = None  # owned (purged) partitions; None: all
         self._owned_known = False
-        self._prepared: tuple[bytes, list[Entry]] | None = None
-        self._missed: dict[str, bytes] = {}
-        """Hashes of keys a look-up did not find, until their chunk is indexed (at most
-        :data:`MISSED_KEPT`): the hash is computed once per new event, not twice."""
+        self._prepared: tuple[bytes, Indexed] | None = None
         self.keys = IndexFilter(limits.key_filter_bytes)
         """Asked before RocksDB: a look-up it rules out reads nothing (``seen_filter``)."""
 
@@ -134,20 +129,14 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
         hashed = key_hash(key_bytes)
         keys = self.keys.current
         value = index.seen.get(hashed) if keys is None or keys.may_contain(hashed) else None
-        if value is None:
-            missed = self._missed
-            if len(missed) >= MISSED_KEPT:  # keys of chunks that were never recorded
-                missed.clear()
-            missed[key] = hashed
-            return None
-        return unpack(value, key_bytes)
+        return None if value is None else unpack(value, key_bytes)
 
-    def prepare(self, value: bytes, entries: list[Entry]) -> None:
-        """The entries of the chunk ``value`` about to be written through the table, as
-        :func:`~streams.seen_codec.raw_entries` would read them from ``value``: the next
-        write through the table indexes them without reading the bytes back, if it
+    def prepare(self, value: bytes, indexed: Indexed) -> None:
+        """The index entries of the chunk ``value`` about to be written through the table,
+        as :func:`~streams.seen_codec.index_entries` would make them from ``value``: the
+        next write through the table indexes them without reading the bytes back, if it
         writes equal bytes (otherwise, and for any later write, the bytes are read)."""
-        self._prepared = (value, entries)
+        self._prepared = (value, indexed)
 
     def expired(self, threshold_ms: int, limit: int | None = None) -> list[tuple[bytes, int, int]]:
         """``(chunk key, partition, events)`` of owned chunks whose newest event was
@@ -216,19 +205,19 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
         key: bytes,
         value: bytes | None,
         offset: int | None,
-        prepared: tuple[bytes, list[Entry]] | None = None,
+        prepared: tuple[bytes, Indexed] | None = None,
     ) -> None:
         index = self._opened_index()
         db = self._db_for_partition(partition)
         changes = WriteBatch(raw_mode=True)
         self._unindex(changes, index, partition, key)
         if value is not None:
-            entries = (
+            indexed = (
                 prepared[1]
                 if prepared is not None and prepared[0] == value
-                else _entries_or_log(key, value)
+                else index_entries(_entries_or_log(key, value), key)
             )
-            self._index_chunk(changes, index, partition, key, entries, self._missed, self.keys)
+            self._index_chunk(changes, index, partition, key, indexed, self.keys)
         table = WriteBatch(raw_mode=True)
         if value is None:
             table.delete(key)
@@ -250,30 +239,22 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
         index: SeenDatabases,
         partition: int,
         chunk_key: bytes,
-        entries: list[Entry],
-        missed: dict[str, bytes],
+        indexed: Indexed,
         keys: IndexFilter | None = None,
     ) -> None:
-        """Index ``entries`` into ``batch``; their hashes go into the filters ``keys``
+        """Index a chunk's events into ``batch``; their hashes go into the filters ``keys``
         first (a "maybe" before the entry exists is harmless, an "absent" after is not)."""
-        if not entries:
+        pairs, hashed_keys, newest_ms = indexed
+        if not pairs:
             return
-        hashes = []
-        put, family, head, chunk_len = batch.put, index.seen_cf, HEAD.pack, len(chunk_key)
-        known = missed.pop
-        for key_text, partition_, offset, position, digest, ingested in entries:  # hot loop
-            key, digest_bytes = key_text.encode(), digest.encode()
-            hashed = known(key_text, None) or key_hash(key)
-            hashes.append(hashed)
-            packed = head(partition_, offset, position, ingested, chunk_len, len(digest_bytes))
-            put(hashed, packed + chunk_key + digest_bytes + key, family)
-        prefix = PART.pack(partition)
-        newest = TIME.pack(max(0, max(entry[5] for entry in entries)))
-        hashed_keys = b"".join(hashes)
         if keys is not None:
             keys.add(hashed_keys)
+        put, family = batch.put, index.seen_cf
+        for hashed, value in pairs:  # hot loop
+            put(hashed, value, family)
+        prefix, newest = PART.pack(partition), TIME.pack(newest_ms)
         batch.put(prefix + chunk_key, newest + hashed_keys, index.chunks_cf)
-        batch.put(prefix + newest + chunk_key, COUNT.pack(len(entries)), index.expiry_cf)
+        batch.put(prefix + newest + chunk_key, COUNT.pack(len(pairs)), index.expiry_cf)
 
     @staticmethod
     def _unindex(batch: WriteBatch, index: SeenDatabases, partition: int, chunk_key: bytes) -> None:

@@ -18,10 +18,11 @@ import pytest
 from faust.types import TP
 
 from streams import app as app_module
-from streams import seen_store
+from streams import seen_codec, seen_store
 from streams.app import PositionedTable, TableSeenStore
 from streams.dedupe import SeenRecord
 from streams.local_state import claim_slot
+from streams.seen_codec import index_entries
 from streams.seen_store import SeenIndexStore, StoreLimits
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -192,32 +193,6 @@ def test_a_restore_indexes_like_the_writer_and_applies_tombstones(opened: Opened
     assert chunk_keys(opened.store) == [b"2:42-42"]
 
 
-def test_a_missed_key_s_hash_is_reused_by_its_write_and_the_memo_stays_bounded(
-    opened: Opened, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A look-up that misses keeps the key's hash for the write that records it (computed
-    once per new event); the write consumes it and indexes the key as if computed anew,
-    and misses never recorded cannot grow the memo past ``MISSED_KEPT``."""
-    store = opened.store
-    assert opened.seen.get("a") is None
-    assert opened.seen.get("b") is None
-    assert set(store._missed) == {"a", "b"}
-    opened.seen.put_many([("a", rec(0, 10)), ("b", rec(1, 11, index=2))])
-    assert store._missed == {}
-    assert opened.seen.get("a") == rec(0, 10)
-    assert opened.seen.get("b") == rec(1, 11, index=2)
-    # a wrong hash in the memo would index the key where a look-up does not find it
-    assert opened.seen.get("c") is None
-    store._missed["c"] = b"\0" * 16
-    opened.seen.put_many([("c", rec(2, 12))])
-    assert opened.seen.get("c") is None, "the memo's hash is what the write uses"
-    monkeypatch.setattr(seen_store, "MISSED_KEPT", 3)
-    store._missed.clear()
-    for n in range(10):
-        assert opened.seen.get(f"never-{n}") is None
-        assert len(store._missed) <= 3
-
-
 def test_a_write_larger_than_an_entry_is_recorded_as_entries_cut_between_records(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -278,7 +253,12 @@ def test_a_reopened_store_answers_from_disk_and_keeps_its_offsets(tmp_path: Path
 def test_a_hash_collision_never_answers_for_another_key(
     opened: Opened, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(seen_store, "key_hash", lambda key: b"\0" * 16)
+    def same(key: bytes) -> bytes:
+        return b"\0" * 16
+
+    monkeypatch.setattr(seen_store, "key_hash", same)  # look-ups
+    monkeypatch.setattr(seen_codec, "key_hash", same)  # writes, through the reference
+    monkeypatch.setattr(app_module, "encode_chunk", seen_codec._encode_chunk)
     opened.seen.put_many([("first", rec(0, 1))])
     assert opened.seen.get("first") == rec(0, 1)
     assert opened.seen.get("second") is None  # same hash, different key: a miss
@@ -487,7 +467,8 @@ def test_prepared_entries_are_ignored_unless_the_written_bytes_are_theirs(
     opened: Opened,
 ) -> None:
     value = orjson.dumps({"e": [["real", 10, 0, "d", T0]]})
-    opened.store.prepare(value + b" ", [("bogus", 0, 99, 0, "z", T0)])
+    bogus = index_entries([("bogus", 0, 99, 0, "z", T0)], b"0:99-99")
+    opened.store.prepare(value + b" ", bogus)
     opened.table.put_at(b"0:10-10", value, 0)
     assert opened.seen.get("real") == rec(0, 10)
     assert opened.seen.get("bogus") is None
@@ -495,7 +476,7 @@ def test_prepared_entries_are_ignored_unless_the_written_bytes_are_theirs(
     # ours) are not kept for the next write, even of equal bytes
     opened.store._assigned = {0}
     again = orjson.dumps({"e": [["again", 11, 0, "d", T0]]})
-    opened.store.prepare(again, [("bogus", 0, 99, 0, "z", T0)])
+    opened.store.prepare(again, bogus)
     opened.table.put_at(b"1:11-11", again, 1)
     opened.table.put_at(b"0:11-11", again, 0)
     assert opened.seen.get("again") == rec(0, 11)

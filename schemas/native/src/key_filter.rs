@@ -30,13 +30,18 @@ const MIN_CAPACITY: u64 = 1 << 16;
 /// BLAKE2b with a 16-byte digest of ``key``: the dedupe index's key hash.
 #[pyfunction]
 pub fn key_hash<'py>(py: Python<'py>, key: &[u8]) -> Bound<'py, PyBytes> {
+    PyBytes::new(py, &hash16(key))
+}
+
+/// The bytes of [`key_hash`].
+pub fn hash16(key: &[u8]) -> [u8; HASH_BYTES] {
     let mut hasher = Blake2bVar::new(HASH_BYTES).expect("16 bytes is a BLAKE2b size");
     hasher.update(key);
     let mut out = [0u8; HASH_BYTES];
     hasher
         .finalize_variable(&mut out)
         .expect("the buffer has the digest's size");
-    PyBytes::new(py, &out)
+    out
 }
 
 #[pyclass(module = "meterline_native")]

@@ -1,0 +1,142 @@
+//! One written chunk of the dedupe table, encoded in one call: its table entry and its
+//! index entries (`streams/seen_codec.py` holds the layouts and the Python reference,
+//! [`encode_chunk`] returns exactly what it returns: `tests/streams/test_seen_codec.py`).
+//!
+//! The worker records every kept event this way after its chunk is written (the sink's
+//! finish step); in Python it cost a list per event for the entry's JSON, a tuple per
+//! event for the index, and per event two encodes, a hash call, a `struct.pack` and three
+//! concatenations.
+
+use crate::key_filter::hash16;
+use pyo3::exceptions::{PyOverflowError, PyValueError};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+
+/// `value` as orjson writes a JSON string: `"` and `\` escaped, `\b \t \n \f \r` short,
+/// other controls as `\u00xx`, everything else (DEL and non-ASCII included) as it is.
+fn json_string(out: &mut Vec<u8>, value: &str) {
+    out.push(b'"');
+    for &b in value.as_bytes() {
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            0..=0x1f => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[(b >> 4) as usize]);
+                out.push(HEX[(b & 0xf) as usize]);
+            }
+            _ => out.push(b),
+        }
+    }
+    out.push(b'"');
+}
+
+/// One partition's kept events `[(dedupe key, SeenRecord), ...]` (in record order, at
+/// least one) as `(table key, table value, (index entries, key hashes, newest
+/// ingested_ms))`: what `streams.seen_codec.encode_chunk` returns for them.
+#[pyfunction]
+pub fn encode_chunk<'py>(
+    py: Python<'py>,
+    kept: &Bound<'py, PyList>,
+    partition: u32,
+) -> PyResult<Bound<'py, PyTuple>> {
+    struct Event<'k> {
+        key: &'k str,
+        offset: i64,
+        index: u32,
+        digest: String,
+        ingested: i64,
+    }
+    let n = kept.len();
+    if n == 0 {
+        return Err(PyValueError::new_err("a chunk has events"));
+    }
+    let items: Vec<Bound<'py, PyTuple>> = kept
+        .iter()
+        .map(|item| item.downcast_into::<PyTuple>().map_err(PyErr::from))
+        .collect::<PyResult<_>>()?;
+    let mut keys = Vec::with_capacity(n);
+    for item in &items {
+        keys.push(item.get_item(0)?.downcast_into::<PyString>()?);
+    }
+    let mut events = Vec::with_capacity(n);
+    for (item, key) in items.iter().zip(&keys) {
+        let record = item.get_borrowed_item(1)?;
+        events.push(Event {
+            key: key.to_str()?,
+            offset: record.getattr(intern!(py, "offset"))?.extract()?,
+            index: record.getattr(intern!(py, "index"))?.extract()?,
+            digest: record.getattr(intern!(py, "content_hash"))?.extract()?,
+            ingested: record.getattr(intern!(py, "ingested_ms"))?.extract()?,
+        });
+    }
+    let offsets = events.iter().map(|e| e.offset);
+    let (low, high) = (offsets.clone().min(), offsets.max());
+    let (low, high) = (
+        low.expect("a chunk has events"),
+        high.expect("a chunk has events"),
+    );
+    let chunk_key = format!("{partition}:{low}-{high}").into_bytes();
+    let chunk_len = u16::try_from(chunk_key.len()).expect("a chunk key is short");
+
+    let mut value = Vec::with_capacity(n * 128);
+    value.extend_from_slice(b"{\"e\":[");
+    let mut hashes = Vec::with_capacity(n * 16);
+    let pairs = PyList::empty(py);
+    let mut newest = 0i64;
+    let mut entry = Vec::with_capacity(256);
+    for (i, e) in events.iter().enumerate() {
+        if i > 0 {
+            value.push(b',');
+        }
+        value.push(b'[');
+        json_string(&mut value, e.key);
+        value.extend_from_slice(format!(",{},{},", e.offset, e.index).as_bytes());
+        json_string(&mut value, &e.digest);
+        value.extend_from_slice(format!(",{}]", e.ingested).as_bytes());
+
+        let digest_len = u16::try_from(e.digest.len())
+            .map_err(|_| PyOverflowError::new_err("a content digest is too long"))?;
+        let hashed = hash16(e.key.as_bytes());
+        hashes.extend_from_slice(&hashed);
+        entry.clear();
+        entry.extend_from_slice(&partition.to_le_bytes());
+        entry.extend_from_slice(&e.offset.to_le_bytes());
+        entry.extend_from_slice(&e.index.to_le_bytes());
+        entry.extend_from_slice(&e.ingested.to_le_bytes());
+        entry.extend_from_slice(&chunk_len.to_le_bytes());
+        entry.extend_from_slice(&digest_len.to_le_bytes());
+        entry.extend_from_slice(&chunk_key);
+        entry.extend_from_slice(e.digest.as_bytes());
+        entry.extend_from_slice(e.key.as_bytes());
+        pairs.append(PyTuple::new(
+            py,
+            [PyBytes::new(py, &hashed), PyBytes::new(py, &entry)],
+        )?)?;
+        newest = newest.max(e.ingested);
+    }
+    value.extend_from_slice(b"]}");
+    let indexed = PyTuple::new(
+        py,
+        [
+            pairs.into_any(),
+            PyBytes::new(py, &hashes).into_any(),
+            newest.into_pyobject(py)?.into_any(),
+        ],
+    )?;
+    PyTuple::new(
+        py,
+        [
+            PyBytes::new(py, &chunk_key).into_any(),
+            PyBytes::new(py, &value).into_any(),
+            indexed.into_any(),
+        ],
+    )
+}
