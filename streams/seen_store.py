@@ -124,11 +124,12 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
         no longer owns, or holds as a standby, answers too: at worst it is older than the
         changelog, never wrong.  Answering "unseen" instead would let a batch finishing
         through a rebalance meter a duplicate of a record it knows."""
+        keys = self.keys.current
+        if keys is not None and not keys.may_contain_key(key):  # hashed natively
+            return None
         key_bytes = key.encode()
         index = self._index if self._index is not None else self._opened_index()
-        hashed = key_hash(key_bytes)
-        keys = self.keys.current
-        value = index.seen.get(hashed) if keys is None or keys.may_contain(hashed) else None
+        value = index.seen.get(key_hash(key_bytes))
         return None if value is None else unpack(value, key_bytes)
 
     def prepare(self, value: bytes, indexed: Indexed) -> None:

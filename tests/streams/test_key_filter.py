@@ -72,3 +72,13 @@ def test_anything_but_16_byte_hashes_is_refused(size: int) -> None:
         with pytest.raises(ValueError, match="16-byte pieces"):
             keys.add_all(b"x" * size)
     assert keys.added == 0
+
+
+@settings(max_examples=200)
+@given(st.lists(st.text(max_size=40), max_size=50), st.lists(st.text(max_size=40), max_size=50))
+def test_asking_for_a_key_is_asking_for_its_hash(added: list[str], asked: list[str]) -> None:
+    keys = meterline_native.KeyFilter(1_000)
+    keys.add_all(b"".join(seen_codec.key_hash(k.encode()) for k in added))
+    for key in added + asked:
+        assert keys.may_contain_key(key) == keys.may_contain(seen_codec.key_hash(key.encode()))
+    assert all(keys.may_contain_key(key) for key in added)

@@ -121,6 +121,12 @@ impl KeyFilter {
         }))
     }
 
+    /// [`KeyFilter::may_contain`] of the key's hash ([`key_hash`] of its UTF-8 bytes),
+    /// hashed here: the look-up of a key the filter rules out makes one call.
+    fn may_contain_key(&self, key: &str) -> PyResult<bool> {
+        self.may_contain(&hash16(key.as_bytes()))
+    }
+
     /// Hashes added so far (a hash added twice counts twice).
     #[getter]
     fn added(&self) -> u64 {
