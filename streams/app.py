@@ -149,8 +149,11 @@ class TableSeenStore:
 
     def put_many(self, entries: Sequence[tuple[str, SeenRecord]]) -> None:
         by_partition: dict[int, list[tuple[str, SeenRecord]]] = {}
-        for key, record in entries:
-            by_partition.setdefault(record.partition, []).append((key, record))
+        for entry in entries:  # per event: no list or tuple built
+            kept = by_partition.get(entry[1].partition)
+            if kept is None:
+                kept = by_partition[entry[1].partition] = []
+            kept.append(entry)
         for partition, kept in by_partition.items():
             for part in entry_slices(kept, ENTRY_EVENTS):
                 self._put(partition, part)
