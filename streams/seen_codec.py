@@ -36,8 +36,8 @@ PART = struct.Struct(">I")  # big-endian prefixes sort by partition, then by tim
 TIME = struct.Struct(">Q")
 COUNT = struct.Struct("<I")
 HASH_BYTES = 16
-# (dedupe key, partition, offset, index, digest, ingested_ms): a plain tuple, not a
-# SeenRecord, because the write path builds one per event.
+# (dedupe key, partition, offset, index, digest, ingested_ms): an event as a table entry
+# records it (``raw_entries``; a restore reads these back from the changelog's bytes).
 Entry = tuple[str, int, int, int, str, int]
 Indexed = tuple[list[tuple[bytes, bytes]], bytes, int]
 """A chunk's index entries: ``(key hash, index value)`` per event, the events' key

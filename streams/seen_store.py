@@ -18,8 +18,9 @@ Invariants:
 1. Index entries derive from the chunk bytes alone, on every path that writes a chunk:
    through the table (:meth:`SeenIndexStore._set`, after Faust queued the changelog
    message) and through the changelog (:meth:`apply_changelog_batch`: restores, standbys).
-   The writer hands over the entries it encoded the bytes from (:meth:`prepare`), used
-   only when the bytes written are equal to theirs, so it need not read them back.
+   The writer hands over the index entries it encoded with the bytes (:meth:`prepare`,
+   ``seen_codec.encode_chunk``), used only when the bytes written are equal to theirs,
+   so it need not read them back.
 2. The index is written first, except that a chunk deleted through the table (the purge)
    goes before its index entries.  A restored chunk is written with its offset.
 3. An index entry points at the chunk that wrote it last; removing a chunk removes only
