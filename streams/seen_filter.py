@@ -26,6 +26,8 @@ try:  # the native module (schemas/native), built by `make install`
     from meterline_native import KeyFilter
 except ModuleNotFoundError:  # without it, every look-up reads RocksDB (same answers)
     KeyFilter = None
+if KeyFilter is not None and not hasattr(KeyFilter, "may_contain_key"):
+    KeyFilter = None  # built from older sources: no filter rather than a failing look-up
 
 __all__ = ["IndexFilter"]
 
