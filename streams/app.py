@@ -12,7 +12,9 @@ records only when the loop comes back for the next batch, i.e. after the ClickHo
 and the dedupe records.  Faust acknowledges a buffer even when the loop body raises, so
 on any failure the worker exits at once (``os._exit``) instead of letting an unwritten
 batch be acknowledged and committed; the records are then read again by the next owner
-of the partition.
+of the partition.  The same holds when the app stops mid-batch (its consumer crashed, or
+SIGTERM): Faust cancels the agent, and closing the take buffer would acknowledge the
+batch in flight, so a cancelled batch exits at once too (``EXIT_STOPPED_MID_BATCH``).
 
 Dedupe state lives in a Faust table (changelog-backed) kept on disk by
 :class:`streams.seen_store.SeenIndexStore` (RocksDB, memory bounded, indexed by key); a
@@ -63,7 +65,8 @@ __all__ = ["PositionedTable", "TableSeenStore", "Worker", "create_worker"]
 log = logging.getLogger(__name__)
 EXIT_SINK_FAILED = 70
 EXIT_SKIPPED = 71
-RESTARTABLE_EXITS = (EXIT_SINK_FAILED, EXIT_SKIPPED)
+EXIT_STOPPED_MID_BATCH = 72
+RESTARTABLE_EXITS = (EXIT_SINK_FAILED, EXIT_SKIPPED, EXIT_STOPPED_MID_BATCH)
 ENTRY_EVENTS = 5000
 """Events per dedupe table entry (one changelog message) at most, cut between records (a
 record larger than this is an entry of its own): the unit a restore applies and a purge
@@ -325,6 +328,14 @@ def create_worker(
         ):
             try:
                 await meter_batch([_record(event) for event in events])
+            except asyncio.CancelledError:
+                # The app is stopping (a crashed consumer, SIGTERM) and Faust cancels its
+                # agents mid-batch.  Closing the take buffer acknowledges the batch and
+                # the consumer's last commit would pass its records, written or not.
+                _die(
+                    "stopped in the middle of a batch; exiting without acknowledging it",
+                    EXIT_STOPPED_MID_BATCH,
+                )
             except SinkFailed as exc:
                 _die(f"ClickHouse unavailable; exiting without acknowledging the batch: {exc}")
             except RecordsSkipped as exc:
@@ -374,7 +385,7 @@ def create_worker(
             log.info("purged %d dedupe records older than the horizon", expired)
 
     app.timer(interval=600.0, on_leader=False)(purge_expired)
-    supervise_from_child(app, state, settings.events_topic, settings.worker_failpoint)
+    supervise_from_child(app, state, settings.events_topic, settings.worker_failpoint, sink)
     return Worker(app=app, sink=sink, store=store, state=state)
 
 

@@ -20,6 +20,7 @@ import asyncio
 import logging
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -86,8 +87,12 @@ async def heartbeat_task(app: Any, state: WorkerState, fd: int, every: float = 1
         await asyncio.sleep(every)
 
 
-def supervise_from_child(app: Any, state: WorkerState, topic: str, failpoint: str) -> None:
-    """Register the heartbeat (and the test failpoint) when a supervisor started us."""
+def supervise_from_child(
+    app: Any, state: WorkerState, topic: str, failpoint: str, sink: Any = None
+) -> None:
+    """Register the heartbeat (and the test failpoint) when a supervisor started us.
+    ``sink`` is the worker's :class:`~streams.sink.MeteringSink` (the ``crash_in_write``
+    failpoint wraps its write)."""
     fd_text = os.environ.get(HEARTBEAT_FD_ENV)
     if fd_text:
         from prometheus_client import start_http_server
@@ -98,7 +103,7 @@ def supervise_from_child(app: Any, state: WorkerState, topic: str, failpoint: st
 
         _from_first_start(app, lambda: heartbeat_task(app, state, fd))
     if failpoint:
-        _install_failpoint(app, state, topic, failpoint)
+        _install_failpoint(app, state, topic, failpoint, sink)
 
 
 def _from_first_start(app: Any, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -117,20 +122,55 @@ def _from_first_start(app: Any, run: Callable[[], Coroutine[Any, Any, None]]) ->
     app.on_first_start = on_first_start
 
 
-def _install_failpoint(app: Any, state: WorkerState, topic: str, failpoint: str) -> None:
-    """``stall_fetch_after=N``: once N records are metered, stop fetching the events topic
-    while staying in the group, ready and heartbeating: the post-restart stall of
-    faust-streaming (#629) as the watchdog sees it.  Only the reliability tests set it."""
-    name, _, value = failpoint.partition("=")
-    if name != "stall_fetch_after" or not value.isdigit():
-        raise ValueError(f"unknown failpoint {failpoint!r}; known: stall_fetch_after=N")
-    after = int(value)
+def _install_failpoint(app: Any, state: WorkerState, topic: str, failpoint: str, sink: Any) -> None:
+    """Misbehave on purpose, as the reliability tests ask (``docs/reliability.md``):
 
+    * ``stall_fetch_after=N``: once N records are metered, stop fetching the events topic
+      while staying in the group, ready and heartbeating: the post-restart stall of
+      faust-streaming (#629) as the watchdog sees it;
+    * ``crash_in_write``: the first ClickHouse write crashes the Faust consumer while it
+      is in flight (as an ``AssertionError`` inside the consumer once did, with a third
+      worker joining) and never lands: it hangs, then fails.  The app stops around a
+      batch that is not stored."""
+    name, _, value = failpoint.partition("=")
+    if name == "stall_fetch_after" and value.isdigit():
+        _stall_fetch_after(app, state, topic, int(value))
+    elif name == "crash_in_write" and not value and sink is not None:
+        _crash_in_write(app, sink)
+    else:
+        raise ValueError(
+            f"unknown failpoint {failpoint!r}; known: stall_fetch_after=N, crash_in_write"
+        )
+
+
+def _stall_fetch_after(app: Any, state: WorkerState, topic: str, after: int) -> None:
     async def stall() -> None:
         while state.records < after:
             await asyncio.sleep(0.1)
         tps = {tp for tp in app.consumer.assignment() if tp.topic == topic}
-        log.warning("failpoint %s: pausing %d partitions of %s", failpoint, len(tps), topic)
+        log.warning("failpoint stall_fetch_after: pausing %d partitions of %s", len(tps), topic)
         app.consumer.pause_partitions(tps)
 
     app.task(stall)
+
+
+CRASHED_WRITE_HANGS_S = 30.0
+
+
+def _crash_in_write(app: Any, sink: Any) -> None:
+    write = sink.write
+    fired = threading.Event()
+
+    def crash() -> None:
+        app.loop.create_task(app.consumer.crash(AssertionError("failpoint crash_in_write")))
+
+    def crashing_write(plan: Any) -> None:
+        if fired.is_set():
+            return write(plan)  # type: ignore[no-any-return]
+        fired.set()
+        log.warning("failpoint crash_in_write: crashing the consumer; this write never lands")
+        app.loop.call_soon_threadsafe(crash)
+        time.sleep(CRASHED_WRITE_HANGS_S)
+        raise RuntimeError("failpoint crash_in_write: the write never landed")
+
+    sink.write = crashing_write

@@ -150,6 +150,36 @@ def test_a_stalled_child_is_replaced_within_the_watchdog_deadline(
     engine.close()
 
 
+def test_a_child_stopped_mid_write_acknowledges_nothing_of_its_batch(
+    isolated: Settings, workers: WorkerProcess
+) -> None:
+    """The Faust consumer crashes while a batch's write is in flight, and the write never
+    lands (failpoint ``crash_in_write``).  Faust then stops the app and cancels the agent
+    mid-batch; had the batch's take buffer been closed, it would have acknowledged the
+    batch and the consumer's last commit passed records never stored (seen on the
+    cluster: two partitions' every event committed and missing).  The child exits
+    unacknowledged instead, and its replacement meters the batch: exact."""
+    settings = supervised(isolated, workers, worker_failpoint="crash_in_write")
+    engine = prepare(settings)
+    telemetry = generate(SUBJECTS, OCTOBER, timedelta(days=31), 1000, seed=24)
+    send(settings, telemetry)
+    workers.start()
+    wait_caught_up(settings, workers, timeout=180)
+
+    assert stored_totals(engine, settings) == telemetry.truth
+    raw = engine.execute(
+        EventsTable(settings.clickhouse_database).count(settings.namespace).to_sql()
+    )
+    assert raw == [(telemetry.unique,)]
+    counted = restarts(settings)
+    assert counted.get("exited") == 1.0 and sum(counted.values()) == 1.0, counted
+    logs = (workers.log_dir / "worker-0.log").read_text(errors="replace")
+    assert "failpoint crash_in_write: crashing the consumer" in logs
+    assert "stopped in the middle of a batch; exiting without acknowledging it" in logs
+    assert "exited with code 72" in logs
+    engine.close()
+
+
 def seed_changelog(settings: Settings, chunks_per_partition: int, chunk: int = 5000) -> int:
     """Chunk entries on the worker's dedupe changelog, as a worker that recorded them would
     leave them (keys ``restore-test``/``p<partition>-<n>``); the number of keys."""
