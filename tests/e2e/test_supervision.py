@@ -172,7 +172,8 @@ def test_a_child_stopped_mid_write_acknowledges_nothing_of_its_batch(
     )
     assert raw == [(telemetry.unique,)]
     counted = restarts(settings)
-    assert counted.get("exited") == 1.0 and sum(counted.values()) == 1.0, counted
+    assert counted.get("exited") == 1.0, counted
+    assert sum(counted.values()) == 1.0, counted
     logs = (workers.log_dir / "worker-0.log").read_text(errors="replace")
     assert "failpoint crash_in_write: crashing the consumer" in logs
     assert "stopped in the middle of a batch; exiting without acknowledging it" in logs
