@@ -16,9 +16,20 @@ Two costs of the driver's row inserts showed in the worker's profile (``docs/ben
   ``Decimal.scaleb`` per value here.  Values that are not ``Decimal`` (floats, ints) and
   columns of scale 0 keep the driver's conversion.
 
-:func:`install` puts :func:`scaled` in place of the driver's conversion once per process;
-``ServerEngine`` calls it.  If the driver's class no longer has the method this replaces,
-nothing is installed and the driver's own conversion runs (slower, same result).
+* and even columnar, the driver writes a text column one cell at a time (encode, length,
+  copy) and packs integer columns from a list per column.  With the native module
+  (``meterline_native.encode_column``), :func:`columns_of` hands the driver one
+  :class:`RowColumn` per column, a view of the rows that is never transposed, and the
+  installed column writer encodes ``String`` and integer columns natively in one pass
+  over the rows, exactly the bytes the driver writes (``tests/schemas/test_driver.py``).
+  Any other type (``Decimal``), and any cell the native writer refuses (a value out of
+  range, a type it does not take), goes to the driver's own writer with the column as a
+  list: the same bytes or the same error as before.
+
+:func:`install` puts :func:`scaled` in place of the driver's conversion, and the column
+writer and block slicer in front of the driver's, once per process; ``ServerEngine``
+calls it.  If the driver no longer has what these replace, nothing is installed, rows
+are transposed into lists and the driver's own code runs (slower, same result).
 """
 
 from __future__ import annotations
@@ -27,12 +38,90 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["columns_of", "install", "scaled"]
+__all__ = ["RowColumn", "columns_of", "install", "scaled"]
+
+try:
+    from meterline_native import encode_column
+except ImportError:  # not built, or built from older sources: the driver writes every column
+    encode_column = None
 
 
-def columns_of(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
-    """Rows to columns (lists: the driver converts some columns in place)."""
+def columns_of(rows: Sequence[Sequence[Any]]) -> list[list[Any]] | list[RowColumn]:
+    """Rows to the columns of a columnar insert: views of the rows the installed writer
+    encodes natively (:class:`RowColumn`), or lists (the driver converts some columns in
+    place) where it is not installed.  Rows of different lengths are refused."""
+    if _NATIVE_COLUMNS and rows:
+        width = len(rows[0])
+        if any(len(row) != width for row in rows):
+            raise ValueError("a row is shorter than the others")
+        table = _Rows(rows if isinstance(rows, list) else list(rows))
+        return [RowColumn(table, index) for index in range(width)]
+    return _transposed(rows)
+
+
+def _transposed(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
     return [list(column) for column in zip(*rows, strict=True)]
+
+
+class _Rows:
+    """The rows of one insert, transposed once, and only if a column needs a list."""
+
+    __slots__ = ("columns", "rows")
+
+    def __init__(self, rows: list[Sequence[Any]]) -> None:
+        self.rows = rows
+        self.columns: list[list[Any]] | None = None
+
+    def column(self, index: int) -> list[Any]:
+        if self.columns is None:
+            self.columns = _transposed(self.rows)
+        return self.columns[index]
+
+
+class RowColumn:
+    """Column ``index`` of an insert's rows, in place of the list the driver takes."""
+
+    __slots__ = ("index", "table")
+
+    def __init__(self, table: _Rows, index: int) -> None:
+        self.table, self.index = table, index
+
+    def __len__(self) -> int:
+        return len(self.table.rows)
+
+    def values(self) -> list[Any]:
+        """The column as a list, for the driver's own writer."""
+        return self.table.column(self.index)
+
+
+def _write_column(
+    context: Any, name: str, spec: str, items: Any, buf: Any, types_check: bool = False
+) -> None:
+    """The driver's ``write_column``, but a :class:`RowColumn` of a type the native writer
+    takes is written in one call."""
+    if type(items) is RowColumn:
+        if not types_check and encode_column is not None:
+            try:
+                data = encode_column(items.table.rows, items.index, spec)
+            except (TypeError, ValueError, OverflowError):
+                data = None  # the driver's writer decides: same bytes or its own error
+            if data is not None:
+                buf.write(data)
+                return
+        items = items.values()
+    _DRIVER_WRITE_COLUMN(context, name, spec, items, buf, types_check=types_check)
+
+
+def _column_chunks(columns: Sequence[Any], n: int) -> Any:
+    """The driver's ``column_chunks``: an insert of :class:`RowColumn` s that fits one block
+    goes as it is (no slice copied per column)."""
+    if columns and type(columns[0]) is RowColumn:
+        if len(columns[0]) <= n:
+            if len(columns[0]):
+                yield list(columns)
+            return
+        columns = [column.values() for column in columns]
+    yield from _DRIVER_COLUMN_CHUNKS(columns, n)
 
 
 def scaled(column: Any, items: list[Any], nulls_map: Sequence[bool] | None = None) -> None:
@@ -56,18 +145,35 @@ def scaled(column: Any, items: list[Any], nulls_map: Sequence[bool] | None = Non
 
 
 def install() -> None:
-    """Put :func:`scaled` in place of the driver's conversion (once; cheap to repeat)."""
-    global _DRIVER_CONVERSION
+    """Put :func:`scaled` in place of the driver's conversion and the native column writer
+    in front of the driver's (once; cheap to repeat)."""
+    global _DRIVER_CONVERSION, _DRIVER_WRITE_COLUMN, _DRIVER_COLUMN_CHUNKS, _NATIVE_COLUMNS
+    from clickhouse_driver import client
     from clickhouse_driver.columns.decimalcolumn import DecimalColumn
+    from clickhouse_driver.streams import native
 
     original = DecimalColumn.__dict__.get("before_write_items")
-    if original is None or original is scaled:
+    if original is not None and original is not scaled:
+        _DRIVER_CONVERSION = original
+        DecimalColumn.before_write_items = scaled
+    if _NATIVE_COLUMNS or encode_column is None:
         return
-    _DRIVER_CONVERSION = original
-    DecimalColumn.before_write_items = scaled
+    write_column = getattr(native, "write_column", None)
+    chunks = getattr(client, "column_chunks", None)
+    if write_column is None or chunks is None:
+        return
+    _DRIVER_WRITE_COLUMN, _DRIVER_COLUMN_CHUNKS = write_column, chunks
+    native.write_column = _write_column
+    client.column_chunks = _column_chunks
+    _NATIVE_COLUMNS = True
 
 
 _DECIMAL_ONLY = frozenset({Decimal})
 
 _DRIVER_CONVERSION: Any = None
 """The driver's own conversion, kept by :func:`install` for what :func:`scaled` leaves to it."""
+_DRIVER_WRITE_COLUMN: Any = None
+_DRIVER_COLUMN_CHUNKS: Any = None
+"""The driver's column writer and block slicer, kept by :func:`install`."""
+_NATIVE_COLUMNS = False
+"""Whether :func:`install` put the native column writer in place."""

@@ -3,10 +3,12 @@ own conversion, and a columnar insert read back from the server."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal, localcontext
 from types import SimpleNamespace
 
 import pytest
+from clickhouse_driver import Client
 from clickhouse_driver.columns.decimalcolumn import (
     Decimal32Column,
     Decimal64Column,
@@ -81,8 +83,12 @@ def test_scaled_keeps_nulls_and_the_driver_s_conversion_of_floats() -> None:
     assert items == [1_500_000_000, 100_000_000, column.null_value]
 
 
+def _lists(columns: Sequence[object]) -> list[object]:
+    return [c.values() if isinstance(c, driver.RowColumn) else c for c in columns]
+
+
 def test_rows_become_columns_and_a_short_row_is_refused() -> None:
-    assert driver.columns_of([(1, "a"), (2, "b")]) == [[1, 2], ["a", "b"]]
+    assert _lists(driver.columns_of([(1, "a"), (2, "b")])) == [[1, 2], ["a", "b"]]
     with pytest.raises(ValueError, match="shorter"):
         driver.columns_of([(1, "a"), (2,)])
 
@@ -111,3 +117,136 @@ def test_a_text_column_takes_utf8_bytes_as_their_text(engine: tuple[Engine, str]
     text = '{"id":"é\\\\u00e9 \'quoted\' \\"x\\"","data":{"v":1.50}}\u2028\U0001f600'
     db.insert(table, ("k", "t"), [(1, text.encode()), (2, text)])
     assert db.execute(f"SELECT k, t FROM {table} ORDER BY k") == [(1, text), (2, text)]
+
+
+class _Capture:
+    """A socket that keeps what the driver's buffered writer sends."""
+
+    def __init__(self) -> None:
+        self.sent = bytearray()
+
+    def sendall(self, data: bytes) -> None:
+        self.sent += data
+
+
+def _written(
+    spec: str, items: Sequence[object], *, hooked: bool, rows: list[tuple[object, ...]]
+) -> bytes:
+    """The bytes one column's data takes on the wire, written by the driver's own
+    ``write_column`` (``hooked=False``) or by the installed one from a :class:`RowColumn`."""
+    from clickhouse_driver.bufferedwriter import BufferedSocketWriter
+    from clickhouse_driver.columns.service import write_column
+
+    driver.install()
+    sock = _Capture()
+    buf = BufferedSocketWriter(sock, 1 << 16)
+    context = Client("127.0.0.1").connection.context  # the settings of a client, unconnected
+    if hooked:
+        column = driver.columns_of(rows)[1]
+        driver._write_column(context, "c", spec, column, buf)
+    else:
+        write_column(context, "c", spec, list(items), buf)
+    buf.flush()
+    return bytes(sock.sent)
+
+
+INTEGER_SPECS = {
+    "UInt8": (0, 2**8 - 1),
+    "UInt16": (0, 2**16 - 1),
+    "UInt32": (0, 2**32 - 1),
+    "UInt64": (0, 2**64 - 1),
+    "Int8": (-(2**7), 2**7 - 1),
+    "Int16": (-(2**15), 2**15 - 1),
+    "Int32": (-(2**31), 2**31 - 1),
+    "Int64": (-(2**63), 2**63 - 1),
+}
+
+
+def _rows(items: Sequence[object]) -> list[tuple[object, ...]]:
+    return [("x", item, i) for i, item in enumerate(items)]
+
+
+def test_the_native_writer_is_installed() -> None:
+    driver.install()
+    assert getattr(driver, "encode_column", None) is not None  # CI builds the native module
+    assert isinstance(driver.columns_of([(1, "a")])[0], driver.RowColumn)
+
+
+@given(items=st.lists(st.text() | st.binary(), min_size=1, max_size=30))
+def test_a_native_text_column_is_the_driver_s_bytes(items: list[object]) -> None:
+    encodable = [i for i in items if not isinstance(i, str) or not _surrogates(i)] or [""]
+    rows = _rows(encodable)
+    assert _written("String", encodable, hooked=True, rows=rows) == _written(
+        "String", encodable, hooked=False, rows=rows
+    )
+
+
+def _surrogates(text: str) -> bool:
+    return any(0xD800 <= ord(c) <= 0xDFFF for c in text)
+
+
+@pytest.mark.parametrize("spec", sorted(INTEGER_SPECS))
+@given(data=st.data())
+def test_a_native_integer_column_is_the_driver_s_bytes(spec: str, data: st.DataObject) -> None:
+    low, high = INTEGER_SPECS[spec]
+    items = data.draw(st.lists(st.integers(low, high) | st.booleans(), min_size=1, max_size=30))
+    rows = _rows(items)
+    assert _written(spec, items, hooked=True, rows=rows) == _written(
+        spec, items, hooked=False, rows=rows
+    )
+
+
+@pytest.mark.parametrize(
+    ("spec", "bad"),
+    [
+        ("UInt32", 2**32),
+        ("UInt8", -1),
+        ("Int16", 2**15),
+        ("Int64", 2**63),
+        ("String", 5),
+        ("UInt64", "7"),
+        ("String", "\ud800"),
+    ],
+)
+def test_a_cell_the_native_writer_refuses_gets_the_driver_s_own_error(
+    spec: str, bad: object
+) -> None:
+    """Out of range or of the wrong type: the column goes to the driver's writer, which
+    raises what it raised before."""
+    from clickhouse_driver.errors import TypeMismatchError
+
+    rows = _rows([1 if spec != "String" else "a", bad])
+    with pytest.raises(
+        (TypeMismatchError, AttributeError, TypeError, UnicodeEncodeError)
+    ) as native:
+        _written(spec, [], hooked=True, rows=rows)
+    with pytest.raises((TypeMismatchError, AttributeError, TypeError, UnicodeEncodeError)) as own:
+        _written(spec, [r[1] for r in rows], hooked=False, rows=rows)
+    assert type(native.value) is type(own.value)
+    assert str(native.value) == str(own.value)
+
+
+def test_a_type_the_native_writer_does_not_take_goes_to_the_driver() -> None:
+    from decimal import Decimal as D
+
+    items: list[object] = [D("1.5"), D("-2")]
+    rows = _rows(items)
+    spec = "Decimal(38, 9)"
+    assert _written(spec, list(items), hooked=True, rows=rows) == _written(
+        spec, list(items), hooked=False, rows=rows
+    )
+
+
+def test_rows_of_several_blocks_are_sliced_by_the_driver() -> None:
+    driver.install()
+    columns = driver.columns_of([(i, str(i)) for i in range(5)])
+    blocks = list(driver._column_chunks(columns, 2))
+    assert blocks == [[[0, 1], ["0", "1"]], [[2, 3], ["2", "3"]], [[4], ["4"]]]
+
+
+def test_rows_of_one_block_go_as_they_are() -> None:
+    driver.install()
+    columns = driver.columns_of([(i, str(i)) for i in range(5)])
+    (block,) = driver._column_chunks(columns, 5)
+    assert [id(c) for c in block] == [id(c) for c in columns]
+    assert list(driver._column_chunks(driver.columns_of([]), 5)) == []

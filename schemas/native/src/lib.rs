@@ -8,8 +8,9 @@
 //! lean path then takes the line: every doubt declines, a decline costs only time.
 //! `tests/schemas/test_native.py` holds it to the lean path and the reference.
 //!
-//! The dedupe index's key hash and Bloom filter ([`key_filter`]) and its chunk encoding
-//! ([`seen_chunk`]) live here too: the one native module the worker loads.
+//! The dedupe index's key hash and Bloom filter ([`key_filter`]), its chunk encoding
+//! ([`seen_chunk`]) and the columns of ClickHouse inserts ([`native_column`]) live here
+//! too: the one native module the worker loads.
 
 use blake2::digest::{Update, VariableOutput};
 use blake2::Blake2bVar;
@@ -19,6 +20,7 @@ use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 use std::collections::HashMap;
 
 mod key_filter;
+mod native_column;
 mod seen_chunk;
 
 const MAX_TEXT: usize = 512;
@@ -732,5 +734,6 @@ fn meterline_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<key_filter::KeyFilter>()?;
     m.add_function(wrap_pyfunction!(key_filter::key_hash, m)?)?;
     m.add_function(wrap_pyfunction!(seen_chunk::encode_chunk, m)?)?;
+    m.add_function(wrap_pyfunction!(native_column::encode_column, m)?)?;
     Ok(())
 }
