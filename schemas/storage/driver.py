@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any
 
 __all__ = ["RowColumn", "columns_of", "install", "scaled"]
@@ -51,31 +52,25 @@ def columns_of(rows: Sequence[Sequence[Any]]) -> list[list[Any]] | list[RowColum
     encodes natively (:class:`RowColumn`), or lists (the driver converts some columns in
     place) where it is not installed.  Rows of different lengths are refused."""
     if _NATIVE_COLUMNS and rows:
-        width = len(rows[0])
-        if any(len(row) != width for row in rows):
+        widths = set(map(len, rows))
+        if len(widths) > 1:
             raise ValueError("a row is shorter than the others")
         table = _Rows(rows if isinstance(rows, list) else list(rows))
-        return [RowColumn(table, index) for index in range(width)]
-    return _transposed(rows)
-
-
-def _transposed(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
+        return [RowColumn(table, index) for index in range(widths.pop())]
     return [list(column) for column in zip(*rows, strict=True)]
 
 
 class _Rows:
-    """The rows of one insert, transposed once, and only if a column needs a list."""
+    """The rows of one insert; a column the driver must write is taken out of them as a
+    list (only that column: a ``Decimal`` column among text and integers)."""
 
-    __slots__ = ("columns", "rows")
+    __slots__ = ("rows",)
 
     def __init__(self, rows: list[Sequence[Any]]) -> None:
         self.rows = rows
-        self.columns: list[list[Any]] | None = None
 
     def column(self, index: int) -> list[Any]:
-        if self.columns is None:
-            self.columns = _transposed(self.rows)
-        return self.columns[index]
+        return list(map(itemgetter(index), self.rows))
 
 
 class RowColumn:
