@@ -226,14 +226,56 @@ def test_a_cell_the_native_writer_refuses_gets_the_driver_s_own_error(
     assert str(native.value) == str(own.value)
 
 
-def test_a_type_the_native_writer_does_not_take_goes_to_the_driver() -> None:
-    from decimal import Decimal as D
+DECIMAL_SPECS = [
+    "Decimal(38, 9)",
+    "Decimal(38, 0)",
+    "Decimal(18, 4)",
+    "Decimal(9, 2)",
+    "Decimal(38, 30)",
+]
 
-    items: list[object] = [D("1.5"), D("-2")]
+
+@pytest.mark.parametrize("spec", DECIMAL_SPECS)
+@given(values=st.lists(decimals | st.integers(-(10**20), 10**20), min_size=1, max_size=20))
+def test_a_native_decimal_column_is_the_driver_s_bytes_or_the_driver_s_error(
+    spec: str, values: list[object]
+) -> None:
+    """Decimals exact at the column's scale are encoded natively; the rest (rounding,
+    ints, out of range) by the driver: either way its bytes, or its error."""
+    rows = _rows(values)
+    try:
+        own = _written(spec, values, hooked=False, rows=rows)
+    except Exception as exc:  # noqa: BLE001 - the driver's own refusal, compared below
+        with pytest.raises(type(exc)):
+            _written(spec, values, hooked=True, rows=rows)
+        return
+    assert _written(spec, values, hooked=True, rows=rows) == own
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["0", "-0", "-0E-9", "1.5E+3", "0E+100000000", "123456789.123456789", "-1E-9",
+     "99999999999999999999999999999.999999999", "1E+29", "1E-10", "NaN", "-Infinity"],
+)  # fmt: skip
+def test_decimal_edges_are_the_driver_s_bytes_or_its_error(value: str) -> None:
+    items: list[object] = [Decimal(value)]
     rows = _rows(items)
     spec = "Decimal(38, 9)"
-    assert _written(spec, list(items), hooked=True, rows=rows) == _written(
-        spec, list(items), hooked=False, rows=rows
+    try:
+        own = _written(spec, items, hooked=False, rows=rows)
+    except Exception as exc:  # noqa: BLE001 - the driver's own refusal, compared below
+        with pytest.raises(type(exc)):
+            _written(spec, items, hooked=True, rows=rows)
+        return
+    assert _written(spec, items, hooked=True, rows=rows) == own
+
+
+def test_a_type_the_native_writer_does_not_take_goes_to_the_driver() -> None:
+    items: list[object] = [[1, 2], [3]]
+    rows = _rows(items)
+    spec = "Array(UInt8)"
+    assert _written(spec, items, hooked=True, rows=rows) == _written(
+        spec, items, hooked=False, rows=rows
     )
 
 
@@ -250,3 +292,19 @@ def test_rows_of_one_block_go_as_they_are() -> None:
     (block,) = driver._column_chunks(columns, 5)
     assert [id(c) for c in block] == [id(c) for c in columns]
     assert list(driver._column_chunks(driver.columns_of([]), 5)) == []
+
+
+def test_exact_decimals_are_encoded_natively_and_the_rest_declined() -> None:
+    from meterline_native import encode_column
+
+    values: list[object] = [Decimal("1.5"), Decimal("-2"), Decimal("0.000000001"), Decimal("-0")]
+    rows = _rows(values)
+    native = encode_column(rows, 1, "Decimal(38, 9)")
+    assert native is not None
+    assert native == _written("Decimal(38, 9)", values, hooked=False, rows=rows)
+    assert len(native) == 16 * len(values)
+    with pytest.raises(ValueError, match="not exact"):
+        encode_column(_rows([Decimal("1E-10")]), 1, "Decimal(38, 9)")  # the driver truncates
+    with pytest.raises(TypeError):
+        encode_column(_rows([7]), 1, "Decimal(38, 9)")  # an int: the driver converts it
+    assert encode_column(rows, 1, "Decimal(76, 9)") is None  # Int256: the driver's

@@ -619,7 +619,7 @@ fn find<'v, 'a>(data: Option<&'v Val<'a>>, keys: &[String]) -> Option<&'v Val<'a
 
 static ZERO: GILOnceCell<PyObject> = GILOnceCell::new();
 
-fn decimal_type(py: Python<'_>) -> PyResult<&PyObject> {
+pub(crate) fn decimal_type(py: Python<'_>) -> PyResult<&PyObject> {
     DECIMAL.get_or_try_init(py, || -> PyResult<PyObject> {
         Ok(py.import("decimal")?.getattr("Decimal")?.unbind())
     })

@@ -5,11 +5,13 @@
 //! The worker inserts rows as tuples.  Through the driver, every insert was transposed
 //! into one list per column, and every text cell encoded to UTF-8 and written one at a
 //! time: ~15 % of the worker's per-chunk CPU.  Here a column is one pass over the rows
-//! into one buffer.  Only the types the worker's tables use for text and integers are
-//! encoded; anything else (decimals, a cell of an unexpected type, a value out of range)
-//! returns `None` or raises, and the caller lets the driver write that column instead.
+//! into one buffer.  Only the types the worker's tables use are encoded — text, integers,
+//! and decimals whose value is exactly representable at the column's scale; anything
+//! else (another type, a cell of an unexpected type, a value out of range, a decimal
+//! that would need rounding) returns `None` or raises, and the caller lets the driver
+//! write that column instead.
 
-use pyo3::exceptions::{PyOverflowError, PyTypeError};
+use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
@@ -18,6 +20,11 @@ enum Kind {
     Text,
     Unsigned(usize),
     Signed(usize),
+    /// `Decimal(P, S)`: the value times 10^S as a signed integer of `size` bytes.
+    Decimal {
+        size: usize,
+        scale: u32,
+    },
 }
 
 fn kind(spec: &str) -> Option<Kind> {
@@ -31,8 +38,58 @@ fn kind(spec: &str) -> Option<Kind> {
         "Int16" => Kind::Signed(2),
         "Int32" => Kind::Signed(4),
         "Int64" => Kind::Signed(8),
-        _ => return None,
+        _ => return decimal_kind(spec),
     })
+}
+
+fn decimal_kind(spec: &str) -> Option<Kind> {
+    let inner = spec.strip_prefix("Decimal(")?.strip_suffix(')')?;
+    let (precision, scale) = inner.split_once(',')?;
+    let precision: u32 = precision.trim().parse().ok()?;
+    let scale: u32 = scale.trim().parse().ok()?;
+    let size = match precision {
+        1..=9 => 4,
+        10..=18 => 8,
+        19..=38 => 16,
+        _ => return None,
+    };
+    (scale <= precision).then_some(Kind::Decimal { size, scale })
+}
+
+/// `text` (a `Decimal`'s `str`: `[-]digits[.digits][E[+-]digits]`) times 10^`scale` as
+/// an integer, when that is exact and fits; `None` otherwise (the driver then rounds or
+/// refuses as it does).
+fn scaled_decimal(text: &str, scale: u32) -> Option<i128> {
+    let (negative, rest) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (mantissa, exponent) = match rest.split_once(['E', 'e']) {
+        Some((m, e)) => (m, e.parse::<i64>().ok()?),
+        None => (rest, 0),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = whole.len() + fraction.len();
+    if digits == 0 || digits > 38 {
+        return None; // past the driver's 38-digit context: it would round
+    }
+    let shift = exponent - fraction.len() as i64 + i64::from(scale);
+    if shift < 0 {
+        return None; // more fractional digits than the scale: the driver truncates
+    }
+    let mut value: i128 = 0;
+    for b in whole.bytes().chain(fraction.bytes()) {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        value = value.checked_mul(10)?.checked_add(i128::from(b - b'0'))?;
+    }
+    if value != 0 {
+        for _ in 0..shift {
+            value = value.checked_mul(10)?; // overflows within 39 steps
+        }
+    }
+    Some(if negative { -value } else { value })
 }
 
 /// ClickHouse's length prefix: unsigned LEB128.
@@ -72,6 +129,22 @@ fn cell(out: &mut Vec<u8>, kind: Kind, item: &Bound<'_, PyAny>) -> PyResult<()> 
             }
             out.extend_from_slice(&value.to_le_bytes()[..size]);
         }
+        Kind::Decimal { size, scale } => {
+            if !item
+                .get_type()
+                .is(crate::decimal_type(item.py())?.bind(item.py()))
+            {
+                return Err(PyTypeError::new_err("a Decimal cell is a decimal.Decimal"));
+            }
+            let text = item.str()?;
+            let value = scaled_decimal(text.to_str()?, scale)
+                .ok_or_else(|| PyValueError::new_err("not exact at the column's scale"))?;
+            let bits = size * 8;
+            if size < 16 && (value < -(1i128 << (bits - 1)) || value >= 1i128 << (bits - 1)) {
+                return Err(PyOverflowError::new_err("out of range for the column"));
+            }
+            out.extend_from_slice(&value.to_le_bytes()[..size]);
+        }
     }
     Ok(())
 }
@@ -91,7 +164,7 @@ pub fn encode_column<'py>(
     };
     let width = match kind {
         Kind::Text => 16,
-        Kind::Unsigned(size) | Kind::Signed(size) => size,
+        Kind::Unsigned(size) | Kind::Signed(size) | Kind::Decimal { size, .. } => size,
     };
     let mut out = Vec::with_capacity(rows.len() * width);
     for row in rows.iter() {
