@@ -1,34 +1,36 @@
-"""How rows reach clickhouse-driver on the worker's write path (pure, but for the one
-driver hook it installs).
+"""How rows reach clickhouse-driver on the worker's write path (pure, but for the driver
+hooks it installs).
 
-Two costs of the driver's row inserts showed in the worker's profile (``docs/benchmarks.md``,
-*Scaling the worker*), and both are paid per cell in Python:
+The driver's row inserts cost the worker per cell in Python (``docs/benchmarks.md``,
+*Scaling the worker* and *Insert columns encoded natively*):
 
-* a row-oriented insert is transposed by the driver one column at a time
-  (``[row[i] for row in rows]`` per column); :func:`columns_of` transposes in C
-  (``zip``) and the insert is sent ``columnar``;
-* a ``Decimal`` column converts every value with ``int(Decimal(str(value)) * 10**scale)``:
-  a text round trip per value.  :func:`scaled` skips the round trip (``str`` then
-  ``Decimal`` gives back an equal ``Decimal``) and multiplies by the power of ten as a
-  ``Decimal`` (made once per column): the same multiplication, rounded to the same
-  context precision, so the integer is identical (property-tested against the driver's
-  own conversion in ``tests/schemas/test_driver.py``).  Multiplying measured ~35 % cheaper than
-  ``Decimal.scaleb`` per value here.  Values that are not ``Decimal`` (floats, ints) and
-  columns of scale 0 keep the driver's conversion.
+* a row-oriented insert is transposed by the driver one column at a time, and even a
+  columnar one writes a text column one cell at a time (encode, length, copy), packs
+  integer columns from a list per column, and converts every ``Decimal`` with
+  ``int(Decimal(str(value)) * 10**scale)`` (a text round trip) before packing it as a
+  128-bit integer in Python.
 
-* and even columnar, the driver writes a text column one cell at a time (encode, length,
-  copy) and packs integer columns from a list per column.  With the native module
-  (``meterline_native.encode_column``), :func:`columns_of` hands the driver one
-  :class:`RowColumn` per column, a view of the rows that is never transposed, and the
-  installed column writer encodes ``String`` and integer columns natively in one pass
-  over the rows, exactly the bytes the driver writes (``tests/schemas/test_driver.py``).
-  Any other type (``Decimal``), and any cell the native writer refuses (a value out of
-  range, a type it does not take), goes to the driver's own writer with the column as a
-  list: the same bytes or the same error as before.
+With the native module (``meterline_native.encode_column``), :func:`columns_of` hands
+the driver one :class:`RowColumn` per column, a view of the rows that is never
+transposed, and the installed column writer encodes ``String``, integer and
+``Decimal(P, S)`` columns natively in one pass over the rows: exactly the bytes the
+driver writes (property-tested in ``tests/schemas/test_driver.py``).  A decimal is read
+from its text and written only when it is exact at the column's scale; any other type,
+and any cell the native writer refuses (a value out of range or that would need
+rounding, an int in a decimal column, a type it does not take), goes to the driver's own
+writer with that column as a list: the same bytes or the same error as before.
+
+On that path, and wherever the native module is missing, :func:`scaled` replaces the
+driver's decimal conversion: it skips the round trip (``str`` then ``Decimal`` gives back
+an equal ``Decimal``) and multiplies by the power of ten as a ``Decimal`` (made once per
+column), rounded to the same context precision, so the integer is identical
+(property-tested against the driver's own conversion).  Values that are not ``Decimal``
+(floats, ints) and columns of scale 0 keep the driver's conversion.  Without the native
+module, :func:`columns_of` transposes in C (``zip``) and the insert is sent ``columnar``.
 
 :func:`install` puts :func:`scaled` in place of the driver's conversion, and the column
 writer and block slicer in front of the driver's, once per process; ``ServerEngine``
-calls it.  If the driver no longer has what these replace, nothing is installed, rows
+calls it.  If the driver no longer has what these replace, they are not installed, rows
 are transposed into lists and the driver's own code runs (slower, same result).
 """
 
