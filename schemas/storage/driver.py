@@ -36,6 +36,7 @@ are transposed into lists and the driver's own code runs (slower, same result).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from decimal import Decimal
 from operator import itemgetter
@@ -155,14 +156,18 @@ def install() -> None:
         DecimalColumn.before_write_items = scaled
     if _NATIVE_COLUMNS or encode_column is None:
         return
-    write_column = getattr(native, "write_column", None)
-    chunks = getattr(client, "column_chunks", None)
-    if write_column is None or chunks is None:
-        return
-    _DRIVER_WRITE_COLUMN, _DRIVER_COLUMN_CHUNKS = write_column, chunks
-    native.write_column = _write_column
-    client.column_chunks = _column_chunks
-    _NATIVE_COLUMNS = True
+    with _INSTALLING:  # engines are made on several threads (the API's pool)
+        write_column = getattr(native, "write_column", None)
+        chunks = getattr(client, "column_chunks", None)
+        if write_column is None or chunks is None or write_column is _write_column:
+            return
+        _DRIVER_WRITE_COLUMN, _DRIVER_COLUMN_CHUNKS = write_column, chunks
+        native.write_column = _write_column
+        client.column_chunks = _column_chunks
+        _NATIVE_COLUMNS = True
+
+
+_INSTALLING = threading.Lock()
 
 
 _DECIMAL_ONLY = frozenset({Decimal})

@@ -308,3 +308,17 @@ def test_exact_decimals_are_encoded_natively_and_the_rest_declined() -> None:
     with pytest.raises(TypeError):
         encode_column(_rows([7]), 1, "Decimal(38, 9)")  # an int: the driver converts it
     assert encode_column(rows, 1, "Decimal(76, 9)") is None  # Int256: the driver's
+
+
+def test_installing_from_several_threads_keeps_the_driver_s_writer_behind_the_native_one() -> None:
+    import threading
+
+    from clickhouse_driver.streams import native
+
+    threads = [threading.Thread(target=driver.install) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert native.write_column is driver._write_column
+    assert driver._DRIVER_WRITE_COLUMN is not driver._write_column  # no writer calling itself
