@@ -226,6 +226,19 @@ def test_a_cell_the_native_writer_refuses_gets_the_driver_s_own_error(
     assert str(native.value) == str(own.value)
 
 
+def _assert_same_bytes_or_error(spec: str, values: list[object]) -> None:
+    """The installed writer writes the driver's own bytes for ``values``, or raises the
+    driver's own exception type."""
+    rows = _rows(values)
+    try:
+        own = _written(spec, values, hooked=False, rows=rows)
+    except Exception as exc:  # noqa: BLE001 - the driver's own refusal, compared below
+        with pytest.raises(type(exc)):
+            _written(spec, values, hooked=True, rows=rows)
+        return
+    assert _written(spec, values, hooked=True, rows=rows) == own
+
+
 DECIMAL_SPECS = [
     "Decimal(38, 9)",
     "Decimal(38, 0)",
@@ -242,14 +255,7 @@ def test_a_native_decimal_column_is_the_driver_s_bytes_or_the_driver_s_error(
 ) -> None:
     """Decimals exact at the column's scale are encoded natively; the rest (rounding,
     ints, out of range) by the driver: either way its bytes, or its error."""
-    rows = _rows(values)
-    try:
-        own = _written(spec, values, hooked=False, rows=rows)
-    except Exception as exc:  # noqa: BLE001 - the driver's own refusal, compared below
-        with pytest.raises(type(exc)):
-            _written(spec, values, hooked=True, rows=rows)
-        return
-    assert _written(spec, values, hooked=True, rows=rows) == own
+    _assert_same_bytes_or_error(spec, values)
 
 
 @pytest.mark.parametrize(
@@ -258,16 +264,7 @@ def test_a_native_decimal_column_is_the_driver_s_bytes_or_the_driver_s_error(
      "99999999999999999999999999999.999999999", "1E+29", "1E-10", "NaN", "-Infinity"],
 )  # fmt: skip
 def test_decimal_edges_are_the_driver_s_bytes_or_its_error(value: str) -> None:
-    items: list[object] = [Decimal(value)]
-    rows = _rows(items)
-    spec = "Decimal(38, 9)"
-    try:
-        own = _written(spec, items, hooked=False, rows=rows)
-    except Exception as exc:  # noqa: BLE001 - the driver's own refusal, compared below
-        with pytest.raises(type(exc)):
-            _written(spec, items, hooked=True, rows=rows)
-        return
-    assert _written(spec, items, hooked=True, rows=rows) == own
+    _assert_same_bytes_or_error("Decimal(38, 9)", [Decimal(value)])
 
 
 def test_a_type_the_native_writer_does_not_take_goes_to_the_driver() -> None:
