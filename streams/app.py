@@ -347,6 +347,9 @@ def create_worker(
             except Exception:
                 log.exception("unexpected error in the metering batch")
                 _die("unexpected error; exiting without acknowledging the batch")
+            except BaseException:  # a native panic, SystemExit: no acknowledgement either
+                log.exception("unexpected interruption of the metering batch")
+                _die("interrupted; exiting without acknowledging the batch")
 
     app.agent(events_topic, name="meter")(meter)
 

@@ -73,7 +73,9 @@ fn scaled_decimal(text: &str, scale: u32) -> Option<i128> {
     if digits == 0 || digits > 38 {
         return None; // past the driver's 38-digit context: it would round
     }
-    let shift = exponent - fraction.len() as i64 + i64::from(scale);
+    let shift = exponent
+        .checked_sub(fraction.len() as i64)?
+        .checked_add(i64::from(scale))?;
     if shift < 0 {
         return None; // more fractional digits than the scale: the driver truncates
     }
