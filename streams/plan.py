@@ -35,9 +35,11 @@ Kept = tuple[int, int, int, int, list[MeterRow]]
 seconds, its contributions)."""
 GroupKey = tuple[str, str, str, int, int, int, str]
 """(meter, subject, group_key, window_start_ms, ingest_minute_s, partition, uniq)."""
-# a group's partial states: [events, sum, max, min, latest value, its event ms, offset,
-# index, highest offset] (``agg_feed.AggRow`` fields, mutable while a plan is built)
+# a group's aggregated-feed row (``agg_feed.AGG_COLUMNS``), mutable while a plan is built:
+# its partial states are fields 7-10 (events, sum, max, min) and 12-16 (latest value, its
+# event ms, offset, index, highest offset); the insert reads the lists as they are
 GroupState = list[Any]
+EVENTS, SUM = 7, 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +114,7 @@ class BatchPlan:
     def contributions(self) -> int:
         """How many contributions the kept events make: each one is counted in exactly one
         folded group (``len(feed_rows)``, without building them)."""
-        return sum(state[0] for state in self.groups.values())
+        return sum(state[EVENTS] for state in self.groups.values())
 
     @property
     def feed_rows(self) -> list[Contribution]:
@@ -126,12 +128,9 @@ class BatchPlan:
         ]
 
     def aggregated(self) -> list[AggRow]:
-        """The aggregated-feed rows of every contribution (``agg_feed.AGG_COLUMNS``)."""
-        ns = self.namespace
-        return [
-            (ns, meter, who, group, window // 1000, minute_s, part, *state[:4], uniq, *state[4:])
-            for (meter, who, group, window, minute_s, part, uniq), state in self.groups.items()
-        ]
+        """The aggregated-feed rows of every contribution (``agg_feed.AGG_COLUMNS``): the
+        folded groups themselves, no row built."""
+        return list(self.groups.values())  # type: ignore[arg-type]  # lists shaped as AggRow
 
 
 def split_plan(plan: BatchPlan, shards: int) -> list[BatchPlan]:
@@ -235,6 +234,7 @@ class Planner:
                     )
                 )
             minute_s = (ingested - ingested % MINUTE_MS) // 1000
+            spanned = False  # a kept event of this record adds to windows
             for index, line in enumerate(lines):
                 try:  # native, then lean, then the reference: the first that decides
                     full = native_decode(line, unknown, False)  # no data dict if metered
@@ -310,6 +310,29 @@ class Planner:
                 if not rows:
                     continue
                 kept.append((partition, offset, index, minute_s, rows))
+                spanned = True
+                for meter, who, group, window, value, uniq, ms in rows:
+                    gkey = (meter, who, group, window, minute_s, partition, uniq)
+                    state = groups.get(gkey)
+                    if state is None:
+                        groups[gkey] = [
+                            ns, meter, who, group, window // 1000, minute_s, partition,
+                            1, value, value, value, uniq, value, ms, offset, index, offset,
+                        ]  # fmt: skip
+                        continue
+                    state[7] += 1
+                    state[8] += value
+                    if value > state[9]:
+                        state[9] = value
+                    if value < state[10]:
+                        state[10] = value
+                    if ms > state[13] or (
+                        ms == state[13] and (offset, index) > (state[14], state[15])
+                    ):
+                        state[12], state[13], state[14], state[15] = value, ms, offset, index
+                    if offset > state[16]:
+                        state[16] = offset
+            if spanned:  # once per record: its events share its offset
                 span = spans.get(partition)
                 if span is None:
                     spans[partition] = [offset, offset]
@@ -317,22 +340,6 @@ class Planner:
                     span[0] = offset
                 elif offset > span[1]:
                     span[1] = offset
-                for meter, who, group, window, value, uniq, ms in rows:
-                    gkey = (meter, who, group, window, minute_s, partition, uniq)
-                    state = groups.get(gkey)
-                    if state is None:
-                        groups[gkey] = [1, value, value, value, value, ms, offset, index, offset]
-                        continue
-                    state[0] += 1
-                    state[1] += value
-                    if value > state[2]:
-                        state[2] = value
-                    if value < state[3]:
-                        state[3] = value
-                    if ms > state[5] or (ms == state[5] and (offset, index) > (state[6], state[7])):
-                        state[4], state[5], state[6], state[7] = value, ms, offset, index
-                    if offset > state[8]:
-                        state[8] = offset
         plan.count("new", new)
         plan.count("replay", replay)
         plan.count("duplicate", duplicate)

@@ -319,3 +319,18 @@ def test_installing_from_several_threads_keeps_the_driver_s_writer_behind_the_na
         thread.join()
     assert native.write_column is driver._write_column
     assert driver._DRIVER_WRITE_COLUMN is not driver._write_column  # no writer calling itself
+
+
+def test_rows_that_are_lists_are_the_same_bytes_as_tuples() -> None:
+    """The worker's folded groups are inserted as the lists they were built in."""
+    from meterline_native import encode_column
+
+    rows = _rows([Decimal("1.5"), Decimal("-2"), Decimal("7.000000001")])
+    as_lists = [list(row) for row in rows]
+    for index, spec in ((0, "String"), (1, "Decimal(38, 9)"), (2, "UInt32")):
+        assert encode_column(as_lists, index, spec) == encode_column(rows, index, spec)
+    assert encode_column(as_lists, 1, "Decimal(38, 9)") == _written(
+        "Decimal(38, 9)", [row[1] for row in rows], hooked=False, rows=rows
+    )
+    with pytest.raises(IndexError):
+        encode_column([["x"]], 1, "String")

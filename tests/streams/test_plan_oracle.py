@@ -31,6 +31,7 @@ from schemas.storage.events_table import RawRow
 from schemas.timeutil import MINUTE_MS
 from schemas.wire import content_hash, decode_event, encode_event, split_record
 from streams.dedupe import Candidate, SeenRecord, Verdict, classify, dedupe_key
+from streams.plan import EVENTS, SUM
 from streams.sink import BatchPlan, MeteringSink, Record
 from tests.schemas.event_cases import DATA, METER_SETS, TYPES, mangled, payloads, times, to_json
 from tests.streams.sink_kit import RecordingEngine, Store
@@ -194,7 +195,7 @@ def disagreements(plan: BatchPlan, ref: Reference, meters: MeterSet) -> list[str
         "outcomes": (plan.outcomes, ref.outcomes),
         "conflicts": (plan.conflicts, ref.conflicts),
         "feed rows": (plan.feed_rows, ref.feed),
-        "aggregated rows": (plan.aggregated(), aggregated),
+        "aggregated rows": ([tuple(row) for row in plan.aggregated()], aggregated),
         "contributions counted": (plan.contributions, len(ref.feed)),
     }
     return [name for name, (mine, theirs) in pairs.items() if mine != theirs]
@@ -351,10 +352,10 @@ def test_the_oracle_finds_each_kind_of_difference() -> None:
     assert disagreements(changed, ref, meters) == ["conflicts"]
     changed = fresh()
     state = next(iter(changed.groups.values()))
-    state[1] += 1
+    state[SUM] += 1
     assert disagreements(changed, ref, meters) == ["aggregated rows"]
     changed = fresh()
-    next(iter(changed.groups.values()))[0] += 1  # one event counted twice
+    next(iter(changed.groups.values()))[EVENTS] += 1  # one event counted twice
     assert disagreements(changed, ref, meters) == ["aggregated rows", "contributions counted"]
     changed = fresh()
     changed.kept.pop()

@@ -170,9 +170,12 @@ pub fn encode_column<'py>(
     };
     let mut out = Vec::with_capacity(rows.len() * width);
     for row in rows.iter() {
-        match row.downcast::<PyTuple>() {
-            Ok(tuple) => cell(&mut out, kind, &*tuple.get_borrowed_item(index)?)?,
-            Err(_) => cell(&mut out, kind, &row.get_item(index)?)?,
+        if let Ok(tuple) = row.downcast::<PyTuple>() {
+            cell(&mut out, kind, &*tuple.get_borrowed_item(index)?)?
+        } else if let Ok(list) = row.downcast::<PyList>() {
+            cell(&mut out, kind, &list.get_item(index)?)? // (the worker's folded groups)
+        } else {
+            cell(&mut out, kind, &row.get_item(index)?)?
         }
     }
     Ok(Some(PyBytes::new(py, &out)))
