@@ -363,3 +363,35 @@ def data_line(event_type: str, data: str) -> bytes:
     envelope = '"specversion":"1.0","id":"e-1","source":"s","subject":"acme"'
     time = '"time":"2026-11-01T10:05:42.250Z"'
     return f'{{{envelope},"type":"{event_type}",{time},"data":{data}}}'.encode()
+
+
+def test_repeated_texts_are_one_object_and_stay_right_past_the_cache() -> None:
+    """Subjects, sources, types and group keys a stream repeats come back as one ``str``
+    each (the worker's dictionaries then match by identity); past the texts the cache
+    holds, it starts over and every text is still the event's own."""
+    meters = KEYS_ONLY.native
+    assert meters is not None
+
+    def job(subject: str, model: str) -> tuple[Any, ...]:
+        payload = f'{{"tokens":12,"model":"{model}"}}'
+        line = data_line("llm.completion", payload).replace(b'"acme"', f'"{subject}"'.encode())
+        full = meters.decode(line, False, False)
+        assert full is not None
+        assert full[7] is not None
+        return tuple(full)
+
+    first, again = job("acme", "small"), job("acme", "small")
+    for n in (0, 2, 3):  # source, type, subject
+        assert first[n] == again[n]
+        assert first[n] is again[n]
+    group_key = first[7][0][2]
+    assert group_key == '{"model":"small"}'
+    assert again[7][0][2] is group_key
+    assert first[1] == again[1]  # the id is not held (it differs per event)
+    for n in range(70_000):  # more distinct subjects than the cache holds
+        subject = f"customer-{n}"
+        decoded = job(subject, f"r{n % 7}")
+        assert decoded[3] == subject
+        assert decoded[7][0][1] == subject
+        assert decoded[7][0][2] == f'{{"model":"r{n % 7}"}}'
+    assert job("acme", "small")[3] == "acme"

@@ -18,6 +18,7 @@ use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 mod key_filter;
 mod native_column;
@@ -470,24 +471,59 @@ fn decided<'a>(line: &'a [u8]) -> Option<Event<'a>> {
     })
 }
 
+/// Text objects for the values a stream repeats (subjects, sources, types, group keys):
+/// one ``str`` per distinct text, handed out again instead of a new one per event, so the
+/// worker's dictionaries find it by identity with its hash already computed.  At most
+/// [`TEXTS_HELD`] are held; past that the cache starts over (a cost, never a difference).
+struct TextCache(Mutex<HashMap<Box<str>, Py<PyString>>>);
+
+const TEXTS_HELD: usize = 1 << 16;
+
+impl TextCache {
+    fn new() -> Self {
+        TextCache(Mutex::new(HashMap::new()))
+    }
+
+    fn text<'py>(&self, py: Python<'py>, s: &str) -> Bound<'py, PyString> {
+        let mut held = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(found) = held.get(s) {
+            return found.bind(py).clone();
+        }
+        if held.len() >= TEXTS_HELD {
+            held.clear();
+        }
+        let made = PyString::new(py, s);
+        held.insert(s.into(), made.clone().unbind());
+        made
+    }
+}
+
 /// The lean decode's tuple ``(source, id, type, subject, time_ms, data, digest)``, with
-/// ``rows`` appended when given.
+/// ``rows`` appended when given; source and type from ``texts`` when given.
 fn event_tuple(
     py: Python<'_>,
     event: &Event,
     subject: &Bound<'_, PyString>,
     rows: Option<PyObject>,
     with_data: bool,
+    texts: Option<&TextCache>,
 ) -> PyResult<PyObject> {
     let data = match &event.data {
         Some(d) if with_data => to_py(py, d)?,
         _ => py.None(),
     };
     let digest = std::str::from_utf8(&event.digest).expect("hex digits");
+    let text = |s: &str| match texts {
+        Some(cache) => cache.text(py, s),
+        None => PyString::new(py, s),
+    };
     let mut items = vec![
-        PyString::new(py, event.source).into_any().unbind(),
+        text(event.source).into_any().unbind(),
         PyString::new(py, event.id).into_any().unbind(),
-        PyString::new(py, event.type_).into_any().unbind(),
+        text(event.type_).into_any().unbind(),
         subject.clone().into_any().unbind(),
         event.time_ms.into_pyobject(py)?.into_any().unbind(),
         data,
@@ -507,7 +543,7 @@ fn decode(py: Python<'_>, line: &[u8]) -> PyResult<Option<PyObject>> {
         return Ok(None);
     };
     let subject = PyString::new(py, event.subject);
-    Ok(Some(event_tuple(py, &event, &subject, None, true)?))
+    Ok(Some(event_tuple(py, &event, &subject, None, true, None)?))
 }
 
 // -- metering ------------------------------------------------------------------------------
@@ -526,6 +562,7 @@ struct Meter {
 #[pyclass(frozen)]
 struct Meters {
     by_type: HashMap<String, Option<Vec<Meter>>>,
+    texts: TextCache,
 }
 
 type MeterSpec = (
@@ -566,7 +603,10 @@ impl Meters {
                 (event_type, compiled)
             })
             .collect();
-        Meters { by_type }
+        Meters {
+            by_type,
+            texts: TextCache::new(),
+        }
     }
 
     /// :func:`decode`'s tuple plus the event's contributions, as the lean path's ``meter``
@@ -588,7 +628,7 @@ impl Meters {
         let Some(event) = decided(line) else {
             return Ok(None);
         };
-        let subject = PyString::new(py, event.subject);
+        let subject = self.texts.text(py, event.subject);
         let rows = self.meter(py, &event, &subject, unknown_type_is_error)?;
         let with_data = keep_data || rows.is_none();
         let rows = rows.unwrap_or_else(|| py.None());
@@ -598,6 +638,7 @@ impl Meters {
             &subject,
             Some(rows),
             with_data,
+            Some(&self.texts),
         )?))
     }
 }
@@ -690,7 +731,7 @@ impl Meters {
                 [
                     meter.slug.clone_ref(py).into_any(),
                     subject.clone().into_any().unbind(),
-                    PyString::new(py, &key).into_any().unbind(),
+                    self.texts.text(py, &key).into_any().unbind(),
                     window.into_pyobject(py)?.into_any().unbind(),
                     value,
                     PyString::new(py, uniq).into_any().unbind(),
