@@ -2,6 +2,7 @@
 each step, and a same-run ablation against another checkout.
 
     python bench/hot_path.py [--events-per-subject 10000] [--rounds 3] [--baseline-code DIR]
+                             [--live]
 
 The stream stage (``bench/stream_stage.py``) measures the real worker, but on a shared
 box its CPU figure moves by 10-20 % between runs, more than a single change to the hot
@@ -18,6 +19,10 @@ Each round runs the current code, then, with ``--baseline-code DIR`` (a checkout
 ``DIR``; rounds alternate, and the median of each is reported with the ratio.  Each run
 checks its stored events and totals against the generated truth; a run that is not exact
 fails the stage.
+
+The telemetry is a backfill (31 days of October: nearly every event a window row of its
+own) or, with ``--live``, stamped over the minute before the run (live traffic: events
+share windows, so the fold and the write do far less per event), as in the stream stage.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ PARTITIONS = 4
 RECORD_EVENTS = 500
 
 
-def child(code: Path, events_per_subject: int) -> dict[str, Any]:
+def child(code: Path, events_per_subject: int, live: bool = False) -> dict[str, Any]:
     """One run with the project imported from ``code``."""
     sys.path.insert(0, str(code))
     from collections import defaultdict
@@ -72,13 +77,13 @@ def child(code: Path, events_per_subject: int) -> dict[str, Any]:
     settings = Settings()
     meters = load_meters(ROOT / "deploy/demo/meters.yaml")
     subjects = [f"customer-{n:03d}" for n in range(20)]
-    telemetry = generate(
-        subjects,
-        datetime(2026, 10, 1, tzinfo=UTC),
-        timedelta(days=31),
-        events_per_subject,
-        seed=7,
+    now = datetime.now(UTC).replace(microsecond=0)
+    start, span = (
+        (now - timedelta(minutes=1), timedelta(minutes=1))
+        if live
+        else (datetime(2026, 10, 1, tzinfo=UTC), timedelta(days=31))
     )
+    telemetry = generate(subjects, start, span, events_per_subject, seed=7)
     by_subject: dict[str, list[bytes]] = defaultdict(list)
     for event in telemetry.events:
         by_subject[event.subject].append(encode_event(event))
@@ -163,7 +168,7 @@ def child(code: Path, events_per_subject: int) -> dict[str, Any]:
     return out
 
 
-def run(code: Path, events_per_subject: int) -> dict[str, Any]:
+def run(code: Path, events_per_subject: int, live: bool) -> dict[str, Any]:
     done = subprocess.run(
         [
             sys.executable,
@@ -172,6 +177,7 @@ def run(code: Path, events_per_subject: int) -> dict[str, Any]:
             str(code),
             "--events-per-subject",
             str(events_per_subject),
+            *(["--live"] if live else []),
         ],
         cwd=code,
         env={**os.environ, "PYTHONHASHSEED": "0"},
@@ -185,14 +191,16 @@ def run(code: Path, events_per_subject: int) -> dict[str, Any]:
     return result
 
 
-def alternated(codes: dict[str, Path], events_per_subject: int, rounds: int) -> dict[str, Any]:
+def alternated(
+    codes: dict[str, Path], events_per_subject: int, rounds: int, live: bool = False
+) -> dict[str, Any]:
     """``rounds`` rounds, each running every checkout of ``codes`` in turn: per checkout
     the median CPU µs per event of each step, wall events/s, exactness; with a
     ``baseline`` checkout, ``ratio_total_cpu`` of ``current`` to it."""
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in codes}
     for n in range(rounds):
         for name, code in codes.items():
-            result = run(code, events_per_subject)
+            result = run(code, events_per_subject, live)
             runs[name].append(result)
             print(f"round {n + 1} {name}: {json.dumps(result)}", file=sys.stderr, flush=True)
     out: dict[str, Any] = {}
@@ -213,15 +221,21 @@ def main() -> int:
     parser.add_argument("--events-per-subject", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--baseline-code", type=Path, default=None)
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="stamp the events over the minute before the run (live traffic, events share "
+        "windows) instead of 31 days of October (a backfill)",
+    )
     parser.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        print(json.dumps(child(args.child.resolve(), args.events_per_subject)))
+        print(json.dumps(child(args.child.resolve(), args.events_per_subject, args.live)))
         return 0
     codes = {"current": ROOT}
     if args.baseline_code is not None:
         codes["baseline"] = args.baseline_code.resolve()
-    out = alternated(codes, args.events_per_subject, args.rounds)
+    out = alternated(codes, args.events_per_subject, args.rounds, args.live)
     print(json.dumps(out))
     return 0 if all(o["exact"] for o in out.values() if isinstance(o, dict)) else 1
 
