@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from baseline_native import native_dir  # (bench/ is on the path of every bench script)
 from clickhouse_driver import Client
 from confluent_kafka import Consumer, KafkaException
 from confluent_kafka.admin import AdminClient
@@ -199,18 +200,8 @@ class Bench:
         self.watch_pids: dict[str, list[int]] = {}
         """Other processes by name (e.g. the ClickHouse servers) whose CPU the stream stage
         measures over the same span as the workers': µs per event, one figure per run, in
-        ``watched_cpu_us``."""
+        ``watched_cpu_us`` while a stream stage runs (its results carry them)."""
         self.watched_cpu_us: dict[str, list[float]] = {}
-
-    def take_server_cpu(self) -> dict[str, float]:
-        """Median CPU µs per stored event of each watched process over the stream runs
-        since the last call (the warm-up run left out), then cleared for the next stage."""
-        found = {
-            name: statistics.median(values[1:] or values)
-            for name, values in self.watched_cpu_us.items()
-        }
-        self.watched_cpu_us = {}
-        return found
 
     # -- isolation ------------------------------------------------------------------------
     def settings(self, events_topic: str | None = None) -> Settings:
@@ -372,46 +363,83 @@ class Bench:
     def stream(
         self, workers: int, layout: str = PACKED, worker_root: Path = ROOT
     ) -> dict[str, Any]:
-        rates: list[float] = []
-        cpu_us: list[float] = []
-        peaks: list[float] = []
-        checks = []
+        return self.streams(workers, [worker_root], layout)[0]
+
+    def streams(
+        self, workers: int, roots: Sequence[Path], layout: str = PACKED
+    ) -> list[dict[str, Any]]:
+        """The stream stage of the code in each of ``roots``, run in turn on each filled
+        topic (root 1, root 2, root 1, ...): a drift of the box's speed over minutes then
+        falls on every side alike instead of on whichever ran last.  One result per root,
+        each with its ``server_cpu_us_per_event``."""
+        for root in roots:  # a baseline's own native module, built before anything is timed
+            if root != ROOT:
+                native_dir(root)
+        runs: list[dict[str, list[Any]]] = [
+            {"rates": [], "cpu": [], "peaks": [], "checks": []} for _ in roots
+        ]
+        watched: list[dict[str, list[float]]] = [{} for _ in roots]
         for run, topic in enumerate(self.topics[layout]):
-            settings = self.settings(events_topic=topic)
-            ensure_topics(settings.kafka_bootstrap, meterline_topics(settings))
-            engine = self.engine()
-            ensure_schema(engine, settings.clickhouse_database)
-            procs = [self._start_worker(settings, i, worker_root) for i in range(workers)]
-            try:
-                rate, cpu = self._wait_through(settings, procs)
-                peaks.append(session_peak_rss_mb({p.pid for p in procs}))
-            finally:
-                for proc in procs:
-                    stop_process_group(proc)
-            checks.append(self._check_exact(engine, settings))
-            self.last_database = settings.clickhouse_database
-            engine.close()
-            if run:
-                rates.append(rate)
-                cpu_us.append(cpu)
-        out = summary(rates)
-        out["cpu_us_per_event"] = summary(cpu_us)
-        out["peak_rss_mb"] = max(peaks)
-        out["exact"] = all(c["exact"] for c in checks)
-        out["checks"] = checks
-        out["workers"] = workers
-        out["layout"] = layout
-        return out
+            for side, root in enumerate(roots):
+                self.watched_cpu_us = watched[side]  # where this run's server CPU goes
+                rate, cpu, peak, check = self._stream_run(workers, topic, root)
+                runs[side]["peaks"].append(peak)
+                runs[side]["checks"].append(check)
+                if run:  # the first topic warms up
+                    runs[side]["rates"].append(rate)
+                    runs[side]["cpu"].append(cpu)
+        self.watched_cpu_us = {}
+        results = []
+        for side, found in enumerate(runs):
+            out = summary(found["rates"])
+            out["cpu_us_per_event"] = summary(found["cpu"])
+            out["peak_rss_mb"] = max(found["peaks"])
+            out["exact"] = all(c["exact"] for c in found["checks"])
+            out["checks"] = found["checks"]
+            out["workers"] = workers
+            out["layout"] = layout
+            out["server_cpu_us_per_event"] = {  # medians, the warm-up run left out
+                name: statistics.median(values[1:] or values)
+                for name, values in watched[side].items()
+            }
+            out["server_cpu_runs"] = watched[side]
+            results.append(out)
+        return results
+
+    def _stream_run(
+        self, workers: int, topic: str, root: Path
+    ) -> tuple[float, float, float, dict[str, Any]]:
+        """One run of ``workers`` workers from ``root`` through ``topic`` into a fresh
+        database: ``(events/s, CPU µs per event, peak RSS MB, exactness check)``."""
+        settings = self.settings(events_topic=topic)
+        ensure_topics(settings.kafka_bootstrap, meterline_topics(settings))
+        engine = self.engine()
+        ensure_schema(engine, settings.clickhouse_database)
+        procs = [self._start_worker(settings, i, root) for i in range(workers)]
+        try:
+            rate, cpu = self._wait_through(settings, procs)
+            peak = session_peak_rss_mb({p.pid for p in procs})
+        finally:
+            for proc in procs:
+                stop_process_group(proc)
+        check = self._check_exact(engine, settings)
+        self.last_database = settings.clickhouse_database
+        engine.close()
+        return rate, cpu, peak, check
 
     def _start_worker(
         self, settings: Settings, index: int, root: Path = ROOT
     ) -> subprocess.Popen[bytes]:
         """``python -m streams worker`` from the code in ``root`` (another checkout of
-        the project runs the same stage with older code)."""
+        the project runs the same stage with older code, and its own native module:
+        ``baseline_native``)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("METERLINE_")}
         for name, value in settings.model_dump().items():
             env[f"METERLINE_{name.upper()}"] = str(value)
         env["METERLINE_WORKER_DATA_DIR"] = f"{settings.worker_data_dir}-{index}"
+        own = native_dir(root) if root != ROOT else None  # a baseline's own native build
+        if own is not None:
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(own), env.get("PYTHONPATH")]))
         log = self.work / f"{settings.worker_app_id}-{index}.log"
         with open(log, "wb") as out:
             proc = subprocess.Popen(

@@ -145,12 +145,11 @@ def main() -> int:
             )
         bench.watch_pids = cluster_pids()
         for n in counts:
-            bench.watched_cpu_us = {}
             result = stage(f"{n} worker(s)", lambda n=n: bench.stream(n))
             # the first run of each stage warms up; its figures are not kept
             result["servers_cpu_us_per_event"] = {
                 name: bench_pipeline.summary(values[1:] or values)
-                for name, values in bench.watched_cpu_us.items()
+                for name, values in result.pop("server_cpu_runs").items()
             }
             out[f"workers_{n}"] = result
     RESULTS.write_text(json.dumps(out, indent=2, default=str) + "\n")

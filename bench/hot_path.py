@@ -16,7 +16,8 @@ the worker tunes it.
 
 Each round runs the current code, then, with ``--baseline-code DIR`` (a checkout, e.g.
 ``git worktree add DIR <commit>``), the same in a child process whose imports come from
-``DIR``; rounds alternate, and the median of each is reported with the ratio.  Each run
+``DIR`` (and its native module built from ``DIR``'s sources: ``baseline_native``); rounds
+alternate, and the median of each is reported with the ratio.  Each run
 checks its stored events and totals against the generated truth; a run that is not exact
 fails the stage.
 
@@ -41,6 +42,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from baseline_native import native_dir  # noqa: E402
+
 PARTITIONS = 4
 RECORD_EVENTS = 500
 
@@ -169,6 +174,10 @@ def child(code: Path, events_per_subject: int, live: bool = False) -> dict[str, 
 
 
 def run(code: Path, events_per_subject: int, live: bool) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    own = native_dir(code) if code != ROOT else None  # a baseline's own native build
+    if own is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(own), env.get("PYTHONPATH")]))
     done = subprocess.run(
         [
             sys.executable,
@@ -180,7 +189,7 @@ def run(code: Path, events_per_subject: int, live: bool) -> dict[str, Any]:
             *(["--live"] if live else []),
         ],
         cwd=code,
-        env={**os.environ, "PYTHONHASHSEED": "0"},
+        env=env,
         capture_output=True,
         text=True,
         check=False,

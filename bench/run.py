@@ -103,7 +103,6 @@ def pipeline() -> dict[str, object]:
         out["consume_baseline"] = stage("bare consume + orjson", bench.consume_baseline)
         bench.watch_pids = bench_pipeline.server_pids()
         out["stream_1_worker"] = stage("stream stage, 1 worker", lambda: bench.stream(1))
-        out["stream_1_worker"]["server_cpu_us_per_event"] = bench.take_server_cpu()
         bench.watch_pids = {}
         out["per_chunk"] = stage(
             "per-chunk path in one process",

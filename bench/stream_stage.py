@@ -16,8 +16,10 @@ window views.  ``--live`` stamps it over the minute before the run instead, the 
 live traffic, whose events share windows.
 
 ``--baseline-code DIR`` runs the same stage a second time with the worker started from
-another checkout (``git worktree add DIR <commit>``), on the same topics in the same run:
-the same-run ablation a change to the worker's hot path is measured with.
+another checkout (``git worktree add DIR <commit>``) and that checkout's own native
+module (``bench/baseline_native.py``), on the same topics in the same run, the two
+alternating run by run: the same-run ablation a change to the worker's hot path is
+measured with.
 """
 
 from __future__ import annotations
@@ -66,18 +68,17 @@ def main() -> int:
             "telemetry": "live (the last minute)" if args.live else "backfill (31 days)",
             "producer": stage("producer SDK", bench.producer),
             "consume_baseline": stage("bare consume + orjson", bench.consume_baseline),
-            "stream": stage(
-                f"stream stage, {args.workers} worker(s)", lambda: bench.stream(args.workers)
-            ),
         }
-        out["stream"]["server_cpu_us_per_event"] = bench.take_server_cpu()
+        roots = [bench_pipeline.ROOT]
         if args.baseline_code is not None:
-            root = args.baseline_code.resolve()
-            out["stream_baseline_code"] = stage(
-                f"stream stage, code in {root}",
-                lambda: bench.stream(args.workers, worker_root=root),
-            )
-            out["stream_baseline_code"]["server_cpu_us_per_event"] = bench.take_server_cpu()
+            roots.append(args.baseline_code.resolve())
+        found = stage(
+            f"stream stage, {args.workers} worker(s), code in {', '.join(map(str, roots))}",
+            lambda: bench.streams(args.workers, roots),
+        )
+        out["stream"] = found[0]
+        if args.baseline_code is not None:
+            out["stream_baseline_code"] = found[1]
     base, stream = out["consume_baseline"], out["stream"]
     out["ratio_events_per_s"] = stream["median"] / base["median"]
     out["ratio_cpu_per_event"] = (
