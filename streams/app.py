@@ -146,6 +146,13 @@ class TableSeenStore:
         self.index = index_of(self.table)
         self.get = self.index.lookup
 
+    def key_filter(self) -> Any:
+        """The index's key filter in use (``streams.seen_filter``), or ``None``: a key it
+        rules out is one :attr:`get` answers ``None`` for without reading.  The planner
+        asks once per chunk; no key is indexed while a chunk is planned."""
+        keys = getattr(self.index, "keys", None)
+        return None if keys is None else keys.current
+
     def get_many(self, keys: Sequence[str]) -> list[SeenRecord | None]:
         """One lookup per key (rocksdict's multi-get measured no faster here)."""
         return [self.index.lookup(key) for key in keys]

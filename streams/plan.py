@@ -188,6 +188,10 @@ class Planner:
         self.unknown_type_is_error = unknown_type_is_error
         self.horizon_ms = horizon_ms
         self.late_grace_ms = late_grace_ms
+        native = self._fast.native
+        self._native_plan: Callable[..., Any] | None = getattr(native, "plan", None)
+        """The loop below in one native call per chunk (``plan_loop.rs``); ``None`` without
+        the native module or with one built from older sources (the loop below then runs)."""
 
     def plan(self, records: Sequence[Record], store: SeenLookup) -> BatchPlan:
         """Decode, meter and deduplicate a chunk (pure but for the store's lookups).
@@ -199,6 +203,8 @@ class Planner:
         (:func:`schemas.storage.agg_feed.pre_aggregate` is the reference): no object per
         event or contribution."""
         plan = BatchPlan(namespace=self.namespace)
+        if self._native_plan is not None:
+            return self._plan_natively(plan, records, store)
         ns, horizon = self.namespace, self.horizon_ms
         grace = MINUTE_MS + self.late_grace_ms
         # a PendingSeen's two look-ups inline: one call less per event
@@ -346,6 +352,67 @@ class Planner:
         plan.count("late", late)
         plan.count("dead_letter", len(dead))
         return plan
+
+    def _plan_natively(
+        self, plan: BatchPlan, records: Sequence[Record], store: SeenLookup
+    ) -> BatchPlan:
+        """:meth:`plan` by the native loop: the same rules, objects and order."""
+        pending = store.pending if isinstance(store, PendingSeen) else {}
+        owner = store.store if isinstance(store, PendingSeen) else store
+        filter_of = getattr(owner, "key_filter", None)  # the worker's store has one
+        assert self._native_plan is not None
+        counts, dead = self._native_plan(
+            records if isinstance(records, list) else list(records),
+            plan,
+            self.namespace,
+            self.unknown_type_is_error,
+            MINUTE_MS + self.late_grace_ms,
+            self.horizon_ms,
+            pending,
+            owner.get,
+            self._line,
+            SeenRecord,
+            filter_of() if filter_of is not None else None,
+        )
+        redelivered, conflict, new, replay, duplicate, late = counts
+        plan.count("redelivered", redelivered)
+        plan.count("conflict", conflict)
+        plan.count("new", new)
+        plan.count("replay", replay)
+        plan.count("duplicate", duplicate)
+        plan.count("late", late)
+        plan.dead.extend(
+            DeadLetter(rec, DeadLetterReason.SCHEMA if reason is None else reason, detail, n, line)
+            for rec, reason, detail, n, line in dead
+        )
+        plan.count("dead_letter", len(plan.dead))
+        return plan
+
+    def _line(self, line: bytes, decoded: tuple[Any, ...] | None) -> tuple[Any, ...]:
+        """The native loop's way down the chain for a line it did not meter: ``decoded``
+        is the native decoder's tuple (with its data) or ``None``.  The event as
+        ``(source, id, type, subject, time_ms, contributions, digest, dedupe key)``, or its
+        dead letter as ``(reason, detail)``."""
+        unknown = self.unknown_type_is_error
+        try:
+            if decoded is not None:
+                source, event_id, event_type, subject, time_ms, data, digest = decoded
+                rows = fastpath.meter(self._fast, event_type, subject, time_ms, data, unknown)
+            else:
+                fast = fastpath.decode(line)
+                if fast is not None:
+                    source, event_id, event_type, subject, time_ms, data, digest = fast
+                    rows = fastpath.meter(self._fast, event_type, subject, time_ms, data, unknown)
+                else:
+                    source, event_id, event_type, subject, time_ms, rows, digest = (
+                        self._reference_line(line)
+                    )
+        except InvalidInput as exc:
+            return (DeadLetterReason.SCHEMA, str(exc))
+        except Unmeterable as exc:
+            return (exc.reason, exc.detail)
+        key = f"{self.namespace}\x1f{source}\x1f{event_id}"
+        return (source, event_id, event_type, subject, time_ms, rows, digest, key)
 
     def _reference_line(self, line: bytes) -> tuple[str, str, str, str, int, list[MeterRow], str]:
         """``(source, id, type, subject, time_ms, contributions, digest)`` of a line the lean

@@ -70,6 +70,12 @@ impl KeyFilter {
         ((u128::from(h) * u128::from(self.bits)) >> 64) as usize
     }
 
+    /// ``may_contain_key``, for the planner's native loop (`plan_loop`).
+    pub(crate) fn may_contain_text(&self, key: &str) -> bool {
+        self.may_contain(&hash16(key.as_bytes()))
+            .expect("a key hash has the filter's size")
+    }
+
     fn insert(&mut self, h1: u64, h2: u64) {
         for probe in 0..PROBES {
             let at = self.position(h1, h2, probe);

@@ -22,6 +22,7 @@ use std::sync::Mutex;
 
 mod key_filter;
 mod native_column;
+mod plan_loop;
 mod seen_chunk;
 
 const MAX_TEXT: usize = 512;
@@ -640,6 +641,63 @@ impl Meters {
             with_data,
             Some(&self.texts),
         )?))
+    }
+
+    /// ``Planner.plan``'s loop over a chunk (``plan_loop``): fills ``out``'s (a
+    /// ``BatchPlan``) raw rows, dedupe entries, kept events, folded groups, spans and
+    /// conflicts as the Python loop does, and returns the outcome counts
+    /// ``(redelivered, conflict, new, replay, duplicate, late)`` and the dead letters as
+    /// ``(record, reason or None for the planner's schema reason, detail, index, line)``.
+    /// ``key_filter``: the store's ``KeyFilter`` in use, if any (a key it rules out is
+    /// not looked up).
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (records, out, ns, unknown_type_is_error, grace_ms, horizon_ms, pending, lookup, other, seen_record, key_filter = None))]
+    fn plan<'py>(
+        &self,
+        py: Python<'py>,
+        records: Bound<'py, PyList>,
+        out: Bound<'py, PyAny>,
+        ns: Bound<'py, PyString>,
+        unknown_type_is_error: bool,
+        grace_ms: i64,
+        horizon_ms: i64,
+        pending: Bound<'py, PyDict>,
+        lookup: Bound<'py, PyAny>,
+        other: Bound<'py, PyAny>,
+        seen_record: Bound<'py, PyAny>,
+        key_filter: Option<Bound<'py, key_filter::KeyFilter>>,
+    ) -> PyResult<(plan_loop::CountsTuple, Bound<'py, PyList>)> {
+        let field = |name: &str| out.getattr(name);
+        let target = plan_loop::Out {
+            raw_rows: field("raw_rows")?.downcast_into()?,
+            seen: field("seen")?.downcast_into()?,
+            kept: field("kept")?.downcast_into()?,
+            groups: field("groups")?.downcast_into()?,
+            spans: field("spans")?.downcast_into()?,
+            conflicts: field("conflicts")?.downcast_into()?,
+            dead: PyList::empty(py),
+        };
+        let rules = plan_loop::Rules {
+            ns,
+            unknown_type_is_error,
+            grace_ms,
+            horizon_ms,
+            pending,
+            lookup,
+            key_filter,
+            other,
+            seen_record,
+        };
+        let c = plan_loop::plan(self, py, &records, &rules, &target)?;
+        let counts = (
+            c.redelivered,
+            c.conflict,
+            c.new,
+            c.replay,
+            c.duplicate,
+            c.late,
+        );
+        Ok((counts, target.dead))
     }
 }
 

@@ -1,0 +1,469 @@
+//! The planner's per-event loop (`streams/plan.py`, `Planner.plan`) in one call per chunk:
+//! split each record into its lines, decode and meter each one natively (the lines this
+//! decoder does not decide go to the planner's Python chain, one call per line), look its
+//! dedupe key up, judge it, and fold its contributions per aggregated-feed row.
+//!
+//! It fills the same lists and dictionaries, with the same objects in the same order, as
+//! the planner's Python loop, which stays as the path without this module and as the
+//! oracle this one is held to (`tests/streams/test_plan_native.py`).  Only the loop moved:
+//! every rule it applies is the Python loop's, line for line, and every look-up outside
+//! the chunk (the pending keys of earlier chunks, the dedupe store) is the caller's.
+
+use crate::key_filter::KeyFilter;
+use crate::{decided, Meters};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyList, PyString, PyTuple};
+use std::collections::HashSet;
+
+const MINUTE_MS: i64 = 60_000;
+
+/// Where a plan's results go: the planner's `BatchPlan` fields.
+pub(crate) struct Out<'py> {
+    pub raw_rows: Bound<'py, PyList>,
+    pub seen: Bound<'py, PyList>,
+    pub kept: Bound<'py, PyList>,
+    pub groups: Bound<'py, PyDict>,
+    pub spans: Bound<'py, PyDict>,
+    pub conflicts: Bound<'py, PyList>,
+    pub dead: Bound<'py, PyList>,
+}
+
+/// What the caller supplies: its rules and look-ups.
+pub(crate) struct Rules<'py> {
+    pub ns: Bound<'py, PyString>,
+    pub unknown_type_is_error: bool,
+    pub grace_ms: i64,
+    pub horizon_ms: i64,
+    /// keys of chunks planned but not finished: ``{key: SeenRecord}``
+    pub pending: Bound<'py, PyDict>,
+    /// the dedupe store's look-up: ``key -> SeenRecord | None``
+    pub lookup: Bound<'py, PyAny>,
+    /// the store's key filter, if it has one in use: a key it rules out is not in the
+    /// store, and is not looked up
+    pub key_filter: Option<Bound<'py, KeyFilter>>,
+    /// the Python chain for a line not decided here: ``(line, decoded or None) ->``
+    /// ``(source, id, type, subject, time_ms, rows, digest, key)`` or ``(reason, detail)``
+    pub other: Bound<'py, PyAny>,
+    /// ``SeenRecord(partition, offset, digest, ingested_ms, index)``
+    pub seen_record: Bound<'py, PyAny>,
+}
+
+/// One event ready for dedupe: its envelope texts, rows and digest as Python objects.
+struct Decoded<'py> {
+    source: Bound<'py, PyAny>,
+    id: Bound<'py, PyAny>,
+    type_: Bound<'py, PyAny>,
+    subject: Bound<'py, PyAny>,
+    time_ms: i64,
+    rows: Bound<'py, PyAny>,
+    digest: Bound<'py, PyAny>,
+    key: Bound<'py, PyString>,
+}
+
+/// `(redelivered, conflict, new, replay, duplicate, late)`
+pub(crate) type CountsTuple = (u64, u64, u64, u64, u64, u64);
+
+/// The counts of a chunk's outcomes (the dead letters are in `Out::dead`).
+#[derive(Default)]
+pub(crate) struct Counts {
+    pub redelivered: u64,
+    pub conflict: u64,
+    pub new: u64,
+    pub replay: u64,
+    pub duplicate: u64,
+    pub late: u64,
+}
+
+/// The events of a record value, as `schemas.wire.split_record` gives them: a batch
+/// value's non-blank lines (bytes `strip()` would leave non-empty), unchanged.
+fn lines(value: &[u8], batch: bool) -> Vec<&[u8]> {
+    if !batch {
+        return vec![value];
+    }
+    value
+        .split(|&b| b == b'\n')
+        .filter(|line| line.iter().any(|b| !b" \t\n\r\x0b\x0c".contains(b)))
+        .collect()
+}
+
+pub(crate) fn plan<'py>(
+    meters: &Meters,
+    py: Python<'py>,
+    records: &Bound<'py, PyList>,
+    rules: &Rules<'py>,
+    out: &Out<'py>,
+) -> PyResult<Counts> {
+    let mut counts = Counts::default();
+    let in_batch = PyDict::new(py);
+    let mut positions: HashSet<(i64, i64)> = HashSet::new();
+    let conflict_text = intern!(
+        py,
+        "{}/{} at {}:{}:{} differs from the first copy at {}:{}:{}"
+    );
+    for rec in records.iter() {
+        let partition: i64 = rec.getattr(intern!(py, "partition"))?.extract()?;
+        let offset: i64 = rec.getattr(intern!(py, "offset"))?.extract()?;
+        let ingested: i64 = rec.getattr(intern!(py, "timestamp_ms"))?.extract()?;
+        if !positions.insert((partition, offset)) {
+            counts.redelivered += 1;
+            continue;
+        }
+        let value_obj = rec.getattr(intern!(py, "value"))?;
+        let value = value_obj.downcast::<PyBytes>()?;
+        let batch = rec.getattr(intern!(py, "batch"))?.is_truthy()?;
+        let found = lines(value.as_bytes(), batch);
+        if found.is_empty() {
+            let reason = py.None();
+            let dead = (&rec, reason, "the batch record holds no events", 0, value);
+            out.dead.append(dead)?;
+        }
+        let minute_s = (ingested - ingested.rem_euclid(MINUTE_MS)) / 1000;
+        let (partition_obj, offset_obj) = (partition.into_pyobject(py)?, offset.into_pyobject(py)?);
+        let (minute_obj, ingested_obj) = (minute_s.into_pyobject(py)?, ingested.into_pyobject(py)?);
+        let mut spanned = false;
+        for (index, raw) in found.into_iter().enumerate() {
+            let index = index as i64;
+            let line = if batch {
+                PyBytes::new(py, raw)
+            } else {
+                value.clone()
+            };
+            let event = match decode(meters, py, raw, &line, rules)? {
+                Ok(event) => event,
+                Err((reason, detail)) => {
+                    out.dead.append((&rec, reason, detail, index, &line))?;
+                    continue;
+                }
+            };
+            let key = &event.key;
+            let mut first = in_batch.get_item(key)?;
+            if first.is_none() {
+                first = rules.pending.get_item(key)?;
+            }
+            if first.is_none() && may_be_stored(rules, key) {
+                let found = rules.lookup.call1((key,))?;
+                if !found.is_none() {
+                    first = Some(found);
+                }
+            }
+            let new_record = || {
+                let args = (
+                    &partition_obj,
+                    &offset_obj,
+                    &event.digest,
+                    &ingested_obj,
+                    index,
+                );
+                rules.seen_record.call1(args)
+            };
+            let record = match first {
+                None => {
+                    counts.new += 1;
+                    let record = new_record()?;
+                    in_batch.set_item(key, &record)?;
+                    record
+                }
+                Some(first) => match judge(
+                    py, &first, partition, offset, index, ingested, &event, rules,
+                )? {
+                    Verdict::Duplicate => {
+                        counts.duplicate += 1;
+                        continue;
+                    }
+                    Verdict::Conflict => {
+                        counts.conflict += 1;
+                        let message = conflict_text.call_method1(
+                            intern!(py, "format"),
+                            (
+                                &event.source,
+                                &event.id,
+                                partition,
+                                offset,
+                                index,
+                                first.getattr(intern!(py, "partition"))?,
+                                first.getattr(intern!(py, "offset"))?,
+                                first.getattr(intern!(py, "index"))?,
+                            ),
+                        )?;
+                        out.conflicts.append(message)?;
+                        continue;
+                    }
+                    Verdict::New => {
+                        counts.new += 1;
+                        let record = new_record()?;
+                        in_batch.set_item(key, &record)?;
+                        record
+                    }
+                    Verdict::Replay => {
+                        counts.replay += 1;
+                        new_record()?
+                    }
+                },
+            };
+            out.seen.append((key, record))?;
+            let time_ms = event.time_ms;
+            let is_late = ingested > time_ms - time_ms.rem_euclid(MINUTE_MS) + rules.grace_ms;
+            if is_late {
+                counts.late += 1;
+            }
+            let row = PyTuple::new(
+                py,
+                [
+                    rules.ns.clone().into_any(),
+                    event.source.clone(),
+                    event.id.clone(),
+                    event.type_.clone(),
+                    event.subject.clone(),
+                    time_ms.into_pyobject(py)?.into_any(),
+                    line.clone().into_any(),
+                    ingested_obj.clone().into_any(),
+                    partition_obj.clone().into_any(),
+                    offset_obj.clone().into_any(),
+                    index.into_pyobject(py)?.into_any(),
+                    event.digest.clone(),
+                    PyBool::new(py, is_late).to_owned().into_any(),
+                ],
+            )?;
+            out.raw_rows.append(row)?;
+            if !event.rows.is_truthy()? {
+                continue;
+            }
+            let kept = (&partition_obj, &offset_obj, index, &minute_obj, &event.rows);
+            out.kept.append(kept)?;
+            spanned = true;
+            let place = Place {
+                ns: &rules.ns,
+                partition: &partition_obj,
+                minute: &minute_obj,
+                offset,
+                index,
+            };
+            for row in event.rows.try_iter()? {
+                fold(py, &out.groups, &row?, &place)?;
+            }
+        }
+        if spanned {
+            match out.spans.get_item(&partition_obj)? {
+                None => out.spans.set_item(&partition_obj, [offset, offset])?,
+                Some(span) => {
+                    let span = span.downcast::<PyList>()?;
+                    if offset < span.get_item(0)?.extract::<i64>()? {
+                        span.set_item(0, offset)?;
+                    } else if offset > span.get_item(1)?.extract::<i64>()? {
+                        span.set_item(1, offset)?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(counts)
+}
+
+/// Whether the store may hold `key`: not when its key filter rules the key out (a filter
+/// borrowed elsewhere, or a key that is not UTF-8, is asked of the store instead).
+fn may_be_stored(rules: &Rules<'_>, key: &Bound<'_, PyString>) -> bool {
+    let Some(filter) = &rules.key_filter else {
+        return true;
+    };
+    match (filter.try_borrow(), key.to_str()) {
+        (Ok(filter), Ok(text)) => filter.may_contain_text(text),
+        _ => true,
+    }
+}
+
+type DeadLine<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>);
+
+/// A line's event, or the dead-letter reason and detail the Python chain gave it.
+fn decode<'py>(
+    meters: &Meters,
+    py: Python<'py>,
+    raw: &[u8],
+    line: &Bound<'py, PyBytes>,
+    rules: &Rules<'py>,
+) -> PyResult<Result<Decoded<'py>, DeadLine<'py>>> {
+    let event = decided(raw);
+    let mut decoded: Option<PyObject> = None;
+    if let Some(event) = &event {
+        let subject = meters.texts.text(py, event.subject);
+        match meters.meter(py, event, &subject, rules.unknown_type_is_error)? {
+            Some(rows) => {
+                let key = format!("{}\x1f{}\x1f{}", rules.ns.to_str()?, event.source, event.id);
+                let digest = std::str::from_utf8(&event.digest).expect("hex digits");
+                return Ok(Ok(Decoded {
+                    source: meters.texts.text(py, event.source).into_any(),
+                    id: PyString::new(py, event.id).into_any(),
+                    type_: meters.texts.text(py, event.type_).into_any(),
+                    subject: subject.into_any(),
+                    time_ms: event.time_ms,
+                    rows: rows.into_bound(py),
+                    digest: PyString::new(py, digest).into_any(),
+                    key: PyString::new(py, &key),
+                }));
+            }
+            None => {
+                // metered by the lean path, from the data decoded here
+                decoded = Some(crate::event_tuple(
+                    py,
+                    event,
+                    &subject,
+                    None,
+                    true,
+                    Some(&meters.texts),
+                )?);
+            }
+        }
+    }
+    let answer = rules.other.call1((line, decoded))?;
+    let answer = answer.downcast::<PyTuple>()?;
+    if answer.len() == 2 {
+        return Ok(Err((answer.get_item(0)?, answer.get_item(1)?)));
+    }
+    Ok(Ok(Decoded {
+        source: answer.get_item(0)?,
+        id: answer.get_item(1)?,
+        type_: answer.get_item(2)?,
+        subject: answer.get_item(3)?,
+        time_ms: answer.get_item(4)?.extract()?,
+        rows: answer.get_item(5)?,
+        digest: answer.get_item(6)?,
+        key: answer.get_item(7)?.downcast_into::<PyString>()?,
+    }))
+}
+
+enum Verdict {
+    Replay,
+    New,
+    Duplicate,
+    Conflict,
+}
+
+/// `streams.dedupe.judge`: the verdict on an event whose key was first accepted as `first`.
+#[allow(clippy::too_many_arguments)]
+fn judge(
+    py: Python<'_>,
+    first: &Bound<'_, PyAny>,
+    partition: i64,
+    offset: i64,
+    index: i64,
+    ingested: i64,
+    event: &Decoded<'_>,
+    rules: &Rules<'_>,
+) -> PyResult<Verdict> {
+    let at = |name: &Bound<'_, PyString>| -> PyResult<i64> { first.getattr(name)?.extract() };
+    if at(intern!(py, "partition"))? == partition
+        && at(intern!(py, "offset"))? == offset
+        && at(intern!(py, "index"))? == index
+    {
+        return Ok(Verdict::Replay);
+    }
+    if ingested - at(intern!(py, "ingested_ms"))? > rules.horizon_ms {
+        return Ok(Verdict::New); // the first copy is beyond the dedupe horizon
+    }
+    if first
+        .getattr(intern!(py, "content_hash"))?
+        .eq(&event.digest)?
+    {
+        return Ok(Verdict::Duplicate);
+    }
+    Ok(Verdict::Conflict)
+}
+
+/// Where a kept event's contributions are folded: its record and place in it.
+struct Place<'a, 'py> {
+    ns: &'a Bound<'py, PyString>,
+    partition: &'a Bound<'py, pyo3::types::PyInt>,
+    minute: &'a Bound<'py, pyo3::types::PyInt>,
+    offset: i64,
+    index: i64,
+}
+
+/// One contribution `(meter, subject, group, window_ms, value, uniq, event_ms)` folded
+/// into its aggregated-feed row (`AGG_COLUMNS`: events, sum, max, min at 7-10, the
+/// latest value with its event ms, offset and index at 12-15, the highest offset at 16).
+fn fold<'py>(
+    py: Python<'py>,
+    groups: &Bound<'py, PyDict>,
+    row: &Bound<'py, PyAny>,
+    at: &Place<'_, 'py>,
+) -> PyResult<()> {
+    let row = row.downcast::<PyTuple>()?;
+    let item = |n: usize| row.get_item(n);
+    let (meter, who, group, window, value, uniq, ms) = (
+        item(0)?,
+        item(1)?,
+        item(2)?,
+        item(3)?,
+        item(4)?,
+        item(5)?,
+        item(6)?,
+    );
+    let key = PyTuple::new(
+        py,
+        [
+            &meter,
+            &who,
+            &group,
+            &window,
+            at.minute.as_any(),
+            at.partition.as_any(),
+            &uniq,
+        ],
+    )?;
+    let Some(state) = groups.get_item(&key)? else {
+        let window_s = window.extract::<i64>()?.div_euclid(1000);
+        let state = PyList::new(
+            py,
+            [
+                at.ns.clone().into_any(),
+                meter,
+                who,
+                group,
+                window_s.into_pyobject(py)?.into_any(),
+                at.minute.clone().into_any(),
+                at.partition.clone().into_any(),
+                1i64.into_pyobject(py)?.into_any(),
+                value.clone(),
+                value.clone(),
+                value.clone(),
+                uniq,
+                value,
+                ms,
+                at.offset.into_pyobject(py)?.into_any(),
+                at.index.into_pyobject(py)?.into_any(),
+                at.offset.into_pyobject(py)?.into_any(),
+            ],
+        )?;
+        return groups.set_item(key, state);
+    };
+    let state = state.downcast::<PyList>()?;
+    let events: i64 = state.get_item(7)?.extract()?;
+    state.set_item(7, events + 1)?;
+    state.set_item(8, state.get_item(8)?.add(&value)?)?;
+    if value.gt(state.get_item(9)?)? {
+        state.set_item(9, &value)?;
+    }
+    if value.lt(state.get_item(10)?)? {
+        state.set_item(10, &value)?;
+    }
+    let event_ms: i64 = ms.extract()?;
+    let latest_ms: i64 = state.get_item(13)?.extract()?;
+    if event_ms > latest_ms
+        || (event_ms == latest_ms && {
+            let position: (i64, i64) = (
+                state.get_item(14)?.extract()?,
+                state.get_item(15)?.extract()?,
+            );
+            (at.offset, at.index) > position
+        })
+    {
+        state.set_item(12, &value)?;
+        state.set_item(13, &ms)?;
+        state.set_item(14, at.offset)?;
+        state.set_item(15, at.index)?;
+    }
+    if at.offset > state.get_item(16)?.extract::<i64>()? {
+        state.set_item(16, at.offset)?;
+    }
+    Ok(())
+}
