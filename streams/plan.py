@@ -4,7 +4,10 @@ but for the dedupe store's look-ups).  Nothing is written; ``streams.sink`` writ
 
 :class:`Planner` makes one pass over a chunk, in record order, and builds no object per
 event: raw rows and dedupe entries are tuples, and the kept events' contributions are
-folded per aggregated-feed row as they come.  Each event goes through the lean path
+folded per aggregated-feed row as they come.  With the native module the pass is one
+native call (``schemas/native/src/plan_loop.rs``) that fills the plan exactly as the
+Python loop below does; the Python loop runs without it and is its oracle
+(``tests/streams/test_plan_native.py``).  Each event goes through the lean path
 (``schemas.metering.fastpath``: the native decoder first, then the msgspec decode); what it
 does not decide goes through the reference path, with the same outcome either way
 (``tests/streams/test_plan_oracle.py``).
@@ -204,7 +207,7 @@ class Planner:
         event or contribution."""
         plan = BatchPlan(namespace=self.namespace)
         if self._native_plan is not None:
-            return self._plan_natively(plan, records, store)
+            return self._plan_natively(self._native_plan, plan, records, store)
         ns, horizon = self.namespace, self.horizon_ms
         grace = MINUTE_MS + self.late_grace_ms
         # a PendingSeen's two look-ups inline: one call less per event
@@ -354,14 +357,17 @@ class Planner:
         return plan
 
     def _plan_natively(
-        self, plan: BatchPlan, records: Sequence[Record], store: SeenLookup
+        self,
+        native_plan: Callable[..., Any],
+        plan: BatchPlan,
+        records: Sequence[Record],
+        store: SeenLookup,
     ) -> BatchPlan:
         """:meth:`plan` by the native loop: the same rules, objects and order."""
         pending = store.pending if isinstance(store, PendingSeen) else {}
         owner = store.store if isinstance(store, PendingSeen) else store
         filter_of = getattr(owner, "key_filter", None)  # the worker's store has one
-        assert self._native_plan is not None
-        counts, dead = self._native_plan(
+        counts, dead = native_plan(
             records if isinstance(records, list) else list(records),
             plan,
             self.namespace,
