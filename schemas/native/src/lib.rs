@@ -643,7 +643,7 @@ impl Meters {
         )?))
     }
 
-    /// ``Planner.plan``'s loop over a chunk (``plan_loop``): fills ``out``'s (a
+    /// ``Planner.plan``'s loop over a chunk (``streams/planner.py``) (``plan_loop``): fills ``out``'s (a
     /// ``BatchPlan``) raw rows, dedupe entries, kept events, folded groups, spans and
     /// conflicts as the Python loop does, and returns the outcome counts
     /// ``(redelivered, conflict, new, replay, duplicate, late)`` and the dead letters as
@@ -678,6 +678,7 @@ impl Meters {
             dead: PyList::empty(py),
         };
         let rules = plan_loop::Rules {
+            ns_text: ns.to_str()?.to_owned(),
             ns,
             unknown_type_is_error,
             grace_ms,

@@ -1,4 +1,4 @@
-//! The planner's per-event loop (`streams/plan.py`, `Planner.plan`) in one call per chunk:
+//! The planner's per-event loop (`streams/planner.py`, `Planner.plan`) in one call per chunk:
 //! split each record into its lines, decode and meter each one natively (the lines this
 //! decoder does not decide go to the planner's Python chain, one call per line), look its
 //! dedupe key up, judge it, and fold its contributions per aggregated-feed row.
@@ -32,6 +32,8 @@ pub(crate) struct Out<'py> {
 /// What the caller supplies: its rules and look-ups.
 pub(crate) struct Rules<'py> {
     pub ns: Bound<'py, PyString>,
+    /// `ns` as text, read once per chunk for the dedupe keys
+    pub ns_text: String,
     pub unknown_type_is_error: bool,
     pub grace_ms: i64,
     pub horizon_ms: i64,
@@ -288,7 +290,7 @@ fn decode<'py>(
         let subject = meters.texts.text(py, event.subject);
         match meters.meter(py, event, &subject, rules.unknown_type_is_error)? {
             Some(rows) => {
-                let key = format!("{}\x1f{}\x1f{}", rules.ns.to_str()?, event.source, event.id);
+                let key = format!("{}\x1f{}\x1f{}", rules.ns_text, event.source, event.id);
                 let digest = std::str::from_utf8(&event.digest).expect("hex digits");
                 return Ok(Ok(Decoded {
                     source: meters.texts.text(py, event.source).into_any(),
