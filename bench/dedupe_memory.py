@@ -62,9 +62,9 @@ from schemas.storage.bootstrap import ensure_schema  # noqa: E402
 from schemas.storage.engine import ServerEngine  # noqa: E402
 from schemas.storage.events_table import EventsTable  # noqa: E402
 from schemas.wire import BATCH_CONTENT_TYPE, CONTENT_TYPE_HEADER  # noqa: E402
-from streams.app import PositionedTable, TableSeenStore  # noqa: E402
 from streams.dedupe import SeenRecord, dedupe_key  # noqa: E402
 from streams.seen_store import SeenIndexStore, StoreLimits  # noqa: E402
+from streams.seen_table import PositionedTable, TableSeenStore  # noqa: E402
 
 T0 = 1_790_000_000_000
 PARTITIONS = 4

@@ -67,7 +67,11 @@ def child(code: Path, events_per_subject: int, live: bool = False) -> dict[str, 
     from schemas.storage.events_table import EventsTable
     from schemas.wire import encode_event
     from streams import cli
-    from streams.app import PositionedTable, TableSeenStore
+
+    try:
+        from streams.seen_table import PositionedTable, TableSeenStore
+    except ModuleNotFoundError:  # a baseline checkout from before the module
+        from streams.app import PositionedTable, TableSeenStore  # type: ignore[attr-defined,no-redef]
     from streams.plan import PendingSeen, Record
     from streams.reconcile import stored_totals
     from streams.sink import MeteringSink

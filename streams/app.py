@@ -20,7 +20,7 @@ Dedupe state lives in a Faust table (changelog-backed) kept on disk by
 :class:`streams.seen_store.SeenIndexStore` (RocksDB, memory bounded, indexed by key); a
 restarted worker reuses its local state and restores only the changelog's tail.  Its
 writes go to the changelog partition of the record they describe — not of whatever
-record happens to be current — via :class:`PositionedTable`.
+record happens to be current — via :class:`streams.seen_table.PositionedTable`.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -44,13 +44,10 @@ from schemas.timeutil import now_ms
 from schemas.wire import is_batch
 from streams import faust_fixes, metrics
 from streams.batch import BatchMeter
-from streams.dedupe import SeenRecord
 from streams.liveness import WorkerState, supervise_from_child
 from streams.local_state import claim_slot, state_root
 from streams.progress import resume_positions
-from streams.seen_codec import encode_chunk, entry_slices
-from streams.seen_index import SeenIndex
-from streams.seen_store import SeenIndexStore, index_of
+from streams.seen_table import PURGE_SLICE, PositionedTable, TableSeenStore
 from streams.sink import (
     WRITE_DEADLINE_SECONDS,
     BatchPlan,
@@ -60,131 +57,17 @@ from streams.sink import (
     SinkFailed,
 )
 
-__all__ = ["PositionedTable", "TableSeenStore", "Worker", "create_worker"]
+__all__ = ["Worker", "create_worker"]
 
 log = logging.getLogger(__name__)
 EXIT_SINK_FAILED = 70
 EXIT_SKIPPED = 71
 EXIT_STOPPED_MID_BATCH = 72
 RESTARTABLE_EXITS = (EXIT_SINK_FAILED, EXIT_SKIPPED, EXIT_STOPPED_MID_BATCH)
-ENTRY_EVENTS = 5000
-"""Events per dedupe table entry (one changelog message) at most, cut between records (a
-record larger than this is an entry of its own): the unit a restore applies and a purge
-drops, whatever the size of the ClickHouse write the entries come from."""
-PURGE_SLICE = 20
-"""Table entries (of up to ``ENTRY_EVENTS`` events each) purged per slice."""
 RESTORE_BATCH = 20
 """Changelog messages (entries) a restore applies at a time: ~1.5 s of the event loop at
 5,000 keys an entry, so heartbeats keep flowing and report the restore's progress."""
 PURGE_SLICES = 10_000
-
-
-class PositionedTable(faust.Table):  # type: ignore[misc]  # faust is untyped here
-    """A table whose changelog partition is chosen per write by :meth:`put_at`, stored on
-    disk by :class:`SeenIndexStore` whatever store URL the app names."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._write_partition: int | None = None
-
-    def _new_store_by_url(self, url: Any) -> SeenIndexStore:
-        return SeenIndexStore(
-            "rocksdb://",
-            self.app,
-            self,
-            table_name=self.name,
-            key_type=self.key_type,
-            key_serializer=self.key_serializer,
-            value_serializer=self.value_serializer,
-            value_type=self.value_type,
-            loop=self.loop,
-            options=self.options,
-        )
-
-    def partition_for_key(self, key: Any) -> int | None:
-        if self._write_partition is not None:
-            return self._write_partition
-        return super().partition_for_key(key)  # type: ignore[no-any-return]
-
-    def put_at(self, key: bytes, value: bytes, partition: int) -> None:
-        self._write_partition = partition
-        try:
-            self[key] = value
-        finally:
-            self._write_partition = None
-
-    def delete_at(self, key: bytes, partition: int) -> None:
-        self._write_partition = partition
-        try:
-            del self[key]
-        finally:
-            self._write_partition = None
-
-
-@dataclass(slots=True)
-class TableSeenStore:
-    """The dedupe store over a Faust table: one table entry per partition per write.
-
-    Each :meth:`put_many` (one written chunk) adds, per partition, one entry keyed
-    ``b"<partition>:<first offset>-<last offset>"`` and written to that changelog
-    partition; its value lists the kept events,
-    ``{"e": [[dedupe key, offset, index, digest, ingested_ms], ...]}``.  A changelog
-    message per partition and chunk, instead of one per event or per record, keeps the
-    changelog off the worker's hot path (small live records would otherwise cost one
-    Kafka send each).  Lookups go to the table's store, which indexes every entry by key
-    on disk as it is written or restored (:mod:`streams.seen_store`); entries written by
-    older workers (one per event, keyed by the dedupe key) are read as well.
-    """
-
-    table: PositionedTable
-    index: SeenIndex = field(init=False)
-    get: Callable[[str], SeenRecord | None] = field(init=False)
-    """Where a dedupe key was first accepted: the index's own ``lookup``, bound once, so
-    the planner's per-event look-up makes no call through this object."""
-
-    def __post_init__(self) -> None:
-        self.index = index_of(self.table)
-        self.get = self.index.lookup
-
-    def key_filter(self) -> Any:
-        """The index's key filter in use (``streams.seen_filter``), or ``None``: a key it
-        rules out is one :attr:`get` answers ``None`` for without reading.  The planner
-        asks once per chunk; no key is indexed while a chunk is planned."""
-        keys = getattr(self.index, "keys", None)
-        return None if keys is None else keys.current
-
-    def get_many(self, keys: Sequence[str]) -> list[SeenRecord | None]:
-        """One lookup per key (rocksdict's multi-get measured no faster here)."""
-        return [self.index.lookup(key) for key in keys]
-
-    def put_many(self, entries: Sequence[tuple[str, SeenRecord]]) -> None:
-        by_partition: dict[int, list[tuple[str, SeenRecord]]] = {}
-        for entry in entries:  # per event: no list or tuple built
-            kept = by_partition.get(entry[1].partition)
-            if kept is None:
-                kept = by_partition[entry[1].partition] = []
-            kept.append(entry)
-        for partition, kept in by_partition.items():
-            for part in entry_slices(kept, ENTRY_EVENTS):
-                self._put(partition, part)
-
-    def _put(self, partition: int, kept: list[tuple[str, SeenRecord]]) -> None:
-        table_key, value, indexed = encode_chunk(kept, partition)
-        self.index.prepare(value, indexed)  # the index need not read the entry back
-        self.table.put_at(table_key, value, partition)
-
-    def invalidate(self) -> None:
-        """The assignment changed or a recovery ended: purge the partitions owned now."""
-        self.index.refresh()
-
-    def purge(self, threshold_ms: int, max_entries: int | None = None) -> int:
-        """Drop entries whose newest event was ingested before ``threshold_ms``, at most
-        ``max_entries`` of them (oldest first); the number of events dropped."""
-        dropped = 0
-        for table_key, partition, events in self.index.expired(threshold_ms, max_entries):
-            self.table.delete_at(table_key, partition)
-            dropped += events
-        return dropped
 
 
 @dataclass(slots=True)

@@ -55,11 +55,11 @@ from streams.plan import (
     BatchPlan,
     DeadLetter,
     PendingSeen,
-    Planner,
     Record,
     SeenLookup,
     split_plan,
 )
+from streams.planner import Planner
 
 __all__ = [
     "BatchPlan",

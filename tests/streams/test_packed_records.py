@@ -13,8 +13,9 @@ import orjson
 from schemas.metering.contributions import DeadLetterReason
 from schemas.settings import Settings
 from schemas.wire import encode_event, encode_record
-from streams.app import TableSeenStore, create_worker
+from streams.app import create_worker
 from streams.dedupe import SeenRecord
+from streams.seen_table import TableSeenStore
 from streams.sink import MeteringSink, PendingSeen, Record
 from tests.streams.sink_kit import (
     METERS,

@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from meterline_native import KeyFilter
 
 from streams.dedupe import SeenRecord
-from streams.plan import EVENTS, SUM, BatchPlan, PendingSeen, Planner, Record
+from streams.plan import EVENTS, SUM, BatchPlan, PendingSeen, Record
+from streams.planner import Planner
 from streams.seen_codec import key_hash
 from tests.schemas.event_cases import METER_SETS
 from tests.streams.sink_kit import Store

@@ -17,13 +17,13 @@ import orjson
 import pytest
 from faust.types import TP
 
-from streams import app as app_module
 from streams import seen_codec, seen_filter, seen_store
-from streams.app import PositionedTable, TableSeenStore
+from streams import seen_table as table_module
 from streams.dedupe import SeenRecord
 from streams.local_state import claim_slot
 from streams.seen_codec import index_entries
 from streams.seen_store import SeenIndexStore, StoreLimits
+from streams.seen_table import PositionedTable, TableSeenStore
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_790_000_000_000
@@ -199,7 +199,7 @@ def test_a_write_larger_than_an_entry_is_recorded_as_entries_cut_between_records
     """A ClickHouse write may hold more events than a changelog entry: its keys go out as
     several entries of at most ``ENTRY_EVENTS`` (a bigger record alone), each answered
     from disk, and a store restored from those messages answers the same."""
-    monkeypatch.setattr(app_module, "ENTRY_EVENTS", 10)
+    monkeypatch.setattr(table_module, "ENTRY_EVENTS", 10)
     opened = open_store(tmp_path / "written")
     sizes = {1: 4, 2: 4, 3: 4, 4: 12, 5: 1}  # events per record (offset) on partition 0
     kept = [(f"k{o}-{i}", rec(0, o, T0 + o, i)) for o, n in sizes.items() for i in range(n)]
@@ -258,7 +258,7 @@ def test_a_hash_collision_never_answers_for_another_key(
 
     monkeypatch.setattr(seen_store, "key_hash", same)  # look-ups
     monkeypatch.setattr(seen_codec, "key_hash", same)  # writes, through the reference
-    monkeypatch.setattr(app_module, "encode_chunk", seen_codec._encode_chunk)
+    monkeypatch.setattr(table_module, "encode_chunk", seen_codec._encode_chunk)
     monkeypatch.setattr(seen_filter, "KeyFilter", None)  # the look-up reads the entry
     opened.seen.put_many([("first", rec(0, 1))])
     assert opened.seen.get("first") == rec(0, 1)
