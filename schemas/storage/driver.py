@@ -14,7 +14,11 @@ With the native module (``meterline_native.encode_column``), :func:`columns_of` 
 the driver one :class:`RowColumn` per column, a view of the rows that is never
 transposed, and the installed column writer encodes ``String``, integer and
 ``Decimal(P, S)`` columns natively in one pass over the rows: exactly the bytes the
-driver writes (property-tested in ``tests/schemas/test_driver.py``).  A decimal is read
+driver writes (property-tested in ``tests/schemas/test_driver.py``).  Once an insert
+statement was written, the column types the server gave are kept, and its next inserts
+encode every column in a single pass over the rows (``encode_columns``: each row read
+once, and a decimal that fills several cells of a row — a window row of one event — read
+once), the same bytes as one pass per column; a type the server changed is learnt again.  A decimal is read
 from its text and written only when it is exact at the column's scale; any other type,
 and any cell the native writer refuses (a value out of range or that would need
 rounding, an int in a decimal column, a type it does not take), goes to the driver's own
@@ -48,32 +52,87 @@ try:
     from meterline_native import encode_column
 except ImportError:  # not built, or built from older sources: the driver writes every column
     encode_column = None
+try:
+    from meterline_native import encode_columns
+except ImportError:  # built from older sources: one native pass per column
+    encode_columns = None
 
 
-def columns_of(rows: Sequence[Sequence[Any]]) -> list[list[Any]] | list[RowColumn]:
+def columns_of(
+    rows: Sequence[Sequence[Any]], insert: str | None = None
+) -> list[list[Any]] | list[RowColumn]:
     """Rows to the columns of a columnar insert: views of the rows the installed writer
     encodes natively (:class:`RowColumn`), or lists (the driver converts some columns in
-    place) where it is not installed.  Rows of different lengths are refused."""
+    place) where it is not installed.  Rows of different lengths are refused.
+
+    ``insert`` names the statement (its text): once one insert of it was written, the
+    column types the server gave are known, and the next one is encoded in one pass over
+    its rows, every column at once (:meth:`_Rows.encoded_column`)."""
     if _NATIVE_COLUMNS and rows:
         widths = set(map(len, rows))
         if len(widths) > 1:
             raise ValueError("a row is shorter than the others")
-        table = _Rows(rows if isinstance(rows, list) else list(rows))
-        return [RowColumn(table, index) for index in range(widths.pop())]
+        width = widths.pop()
+        table = _Rows(rows if isinstance(rows, list) else list(rows), insert, width)
+        return [RowColumn(table, index) for index in range(width)]
     return [list(column) for column in zip(*rows, strict=True)]
+
+
+_SPECS: dict[str, list[str]] = {}
+"""Per insert statement, the column types the server gave its last insert (in order)."""
+_SPECS_KEPT = 1024
+"""Statements remembered (there are a few per database); past them the map starts over."""
 
 
 class _Rows:
     """The rows of one insert; a column the driver must write is taken out of them as a
     list (only that column: a ``Decimal`` column among text and integers)."""
 
-    __slots__ = ("rows",)
+    __slots__ = ("encoded", "insert", "learned", "rows", "specs", "width")
 
-    def __init__(self, rows: list[Sequence[Any]]) -> None:
+    def __init__(self, rows: list[Sequence[Any]], insert: str | None, width: int) -> None:
         self.rows = rows
+        self.insert = insert
+        self.width = width
+        self.specs = _SPECS.get(insert) if insert is not None else None
+        self.encoded: list[bytes | None] | None = None
+        self.learned: dict[int, str] = {}
 
     def column(self, index: int) -> list[Any]:
         return list(map(itemgetter(index), self.rows))
+
+    def encoded_column(self, index: int, spec: str) -> bytes | None:
+        """Column ``index`` of type ``spec`` in the Native format, or ``None``: the driver
+        writes it (a type the native writer does not take, or a cell it refuses).
+
+        When the statement's types are known and ``spec`` is the one known for the
+        column, the first column asked encodes every column in one pass over the rows
+        (``meterline_native.encode_columns``: the same bytes as one pass per column) and
+        the others take theirs; otherwise (the first insert of a statement, a type the
+        server changed) this column alone, and the types are learnt for the next insert."""
+        specs = self.specs
+        if specs is not None and index < len(specs) and specs[index] == spec:
+            if self.encoded is None:
+                self.encoded = encode_columns(self.rows, specs)
+            return self.encoded[index]
+        if specs is not None and self.insert is not None:  # the server's types changed
+            _SPECS.pop(self.insert, None)
+            self.specs = None
+        self._learn(index, spec)
+        try:
+            data: bytes | None = encode_column(self.rows, index, spec)
+        except (TypeError, ValueError, OverflowError):
+            return None  # the driver's writer decides: same bytes or its own error
+        return data
+
+    def _learn(self, index: int, spec: str) -> None:
+        if self.insert is None or encode_columns is None:
+            return
+        self.learned[index] = spec
+        if len(self.learned) == self.width:
+            if len(_SPECS) >= _SPECS_KEPT:
+                _SPECS.clear()
+            _SPECS[self.insert] = [self.learned[i] for i in range(self.width)]
 
 
 class RowColumn:
@@ -99,10 +158,7 @@ def _write_column(
     takes is written in one call."""
     if type(items) is RowColumn:
         if not types_check and encode_column is not None:
-            try:
-                data = encode_column(items.table.rows, items.index, spec)
-            except (TypeError, ValueError, OverflowError):
-                data = None  # the driver's writer decides: same bytes or its own error
+            data = items.table.encoded_column(items.index, spec)
             if data is not None:
                 buf.write(data)
                 return

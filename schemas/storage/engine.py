@@ -101,7 +101,7 @@ class ServerEngine:
         if not rows:
             return
         sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES"
-        data = driver.columns_of(rows)
+        data = driver.columns_of(rows, sql)
         try:
             self._client.execute(sql, data, types_check=False, columnar=True)
         except _lost() as exc:

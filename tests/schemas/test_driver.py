@@ -334,3 +334,104 @@ def test_rows_that_are_lists_are_the_same_bytes_as_tuples() -> None:
     )
     with pytest.raises(IndexError):
         encode_column([["x"]], 1, "String")
+
+
+ONE_PASS_SPECS = [
+    "String",
+    "Int64",
+    "Decimal(38, 9)",
+    "Decimal(9, 2)",
+    "UInt8",
+    "Array(UInt8)",
+    "Decimal(38, 9)",
+]
+_cells = (
+    st.text(max_size=5)
+    | st.binary(max_size=5)
+    | st.integers(-(2**70), 2**70)
+    | decimals
+    | st.just(Decimal("1E-10"))
+    | st.none()
+)
+
+
+def _per_column(rows: list[list[object]], specs: list[str]) -> list[bytes | None]:
+    from meterline_native import encode_column
+
+    out: list[bytes | None] = []
+    for index, spec in enumerate(specs):
+        try:
+            out.append(encode_column(rows, index, spec))
+        except (TypeError, ValueError, OverflowError):
+            out.append(None)
+    return out
+
+
+@given(
+    rows=st.lists(st.lists(_cells, min_size=7, max_size=7), min_size=1, max_size=12),
+    shared=st.lists(decimals, min_size=1, max_size=12),
+)
+def test_one_pass_is_each_column_s_bytes_or_its_refusal(
+    rows: list[list[object]], shared: list[Decimal]
+) -> None:
+    """``encode_columns`` against one ``encode_column`` per column, on rows mixing every
+    cell type (wrong types, values out of range or inexact at a scale) and rows whose
+    decimal cells are one object written at two scales (a window row of one event)."""
+    from meterline_native import encode_columns
+
+    for row, value in zip(rows, shared, strict=False):
+        row[2] = row[3] = row[6] = value
+    assert encode_columns(rows, ONE_PASS_SPECS) == _per_column(rows, ONE_PASS_SPECS)
+    as_tuples = [tuple(row) for row in rows]
+    assert encode_columns(as_tuples, ONE_PASS_SPECS) == _per_column(rows, ONE_PASS_SPECS)
+
+
+def test_a_decimal_too_wide_for_one_column_still_fills_the_other() -> None:
+    from meterline_native import encode_columns
+
+    value = Decimal("123456789.5")  # fits Decimal(38, 9), not Decimal(9, 2)'s 32 bits
+    rows = [["x", 1, value, value, 1, [1], value]]
+    encoded = encode_columns(rows, ONE_PASS_SPECS)
+    assert encoded[3] is None
+    assert encoded[5] is None
+    assert encoded[2] == encoded[6] == _per_column(rows, ONE_PASS_SPECS)[2]
+
+
+@pytest.mark.parametrize("engine", ["server"], indirect=True)  # chDB inserts as SQL
+def test_a_statement_s_second_insert_is_encoded_in_one_pass(
+    engine: tuple[Engine, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first insert of a statement learns the server's column types; the next ones
+    encode every column in one pass (no per-column call); a type the server changed is
+    noticed and learnt again; every insert reads back exactly."""
+    db, database = engine
+    from meterline_native import encode_column
+
+    table = f"{database}.one_pass_check"
+    db.execute(f"CREATE TABLE {table} (k String, v Decimal(38, 9), n UInt64) ENGINE = Memory")
+    calls: list[int] = []
+
+    def counted(rows: object, index: int, spec: str) -> object:
+        calls.append(index)
+        return encode_column(rows, index, spec)
+
+    monkeypatch.setattr(driver, "encode_column", counted)
+    statement = f"INSERT INTO {table} (k, v, n) VALUES"
+    driver._SPECS.pop(statement, None)
+    value = Decimal("2.5")
+    db.insert(table, ("k", "v", "n"), [("a", value, 1)])
+    assert calls == [0, 1, 2]
+    assert driver._SPECS[statement] == ["String", "Decimal(38, 9)", "UInt64"]
+    calls.clear()
+    db.insert(table, ("k", "v", "n"), [("b", Decimal("-7.000000001"), 2), ("c", value, 3)])
+    assert calls == []
+    driver._SPECS[statement] = ["String", "Decimal(18, 4)", "UInt64"]  # not what the server says
+    db.insert(table, ("k", "v", "n"), [("d", Decimal("1E+3"), 4)])
+    assert calls == [1, 2]
+    assert statement not in driver._SPECS  # learnt again by the next insert
+    assert db.execute(f"SELECT k, v, n FROM {table} ORDER BY k") == [
+        ("a", value, 1),
+        ("b", Decimal("-7.000000001"), 2),
+        ("c", value, 3),
+        ("d", Decimal("1000"), 4),
+    ]

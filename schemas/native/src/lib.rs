@@ -835,5 +835,6 @@ fn meterline_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(key_filter::key_hash, m)?)?;
     m.add_function(wrap_pyfunction!(seen_chunk::encode_chunk, m)?)?;
     m.add_function(wrap_pyfunction!(native_column::encode_column, m)?)?;
+    m.add_function(wrap_pyfunction!(native_column::encode_columns, m)?)?;
     Ok(())
 }

@@ -103,6 +103,28 @@ fn varint(out: &mut Vec<u8>, mut n: usize) {
     out.push(n as u8);
 }
 
+/// A decimal cell's value at the column's scale, checked to fit `size` bytes.
+fn decimal_value(item: &Bound<'_, PyAny>, size: usize, scale: u32) -> PyResult<i128> {
+    if !item
+        .get_type()
+        .is(crate::decimal_type(item.py())?.bind(item.py()))
+    {
+        return Err(PyTypeError::new_err("a Decimal cell is a decimal.Decimal"));
+    }
+    let text = item.str()?;
+    let value = scaled_decimal(text.to_str()?, scale)
+        .ok_or_else(|| PyValueError::new_err("not exact at the column's scale"))?;
+    fits(value, size)
+}
+
+fn fits(value: i128, size: usize) -> PyResult<i128> {
+    let bits = size * 8;
+    if size < 16 && (value < -(1i128 << (bits - 1)) || value >= 1i128 << (bits - 1)) {
+        return Err(PyOverflowError::new_err("out of range for the column"));
+    }
+    Ok(value)
+}
+
 fn cell(out: &mut Vec<u8>, kind: Kind, item: &Bound<'_, PyAny>) -> PyResult<()> {
     match kind {
         Kind::Text => {
@@ -132,19 +154,7 @@ fn cell(out: &mut Vec<u8>, kind: Kind, item: &Bound<'_, PyAny>) -> PyResult<()> 
             out.extend_from_slice(&value.to_le_bytes()[..size]);
         }
         Kind::Decimal { size, scale } => {
-            if !item
-                .get_type()
-                .is(crate::decimal_type(item.py())?.bind(item.py()))
-            {
-                return Err(PyTypeError::new_err("a Decimal cell is a decimal.Decimal"));
-            }
-            let text = item.str()?;
-            let value = scaled_decimal(text.to_str()?, scale)
-                .ok_or_else(|| PyValueError::new_err("not exact at the column's scale"))?;
-            let bits = size * 8;
-            if size < 16 && (value < -(1i128 << (bits - 1)) || value >= 1i128 << (bits - 1)) {
-                return Err(PyOverflowError::new_err("out of range for the column"));
-            }
+            let value = decimal_value(item, size, scale)?;
             out.extend_from_slice(&value.to_le_bytes()[..size]);
         }
     }
@@ -179,4 +189,75 @@ pub fn encode_column<'py>(
         }
     }
     Ok(Some(PyBytes::new(py, &out)))
+}
+
+/// Every column of `rows` in one pass over them: for each of `specs` (one per column, in
+/// order), the bytes [`encode_column`] gives for it, or `None` where it would give `None`
+/// or raise (the caller lets the driver write that column).  A row is read once for all
+/// its cells, and a `Decimal` object that fills several cells of a row (a window row of
+/// one event: its sum, max, min and latest value) is read from its text once per scale.
+#[pyfunction]
+pub fn encode_columns<'py>(
+    py: Python<'py>,
+    rows: &Bound<'py, PyList>,
+    specs: Vec<String>,
+) -> PyResult<Vec<Option<Bound<'py, PyBytes>>>> {
+    let kinds: Vec<Option<Kind>> = specs.iter().map(|spec| kind(spec)).collect();
+    let mut outs: Vec<Option<Vec<u8>>> = kinds
+        .iter()
+        .map(|kind| {
+            kind.map(|kind| {
+                let width = match kind {
+                    Kind::Text => 16,
+                    Kind::Unsigned(size) | Kind::Signed(size) | Kind::Decimal { size, .. } => size,
+                };
+                Vec::with_capacity(rows.len() * width)
+            })
+        })
+        .collect();
+    let mut seen: Vec<(usize, u32, i128)> = Vec::with_capacity(4); // one row's decimals
+    for row in rows.iter() {
+        seen.clear();
+        let width = row.len()?;
+        for (index, kind) in kinds.iter().enumerate() {
+            let (Some(kind), Some(out)) = (kind, outs[index].as_mut()) else {
+                continue;
+            };
+            if index >= width {
+                outs[index] = None;
+                continue;
+            }
+            let item = if let Ok(tuple) = row.downcast::<PyTuple>() {
+                tuple.get_borrowed_item(index)?.to_owned()
+            } else if let Ok(list) = row.downcast::<PyList>() {
+                list.get_item(index)?
+            } else {
+                row.get_item(index)?
+            };
+            let written = match *kind {
+                Kind::Decimal { size, scale } => {
+                    let at = item.as_ptr() as usize;
+                    let known = seen
+                        .iter()
+                        .find(|(ptr, s, _)| *ptr == at && *s == scale)
+                        .map(|(_, _, value)| *value);
+                    let value = match known {
+                        Some(value) => fits(value, size),
+                        None => decimal_value(&item, size, scale).inspect(|value| {
+                            seen.push((at, scale, *value));
+                        }),
+                    };
+                    value.map(|value| out.extend_from_slice(&value.to_le_bytes()[..size]))
+                }
+                kind => cell(out, kind, &item),
+            };
+            if written.is_err() {
+                outs[index] = None; // the driver writes this column, or raises its own error
+            }
+        }
+    }
+    Ok(outs
+        .into_iter()
+        .map(|out| out.map(|bytes| PyBytes::new(py, &bytes)))
+        .collect())
 }
