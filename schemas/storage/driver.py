@@ -18,11 +18,12 @@ driver writes (property-tested in ``tests/schemas/test_driver.py``).  Once an in
 statement was written, the column types the server gave are kept, and its next inserts
 encode every column in a single pass over the rows (``encode_columns``: each row read
 once, and a decimal that fills several cells of a row — a window row of one event — read
-once), the same bytes as one pass per column; a type the server changed is learnt again.  A decimal is read
-from its text and written only when it is exact at the column's scale; any other type,
-and any cell the native writer refuses (a value out of range or that would need
-rounding, an int in a decimal column, a type it does not take), goes to the driver's own
-writer with that column as a list: the same bytes or the same error as before.
+once), the same bytes as one pass per column; a type the server changed is learnt
+again.  A decimal is read from its text and written only when it is exact at the
+column's scale; any other type, and any cell the native writer refuses (a value out of
+range or that would need rounding, an int in a decimal column, a type it does not take),
+goes to the driver's own writer with that column as a list: the same bytes or the same
+error as before.
 
 On that path, and wherever the native module is missing, :func:`scaled` replaces the
 driver's decimal conversion: it skips the round trip (``str`` then ``Decimal`` gives back
