@@ -219,6 +219,8 @@ pub fn encode_columns<'py>(
     for row in rows.iter() {
         seen.clear();
         let width = row.len()?;
+        let tuple = row.downcast::<PyTuple>().ok(); // once per row, not per cell
+        let list = row.downcast::<PyList>().ok();
         for (index, kind) in kinds.iter().enumerate() {
             let (Some(kind), Some(out)) = (kind, outs[index].as_mut()) else {
                 continue;
@@ -227,9 +229,9 @@ pub fn encode_columns<'py>(
                 outs[index] = None;
                 continue;
             }
-            let item = if let Ok(tuple) = row.downcast::<PyTuple>() {
+            let item = if let Some(tuple) = tuple {
                 tuple.get_borrowed_item(index)?.to_owned()
-            } else if let Ok(list) = row.downcast::<PyList>() {
+            } else if let Some(list) = list {
                 list.get_item(index)?
             } else {
                 row.get_item(index)?
