@@ -5,10 +5,14 @@ and maps failures to exits).
 In order: partitions new to this worker are anchored at the group's committed offset and
 every partition's offsets are checked for holes (``MeteringSink.check_contiguous``); then
 the batch is planned, written and finished chunk by chunk, the next chunk planned while
-the previous one is written.  Writes and finishes stay in order; a chunk is planned
-against the dedupe store plus the keys of the chunks not finished yet, which is what the
-store would hold had they finished.  Any exception leaves the batch unacknowledged: the
-caller exits without acknowledging (``streams.app``).
+the previous one is written, and a written chunk finished (its keys recorded, its dead
+letters sent) while the next one is written.  One write at a time, in chunk order, and
+a chunk is finished only once it is written; a chunk is planned against the dedupe store
+plus the keys of the chunks not finished yet, which is what the store would hold had
+they finished.  Any exception leaves the batch unacknowledged: the caller exits without
+acknowledging (``streams.app``), as after a crash, whatever write is still in flight
+(``streams.sink`` says what a crash at each step costs: nothing lost, nothing counted
+twice).
 """
 
 from __future__ import annotations
@@ -47,16 +51,26 @@ class BatchMeter:
         for chunk in sink.chunks(records, self.max_events):
             plan = sink.plan(chunk, pending)
             pending.add(plan.seen)
-            if in_flight is not None:
-                await self._finish(*in_flight)
-            self.state.writing_since = time.monotonic()
-            in_flight = (plan, asyncio.ensure_future(asyncio.to_thread(sink.write, plan)))
+            written = in_flight
+            if written is not None:
+                await written[1]  # one write at a time, in chunk order
+            in_flight = (plan, self._write(plan))
+            if written is not None:  # finished while the next chunk is being written
+                await self._finish(written[0])
         if in_flight is not None:
-            await self._finish(*in_flight)
+            await in_flight[1]
+            await self._finish(in_flight[0])
         self.state.writing_since = None
         self.state.records += len(records)
 
-    async def _finish(self, plan: BatchPlan, written: asyncio.Future[None]) -> None:
-        await written
+    def _write(self, plan: BatchPlan) -> asyncio.Future[None]:
+        """Start writing ``plan`` in a thread *now*: a task (``asyncio.to_thread``) would
+        start only at the next ``await``, after the planning or finishing it is meant to
+        overlap."""
+        self.state.writing_since = time.monotonic()
+        return asyncio.get_running_loop().run_in_executor(None, self.sink.write, plan)
+
+    async def _finish(self, plan: BatchPlan) -> None:
+        """Record a written chunk's keys and send its dead letters."""
         self.sink.finish(plan, self.store)
         await self.send_dead_letters(plan)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -21,6 +22,7 @@ from schemas.storage.cluster import shard_of
 from schemas.storage.windows_table import FeedRow
 from schemas.wire import encode_event
 from streams.batch import BatchMeter
+from streams.dedupe import SeenRecord
 from streams.liveness import WorkerState
 from streams.sink import MeteringSink, Record, RecordsSkipped, SinkFailed, window_writes
 from tests.streams.sink_kit import (
@@ -311,6 +313,51 @@ def test_a_batch_is_written_and_finished_chunk_by_chunk_in_order() -> None:
     assert meter.state.writing_since is None
     written = [n for table, n in engine.inserts if table == "meter_window_agg_feed"]
     assert sum(written) == 3  # a, b and c: the duplicate of a is not counted
+
+
+class WriteWatchingStore(Store):
+    """Records, at each chunk's finish, whether the next chunk's write had started (an
+    insert beyond those the engine held when the chunk's own write ended); for the first
+    ``successors`` finishes it waits up to 10 s for one.  Records too whether the first
+    chunk's write had started when the second chunk was planned (waiting for it too)."""
+
+    def __init__(self, engine: RecordingEngine, successors: int) -> None:
+        super().__init__()
+        self.engine = engine
+        self.successors = successors
+        self.next_write_started: list[bool] = []
+        self.planned_while_writing: bool | None = None
+
+    def get(self, key: str) -> SeenRecord | None:
+        if key.endswith("\x1fe2"):  # the second chunk's first event is being planned
+            deadline = time.monotonic() + 10
+            while not self.engine.inserts and time.monotonic() < deadline:
+                time.sleep(0.005)
+            self.planned_while_writing = bool(self.engine.inserts)
+        return super().get(key)
+
+    def put_many(self, entries: Sequence[tuple[str, SeenRecord]]) -> None:
+        written = len(self.engine.inserts)
+        wait = 10 if len(self.next_write_started) < self.successors else 0
+        deadline = time.monotonic() + wait
+        while len(self.engine.inserts) == written and time.monotonic() < deadline:
+            time.sleep(0.005)
+        self.next_write_started.append(len(self.engine.inserts) > written)
+        super().put_many(entries)
+
+
+def test_chunks_are_planned_and_finished_while_their_neighbour_is_written() -> None:
+    engine = RecordingEngine()
+    store, log = WriteWatchingStore(engine, successors=2), []
+    meter = batch_meter(sink(engine), store, {0: 0}, log)
+    records = [record(n, f"e{n}", 1) for n in range(6)]  # three chunks of two
+    asyncio.run(meter(records))
+    # the second chunk is planned while the first one is written; the first two chunks
+    # are finished while their successor is written (the last one has none)
+    assert store.planned_while_writing is True
+    assert store.next_write_started == [True, True, False]
+    assert len(store.data) == 6
+    assert log == ["resume [0]", "dead []", "dead []", "dead []"]
 
 
 def test_a_takeover_that_skips_the_committed_record_writes_nothing() -> None:
