@@ -17,6 +17,8 @@ use pyo3::types::{PyBool, PyBytes, PyDict, PyList, PyString, PyTuple};
 use std::collections::HashSet;
 
 const MINUTE_MS: i64 = 60_000;
+/// Lines planned between two moments the interpreter is let go (about 5 ms of planning).
+const LINES_PER_RELEASE: usize = 1_000;
 
 /// Where a plan's results go: the planner's `BatchPlan` fields.
 pub(crate) struct Out<'py> {
@@ -103,7 +105,15 @@ pub(crate) fn plan<'py>(
         py,
         "{}/{} at {}:{}:{} differs from the first copy at {}:{}:{}"
     );
+    let mut held = 0usize; // lines planned since the interpreter was last let go
     for rec in records.iter() {
+        if held >= LINES_PER_RELEASE {
+            // Let a thread waiting for the interpreter (the previous chunk's write, in
+            // `streams.batch`) take it: without a call into Python, a chunk's whole plan
+            // would hold it, and that write would stall in its encoding until the end.
+            py.allow_threads(|| ());
+            held = 0;
+        }
         let partition: i64 = rec.getattr(intern!(py, "partition"))?.extract()?;
         let offset: i64 = rec.getattr(intern!(py, "offset"))?.extract()?;
         let ingested: i64 = rec.getattr(intern!(py, "timestamp_ms"))?.extract()?;
@@ -115,6 +125,7 @@ pub(crate) fn plan<'py>(
         let value = value_obj.downcast::<PyBytes>()?;
         let batch = rec.getattr(intern!(py, "batch"))?.is_truthy()?;
         let found = lines(value.as_bytes(), batch);
+        held += found.len().max(1);
         if found.is_empty() {
             let reason = py.None();
             let dead = (&rec, reason, "the batch record holds no events", 0, value);
