@@ -316,42 +316,46 @@ def test_a_batch_is_written_and_finished_chunk_by_chunk_in_order() -> None:
 
 
 class WriteWatchingStore(Store):
-    """Records, at each chunk's finish, whether the next chunk's write had started (an
-    insert beyond those the engine held when the chunk's own write ended); for the first
-    ``successors`` finishes it waits up to 10 s for one.  Records too whether the first
+    """Records, at each chunk's finish, whether the next chunk's write had started: each
+    chunk's write is ``inserts_per_write`` inserts, so while the k-th chunk is finished a
+    later write has started once the engine holds more than k of them.  For the first
+    ``successors`` finishes it waits up to 10 s for that.  Records too whether the first
     chunk's write had started when the second chunk was planned (waiting for it too)."""
 
-    def __init__(self, engine: RecordingEngine, successors: int) -> None:
+    def __init__(self, engine: RecordingEngine, inserts_per_write: int, successors: int) -> None:
         super().__init__()
         self.engine = engine
+        self.inserts_per_write = inserts_per_write
         self.successors = successors
         self.next_write_started: list[bool] = []
         self.planned_while_writing: bool | None = None
 
     def get(self, key: str) -> SeenRecord | None:
         if key.endswith("\x1fe2"):  # the second chunk's first event is being planned
-            deadline = time.monotonic() + 10
-            while not self.engine.inserts and time.monotonic() < deadline:
-                time.sleep(0.005)
-            self.planned_while_writing = bool(self.engine.inserts)
+            self.planned_while_writing = self._wait_for(0, 10)
         return super().get(key)
 
     def put_many(self, entries: Sequence[tuple[str, SeenRecord]]) -> None:
-        written = len(self.engine.inserts)
-        wait = 10 if len(self.next_write_started) < self.successors else 0
-        deadline = time.monotonic() + wait
-        while len(self.engine.inserts) == written and time.monotonic() < deadline:
-            time.sleep(0.005)
-        self.next_write_started.append(len(self.engine.inserts) > written)
+        finished = len(self.next_write_started) + 1  # this chunk's number
+        wait = 10 if finished <= self.successors else 0
+        self.next_write_started.append(self._wait_for(finished * self.inserts_per_write, wait))
         super().put_many(entries)
+
+    def _wait_for(self, more_than: int, seconds: float) -> bool:
+        """Whether the engine holds more than ``more_than`` inserts within ``seconds``."""
+        deadline = time.monotonic() + seconds
+        while len(self.engine.inserts) <= more_than and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return len(self.engine.inserts) > more_than
 
 
 def test_chunks_are_planned_and_finished_while_their_neighbour_is_written() -> None:
     engine = RecordingEngine()
-    store, log = WriteWatchingStore(engine, successors=2), []
+    store, log = WriteWatchingStore(engine, inserts_per_write=2, successors=2), []
     meter = batch_meter(sink(engine), store, {0: 0}, log)
     records = [record(n, f"e{n}", 1) for n in range(6)]  # three chunks of two
     asyncio.run(meter(records))
+    assert [table for table, _ in engine.inserts] == ["usage_events", "meter_window_agg_feed"] * 3
     # the second chunk is planned while the first one is written; the first two chunks
     # are finished while their successor is written (the last one has none)
     assert store.planned_while_writing is True
