@@ -47,19 +47,20 @@ class BatchMeter:
             sink.anchor(await self.resume_positions(unanchored))
         sink.check_contiguous(records)
         pending = PendingSeen(self.store)
-        in_flight: tuple[BatchPlan, asyncio.Future[None]] | None = None
+        writing: asyncio.Future[None] | None = None  # the write of `previous`
+        previous: BatchPlan | None = None
         for chunk in sink.chunks(records, self.max_events):
             plan = sink.plan(chunk, pending)
             pending.add(plan.seen)
-            written = in_flight
-            if written is not None:
-                await written[1]  # one write at a time, in chunk order
-            in_flight = (plan, self._write(plan))
-            if written is not None:  # finished while the next chunk is being written
-                await self._finish(written[0])
-        if in_flight is not None:
-            await in_flight[1]
-            await self._finish(in_flight[0])
+            if writing is not None:
+                await writing  # one write at a time, in chunk order
+            writing = self._write(plan)
+            if previous is not None:  # finished while the next chunk is being written
+                await self._finish(previous)
+            previous = plan
+        if writing is not None and previous is not None:
+            await writing
+            await self._finish(previous)
         self.state.writing_since = None
         self.state.records += len(records)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -25,6 +24,7 @@ from streams.batch import BatchMeter
 from streams.dedupe import SeenRecord
 from streams.liveness import WorkerState
 from streams.sink import MeteringSink, Record, RecordsSkipped, SinkFailed, window_writes
+from tests.conftest import wait_until
 from tests.streams.sink_kit import (
     LABELS,
     METERS,
@@ -316,50 +316,59 @@ def test_a_batch_is_written_and_finished_chunk_by_chunk_in_order() -> None:
 
 
 class WriteWatchingStore(Store):
-    """Records, at each chunk's finish, whether the next chunk's write had started: each
-    chunk's write is ``inserts_per_write`` inserts, so while the k-th chunk is finished a
-    later write has started once the engine holds more than k of them.  For the first
-    ``successors`` finishes it waits up to 10 s for that.  Records too whether the first
-    chunk's write had started when the second chunk was planned (waiting for it too)."""
+    """Waits (``wait_until``, 10 s), while the second chunk is planned, for the first
+    chunk's write to insert, and at each chunk's finish but the last for the next chunk's
+    write to insert (a write is ``inserts_per_write`` inserts): on a loop that does not
+    overlap them the wait fails.  Records the inserts it saw each time."""
 
-    def __init__(self, engine: RecordingEngine, inserts_per_write: int, successors: int) -> None:
+    def __init__(self, engine: RecordingEngine, inserts_per_write: int, chunks: int) -> None:
         super().__init__()
         self.engine = engine
         self.inserts_per_write = inserts_per_write
-        self.successors = successors
-        self.next_write_started: list[bool] = []
-        self.planned_while_writing: bool | None = None
+        self.chunks = chunks
+        self.inserts_while_planning: int | None = None
+        self.inserts_at_finish: list[int] = []
 
     def get(self, key: str) -> SeenRecord | None:
-        if key.endswith("\x1fe2"):  # the second chunk's first event is being planned
-            self.planned_while_writing = self._wait_for(0, 10)
+        if key.endswith("\x1fe2") and self.inserts_while_planning is None:
+            inserted = wait_until(
+                lambda: self.engine.inserts,
+                10,
+                "the first chunk's write to insert while the second chunk is planned",
+                every=0.005,
+            )
+            self.inserts_while_planning = len(inserted)
         return super().get(key)
 
     def put_many(self, entries: Sequence[tuple[str, SeenRecord]]) -> None:
-        finished = len(self.next_write_started) + 1  # this chunk's number
-        wait = 10 if finished <= self.successors else 0
-        self.next_write_started.append(self._wait_for(finished * self.inserts_per_write, wait))
+        finished = len(self.inserts_at_finish) + 1  # this chunk's number
+        if finished < self.chunks:
+            own = finished * self.inserts_per_write  # its write and those before it
+            wait_until(
+                lambda: len(self.engine.inserts) > own,
+                10,
+                f"chunk {finished + 1}'s write to insert while chunk {finished} is finished",
+                every=0.005,
+            )
+        self.inserts_at_finish.append(len(self.engine.inserts))
         super().put_many(entries)
-
-    def _wait_for(self, more_than: int, seconds: float) -> bool:
-        """Whether the engine holds more than ``more_than`` inserts within ``seconds``."""
-        deadline = time.monotonic() + seconds
-        while len(self.engine.inserts) <= more_than and time.monotonic() < deadline:
-            time.sleep(0.005)
-        return len(self.engine.inserts) > more_than
 
 
 def test_chunks_are_planned_and_finished_while_their_neighbour_is_written() -> None:
     engine = RecordingEngine()
-    store, log = WriteWatchingStore(engine, inserts_per_write=2, successors=2), []
+    store, log = WriteWatchingStore(engine, inserts_per_write=2, chunks=3), []
     meter = batch_meter(sink(engine), store, {0: 0}, log)
     records = [record(n, f"e{n}", 1) for n in range(6)]  # three chunks of two
     asyncio.run(meter(records))
     assert [table for table, _ in engine.inserts] == ["usage_events", "meter_window_agg_feed"] * 3
     # the second chunk is planned while the first one is written; the first two chunks
     # are finished while their successor is written (the last one has none)
-    assert store.planned_while_writing is True
-    assert store.next_write_started == [True, True, False]
+    assert store.inserts_while_planning is not None
+    assert store.inserts_while_planning >= 1
+    first, second, last = store.inserts_at_finish
+    assert first > 2
+    assert second > 4
+    assert last == 6
     assert len(store.data) == 6
     assert log == ["resume [0]", "dead []", "dead []", "dead []"]
 
