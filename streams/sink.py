@@ -21,9 +21,11 @@ A batch goes through three steps; the comments say what a crash after each one c
       (:func:`window_writes`);
       *crash or failure: progress is reloaded, and each table is written only what it
       lacks: nothing is skipped, nothing counted twice.*
+   b and c run at the same time, each on its own connection (neither depends on the
+   other, and step 3 waits for both), so ClickHouse works on the two inserts at once.
    On a ClickHouse cluster (``schemas.storage.cluster``) the plan is split by the shard
    of each row's subject and steps a–c run per shard, each shard with its own progress
-   and connection (a write waits for all the shard's replicas).
+   and connections (a write waits for all the shard's replicas).
    Failed writes are retried with back-off until ``retry_seconds``; then
    :class:`SinkFailed` is raised and the worker must exit *without acknowledging* the
    batch (see ``streams.app``), so the records are read again by the next owner.
@@ -39,6 +41,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from functools import partial
 from typing import Protocol, TypeVar
 
@@ -132,6 +135,8 @@ class MeteringSink:
         self.horizon_ms = horizon_ms
         self._next_offset: dict[int, int] = {}
         self._lock = threading.Lock()
+        self._raw_writer = ThreadPoolExecutor(1, thread_name_prefix="meterline-raw-insert")
+        """Inserts the raw events while the calling thread inserts the windows."""
 
     # -- step 1 ---------------------------------------------------------------------------
     def unanchored(self, records: Sequence[Record]) -> set[int]:
@@ -203,9 +208,7 @@ class MeteringSink:
                 else list(zip(self._shards, split_plan(plan, len(self._shards)), strict=True))
             )
             for shard, part in parts:
-                if part.raw_rows:
-                    self._with_retry(shard, partial(shard.insert_raw, part.raw_rows), started)
-                counts = self._with_retry(shard, partial(self._write_windows, shard, part), started)
+                counts = self._write_shard(shard, part, started)
                 totals = [a + b for a, b in zip(totals, counts, strict=True)]
         fresh, repaired, skipped = totals
         metrics.FLUSH_SECONDS.observe(time.monotonic() - started)
@@ -219,6 +222,26 @@ class MeteringSink:
         for partition in plan.spans:
             offset = max(shard.progress["minute"].get(partition, -1) for shard in self._shards)
             metrics.LAST_OFFSET.labels(str(partition)).set(offset)
+
+    def _write_shard(self, shard: _Shard, plan: BatchPlan, started: float) -> tuple[int, int, int]:
+        """Steps b and c on one shard at the same time, each on its own connection: the
+        raw events in the raw-insert thread, the windows in this one.  Neither depends on
+        the other (a rewrite of raw events collapses, windows go by their progress), and
+        the chunk is finished only once both are stored, so the order of their ends does
+        not matter; ClickHouse works on both inserts at once."""
+        raw: Future[None] | None = None
+        if plan.raw_rows:
+            insert = partial(shard.insert_raw, plan.raw_rows)
+            raw = self._raw_writer.submit(self._with_retry, shard, insert, started, raw=True)
+        try:
+            counts = self._with_retry(shard, partial(self._write_windows, shard, plan), started)
+        except BaseException:
+            if raw is not None:  # no insert left running behind a failed write
+                wait([raw])
+            raise
+        if raw is not None:
+            raw.result()  # its SinkFailed, if it gave up
+        return counts
 
     def _write_windows(self, shard: _Shard, plan: BatchPlan) -> tuple[int, int, int]:
         """One attempt on one shard: repairs, then the main feed; ``(contributions
@@ -269,7 +292,11 @@ class MeteringSink:
                     table[partition] = high
         return fresh, repaired, skipped
 
-    def _with_retry(self, shard: _Shard, action: Callable[[], T], started: float) -> T:
+    def _with_retry(
+        self, shard: _Shard, action: Callable[[], T], started: float, *, raw: bool = False
+    ) -> T:
+        """``action`` until it succeeds, reconnecting between attempts (``raw``: the
+        raw-insert connection); :class:`SinkFailed` past ``retry_seconds``."""
         delay = 0.2
         while True:
             try:
@@ -281,7 +308,7 @@ class MeteringSink:
                     ) from exc
                 metrics.FLUSH_RETRIES.inc()
                 log.warning("ClickHouse write failed (%r); retrying in %.1fs", exc, delay)
-                shard.reset_connection()
+                shard.reset_connection(raw=raw)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
@@ -300,6 +327,7 @@ class MeteringSink:
         with self._lock:
             for shard in self._shards:
                 shard.reset_connection()
+                shard.reset_connection(raw=True)
 
     # -- step 3 ---------------------------------------------------------------------------
     def finish(self, plan: BatchPlan, store: SeenStore) -> None:
@@ -322,6 +350,7 @@ class _Shard:
     def __init__(self, engine_factory: Callable[[], Engine], database: str) -> None:
         self._factory = engine_factory
         self._engine: Engine | None = None
+        self._raw_engine: Engine | None = None
         self.events = EventsTable(database)
         self.windows = WindowsTable(database)
         self.store = WindowStore(database)
@@ -334,10 +363,18 @@ class _Shard:
         return self._engine
 
     def insert_raw(self, rows: Sequence[RawRow]) -> None:
-        self.connected().insert(*self.events.insert_args(rows))
+        """On a connection of its own: it runs while the windows are inserted."""
+        if self._raw_engine is None:
+            self._raw_engine = self._factory()
+        self._raw_engine.insert(*self.events.insert_args(rows))
 
-    def reset_connection(self) -> None:
-        engine, self._engine = self._engine, None
+    def reset_connection(self, *, raw: bool = False) -> None:
+        """Close the windows connection (``raw``: the raw-insert one); the next use opens
+        it again."""
+        if raw:
+            engine, self._raw_engine = self._raw_engine, None
+        else:
+            engine, self._engine = self._engine, None
         if engine is not None:
             try:
                 engine.close()

@@ -3,6 +3,7 @@ engine and records of generated events."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -57,7 +58,9 @@ def events_in(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
 
 class RecordingEngine:
     """Records inserts; answers the progress query with ``progress`` for every windows
-    table, or per table with ``by_table``."""
+    table, or per table with ``by_table``.  The raw events and the windows of one write
+    are inserted from two threads at once (``streams.sink``), so their order in
+    ``inserts`` is not defined (:func:`per_write`)."""
 
     name = "recording"
     cluster: str | None = None
@@ -73,6 +76,7 @@ class RecordingEngine:
         self.fail = fail
         self.inserts: list[tuple[str, int]] = []
         self.progress_reads = 0
+        self.lock = threading.Lock()
 
     def execute(self, sql: str) -> list[tuple[Any, ...]]:
         assert "maxMerge(max_offset)" in sql
@@ -82,13 +86,19 @@ class RecordingEngine:
 
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """Records (table, events): the events column of aggregated rows, else rows."""
-        if self.fail:
-            self.fail -= 1
-            raise ConnectionError("boom")
-        self.inserts.append((table.split(".")[-1], events_in(columns, rows)))
+        with self.lock:
+            if self.fail:
+                self.fail -= 1
+                raise ConnectionError("boom")
+            self.inserts.append((table.split(".")[-1], events_in(columns, rows)))
 
     def close(self) -> None:
         pass
+
+
+def per_write(inserts: Sequence[tuple[str, int]]) -> list[tuple[str, int]]:
+    """Inserts sorted: the raw events and the windows of a write come in either order."""
+    return sorted(inserts)
 
 
 def event(event_id: str, n: Any, *, at: int = T0) -> UsageEvent:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -34,6 +35,7 @@ from tests.streams.sink_kit import (
     events_in,
     named_feed,
     named_raw,
+    per_write,
     record,
     sink,
 )
@@ -86,7 +88,7 @@ def test_write_skips_window_rows_already_stored_before_a_crash() -> None:
     plan = s.plan([record(0, "a", 1), record(1, "b", 1), record(2, "c", 1)], Store())
     s.write(plan)
     # raw rows are rewritten (they collapse); only offset 2's window row is new
-    assert engine.inserts == [("usage_events", 3), ("meter_window_agg_feed", 1)]
+    assert per_write(engine.inserts) == [("meter_window_agg_feed", 1), ("usage_events", 3)]
 
 
 def test_seen_is_recorded_only_in_finish_after_the_write() -> None:
@@ -103,10 +105,72 @@ def test_write_retries_then_fails_loudly() -> None:
     engine = RecordingEngine(fail=2)
     s = sink(engine, retry_seconds=30)
     s.write(s.plan([record(0, "a", 1)], Store()))
-    assert engine.inserts == [("usage_events", 1), ("meter_window_agg_feed", 1)]
+    assert per_write(engine.inserts) == [("meter_window_agg_feed", 1), ("usage_events", 1)]
     stubborn = RecordingEngine(fail=10**6)
     with pytest.raises(SinkFailed, match="ClickHouse write failed"):
         sink(stubborn, retry_seconds=0.5).write(sink(stubborn).plan([record(0, "a", 1)], Store()))
+
+
+class RawWaitsForWindows(RecordingEngine):
+    """The raw insert waits (``wait_until``, 10 s) for the windows insert to begin: on a
+    sink that inserts them one after the other the wait fails.  ``raw_fails``: the raw
+    insert then raises that many times."""
+
+    def __init__(self, raw_fails: int = 0) -> None:
+        super().__init__()
+        self.raw_fails = raw_fails
+        self.windows_started = threading.Event()
+        self.threads: set[str] = set()
+
+    def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        self.threads.add(threading.current_thread().name)
+        if table.endswith("usage_events"):
+            wait_until(self.windows_started.is_set, 10, "the windows insert to begin", every=0.005)
+            with self.lock:
+                if self.raw_fails:
+                    self.raw_fails -= 1
+                    raise ConnectionError("raw insert lost")
+        else:
+            self.windows_started.set()
+        super().insert(table, columns, rows)
+
+
+def test_raw_events_and_windows_are_inserted_at_the_same_time() -> None:
+    engine = RawWaitsForWindows()
+    s = sink(engine)
+    s.write(s.plan([record(0, "a", 1), record(1, "b", 2)], Store()))
+    assert per_write(engine.inserts) == [("meter_window_agg_feed", 2), ("usage_events", 2)]
+    assert len(engine.threads) == 2  # the caller's thread and the raw-insert thread
+
+
+def test_a_raw_insert_that_keeps_failing_fails_the_write_after_the_windows() -> None:
+    engine = RawWaitsForWindows(raw_fails=10**6)
+    s = sink(engine, retry_seconds=0.5)
+    with pytest.raises(SinkFailed, match="raw insert lost"):
+        s.write(s.plan([record(0, "a", 1)], Store()))
+    # the windows were stored (their progress covers them); the chunk is not finished,
+    # so its records are read again and only the raw rows, which collapse, are rewritten
+    assert engine.inserts == [("meter_window_agg_feed", 1)]
+
+
+def test_a_windows_failure_waits_for_the_raw_insert_before_it_is_raised() -> None:
+    class WindowsFail(RecordingEngine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.raw_done = threading.Event()
+
+        def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+            if table.endswith("usage_events"):
+                time.sleep(0.3)  # still running when the windows give up
+                super().insert(table, columns, rows)
+                self.raw_done.set()
+                return
+            raise ConnectionError("windows lost")
+
+    engine = WindowsFail()
+    with pytest.raises(SinkFailed, match="windows lost"):
+        sink(engine, retry_seconds=0.1).write(sink(engine).plan([record(0, "a", 1)], Store()))
+    assert engine.raw_done.is_set()  # no insert left running behind the failed write
 
 
 def test_a_forward_jump_in_offsets_is_refused_a_step_back_is_not() -> None:
@@ -155,7 +219,7 @@ def test_a_record_delivered_twice_in_one_batch_counts_once() -> None:
     assert sum(r.value for r in named_feed(plan)) == Decimal(7)
     assert plan.outcomes == {"new": 2, "redelivered": 1}
     s.write(plan)
-    assert engine.inserts == [("usage_events", 2), ("meter_window_agg_feed", 2)]
+    assert per_write(engine.inserts) == [("meter_window_agg_feed", 2), ("usage_events", 2)]
 
 
 def test_progress_is_reloaded_after_a_partition_comes_back() -> None:
@@ -166,7 +230,7 @@ def test_progress_is_reloaded_after_a_partition_comes_back() -> None:
     s.forget_partitions([0])  # assigned back to this worker
     engine.inserts.clear()
     s.write(s.plan([record(8, "h", 1), record(9, "i", 1), record(10, "j", 1)], Store()))
-    assert engine.inserts == [("usage_events", 3), ("meter_window_agg_feed", 1)]
+    assert per_write(engine.inserts) == [("meter_window_agg_feed", 1), ("usage_events", 3)]
 
 
 def feed_row(offset: int) -> Contribution:
@@ -223,8 +287,8 @@ def test_a_failure_between_views_is_repaired_without_counting_twice() -> None:
     engine = PartialEngine()
     s = sink(engine)
     s.write(s.plan([record(0, "a", 1), record(1, "b", 2)], Store()))
-    assert engine.inserts == [
-        ("usage_events", 2),
+    assert ("usage_events", 2) in engine.inserts  # alongside, from the raw-insert thread
+    assert [insert for insert in engine.inserts if insert[0] != "usage_events"] == [
         ("meter_window_agg_feed", 2),  # landed in the minute table only, then failed
         ("meter_window_agg_feed_repair_hourly", 2),  # the retry: the rollups get them,
         ("meter_window_agg_feed_repair_daily", 2),  # the minute table nothing more
@@ -360,7 +424,10 @@ def test_chunks_are_planned_and_finished_while_their_neighbour_is_written() -> N
     meter = batch_meter(sink(engine), store, {0: 0}, log)
     records = [record(n, f"e{n}", 1) for n in range(6)]  # three chunks of two
     asyncio.run(meter(records))
-    assert [table for table, _ in engine.inserts] == ["usage_events", "meter_window_agg_feed"] * 3
+    writes = [engine.inserts[n : n + 2] for n in (0, 2, 4)]  # one write at a time
+    assert [sorted(table for table, _ in write) for write in writes] == [
+        ["meter_window_agg_feed", "usage_events"]
+    ] * 3
     # the second chunk is planned while the first one is written; the first two chunks
     # are finished while their successor is written (the last one has none)
     assert store.inserts_while_planning is not None
@@ -418,6 +485,6 @@ def test_on_a_cluster_each_shard_gets_its_subjects_and_keeps_its_own_progress() 
         for offset, n in enumerate(order)
     ]
     s.write(s.plan(records, Store()))
-    assert shards[0].inserts == [("usage_events", 2), ("meter_window_agg_feed", 2)]
+    assert per_write(shards[0].inserts) == [("meter_window_agg_feed", 2), ("usage_events", 2)]
     # offsets 0 and 1 are shard 1's stored progress: only offset 3 is new there
-    assert shards[1].inserts == [("usage_events", 3), ("meter_window_agg_feed", 1)]
+    assert per_write(shards[1].inserts) == [("meter_window_agg_feed", 1), ("usage_events", 3)]
