@@ -8,8 +8,8 @@ fresh topics, times the bare confluent-kafka consume + orjson baseline on them, 
 supervised worker (``python -m streams worker``) per run: events/s from the first stored
 event until everything is stored (every raw event, and windows holding exactly the
 generated totals), and beside it until everything is also committed (zero consumer lag;
-the worker commits on a 1-second timer, which on a run of a few seconds moves this figure
-by up to a second's worth), the worker's process CPU per event (supervisor and child, every
+the worker commits on a timer, which on a run of a few seconds moves this figure by up to
+a timer period), the worker's process CPU per event (supervisor and child, every
 thread), the ClickHouse server's and the broker's CPU per event over the same span, and
 exact totals.  Prints one JSON line per stage; everything is deleted after.
 

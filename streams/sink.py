@@ -40,7 +40,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from functools import partial
 from typing import Protocol, TypeVar
@@ -49,9 +49,6 @@ from schemas.errors import MeterlineError
 from schemas.metering.definitions import Aggregation, MeterSet
 from schemas.storage.agg_feed import Contribution, pre_aggregate
 from schemas.storage.engine import REPLY_TIMEOUT_S, Engine
-from schemas.storage.events_table import EventsTable, RawRow
-from schemas.storage.rollups import WindowStore
-from schemas.storage.windows_table import WindowsTable
 from streams import metrics
 from streams.dedupe import DEFAULT_HORIZON_MS, SeenRecord
 from streams.plan import (
@@ -63,6 +60,7 @@ from streams.plan import (
     split_plan,
 )
 from streams.planner import Planner
+from streams.shard import Connection, Shard
 
 __all__ = [
     "BatchPlan",
@@ -127,7 +125,7 @@ class MeteringSink:
             late_grace_ms=late_grace_ms,
         )
         factories = [engine_factory] if shards is None else list(shards)
-        self._shards = [_Shard(factory, database) for factory in factories]
+        self._shards = [Shard(factory, database) for factory in factories]
         self._unique = frozenset(
             m.slug for m in meters if m.aggregation is Aggregation.UNIQUE_COUNT
         )
@@ -223,7 +221,7 @@ class MeteringSink:
             offset = max(shard.progress["minute"].get(partition, -1) for shard in self._shards)
             metrics.LAST_OFFSET.labels(str(partition)).set(offset)
 
-    def _write_shard(self, shard: _Shard, plan: BatchPlan, started: float) -> tuple[int, int, int]:
+    def _write_shard(self, shard: Shard, plan: BatchPlan, started: float) -> tuple[int, int, int]:
         """Steps b and c on one shard at the same time, each on its own connection: the
         raw events in the raw-insert thread, the windows in this one.  Neither depends on
         the other (a rewrite of raw events collapses, windows go by their progress), and
@@ -232,9 +230,10 @@ class MeteringSink:
         raw: Future[None] | None = None
         if plan.raw_rows:
             insert = partial(shard.insert_raw, plan.raw_rows)
-            raw = self._raw_writer.submit(self._with_retry, shard, insert, started, raw=True)
+            raw = self._raw_writer.submit(self._with_retry, shard.raw_connection, insert, started)
         try:
-            counts = self._with_retry(shard, partial(self._write_windows, shard, plan), started)
+            write = partial(self._write_windows, shard, plan)
+            counts = self._with_retry(shard.windows_connection, write, started)
         except BaseException:
             if raw is not None:  # no insert left running behind a failed write
                 wait([raw])
@@ -243,7 +242,7 @@ class MeteringSink:
             raw.result()  # its SinkFailed, if it gave up
         return counts
 
-    def _write_windows(self, shard: _Shard, plan: BatchPlan) -> tuple[int, int, int]:
+    def _write_windows(self, shard: Shard, plan: BatchPlan) -> tuple[int, int, int]:
         """One attempt on one shard: repairs, then the main feed; ``(contributions
         written to every table, contributions repaired, contributions skipped as stored)``.
 
@@ -256,7 +255,7 @@ class MeteringSink:
         if not spans:
             return 0, 0, 0
         progress = shard.load_progress(set(spans), self.namespace)
-        engine = shard.connected()
+        engine = shard.windows_connection.engine()
         try:
             if all(
                 low > max(table.get(partition, -1) for table in progress.values())
@@ -292,11 +291,9 @@ class MeteringSink:
                     table[partition] = high
         return fresh, repaired, skipped
 
-    def _with_retry(
-        self, shard: _Shard, action: Callable[[], T], started: float, *, raw: bool = False
-    ) -> T:
-        """``action`` until it succeeds, reconnecting between attempts (``raw``: the
-        raw-insert connection); :class:`SinkFailed` past ``retry_seconds``."""
+    def _with_retry(self, connection: Connection, action: Callable[[], T], started: float) -> T:
+        """``action`` until it succeeds, resetting ``connection`` (the one it uses)
+        between attempts; :class:`SinkFailed` past ``retry_seconds``."""
         delay = 0.2
         while True:
             try:
@@ -308,7 +305,7 @@ class MeteringSink:
                     ) from exc
                 metrics.FLUSH_RETRIES.inc()
                 log.warning("ClickHouse write failed (%r); retrying in %.1fs", exc, delay)
-                shard.reset_connection(raw=raw)
+                connection.reset()
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
@@ -326,8 +323,7 @@ class MeteringSink:
         """Close the connection to every shard (the next write opens them again)."""
         with self._lock:
             for shard in self._shards:
-                shard.reset_connection()
-                shard.reset_connection(raw=True)
+                shard.close()
 
     # -- step 3 ---------------------------------------------------------------------------
     def finish(self, plan: BatchPlan, store: SeenStore) -> None:
@@ -341,63 +337,6 @@ class MeteringSink:
             metrics.DEAD_LETTERS.labels(dead.reason.value).inc()
         for conflict in plan.conflicts:
             log.warning("dedupe conflict, first copy kept: %s", conflict)
-
-
-class _Shard:
-    """One ClickHouse shard's tables, connection and stored progress (on one server,
-    the only shard)."""
-
-    def __init__(self, engine_factory: Callable[[], Engine], database: str) -> None:
-        self._factory = engine_factory
-        self._engine: Engine | None = None
-        self._raw_engine: Engine | None = None
-        self.events = EventsTable(database)
-        self.windows = WindowsTable(database)
-        self.store = WindowStore(database)
-        self.feeds = self.store.agg_repair_feeds()
-        self.progress: dict[str, dict[int, int]] = {label: {} for label in self.feeds}
-
-    def connected(self) -> Engine:
-        if self._engine is None:
-            self._engine = self._factory()
-        return self._engine
-
-    def insert_raw(self, rows: Sequence[RawRow]) -> None:
-        """On a connection of its own: it runs while the windows are inserted."""
-        if self._raw_engine is None:
-            self._raw_engine = self._factory()
-        self._raw_engine.insert(*self.events.insert_args(rows))
-
-    def reset_connection(self, *, raw: bool = False) -> None:
-        """Close the windows connection (``raw``: the raw-insert one); the next use opens
-        it again."""
-        if raw:
-            engine, self._raw_engine = self._raw_engine, None
-        else:
-            engine, self._engine = self._engine, None
-        if engine is not None:
-            try:
-                engine.close()
-            except Exception as exc:  # noqa: BLE001 - closing a broken connection may fail
-                log.debug("closing ClickHouse connection failed: %r", exc)
-
-    def forget(self, partitions: Iterable[int]) -> None:
-        for partition in partitions:
-            for table in self.progress.values():
-                table.pop(partition, None)
-
-    def load_progress(self, partitions: set[int], namespace: str) -> dict[str, dict[int, int]]:
-        needed = {p for p in partitions if any(p not in t for t in self.progress.values())}
-        if needed:
-            stored: dict[str, dict[int, int]] = {label: {} for label in self.progress}
-            for label, partition, offset in self.connected().execute(
-                self.store.progress(namespace).to_sql()
-            ):
-                stored[str(label)][int(partition)] = int(offset)
-            for label, table in self.progress.items():
-                for partition in needed:
-                    table[partition] = stored[label].get(partition, -1)
-        return {label: dict(table) for label, table in self.progress.items()}
 
 
 def window_writes(
