@@ -141,14 +141,16 @@ bench-scaleout: install ## Events/s and CPU per event for 1, 2 and 3 workers on 
 	$(PY) deploy/stack.py up --topology cluster
 	set -a && eval "$$($(PY) deploy/stack.py env --topology cluster)" && $(PY) bench/bench_scaleout.py --events-per-subject $${EVENTS:-10000} --repeats $${REPEATS:-3}
 
-bench-worker: install up ## The worker's CPU per event: its per-chunk path in one process, then the real worker (BASELINE=<commit> for a same-run ablation; about 5-12 min)
+bench-worker: install up ## The worker's CPU per event: its per-chunk path in one process, then the real worker on the default stage and on a long backfill (LONG= events per subject, 0 skips it; BASELINE=<commit> for a same-run ablation; about 10-25 min)
 	@if [ -n "$${BASELINE:-}" ]; then \
 		rm -rf .bench-baseline && git worktree add --detach .bench-baseline $$BASELINE >/dev/null && \
 		$(PY) bench/hot_path.py --rounds 3 --baseline-code .bench-baseline && \
-		$(PY) bench/stream_stage.py --repeats 3 --baseline-code .bench-baseline; \
+		$(PY) bench/stream_stage.py --repeats 3 --baseline-code .bench-baseline && \
+		{ [ "$${LONG:-50000}" = 0 ] || $(PY) bench/stream_stage.py --repeats 3 --events-per-subject $${LONG:-50000} --baseline-code .bench-baseline; }; \
 		rc=$$?; git worktree remove --force .bench-baseline; exit $$rc; \
 	else \
-		$(PY) bench/hot_path.py --rounds 3 && $(PY) bench/stream_stage.py --repeats 3; \
+		$(PY) bench/hot_path.py --rounds 3 && $(PY) bench/stream_stage.py --repeats 3 && \
+		{ [ "$${LONG:-50000}" = 0 ] || $(PY) bench/stream_stage.py --repeats 3 --events-per-subject $${LONG:-50000}; }; \
 	fi
 
 bench-entitlements: install up ## Entitlement check p50/p95/p99 with 10k customers and a month of windows, against /whoami (CUSTOMERS=, REQUESTS=; about 6 min)
