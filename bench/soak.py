@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -37,7 +38,7 @@ from confluent_kafka import Producer
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ingest.admin import ensure_topics, meterline_topics  # noqa: E402
+from ingest.admin import delete_state, ensure_topics, meterline_topics  # noqa: E402
 from schemas.metering.definitions import load_meters  # noqa: E402
 from schemas.settings import Settings  # noqa: E402
 from schemas.storage.bootstrap import ensure_schema  # noqa: E402
@@ -171,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             "events_topic": f"{tag}.events",
             "dead_letter_topic": f"{tag}.dead-letter",
             "invoices_topic": f"{tag}.invoices",
+            "notifications_topic": f"{tag}.notifications",
             "worker_app_id": f"{tag}-metering",
             "worker_metrics_port": port,
             "worker_data_dir": str(home / "soak" / tag),
@@ -257,6 +259,11 @@ def main(argv: list[str] | None = None) -> int:
             worker.wait(60)
         engine.execute(f"DROP DATABASE IF EXISTS {settings.clickhouse_database}")
         engine.close()
+        # the run's topics, consumer group and dedupe state: gigabytes at 20M events
+        delete_state(settings)
+        data_dir = Path(settings.worker_data_dir)
+        if data_dir.exists():
+            shutil.rmtree(data_dir)
     (ROOT / "bench" / "soak-results.json").write_text(json.dumps(result, indent=1) + "\n")
     chart(result, ROOT / "docs" / "soak.png")
     print(summary(result))
