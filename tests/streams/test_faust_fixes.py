@@ -5,6 +5,7 @@ from collections import defaultdict
 from types import SimpleNamespace
 from typing import Any
 
+import faust
 from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
@@ -101,3 +102,22 @@ def test_stream_partitions_without_a_committed_offset_are_read_from_the_beginnin
     assert committed == kafka.committed  # what Faust records is unchanged
     assert sorted(kafka.sought) == [("events/1", 0), ("events/2", 17)]
     assert kafka.to_beginning == ["events/0"]  # the changelog is left to recovery
+
+
+def test_the_worker_consumer_long_polls_idle_partitions_briefly() -> None:
+    """Faust builds the consumer with a 1,500 ms long poll, which backlogged partitions
+    wait out whenever aiokafka's one fetch in flight is for idle ones (fix 3)."""
+
+    async def long_poll_ms() -> Any:
+        faust_fixes.apply()
+        app = faust.App("meterline-test-fetch-wait", broker="kafka://127.0.0.1:1")
+        thread = app.consumer._thread  # never started: its own loop is closed here
+        consumer = thread._create_worker_consumer(app.transport)
+        try:
+            return consumer._fetch_max_wait_ms  # what the consumer's fetcher is built with
+        finally:
+            await consumer.stop()
+            thread.thread_loop.close()
+
+    assert asyncio.run(long_poll_ms()) == faust_fixes.FETCH_MAX_WAIT_MS
+    assert faust_fixes.FETCH_MAX_WAIT_MS <= 100
