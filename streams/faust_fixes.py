@@ -1,7 +1,8 @@
 """Targeted fixes to faust-streaming 0.15 / aiokafka 0.14, applied by the worker.
 
 Each fix is small, pinned by a test in ``tests/streams/test_faust_fixes.py``, and
-changes nothing else.  ``docs/reliability.md`` tells how each defect was found.
+changes nothing else.  ``docs/reliability.md`` tells how the first two were found,
+``docs/metering.md`` (*Faust behaviour the worker guards against*) the third.
 
 1. Duplicate acknowledgements stall commits
 -------------------------------------------
