@@ -14,7 +14,6 @@ from rocksdict import (
     BlockBasedOptions,
     Cache,
     ColumnFamily,
-    DBCompactionStyle,
     DBCompressionType,
     Options,
     Rdict,
@@ -84,11 +83,6 @@ class SeenOptions(rocksdb.RocksDBOptions):  # type: ignore[misc]  # faust is unt
         options = self.as_options()
         options.create_missing_column_families(True)
         families = {name: self.as_options() for name in (SEEN, CHUNKS, EXPIRY)}
-        # `seen` takes a put per kept event under a random key (a hash), so every flushed
-        # file overlaps all the older ones: leveled compaction rewrites each key ~7.7
-        # times by 10M keys, universal ~6.4, for ~16 % less background CPU (figures in
-        # docs/metering.md).  RocksDB opens a store written with either style.
-        families[SEEN].set_compaction_style(DBCompactionStyle.universal())
         db = Rdict(str(path), options=options, column_families=families)
         return SeenDatabases(
             db,

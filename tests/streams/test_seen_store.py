@@ -16,9 +16,8 @@ import faust
 import orjson
 import pytest
 from faust.types import TP
-from rocksdict import DBCompactionStyle
 
-from streams import seen_codec, seen_filter, seen_options, seen_store
+from streams import seen_codec, seen_filter, seen_store
 from streams import seen_table as table_module
 from streams.dedupe import SeenRecord
 from streams.local_state import claim_slot
@@ -249,57 +248,6 @@ def test_a_reopened_store_answers_from_disk_and_keeps_its_offsets(tmp_path: Path
     assert keys.added == 2_001
     assert all(keys.may_contain(seen_store.key_hash(f"k{i}".encode())) for i in range(2_000))
     assert again.seen.get("r") == SeenRecord(1, 5000, "h", T0, 0)
-
-
-def _compaction_styles(index_dir: Path) -> dict[str, str]:
-    """Column family → compaction style, from the newest OPTIONS file RocksDB wrote."""
-    text = max(index_dir.glob("OPTIONS-*"), key=lambda p: int(p.name.split("-")[1])).read_text()
-    styles, family = {}, None
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("[CFOptions "):
-            family = line.split('"')[1]
-        elif line.startswith("compaction_style=") and family is not None:
-            styles[family] = line.split("=", 1)[1]
-    return styles
-
-
-def test_a_store_written_with_leveled_compaction_reopens_under_universal(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """An index of an earlier build (leveled everywhere, keys in the bottom level) opens
-    with this build's options — `seen` universal — and answers for every key."""
-
-    class EarlierBuild:  # every family leveled, RocksDB's default
-        universal = staticmethod(DBCompactionStyle.level)
-
-    monkeypatch.setattr(seen_options, "DBCompactionStyle", EarlierBuild)
-    first = open_store(tmp_path)
-    kept = [(f"k{i}", rec(i % 4, i, T0 + i)) for i in range(20_000)]
-    first.seen.put_many(kept)
-    index = first.store._opened_index()
-    index.seen.compact_range(None, None)  # into the bottom level, as an old store holds them
-    assert index.seen.property_int_value("rocksdb.num-files-at-level0") == 0
-    assert index.seen.property_int_value("rocksdb.num-files-at-level6") == 1
-    index_dir = next(tmp_path.rglob("dedupe-index.db"))
-    assert _compaction_styles(index_dir)["seen"] == "kCompactionStyleLevel"
-    first.store.close()
-    del first, index
-
-    monkeypatch.undo()
-    again = open_store(tmp_path)
-    assert again.seen.get_many([key for key, _ in kept]) == [record for _, record in kept]
-    assert _compaction_styles(index_dir) == {
-        "default": "kCompactionStyleLevel",
-        "seen": "kCompactionStyleUniversal",
-        "chunks": "kCompactionStyleLevel",
-        "expiry": "kCompactionStyleLevel",
-    }
-    more = [(f"m{i}", rec(i % 4, 20_000 + i, T0 + i)) for i in range(5_000)]
-    again.seen.put_many(more)
-    assert again.seen.get("k7") == rec(3, 7, T0 + 7)
-    assert again.seen.get("m4999") == rec(3, 24_999, T0 + 4999)
-    again.store.close()
 
 
 def test_a_hash_collision_never_answers_for_another_key(
