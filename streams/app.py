@@ -68,6 +68,8 @@ RESTORE_BATCH = 20
 """Changelog messages (entries) a restore applies at a time: ~1.5 s of the event loop at
 5,000 keys an entry, so heartbeats keep flowing and report the restore's progress."""
 PURGE_SLICES = 10_000
+STORE_STATS_INTERVAL_S = 15.0
+"""How often the dedupe store's gauges are read from RocksDB (a few property reads)."""
 
 
 @dataclass(slots=True)
@@ -286,8 +288,25 @@ def create_worker(
             log.info("purged %d dedupe records older than the horizon", expired)
 
     app.timer(interval=600.0, on_leader=False)(purge_expired)
+
+    async def store_stats() -> None:
+        report_store(store)
+
+    app.timer(interval=STORE_STATS_INTERVAL_S, on_leader=False)(store_stats)
     supervise_from_child(app, state, settings.events_topic, settings.worker_failpoint, sink)
     return Worker(app=app, sink=sink, store=store, state=state)
+
+
+def report_store(store: TableSeenStore) -> None:
+    """Set the dedupe store's gauges (keys, table-file bytes, compaction debt); left as
+    they were while the store's index is not open.  Runs on the event loop, which owns
+    the store."""
+    stats = store.index.disk_stats()
+    if stats is None:
+        return
+    metrics.DEDUPE_KEYS.set(stats.keys)
+    metrics.DEDUPE_SST_BYTES.set(stats.sst_bytes)
+    metrics.DEDUPE_PENDING_COMPACTION_BYTES.set(stats.pending_compaction_bytes)
 
 
 def _die(message: str, code: int = EXIT_SINK_FAILED) -> None:

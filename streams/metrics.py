@@ -39,3 +39,16 @@ LATE = Counter(
 DEDUPE_EXPIRED = Counter(
     "meterline_stream_dedupe_expired_total", "Dedupe records purged beyond the horizon."
 )
+DEDUPE_KEYS = Gauge(
+    "meterline_stream_dedupe_keys",
+    "Dedupe keys retained in the worker's store on disk (RocksDB's estimate).",
+)
+DEDUPE_SST_BYTES = Gauge(
+    "meterline_stream_dedupe_sst_bytes",
+    "Bytes of the dedupe store's table files on the worker's disk.",
+)
+DEDUPE_PENDING_COMPACTION_BYTES = Gauge(
+    "meterline_stream_dedupe_pending_compaction_bytes",
+    "Bytes the dedupe store's compaction still has to rewrite (RocksDB's estimate); "
+    "steady growth means compaction falls behind the writes.",
+)

@@ -4,12 +4,24 @@ The worker's own index is :class:`streams.seen_store.SeenIndexStore`."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from streams.dedupe import SeenRecord
 from streams.seen_codec import Indexed, raw_entries
 
-__all__ = ["ScanIndex", "SeenIndex"]
+__all__ = ["ScanIndex", "SeenIndex", "StoreStats"]
+
+
+class StoreStats(NamedTuple):
+    """What a dedupe store holds on the worker's disk, from RocksDB's own estimates."""
+
+    keys: int
+    """Dedupe keys indexed (estimated: exact in memtables, from file metadata on disk)."""
+    sst_bytes: int
+    """Bytes of the store's table files, every database and column family."""
+    pending_compaction_bytes: int
+    """Bytes RocksDB estimates its compaction still has to rewrite: a figure that keeps
+    growing means compaction falls behind the writes."""
 
 
 class SeenIndex(Protocol):
@@ -19,6 +31,7 @@ class SeenIndex(Protocol):
         self, threshold_ms: int, limit: int | None = None
     ) -> list[tuple[bytes, int, int]]: ...
     def refresh(self) -> None: ...
+    def disk_stats(self) -> StoreStats | None: ...
 
 
 class ScanIndex:
@@ -52,3 +65,7 @@ class ScanIndex:
 
     def refresh(self) -> None:
         pass
+
+    def disk_stats(self) -> StoreStats | None:
+        """Nothing on disk."""
+        return None

@@ -83,7 +83,7 @@ from streams.seen_codec import (
     unpack,
 )
 from streams.seen_filter import IndexFilter
-from streams.seen_index import ScanIndex, SeenIndex
+from streams.seen_index import ScanIndex, SeenIndex, StoreStats
 from streams.seen_options import SeenDatabases, SeenOptions, StoreLimits
 
 __all__ = ["SeenIndexStore", "StoreLimits", "index_of"]
@@ -281,6 +281,24 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
     def set_persisted_offset(self, tp: Any, offset: int) -> None:
         if self._assigned is None or tp.partition in self._assigned:
             super().set_persisted_offset(tp, offset)
+
+    def disk_stats(self) -> StoreStats | None:
+        """The store's size on disk, for the worker's metrics; ``None`` while the index is
+        not open (it is not opened for this).  Call it from the thread that writes and
+        closes the store (the event loop)."""
+        index = self._index
+        if index is None:
+            return None
+        families = (index.seen, index.chunks, index.expiry, *self._dbs.values())
+
+        def total(name: str) -> int:
+            return sum(family.property_int_value(name) or 0 for family in families)
+
+        return StoreStats(
+            keys=index.seen.property_int_value("rocksdb.estimate-num-keys") or 0,
+            sst_bytes=total("rocksdb.total-sst-files-size"),
+            pending_compaction_bytes=total("rocksdb.estimate-pending-compaction-bytes"),
+        )
 
     # -- lifecycle -----------------------------------------------------------------------
     def _opened_index(self) -> SeenDatabases:

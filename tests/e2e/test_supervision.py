@@ -107,12 +107,33 @@ def test_killed_and_frozen_children_are_replaced_and_counted(
     counted = restarts(settings)
     assert counted.get("signalled") == 1.0
     assert counted.get("no_heartbeat") == 1.0
-    text = httpx.get(f"http://127.0.0.1:{settings.worker_metrics_port}/metrics").text
-    assert "meterline_worker_child_starts_total 3.0" in text
-    # the child's own registry, served through the supervisor: a series the child always
-    # has, not one of its outcomes (the last child may find every event already metered
-    # by the two before it, and then counts no "new" event)
-    assert "meterline_stream_dedupe_expired_total" in text
+
+    def metrics() -> str:
+        return httpx.get(f"http://127.0.0.1:{settings.worker_metrics_port}/metrics").text
+
+    def series(text: str, name: str) -> float | None:
+        values = [
+            float(line.split()[1]) for line in text.splitlines() if line.startswith(name + " ")
+        ]
+        return values[0] if values else None
+
+    assert "meterline_worker_child_starts_total 3.0" in metrics()
+    # the child's own registry, served through the supervisor (which answers with its own
+    # alone while the child's endpoint does not answer within 2 s): a series the child
+    # always has, not one of its outcomes (the last child may find every event already
+    # metered by the two before it, and then counts no "new" event)
+    wait_until(
+        lambda: series(metrics(), "meterline_stream_dedupe_expired_total") is not None,
+        30,
+        "the child's metrics through the supervisor",
+    )
+    # the dedupe store's gauges, set every STORE_STATS_INTERVAL_S once the child's index is
+    # open (its recovery opens it): the keys the children before it recorded
+    wait_until(
+        lambda: (series(metrics(), "meterline_stream_dedupe_keys") or 0) > 0,
+        60,
+        "the dedupe store's gauges",
+    )
 
     os.killpg(supervisor.pid, 0)  # still there
     supervisor.send_signal(signal.SIGTERM)  # a requested stop: no restart, exit 0

@@ -250,6 +250,47 @@ def test_a_reopened_store_answers_from_disk_and_keeps_its_offsets(tmp_path: Path
     assert again.seen.get("r") == SeenRecord(1, 5000, "h", T0, 0)
 
 
+def test_the_worker_reports_the_store_on_disk_once_its_index_is_open(opened: Opened) -> None:
+    """``streams.app.report_store`` sets the dedupe gauges from RocksDB's own figures,
+    and leaves them alone (never opening the index for it) while the index is closed."""
+    from prometheus_client import REGISTRY
+
+    from streams import app, metrics
+
+    def gauge(name: str) -> float | None:
+        return REGISTRY.get_sample_value(name)
+
+    for g in (
+        metrics.DEDUPE_KEYS,
+        metrics.DEDUPE_SST_BYTES,
+        metrics.DEDUPE_PENDING_COMPACTION_BYTES,
+    ):
+        g.set(-1)
+    app.report_store(opened.seen)  # not open yet: nothing read, nothing opened
+    assert opened.store._index is None
+    assert gauge("meterline_stream_dedupe_keys") == -1
+
+    opened.seen.put_many([(f"k{i}", rec(i % 4, i, T0 + i)) for i in range(3_000)])
+    app.report_store(opened.seen)
+    assert gauge("meterline_stream_dedupe_keys") == 3_000  # in memtables: exact
+    assert gauge("meterline_stream_dedupe_sst_bytes") == 0  # nothing flushed yet
+    assert gauge("meterline_stream_dedupe_pending_compaction_bytes") == 0
+
+    index = opened.store._opened_index()
+    for family in (index.seen, index.chunks, index.expiry, *opened.store._dbs.values()):
+        family.flush()
+    app.report_store(opened.seen)
+    stats = opened.store.disk_stats()
+    assert stats is not None
+    assert 3_000 * 16 < stats.sst_bytes == gauge("meterline_stream_dedupe_sst_bytes")
+    assert gauge("meterline_stream_dedupe_keys") == stats.keys > 0
+
+    opened.store.close()
+    assert opened.store.disk_stats() is None
+    app.report_store(opened.seen)  # closed: the gauges keep their last figures
+    assert gauge("meterline_stream_dedupe_sst_bytes") == stats.sst_bytes
+
+
 def test_a_hash_collision_never_answers_for_another_key(
     opened: Opened, monkeypatch: pytest.MonkeyPatch
 ) -> None:
