@@ -4,6 +4,7 @@ reasons for each value in ``docs/metering.md``."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -20,7 +21,17 @@ from rocksdict import (
     WriteBufferManager,
 )
 
-__all__ = ["CHUNKS", "EXPIRY", "SEEN", "SeenDatabases", "SeenOptions", "StoreLimits"]
+from streams.seen_index import StoreStats
+
+__all__ = [
+    "CHUNKS",
+    "EXPIRY",
+    "SEEN",
+    "SeenDatabases",
+    "SeenOptions",
+    "StoreLimits",
+    "disk_stats",
+]
 
 MiB = 1024 * 1024
 SEEN, CHUNKS, EXPIRY = "seen", "chunks", "expiry"
@@ -122,3 +133,18 @@ class SeenOptions(rocksdb.RocksDBOptions):  # type: ignore[misc]  # faust is unt
             table.set_pin_l0_filter_and_index_blocks_in_cache(True)
         options.set_block_based_table_factory(table)
         return options
+
+
+def disk_stats(index: SeenDatabases, partition_dbs: Iterable[Rdict]) -> StoreStats:
+    """The dedupe store's size on disk from RocksDB's own figures: keys of ``seen``,
+    table-file bytes and pending compaction bytes summed over every database and family."""
+    families = (index.seen, index.chunks, index.expiry, *partition_dbs)
+
+    def total(name: str) -> int:
+        return sum(family.property_int_value(name) or 0 for family in families)
+
+    return StoreStats(
+        keys=index.seen.property_int_value("rocksdb.estimate-num-keys") or 0,
+        sst_bytes=total("rocksdb.total-sst-files-size"),
+        pending_compaction_bytes=total("rocksdb.estimate-pending-compaction-bytes"),
+    )

@@ -84,7 +84,7 @@ from streams.seen_codec import (
 )
 from streams.seen_filter import IndexFilter
 from streams.seen_index import ScanIndex, SeenIndex, StoreStats
-from streams.seen_options import SeenDatabases, SeenOptions, StoreLimits
+from streams.seen_options import SeenDatabases, SeenOptions, StoreLimits, disk_stats
 
 __all__ = ["SeenIndexStore", "StoreLimits", "index_of"]
 
@@ -283,22 +283,8 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
             super().set_persisted_offset(tp, offset)
 
     def disk_stats(self) -> StoreStats | None:
-        """The store's size on disk, for the worker's metrics; ``None`` while the index is
-        not open (it is not opened for this).  Call it from the thread that writes and
-        closes the store (the event loop)."""
-        index = self._index
-        if index is None:
-            return None
-        families = (index.seen, index.chunks, index.expiry, *self._dbs.values())
-
-        def total(name: str) -> int:
-            return sum(family.property_int_value(name) or 0 for family in families)
-
-        return StoreStats(
-            keys=index.seen.property_int_value("rocksdb.estimate-num-keys") or 0,
-            sst_bytes=total("rocksdb.total-sst-files-size"),
-            pending_compaction_bytes=total("rocksdb.estimate-pending-compaction-bytes"),
-        )
+        """``None`` while the index is not open (never opened for this); event loop only."""
+        return None if self._index is None else disk_stats(self._index, self._dbs.values())
 
     # -- lifecycle -----------------------------------------------------------------------
     def _opened_index(self) -> SeenDatabases:

@@ -15,6 +15,7 @@ import httpx
 import orjson
 import pytest
 from confluent_kafka import Producer
+from prometheus_client.parser import text_string_to_metric_families
 
 from api.server import free_port
 from ingest import UsageProducer
@@ -44,14 +45,20 @@ def ready(settings: Settings) -> bool:
     return answer.status_code == 200
 
 
-def restarts(settings: Settings) -> dict[str, float]:
+def samples(settings: Settings, name: str) -> dict[str, float]:
+    """The supervisor's /metrics samples called ``name``, by their labels' values joined
+    ("" for a series without labels)."""
     text = httpx.get(f"http://127.0.0.1:{settings.worker_metrics_port}/metrics", timeout=5).text
-    prefix = 'meterline_worker_restarts_total{reason="'
     return {
-        line[len(prefix) :].split('"', 1)[0]: float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(prefix)
+        ",".join(sample.labels.values()): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
     }
+
+
+def restarts(settings: Settings) -> dict[str, float]:
+    return samples(settings, "meterline_worker_restarts_total")
 
 
 def replaced(settings: Settings, old_pid: int, within: float) -> float:
@@ -108,29 +115,20 @@ def test_killed_and_frozen_children_are_replaced_and_counted(
     assert counted.get("signalled") == 1.0
     assert counted.get("no_heartbeat") == 1.0
 
-    def metrics() -> str:
-        return httpx.get(f"http://127.0.0.1:{settings.worker_metrics_port}/metrics").text
-
-    def series(text: str, name: str) -> float | None:
-        values = [
-            float(line.split()[1]) for line in text.splitlines() if line.startswith(name + " ")
-        ]
-        return values[0] if values else None
-
-    assert "meterline_worker_child_starts_total 3.0" in metrics()
+    assert samples(settings, "meterline_worker_child_starts_total") == {"": 3.0}
     # the child's own registry, served through the supervisor (which answers with its own
     # alone while the child's endpoint does not answer within 2 s): a series the child
     # always has, not one of its outcomes (the last child may find every event already
     # metered by the two before it, and then counts no "new" event)
     wait_until(
-        lambda: series(metrics(), "meterline_stream_dedupe_expired_total") is not None,
+        lambda: samples(settings, "meterline_stream_dedupe_expired_total"),
         30,
         "the child's metrics through the supervisor",
     )
     # the dedupe store's gauges, set every STORE_STATS_INTERVAL_S once the child's index is
     # open (its recovery opens it): the keys the children before it recorded
     wait_until(
-        lambda: (series(metrics(), "meterline_stream_dedupe_keys") or 0) > 0,
+        lambda: samples(settings, "meterline_stream_dedupe_keys").get("", 0) > 0,
         60,
         "the dedupe store's gauges",
     )
