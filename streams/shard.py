@@ -4,6 +4,13 @@ two connections and the window progress it has read (on one server, the only sha
 A chunk's raw events and its windows are inserted at the same time, so a shard holds a
 :class:`Connection` for each: a failed insert resets only its own connection, and the
 other insert goes on undisturbed.
+
+Progress on a replicated shard is read from every replica, and trusted only when they
+agree (:class:`ReplicasDisagree` otherwise).  A write whose outcome the worker never
+learnt (the server died mid-insert, the quorum wait timed out) may be stored on one
+replica only; read from another, the progress would leave those windows to be written
+again — counted twice once the first copy reaches every replica.  Until the replicas
+agree, the shard is not written (its writes wait for every replica anyway).
 """
 
 from __future__ import annotations
@@ -11,14 +18,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 
-from schemas.storage.engine import Engine
+from schemas.errors import MeterlineError
+from schemas.storage.engine import Engine, ShardReplicas
 from schemas.storage.events_table import EventsTable, RawRow
 from schemas.storage.rollups import WindowStore
 from schemas.storage.windows_table import WindowsTable
 
-__all__ = ["Connection", "Shard"]
+__all__ = ["Connection", "ReplicasDisagree", "Shard"]
 
 log = logging.getLogger(__name__)
+
+
+class ReplicasDisagree(MeterlineError):
+    """The replicas of a shard hold different window progress for the worker's partitions:
+    a write is still on its way to every replica (or is being dropped for a failed
+    quorum).  Retried: nothing is written to the shard until they agree."""
 
 
 class Connection:
@@ -48,6 +62,17 @@ class Shard:
     offset per windows table and partition as last read (``progress``)."""
 
     def __init__(self, engine_factory: Callable[[], Engine], database: str) -> None:
+        self._replicas = (
+            [
+                (f"{replica.host}:{replica.port}", connect)
+                for replica, connect in zip(
+                    engine_factory.replicas, engine_factory.each(), strict=True
+                )
+            ]
+            if isinstance(engine_factory, ShardReplicas)
+            else None
+        )
+        """(address, connection factory) of every replica of a replicated shard."""
         self.windows_connection = Connection(engine_factory)
         """Progress reads and window inserts."""
         self.raw_connection = Connection(engine_factory)
@@ -73,12 +98,41 @@ class Shard:
     def load_progress(self, partitions: set[int], namespace: str) -> dict[str, dict[int, int]]:
         needed = {p for p in partitions if any(p not in t for t in self.progress.values())}
         if needed:
-            stored: dict[str, dict[int, int]] = {label: {} for label in self.progress}
-            for label, partition, offset in self.windows_connection.engine().execute(
-                self.store.progress(namespace).to_sql()
-            ):
-                stored[str(label)][int(partition)] = int(offset)
+            stored = self._stored_progress(needed, namespace)
             for label, table in self.progress.items():
                 for partition in needed:
                     table[partition] = stored[label].get(partition, -1)
         return {label: dict(table) for label, table in self.progress.items()}
+
+    def _stored_progress(self, partitions: set[int], namespace: str) -> dict[str, dict[int, int]]:
+        """The stored progress of ``partitions``: from the windows connection on one
+        server; on a replicated shard from every replica, which must agree."""
+        sql = self.store.progress(namespace).to_sql()
+        if self._replicas is None:
+            return self._parse(self.windows_connection.engine().execute(sql), partitions)
+        views = []
+        for address, connect in self._replicas:
+            engine = connect()
+            try:
+                views.append((address, self._parse(engine.execute(sql), partitions)))
+            finally:
+                engine.close()
+        (first_address, first), *others = views
+        for address, view in others:
+            if view != first:
+                raise ReplicasDisagree(
+                    f"the replicas of a shard hold different window progress for partitions "
+                    f"{sorted(partitions)} ({first_address}: {first}; {address}: {view}): "
+                    "a write is still reaching every replica; the shard is written again "
+                    "once they agree"
+                )
+        return first
+
+    def _parse(
+        self, rows: Iterable[Sequence[object]], partitions: set[int]
+    ) -> dict[str, dict[int, int]]:
+        stored: dict[str, dict[int, int]] = {label: {} for label in self.progress}
+        for label, partition, offset in rows:
+            if int(str(partition)) in partitions:
+                stored[str(label)][int(str(partition))] = int(str(offset))
+        return stored

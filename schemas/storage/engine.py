@@ -13,6 +13,7 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from decimal import Decimal
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from schemas.errors import ServiceUnavailable
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from schemas.settings import Settings
     from schemas.storage.cluster import Replica
 
-__all__ = ["ChdbEngine", "Engine", "ServerEngine", "shard_engines"]
+__all__ = ["ChdbEngine", "Engine", "ServerEngine", "ShardReplicas", "shard_engines"]
 
 Row = tuple[Any, ...]
 REPLY_TIMEOUT_S = 60
@@ -117,8 +118,8 @@ QUORUM_TIMEOUT_MS = 20_000
 """How long a shard's write waits for all its replicas before it fails and is retried."""
 
 
-def shard_engines(settings: Settings) -> list[Callable[[], Engine]] | None:
-    """On a cluster (``clickhouse_cluster``): one connection factory per shard, read
+def shard_engines(settings: Settings) -> list[ShardReplicas] | None:
+    """On a cluster (``clickhouse_cluster``): one :class:`ShardReplicas` per shard, read
     from the server's ``system.clusters``; ``None`` on one server.
 
     A shard's writes wait for every replica of the shard (``insert_quorum``), so an
@@ -134,23 +135,36 @@ def shard_engines(settings: Settings) -> list[Callable[[], Engine]] | None:
         shards = shards_of(probe.execute(replicas_query(cluster).to_sql()), cluster)
     finally:
         probe.close()
-    return [_rotating(replicas, cluster) for replicas in shards]
+    return [ShardReplicas(replicas, cluster) for replicas in shards]
 
 
-def _rotating(replicas: Sequence[Replica], cluster: str) -> Callable[[], Engine]:
-    turn = itertools.count()
+class ShardReplicas:
+    """One shard's replicas as the worker reaches them.  Calling it opens a connection
+    to the next replica in turn (after a failed connection the caller moves on); writes
+    wait for every replica (``insert_quorum``).  :meth:`each` gives one factory per
+    replica, for the reads that must see all of them: a write whose outcome the client
+    never learnt may sit on one replica only until the others fetch it (or ClickHouse
+    fails its quorum and drops it), and what the worker writes next depends on what is
+    stored (``streams.shard``)."""
 
-    def connect() -> Engine:
-        replica = replicas[next(turn) % len(replicas)]
-        return ServerEngine(
-            replica.host,
-            replica.port,
-            cluster=cluster,
-            insert_quorum=len(replicas),
-            insert_quorum_timeout=QUORUM_TIMEOUT_MS,
-        )
+    def __init__(self, replicas: Sequence[Replica], cluster: str, **settings: Any) -> None:
+        self.replicas = tuple(replicas)
+        self.cluster = cluster
+        self._settings = {
+            "insert_quorum": len(self.replicas),
+            "insert_quorum_timeout": QUORUM_TIMEOUT_MS,
+            **settings,
+        }
+        self._turn = itertools.count()
 
-    return connect
+    def __call__(self) -> Engine:
+        return self._connect(self.replicas[next(self._turn) % len(self.replicas)])
+
+    def each(self) -> list[Callable[[], Engine]]:
+        return [partial(self._connect, replica) for replica in self.replicas]
+
+    def _connect(self, replica: Replica) -> Engine:
+        return ServerEngine(replica.host, replica.port, cluster=self.cluster, **self._settings)
 
 
 class ChdbEngine:

@@ -4,7 +4,9 @@ three Kafka brokers and ClickHouse as 2 shards × 2 replicas, the tables laid ou
 
 * a ClickHouse replica SIGKILLed while events are sent and metered: every accepted event
   is counted once, on every replica of its shard, and only on its shard;
-* two and then three workers share the events topic's partitions mid-stream, exactly.
+* two and then three workers share the events topic's partitions mid-stream, exactly;
+* a write stored on one replica of a shard only is not written again from the other
+  replica's progress: the sink waits until every replica holds it.
 
 The same exactness, SIGKILL and billing-run tests as on one server
 (``tests/e2e/test_pipeline.py``) run against the cluster in ``make test``
@@ -13,6 +15,7 @@ The same exactness, SIGKILL and billing-run tests as on one server
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -20,17 +23,19 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from api.services import Reader
 from ingest.telemetry import Telemetry, generate
 from schemas.metering.definitions import load_meters
 from schemas.settings import Settings
 from schemas.storage.cluster import ClusterLayout, local_sql, shard_database, shard_of
-from schemas.storage.engine import ServerEngine, shard_engines
+from schemas.storage.engine import ServerEngine, ShardReplicas, shard_engines
 from schemas.storage.events_table import EventsTable
 from schemas.storage.usage import UsageRead
 from schemas.wire import encode_event, event_key
 from streams.progress import consumer_lag
+from streams.shard import ReplicasDisagree, Shard
 from streams.sink import MeteringSink, Record
 from tests.conftest import WorkerProcess, wait_until
 from tests.deploy.conftest import Cluster, stack_cluster
@@ -276,3 +281,97 @@ def test_a_one_customer_read_is_answered_by_its_shard_alone(
     reader.close()
     spanning_reader.close()
     engine.close()
+
+
+def test_a_write_on_one_replica_only_is_not_written_again_from_the_others_progress(
+    cluster: Cluster, on_cluster: Settings
+) -> None:
+    """A chunk's windows stored on one replica of a shard and not yet on the other — in
+    production a write whose outcome the worker never learnt (the server died mid-insert,
+    the quorum wait timed out); here a write without quorum while the other replica's
+    fetches are stopped.  The lagging replica's progress alone says nothing is stored; a
+    sink that trusted it would write the chunk again — re-read after a restart it is a
+    longer chunk, a different block ClickHouse does not deduplicate — and the shard would
+    count it twice once the replicas caught up.  The shard's progress read refuses while
+    the replicas disagree, so the sink waits, and after the fetches resume it writes only
+    what is missing."""
+    settings = on_cluster
+    engine = prepare(settings)
+    meters = load_meters(settings.meters_file)
+    telemetry = generate(SUBJECTS, OCTOBER, timedelta(days=31), 100, seed=93)
+    shards = shard_engines(settings)
+    assert shards is not None
+    shard = shards[0]
+    lagging, holding = shard.replicas
+    local = shard_database(settings.clickhouse_database)
+    now_ms = int(time.time() * 1000)
+    records = [
+        Record("events", 0, i, now_ms, event_key(e), encode_event(e))
+        for i, e in enumerate(telemetry.events)
+    ]
+    last = len(records) - 1
+    stopped = ServerEngine(lagging.host, lagging.port)
+
+    def sink_over(factory: ShardReplicas) -> MeteringSink:
+        return MeteringSink(
+            namespace=settings.namespace,
+            meters=meters,
+            engine_factory=factory,
+            database=local,
+            shards=[factory],  # every row to shard 1: this test is about its replicas
+            retry_seconds=90,
+        )
+
+    stopped.execute("SYSTEM STOP FETCHES")
+    try:
+        # the chunk stored on the holding replica only
+        first = sink_over(ShardReplicas([holding], cluster.name, insert_quorum=0))
+        first.write(first.plan(records[:60], Store()))
+        first.close()
+
+        alone = Shard(ShardReplicas([lagging], cluster.name), local)
+        assert alone.load_progress({0}, settings.namespace) == {
+            label: {0: -1} for label in alone.progress
+        }  # what a read of the lagging replica alone would trust
+        alone.close()
+        with pytest.raises(ReplicasDisagree, match=r"partitions \[0\].*'minute': \{0: 59\}"):
+            Shard(shard, local).load_progress({0}, settings.namespace)
+
+        # the chunk again, longer, as a restarted worker reads it: it waits for the replicas
+        retries = _retries()
+        resume = threading.Timer(3.0, stopped.execute, ("SYSTEM START FETCHES",))
+        resume.start()
+        again = sink_over(shard)
+        again.write(again.plan(records, Store()))
+        again.close()
+        resume.join()
+        assert _retries() > retries  # it waited instead of writing
+    finally:
+        stopped.close()
+        resumed = ServerEngine(lagging.host, lagging.port)
+        resumed.execute("SYSTEM START FETCHES")  # whatever happened
+        resumed.close()
+
+    agreed = Shard(shard, local)
+    wait_until(
+        lambda: _agrees(agreed, settings.namespace), 60, "the replicas to hold the same windows"
+    )
+    assert agreed.load_progress({0}, settings.namespace) == {
+        label: {0: last} for label in agreed.progress
+    }
+    agreed.close()
+    assert stored_totals(engine, settings) == telemetry.truth
+    engine.close()
+
+
+def _agrees(shard: Shard, namespace: str) -> bool:
+    try:
+        shard.load_progress({0}, namespace)
+    except ReplicasDisagree:
+        shard.forget([0])
+        return False
+    return True
+
+
+def _retries() -> float:
+    return REGISTRY.get_sample_value("meterline_clickhouse_flush_retries_total") or 0.0
