@@ -35,6 +35,7 @@ from schemas.storage.events_table import EventsTable
 from schemas.storage.usage import UsageRead
 from schemas.wire import encode_event, event_key
 from streams.progress import consumer_lag
+from streams.reconcile import stored_totals as reconcile_totals
 from streams.shard import ReplicasDisagree, Shard
 from streams.sink import MeteringSink, Record
 from tests.conftest import WorkerProcess, wait_until
@@ -115,6 +116,48 @@ def assert_placed_and_replicated(
     wait_until(settled, 60, "every replica to hold exactly its shard's events", every=0.5)
 
 
+def diagnosis(
+    cluster: Cluster,
+    settings: Settings,
+    totals: dict[tuple[str, str], Decimal],
+    truth: dict[tuple[str, str], Decimal],
+    workers: WorkerProcess,
+) -> str:
+    """Where wrong totals come from: each server's own minute table (its shard's
+    subjects) against the truth, its window parts, and the worker's warnings."""
+    shape = stack_cluster.ClusterSettings.from_env()
+    meters = load_meters(settings.meters_file)
+    local = shard_database(settings.clickhouse_database)
+    lines = [f"read through the cluster, off by: {_off(totals, truth)}"]
+    for k, shard, replica in shape.clickhouse_servers():
+        engine = ServerEngine(settings.clickhouse_host, shape.clickhouse_ports(k)[0])
+        own = reconcile_totals(engine, local, settings.namespace, meters)
+        parts = engine.execute(
+            f"SELECT table, count(), sum(rows) FROM system.parts WHERE database = '{local}'"
+            " AND active AND table LIKE 'meter_windows%' GROUP BY table ORDER BY table"
+        )
+        engine.close()
+        mine = {
+            key: value
+            for key, value in truth.items()
+            if shard_of(key[0], cluster.shards) == shard - 1
+        }
+        lines.append(f"s{shard}r{replica}: off by {_off(own, mine)}; parts {parts}")
+    warnings = [line for line in workers.logs().splitlines() if "WARNING" in line]
+    return "\n".join([*lines, "worker warnings:", *warnings[-20:]])
+
+
+def _off(
+    got: dict[tuple[str, str], Decimal], want: dict[tuple[str, str], Decimal]
+) -> dict[tuple[str, str], Decimal]:
+    keys = set(got) | set(want)
+    return {
+        k: got.get(k, Decimal(0)) - want.get(k, Decimal(0))
+        for k in sorted(keys)
+        if got.get(k) != want.get(k)
+    }
+
+
 def unique_per_subject(*telemetries: Telemetry) -> dict[str, int]:
     seen: dict[tuple[str, str], str] = {}
     for telemetry in telemetries:
@@ -168,7 +211,9 @@ def test_a_clickhouse_replica_killed_mid_stream_loses_no_event_and_counts_none_t
         cluster.up()  # the killed replica back, whatever happened
         workers.stop_all()
 
-    assert stored_totals(engine, settings) == merged_truth(first, second)
+    truth = merged_truth(first, second)
+    totals = stored_totals(engine, settings)
+    assert totals == truth, diagnosis(cluster, settings, totals, truth, workers)
     raw = engine.execute(
         EventsTable(settings.clickhouse_database).count(settings.namespace).to_sql()
     )
