@@ -20,7 +20,8 @@ told otherwise, e.g. 0.0.0.0 in a pod; port 0 disables):
 * ``/healthz`` — 200 while the supervision loop runs (a child may be restarting);
 * ``/readyz``  — 200 when the child is up and Faust says it is ready, else 503;
 * ``/metrics`` — its own counters (restarts by reason, child starts, lag seen) followed
-  by the current child's metrics, so counters that must survive restarts live here.
+  by the current child's metrics, so counters that must survive restarts live here;
+  ``meterline_worker_child_metrics_up`` says whether the child's are in this scrape.
 """
 
 from __future__ import annotations
@@ -314,17 +315,24 @@ class Supervisor:
         }
 
     def metrics_text(self) -> bytes:
-        own = generate_latest(self.metrics.registry)
+        """The supervisor's own series and the child's, fetched now; without the child's
+        (restarting, or no answer within 2 s) ``meterline_worker_child_metrics_up`` is 0,
+        so a dashboard can tell missing series from zero ones."""
+        child_text = self._child_metrics()
+        self.metrics.child_metrics.set(0 if child_text is None else 1)
+        return generate_latest(self.metrics.registry) + (child_text or b"")
+
+    def _child_metrics(self) -> bytes | None:
         child = self._child
         if child is None or not child.metrics_port:
-            return own
+            return None
         url = f"http://127.0.0.1:{child.metrics_port}/metrics"
         try:
             with urllib.request.urlopen(url, timeout=2) as answer:
-                return own + bytes(answer.read())
+                return bytes(answer.read())
         except OSError as exc:
             log.info("worker child metrics unavailable (%s)", exc)
-            return own
+            return None
 
     def serve_http(self) -> ThreadingHTTPServer | None:
         """Start serving ``/healthz``, ``/readyz`` and ``/metrics`` in a thread, on

@@ -54,6 +54,13 @@ class SupervisorMetrics:
             "Seconds since the worker last committed an offset while behind.",
             registry=self.registry,
         )
+        self.child_metrics = Gauge(
+            "meterline_worker_child_metrics_up",
+            "1 when this scrape carries the worker child's own series (events, batches, "
+            "dedupe store), 0 when the child is restarting or did not answer within 2 s: "
+            "its series are missing from this scrape, not zero.",
+            registry=self.registry,
+        )
 
 
 def serve_endpoints(

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 from collections.abc import Callable, Iterator
-from http.server import ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, cast
 
 import httpx
 import pytest
 
 from schemas.settings import Settings
-from streams.supervisor import Supervisor
+from streams.supervisor import Supervisor, _Child
 from tests.addresses import own_address
 
 Serve = Callable[..., ThreadingHTTPServer]
@@ -105,3 +107,44 @@ def test_an_ipv6_address_is_listened_on_in_its_own_family(
     assert f"on http://[::]:{port}" in caplog.text
     reach = own_address(socket.AF_INET6) or "::1"
     assert get(reach, port, "/healthz").status_code == 200
+
+
+def test_its_metrics_say_whether_the_child_s_series_are_in_the_scrape() -> None:
+    """While no child answers (restarting, or slower than 2 s) the scrape carries the
+    supervisor's series only and says so; with the child answering on its metrics port,
+    the child's series follow the supervisor's and the gauge is 1."""
+
+    class ChildMetrics(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"meterline_events_total 7.0\n"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass  # no request lines in the test output
+
+    supervisor = Supervisor(Settings(worker_metrics_port=0), child_args=())
+    child_server = ThreadingHTTPServer(("127.0.0.1", 0), ChildMetrics)
+    threading.Thread(target=child_server.serve_forever, daemon=True).start()
+    try:
+        alone = supervisor.metrics_text().decode()
+        assert "meterline_worker_child_metrics_up 0.0" in alone
+        assert "meterline_events_total" not in alone
+
+        child = _Child(process=cast(Any, None), pipe=-1, started=0.0)
+        child.metrics_port = child_server.server_address[1]
+        supervisor._child = child
+        both = supervisor.metrics_text().decode()
+        assert "meterline_worker_child_metrics_up 1.0" in both
+        assert both.endswith("meterline_events_total 7.0\n")
+
+        child_server.shutdown()
+        child_server.server_close()  # the child went away: its series go, the gauge says so
+        gone = supervisor.metrics_text().decode()
+        assert "meterline_worker_child_metrics_up 0.0" in gone
+        assert "meterline_events_total" not in gone
+    finally:
+        supervisor._child = None
+        supervisor.offsets.close()
