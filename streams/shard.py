@@ -124,7 +124,8 @@ class Shard:
                     f"the replicas of a shard hold different window progress for partitions "
                     f"{sorted(partitions)} ({first_address}: {first}; {address}: {view}): "
                     "a write is still reaching every replica; the shard is written again "
-                    "once they agree"
+                    "once they agree (if they never do, the replica behind says why in "
+                    "system.replication_queue: last_exception)"
                 )
         return first
 
