@@ -60,7 +60,7 @@ from streams.plan import (
     split_plan,
 )
 from streams.planner import Planner
-from streams.shard import Connection, Shard
+from streams.shard import Connection, ReplicasDisagree, Shard
 
 __all__ = [
     "BatchPlan",
@@ -80,6 +80,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 WRITE_RETRY_SECONDS = 120.0
 """How long a failing write is retried before the worker gives up (:class:`SinkFailed`)."""
+REPLICAS_POLL_SECONDS = 0.5
+"""How soon a shard's replicas are asked again when they disagreed on its progress
+(``streams.shard.ReplicasDisagree``): one fetch away from agreeing, usually."""
 WRITE_DEADLINE_SECONDS = WRITE_RETRY_SECONDS + REPLY_TIMEOUT_S
 """The longest one chunk's write can take, its last attempt included: the consumer
 group must wait at least this long for a member to finish its write before it hands the
@@ -299,6 +302,9 @@ class MeteringSink:
             try:
                 return action()
             except Exception as exc:
+                # replicas that disagree are catching up: asked again soon, not backed off
+                if isinstance(exc, ReplicasDisagree):
+                    delay = REPLICAS_POLL_SECONDS
                 if time.monotonic() - started + delay > self.retry_seconds:
                     raise SinkFailed(
                         f"ClickHouse write failed for {self.retry_seconds:.0f}s: {exc!r}"
