@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 
-from schemas.errors import MeterlineError
+from schemas.errors import MeterlineError, ServiceUnavailable
 from schemas.storage.engine import Engine, ShardReplicas
 from schemas.storage.events_table import EventsTable, RawRow
 from schemas.storage.rollups import WindowStore
@@ -30,9 +30,10 @@ log = logging.getLogger(__name__)
 
 
 class ReplicasDisagree(MeterlineError):
-    """The replicas of a shard hold different window progress for the worker's partitions:
-    a write is still on its way to every replica (or is being dropped for a failed
-    quorum).  Retried: nothing is written to the shard until they agree."""
+    """The replicas of a shard hold different window progress for the worker's partitions
+    (a write is still on its way to every replica, or is being dropped for a failed
+    quorum), or one of them cannot be read.  Retried soon (``streams.sink``): nothing is
+    written to the shard until every replica answers and they agree."""
 
 
 class Connection:
@@ -115,6 +116,11 @@ class Shard:
             engine = connect()
             try:
                 views.append((address, self._parse(engine.execute(sql), partitions)))
+            except ServiceUnavailable as exc:
+                raise ReplicasDisagree(
+                    f"replica {address} of a shard cannot be read ({exc}); the shard is "
+                    "written again once every replica answers and they agree"
+                ) from exc
             finally:
                 engine.close()
         (first_address, first), *others = views

@@ -6,6 +6,7 @@ ClickHouse in tests/e2e."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -18,12 +19,14 @@ import pytest
 from schemas.events import UsageEvent
 from schemas.metering.contributions import DeadLetterReason
 from schemas.storage.agg_feed import Contribution
-from schemas.storage.cluster import shard_of
+from schemas.storage.cluster import Replica, shard_of
+from schemas.storage.engine import ShardReplicas
 from schemas.storage.windows_table import FeedRow
 from schemas.wire import encode_event
 from streams.batch import BatchMeter
 from streams.dedupe import SeenRecord
 from streams.liveness import WorkerState
+from streams.shard import ReplicasDisagree, Shard
 from streams.sink import MeteringSink, Record, RecordsSkipped, SinkFailed, window_writes
 from tests.conftest import wait_until
 from tests.streams.sink_kit import (
@@ -488,3 +491,16 @@ def test_on_a_cluster_each_shard_gets_its_subjects_and_keeps_its_own_progress() 
     assert per_write(shards[0].inserts) == [("meter_window_agg_feed", 2), ("usage_events", 2)]
     # offsets 0 and 1 are shard 1's stored progress: only offset 3 is new there
     assert per_write(shards[1].inserts) == [("meter_window_agg_feed", 1), ("usage_events", 3)]
+
+
+def test_a_shard_whose_replica_cannot_be_read_is_not_written() -> None:
+    """On a replicated shard the progress is read from every replica; one that does not
+    answer leaves it unknown, which the sink treats as replicas not agreeing (polled
+    again soon), never as "nothing stored"."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = int(sock.getsockname()[1])  # nothing listens here once the socket closes
+    shard = Shard(ShardReplicas([Replica(0, "127.0.0.1", closed)], "c"), "db")
+    with pytest.raises(ReplicasDisagree, match=f"replica 127.0.0.1:{closed} .* cannot be read"):
+        shard.load_progress({0}, "default")
+    assert all(0 not in table for table in shard.progress.values())  # nothing assumed
