@@ -124,7 +124,8 @@ def diagnosis(
     workers: WorkerProcess,
 ) -> str:
     """Where wrong totals come from: each server's own minute table (its shard's
-    subjects) against the truth, its window parts, and the worker's warnings."""
+    subjects) against the truth, its window parts and how its minute parts arrived
+    (``system.part_log``, on in the cluster's config), and the worker's warnings."""
     shape = stack_cluster.ClusterSettings.from_env()
     meters = load_meters(settings.meters_file)
     local = shard_database(settings.clickhouse_database)
@@ -136,6 +137,12 @@ def diagnosis(
             f"SELECT table, count(), sum(rows) FROM system.parts WHERE database = '{local}'"
             " AND active AND table LIKE 'meter_windows%' GROUP BY table ORDER BY table"
         )
+        engine.execute("SYSTEM FLUSH LOGS")
+        arrived = engine.execute(  # how each minute-table part reached this server
+            "SELECT toString(event_time), toString(event_type), part_name, rows"
+            f" FROM system.part_log WHERE database = '{local}' AND table = 'meter_windows'"
+            " AND event_type IN ('NEW_PART', 'DOWNLOAD_PART') ORDER BY event_time LIMIT 60"
+        )
         engine.close()
         mine = {
             key: value
@@ -143,6 +150,7 @@ def diagnosis(
             if shard_of(key[0], cluster.shards) == shard - 1
         }
         lines.append(f"s{shard}r{replica}: off by {_off(own, mine)}; parts {parts}")
+        lines.append(f"  minute parts written (NEW_PART) or fetched (DOWNLOAD_PART): {arrived}")
     warnings = [line for line in workers.logs().splitlines() if "WARNING" in line]
     return "\n".join([*lines, "worker warnings:", *warnings[-20:]])
 
