@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 
 from schemas.errors import MeterlineError, ServiceUnavailable
-from schemas.storage.engine import Engine, ShardReplicas
+from schemas.storage.engine import Engine, Row, ShardReplicas
 from schemas.storage.events_table import EventsTable, RawRow
 from schemas.storage.rollups import WindowStore
 from schemas.storage.windows_table import WindowsTable
@@ -63,17 +63,8 @@ class Shard:
     offset per windows table and partition as last read (``progress``)."""
 
     def __init__(self, engine_factory: Callable[[], Engine], database: str) -> None:
-        self._replicas = (
-            [
-                (f"{replica.host}:{replica.port}", connect)
-                for replica, connect in zip(
-                    engine_factory.replicas, engine_factory.each(), strict=True
-                )
-            ]
-            if isinstance(engine_factory, ShardReplicas)
-            else None
-        )
-        """(address, connection factory) of every replica of a replicated shard."""
+        self._replicas = engine_factory if isinstance(engine_factory, ShardReplicas) else None
+        """A replicated shard's replicas, each read for the progress; ``None`` on one server."""
         self.windows_connection = Connection(engine_factory)
         """Progress reads and window inserts."""
         self.raw_connection = Connection(engine_factory)
@@ -112,8 +103,9 @@ class Shard:
         if self._replicas is None:
             return self._parse(self.windows_connection.engine().execute(sql), partitions)
         views = []
-        for address, connect in self._replicas:
-            engine = connect()
+        for replica in self._replicas.replicas:
+            address = f"{replica.host}:{replica.port}"
+            engine = self._replicas.connect_to(replica)
             try:
                 views.append((address, self._parse(engine.execute(sql), partitions)))
             except ServiceUnavailable as exc:
@@ -135,11 +127,9 @@ class Shard:
                 )
         return first
 
-    def _parse(
-        self, rows: Iterable[Sequence[object]], partitions: set[int]
-    ) -> dict[str, dict[int, int]]:
+    def _parse(self, rows: Iterable[Row], partitions: set[int]) -> dict[str, dict[int, int]]:
         stored: dict[str, dict[int, int]] = {label: {} for label in self.progress}
         for label, partition, offset in rows:
-            if int(str(partition)) in partitions:
-                stored[str(label)][int(str(partition))] = int(str(offset))
+            if int(partition) in partitions:
+                stored[str(label)][int(partition)] = int(offset)
         return stored

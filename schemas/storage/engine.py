@@ -11,9 +11,8 @@ from __future__ import annotations
 import itertools
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from decimal import Decimal
-from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from schemas.errors import ServiceUnavailable
@@ -141,7 +140,7 @@ def shard_engines(settings: Settings) -> list[ShardReplicas] | None:
 class ShardReplicas:
     """One shard's replicas as the worker reaches them.  Calling it opens a connection
     to the next replica in turn (after a failed connection the caller moves on); writes
-    wait for every replica (``insert_quorum``).  :meth:`each` gives one factory per
+    wait for every replica (``insert_quorum``).  :meth:`connect_to` opens one to a given
     replica, for the reads that must see all of them: a write whose outcome the client
     never learnt may sit on one replica only until the others fetch it (or ClickHouse
     fails its quorum and drops it), and what the worker writes next depends on what is
@@ -158,12 +157,9 @@ class ShardReplicas:
         self._turn = itertools.count()
 
     def __call__(self) -> Engine:
-        return self._connect(self.replicas[next(self._turn) % len(self.replicas)])
+        return self.connect_to(self.replicas[next(self._turn) % len(self.replicas)])
 
-    def each(self) -> list[Callable[[], Engine]]:
-        return [partial(self._connect, replica) for replica in self.replicas]
-
-    def _connect(self, replica: Replica) -> Engine:
+    def connect_to(self, replica: Replica) -> Engine:
         return ServerEngine(replica.host, replica.port, cluster=self.cluster, **self._settings)
 
 

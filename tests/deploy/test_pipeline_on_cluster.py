@@ -27,7 +27,7 @@ from prometheus_client import REGISTRY
 
 from api.services import Reader
 from ingest.telemetry import Telemetry, generate
-from schemas.metering.definitions import load_meters
+from schemas.metering.definitions import MeterSet, load_meters
 from schemas.settings import Settings
 from schemas.storage.cluster import ClusterLayout, local_sql, shard_database, shard_of
 from schemas.storage.engine import ServerEngine, ShardReplicas, shard_engines
@@ -273,6 +273,24 @@ def test_two_then_three_workers_share_the_partitions_exactly(
     engine.close()
 
 
+def sink_inputs(
+    settings: Settings, per_subject: int, seed: int
+) -> tuple[ServerEngine, MeterSet, Telemetry, list[Record], list[ShardReplicas]]:
+    """For tests that drive the sink themselves: the schema prepared (its engine), the
+    meters, generated telemetry as one partition's records from offset 0, and the
+    cluster's shards."""
+    engine = prepare(settings)
+    telemetry = generate(SUBJECTS, OCTOBER, timedelta(days=31), per_subject, seed=seed)
+    now_ms = int(time.time() * 1000)
+    records = [
+        Record("events", 0, i, now_ms, event_key(e), encode_event(e))
+        for i, e in enumerate(telemetry.events)
+    ]
+    shards = shard_engines(settings)
+    assert shards is not None
+    return engine, load_meters(settings.meters_file), telemetry, records, shards
+
+
 def test_a_one_customer_read_is_answered_by_its_shard_alone(
     cluster: Cluster, on_cluster: Settings
 ) -> None:
@@ -280,11 +298,7 @@ def test_a_one_customer_read_is_answered_by_its_shard_alone(
     holds them, on its own tables; the answer equals the read through the ``Distributed``
     tables and the generated truth, and the other shard holds none of those rows."""
     settings = on_cluster
-    engine = prepare(settings)
-    meters = load_meters(settings.meters_file)
-    telemetry = generate(SUBJECTS, OCTOBER, timedelta(days=31), 200, seed=91)
-    factories = shard_engines(settings)
-    assert factories is not None
+    engine, meters, telemetry, records, factories = sink_inputs(settings, 200, seed=91)
     assert len(factories) == cluster.shards
     sink = MeteringSink(
         namespace=settings.namespace,
@@ -293,11 +307,6 @@ def test_a_one_customer_read_is_answered_by_its_shard_alone(
         database=shard_database(settings.clickhouse_database),
         shards=factories,
     )
-    now_ms = int(time.time() * 1000)
-    records = [
-        Record("events", 0, i, now_ms, event_key(e), encode_event(e))
-        for i, e in enumerate(telemetry.events)
-    ]
     plan = sink.plan(records, Store())
     sink.write(plan)
     sink.close()
@@ -349,19 +358,10 @@ def test_a_write_on_one_replica_only_is_not_written_again_from_the_others_progre
     the replicas disagree, so the sink waits, and after the fetches resume it writes only
     what is missing."""
     settings = on_cluster
-    engine = prepare(settings)
-    meters = load_meters(settings.meters_file)
-    telemetry = generate(SUBJECTS, OCTOBER, timedelta(days=31), 100, seed=93)
-    shards = shard_engines(settings)
-    assert shards is not None
+    engine, meters, telemetry, records, shards = sink_inputs(settings, 100, seed=93)
     shard = shards[0]
     lagging, holding = shard.replicas
     local = shard_database(settings.clickhouse_database)
-    now_ms = int(time.time() * 1000)
-    records = [
-        Record("events", 0, i, now_ms, event_key(e), encode_event(e))
-        for i, e in enumerate(telemetry.events)
-    ]
     last = len(records) - 1
     stopped = ServerEngine(lagging.host, lagging.port)
 
