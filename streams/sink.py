@@ -70,6 +70,7 @@ __all__ = [
     "Planner",
     "Record",
     "RecordsSkipped",
+    "RetryLog",
     "SeenLookup",
     "SeenStore",
     "SinkFailed",
@@ -83,6 +84,9 @@ WRITE_RETRY_SECONDS = 120.0
 REPLICAS_POLL_SECONDS = 0.5
 """How soon a shard's replicas are asked again when they disagreed on its progress
 (``streams.shard.ReplicasDisagree``): one fetch away from agreeing, usually."""
+RETRY_LOG_SECONDS = 10.0
+"""While a write keeps failing with the same kind of error, how often a failure is logged
+at WARNING (:class:`RetryLog`); the attempts between go to DEBUG."""
 WRITE_DEADLINE_SECONDS = WRITE_RETRY_SECONDS + REPLY_TIMEOUT_S
 """The longest one chunk's write can take, its last attempt included: the consumer
 group must wait at least this long for a member to finish its write before it hands the
@@ -102,6 +106,27 @@ class RecordsSkipped(MeterlineError):
 class SeenStore(SeenLookup, Protocol):
     def put_many(self, entries: Sequence[tuple[str, SeenRecord]]) -> None:
         """Record kept events; each :class:`SeenRecord` names its own partition."""
+
+
+class RetryLog:
+    """Which failures of one retried write are logged at WARNING (pure): the first, one
+    of another kind than the last logged (its exception class), and a repeat once every
+    ``interval`` seconds — so a replica down for two minutes, polled every 0.5 s, says so
+    about a dozen times instead of 240, and a change of cause is never hidden."""
+
+    def __init__(self, interval: float = RETRY_LOG_SECONDS) -> None:
+        self.interval = interval
+        self.failures = 0
+        self._kind: type[BaseException] | None = None
+        self._at = 0.0
+
+    def loud(self, exc: BaseException, now: float) -> bool:
+        """Count a failure at ``now`` (monotonic seconds); whether to log it at WARNING."""
+        self.failures += 1
+        if type(exc) is self._kind and now - self._at < self.interval:
+            return False
+        self._kind, self._at = type(exc), now
+        return True
 
 
 class MeteringSink:
@@ -298,22 +323,42 @@ class MeteringSink:
         """``action`` until it succeeds, resetting ``connection`` (the one it uses)
         between attempts; :class:`SinkFailed` past ``retry_seconds``."""
         delay = 0.2
+        failures = RetryLog()
         while True:
             try:
-                return action()
+                result = action()
             except Exception as exc:
                 # replicas that disagree are catching up: asked again soon, not backed off
                 if isinstance(exc, ReplicasDisagree):
                     delay = REPLICAS_POLL_SECONDS
-                if time.monotonic() - started + delay > self.retry_seconds:
+                now = time.monotonic()
+                if now - started + delay > self.retry_seconds:
                     raise SinkFailed(
                         f"ClickHouse write failed for {self.retry_seconds:.0f}s: {exc!r}"
                     ) from exc
                 metrics.FLUSH_RETRIES.inc()
-                log.warning("ClickHouse write failed (%r); retrying in %.1fs", exc, delay)
+                log.log(
+                    logging.WARNING if failures.loud(exc, now) else logging.DEBUG,
+                    "ClickHouse write failed (%r), attempt %d, %.1fs into the write; retrying"
+                    " in %.1fs (the same error again is logged every %.0fs, up to %.0fs)",
+                    exc,
+                    failures.failures,
+                    now - started,
+                    delay,
+                    failures.interval,
+                    self.retry_seconds,
+                )
                 connection.reset()
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
+            else:
+                if failures.failures:
+                    log.info(
+                        "ClickHouse write succeeded after %d failed attempt(s), %.1fs into it",
+                        failures.failures,
+                        time.monotonic() - started,
+                    )
+                return result
 
     def forget_partitions(self, partitions: Sequence[int]) -> None:
         """Partitions were (re)assigned or revoked: another worker may have advanced them

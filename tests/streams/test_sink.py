@@ -6,6 +6,7 @@ ClickHouse in tests/e2e."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import threading
 import time
@@ -27,7 +28,14 @@ from streams.batch import BatchMeter
 from streams.dedupe import SeenRecord
 from streams.liveness import WorkerState
 from streams.shard import ReplicasDisagree, Shard
-from streams.sink import MeteringSink, Record, RecordsSkipped, SinkFailed, window_writes
+from streams.sink import (
+    MeteringSink,
+    Record,
+    RecordsSkipped,
+    RetryLog,
+    SinkFailed,
+    window_writes,
+)
 from tests.conftest import wait_until
 from tests.streams.sink_kit import (
     LABELS,
@@ -112,6 +120,58 @@ def test_write_retries_then_fails_loudly() -> None:
     stubborn = RecordingEngine(fail=10**6)
     with pytest.raises(SinkFailed, match="ClickHouse write failed"):
         sink(stubborn, retry_seconds=0.5).write(sink(stubborn).plan([record(0, "a", 1)], Store()))
+
+
+def test_a_failing_write_is_logged_loudly_once_per_cause_and_interval() -> None:
+    retries = RetryLog(interval=10.0)
+    lost, slow = ConnectionError("lost"), TimeoutError("slow")
+    assert [
+        retries.loud(lost, 0.0),
+        retries.loud(lost, 0.5),  # the same kind, soon after: quiet
+        retries.loud(lost, 9.9),
+        retries.loud(lost, 10.0),  # the same kind, an interval on: loud again
+        retries.loud(slow, 10.5),  # another kind: loud at once
+        retries.loud(lost, 11.0),  # and back: loud
+        retries.loud(lost, 11.5),
+    ] == [True, False, False, True, True, True, False]
+    assert retries.failures == 7
+
+
+def test_a_write_that_recovers_says_so_without_a_warning_per_attempt(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class WindowsFailThrice(RecordingEngine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.errors: list[Exception] = [
+                ConnectionError("lost"),
+                ConnectionError("lost again"),
+                TimeoutError("slow"),
+            ]
+
+        def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+            if not table.endswith("usage_events"):
+                with self.lock:
+                    error = self.errors.pop(0) if self.errors else None
+                if error is not None:
+                    raise error
+            super().insert(table, columns, rows)
+
+    engine = WindowsFailThrice()
+    s = sink(engine, retry_seconds=30)
+    with caplog.at_level(logging.DEBUG, logger="streams.sink"):
+        s.write(s.plan([record(0, "a", 1)], Store()))
+    assert per_write(engine.inserts) == [("meter_window_agg_feed", 1), ("usage_events", 1)]
+    failed = [r for r in caplog.records if "write failed" in r.getMessage()]
+    assert [(r.levelno, type(r.args[0]).__name__) for r in failed] == [  # type: ignore[index]
+        (logging.WARNING, "ConnectionError"),
+        (logging.DEBUG, "ConnectionError"),
+        (logging.WARNING, "TimeoutError"),
+    ]
+    assert "attempt 2" in failed[1].getMessage()
+    recovered = [r for r in caplog.records if "succeeded after" in r.getMessage()]
+    assert [r.levelno for r in recovered] == [logging.INFO]
+    assert "after 3 failed attempt(s)" in recovered[0].getMessage()
 
 
 class RawWaitsForWindows(RecordingEngine):
