@@ -82,7 +82,8 @@ run: install up ## Start the always-on pipeline (supervised worker + API) withou
 # What `make tools` builds under $(TOOLS) (outside the clone, kept between runs; a version
 # changed here is installed again).  helm and kubeconform come from the Go module proxy,
 # the Kubernetes schemas from kubernetes-validate (PyPI, a dev dependency), the
-# ServiceMonitor CRD from the prometheus-operator module (deploy/kubeconform_schemas.py).
+# ServiceMonitor and PrometheusRule CRDs from the prometheus-operator module
+# (deploy/kubeconform_schemas.py).
 TOOLS := $(METERLINE_HOME)/tools
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 HELM_VERSION := v3.21.4
@@ -92,9 +93,14 @@ HELM_LDFLAGS := -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) \
   $(foreach p,pkg/chartutil pkg/lint/rules,-X helm.sh/helm/v3/$(p).k8sVersionMajor=1 -X helm.sh/helm/v3/$(p).k8sVersionMinor=36)
 KUBECONFORM_VERSION := v0.8.0
 PROMETHEUS_OPERATOR_VERSION := v0.85.0
+# the Operator's CRDs the chart renders (kubeconform schemas from the module above)
+PROMETHEUS_CRDS := servicemonitors prometheusrules
+# promtool (the Prometheus module's v0.3xx tags are Prometheus 3.x): checks and unit-tests
+# the chart's alerting rules (tests/deploy/test_alert_rules.py)
+PROMTOOL_VERSION := v0.316.0
 KUBE_SCHEMA_VERSIONS := 1.25.0 1.37.0
 
-tools: install ## Install what the tests use when missing: chromium, systemd, docker-compose (Debian); helm, kubeconform and their schemas (METERLINE_HOME/tools)
+tools: install ## Install what the tests use when missing: chromium, systemd, docker-compose (Debian); helm, kubeconform, promtool and the schemas (METERLINE_HOME/tools)
 	@need=""; test -x /usr/bin/chromium || need="$$need chromium"; \
 	  command -v systemd-analyze >/dev/null || need="$$need systemd"; \
 	  command -v docker-compose >/dev/null || need="$$need docker-compose"; \
@@ -108,7 +114,11 @@ tools: install ## Install what the tests use when missing: chromium, systemd, do
 	  echo "go install kubeconform $(KUBECONFORM_VERSION) into $(TOOLS)/bin"; \
 	  GOBIN=$(TOOLS)/bin $(GO) install -ldflags "-X main.version=$(KUBECONFORM_VERSION)" \
 	    github.com/yannh/kubeconform/cmd/kubeconform@$(KUBECONFORM_VERSION); }
-	@stamp="$(KUBE_SCHEMA_VERSIONS) $(PROMETHEUS_OPERATOR_VERSION) $$(sha1sum deploy/kubeconform_schemas.py | cut -c1-12)"; \
+	@[ "$$($(TOOLS)/bin/promtool --version 2>/dev/null | awk 'NR==1 {print $$3}')" = $(PROMTOOL_VERSION) ] || { \
+	  echo "go install promtool $(PROMTOOL_VERSION) into $(TOOLS)/bin (about 6 min on 2 cores the first time)"; \
+	  GOBIN=$(TOOLS)/bin $(GO) install -ldflags "-X github.com/prometheus/common/version.Version=$(PROMTOOL_VERSION)" \
+	    github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION); }
+	@stamp="$(KUBE_SCHEMA_VERSIONS) $(PROMETHEUS_OPERATOR_VERSION) $(PROMETHEUS_CRDS) $$(sha1sum deploy/kubeconform_schemas.py | cut -c1-12)"; \
 	  [ "$$(cat $(TOOLS)/schemas/.stamp 2>/dev/null)" = "$$stamp" ] || { \
 	  echo "kubeconform schemas into $(TOOLS)/schemas"; rm -rf $(TOOLS)/schemas; \
 	  for v in $(KUBE_SCHEMA_VERSIONS); do \
@@ -116,7 +126,7 @@ tools: install ## Install what the tests use when missing: chromium, systemd, do
 	  mod=$$($(GO) mod download -json github.com/prometheus-operator/prometheus-operator@$(PROMETHEUS_OPERATOR_VERSION) \
 	    | $(PY) -c 'import json, sys; print(json.load(sys.stdin)["Dir"])') || exit 1; \
 	  $(PY) deploy/kubeconform_schemas.py crd --out $(TOOLS)/schemas \
-	    $$mod/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml || exit 1; \
+	    $(foreach c,$(PROMETHEUS_CRDS),$$mod/example/prometheus-operator-crd/monitoring.coreos.com_$(c).yaml) || exit 1; \
 	  echo "$$stamp" > $(TOOLS)/schemas/.stamp; }
 
 browser: tools

@@ -10,7 +10,7 @@ instead (``-schema-location DIR/...``, see tests/deploy/test_manifests.py):
   names its definitions by an absolute URL (``$id`` https://kubernetes.io/api/...,
   ``$ref`` /api/_definitions.json#...), which kubeconform would try to download; the
   copies drop ``$id`` and point ``$ref`` at the ``_definitions.json`` beside them.
-* ``crd FILE.yaml --out DIR`` — every version of a CustomResourceDefinition, converted to
+* ``crd FILE.yaml... --out DIR`` — every version of each CustomResourceDefinition, converted to
   ``DIR/<group>/<kind>_<version>.json``: its ``openAPIV3Schema`` as JSON Schema, strict
   (an object with declared properties accepts no others, unless the CRD says it keeps
   unknown fields) and with ``nullable`` spelled as a ``null`` type.
@@ -131,16 +131,17 @@ def main(argv: list[str] | None = None) -> int:
     kube = sub.add_parser("kubernetes", help="copy kubernetes-validate's schemas of a version")
     kube.add_argument("--version", required=True, help="e.g. 1.37.0")
     kube.add_argument("--out", type=Path, required=True)
-    crd = sub.add_parser("crd", help="convert a CustomResourceDefinition's schemas")
-    crd.add_argument("file", type=Path)
+    crd = sub.add_parser("crd", help="convert CustomResourceDefinitions' schemas")
+    crd.add_argument("files", type=Path, nargs="+")
     crd.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     if args.what == "kubernetes":
         count = copy_kubernetes(args.version, args.out)
         print(f"kubernetes {args.version}: {count} schemas in {args.out}")
     else:
-        for path in convert_crd(args.file, args.out):
-            print(f"{args.file.name} -> {path}")
+        for file in args.files:
+            for path in convert_crd(file, args.out):
+                print(f"{file.name} -> {path}")
     return 0
 
 
