@@ -54,8 +54,13 @@ VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
 DEMO = ROOT / "deploy" / "demo"
 CATALOG_FILES = {"meters.yaml", "rate-card.yaml", "customers.yaml"}
 SETTING_NAMES = {f"METERLINE_{name.upper()}" for name in Settings.model_fields}
-#: Every template switched on: the ServiceMonitors and the API's auth Secret.
-FULL = ("serviceMonitor.enabled=true", "api.authSecret=meterline-auth")
+#: Every template switched on: the ServiceMonitors, the alerting rules and the API's auth
+#: Secret.
+FULL = (
+    "serviceMonitor.enabled=true",
+    "prometheusRule.enabled=true",
+    "api.authSecret=meterline-auth",
+)
 
 
 def free_port() -> int:
@@ -92,6 +97,7 @@ def test_rendered_chart_is_valid_for_every_kubernetes_version(sets: tuple[str, .
         if sets:
             assert statuses[("ServiceMonitor", "t-meterline-worker")] == "statusValid"
             assert statuses[("ServiceMonitor", "t-meterline-api")] == "statusValid"
+            assert statuses[("PrometheusRule", "t-meterline")] == "statusValid"
 
 
 def test_kubeconform_refuses_what_the_schemas_forbid() -> None:
@@ -103,6 +109,15 @@ def test_kubeconform_refuses_what_the_schemas_forbid() -> None:
     report = kubeconform(yaml.safe_dump_all(docs), kube_versions()[-1])
     invalid = {(r["kind"], r["name"]) for r in report["resources"] if r["status"] != "statusValid"}
     assert invalid == {("ServiceMonitor", "t-meterline-api"), ("Deployment", "t-meterline-worker")}
+
+
+def test_the_prometheus_rule_carries_the_rule_file_and_the_labels_asked_for() -> None:
+    """What the Operator loads is what promtool tested (tests/deploy/test_alert_rules.py)."""
+    docs = render(*FULL, "prometheusRule.labels.release=prometheus")
+    (rule,) = by_kind(docs, "PrometheusRule")
+    assert rule["spec"] == yaml.safe_load((CHART / "files" / "alerts.yaml").read_text())
+    assert rule["metadata"]["labels"]["release"] == "prometheus"
+    assert by_kind(render(), "PrometheusRule") == []  # off by default: it needs the CRDs
 
 
 def test_compose_file_is_valid() -> None:
