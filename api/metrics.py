@@ -22,6 +22,7 @@ __all__ = [
     "EVENTS_RECEIVED",
     "EVENTS_REJECTED",
     "INGEST_IN_FLIGHT",
+    "REJECT_REASONS",
     "REQUESTS",
     "REQUEST_SECONDS",
     "PipelineCollector",
@@ -48,12 +49,23 @@ EVENTS_ACCEPTED = Counter(
     "meterline_ingest_events_accepted_total",
     "Events acknowledged by Kafka (acks=all) and answered 204.",
 )
+REJECT_REASONS = (
+    "invalid",
+    "too_large",
+    "unsupported_media_type",
+    "unauthenticated",
+    "forbidden",
+    "kafka_unavailable",
+    "not_acknowledged",
+    "shed",
+)
 EVENTS_REJECTED = Counter(
     "meterline_ingest_events_rejected_total",
-    "Events refused, by reason (invalid, too_large, unsupported_media_type, "
-    "unauthenticated, forbidden, kafka_unavailable, not_acknowledged, shed).",
+    f"Events refused, by reason ({', '.join(REJECT_REASONS)}).",
     ["reason"],
 )
+for _reason in REJECT_REASONS:  # at 0 from the start: increase() then sees the first refusal
+    EVENTS_REJECTED.labels(_reason)
 INGEST_IN_FLIGHT = Gauge(
     "meterline_ingest_requests_in_flight",
     "Ingest requests being read, validated or delivered right now.",

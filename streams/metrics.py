@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from schemas.metering.contributions import DeadLetterReason
+
 EVENTS = Counter(
     "meterline_stream_events_total",
     "Events read from the events topic, by outcome "
@@ -13,6 +15,8 @@ EVENTS = Counter(
 DEAD_LETTERS = Counter(
     "meterline_stream_dead_letters_total", "Events sent to the dead-letter topic.", ["reason"]
 )
+for _reason in DeadLetterReason:  # at 0 from the start: increase() then sees the first one
+    DEAD_LETTERS.labels(_reason.value)
 WINDOW_ROWS = Counter(
     "meterline_stream_window_rows_total",
     "Window contributions by fate (written, skipped_already_stored).",

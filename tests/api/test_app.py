@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
@@ -251,6 +252,26 @@ def test_openapi_is_served_and_checked_in() -> None:
     assert served == document()
     checked_in = json.loads((ROOT / "docs/openapi.json").read_text())
     assert checked_in == document(), "run: python -m api openapi > docs/openapi.json"
+
+
+def test_every_refusal_reason_is_exported_at_zero_before_the_first_refusal() -> None:
+    """So that ``increase()`` in the alerting rules counts the first refusal of a kind (a
+    series born at 1 shows no increase); and every reason the routes count is listed."""
+    from prometheus_client import REGISTRY
+
+    from api.metrics import REJECT_REASONS
+
+    for reason in REJECT_REASONS:
+        value = REGISTRY.get_sample_value(
+            "meterline_ingest_events_rejected_total", {"reason": reason}
+        )
+        assert value is not None, reason
+    routes = (ROOT / "api" / "routes.py").read_text()
+    counted = set(re.findall(r'EVENTS_REJECTED\.labels\("(\w+)"\)', routes))
+    mapped = {"unauthenticated", "forbidden", "too_large", "unsupported_media_type", "invalid"}
+    assert counted  # the scan finds the literal reasons
+    assert counted | mapped <= set(REJECT_REASONS)
+    assert all(f'"{reason}"' in routes for reason in mapped)
 
 
 def test_dashboard_page_is_self_contained() -> None:

@@ -72,6 +72,15 @@ def test_plan_drops_duplicates_and_dead_letters_the_unmeterable() -> None:
     assert plan.outcomes == {"dead_letter": 2, "new": 2, "duplicate": 1}
 
 
+def test_every_dead_letter_reason_is_exported_at_zero_before_the_first() -> None:
+    """So that ``increase()`` in the alerting rules counts a reason's first dead letter."""
+    from prometheus_client import REGISTRY
+
+    for reason in DeadLetterReason:
+        labels = {"reason": reason.value}
+        assert REGISTRY.get_sample_value("meterline_stream_dead_letters_total", labels) is not None
+
+
 def test_conflicting_content_keeps_the_first_and_is_reported() -> None:
     store = Store()
     s = sink(RecordingEngine())
