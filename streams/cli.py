@@ -10,6 +10,8 @@
 * ``reconcile --from T --to T [--meter SLUG]``: recompute meters from the raw events and
   compare with the windows; exit 1 on any difference (``streams.reconcile``).
 * ``backfill --meter SLUG --from T --to T``: fill a new meter from the raw events.
+* ``dead-letters [--since T|90m|24h|7d] [--reason R]``: list the events the worker could
+  not meter, as JSON lines (``streams.dead_letters``).
 * ``reset --yes``: delete the topics, the consumer group, the workers' local state on
   this machine and the ClickHouse database of these settings (all metered data and dedupe
   state; for local use).
@@ -31,6 +33,7 @@ from ingest.admin import ensure_topics, meterline_topics
 from schemas.cli import command_line
 from schemas.errors import InvalidInput, InvariantViolated, ServiceUnavailable
 from schemas.metering import fastpath
+from schemas.metering.contributions import DeadLetterReason
 from schemas.metering.definitions import MeterSet, load_meters
 from schemas.settings import Settings
 from schemas.storage.bootstrap import CURRENT_VERSION, ensure_schema, migrate, require_current
@@ -48,6 +51,7 @@ __all__ = [
     "add_parsers",
     "main",
     "run_backfill",
+    "run_dead_letters",
     "run_migrate",
     "run_reconcile",
     "tune_gc",
@@ -91,6 +95,15 @@ def add_parsers(sub: Any) -> None:
     _range_arguments(backfill)
     _meters_argument(backfill)
     backfill.set_defaults(handler=lambda a: run_backfill(Settings(), _meters(a), a))
+    letters = sub.add_parser(
+        "dead-letters",
+        help="list the events the worker could not meter (the dead-letter topic), as JSON lines",
+    )
+    letters.add_argument(
+        "--since", help="sent at or after: a time with a UTC offset, or 90m, 24h, 7d (default: all)"
+    )
+    letters.add_argument("--reason", action="append", help="only this reason (repeatable)")
+    letters.set_defaults(handler=lambda a: run_dead_letters(Settings(), a))
     reset = sub.add_parser(
         "reset", help="delete topics, consumer group, worker state and database (local use)"
     )
@@ -142,6 +155,37 @@ def _reset(args: argparse.Namespace) -> int:
         f"deleted topics {deleted}, group {settings.worker_app_id}, "
         f"database {settings.clickhouse_database}, "
         f"local worker state {local or '(none)'}"
+    )
+    return 0
+
+
+def run_dead_letters(settings: Settings, args: argparse.Namespace) -> int:
+    """Print the dead letters (one JSON object a line: when, reason, validation message,
+    where the event was read, the event's exact bytes), then a count by reason on stderr."""
+    import orjson
+
+    from streams.dead_letters import read_letters, since_ms
+
+    since = None if args.since is None else since_ms(args.since, int(time.time() * 1000))
+    reasons = set(args.reason or ())
+    known = {reason.value for reason in DeadLetterReason}
+    for reason in sorted(reasons - known):
+        raise InvalidInput.single(
+            "--reason", reason, "not a dead-letter reason", f"use one of {', '.join(sorted(known))}"
+        )
+    counts: dict[str, int] = {}
+    for entry in read_letters(settings.kafka_bootstrap, settings.dead_letter_topic, since):
+        if reasons and entry.reason not in reasons:
+            continue
+        counts[entry.reason] = counts.get(entry.reason, 0) + 1
+        sys.stdout.write(orjson.dumps(entry.as_json()).decode() + "\n")
+    sys.stdout.flush()
+    by_reason = ", ".join(f"{reason}: {n}" for reason, n in sorted(counts.items()))
+    window = "" if since is None else f" since {format_ms(since)}"
+    print(
+        f"{sum(counts.values())} dead letter(s) in {settings.dead_letter_topic}{window}"
+        + (f" ({by_reason})" if by_reason else ""),
+        file=sys.stderr,
     )
     return 0
 

@@ -161,6 +161,22 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def run_module(
+    settings: Settings, *args: str, cwd: Path = ROOT, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``python -m ARGS`` (a project command) with ``settings`` as its environment, its
+    output as text; the caller checks the exit code."""
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=cwd,
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 @dataclass
 class WorkerProcess:
     settings: Settings

@@ -26,7 +26,7 @@ from schemas.settings import Settings
 from schemas.storage.events_table import EventsTable
 from schemas.storage.windows_table import FeedRow, WindowsTable
 from streams.progress import describe_group
-from tests.conftest import ROOT, WorkerProcess, settings_env, wait_until
+from tests.conftest import ROOT, WorkerProcess, run_module, settings_env, wait_until
 from tests.e2e.pipeline_kit import prepare, stored_totals, wait_caught_up
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -217,6 +217,13 @@ def test_all_kinds_exact_through_duplicates_late_malformed_and_sigkill(
     # at least once: a dead letter re-read after the SIGKILL may be sent again
     assert {(reason, body) for reason, body, _ in letters} == set(MALFORMED.items())
     assert all(src.startswith(f"{settings.events_topic}/") for _, _, src in letters)
+    # what an operator reads back (`meterline dead-letters`): each event verbatim, with the
+    # validation message that names its field
+    listed = run_module(settings, "streams", "dead-letters", "--since", "1d")
+    assert listed.returncode == 0, listed.stderr
+    entries = [orjson.loads(line) for line in listed.stdout.splitlines()]
+    assert {(e["reason"], e["event"].encode()) for e in entries} == set(MALFORMED.items())
+    assert all(e["detail"] and e["source"].startswith(settings.events_topic) for e in entries)
 
     result = streams_cli(settings, "reconcile", 30, 2)
     assert result.returncode == 0, result.stdout + result.stderr

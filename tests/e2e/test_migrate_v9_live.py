@@ -6,8 +6,6 @@ current worker takes over.  Totals, raw events and rollups are exact after."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -23,7 +21,7 @@ from schemas.storage.bootstrap import CURRENT_VERSION, applied_versions
 from schemas.storage.engine import ServerEngine
 from schemas.storage.migrations import index_granularity
 from schemas.storage.windows_table import MINUTE_GRANULE_ROWS, MeterQuery, WindowSize
-from tests.conftest import ROOT, WorkerProcess, settings_env
+from tests.conftest import ROOT, WorkerProcess, run_module
 from tests.e2e.pipeline_kit import SUBJECTS, checkout, wait_caught_up
 from tests.e2e.test_migrate_live import current_worker_takes_over, start_worker, trickle
 
@@ -40,16 +38,8 @@ def version_8_build(tmp_path: Path) -> Iterator[Path]:
         yield path
 
 
-def run_module(root: Path, settings: Settings, *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", *args],
-        cwd=root,
-        env=settings_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+def run_module_ok(root: Path, settings: Settings, *args: str) -> str:
+    done = run_module(settings, *args, cwd=root, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 
@@ -65,7 +55,7 @@ def test_version_9_while_the_version_8_worker_meters_keeps_every_event(
     during = generate(SUBJECTS, NOVEMBER, timedelta(days=30), 600, seed=92, id_prefix="b-")
     after = generate(SUBJECTS, NOVEMBER, timedelta(days=30), 200, seed=93, id_prefix="c-")
 
-    run_module(version_8_build, settings, "streams", "init")
+    run_module_ok(version_8_build, settings, "streams", "init")
     assert applied_versions(engine, database) == list(range(1, 9))
     assert index_granularity(engine, minute) == 8192
     start_worker(workers, version_8_build)
@@ -75,7 +65,7 @@ def test_version_9_while_the_version_8_worker_meters_keeps_every_event(
 
     sending = threading.Thread(target=trickle, args=(settings, during), daemon=True)
     sending.start()
-    said = run_module(ROOT, settings, "streams", "migrate")
+    said = run_module_ok(ROOT, settings, "streams", "migrate")
     assert "worker writing" in said  # the live path
     assert "meter_window_agg_feed" in said  # the aggregated feed was paused too
     sending.join(300)

@@ -1,0 +1,168 @@
+"""Reading the dead-letter topic back (``meterline dead-letters``).
+
+The worker sends an event it cannot meter to the dead-letter topic
+(``settings.dead_letter_topic``) with its original bytes, its key and headers naming the
+reason, the validation message and where it was read (``streams.app``,
+``docs/metering.md`` *Dead letters*).  :func:`letter` turns one such message into a
+JSON-ready entry (pure); :func:`read_letters` reads the topic from a moment on up to its
+end as it stood when the read began, without a consumer group's commits, so reading
+changes nothing for anyone else.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from schemas.errors import InvalidInput, ServiceUnavailable
+from schemas.timeutil import format_ms, parse_instant
+
+__all__ = ["DeadLetterEntry", "letter", "read_letters", "since_ms"]
+
+POLL_S = 1.0
+"""How long one poll waits; the read ends once every partition reached its end."""
+
+
+_AGO = re.compile(r"(\d+)([mhd])")
+_UNIT_MS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def since_ms(text: str, now_ms: int) -> int:
+    """``--since``: an instant with a UTC offset (``2026-12-01T00:00Z``) or a span back
+    from ``now_ms`` (``90m``, ``24h``, ``7d``), as epoch milliseconds."""
+    ago = _AGO.fullmatch(text.strip())
+    if ago is not None:
+        return now_ms - int(ago.group(1)) * _UNIT_MS[ago.group(2)]
+    ms = parse_instant(text)
+    if ms is None:
+        raise InvalidInput.single(
+            "--since",
+            text,
+            "neither a time with a UTC offset nor a span back from now",
+            "use ISO 8601 with an offset (2026-12-01T00:00Z) or a span: 90m, 24h, 7d",
+        )
+    return ms
+
+
+@dataclass(frozen=True)
+class DeadLetterEntry:
+    """One dead letter: when it was sent, why, where its event was read, and the event."""
+
+    at_ms: int
+    reason: str
+    detail: str
+    source: str
+    index: int | None
+    key: bytes | None
+    value: bytes
+    position: str
+    """``topic/partition/offset`` of the dead letter itself."""
+
+    def as_json(self) -> dict[str, Any]:
+        """The entry as printed: the event as text when it is UTF-8 (what a producer sent
+        is JSON), else as base64 — its exact bytes either way, to fix and send again."""
+        out: dict[str, Any] = {
+            "at": format_ms(self.at_ms),
+            "reason": self.reason,
+            "detail": self.detail,
+            "source": self.source,
+            "index": self.index,
+            "key": None if self.key is None else self.key.decode("utf-8", "replace"),
+            "dead_letter": self.position,
+        }
+        try:
+            out["event"] = self.value.decode()
+        except UnicodeDecodeError:
+            out["event_base64"] = base64.b64encode(self.value).decode()
+        return out
+
+
+def letter(
+    headers: Sequence[tuple[str, bytes | None]] | None,
+    key: bytes | None,
+    value: bytes | None,
+    at_ms: int,
+    position: str,
+) -> DeadLetterEntry:
+    """A dead-letter message as an entry; headers it lacks read as empty (an older worker
+    sent no ``meterline.index``)."""
+    found = {name: (raw or b"").decode("utf-8", "replace") for name, raw in headers or ()}
+    index = found.get("meterline.index", "")
+    return DeadLetterEntry(
+        at_ms=at_ms,
+        reason=found.get("meterline.reason", ""),
+        detail=found.get("meterline.detail", ""),
+        source=found.get("meterline.source", ""),
+        index=int(index) if index.isdigit() else None,
+        key=key,
+        value=value or b"",
+        position=position,
+    )
+
+
+def read_letters(
+    bootstrap: str, topic: str, since_ms: int | None = None, timeout_s: float = 30.0
+) -> Iterator[DeadLetterEntry]:
+    """The topic's dead letters sent at or after ``since_ms`` (all when ``None``), each
+    partition in offset order, up to the end it had when the read began.  Raises
+    :class:`ServiceUnavailable` when Kafka cannot be reached within ``timeout_s``."""
+    from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"meterline-dead-letters-{uuid.uuid4().hex}",  # never committed
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "fetch.message.max.bytes": 20_000_000,
+        }
+    )
+    try:
+        try:
+            metadata = consumer.list_topics(topic, timeout=timeout_s)
+            found = metadata.topics.get(topic)
+            if found is None or found.error is not None or not found.partitions:
+                return  # no worker has dead-lettered anything yet: nothing to read
+            bounds = {
+                p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout_s)
+                for p in sorted(found.partitions)
+            }
+            starts = {p: low for p, (low, _) in bounds.items()}
+            if since_ms is not None:  # the first offset sent at or after it; -1: none
+                asked = [TopicPartition(topic, p, since_ms) for p in bounds]
+                for tp in consumer.offsets_for_times(asked, timeout_s):
+                    starts[tp.partition] = tp.offset if tp.offset >= 0 else bounds[tp.partition][1]
+        except KafkaException as exc:
+            raise ServiceUnavailable(f"Kafka at {bootstrap} is unreachable ({exc})") from exc
+        ends = {p: high for p, (_, high) in bounds.items()}
+        pending = {p for p in bounds if starts[p] < ends[p]}
+        consumer.assign([TopicPartition(topic, p, starts[p]) for p in sorted(pending)])
+        while pending:
+            message = consumer.poll(POLL_S)
+            if message is None:
+                continue
+            partition, error = message.partition(), message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    pending.discard(partition)  # its end (a transaction marker may be last)
+                    continue
+                raise ServiceUnavailable(f"reading {topic}: {error}")
+            offset = message.offset()
+            if partition not in pending or offset >= ends[partition]:
+                pending.discard(partition)  # sent after the read began
+                continue
+            yield letter(
+                message.headers(),
+                message.key(),
+                message.value(),
+                message.timestamp()[1],
+                f"{topic}/{partition}/{offset}",
+            )
+            if offset + 1 >= ends[partition]:
+                pending.discard(partition)
+    finally:
+        consumer.close()
