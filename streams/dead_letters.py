@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import re
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -109,7 +110,8 @@ def read_letters(
 ) -> Iterator[DeadLetterEntry]:
     """The topic's dead letters sent at or after ``since_ms`` (all when ``None``), each
     partition in offset order, up to the end it had when the read began.  Raises
-    :class:`ServiceUnavailable` when Kafka cannot be reached within ``timeout_s``."""
+    :class:`ServiceUnavailable` when Kafka cannot be reached within ``timeout_s``, or
+    sends nothing for that long before the end."""
     from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
     consumer = Consumer(
@@ -141,10 +143,17 @@ def read_letters(
         ends = {p: high for p, (_, high) in bounds.items()}
         pending = {p for p in bounds if starts[p] < ends[p]}
         consumer.assign([TopicPartition(topic, p, starts[p]) for p in sorted(pending)])
+        heard = time.monotonic()
         while pending:
             message = consumer.poll(POLL_S)
             if message is None:
+                if time.monotonic() - heard > timeout_s:
+                    raise ServiceUnavailable(
+                        f"reading {topic} from Kafka at {bootstrap}: nothing for {timeout_s:.0f}s"
+                        f" with partitions {sorted(pending)} not read to their end"
+                    )
                 continue
+            heard = time.monotonic()
             partition, error = message.partition(), message.error()
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:

@@ -5,6 +5,7 @@ every partition, from a moment on, up to the end it had when the read began."""
 from __future__ import annotations
 
 import base64
+import socket
 import subprocess
 
 import orjson
@@ -12,7 +13,7 @@ import pytest
 from confluent_kafka import Producer
 
 from ingest.admin import TopicSpec, ensure_topics
-from schemas.errors import InvalidInput
+from schemas.errors import InvalidInput, ServiceUnavailable
 from schemas.settings import Settings
 from schemas.timeutil import parse_instant
 from streams.dead_letters import letter, read_letters, since_ms
@@ -162,3 +163,11 @@ def test_the_command_prints_json_lines_and_a_count_by_reason(isolated: Settings)
     assert wrong.returncode == 2
     assert "not a dead-letter reason" in wrong.stderr
     assert "value_missing" in wrong.stderr  # the fix lists the reasons
+
+
+def test_a_kafka_that_does_not_answer_is_named_not_waited_for_forever() -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(ServiceUnavailable, match=f"127.0.0.1:{port} is unreachable"):
+        list(read_letters(f"127.0.0.1:{port}", "meterline.dead-letter", timeout_s=2))
