@@ -169,9 +169,13 @@ def run_dead_letters(settings: Settings, args: argparse.Namespace) -> int:
     since = None if args.since is None else since_ms(args.since, int(time.time() * 1000))
     reasons = set(args.reason or ())
     known = {reason.value for reason in DeadLetterReason}
-    for reason in sorted(reasons - known):
+    unknown = sorted(reasons - known)
+    if unknown:
         raise InvalidInput.single(
-            "--reason", reason, "not a dead-letter reason", f"use one of {', '.join(sorted(known))}"
+            "--reason",
+            unknown[0],
+            "not a dead-letter reason",
+            f"use one of {', '.join(sorted(known))}",
         )
     counts: dict[str, int] = {}
     for entry in read_letters(settings.kafka_bootstrap, settings.dead_letter_topic, since):

@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from functools import partial
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 from schemas.errors import MeterlineError
 from schemas.metering.definitions import Aggregation, MeterSet
@@ -60,7 +60,8 @@ from streams.plan import (
     split_plan,
 )
 from streams.planner import Planner
-from streams.shard import Connection, ReplicasDisagree, Shard
+from streams.retry import SinkFailed, with_retry
+from streams.shard import Shard
 
 __all__ = [
     "BatchPlan",
@@ -70,7 +71,6 @@ __all__ = [
     "Planner",
     "Record",
     "RecordsSkipped",
-    "RetryLog",
     "SeenLookup",
     "SeenStore",
     "SinkFailed",
@@ -78,25 +78,14 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 WRITE_RETRY_SECONDS = 120.0
 """How long a failing write is retried before the worker gives up (:class:`SinkFailed`)."""
-REPLICAS_POLL_SECONDS = 0.5
-"""How soon a shard's replicas are asked again when they disagreed on its progress
-(``streams.shard.ReplicasDisagree``): one fetch away from agreeing, usually."""
-RETRY_LOG_SECONDS = 10.0
-"""While a write keeps failing with the same kind of error, how often a failure is logged
-at WARNING (:class:`RetryLog`); the attempts between go to DEBUG."""
 WRITE_DEADLINE_SECONDS = WRITE_RETRY_SECONDS + REPLY_TIMEOUT_S
 """The longest one chunk's write can take, its last attempt included: the consumer
 group must wait at least this long for a member to finish its write before it hands the
 member's partitions to another (``streams.app``, ``broker_rebalance_timeout``), or two
 workers could write the same offsets from progress each read before the other's write."""
 # a feed row (``Contribution``) holds its source partition at [9] and offset at [10]
-
-
-class SinkFailed(MeterlineError):
-    """ClickHouse kept failing past the retry deadline; the batch must not be acknowledged."""
 
 
 class RecordsSkipped(MeterlineError):
@@ -106,27 +95,6 @@ class RecordsSkipped(MeterlineError):
 class SeenStore(SeenLookup, Protocol):
     def put_many(self, entries: Sequence[tuple[str, SeenRecord]]) -> None:
         """Record kept events; each :class:`SeenRecord` names its own partition."""
-
-
-class RetryLog:
-    """Which failures of one retried write are logged at WARNING (pure): the first, one
-    of another kind than the last logged (its exception class), and a repeat once every
-    ``interval`` seconds — so a replica down for two minutes, polled every 0.5 s, says so
-    about a dozen times instead of 240, and a change of cause is never hidden."""
-
-    def __init__(self, interval: float = RETRY_LOG_SECONDS) -> None:
-        self.interval = interval
-        self.failures = 0
-        self._kind: type[BaseException] | None = None
-        self._at = 0.0
-
-    def loud(self, exc: BaseException, now: float) -> bool:
-        """Count a failure at ``now`` (monotonic seconds); whether to log it at WARNING."""
-        self.failures += 1
-        if type(exc) is self._kind and now - self._at < self.interval:
-            return False
-        self._kind, self._at = type(exc), now
-        return True
 
 
 class MeteringSink:
@@ -258,10 +226,12 @@ class MeteringSink:
         raw: Future[None] | None = None
         if plan.raw_rows:
             insert = partial(shard.insert_raw, plan.raw_rows)
-            raw = self._raw_writer.submit(self._with_retry, shard.raw_connection, insert, started)
+            raw = self._raw_writer.submit(
+                with_retry, shard.raw_connection, insert, started, self.retry_seconds
+            )
         try:
             write = partial(self._write_windows, shard, plan)
-            counts = self._with_retry(shard.windows_connection, write, started)
+            counts = with_retry(shard.windows_connection, write, started, self.retry_seconds)
         except BaseException:
             if raw is not None:  # no insert left running behind a failed write
                 wait([raw])
@@ -318,47 +288,6 @@ class MeteringSink:
                 if high > table.get(partition, -1):
                     table[partition] = high
         return fresh, repaired, skipped
-
-    def _with_retry(self, connection: Connection, action: Callable[[], T], started: float) -> T:
-        """``action`` until it succeeds, resetting ``connection`` (the one it uses)
-        between attempts; :class:`SinkFailed` past ``retry_seconds``."""
-        delay = 0.2
-        failures = RetryLog()
-        while True:
-            try:
-                result = action()
-            except Exception as exc:
-                # replicas that disagree are catching up: asked again soon, not backed off
-                if isinstance(exc, ReplicasDisagree):
-                    delay = REPLICAS_POLL_SECONDS
-                now = time.monotonic()
-                if now - started + delay > self.retry_seconds:
-                    raise SinkFailed(
-                        f"ClickHouse write failed for {self.retry_seconds:.0f}s: {exc!r}"
-                    ) from exc
-                metrics.FLUSH_RETRIES.inc()
-                log.log(
-                    logging.WARNING if failures.loud(exc, now) else logging.DEBUG,
-                    "ClickHouse write failed (%r), attempt %d, %.1fs into the write; retrying"
-                    " in %.1fs (the same error again is logged every %.0fs, up to %.0fs)",
-                    exc,
-                    failures.failures,
-                    now - started,
-                    delay,
-                    failures.interval,
-                    self.retry_seconds,
-                )
-                connection.reset()
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
-            else:
-                if failures.failures:
-                    log.info(
-                        "ClickHouse write succeeded after %d failed attempt(s), %.1fs into it",
-                        failures.failures,
-                        time.monotonic() - started,
-                    )
-                return result
 
     def forget_partitions(self, partitions: Sequence[int]) -> None:
         """Partitions were (re)assigned or revoked: another worker may have advanced them

@@ -27,12 +27,12 @@ from schemas.wire import encode_event
 from streams.batch import BatchMeter
 from streams.dedupe import SeenRecord
 from streams.liveness import WorkerState
+from streams.retry import RetryLog
 from streams.shard import ReplicasDisagree, Shard
 from streams.sink import (
     MeteringSink,
     Record,
     RecordsSkipped,
-    RetryLog,
     SinkFailed,
     window_writes,
 )
@@ -168,7 +168,7 @@ def test_a_write_that_recovers_says_so_without_a_warning_per_attempt(
 
     engine = WindowsFailThrice()
     s = sink(engine, retry_seconds=30)
-    with caplog.at_level(logging.DEBUG, logger="streams.sink"):
+    with caplog.at_level(logging.DEBUG, logger="streams.retry"):
         s.write(s.plan([record(0, "a", 1)], Store()))
     assert per_write(engine.inserts) == [("meter_window_agg_feed", 1), ("usage_events", 1)]
     failed = [r for r in caplog.records if "write failed" in r.getMessage()]
