@@ -14,6 +14,7 @@ import orjson
 from streams.dedupe import SeenRecord
 
 __all__ = [
+    "COMPACT",
     "COUNT",
     "HASH_BYTES",
     "HEAD",
@@ -21,6 +22,7 @@ __all__ = [
     "TIME",
     "Entry",
     "Indexed",
+    "digest_bytes",
     "encode_chunk",
     "entry_slices",
     "index_entries",
@@ -30,8 +32,13 @@ __all__ = [
     "unpack",
 ]
 
-# an index value: this head, then the chunk key, the digest and the full dedupe key
+# An index value: this head, then the chunk key and the digest.  A compact value (every
+# digest the worker makes is lowercase hexadecimal) holds the digest's bytes and flags its
+# length with COMPACT; any other digest is held as text followed by the full dedupe key,
+# the form earlier workers wrote for every event.  Both read back alike, so an index
+# written before the compact form needs no migration.
 HEAD = struct.Struct("<IqIqHH")  # partition, offset, index, ingested_ms, len(chunk), len(digest)
+COMPACT = 0x8000  # in the digest length: the digest's bytes, and no key after them
 PART = struct.Struct(">I")  # big-endian prefixes sort by partition, then by time
 TIME = struct.Struct(">Q")
 COUNT = struct.Struct("<I")
@@ -49,14 +56,32 @@ def _key_hash(key: bytes) -> bytes:
     return hashlib.blake2b(key, digest_size=HASH_BYTES).digest()
 
 
+def digest_bytes(digest: str) -> bytes | None:
+    """The bytes a lowercase hexadecimal ``digest`` spells (which ``bytes.hex`` turns back
+    into the same text), or ``None`` for any other text."""
+    try:
+        raw = bytes.fromhex(digest)
+    except ValueError:
+        return None
+    return raw if raw.hex() == digest else None
+
+
 def index_entries(entries: Sequence[Entry], chunk_key: bytes) -> Indexed:
     """The index entries of the events a chunk entry ``chunk_key`` records."""
     pairs = []
     head, chunk_len = HEAD.pack, len(chunk_key)
     for key_text, partition, offset, position, digest, ingested in entries:
-        key, digest_bytes = key_text.encode(), digest.encode()
-        packed = head(partition, offset, position, ingested, chunk_len, len(digest_bytes))
-        pairs.append((key_hash(key), packed + chunk_key + digest_bytes + key))
+        key = key_text.encode()
+        raw = digest_bytes(digest)
+        if raw is not None and len(raw) < COMPACT:
+            packed = head(partition, offset, position, ingested, chunk_len, COMPACT | len(raw))
+            pairs.append((key_hash(key), packed + chunk_key + raw))
+        else:
+            text = digest.encode()
+            if len(text) >= COMPACT:
+                raise OverflowError(f"a content digest of {len(text)} bytes is too long")
+            packed = head(partition, offset, position, ingested, chunk_len, len(text))
+            pairs.append((key_hash(key), packed + chunk_key + text + key))
     newest = max(0, max((entry[5] for entry in entries), default=0))
     return pairs, b"".join(hashed for hashed, _ in pairs), newest
 
@@ -98,8 +123,14 @@ def raw_entries(table_key: bytes, value: bytes) -> list[Entry]:
 
 
 def unpack(value: bytes, key: bytes) -> SeenRecord | None:
+    """The record an index value holds for ``key``: ``None`` when the value names another
+    key with the same hash (only a value that carries its key can tell; the odds of two
+    keys sharing 128 bits of hash are in ``docs/metering.md``)."""
     partition, offset, index, ingested, chunk_len, digest_len = HEAD.unpack_from(value)
     digest_at = HEAD.size + chunk_len
+    if digest_len & COMPACT:
+        digest = value[digest_at : digest_at + (digest_len ^ COMPACT)].hex()
+        return SeenRecord(partition, offset, digest, ingested, index)
     if value[digest_at + digest_len :] != key:
         return None  # another key with the same hash
     digest = value[digest_at : digest_at + digest_len].decode()

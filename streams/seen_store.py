@@ -3,15 +3,15 @@
 :class:`SeenIndexStore` is Faust's rocksdb table store (rocksdict driver) plus an index.
 Under the table directory (layout, options and figures in ``docs/metering.md``):
 ``dedupe-<partition>.db``, Faust's own, holds the table as the changelog carries it (one
-*chunk entry* per partition per written chunk, or one entry per event from older
-workers) and the last changelog offset applied; ``dedupe-index.db``, one per worker,
-maps ``blake2b-128(dedupe key)`` to the packed record with its chunk key and full key
-(``seen``), each chunk to its keys' hashes (``chunks``), and orders chunks by newest
-ingestion time for the purge (``expiry``).  One index for all partitions makes a lookup
-one RocksDB read, however many partitions the worker owns; the price is two databases,
-so a write is two atomic batches, ordered so that a crash between them leaves the index
-holding *more* than the chunks — true entries, since a chunk is recorded only after its
-events are in ClickHouse.
+*chunk entry* per partition per written chunk, or one entry per event from older workers)
+and the last changelog offset applied; ``dedupe-index.db``, one per worker, maps
+``blake2b-128(dedupe key)`` to the packed record with its chunk key and digest (``seen``;
+the layout is ``seen_codec``'s), each chunk to its keys' hashes (``chunks``), and orders
+chunks by newest ingestion time for the purge (``expiry``).  One index for all partitions
+makes a lookup one RocksDB read, however many partitions the worker owns; the price is
+two databases, so a write is two atomic batches, ordered so that a crash between them
+leaves the index holding *more* than the chunks — true entries, since a chunk is recorded
+only after its events are in ClickHouse.
 
 Invariants:
 

@@ -38,6 +38,33 @@ fn json_string(out: &mut Vec<u8>, value: &str) {
     out.push(b'"');
 }
 
+/// In an index value's digest length: the digest's bytes follow, and no key after them
+/// (`streams.seen_codec.COMPACT`).
+const COMPACT: u16 = 0x8000;
+
+/// The bytes of `text` into `out` if it is lowercase hexadecimal of even length (what
+/// `bytes.fromhex` reads and `bytes.hex` writes back the same), else `false`.
+fn hex_bytes(text: &str, out: &mut Vec<u8>) -> bool {
+    fn nibble(b: u8) -> Option<u8> {
+        match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'a'..=b'f' => Some(b - b'a' + 10),
+            _ => None,
+        }
+    }
+    let bytes = text.as_bytes();
+    if bytes.len() % 2 != 0 {
+        return false;
+    }
+    for pair in bytes.chunks_exact(2) {
+        match (nibble(pair[0]), nibble(pair[1])) {
+            (Some(high), Some(low)) => out.push(high << 4 | low),
+            _ => return false,
+        }
+    }
+    true
+}
+
 /// One partition's kept events `[(dedupe key, SeenRecord), ...]` (in record order, at
 /// least one) as `(table key, table value, (index entries, key hashes, newest
 /// ingested_ms))`: what `streams.seen_codec.encode_chunk` returns for them.
@@ -92,6 +119,7 @@ pub fn encode_chunk<'py>(
     let pairs = PyList::empty(py);
     let mut newest = 0i64;
     let mut entry = Vec::with_capacity(256);
+    let mut digest = Vec::with_capacity(32);
     for (i, e) in events.iter().enumerate() {
         if i > 0 {
             value.push(b',');
@@ -102,8 +130,6 @@ pub fn encode_chunk<'py>(
         json_string(&mut value, &e.digest);
         value.extend_from_slice(format!(",{}]", e.ingested).as_bytes());
 
-        let digest_len = u16::try_from(e.digest.len())
-            .map_err(|_| PyOverflowError::new_err("a content digest is too long"))?;
         let hashed = hash16(e.key.as_bytes());
         hashes.extend_from_slice(&hashed);
         entry.clear();
@@ -112,10 +138,24 @@ pub fn encode_chunk<'py>(
         entry.extend_from_slice(&e.index.to_le_bytes());
         entry.extend_from_slice(&e.ingested.to_le_bytes());
         entry.extend_from_slice(&chunk_len.to_le_bytes());
-        entry.extend_from_slice(&digest_len.to_le_bytes());
-        entry.extend_from_slice(&chunk_key);
-        entry.extend_from_slice(e.digest.as_bytes());
-        entry.extend_from_slice(e.key.as_bytes());
+        digest.clear();
+        if hex_bytes(&e.digest, &mut digest) && digest.len() < usize::from(COMPACT) {
+            entry.extend_from_slice(&(COMPACT | digest.len() as u16).to_le_bytes());
+            entry.extend_from_slice(&chunk_key);
+            entry.extend_from_slice(&digest);
+        } else {
+            let digest_len = u16::try_from(e.digest.len())
+                .ok()
+                .filter(|&n| n < COMPACT)
+                .ok_or_else(|| {
+                    let n = e.digest.len();
+                    PyOverflowError::new_err(format!("a content digest of {n} bytes is too long"))
+                })?;
+            entry.extend_from_slice(&digest_len.to_le_bytes());
+            entry.extend_from_slice(&chunk_key);
+            entry.extend_from_slice(e.digest.as_bytes());
+            entry.extend_from_slice(e.key.as_bytes());
+        }
         pairs.append(PyTuple::new(
             py,
             [PyBytes::new(py, &hashed), PyBytes::new(py, &entry)],
