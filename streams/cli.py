@@ -10,8 +10,9 @@
 * ``reconcile --from T --to T [--meter SLUG]``: recompute meters from the raw events and
   compare with the windows; exit 1 on any difference (``streams.reconcile``).
 * ``backfill --meter SLUG --from T --to T``: fill a new meter from the raw events.
-* ``dead-letters [--since T|90m|24h|7d] [--reason R]``: list the events the worker could
-  not meter, as JSON lines (``streams.dead_letters``).
+* ``dead-letters [--since T|90m|24h|7d] [--reason R] [--resend | --dry-run]``: list the
+  events the worker could not meter, as JSON lines; or send back to the events topic the
+  ones the meters now accept (``streams.dead_letters``).
 * ``reset --yes``: delete the topics, the consumer group, the workers' local state on
   this machine and the ClickHouse database of these settings (all metered data and dedupe
   state; for local use).
@@ -103,6 +104,16 @@ def add_parsers(sub: Any) -> None:
         "--since", help="sent at or after: a time with a UTC offset, or 90m, 24h, 7d (default: all)"
     )
     letters.add_argument("--reason", action="append", help="only this reason (repeatable)")
+    resending = letters.add_mutually_exclusive_group()
+    resending.add_argument(
+        "--resend",
+        action="store_true",
+        help="send the events the meters now accept back to the events topic (once fixed)",
+    )
+    resending.add_argument(
+        "--dry-run", action="store_true", help="say what --resend would send, and send nothing"
+    )
+    _meters_argument(letters)
     letters.set_defaults(handler=lambda a: run_dead_letters(Settings(), a))
     reset = sub.add_parser(
         "reset", help="delete topics, consumer group, worker state and database (local use)"
@@ -161,7 +172,8 @@ def _reset(args: argparse.Namespace) -> int:
 
 def run_dead_letters(settings: Settings, args: argparse.Namespace) -> int:
     """Print the dead letters (one JSON object a line: when, reason, validation message,
-    where the event was read, the event's exact bytes), then a count by reason on stderr."""
+    where the event was read, the event's exact bytes), then a count by reason on stderr;
+    with ``--resend`` or ``--dry-run``, what :func:`run_resend` does instead."""
     import orjson
 
     from streams.dead_letters import read_letters, since_ms
@@ -177,21 +189,66 @@ def run_dead_letters(settings: Settings, args: argparse.Namespace) -> int:
             "not a dead-letter reason",
             f"use one of {', '.join(sorted(known))}",
         )
+    selected = (
+        entry
+        for entry in read_letters(settings.kafka_bootstrap, settings.dead_letter_topic, since)
+        if not reasons or entry.reason in reasons
+    )
+    window = "" if since is None else f" since {format_ms(since)}"
+    if args.resend or args.dry_run:
+        return run_resend(settings, _meters(args), selected, window, dry_run=args.dry_run)
     counts: dict[str, int] = {}
-    for entry in read_letters(settings.kafka_bootstrap, settings.dead_letter_topic, since):
-        if reasons and entry.reason not in reasons:
-            continue
+    for entry in selected:
         counts[entry.reason] = counts.get(entry.reason, 0) + 1
         sys.stdout.write(orjson.dumps(entry.as_json()).decode() + "\n")
     sys.stdout.flush()
     by_reason = ", ".join(f"{reason}: {n}" for reason, n in sorted(counts.items()))
-    window = "" if since is None else f" since {format_ms(since)}"
     print(
         f"{sum(counts.values())} dead letter(s) in {settings.dead_letter_topic}{window}"
         + (f" ({by_reason})" if by_reason else ""),
         file=sys.stderr,
     )
     return 0
+
+
+def run_resend(
+    settings: Settings, meters: MeterSet, letters: Any, window: str, *, dry_run: bool
+) -> int:
+    """``dead-letters --resend`` / ``--dry-run``: each selected letter judged by ``meters``
+    (as the worker would meter its event now); the accepted ones sent back to the events
+    topic (not on a dry run).  One JSON line per letter, then a summary on stderr; exit 1
+    when some are still refused, so a script sees that letters stay behind."""
+    import orjson
+
+    from streams.dead_letters import LetterSender, resend
+    from streams.planner import Planner
+
+    planner = Planner(
+        namespace=settings.namespace,
+        meters=meters,
+        unknown_type_is_error=settings.unknown_event_type_is_error,
+    )
+    send = None if dry_run else LetterSender(settings.kafka_bootstrap, settings.events_topic)
+    accepted, refused = 0, dict[str, int]()
+    for done in resend(letters, planner.refusal, send):
+        sys.stdout.write(orjson.dumps(done.as_json()).decode() + "\n")
+        if done.refused is None:
+            accepted += 1
+        else:
+            refused[done.refused[0]] = refused.get(done.refused[0], 0) + 1
+    sys.stdout.flush()
+    verb = "would resend" if dry_run else "resent"
+    summary = f"{verb} {accepted} dead letter(s) of {settings.dead_letter_topic}{window}"
+    if not dry_run:
+        summary += f" to {settings.events_topic}"
+    if refused:
+        by_reason = ", ".join(f"{reason}: {n}" for reason, n in sorted(refused.items()))
+        summary += (
+            f"; {sum(refused.values())} still refused by these meters ({by_reason}), left"
+            " where they are: fix the meters (--meters) or send corrected events"
+        )
+    print(summary, file=sys.stderr)
+    return 1 if refused else 0
 
 
 def _worker(args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""Reading the dead-letter topic back (``meterline dead-letters``).
+"""Reading the dead-letter topic back, and sending its events again
+(``meterline dead-letters [--resend]``).
 
 The worker sends an event it cannot meter to the dead-letter topic
 (``settings.dead_letter_topic``) with its original bytes, its key and headers naming the
@@ -7,6 +8,13 @@ reason, the validation message and where it was read (``streams.app``,
 JSON-ready entry (pure); :func:`read_letters` reads the topic from a moment on up to its
 end as it stood when the read began, without a consumer group's commits, so reading
 changes nothing for anyone else.
+
+A resend (:func:`resend`) judges each letter's event by the meters it is given first
+(:meth:`streams.planner.Planner.refusal`): one they still refuse stays where it is, with
+the reason it would get now, so a resend never feeds the topic its own letters again.  One
+they meter goes back to the events topic with its exact bytes and key
+(:class:`LetterSender`); its id was never recorded, so the worker meters it once, and a
+letter resent twice is a duplicate the worker drops (within the dedupe horizon).
 """
 
 from __future__ import annotations
@@ -15,14 +23,26 @@ import base64
 import re
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from schemas.errors import InvalidInput, ServiceUnavailable
 from schemas.timeutil import format_ms, parse_instant
 
-__all__ = ["DeadLetterEntry", "letter", "read_letters", "since_ms"]
+__all__ = [
+    "RESENT_FROM_HEADER",
+    "DeadLetterEntry",
+    "LetterSender",
+    "Resent",
+    "letter",
+    "read_letters",
+    "resend",
+    "since_ms",
+]
+
+RESENT_FROM_HEADER = "meterline.resent-from"
+"""On a resent event: the dead letter it came from (``topic/partition/offset``)."""
 
 POLL_S = 1.0
 """How long one poll waits; the read ends once every partition reached its end."""
@@ -175,3 +195,103 @@ def read_letters(
                 pending.discard(partition)
     finally:
         consumer.close()
+
+
+@dataclass(frozen=True)
+class Resent:
+    """What a resend did with one dead letter: sent to ``sent_to`` (``topic/partition/
+    offset``; ``None`` on a dry run), or kept because the meters still refuse its event
+    (``refused``: the reason and detail it would get now)."""
+
+    entry: DeadLetterEntry
+    refused: tuple[str, str] | None = None
+    sent_to: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "dead_letter": self.entry.position,
+            "reason": self.entry.reason,
+            "resent": self.refused is None,
+        }
+        if self.refused is not None:
+            out["refused_now"], out["detail_now"] = self.refused
+        elif self.sent_to is not None:
+            out["sent_to"] = self.sent_to
+        return out
+
+
+def resend(
+    entries: Iterable[DeadLetterEntry],
+    refusal: Callable[[bytes], tuple[str, str] | None],
+    send: Callable[[list[DeadLetterEntry]], list[str]] | None,
+    batch: int = 1_000,
+) -> Iterator[Resent]:
+    """Each dead letter, in order, judged by ``refusal`` (the current meters' verdict on
+    its event: ``(reason, detail)``, or ``None`` when they meter it); the ones they meter
+    are passed to ``send`` up to ``batch`` at a time, which returns where each went
+    (``send`` ``None``: a dry run, nothing is sent)."""
+    held: list[Resent] = []
+    sending: list[DeadLetterEntry] = []
+
+    def release() -> Iterator[Resent]:
+        sent = iter(send(sending) if send is not None and sending else [])
+        for done in held:
+            yield (
+                done
+                if done.refused is not None or send is None
+                else replace(done, sent_to=next(sent))
+            )
+        held.clear()
+        sending.clear()
+
+    for entry in entries:
+        refused = refusal(entry.value)
+        if refused is not None:
+            held.append(Resent(entry, refused=(str(refused[0]), refused[1])))
+            continue
+        held.append(Resent(entry))
+        sending.append(entry)
+        if len(sending) >= batch:
+            yield from release()
+    yield from release()
+
+
+class LetterSender:
+    """Sends dead letters' events back to the events topic the way producers send events
+    (idempotent, ``acks=all``: ``ingest.producer.events_producer_config``): one event per
+    record, its exact bytes, its original key, and the header :data:`RESENT_FROM_HEADER`.
+    A call returns once Kafka acknowledged every event it was given, with where each is."""
+
+    def __init__(self, bootstrap: str, topic: str, timeout_s: float = 30.0) -> None:
+        from confluent_kafka import Producer
+
+        from ingest.producer import events_producer_config
+
+        self.topic, self.timeout_s = topic, timeout_s
+        self._producer = Producer(
+            events_producer_config(bootstrap, 5, delivery_timeout_ms=int(timeout_s * 1000))
+        )
+
+    def __call__(self, entries: list[DeadLetterEntry]) -> list[str]:
+        delivered: dict[int, tuple[Any, Any]] = {}
+        for n, entry in enumerate(entries):
+            self._producer.produce(
+                self.topic,
+                value=entry.value,
+                key=entry.key,
+                headers=[(RESENT_FROM_HEADER, entry.position.encode())],
+                on_delivery=lambda err, msg, n=n: delivered.__setitem__(n, (err, msg)),
+            )
+            self._producer.poll(0)
+        self._producer.flush(self.timeout_s)
+        out = []
+        for n, entry in enumerate(entries):
+            err, msg = delivered.get(n, ("no acknowledgement in time", None))
+            if err is not None:
+                raise ServiceUnavailable(
+                    f"resending {entry.position} to {self.topic}: {err}; others of its batch may"
+                    " be sent: run the resend again (an event sent twice is a duplicate the"
+                    " worker drops)"
+                )
+            out.append(f"{msg.topic()}/{msg.partition()}/{msg.offset()}")
+        return out

@@ -257,6 +257,13 @@ class Planner:
         plan.count("dead_letter", len(plan.dead))
         return plan
 
+    def refusal(self, line: bytes) -> tuple[DeadLetterReason, str] | None:
+        """The dead-letter reason and detail this planner would give the event ``line``,
+        or ``None`` if it meters (or is stored raw): what a resend of a dead letter is
+        judged by (``streams.dead_letters``)."""
+        answer = self._line(line, None)
+        return (answer[0], answer[1]) if len(answer) == 2 else None
+
     def _line(self, line: bytes, decoded: tuple[Any, ...] | None) -> tuple[Any, ...]:
         """The native loop's way down the chain for a line it did not meter: ``decoded``
         is the native decoder's tuple (with its data) or ``None``.  The event as

@@ -224,11 +224,82 @@ def test_all_kinds_exact_through_duplicates_late_malformed_and_sigkill(
     entries = [orjson.loads(line) for line in listed.stdout.splitlines()]
     assert {(e["reason"], e["event"].encode()) for e in entries} == set(MALFORMED.items())
     assert all(e["detail"] and e["source"].startswith(settings.events_topic) for e in entries)
+    # the same meters refuse them all again: a resend would send nothing, and says why
+    judged = run_module(
+        settings, "streams", "dead-letters", "--dry-run", "--meters", settings.meters_file
+    )
+    assert judged.returncode == 1, judged.stderr
+    verdicts = [orjson.loads(line) for line in judged.stdout.splitlines()]
+    assert len(verdicts) == len(entries)
+    assert {(v["refused_now"], v["resent"]) for v in verdicts} == {
+        (reason, False) for reason in MALFORMED
+    }
 
     result = streams_cli(settings, "reconcile", 30, 2)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "reconcile OK: 49 (meter, subject) pairs checked, 0 differences" in result.stdout
     engine.close()
+
+
+def test_a_dead_letter_resent_once_its_meter_exists_is_metered_once(
+    isolated: Settings, workers: WorkerProcess, tmp_path: Path
+) -> None:
+    """Events of a type no meter reads are dead-lettered (unknown types are errors here);
+    the operator adds the meter, restarts the worker with it and resends them twice: they
+    are metered once, beside the traffic that was metered all along."""
+    settings = with_meters(
+        isolated, tmp_path, unknown_event_type_is_error=True, worker_batch_seconds=0.05
+    )
+    workers.settings = settings
+    engine = prepare(settings)
+    first = workers.start()
+    at = datetime.now(UTC) - timedelta(seconds=30)
+    gpu = [
+        UsageEvent.create(
+            type="gpu.job",
+            subject=f"cust-{i % 2}",
+            source="e2e",
+            id=f"gpu-{i}",
+            time=at - timedelta(milliseconds=i),
+            data={"v": f"{i}.25"},
+        )
+        for i in range(5)
+    ]
+    jobs = make_events(60, seed=5, late_share=0)
+    with UsageProducer(settings.kafka_bootstrap, settings.events_topic) as producer:
+        producer.send_many([*gpu, *jobs])
+    assert [reason for reason, _, _ in dead_letters(settings, len(gpu))] == [
+        "unknown_event_type"
+    ] * len(gpu)
+    wait_caught_up(settings, workers)  # committed: the restart below replays nothing
+
+    fixed = tmp_path / "meters-fixed.yaml"
+    fixed.write_text(
+        METERS_YAML
+        + "  - {slug: gpu_seconds, event_type: gpu.job, aggregation: SUM, value_property: $.v}\n"
+    )
+    settings = settings.model_copy(update={"meters_file": str(fixed)})
+    workers.kill(first, signal.SIGTERM)  # the operator's restart with the new meter
+    workers.settings = settings
+    workers.start()
+    for _ in range(2):  # the second resend sends duplicates, which the worker drops
+        done = run_module(settings, "streams", "dead-letters", "--resend")
+        assert done.returncode == 0, done.stderr
+        assert f"resent {len(gpu)} dead letter(s)" in done.stderr
+    wait_caught_up(settings, workers, timeout=180)
+
+    gpu_totals = {
+        (subject, "gpu_seconds"): sum(
+            (Decimal(str(e.data["v"])) for e in gpu if e.subject == subject and e.data),
+            Decimal(0),
+        )
+        for subject in ("cust-0", "cust-1")
+    }
+    assert stored_totals(engine, settings) == expected(jobs) | gpu_totals
+    raw = engine.execute(
+        EventsTable(settings.clickhouse_database).count(settings.namespace).to_sql()
+    )
+    assert int(raw[0][0]) == len(jobs) + len(gpu)
 
 
 def test_reconcile_fails_on_a_tampered_window(

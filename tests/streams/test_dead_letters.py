@@ -1,6 +1,8 @@
 """Reading dead letters back (``streams.dead_letters``, ``meterline dead-letters``): the
 entry a message becomes (pure), ``--since``, and the read against a real Kafka topic —
-every partition, from a moment on, up to the end it had when the read began."""
+every partition, from a moment on, up to the end it had when the read began; and sending
+them again (``--resend``, ``--dry-run``): only what the meters now accept, exactly as it
+was, to the real events topic."""
 
 from __future__ import annotations
 
@@ -10,14 +12,23 @@ import subprocess
 
 import orjson
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from ingest.admin import TopicSpec, ensure_topics
 from schemas.errors import InvalidInput, ServiceUnavailable
+from schemas.metering.definitions import load_meters
 from schemas.settings import Settings
 from schemas.timeutil import parse_instant
-from streams.dead_letters import letter, read_letters, since_ms
-from tests.conftest import run_module
+from streams.dead_letters import (
+    RESENT_FROM_HEADER,
+    DeadLetterEntry,
+    letter,
+    read_letters,
+    resend,
+    since_ms,
+)
+from streams.planner import Planner
+from tests.conftest import ROOT, run_module
 
 T0 = parse_instant("2026-12-01T12:00:00Z") or 0
 HOUR = 3_600_000
@@ -171,3 +182,148 @@ def test_a_kafka_that_does_not_answer_is_named_not_waited_for_forever() -> None:
         port = sock.getsockname()[1]
     with pytest.raises(ServiceUnavailable, match=f"127.0.0.1:{port} is unreachable"):
         list(read_letters(f"127.0.0.1:{port}", "meterline.dead-letter", timeout_s=2))
+
+
+# an event the demo meters accept (llm_tokens), and two they refuse
+METERED = (
+    b'{"specversion":"1.0","id":"evt-7","source":"gateway","type":"llm.completion",'
+    b'"subject":"customer-1","time":"2026-12-01T11:59:00.000Z",'
+    b'"data":{"tokens":"120","model":"m-1"}}'
+)
+NOT_NUMERIC = METERED.replace(b'"120"', b'"lots"').replace(b"evt-7", b"evt-8")
+
+
+def entry(value: bytes, n: int) -> DeadLetterEntry:
+    return DeadLetterEntry(T0, "value_missing", "d", "t/0/0", 0, b"k", value, f"dl/0/{n}")
+
+
+def demo_planner() -> Planner:
+    return Planner(namespace="default", meters=load_meters(ROOT / "deploy/demo/meters.yaml"))
+
+
+def test_a_resend_sends_only_what_the_meters_accept_in_order_and_in_batches() -> None:
+    letters = [entry(v, n) for n, v in enumerate([METERED, b"{", METERED, NOT_NUMERIC, METERED])]
+    batches: list[list[str]] = []
+
+    def send(batch: list[DeadLetterEntry]) -> list[str]:
+        batches.append([e.position for e in batch])
+        return [f"events/0/{e.position.rsplit('/', 1)[1]}" for e in batch]
+
+    done = list(resend(letters, demo_planner().refusal, send, batch=2))
+    assert [d.entry.position for d in done] == [e.position for e in letters]  # in order
+    assert batches == [["dl/0/0", "dl/0/2"], ["dl/0/4"]]
+    assert [d.sent_to for d in done] == ["events/0/0", None, "events/0/2", None, "events/0/4"]
+    refused = {d.entry.position: d.refused for d in done if d.refused is not None}
+    assert refused["dl/0/1"] is not None
+    assert refused["dl/0/1"][0] == "schema_invalid"
+    assert refused["dl/0/3"] is not None
+    assert refused["dl/0/3"][0] == "value_not_numeric"
+    assert "tokens" in refused["dl/0/3"][1]  # the detail names the field
+    assert done[3].as_json() == {
+        "dead_letter": "dl/0/3",
+        "reason": "value_missing",
+        "resent": False,
+        "refused_now": "value_not_numeric",
+        "detail_now": refused["dl/0/3"][1],
+    }
+    assert done[0].as_json() == {
+        "dead_letter": "dl/0/0",
+        "reason": "value_missing",
+        "resent": True,
+        "sent_to": "events/0/0",
+    }
+
+
+def test_a_dry_run_judges_every_letter_and_sends_nothing() -> None:
+    done = list(resend([entry(METERED, 0), entry(b"{", 1)], demo_planner().refusal, None))
+    assert [(d.refused is None, d.sent_to) for d in done] == [(True, None), (False, None)]
+
+
+def read_events(settings: Settings) -> list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]:
+    """Every message of the events topic: key, value, headers."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": "t",
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        partitions = (
+            consumer.list_topics(settings.events_topic, timeout=30)
+            .topics[settings.events_topic]
+            .partitions
+        )
+        out = []
+        for p in sorted(partitions):
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(settings.events_topic, p), timeout=30
+            )
+            if high <= low:
+                continue
+            consumer.assign([TopicPartition(settings.events_topic, p, low)])
+            while low < high:
+                message = consumer.poll(30)
+                assert message is not None
+                assert message.error() is None
+                out.append((message.key(), message.value(), message.headers() or []))
+                low = message.offset() + 1
+        return out
+    finally:
+        consumer.close()
+
+
+def test_the_command_resends_the_accepted_events_exactly_and_leaves_the_rest(
+    isolated: Settings,
+) -> None:
+    ensure_topics(
+        isolated.kafka_bootstrap,
+        [TopicSpec(isolated.dead_letter_topic, 1), TopicSpec(isolated.events_topic, 2)],
+    )
+    producer = Producer({"bootstrap.servers": isolated.kafka_bootstrap})
+    for n, (reason, value) in enumerate(
+        [("value_missing", METERED), ("schema_invalid", b"{"), ("value_not_numeric", NOT_NUMERIC)]
+    ):
+        producer.produce(
+            isolated.dead_letter_topic,
+            value=value,
+            key=b"customer-1",
+            headers=headers(reason, f"detail {n}", f"{isolated.events_topic}/0/{n}", 0),
+        )
+    assert producer.flush(30) == 0
+
+    def command(*args: str) -> subprocess.CompletedProcess[str]:
+        return run_module(isolated, "streams", "dead-letters", *args)
+
+    dry = command("--dry-run")
+    assert dry.returncode == 1, dry.stderr  # letters stay behind: a script can tell
+    assert [orjson.loads(line)["resent"] for line in dry.stdout.splitlines()] == [
+        True,
+        False,
+        False,
+    ]
+    assert f"would resend 1 dead letter(s) of {isolated.dead_letter_topic}" in dry.stderr
+    assert "2 still refused by these meters (schema_invalid: 1, value_not_numeric: 1)" in (
+        dry.stderr
+    )
+    assert read_events(isolated) == []  # a dry run sends nothing
+
+    done = command("--resend", "--reason", "value_missing")
+    assert done.returncode == 0, done.stderr
+    [line] = [orjson.loads(line) for line in done.stdout.splitlines()]
+    assert line["dead_letter"] == f"{isolated.dead_letter_topic}/0/0"
+    assert line["sent_to"].startswith(f"{isolated.events_topic}/")
+    assert (
+        f"resent 1 dead letter(s) of {isolated.dead_letter_topic} to {isolated.events_topic}"
+        in (done.stderr)
+    )
+    assert read_events(isolated) == [
+        (
+            b"customer-1",
+            METERED,
+            [(RESENT_FROM_HEADER, f"{isolated.dead_letter_topic}/0/0".encode())],
+        )
+    ]
+    both = command("--resend", "--dry-run")
+    assert both.returncode == 2
+    assert "not allowed with argument" in both.stderr
