@@ -285,6 +285,18 @@ fn may_be_stored(rules: &Rules<'_>, key: &Bound<'_, PyString>) -> bool {
     }
 }
 
+/// `namespace \x1f source \x1f id`, the planner's dedupe key (one allocation, no
+/// formatting machinery: this runs once per event).
+fn dedupe_key(ns: &str, source: &str, id: &str) -> String {
+    let mut key = String::with_capacity(ns.len() + source.len() + id.len() + 2);
+    key.push_str(ns);
+    key.push('\x1f');
+    key.push_str(source);
+    key.push('\x1f');
+    key.push_str(id);
+    key
+}
+
 type DeadLine<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>);
 
 /// A line's event, or the dead-letter reason and detail the Python chain gave it.
@@ -301,7 +313,7 @@ fn decode<'py>(
         let subject = meters.texts.text(py, event.subject);
         match meters.meter(py, event, &subject, rules.unknown_type_is_error)? {
             Some(rows) => {
-                let key = format!("{}\x1f{}\x1f{}", rules.ns_text, event.source, event.id);
+                let key = dedupe_key(&rules.ns_text, event.source, event.id);
                 let digest = std::str::from_utf8(&event.digest).expect("hex digits");
                 return Ok(Ok(Decoded {
                     source: meters.texts.text(py, event.source).into_any(),
