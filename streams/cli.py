@@ -12,7 +12,7 @@
 * ``backfill --meter SLUG --from T --to T``: fill a new meter from the raw events.
 * ``dead-letters [--since T|90m|24h|7d] [--reason R] [--resend | --dry-run]``: list the
   events the worker could not meter, as JSON lines; or send back to the events topic the
-  ones the meters now accept (``streams.dead_letters``).
+  ones the meters now accept (``streams.dead_letters_cli``).
 * ``reset --yes``: delete the topics, the consumer group, the workers' local state on
   this machine and the ClickHouse database of these settings (all metered data and dedupe
   state; for local use).
@@ -34,7 +34,6 @@ from ingest.admin import ensure_topics, meterline_topics
 from schemas.cli import command_line
 from schemas.errors import InvalidInput, InvariantViolated, ServiceUnavailable
 from schemas.metering import fastpath
-from schemas.metering.contributions import DeadLetterReason
 from schemas.metering.definitions import MeterSet, load_meters
 from schemas.settings import Settings
 from schemas.storage.bootstrap import CURRENT_VERSION, ensure_schema, migrate, require_current
@@ -44,6 +43,7 @@ from schemas.storage.migrations import drop_database
 from schemas.storage.rollups import WindowStore
 from schemas.storage.windows_table import WindowsTable
 from schemas.timeutil import format_ms, parse_instant
+from streams.dead_letters_cli import run_dead_letters
 from streams.progress import consumer_lag, describe_group
 from streams.reconcile import DAY_MS, backfill_rows, compare
 
@@ -52,7 +52,6 @@ __all__ = [
     "add_parsers",
     "main",
     "run_backfill",
-    "run_dead_letters",
     "run_migrate",
     "run_reconcile",
     "tune_gc",
@@ -114,7 +113,7 @@ def add_parsers(sub: Any) -> None:
         "--dry-run", action="store_true", help="say what --resend would send, and send nothing"
     )
     _meters_argument(letters)
-    letters.set_defaults(handler=lambda a: run_dead_letters(Settings(), a))
+    letters.set_defaults(handler=lambda a: run_dead_letters(Settings(), a, _meters))
     reset = sub.add_parser(
         "reset", help="delete topics, consumer group, worker state and database (local use)"
     )
@@ -168,87 +167,6 @@ def _reset(args: argparse.Namespace) -> int:
         f"local worker state {local or '(none)'}"
     )
     return 0
-
-
-def run_dead_letters(settings: Settings, args: argparse.Namespace) -> int:
-    """Print the dead letters (one JSON object a line: when, reason, validation message,
-    where the event was read, the event's exact bytes), then a count by reason on stderr;
-    with ``--resend`` or ``--dry-run``, what :func:`run_resend` does instead."""
-    import orjson
-
-    from streams.dead_letters import read_letters, since_ms
-
-    since = None if args.since is None else since_ms(args.since, int(time.time() * 1000))
-    reasons = set(args.reason or ())
-    known = {reason.value for reason in DeadLetterReason}
-    unknown = sorted(reasons - known)
-    if unknown:
-        raise InvalidInput.single(
-            "--reason",
-            unknown[0],
-            "not a dead-letter reason",
-            f"use one of {', '.join(sorted(known))}",
-        )
-    selected = (
-        entry
-        for entry in read_letters(settings.kafka_bootstrap, settings.dead_letter_topic, since)
-        if not reasons or entry.reason in reasons
-    )
-    window = "" if since is None else f" since {format_ms(since)}"
-    if args.resend or args.dry_run:
-        return run_resend(settings, _meters(args), selected, window, dry_run=args.dry_run)
-    counts: dict[str, int] = {}
-    for entry in selected:
-        counts[entry.reason] = counts.get(entry.reason, 0) + 1
-        sys.stdout.write(orjson.dumps(entry.as_json()).decode() + "\n")
-    sys.stdout.flush()
-    by_reason = ", ".join(f"{reason}: {n}" for reason, n in sorted(counts.items()))
-    print(
-        f"{sum(counts.values())} dead letter(s) in {settings.dead_letter_topic}{window}"
-        + (f" ({by_reason})" if by_reason else ""),
-        file=sys.stderr,
-    )
-    return 0
-
-
-def run_resend(
-    settings: Settings, meters: MeterSet, letters: Any, window: str, *, dry_run: bool
-) -> int:
-    """``dead-letters --resend`` / ``--dry-run``: each selected letter judged by ``meters``
-    (as the worker would meter its event now); the accepted ones sent back to the events
-    topic (not on a dry run).  One JSON line per letter, then a summary on stderr; exit 1
-    when some are still refused, so a script sees that letters stay behind."""
-    import orjson
-
-    from streams.dead_letters import LetterSender, resend
-    from streams.planner import Planner
-
-    planner = Planner(
-        namespace=settings.namespace,
-        meters=meters,
-        unknown_type_is_error=settings.unknown_event_type_is_error,
-    )
-    send = None if dry_run else LetterSender(settings.kafka_bootstrap, settings.events_topic)
-    accepted, refused = 0, dict[str, int]()
-    for done in resend(letters, planner.refusal, send):
-        sys.stdout.write(orjson.dumps(done.as_json()).decode() + "\n")
-        if done.refused is None:
-            accepted += 1
-        else:
-            refused[done.refused[0]] = refused.get(done.refused[0], 0) + 1
-    sys.stdout.flush()
-    verb = "would resend" if dry_run else "resent"
-    summary = f"{verb} {accepted} dead letter(s) of {settings.dead_letter_topic}{window}"
-    if not dry_run:
-        summary += f" to {settings.events_topic}"
-    if refused:
-        by_reason = ", ".join(f"{reason}: {n}" for reason, n in sorted(refused.items()))
-        summary += (
-            f"; {sum(refused.values())} still refused by these meters ({by_reason}), left"
-            " where they are: fix the meters (--meters) or send corrected events"
-        )
-    print(summary, file=sys.stderr)
-    return 1 if refused else 0
 
 
 def _worker(args: argparse.Namespace) -> int:
