@@ -6,10 +6,13 @@ that vote together. A :class:`KafkaNode` says which is which."""
 from __future__ import annotations
 
 import base64
+import json
+import logging
 import shutil
 import socket
 import struct
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -258,7 +261,48 @@ class Kafka(Service):
             return False, f"metadata request failed: {exc}"
         if self.node.node_id not in meta.brokers:
             return False, f"node {self.node.node_id} not yet among brokers {sorted(meta.brokers)}"
-        return True, f"metadata ok, {len(meta.brokers)} broker(s), {len(meta.topics)} topic(s)"
+        ready, detail = _producer_id_assigned(port)
+        if not ready:
+            return False, detail
+        return True, (
+            f"metadata ok, {len(meta.brokers)} broker(s), {len(meta.topics)} topic(s); {detail}"
+        )
+
+
+def _producer_id_assigned(port: int, timeout_s: float = 5.0) -> tuple[bool, str]:
+    """Whether an idempotent producer (every producer of Meterline's events topic is one)
+    gets its producer id from this node, as librdkafka's statistics report it.  A broker
+    allocates ids in blocks it asks the controller for, so the first producer after a
+    start is told "coordinator load in progress" and retries; a node is healthy once that
+    is over, and a newcomer's first producer does not see the retry."""
+    from confluent_kafka import Producer
+
+    state: dict[str, object] = {}
+    said: list[str] = []
+
+    class _Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            said.append(record.getMessage())
+
+    log = logging.getLogger(f"meterline.stack.kafka-{port}")
+    log.propagate = False  # kept for the answer below, not printed by the stack command
+    log.handlers[:] = [_Keep()]
+    producer = Producer(
+        {
+            "bootstrap.servers": f"{HOST}:{port}",
+            "enable.idempotence": True,
+            "statistics.interval.ms": 50,
+            "stats_cb": lambda raw: state.update(json.loads(raw).get("eos", {})),
+            "logger": log,
+        }
+    )
+    deadline = time.monotonic() + timeout_s
+    while state.get("idemp_state") != "Assigned" and time.monotonic() < deadline:
+        producer.poll(0.05)
+    if state.get("idemp_state") == "Assigned":
+        return True, f"producer id {state.get('producer_id')} assigned"
+    last = f": {said[-1]}" if said else ""
+    return False, f"no producer id yet (state {state.get('idemp_state', 'unknown')}){last}"
 
 
 def _meta_cluster_id(meta: Path) -> str:
@@ -294,3 +338,35 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes:
             raise ConnectionError("connection closed by the server")
         data += chunk
     return data
+
+
+BATCH_CODECS = {0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
+"""The low three bits of a record batch's ``attributes`` (Kafka's message format v2)."""
+
+
+def stored_batches(node: KafkaNode, topic: str) -> list[tuple[str, int]]:
+    """Every record batch the broker holds for ``topic`` on disk, as (codec, size in
+    bytes), partition by partition: what a producer's ``compression.type`` became.
+
+    A v2 batch starts with its base offset (8 bytes) and its length after that field
+    (4), then the leader epoch (4), the magic byte (1), a CRC (4) and the attributes (2),
+    so a segment file is walked batch by batch from those two fields alone; a batch
+    still being appended at a segment's end is left out."""
+    batches: list[tuple[str, int]] = []
+    for partition in sorted(node.data.glob(f"{topic}-*")):
+        if not partition.name[len(topic) + 1 :].isdigit():
+            continue  # another topic whose name extends this one's
+        for segment in sorted(partition.glob("*.log")):
+            data = segment.read_bytes()
+            at = 0
+            while at + 23 <= len(data):
+                (length,) = struct.unpack_from(">i", data, at + 8)
+                if at + 12 + length > len(data):
+                    break
+                magic = data[at + 16]
+                if magic != 2:
+                    raise ValueError(f"{segment}: a batch of magic {magic} at byte {at}")
+                (attributes,) = struct.unpack_from(">h", data, at + 21)
+                batches.append((BATCH_CODECS.get(attributes & 7, str(attributes & 7)), length + 12))
+                at += 12 + length
+    return batches

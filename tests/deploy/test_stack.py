@@ -71,6 +71,8 @@ def test_status_reports_both_services_healthy() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(r"^kafka\s+healthy\s", result.stdout, re.MULTILINE), result.stdout
     assert re.search(r"^clickhouse\s+healthy\s", result.stdout, re.MULTILINE), result.stdout
+    # healthy means an idempotent producer (the SDK's, the gateway's) gets its id at once
+    assert re.search(r"producer id \d+ assigned", result.stdout), result.stdout
 
 
 @pytest.mark.integration
