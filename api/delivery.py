@@ -37,7 +37,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from api.fastingest import EncodedEvent
 from ingest.producer import events_producer_config
 from schemas.errors import DeliveryFailed, ServiceUnavailable
-from schemas.wire import record_value
+from schemas.wire import DEFAULT_COMPRESSION, Compression, record_value
 
 __all__ = ["Delivery", "KafkaDelivery", "records"]
 
@@ -101,11 +101,14 @@ class KafkaDelivery:
         linger_ms: float = 2.0,
         record_events: int = 500,
         record_bytes: int = 256_000,
+        compression: Compression = DEFAULT_COMPRESSION,
     ) -> None:
         self.bootstrap, self.topic = bootstrap, topic
         self.record_events, self.record_bytes = record_events, record_bytes
         self._producer = Producer(
-            events_producer_config(bootstrap, linger_ms, int(delivery_timeout_s * 1000), log)
+            events_producer_config(
+                bootstrap, linger_ms, int(delivery_timeout_s * 1000), log, compression
+            )
         )
         self._probed_at = float("-inf")
         self._reachable = False

@@ -52,7 +52,14 @@ from schemas.storage.bootstrap import ensure_schema
 from schemas.storage.engine import ServerEngine
 from schemas.storage.events_table import EventsTable
 from schemas.storage.windows_table import MeterQuery, WindowsTable
-from schemas.wire import encode_event, event_key, is_batch, split_record
+from schemas.wire import (
+    DEFAULT_COMPRESSION,
+    Compression,
+    encode_event,
+    event_key,
+    is_batch,
+    split_record,
+)
 from streams.progress import consumer_lag
 from streams.reconcile import stored_totals as totals_of
 from streams.sink import MeteringSink, Record
@@ -256,11 +263,18 @@ class Bench:
         return settings, engine
 
     # -- producer SDK + consume baseline -----------------------------------------------------
-    def producer(self, layout: str = PACKED, runs: int | None = None) -> dict[str, Any]:
+    def producer(
+        self,
+        layout: str = PACKED,
+        runs: int | None = None,
+        compression: Compression = DEFAULT_COMPRESSION,
+    ) -> dict[str, Any]:
         """Warm-up + ``runs`` (default ``repeats``) runs; each fills a fresh topic reused by
         the later stages.  ``layout``: packed records (``send_many``'s default, up to
-        500 events of a subject per record) or one event per record."""
-        rates = []
+        500 events of a subject per record) or one event per record; ``compression``: the
+        producer's codec (``schemas.wire``).  Also the producer's process CPU per event
+        (librdkafka's threads, which compress, included)."""
+        rates, cpu_us = [], []
         for run in range((self.repeats if runs is None else runs) + 1):
             settings = self.settings()
             ensure_topics(settings.kafka_bootstrap, meterline_topics(settings))
@@ -268,17 +282,22 @@ class Bench:
                 settings.kafka_bootstrap,
                 settings.events_topic,
                 record_events=RECORD_EVENTS[layout],
+                compression=compression,
             ) as producer:
-                start = time.perf_counter()
+                start, cpu_start = time.perf_counter(), time.process_time()
                 producer.send_many(self.telemetry.events)
                 report = producer.flush()
                 elapsed = time.perf_counter() - start
+                cpu = time.process_time() - cpu_start
             if report.delivered != self.events or report.failed:
                 raise BenchError(f"producer delivered {report.delivered}/{self.events}")
             self.topics[layout].append(settings.events_topic)
             if run:
                 rates.append(self.events / elapsed)
-        return summary(rates)
+                cpu_us.append(cpu / self.events * 1e6)
+        out = summary(rates)
+        out["cpu_us_per_event"] = summary(cpu_us)
+        return out
 
     def consume_baseline(self, layout: str = PACKED) -> dict[str, Any]:
         """Events/s of a bare confluent-kafka consumer that splits records and parses each

@@ -109,7 +109,9 @@ def wait_for_worker(settings: Settings, alive: Callable[[], bool], log: Path) ->
 
 def send(settings: Settings, telemetry: Telemetry, what: str) -> None:
     started = time.monotonic()
-    with UsageProducer(settings.kafka_bootstrap, settings.events_topic) as producer:
+    with UsageProducer(
+        settings.kafka_bootstrap, settings.events_topic, compression=settings.events_compression
+    ) as producer:
         producer.send_many(telemetry.events)
     print(
         f"    sent {producer.report.delivered} {what} events ({telemetry.unique} unique, "

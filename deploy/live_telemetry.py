@@ -41,7 +41,9 @@ def main() -> int:
     signal.signal(signal.SIGINT, request_stop)
     sent = tick = 0
     print(f"live telemetry: {per_subject * len(SUBJECTS)} events/s, run {run}", flush=True)
-    with UsageProducer(settings.kafka_bootstrap, settings.events_topic) as producer:
+    with UsageProducer(
+        settings.kafka_bootstrap, settings.events_topic, compression=settings.events_compression
+    ) as producer:
         while not stop:
             started = time.monotonic()
             now = datetime.now(UTC)

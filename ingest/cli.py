@@ -82,7 +82,9 @@ def _send(args: argparse.Namespace) -> int:
         raw, name = path.read_bytes(), str(path)
     events = read_events(raw, name)
     topic = args.topic or settings.events_topic
-    with UsageProducer(settings.kafka_bootstrap, topic) as producer:
+    with UsageProducer(
+        settings.kafka_bootstrap, topic, compression=settings.events_compression
+    ) as producer:
         producer.send_and_wait(events, timeout=60.0)
     print(f"sent {len(events)} events to {topic} at {settings.kafka_bootstrap}")
     return 0

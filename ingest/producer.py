@@ -4,7 +4,8 @@
 ``enable.idempotence``): a retried send inside the client cannot duplicate a record, and a
 record the broker acknowledged is on every in-sync replica.  Records are keyed by subject
 so one customer's events stay in order on one partition; the client batches them
-(``linger.ms``).
+(``linger.ms``) and compresses each batch (``compression``, ``zstd`` by default:
+``schemas.wire``).
 
 :meth:`send` puts one event in one record.  :meth:`send_many` packs consecutive events of
 one subject into records of up to ``record_events`` events / ``record_bytes`` bytes
@@ -39,7 +40,14 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from ingest.packing import Packer, Pending, pack
 from schemas.errors import DeliveryFailed, ServiceUnavailable
 from schemas.events import UsageEvent
-from schemas.wire import encode_event, event_key, record_value
+from schemas.wire import (
+    COMPRESSION_CODECS,
+    DEFAULT_COMPRESSION,
+    Compression,
+    encode_event,
+    event_key,
+    record_value,
+)
 
 __all__ = ["Delivery", "DeliveryReport", "UsageProducer", "events_producer_config"]
 
@@ -78,17 +86,29 @@ Callback = Callable[[Delivery], None]
 
 
 def events_producer_config(
-    bootstrap: str, linger_ms: float, delivery_timeout_ms: int, logger: logging.Logger = log
+    bootstrap: str,
+    linger_ms: float,
+    delivery_timeout_ms: int,
+    logger: logging.Logger = log,
+    compression: str = DEFAULT_COMPRESSION,
 ) -> dict[str, Any]:
     """How every producer of the events topic (the SDK, the HTTP gateway) talks to Kafka:
     acknowledged by all in-sync replicas, idempotent (a retry never duplicates a
-    record), within ``delivery_timeout_ms``."""
+    record), within ``delivery_timeout_ms``, its batches compressed with ``compression``
+    (one of :data:`~schemas.wire.COMPRESSION_CODECS`)."""
+    if compression not in COMPRESSION_CODECS:
+        raise ValueError(
+            f"compression {compression!r} is not a Kafka codec: use one of "
+            f"{', '.join(COMPRESSION_CODECS)} (METERLINE_EVENTS_COMPRESSION; "
+            f"{DEFAULT_COMPRESSION} by default)"
+        )
     return {
         "bootstrap.servers": bootstrap,
         "acks": "all",
         "enable.idempotence": True,
         "linger.ms": linger_ms,
         "delivery.timeout.ms": delivery_timeout_ms,
+        "compression.type": compression,
         "logger": logger,
     }
 
@@ -105,6 +125,7 @@ class UsageProducer:
         pack_ms: int = 0,
         delivery_timeout_ms: int = 30_000,
         connect_timeout: float = 10.0,
+        compression: Compression = DEFAULT_COMPRESSION,
         extra_config: dict[str, Any] | None = None,
     ) -> None:
         self.bootstrap = bootstrap
@@ -117,7 +138,9 @@ class UsageProducer:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._packing: threading.Thread | None = None
-        config = events_producer_config(bootstrap, linger_ms, delivery_timeout_ms)
+        config = events_producer_config(
+            bootstrap, linger_ms, delivery_timeout_ms, compression=compression
+        )
         config.update({"batch.size": 1_000_000, "queue.buffering.max.messages": 500_000})
         self._producer = Producer({**config, **(extra_config or {})})
         self._check_reachable(connect_timeout)

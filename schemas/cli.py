@@ -9,6 +9,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from pydantic import ValidationError
+
 from schemas.errors import MeterlineError, ServiceUnavailable
 
 __all__ = ["command_line", "run_handler", "run_parsed"]
@@ -37,7 +39,8 @@ def run_parsed(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> i
 def run_handler(args: argparse.Namespace) -> int:
     """Run a parsed command line's ``handler``: the command's exit code, or a
     :class:`MeterlineError` printed as ``error: ...`` with 3 when a service did not
-    answer (retry later) and 2 otherwise (fix the input)."""
+    answer (retry later) and 2 otherwise (fix the input), and a settings value the
+    environment got wrong named by its variable, also with 2."""
     try:
         return int(args.handler(args))
     except ServiceUnavailable as exc:
@@ -46,3 +49,21 @@ def run_handler(args: argparse.Namespace) -> int:
     except MeterlineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except ValidationError as exc:
+        if exc.title != "Settings":
+            raise
+        for line in settings_errors(exc):
+            print(f"error: {line}", file=sys.stderr)
+        return 2
+
+
+def settings_errors(exc: ValidationError) -> list[str]:
+    """One line per wrong setting: its environment variable, the value it holds and what
+    the setting takes (``schemas.settings``)."""
+    lines = []
+    for error in exc.errors(include_url=False):
+        field = ".".join(str(part) for part in error["loc"])
+        name = f"METERLINE_{field.upper()}" if field else "settings"
+        value = f"={error['input']!r}" if field and not isinstance(error["input"], dict) else ""
+        lines.append(f"{name}{value}: {error['msg']}")
+    return lines

@@ -32,7 +32,7 @@ from confluent_kafka import KafkaException
 
 from ingest.admin import ensure_topics, meterline_topics
 from schemas.cli import command_line
-from schemas.errors import InvalidInput, InvariantViolated, ServiceUnavailable
+from schemas.errors import InvalidInput, InvariantViolated, MeterlineError, ServiceUnavailable
 from schemas.metering import fastpath
 from schemas.metering.definitions import MeterSet, load_meters
 from schemas.settings import Settings
@@ -169,9 +169,26 @@ def _reset(args: argparse.Namespace) -> int:
     return 0
 
 
+def require_codecs() -> None:
+    """Refuse to start a worker that could not read a compressed record: Kafka's client
+    decodes snappy, lz4 and zstd batches only with the ``cramjam`` package
+    (``schemas.wire``: producers use zstd by default)."""
+    from aiokafka import codec
+
+    has = {"snappy": codec.has_snappy, "lz4": codec.has_lz4, "zstd": codec.has_zstd}
+    missing = [name for name, check in has.items() if not check()]
+    if missing:
+        raise MeterlineError(
+            f"this worker cannot read {', '.join(missing)}-compressed records: the Kafka "
+            "client decodes them with the cramjam package, which is missing; install "
+            "Meterline's dependencies (`make install`, or `pip install -e .`)"
+        )
+
+
 def _worker(args: argparse.Namespace) -> int:
     settings = Settings()
     logging.getLogger().setLevel(args.loglevel.upper())
+    require_codecs()
     meters = _meters(args)
     if not args.child:
         from streams.supervisor import Supervisor, limits_from

@@ -29,6 +29,7 @@ from typing import Any
 
 from schemas.errors import InvalidInput, ServiceUnavailable
 from schemas.timeutil import format_ms, parse_instant
+from schemas.wire import DEFAULT_COMPRESSION
 
 __all__ = [
     "RESENT_FROM_HEADER",
@@ -262,14 +263,20 @@ class LetterSender:
     record, its exact bytes, its original key, and the header :data:`RESENT_FROM_HEADER`.
     A call returns once Kafka acknowledged every event it was given, with where each is."""
 
-    def __init__(self, bootstrap: str, topic: str, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        timeout_s: float = 30.0,
+        compression: str = DEFAULT_COMPRESSION,
+    ) -> None:
         from confluent_kafka import Producer
 
         from ingest.producer import events_producer_config
 
         self.topic, self.timeout_s = topic, timeout_s
         self._producer = Producer(
-            events_producer_config(bootstrap, 5, delivery_timeout_ms=int(timeout_s * 1000))
+            events_producer_config(bootstrap, 5, int(timeout_s * 1000), compression=compression)
         )
 
     def __call__(self, entries: list[DeadLetterEntry]) -> list[str]:

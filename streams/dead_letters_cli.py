@@ -87,7 +87,13 @@ def run_resend(
         meters=meters,
         unknown_type_is_error=settings.unknown_event_type_is_error,
     )
-    send = None if dry_run else LetterSender(settings.kafka_bootstrap, settings.events_topic)
+    send = (
+        None
+        if dry_run
+        else LetterSender(
+            settings.kafka_bootstrap, settings.events_topic, compression=settings.events_compression
+        )
+    )
     accepted, refused = 0, Counter[str]()
     for done in resend(letters, planner.refusal, send):
         sys.stdout.write(orjson.dumps(done.as_json()).decode() + "\n")

@@ -3,9 +3,12 @@ and the fix."""
 
 from __future__ import annotations
 
+import argparse
+
 import pydantic
 import pytest
 
+from schemas.cli import run_handler
 from schemas.settings import Settings
 
 
@@ -71,3 +74,57 @@ def test_min_insync_replicas_above_the_replication_factor_is_refused(
     monkeypatch.setenv("METERLINE_TOPIC_MIN_INSYNC_REPLICAS", "4")
     with pytest.raises(pydantic.ValidationError, match="at most the replication factor"):
         Settings()
+
+
+def test_events_compression_defaults_to_zstd_and_takes_every_kafka_codec(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("METERLINE_EVENTS_COMPRESSION", raising=False)
+    assert Settings().events_compression == "zstd"
+    for codec in ("none", "gzip", "snappy", "lz4", "zstd"):
+        monkeypatch.setenv("METERLINE_EVENTS_COMPRESSION", codec)
+        assert Settings().events_compression == codec
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("METERLINE_EVENTS_COMPRESSION", "lz5", "'none', 'gzip', 'snappy', 'lz4' or 'zstd'"),
+        ("METERLINE_KAFKA_PORT", "ninety", "valid integer"),
+    ],
+)
+def test_a_command_names_the_wrong_variable_and_what_it_takes(
+    variable: str,
+    value: str,
+    says: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Every command line runs through ``run_handler``: a wrong setting is one line
+    naming the variable, its value and what it takes, and exit code 2 — no traceback."""
+    monkeypatch.setenv(variable, value)
+    code = run_handler(argparse.Namespace(handler=lambda _args: Settings()))
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {variable}={value!r}: ")
+    assert says in err
+    assert "Traceback" not in err
+
+
+def test_a_wrong_combination_of_settings_is_one_line_too(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("METERLINE_TOPIC_REPLICATION_FACTOR", "1")
+    monkeypatch.setenv("METERLINE_TOPIC_MIN_INSYNC_REPLICAS", "2")
+    assert run_handler(argparse.Namespace(handler=lambda _args: Settings())) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: settings: topic_min_insync_replicas (2) is above")
+    assert "METERLINE_TOPIC_MIN_INSYNC_REPLICAS" in err
+
+
+def test_other_validation_errors_are_not_taken_for_settings() -> None:
+    class Other(pydantic.BaseModel):
+        n: int
+
+    with pytest.raises(pydantic.ValidationError):
+        run_handler(argparse.Namespace(handler=lambda _args: Other(n="x")))  # type: ignore[arg-type]
