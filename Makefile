@@ -163,6 +163,9 @@ bench-worker: install up ## The worker's CPU per event: its per-chunk path in on
 		{ [ "$${LONG:-50000}" = 0 ] || $(PY) bench/stream_stage.py --repeats 3 --events-per-subject $${LONG:-50000}; }; \
 	fi
 
+bench-compression: install up ## The events topic's codecs against none, one run: bytes the broker stores per event, producer and worker CPU per event, stream stage events/s, exact (CODECS=none,lz4,zstd; about 6 min)
+	$(PY) bench/compression.py --repeats 3 --codecs $${CODECS:-none,lz4,zstd}
+
 bench-entitlements: install up ## Entitlement check p50/p95/p99 with 10k customers and a month of windows, against /whoami (CUSTOMERS=, REQUESTS=; about 6 min)
 	$(PY) bench/bench_entitlements.py --customers $${CUSTOMERS:-10000} --requests $${REQUESTS:-2000}
 

@@ -87,7 +87,7 @@ def create_app(
             settings.events_topic,
             delivery_timeout_s=settings.api_delivery_timeout_s,
             linger_ms=settings.api_kafka_linger_ms,
-            compression=settings.events_compression,
+            compression=settings.kafka_compression,
         ),
         features=features,
     )

@@ -302,7 +302,8 @@ class HttpBench:
         return {"topics": topics, "databases": databases}
 
     def baseline(self) -> dict[str, Any]:
-        """The bare producer: the same events in the same records, acks=all."""
+        """The bare producer: the same events in the same records, acks=all, compressed
+        as the gateway compresses them (``METERLINE_KAFKA_COMPRESSION``)."""
         topic = self.topic()
         producer = Producer(
             {
@@ -310,6 +311,7 @@ class HttpBench:
                 "acks": "all",
                 "enable.idempotence": True,
                 "linger.ms": 2,
+                "compression.type": self.settings.kafka_compression,
             }
         )
         failed: list[str] = []

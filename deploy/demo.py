@@ -110,7 +110,7 @@ def wait_for_worker(settings: Settings, alive: Callable[[], bool], log: Path) ->
 def send(settings: Settings, telemetry: Telemetry, what: str) -> None:
     started = time.monotonic()
     with UsageProducer(
-        settings.kafka_bootstrap, settings.events_topic, compression=settings.events_compression
+        settings.kafka_bootstrap, settings.events_topic, compression=settings.kafka_compression
     ) as producer:
         producer.send_many(telemetry.events)
     print(

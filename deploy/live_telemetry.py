@@ -42,7 +42,7 @@ def main() -> int:
     sent = tick = 0
     print(f"live telemetry: {per_subject * len(SUBJECTS)} events/s, run {run}", flush=True)
     with UsageProducer(
-        settings.kafka_bootstrap, settings.events_topic, compression=settings.events_compression
+        settings.kafka_bootstrap, settings.events_topic, compression=settings.kafka_compression
     ) as producer:
         while not stop:
             started = time.monotonic()

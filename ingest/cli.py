@@ -83,7 +83,7 @@ def _send(args: argparse.Namespace) -> int:
     events = read_events(raw, name)
     topic = args.topic or settings.events_topic
     with UsageProducer(
-        settings.kafka_bootstrap, topic, compression=settings.events_compression
+        settings.kafka_bootstrap, topic, compression=settings.kafka_compression
     ) as producer:
         producer.send_and_wait(events, timeout=60.0)
     print(f"sent {len(events)} events to {topic} at {settings.kafka_bootstrap}")

@@ -99,7 +99,7 @@ def events_producer_config(
     if compression not in COMPRESSION_CODECS:
         raise ValueError(
             f"compression {compression!r} is not a Kafka codec: use one of "
-            f"{', '.join(COMPRESSION_CODECS)} (METERLINE_EVENTS_COMPRESSION; "
+            f"{', '.join(COMPRESSION_CODECS)} (METERLINE_KAFKA_COMPRESSION; "
             f"{DEFAULT_COMPRESSION} by default)"
         )
     return {

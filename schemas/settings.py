@@ -44,12 +44,13 @@ class Settings(BaseSettings):
     ``topic_replication_factor``, 2 of 3 on a cluster."""
     events_topic: str = "meterline.events"
     events_partitions: int = Field(default=4, ge=1)
-    events_compression: Compression = DEFAULT_COMPRESSION
-    """How Meterline's producers (the SDK's command line, the HTTP gateway, the demo, a
-    dead-letter resend) compress the events topic's record batches: ``none``, ``gzip``,
-    ``snappy``, ``lz4`` or ``zstd`` (``schemas.wire``).  The worker reads every codec, so
-    it can change at any time; ``lz4`` stores ~1.6× the bytes of ``zstd`` for a little less
-producer CPU, ``none`` ~10×."""
+    kafka_compression: Compression = DEFAULT_COMPRESSION
+    """How Meterline's producers compress the record batches they write: ``none``,
+    ``gzip``, ``snappy``, ``lz4`` or ``zstd`` (``schemas.wire``) — the events topic's (the
+    SDK's command line, the HTTP gateway, the demo, a dead-letter resend) and the worker's
+    own (the dedupe changelog, dead letters).  Every consumer reads every codec, so it can
+    change at any time; ``lz4`` stores ~1.6× the bytes of ``zstd`` for a little less
+    producer CPU, ``none`` ~10×."""
     invoices_topic: str = "meterline.invoices"
     dead_letter_topic: str = "meterline.dead-letter"
     notifications_topic: str = "meterline.notifications"

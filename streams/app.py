@@ -141,6 +141,11 @@ def _faust_app(settings: Settings) -> faust.App:
         web_enabled=False,
         # any record the events topic accepts can be dead-lettered verbatim (headers aside)
         producer_max_request_size=MAX_RECORD_BYTES + 1024 * 1024,
+        # the dedupe changelog (a chunk's keys per record) and the dead letters, compressed
+        # like every batch Meterline writes (schemas.wire)
+        producer_compression_type=(
+            None if settings.kafka_compression == "none" else settings.kafka_compression
+        ),
     )
 
 

@@ -91,7 +91,7 @@ def run_resend(
         None
         if dry_run
         else LetterSender(
-            settings.kafka_bootstrap, settings.events_topic, compression=settings.events_compression
+            settings.kafka_bootstrap, settings.events_topic, compression=settings.kafka_compression
         )
     )
     accepted, refused = 0, Counter[str]()

@@ -1,5 +1,6 @@
-"""Compressed event records: what the producers ask for is what the broker stores, and the
-worker reads every codec (records of several codecs in one topic are metered exactly)."""
+"""Compressed record batches: what the producers ask for is what the broker stores, the
+worker reads every codec (records of several codecs in one topic are metered exactly) and
+compresses its own writes the same way."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def test_producers_compress_with_zstd_unless_told_otherwise() -> None:
 
 
 def test_an_unknown_codec_names_the_setting_and_the_codecs() -> None:
-    with pytest.raises(ValueError, match="METERLINE_EVENTS_COMPRESSION") as caught:
+    with pytest.raises(ValueError, match="METERLINE_KAFKA_COMPRESSION") as caught:
         events_producer_config("b:9092", 5, 1000, compression="lz5")
     assert "'lz5' is not a Kafka codec: use one of none, gzip, snappy, lz4, zstd" in str(
         caught.value
@@ -80,7 +81,7 @@ def test_the_broker_stores_each_batch_as_its_producer_compressed_it(isolated: Se
 def test_records_of_every_codec_in_one_topic_are_metered_exactly(
     isolated: Settings, workers: WorkerProcess
 ) -> None:
-    """Producers may change codec at any time (``METERLINE_EVENTS_COMPRESSION``): one
+    """Producers may change codec at any time (``METERLINE_KAFKA_COMPRESSION``): one
     topic then holds batches of several codecs, duplicates across them included."""
     engine = prepare(isolated)
     telemetry = generate(SUBJECTS, OCTOBER, timedelta(days=31), 300, seed=13)
@@ -102,3 +103,8 @@ def test_records_of_every_codec_in_one_topic_are_metered_exactly(
     workers.start()
     wait_caught_up(isolated, workers)
     assert stored_totals(engine, isolated) == telemetry.truth
+    # the worker's own writes (a chunk's dedupe keys per changelog record) are compressed
+    # with the same setting
+    changelog = stack_kafka.stored_batches(node, f"{isolated.worker_app_id}-dedupe-changelog")
+    assert changelog
+    assert {c for c, _ in changelog} == {isolated.kafka_compression} == {"zstd"}

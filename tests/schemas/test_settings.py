@@ -76,20 +76,20 @@ def test_min_insync_replicas_above_the_replication_factor_is_refused(
         Settings()
 
 
-def test_events_compression_defaults_to_zstd_and_takes_every_kafka_codec(
+def test_kafka_compression_defaults_to_zstd_and_takes_every_kafka_codec(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.delenv("METERLINE_EVENTS_COMPRESSION", raising=False)
-    assert Settings().events_compression == "zstd"
+    monkeypatch.delenv("METERLINE_KAFKA_COMPRESSION", raising=False)
+    assert Settings().kafka_compression == "zstd"
     for codec in ("none", "gzip", "snappy", "lz4", "zstd"):
-        monkeypatch.setenv("METERLINE_EVENTS_COMPRESSION", codec)
-        assert Settings().events_compression == codec
+        monkeypatch.setenv("METERLINE_KAFKA_COMPRESSION", codec)
+        assert Settings().kafka_compression == codec
 
 
 @pytest.mark.parametrize(
     ("variable", "value", "says"),
     [
-        ("METERLINE_EVENTS_COMPRESSION", "lz5", "'none', 'gzip', 'snappy', 'lz4' or 'zstd'"),
+        ("METERLINE_KAFKA_COMPRESSION", "lz5", "'none', 'gzip', 'snappy', 'lz4' or 'zstd'"),
         ("METERLINE_KAFKA_PORT", "ninety", "valid integer"),
     ],
 )

@@ -63,6 +63,8 @@ where Kafka and ClickHouse are, and extraEnv.
   value: {{ .Values.kafka.eventsTopic | quote }}
 - name: METERLINE_EVENTS_PARTITIONS
   value: {{ .Values.kafka.eventsPartitions | quote }}
+- name: METERLINE_KAFKA_COMPRESSION
+  value: {{ .Values.kafka.compression | quote }}
 - name: METERLINE_CLICKHOUSE_HOST
   value: {{ .Values.clickhouse.host | quote }}
 - name: METERLINE_CLICKHOUSE_TCP_PORT
