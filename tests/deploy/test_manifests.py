@@ -12,6 +12,7 @@ The tools come from `make tools`; a missing one fails the test (never a skip).""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -59,6 +60,7 @@ SETTING_NAMES = {f"METERLINE_{name.upper()}" for name in Settings.model_fields}
 FULL = (
     "serviceMonitor.enabled=true",
     "prometheusRule.enabled=true",
+    "grafanaDashboard.enabled=true",
     "api.authSecret=meterline-auth",
 )
 
@@ -118,6 +120,21 @@ def test_the_prometheus_rule_carries_the_rule_file_and_the_labels_asked_for() ->
     assert rule["spec"] == yaml.safe_load((CHART / "files" / "alerts.yaml").read_text())
     assert rule["metadata"]["labels"]["release"] == "prometheus"
     assert by_kind(render(), "PrometheusRule") == []  # off by default: it needs the CRDs
+
+
+def test_the_dashboard_configmap_carries_the_dashboard_file_for_the_sidecar() -> None:
+    docs = render(*FULL)
+    (dashboard,) = [
+        d
+        for d in by_kind(docs, "ConfigMap")
+        if d["metadata"]["name"].endswith("-grafana-dashboard")
+    ]
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    text = dashboard["data"]["meterline-operators.json"]
+    assert json.loads(text) == json.loads((CHART / "files" / "grafana-dashboard.json").read_text())
+    assert not [
+        d for d in by_kind(render(), "ConfigMap") if d["metadata"]["name"].endswith("-dashboard")
+    ]
 
 
 def test_compose_file_is_valid() -> None:
