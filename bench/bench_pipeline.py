@@ -732,6 +732,19 @@ def isolated_bench(**kwargs: Any) -> Iterator[Bench]:
         print(f"cleanup: {bench.cleanup()}", flush=True)
 
 
+def stage_bench(events_per_subject: int, repeats: int, live: bool) -> Any:
+    """The stream-stage benches' setup (``stream_stage.py``, ``compression.py``): the
+    generated telemetry over 31 days of October (a backfill), or with ``live`` over the
+    minute before now (live traffic, events sharing windows); seed 7, 4 partitions."""
+    shape: dict[str, Any] = {}
+    if live:
+        now = datetime.now(UTC).replace(microsecond=0)
+        shape = {"start": now - timedelta(minutes=1), "span": timedelta(minutes=1)}
+    return isolated_bench(
+        events_per_subject=events_per_subject, seed=7, repeats=repeats, partitions=4, **shape
+    )
+
+
 def timed_stage(name: str, action: Callable[[], Any]) -> Any:
     print(f"{name} …", flush=True)
     start = time.perf_counter()

@@ -19,7 +19,6 @@ import argparse
 import json
 import statistics
 import sys
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,19 +39,9 @@ def main() -> int:
     parser.add_argument("--live", action="store_true", help="stamp events over the last minute")
     args = parser.parse_args()
     codecs = args.codecs.split(",")
-    shape: dict[str, Any] = {}
-    if args.live:
-        now = datetime.now(UTC).replace(microsecond=0)
-        shape = {"start": now - timedelta(minutes=1), "span": timedelta(minutes=1)}
     node = stack_kafka.single_node(stack_base.Settings.from_env())
     out: dict[str, dict[str, Any]] = {}
-    with bench_pipeline.isolated_bench(
-        events_per_subject=args.events_per_subject,
-        seed=7,
-        repeats=args.repeats,
-        partitions=4,
-        **shape,
-    ) as bench:
+    with bench_pipeline.stage_bench(args.events_per_subject, args.repeats, args.live) as bench:
         bench.watch_pids = bench_pipeline.server_pids()
         topics: dict[str, list[str]] = {}
         for codec in codecs:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -53,17 +52,7 @@ def main() -> int:
         "windows) instead of 31 days of October (a backfill, a window row per event)",
     )
     args = parser.parse_args()
-    shape: dict[str, Any] = {}
-    if args.live:
-        now = datetime.now(UTC).replace(microsecond=0)
-        shape = {"start": now - timedelta(minutes=1), "span": timedelta(minutes=1)}
-    with bench_pipeline.isolated_bench(
-        events_per_subject=args.events_per_subject,
-        seed=7,
-        repeats=args.repeats,
-        partitions=4,
-        **shape,
-    ) as bench:
+    with bench_pipeline.stage_bench(args.events_per_subject, args.repeats, args.live) as bench:
         stage = bench_pipeline.timed_stage
         bench.watch_pids = bench_pipeline.server_pids()
         out: dict[str, Any] = {

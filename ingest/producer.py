@@ -99,8 +99,9 @@ def events_producer_config(
     if compression not in COMPRESSION_CODECS:
         raise ValueError(
             f"compression {compression!r} is not a Kafka codec: use one of "
-            f"{', '.join(COMPRESSION_CODECS)} (METERLINE_KAFKA_COMPRESSION; "
-            f"{DEFAULT_COMPRESSION} by default)"
+            f"{', '.join(COMPRESSION_CODECS)} (the producer's `compression`, or "
+            f"METERLINE_KAFKA_COMPRESSION for Meterline's services; {DEFAULT_COMPRESSION} "
+            "by default)"
         )
     return {
         "bootstrap.servers": bootstrap,
