@@ -46,6 +46,7 @@ from schemas.timeutil import format_ms, parse_instant
 from streams.dead_letters_cli import run_dead_letters
 from streams.progress import consumer_lag, describe_group
 from streams.reconcile import DAY_MS, backfill_rows, compare
+from streams.retention_cli import run_retention
 
 __all__ = [
     "WORKER_GC_THRESHOLDS",
@@ -114,6 +115,18 @@ def add_parsers(sub: Any) -> None:
     )
     _meters_argument(letters)
     letters.set_defaults(handler=lambda a: run_dead_letters(Settings(), a, _meters))
+    retention = sub.add_parser(
+        "retention",
+        help="delete the raw events of months before the last N (windows and invoices stay)",
+    )
+    retention.add_argument(
+        "--keep-months",
+        type=int,
+        required=True,
+        help="months kept, the current one included (e.g. 13: this month and a year before)",
+    )
+    retention.add_argument("--yes", action="store_true", help="delete; without it, a dry run")
+    retention.set_defaults(handler=lambda a: run_retention(Settings(), a))
     reset = sub.add_parser(
         "reset", help="delete topics, consumer group, worker state and database (local use)"
     )

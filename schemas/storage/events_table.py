@@ -96,6 +96,29 @@ class EventsTable:
             f"SELECT sum(late) FROM {self.name} FINAL WHERE namespace = {lit(namespace)}"
         )
 
+    def months(self) -> Statement:
+        """``(month YYYYMM, rows, bytes on disk)`` of every stored month (the table's
+        partitions, by the events' time), oldest first, from the server's part list: no
+        row is read.  Rows not yet collapsed by a merge count as many times as written."""
+        return Statement(
+            "SELECT toUInt32(partition), sum(rows), sum(bytes_on_disk) FROM system.parts"
+            f" WHERE database = {lit(self.database)} AND table = 'usage_events' AND active"
+            " GROUP BY partition ORDER BY partition"
+        )
+
+    def newest_ingested(self, month: int) -> Statement:
+        """The latest ingestion time (ms) of any row of ``month`` (YYYYMM), every namespace;
+        0 when the month holds none.  Reads that month's partition only."""
+        return Statement(
+            f"SELECT max(ingested_ms) FROM {self.name} WHERE toYYYYMM(event_time) = {_month(month)}"
+        )
+
+    def drop_month(self, month: int) -> Statement:
+        """Delete every raw event of ``month`` (YYYYMM), every namespace, at once: the
+        partition's parts are removed, nothing is rewritten.  The windows keep what the
+        events added (``streams.retention`` says what needs raw events)."""
+        return Statement(f"ALTER TABLE {self.name} DROP PARTITION {_month(month)}")
+
     def rows_written(self, namespace: str) -> Statement:
         """Rows written so far, rewrites not collapsed: a cheap progress figure (use
         :meth:`count` for the exact number of events)."""
@@ -191,3 +214,10 @@ class LineEvents:
             "SELECT source, id, event_subject, event_ms, event_ingested_ms, event_data, hash"
             f" FROM ({self._events(table)}){cursor} ORDER BY source, id LIMIT {int(limit)}"
         )
+
+
+def _month(month: int) -> int:
+    """``month`` checked as a YYYYMM partition value (it is inlined in the SQL)."""
+    if not (isinstance(month, int) and 197001 <= month <= 999912 and 1 <= month % 100 <= 12):
+        raise ValueError(f"{month!r} is not a month as YYYYMM")
+    return month
