@@ -8,7 +8,8 @@ the months before the last N (the table is partitioned by the events' month, so 
 goes at once, without rewriting anything).  A month is deleted only when
 
 - it ended before the kept ones began: with ``--keep-months 3`` on any day of December,
-  everything before September (by the events' time, UTC);
+  October, November and December are kept and the months before October may go (by
+  the events' time, UTC);
 - its newest row was ingested longer ago than the dedupe horizon
   (``METERLINE_DEDUPE_HORIZON_DAYS``), so no worker is writing it, nothing in flight can
   be replayed into it, and a late event for it (which would have made it recent again)

@@ -54,11 +54,12 @@ def run_retention(settings: Settings, args: argparse.Namespace) -> int:
             print(f"nothing to delete: no month before {_label(first_kept)} is old enough")
             return 0
         if not args.yes:
-            print(f"dry run: {len(dropping)} month(s), {rows:,} rows would be deleted; add --yes")
+            print(f"dry run: {_count(len(dropping), 'month')} of raw events, {_count(rows, 'row')}")
+            print("would be deleted; add --yes to delete them")
             return 0
         for m in dropping:
             engine.execute(table.drop_month(m.month).to_sql())
-            print(f"deleted the raw events of {_label(m.month)} ({m.rows:,} rows)")
+            print(f"deleted the raw events of {_label(m.month)} ({_count(m.rows, 'row')})")
         return 0
     finally:
         engine.close()
@@ -66,3 +67,7 @@ def run_retention(settings: Settings, args: argparse.Namespace) -> int:
 
 def _label(month: int) -> str:
     return f"{month // 100}-{month % 100:02d}"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"

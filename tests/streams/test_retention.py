@@ -91,14 +91,14 @@ def test_the_command_prints_its_plan_and_deletes_only_with_yes(
 
     assert run_retention(isolated, argparse.Namespace(keep_months=2, yes=False)) == 0
     dry = capsys.readouterr().out
-    assert "dry run: 1 month(s), 1 rows would be deleted; add --yes" in dry
+    assert "dry run: 1 month of raw events, 1 row\nwould be deleted; add --yes" in dry
     assert "within the dedupe horizon" in dry
     assert [int(m) for m, _, _ in engine.execute(table.months().to_sql())] == before
 
     assert run_retention(isolated, argparse.Namespace(keep_months=2, yes=True)) == 0
     done = capsys.readouterr().out
     gone = before[1]  # sorted: the month of "late" (older), then "old", then now
-    assert f"deleted the raw events of {gone // 100}-{gone % 100:02d} (1 rows)" in done
+    assert f"deleted the raw events of {gone // 100}-{gone % 100:02d} (1 row)" in done
     assert [int(m) for m, _, _ in engine.execute(table.months().to_sql())] == [before[0], before[2]]
     assert engine.execute(table.count("ns").to_sql()) == [(2,)]
     engine.close()
