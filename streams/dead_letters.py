@@ -29,7 +29,7 @@ from typing import Any
 
 from schemas.errors import InvalidInput, ServiceUnavailable
 from schemas.timeutil import format_ms, parse_instant
-from schemas.wire import DEFAULT_COMPRESSION
+from schemas.wire import DEFAULT_COMPRESSION, Compression
 
 __all__ = [
     "RESENT_FROM_HEADER",
@@ -268,7 +268,7 @@ class LetterSender:
         bootstrap: str,
         topic: str,
         timeout_s: float = 30.0,
-        compression: str = DEFAULT_COMPRESSION,
+        compression: Compression = DEFAULT_COMPRESSION,
     ) -> None:
         from confluent_kafka import Producer
 
