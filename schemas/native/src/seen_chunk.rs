@@ -15,26 +15,36 @@ use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
 /// `value` as orjson writes a JSON string: `"` and `\` escaped, `\b \t \n \f \r` short,
 /// other controls as `\u00xx`, everything else (DEL and non-ASCII included) as it is.
+/// The runs between escaped bytes are copied whole (a dedupe key has two `\x1f`).
 fn json_string(out: &mut Vec<u8>, value: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = value.as_bytes();
+    out.reserve(bytes.len() + 2);
     out.push(b'"');
-    for &b in value.as_bytes() {
-        match b {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            0x08 => out.extend_from_slice(b"\\b"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            0x0c => out.extend_from_slice(b"\\f"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            0..=0x1f => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[(b >> 4) as usize]);
-                out.push(HEX[(b & 0xf) as usize]);
-            }
-            _ => out.push(b),
+    let mut run = 0; // the start of the bytes not copied yet
+    for (at, &b) in bytes.iter().enumerate() {
+        let short: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            0x08 => b"\\b",
+            b'\t' => b"\\t",
+            b'\n' => b"\\n",
+            0x0c => b"\\f",
+            b'\r' => b"\\r",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[run..at]);
+        run = at + 1;
+        if short.is_empty() {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[(b >> 4) as usize]);
+            out.push(HEX[(b & 0xf) as usize]);
+        } else {
+            out.extend_from_slice(short);
         }
     }
+    out.extend_from_slice(&bytes[run..]);
     out.push(b'"');
 }
 
@@ -120,15 +130,22 @@ pub fn encode_chunk<'py>(
     let mut newest = 0i64;
     let mut entry = Vec::with_capacity(256);
     let mut digest = Vec::with_capacity(32);
+    let mut numbers = itoa::Buffer::new();
     for (i, e) in events.iter().enumerate() {
         if i > 0 {
             value.push(b',');
         }
         value.push(b'[');
         json_string(&mut value, e.key);
-        value.extend_from_slice(format!(",{},{},", e.offset, e.index).as_bytes());
+        value.push(b',');
+        value.extend_from_slice(numbers.format(e.offset).as_bytes());
+        value.push(b',');
+        value.extend_from_slice(numbers.format(e.index).as_bytes());
+        value.push(b',');
         json_string(&mut value, &e.digest);
-        value.extend_from_slice(format!(",{}]", e.ingested).as_bytes());
+        value.push(b',');
+        value.extend_from_slice(numbers.format(e.ingested).as_bytes());
+        value.push(b']');
 
         let hashed = hash16(e.key.as_bytes());
         hashes.extend_from_slice(&hashed);
