@@ -122,6 +122,65 @@ def test_the_prometheus_rule_carries_the_rule_file_and_the_labels_asked_for() ->
     assert by_kind(render(), "PrometheusRule") == []  # off by default: it needs the CRDs
 
 
+def test_alerts_are_tuned_from_the_values_and_the_tuned_rules_pass_promtool(
+    tmp_path: Path,
+) -> None:
+    expr = "meterline_stream_dedupe_pending_compaction_bytes > 8 * 1024 * 1024 * 1024"
+    docs = render(
+        *FULL,
+        "prometheusRule.ruleLabels.team=billing",
+        "prometheusRule.rules.MeterlineMeteringBehind.for=30m",
+        "prometheusRule.rules.MeterlineMeteringBehind.annotations.summary=Behind for 30m",
+        "prometheusRule.rules.MeterlineDeadLetters.labels.severity=critical",
+        f"prometheusRule.rules.MeterlineDedupeCompactionBehind.expr={expr}",
+        "prometheusRule.rules.MeterlineIngestSlowDelivery.enabled=false",
+    )
+    (rule,) = by_kind(docs, "PrometheusRule")
+    rendered = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    original = yaml.safe_load((CHART / "files" / "alerts.yaml").read_text())
+    expected = {r["alert"]: r for g in original["groups"] for r in g["rules"]}
+    del expected["MeterlineIngestSlowDelivery"]
+    for alert in expected.values():
+        alert["labels"] = {**alert.get("labels", {}), "team": "billing"}
+    expected["MeterlineMeteringBehind"]["for"] = "30m"
+    expected["MeterlineMeteringBehind"]["annotations"]["summary"] = "Behind for 30m"
+    expected["MeterlineDeadLetters"]["labels"]["severity"] = "critical"
+    expected["MeterlineDedupeCompactionBehind"]["expr"] = expr
+    assert rendered == expected
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump(rule["spec"]))
+    done = run([tool("promtool"), "check", "rules", str(rules)])
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS: 12 rules found" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("assignment", "message"),
+    [
+        (
+            "prometheusRule.rules.MeterlineNope.for=1m",
+            "prometheusRule.rules.MeterlineNope: no such alert in files/alerts.yaml; "
+            "the alerts are MeterlineWorkerNotReady, MeterlineWorkerMissing",
+        ),
+        (
+            "prometheusRule.rules.MeterlineDeadLetters.threshold=3",
+            "prometheusRule.rules.MeterlineDeadLetters.threshold: not a setting of an alert; "
+            "use enabled, for, expr, labels, annotations",
+        ),
+        (
+            "prometheusRule.rules.MeterlineDeadLetters=3",
+            "prometheusRule.rules.MeterlineDeadLetters: expected a map of enabled, for",
+        ),
+    ],
+)
+def test_a_tuning_of_no_alert_or_no_setting_fails_the_install_naming_it(
+    assignment: str, message: str
+) -> None:
+    done = helm_template("prometheusRule.enabled=true", assignment)
+    assert done.returncode != 0
+    assert message in done.stderr
+
+
 def test_the_dashboard_configmap_carries_the_dashboard_file_for_the_sidecar() -> None:
     docs = render(*FULL)
     (dashboard,) = [
