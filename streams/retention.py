@@ -19,23 +19,29 @@ Without ``--yes`` the command only prints what it would delete.  After a month i
 ``verify`` cannot audit invoice lines of that month, ``backfill`` finds no events there
 and ``reconcile`` over it reports the windows as unexplained: run them on kept months.
 A late event that arrives later for a deleted month is stored again (and counted in its
-windows as any late event is).  Not built for a ClickHouse cluster: there the shards'
-tables (``<database>_shard``) need ``ALTER TABLE … ON CLUSTER … DROP PARTITION``, which
-the command names.
+windows as any late event is).
+
+On a ClickHouse cluster (``clickhouse_cluster``) the raw events live in each shard's
+local table (``<database>_shard.usage_events``): a month's rows and bytes are the sums
+over the shards, its newest ingestion the latest on any shard (:func:`merge_months`,
+read from one replica of each shard: every acknowledged write is on all of them), and a
+month that goes is dropped shard by shard, each shard's other replicas following
+through ClickHouse's replication log.  A run cut short between two shards is finished
+by the next one: the month's remaining rows still pass the same checks.
 
 The plan (:func:`plan_retention`) is pure; ``streams.retention_cli`` reads and deletes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
 from schemas.errors import InvalidInput
 from schemas.timeutil import format_ms
 
-__all__ = ["Month", "Verdict", "first_kept_month", "plan_retention"]
+__all__ = ["Month", "Verdict", "first_kept_month", "merge_months", "plan_retention"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,3 +98,15 @@ def plan_retention(
             continue
         verdicts.append(Verdict(month, True, "older than the kept months"))
     return verdicts
+
+
+def merge_months(per_shard: Iterable[Sequence[Month]]) -> list[Month]:
+    """The stored months of every shard as one list, oldest first: a month's rows and
+    bytes summed over the shards that hold it."""
+    rows: dict[int, int] = {}
+    size: dict[int, int] = {}
+    for months in per_shard:
+        for m in months:
+            rows[m.month] = rows.get(m.month, 0) + m.rows
+            size[m.month] = size.get(m.month, 0) + m.bytes
+    return [Month(month, rows[month], size[month]) for month in sorted(rows)]

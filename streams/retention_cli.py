@@ -6,35 +6,35 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime
 
-from schemas.errors import InvariantViolated
 from schemas.settings import Settings
 from schemas.storage.cluster import shard_database
-from schemas.storage.engine import ServerEngine
+from schemas.storage.engine import Engine, ServerEngine, shard_engines
 from schemas.storage.events_table import EventsTable
-from streams.retention import Month, first_kept_month, plan_retention
+from streams.retention import Month, first_kept_month, merge_months, plan_retention
 
 __all__ = ["run_retention"]
 
 
 def run_retention(settings: Settings, args: argparse.Namespace) -> int:
-    if settings.clickhouse_cluster:
-        raise InvariantViolated(
-            f"retention deletes one server's raw events; on the cluster "
-            f"{settings.clickhouse_cluster!r} it is not supported by this build: drop the "
-            f"months with ALTER TABLE {shard_database(settings.clickhouse_database)}"
-            ".usage_events ON CLUSTER <cluster> DROP PARTITION <YYYYMM>"
-        )
     now = datetime.now(UTC)
     first_kept = first_kept_month(now.date(), args.keep_months)
-    table = EventsTable(settings.clickhouse_database)
-    engine = ServerEngine.of(settings)
+    # one connection per shard on a cluster (the shards' local tables), else the server
+    shards = shard_engines(settings)
+    database = settings.clickhouse_database
+    table = EventsTable(shard_database(database) if shards else database)
+    engines: list[Engine] = []
     try:
-        months = [
-            Month(int(m), int(r), int(b)) for m, r, b in engine.execute(table.months().to_sql())
-        ]
+        engines.extend(
+            [replicas() for replicas in shards] if shards else [ServerEngine.of(settings)]
+        )
+        months = merge_months(
+            [Month(int(m), int(r), int(b)) for m, r, b in engine.execute(table.months().to_sql())]
+            for engine in engines
+        )
 
         def newest(month: int) -> int:
-            return int(engine.execute(table.newest_ingested(month).to_sql())[0][0] or 0)
+            sql = table.newest_ingested(month).to_sql()
+            return max(int(engine.execute(sql)[0][0] or 0) for engine in engines)
 
         verdicts = plan_retention(
             months,
@@ -58,11 +58,14 @@ def run_retention(settings: Settings, args: argparse.Namespace) -> int:
             print("would be deleted; add --yes to delete them")
             return 0
         for m in dropping:
-            engine.execute(table.drop_month(m.month).to_sql())
-            print(f"deleted the raw events of {_label(m.month)} ({_count(m.rows, 'row')})")
+            for engine in engines:  # shard by shard; a rerun finishes a cut-short month
+                engine.execute(table.drop_month(m.month).to_sql())
+            where = f" on {_count(len(engines), 'shard')}" if shards else ""
+            print(f"deleted the raw events of {_label(m.month)} ({_count(m.rows, 'row')}){where}")
         return 0
     finally:
-        engine.close()
+        for engine in engines:
+            engine.close()
 
 
 def _label(month: int) -> str:

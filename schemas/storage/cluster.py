@@ -31,6 +31,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from schemas.errors import InvalidInput
 from schemas.storage.sql import Statement, ident, lit
 
 __all__ = [
@@ -102,10 +103,11 @@ def replicas_query(cluster: str) -> Statement:
 def shards_of(rows: Sequence[tuple[object, ...]], cluster: str) -> list[list[Replica]]:
     """The replicas of each shard, from :func:`replicas_query`'s rows."""
     if not rows:
-        raise ValueError(
-            f"ClickHouse has no cluster {cluster!r} in its remote_servers; set "
-            "METERLINE_CLICKHOUSE_CLUSTER to a cluster the server defines, or leave it empty "
-            "for one server"
+        raise InvalidInput.single(
+            "settings",
+            "METERLINE_CLICKHOUSE_CLUSTER",
+            f"ClickHouse has no cluster {cluster!r} in its remote_servers",
+            "set it to a cluster the server defines, or leave it empty for one server",
         )
     shards: dict[int, list[Replica]] = {}
     for shard_num, host, port in rows:

@@ -15,10 +15,11 @@ The same exactness, SIGKILL and billing-run tests as on one server
 
 from __future__ import annotations
 
+import argparse
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -31,11 +32,12 @@ from schemas.metering.definitions import MeterSet, load_meters
 from schemas.settings import Settings
 from schemas.storage.cluster import ClusterLayout, local_sql, shard_database, shard_of
 from schemas.storage.engine import ServerEngine, ShardReplicas, shard_engines
-from schemas.storage.events_table import EventsTable
+from schemas.storage.events_table import EventsTable, RawEventRow
 from schemas.storage.usage import UsageRead
 from schemas.wire import encode_event, event_key
 from streams.progress import consumer_lag
 from streams.reconcile import stored_totals as reconcile_totals
+from streams.retention_cli import run_retention
 from streams.shard import ReplicasDisagree, Shard
 from streams.sink import MeteringSink, Record
 from tests.conftest import WorkerProcess, wait_until
@@ -428,3 +430,86 @@ def _agrees(shard: Shard, namespace: str) -> bool:
 
 def _retries() -> float:
     return REGISTRY.get_sample_value("meterline_clickhouse_flush_retries_total") or 0.0
+
+
+def test_retention_drops_an_old_month_on_every_shard_and_replica(
+    cluster: Cluster, on_cluster: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``meterline retention`` on the cluster: the months summed over the shards, a month
+    kept while any shard holds a recent ingestion, and a dropped month gone from both
+    replicas of every shard."""
+    settings = on_cluster
+    prepare(settings).close()
+    local = EventsTable(shard_database(settings.clickhouse_database))
+    day = 86_400_000
+    now = datetime.now(UTC)
+    now_ms = int(now.timestamp() * 1000)
+    this_month = int(
+        now.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp() * 1000
+    )
+    old, late_month = this_month - 400 * day, this_month - 440 * day  # two months over a year ago
+    by_shard = {shard_of(s, cluster.shards): s for s in reversed(SUBJECTS)}
+    assert sorted(by_shard) == list(range(cluster.shards))
+    shards = shard_engines(settings)
+    assert shards is not None
+
+    def row(event_id: str, subject: str, time_ms: int, ingested_ms: int) -> RawEventRow:
+        return RawEventRow(
+            settings.namespace, "src", event_id, "api", subject, time_ms, "{}", ingested_ms,
+            0, 0, 0, "h",
+        )  # fmt: skip
+
+    for n, replicas in enumerate(shards):
+        subject = by_shard[n]
+        rows = [row(f"old-{n}", subject, old, old), row(f"now-{n}", subject, now_ms, now_ms - day)]
+        # a late event in an old month on the first shard only: that month stays everywhere
+        rows += [row("late", subject, late_month, now_ms - day)] if n == 0 else []
+        rows += [row(f"long-ago-{n}", subject, late_month, late_month)]
+        engine = replicas()
+        engine.insert(*local.insert_args(rows))
+        engine.close()
+
+    def months_per_server() -> dict[tuple[int, int], list[int]]:
+        shape = stack_cluster.ClusterSettings.from_env()
+        found = {}
+        for k, shard, replica in shape.clickhouse_servers():
+            engine = ServerEngine(settings.clickhouse_host, shape.clickhouse_ports(k)[0])
+            found[(shard, replica)] = [
+                int(m) for m, _, _ in engine.execute(local.months().to_sql())
+            ]
+            engine.close()
+        return found
+
+    every_month = sorted(
+        {
+            int(datetime.fromtimestamp(t / 1000, UTC).strftime("%Y%m"))
+            for t in (old, late_month, now_ms)
+        }
+    )
+    wait_until(
+        lambda: all(m == every_month for m in months_per_server().values()),
+        60,
+        "every replica to hold the three months",
+    )
+    gone, kept_late = every_month[1], every_month[0]
+
+    assert run_retention(settings, argparse.Namespace(keep_months=2, yes=False)) == 0
+    dry = capsys.readouterr().out
+    label = f"{gone // 100}-{gone % 100:02d}"
+    assert f"dry run: 1 month of raw events, {cluster.shards} rows" in dry
+    assert f"{kept_late // 100}-{kept_late % 100:02d}  {cluster.shards + 1:>13,} rows" in dry
+    assert "within the dedupe horizon" in dry
+    assert all(m == every_month for m in months_per_server().values())
+
+    assert run_retention(settings, argparse.Namespace(keep_months=2, yes=True)) == 0
+    done = capsys.readouterr().out
+    assert (
+        f"deleted the raw events of {label} ({cluster.shards} rows) on {cluster.shards} shards"
+        in done
+    )
+    left = [kept_late, every_month[2]]
+    wait_until(
+        lambda: all(m == left for m in months_per_server().values()),
+        60,
+        f"the month {label} gone from every replica of every shard",
+    )

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from ingest.telemetry import generate
+from schemas.errors import InvalidInput
 from schemas.storage.bootstrap import all_ddl
 from schemas.storage.cluster import (
     ClusterLayout,
@@ -99,7 +100,9 @@ def test_what_the_layout_cannot_render_is_refused() -> None:
         ClusterLayout("main; DROP")
     with pytest.raises(ValueError, match="not a CREATE"):
         ClusterLayout("main").render(Statement("ALTER TABLE mdb.x DELETE WHERE 1"))
-    with pytest.raises(ValueError, match="no cluster 'nope'"):
+    with pytest.raises(
+        InvalidInput, match="METERLINE_CLICKHOUSE_CLUSTER: ClickHouse has no cluster 'nope'"
+    ):
         shards_of([], "nope")
 
 

@@ -7,12 +7,12 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from schemas.errors import InvalidInput, InvariantViolated
+from schemas.errors import InvalidInput
 from schemas.settings import Settings
 from schemas.storage.bootstrap import ensure_schema
 from schemas.storage.engine import ServerEngine
 from schemas.storage.events_table import EventsTable, RawEventRow
-from streams.retention import Month, first_kept_month, plan_retention
+from streams.retention import Month, first_kept_month, merge_months, plan_retention
 from streams.retention_cli import run_retention
 
 DAY = 86_400_000
@@ -104,13 +104,22 @@ def test_the_command_prints_its_plan_and_deletes_only_with_yes(
     engine.close()
 
 
-def test_a_cluster_is_refused_with_the_statement_to_run() -> None:
-    settings = Settings().model_copy(
-        update={"clickhouse_cluster": "meterline", "clickhouse_database": "billing"}
-    )
-    with pytest.raises(
-        InvariantViolated, match=r"ALTER TABLE billing_shard\.usage_events ON CLUSTER"
-    ):
+def test_the_shards_months_merge_into_one_list_oldest_first() -> None:
+    first = [Month(202509, 10, 1_000), Month(202510, 5, 500)]
+    second = [Month(202508, 1, 100), Month(202510, 7, 700)]
+    assert merge_months([first, second]) == [
+        Month(202508, 1, 100),
+        Month(202509, 10, 1_000),
+        Month(202510, 12, 1_200),
+    ]
+    assert merge_months([[], []]) == []
+
+
+def test_a_cluster_that_the_server_does_not_define_is_named_with_the_fix(
+    isolated: Settings,
+) -> None:
+    settings = isolated.model_copy(update={"clickhouse_cluster": "nope"})
+    with pytest.raises(InvalidInput, match="METERLINE_CLICKHOUSE_CLUSTER: ClickHouse has no"):
         run_retention(settings, argparse.Namespace(keep_months=13, yes=True))
 
 
