@@ -8,8 +8,10 @@ none and look-ups read RocksDB.  The store hands every chunk's hashes to :meth:`
 *before* the batch that indexes them is written, and :meth:`add` feeds the filter in use
 and the one being built, so an "absent" never hides an indexed key.  It never forgets a
 key; past the keys it was sized for, a new one is built the same way.  Past
-``StoreLimits.key_filter_bytes``, after a failed build, or without the native module
-there is none.  Every method but the fill runs on the store's thread (the event loop).
+``StoreLimits.key_filter_bytes`` there is none until the purge brings the index's keys
+back under it (checked at most every ``RETRY_SECONDS`` after a write); after a failed
+build or without the native module there is none.  Every method but the fill runs on
+the store's thread (the event loop).
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ __all__ = ["IndexFilter"]
 
 log = logging.getLogger(__name__)
 BITS_PER_KEY = 10  # as KeyFilter sizes itself
+RETRY_SECONDS = 60.0
+"""How often, at most, a store without a filter for its size reads its key count again."""
 
 
 class IndexFilter:
@@ -44,6 +48,8 @@ class IndexFilter:
         """``KeyFilter`` or ``None`` (look-ups then read RocksDB)."""
         self._build: _Build | None = None
         self._filled = 0  # hashes the last build read from the chunk entries
+        self._over_limit = False  # no filter because the index held too many keys
+        self._retry_at = 0.0  # monotonic time of the next count while over the limit
 
     def add(self, hashes: bytes) -> None:
         """A chunk's key hashes (16 bytes each), before its index entries are written."""
@@ -57,26 +63,38 @@ class IndexFilter:
         current one (or none) answers meanwhile."""
         if KeyFilter is None or self._build is not None:
             return
-        keys = max(int(index.seen.property_value("rocksdb.estimate-num-keys") or 0), self._filled)
-        if keys > self.max_keys:  # once: with no filter, no rebuild either
-            log.warning(
-                "the dedupe index holds ~%d keys, more than a filter may hold within "
-                "StoreLimits.key_filter_bytes: look-ups read RocksDB until the next start",
-                keys,
-            )
+        keys = max(_estimated_keys(index), self._filled)
+        if keys > self.max_keys:  # no filter until the purge brings the keys under it
+            if not self._over_limit:
+                log.warning(
+                    "the dedupe index holds ~%d keys, more than a filter may hold within "
+                    "StoreLimits.key_filter_bytes: look-ups read RocksDB until the purge "
+                    "brings the keys under %d",
+                    keys,
+                    self.max_keys,
+                )
+            self._over_limit, self._retry_at = True, time.monotonic() + RETRY_SECONDS
             self.current = None
             return
+        self._over_limit = False
         self._build = _Build(index, min(2 * keys, self.max_keys))
 
     def after_write(self, index: SeenDatabases) -> None:
         """Put a finished build in place, or start one once the filter in use holds more
-        keys than it was sized for."""
+        keys than it was sized for, or once a store that was over the filter's limit has
+        purged its keys under it."""
         build = self._build
         if build is not None:
             if build.done.is_set():
                 self._install(build)
         elif self.current is not None and self.current.added > self.current.capacity:
             self.start(index)
+        elif self._over_limit and time.monotonic() >= self._retry_at:
+            self._retry_at = time.monotonic() + RETRY_SECONDS
+            if _estimated_keys(index) <= self.max_keys:
+                log.info("the dedupe index is back under the key filter's limit: building one")
+                self._over_limit, self._filled = False, 0  # the last count is past: purged since
+                self.start(index)
 
     def wait(self, timeout: float | None = None) -> Any:
         """Wait for a build and put it in place (the worker never waits: its next write
@@ -109,6 +127,10 @@ class IndexFilter:
             build.keys.nbytes / 2**20,
             build.seconds,
         )
+
+
+def _estimated_keys(index: SeenDatabases) -> int:
+    return int(index.seen.property_value("rocksdb.estimate-num-keys") or 0)
 
 
 class _Build:

@@ -5,6 +5,7 @@ a Faust app that is built but never started; changelog sends are recorded, not s
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import subprocess
 import sys
@@ -657,6 +658,44 @@ def test_no_filter_past_its_memory_limit(tmp_path: Path) -> None:
     assert again.store.keys.wait() is None
     assert again.seen.get("k19999") == rec(3, 19_999)
     assert again.seen.get("unknown") is None
+
+
+def test_the_filter_comes_back_once_the_purge_brings_the_keys_under_its_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="streams.seen_filter")
+    tiny = StoreLimits(
+        block_cache_bytes=8 << 20,
+        memtable_bytes=4 << 20,
+        write_buffer_bytes=1 << 20,
+        key_filter_bytes=10_000,  # 8,000 keys
+    )
+    first = open_store(tmp_path, limits=tiny)
+    first.seen.put_many([(f"old{i}", rec(i % 4, i, ingested=1_000)) for i in range(20_000)])
+    first.seen.put_many([(f"new{i}", rec(i % 4, 30_000 + i, ingested=9_000)) for i in range(3_000)])
+    first.store.close()
+    monkeypatch.setattr(seen_filter, "RETRY_SECONDS", 0.0)  # every write counts the keys
+    again = open_store(tmp_path, limits=tiny)
+    keys = again.store.keys
+    again.store._opened_index()
+    assert keys.current is None  # over the limit
+    assert not keys.building
+    assert "look-ups read RocksDB until the purge brings the keys under 8000" in caplog.text
+    again.seen.put_many([("one-more", rec(0, 40_000, ingested=9_000))])
+    assert keys.current is None  # still over it: no build
+    assert not keys.building
+
+    assert again.seen.purge(5_000) == 20_000
+    again.store._opened_index().seen.compact_range(None, None)  # the count RocksDB reports
+    again.seen.put_many([("after", rec(1, 40_001, ingested=9_000))])  # the write that checks
+    assert keys.building or keys.current is not None
+    rebuilt = keys.wait(timeout=60)
+    assert rebuilt is not None
+    assert "back under the key filter's limit" in caplog.text
+    for key in ("new0", "new2999", "one-more", "after"):
+        assert rebuilt.may_contain(seen_store.key_hash(key.encode())), key
+    assert again.seen.get("new2999") == rec(3, 32_999, ingested=9_000)
+    assert again.seen.get("old7") is None
 
 
 class UnreadableChunks:
