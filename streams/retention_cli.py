@@ -4,6 +4,7 @@ and, with ``--yes``, delete the months it drops."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from schemas.settings import Settings
@@ -24,9 +25,11 @@ def run_retention(settings: Settings, args: argparse.Namespace) -> int:
     table = EventsTable(shard_database(database) if shards else database)
     engines: list[Engine] = []
     try:
-        engines.extend(
-            [replicas() for replicas in shards] if shards else [ServerEngine.of(settings)]
+        connects: list[Callable[[], Engine]] = (
+            list(shards) if shards else [lambda: ServerEngine.of(settings)]
         )
+        for connect in connects:
+            engines.append(connect())  # one at a time: `finally` closes what was opened
         months = merge_months(
             [Month(int(m), int(r), int(b)) for m, r, b in engine.execute(table.months().to_sql())]
             for engine in engines
