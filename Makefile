@@ -48,10 +48,11 @@ status: ## Health of each local service (the cluster's too, when started) and pi
 	@P=$$([ -x $(PY) ] && echo $(PY) || echo $(PYTHON)); $$P deploy/stack.py status; s=$$?; \
 	  $$P deploy/pipeline.py status || s=3; exit $$s
 
-lint: install ## ruff + mypy --strict on the packages
+lint: install ## ruff + mypy --strict on the packages and the tests
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy tests
 
 fmt: install ## Apply ruff formatting and safe fixes
 	$(VENV)/bin/ruff check --fix .

@@ -50,6 +50,7 @@ class FakeEngine:
     """Answers every query with the rows ``answer(sql)`` gives; records the SQL."""
 
     name = "fake"
+    cluster: str | None = None
 
     def __init__(self, answer: Callable[[str], list[tuple[Any, ...]]] | None = None) -> None:
         self.answer = answer or (lambda sql: [])

@@ -113,7 +113,7 @@ def test_a_request_settles_at_its_last_acknowledgement() -> None:
         for _ in range(3):
             await asyncio.sleep(0)
             done.append(countdown.future.done())
-            countdown(None, Any)  # type: ignore[arg-type]  # the message is not read
+            countdown(None, Any)  # the message is not read
         await asyncio.sleep(0)
         done.append(countdown.future.done())
         await countdown.future
@@ -125,8 +125,8 @@ def test_a_request_settles_at_its_last_acknowledgement() -> None:
 def test_a_failed_record_fails_the_request_at_once() -> None:
     async def go() -> None:
         countdown = _Countdown(asyncio.get_running_loop(), 3)
-        countdown(Err(), Any)  # type: ignore[arg-type]
-        countdown(None, Any)  # type: ignore[arg-type]  # later outcomes change nothing
+        countdown(Err(), Any)
+        countdown(None, Any)  # later outcomes change nothing
         await countdown.future
 
     with pytest.raises(DeliveryFailed, match="Message timed out"):

@@ -22,7 +22,7 @@ def test_demo_banner_names_the_dashboard_and_a_token() -> None:
 def test_serve_refuses_fewer_than_one_worker_before_starting(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from api.__main__ import main
+    from api.cli import main
 
     assert main(["serve", "--workers", "0"]) == 2
     assert "--workers must be at least 1" in capsys.readouterr().err

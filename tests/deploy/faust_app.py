@@ -38,7 +38,6 @@ results = app.topic(RESULT_TOPIC, key_serializer="raw", value_serializer="json")
 counts = app.Table("counts", default=int, partitions=PARTITIONS)
 
 
-@app.agent(source)
 async def count_events(stream: faust.StreamT[Any]) -> None:
     """Count each event under its key and publish the new count."""
     async for event in stream.events():
@@ -54,6 +53,8 @@ async def count_events(stream: faust.StreamT[Any]) -> None:
             },
         )
 
+
+app.agent(source)(count_events)
 
 if __name__ == "__main__":
     app.main()

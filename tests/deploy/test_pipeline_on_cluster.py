@@ -24,6 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import stack_cluster
 from prometheus_client import REGISTRY
 
 from api.services import Reader
@@ -41,7 +42,7 @@ from streams.retention_cli import run_retention
 from streams.shard import ReplicasDisagree, Shard
 from streams.sink import MeteringSink, Record
 from tests.conftest import WorkerProcess, wait_until
-from tests.deploy.conftest import Cluster, stack_cluster
+from tests.deploy.conftest import Cluster
 from tests.e2e.pipeline_kit import (
     OCTOBER,
     SUBJECTS,

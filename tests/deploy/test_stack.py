@@ -195,5 +195,5 @@ def test_a_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) 
     dashed = uuid_module.UUID(bytes=b"\xf8" + bytes(15))  # urlsafe base64 starts with '-'
     plain = uuid_module.UUID(bytes=b"\x01" * 16)
     drawn = iter([dashed, plain])
-    monkeypatch.setattr(stack_module.uuid, "uuid4", lambda: next(drawn))
+    monkeypatch.setattr(uuid_module, "uuid4", lambda: next(drawn))
     assert stack_module.new_cluster_id() == "AQEBAQEBAQEBAQEBAQEBAQ"

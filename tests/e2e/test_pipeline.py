@@ -78,7 +78,7 @@ def test_sigkill_mid_consumption_and_redelivery_stay_exact(
     windows = WindowsTable(settings.clickhouse_database)
 
     def some_but_not_all_stored() -> bool:
-        stored = sum(
+        stored: int = sum(
             o + 1 for _, o in engine.execute(windows.progress(settings.namespace).to_sql())
         )
         return 0 < stored < len(telemetry.events) * 0.8

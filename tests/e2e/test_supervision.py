@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, Message, Producer
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.server import free_port
@@ -210,6 +210,11 @@ def seed_changelog(settings: Settings, chunks_per_partition: int, chunk: int = 5
     )
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 20})
     failed: list[Any] = []
+
+    def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            failed.append(err)
+
     ingested = int(time.time() * 1000)
     for n in range(chunks_per_partition):
         for partition in range(settings.events_partitions):
@@ -227,7 +232,7 @@ def seed_changelog(settings: Settings, chunks_per_partition: int, chunk: int = 5
                         key=key,
                         value=orjson.dumps({"e": entries}),
                         partition=partition,
-                        on_delivery=lambda err, _msg: err is not None and failed.append(err),
+                        on_delivery=on_delivery,
                     )
                     break
                 except BufferError:

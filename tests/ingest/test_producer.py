@@ -53,7 +53,7 @@ def test_deliveries_are_reported_and_keyed_by_subject(isolated: Settings) -> Non
         }
     )
     consumer.subscribe([isolated.events_topic])
-    got = []
+    got: list[tuple[bytes, UsageEvent]] = []
     deadline = time.monotonic() + 30
     while len(got) < 30 and time.monotonic() < deadline:
         msg = consumer.poll(0.5)
@@ -86,7 +86,7 @@ def test_send_many_packs_each_subjects_events_into_shared_records(isolated: Sett
         }
     )
     consumer.subscribe([isolated.events_topic])
-    got: dict[tuple[int, int, int], UsageEvent] = {}
+    got: dict[tuple[int | None, int | None, int], UsageEvent] = {}
     deadline = time.monotonic() + 30
     while len(got) < 30 and time.monotonic() < deadline:
         msg = consumer.poll(0.5)

@@ -42,7 +42,7 @@ def read_topic(settings: Settings, isolation: str) -> list[tuple[str, dict[str, 
             "enable.partition.eof": True,
         }
     )
-    out = []
+    out: list[tuple[str, dict[str, object]]] = []
     try:
         consumer.assign([TopicPartition(settings.invoices_topic, 0, OFFSET_BEGINNING)])
         deadline = time.monotonic() + 60

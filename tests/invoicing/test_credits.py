@@ -125,7 +125,7 @@ def test_a_voided_grant_pays_nothing_and_its_void_entry_removes_what_remained() 
     voided = book.with_entries([entry])
     assert apply_credits(voided, due("inv2", "2026-12-01T00:00Z", "5")) == ()
     state = voided.states()["g"]
-    assert (state.remaining(at("2026-11-06T00:00Z")), state.status(NOW)) == (0, "voided")
+    assert (state.remaining(at("2026-11-06T00:00Z")), state.status(NOW)) == (Decimal(0), "voided")
 
 
 def test_rollover_keeps_at_most_its_maximum_until_its_end() -> None:

@@ -14,6 +14,7 @@ from invoicing.lifecycle import Status
 from invoicing.periods import Month, month_period, parse_month
 from invoicing.plan import (
     Billed,
+    SubscriptionPlan,
     choose_cutoff,
     due_periods,
     frontier,
@@ -29,7 +30,9 @@ CLOSE_NOV = DEC.start_s + 3600
 CLOSE_DEC = DEC.end_s + 3600
 
 
-def plan(log: UsageLog, period_label: str, cutoff: int, history: list[Billed], **kw: object):
+def plan(
+    log: UsageLog, period_label: str, cutoff: int, history: list[Billed], **kw: object
+) -> SubscriptionPlan:
     cust = kw.pop("cust", None) or customer()
     return plan_subscription(
         namespace="ns",

@@ -20,7 +20,7 @@ from api.estimates import estimate
 from invoicing.customers import Customer
 from invoicing.ledger import void_invoice
 from invoicing.periods import month_period
-from invoicing.run import BillingRun, run_period
+from invoicing.run import BillingRun, RunResult, run_period
 from invoicing.usage import priced_meters
 from rating import card_document, card_version, load_rate_card_data
 from schemas.errors import InvalidInput
@@ -108,7 +108,7 @@ def bill(
     topic: FakeTopic | None,
     customers: Sequence[Customer] | None = None,
     **kw: Any,
-):
+) -> RunResult:
     engine, database = db
     return run_period(
         BillingRun(
@@ -191,7 +191,10 @@ def test_late_usage_is_adjusted_on_the_next_invoice(db: tuple[Engine, str]) -> N
     november = bill(db, "2026-11", CLOSE_NOV, topic)
     acme = next(i for i in november.invoices if i.customer.id == "acme")
     lines = {a.meter: (a.quantity, a.amount) for a in acme.adjustments}
-    assert lines == {"api_calls": (9, Decimal("0.02")), "llm_tokens": (7, Decimal("0.00"))}
+    assert lines == {
+        "api_calls": (Decimal(9), Decimal("0.02")),
+        "llm_tokens": (Decimal(7), Decimal("0.00")),
+    }
     assert acme.adjustments[0].original_invoice_id == october.invoices[0].id
     assert acme.total == acme.usage_total + Decimal("0.02")
     # October re-rated with its own cutoff is unchanged: identical lines

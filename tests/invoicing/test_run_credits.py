@@ -183,7 +183,9 @@ def test_documents_render_credit_lines_and_store_them_apart_from_usage() -> None
     }
     doc = InvoiceDocument.model_validate(raw)
     _, lines = rows_from_document("ns", doc, doc.to_json())
-    assert [(line.model, line.meter, line.quantity) for line in lines] == [("credit", "", 0)]
+    assert [(line.model, line.meter, line.quantity) for line in lines] == [
+        ("credit", "", Decimal(0))
+    ]
     assert "Prepaid credit: Promo (promo)" in render_html(doc)
     assert "inv_1,1,credit,,promo,Promo,,credit,,-0.00,USD,d" in lines_csv([doc])
     assert "credit promo" in invoices_table([doc])

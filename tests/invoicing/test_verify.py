@@ -9,7 +9,7 @@ from decimal import Decimal
 import orjson
 import pytest
 
-from invoicing.document import InvoiceDocument
+from invoicing.document import InvoiceDocument, UsageLine
 from invoicing.evidence import (
     EMPTY_DIGEST,
     LineEvidence,
@@ -62,14 +62,20 @@ def invoice(events: list[dict[str, str]]) -> InvoiceDocument:
 
 
 def line_no(document: InvoiceDocument) -> int:
-    return next(line.line_no for line in document.lines if line.charge_id == "llm_tokens")
+    return next(
+        line.line_no
+        for line in document.lines
+        if isinstance(line, UsageLine) and line.charge_id == "llm_tokens"
+    )
 
 
 def test_a_true_line_verifies_with_and_without_the_rate_card() -> None:
     document = invoice(EVENTS)
-    line = next(x for x in document.lines if x.charge_id == "llm_tokens")
+    line = next(
+        x for x in document.lines if isinstance(x, UsageLine) and x.charge_id == "llm_tokens"
+    )
     assert line.quantity == "2000.75"
-    evidence = line.evidence  # type: ignore[union-attr]
+    evidence = line.evidence
     assert evidence is not None
     assert (evidence.events, evidence.subjects) == (3, ["acme", "acme-eu"])
     assert evidence.rate_card_version == card_version(TIERED_CARD)

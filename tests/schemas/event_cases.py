@@ -265,7 +265,7 @@ def mangled(draw: st.DrawFn) -> bytes:
     return line + junk
 
 
-GOOD = {
+GOOD: dict[str, Any] = {
     "id": "evt-1",
     "source": "tests",
     "type": "job",

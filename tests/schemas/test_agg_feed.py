@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from decimal import Decimal
+from typing import cast
 
 import pytest
 from hypothesis import given, settings
@@ -61,7 +62,7 @@ def window(rows: list[Contribution]) -> dict[tuple[object, ...], WindowState]:
 @given(st.lists(contribution, max_size=60, unique_by=lambda r: (r[9], r[10])))
 def test_pre_aggregated_rows_hold_the_same_states(rows: list[Contribution]) -> None:
     aggregated = pre_aggregate(rows, frozenset({"u"}))
-    assert sum(r[AGG_COLUMNS.index("events")] for r in aggregated) == len(rows)
+    assert sum(cast(int, r[AGG_COLUMNS.index("events")]) for r in aggregated) == len(rows)
     want = window(rows)
     got: dict[tuple[object, ...], WindowState] = {}
     for row in aggregated:
@@ -74,7 +75,12 @@ def test_pre_aggregated_rows_hold_the_same_states(rows: list[Contribution]) -> N
             minimum=col["value_min"],  # type: ignore[arg-type]
             latest=(col["latest_ms"], col["latest_offset"], 0, col["latest_value"]),  # type: ignore[arg-type]
         )
-        key = (col["meter"], col["subject"], col["window_start_s"], col["source_partition"])
+        key: tuple[object, ...] = (
+            col["meter"],
+            col["subject"],
+            col["window_start_s"],
+            col["source_partition"],
+        )
         got[key] = got[key].merge(state) if key in got else state
     for key, reference in want.items():
         mine = got[key]

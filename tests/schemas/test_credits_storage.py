@@ -10,12 +10,13 @@ from decimal import Decimal
 import pytest
 
 from invoicing.credit_grants import EntryKind, Grant, Rollover
-from invoicing.credit_ledger import LISTED_AT_MOST, read_book, record_entries, record_grant
+from invoicing.credit_ledger import read_book, record_entries, record_grant
 from invoicing.credits import CreditApplied as Applied
 from invoicing.credits import CreditDue, consumption_entries
 from schemas.storage.credits_table import CreditRow, CreditsTable
 from schemas.storage.engine import Engine
 from schemas.storage.invoices_table import InvoicesTable, StatusRow
+from schemas.storage.sql import LISTED_AT_MOST
 
 pytestmark = [pytest.mark.integration, pytest.mark.chdb]
 

@@ -32,7 +32,10 @@ def recipe(events: list[RawEventRow]) -> list[tuple[str, int, str]]:
     out = []
     for subject in sorted({e.subject for e in events}):
         hashes = sorted(
-            hashlib.sha256(f"{e.source}\0{e.id}\0{e.data}".encode()).hexdigest()
+            hashlib.sha256(
+                f"{e.source}\0{e.id}\0".encode()
+                + (e.data if isinstance(e.data, bytes) else e.data.encode())
+            ).hexdigest()
             for e in events
             if e.subject == subject
         )

@@ -26,8 +26,8 @@ def test_versions_record_once_and_read_back(engine: tuple[Engine, str]) -> None:
     second = RateCardRow("ns", "rc_a", "aa" * 32, 3_000, '{"plans": {"q": {"USD": {}}}}')
     again = RateCardRow("ns", "rc_b", "bb" * 32, 4_000, '{"plans": {"p": {}}}')
     other = RateCardRow("other", "rc_c", "cc" * 32, 1_000, "{}")
-    for rows in ([first], [second, again], [other]):
-        eng.insert(*table.insert(rows))
+    for batch in ([first], [second, again], [other]):
+        eng.insert(*table.insert(batch))
     listing = [tuple(row) for row in eng.execute(table.listing("ns").to_sql())]
     assert listing == [("rc_b", "bb" * 32, 2_000), ("rc_a", "aa" * 32, 3_000)]
     assert sorted(v for (v,) in eng.execute(table.known("ns", ["rc_a", "rc_c"]).to_sql())) == [

@@ -127,4 +127,4 @@ def test_other_validation_errors_are_not_taken_for_settings() -> None:
         n: int
 
     with pytest.raises(pydantic.ValidationError):
-        run_handler(argparse.Namespace(handler=lambda _args: Other(n="x")))  # type: ignore[arg-type]
+        run_handler(argparse.Namespace(handler=lambda _args: Other(n="x")))

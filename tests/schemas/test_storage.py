@@ -94,8 +94,8 @@ def test_latest_breaks_ties_by_index_within_a_record(engine: tuple[Engine, str])
     """Events packed in one record share time and offset; the later index is the latest."""
     eng, database = engine
     windows = WindowsTable(database)
-    rows = [feed(0, 4, 0, "5", index=1), feed(0, 4, 0, "7", index=2), feed(0, 4, 0, "6")]
-    eng.insert(*windows.insert_args(rows))
+    batch = [feed(0, 4, 0, "5", index=1), feed(0, 4, 0, "7", index=2), feed(0, 4, 0, "6")]
+    eng.insert(*windows.insert_args(batch))
     rows = eng.execute(
         (UsageQuery("ns", "m", Aggregation.LATEST, T0, T0 + 60)).on(windows.name).to_sql()
     )

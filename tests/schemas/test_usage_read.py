@@ -12,7 +12,8 @@ import pytest
 
 from schemas.metering.definitions import parse_meters
 from schemas.storage.engine import Engine
-from schemas.storage.usage import COMBINED_AT_MOST, LISTED_AT_MOST, UsageRead, read_usage
+from schemas.storage.sql import LISTED_AT_MOST
+from schemas.storage.usage import COMBINED_AT_MOST, UsageRead, read_usage
 from schemas.storage.windows_table import FeedRow, WindowsTable
 from tests.conftest import fresh_database
 from tests.invoicing.backtest_kit import METERS, NAMESPACE, store_usage

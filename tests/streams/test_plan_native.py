@@ -11,6 +11,7 @@ up through a ``PendingSeen`` holding part of the store as earlier chunks would.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -120,7 +121,7 @@ def test_the_comparison_sees_each_field() -> None:
         "late": 2,
         "dead_letter": 2,
     }
-    mutations = {
+    mutations: dict[str, Callable[[BatchPlan], object]] = {
         "raw rows": lambda plan: plan.raw_rows.pop(),
         "dedupe entries": lambda plan: plan.seen.pop(),
         "dead letters": lambda plan: plan.dead.pop(),

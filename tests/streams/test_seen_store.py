@@ -11,12 +11,13 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 import orjson
 import pytest
 from faust.types import TP
+from rocksdict import Rdict
 
 from streams import seen_codec, seen_filter, seen_store
 from streams import seen_table as table_module
@@ -247,7 +248,7 @@ def test_a_reopened_store_answers_from_disk_and_keeps_its_offsets(tmp_path: Path
     # its key filter, built from the chunk entries on disk, holds every one of them
     keys = index_filter(again.store)
     assert keys.added == 2_001
-    assert all(keys.may_contain(seen_store.key_hash(f"k{i}".encode())) for i in range(2_000))
+    assert all(keys.may_contain(seen_codec.key_hash(f"k{i}".encode())) for i in range(2_000))
     assert again.seen.get("r") == SeenRecord(1, 5000, "h", T0, 0)
 
 
@@ -484,7 +485,10 @@ def test_a_purge_in_slices_drops_the_oldest_first_and_finishes(opened: Opened) -
 
 def index_contents(store: SeenIndexStore) -> list[list[tuple[bytes, bytes]]]:
     index = store._opened_index()
-    return [list(family.items()) for family in (index.seen, index.chunks, index.expiry)]
+    return [
+        cast(list[tuple[bytes, bytes]], list(family.items()))
+        for family in (index.seen, index.chunks, index.expiry)
+    ]
 
 
 def test_the_writer_indexes_prepared_entries_exactly_as_a_restore_reads_the_bytes(
@@ -568,7 +572,7 @@ def index_filter(store: SeenIndexStore) -> Any:
 def count_reads(store: SeenIndexStore) -> CountingReads:
     index = store._opened_index()
     counting = CountingReads(index.seen)
-    store._index = index._replace(seen=counting)
+    store._index = index._replace(seen=cast(Rdict, counting))
     return counting
 
 
@@ -597,7 +601,7 @@ def test_a_filter_past_its_size_is_rebuilt_without_the_purged_keys(opened: Opene
     assert rebuilt is not None
     assert rebuilt.added < first.added  # the purged keys are not in it
     new_keys = [f"new{i}" for i in range(capacity // 2 + batch)]
-    assert all(rebuilt.may_contain(seen_store.key_hash(k.encode())) for k in new_keys)
+    assert all(rebuilt.may_contain(seen_codec.key_hash(k.encode())) for k in new_keys)
     assert opened.seen.get(new_keys[0]) == rec(1, 0, 9_000)
     assert opened.seen.get(new_keys[-1]) == rec(1, len(new_keys) - 1, 9_000)
     assert opened.seen.get("old0") is None
@@ -620,7 +624,7 @@ def test_keys_indexed_while_the_filter_is_built_are_in_it(tmp_path: Path) -> Non
     keys = index_filter(store)
     assert keys.added >= 205_000
     for key in ("k0", "k199999", *(k for k, _ in later)):
-        assert keys.may_contain(seen_store.key_hash(key.encode())), key
+        assert keys.may_contain(seen_codec.key_hash(key.encode())), key
     assert again.seen.get_many([k for k, _ in later]) == [r for _, r in later]
 
 
@@ -693,7 +697,7 @@ def test_the_filter_comes_back_once_the_purge_brings_the_keys_under_its_limit(
     assert rebuilt is not None
     assert "back under the key filter's limit" in caplog.text
     for key in ("new0", "new2999", "one-more", "after"):
-        assert rebuilt.may_contain(seen_store.key_hash(key.encode())), key
+        assert rebuilt.may_contain(seen_codec.key_hash(key.encode())), key
     assert again.seen.get("new2999") == rec(3, 32_999, ingested=9_000)
     assert again.seen.get("old7") is None
 
@@ -711,7 +715,7 @@ def test_a_failed_build_leaves_no_filter_and_look_ups_on_rocksdb(
     store = opened.store
     index_filter(store)
     opened.seen.put_many([("a", rec(0, 1))])
-    store.keys.start(store._opened_index()._replace(chunks=UnreadableChunks()))
+    store.keys.start(store._opened_index()._replace(chunks=cast(Rdict, UnreadableChunks())))
     assert store.keys.wait(timeout=60) is None
     assert "building the dedupe index filter failed" in caplog.text
     opened.seen.put_many([("b", rec(0, 2))])

@@ -424,7 +424,8 @@ def batch_meter(s: MeteringSink, store: Store, resumes: dict[int, int], log: lis
 
 
 def test_a_batch_is_written_and_finished_chunk_by_chunk_in_order() -> None:
-    engine, store, log = SlowStartEngine(), Store(), []
+    engine, store = SlowStartEngine(), Store()
+    log: list[str] = []
     s = sink(engine)
     meter = batch_meter(s, store, {0: 0}, log)
     bad = Record("events", 0, 2, T0, None, b"{not json")
@@ -492,7 +493,8 @@ class WriteWatchingStore(Store):
 
 def test_chunks_are_planned_and_finished_while_their_neighbour_is_written() -> None:
     engine = RecordingEngine()
-    store, log = WriteWatchingStore(engine, inserts_per_write=2, chunks=3), []
+    store = WriteWatchingStore(engine, inserts_per_write=2, chunks=3)
+    log: list[str] = []
     meter = batch_meter(sink(engine), store, {0: 0}, log)
     records = [record(n, f"e{n}", 1) for n in range(6)]  # three chunks of two
     asyncio.run(meter(records))
@@ -513,7 +515,8 @@ def test_chunks_are_planned_and_finished_while_their_neighbour_is_written() -> N
 
 
 def test_a_takeover_that_skips_the_committed_record_writes_nothing() -> None:
-    engine, store, log = RecordingEngine(), Store(), []
+    engine, store = RecordingEngine(), Store()
+    log: list[str] = []
     meter = batch_meter(sink(engine), store, {0: 6}, log)
     with pytest.raises(RecordsSkipped, match="expected offset 6, got 7"):
         asyncio.run(meter([record(7, "a", 1), record(8, "b", 1)]))
