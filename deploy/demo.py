@@ -199,7 +199,8 @@ class Demo:
     meters: MeterSet
     card: RateCard
     customers: list[Customer]
-    prices: dict[tuple[str, str], Decimal]
+    prices: dict[tuple[str, str, str], Decimal]
+    """``(plan, currency, meter) → unit price`` of the card's per-unit charges."""
     before_last: Period
     last: Period
     months: dict[str, Telemetry]

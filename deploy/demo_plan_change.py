@@ -23,7 +23,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from invoicing.customers import Customer
-from invoicing.document import InvoiceDocument
+from invoicing.document import InvoiceDocument, RatedLine
 from invoicing.periods import Period
 
 __all__ = ["CUSTOMER", "expected_fees", "plan_change_step", "subscriptions"]
@@ -77,6 +77,8 @@ def plan_change_step(
     ok = True
     for document in documents:
         for line in document.lines:
+            if not isinstance(line, RatedLine):  # a credit or an adjustment: no fee components
+                continue
             for component in line.components:
                 print(f"    {document.subscription_id:<9} {component.label}: {component.amount}")
         fee = sum((Decimal(line.amount) for line in document.lines), Decimal(0))
