@@ -68,7 +68,7 @@ BATCH_CONTENT_TYPE = b"application/x-ndjson"
 
 Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
 """A producer's record-batch compression (librdkafka's ``compression.type``)."""
-COMPRESSION_CODECS: tuple[str, ...] = get_args(Compression)
+COMPRESSION_CODECS: tuple[Compression, ...] = get_args(Compression)
 DEFAULT_COMPRESSION: Compression = "zstd"
 
 

@@ -8,7 +8,6 @@ import sys
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
-from typing import cast
 
 import pytest
 from aiokafka import codec
@@ -61,9 +60,7 @@ def test_the_broker_stores_each_batch_as_its_producer_compressed_it(isolated: Se
     ensure_topics(isolated.kafka_bootstrap, [TopicSpec(topic, 2) for topic in topics])
     try:
         for name, topic in zip(COMPRESSION_CODECS, topics, strict=True):
-            with UsageProducer(
-                isolated.kafka_bootstrap, topic, compression=cast(Compression, name)
-            ) as producer:
+            with UsageProducer(isolated.kafka_bootstrap, topic, compression=name) as producer:
                 producer.send_many(telemetry.events)
             assert producer.report.delivered == len(telemetry.events)
             batches = stack_kafka.stored_batches(node, topic)
