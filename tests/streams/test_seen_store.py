@@ -645,18 +645,21 @@ def test_closing_during_a_build_stops_it_first(tmp_path: Path) -> None:
     assert index_filter(third.store).added == 200_000
 
 
+TINY_FILTER = StoreLimits(
+    block_cache_bytes=8 << 20,
+    memtable_bytes=4 << 20,
+    write_buffer_bytes=1 << 20,
+    key_filter_bytes=10_000,  # 8,000 keys
+)
+"""Limits whose key filter holds 8,000 keys at most."""
+
+
 def test_no_filter_past_its_memory_limit(tmp_path: Path) -> None:
     """Past ``StoreLimits.key_filter_bytes`` there is no filter: look-ups read RocksDB."""
-    tiny = StoreLimits(
-        block_cache_bytes=8 << 20,
-        memtable_bytes=4 << 20,
-        write_buffer_bytes=1 << 20,
-        key_filter_bytes=10_000,  # 8,000 keys
-    )
-    first = open_store(tmp_path, limits=tiny)
+    first = open_store(tmp_path, limits=TINY_FILTER)
     first.seen.put_many([(f"k{i}", rec(i % 4, i)) for i in range(20_000)])
     first.store.close()
-    again = open_store(tmp_path, limits=tiny)
+    again = open_store(tmp_path, limits=TINY_FILTER)
     again.store._opened_index()
     assert not again.store.keys.building
     assert again.store.keys.wait() is None
@@ -668,18 +671,12 @@ def test_the_filter_comes_back_once_the_purge_brings_the_keys_under_its_limit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="streams.seen_filter")
-    tiny = StoreLimits(
-        block_cache_bytes=8 << 20,
-        memtable_bytes=4 << 20,
-        write_buffer_bytes=1 << 20,
-        key_filter_bytes=10_000,  # 8,000 keys
-    )
-    first = open_store(tmp_path, limits=tiny)
+    first = open_store(tmp_path, limits=TINY_FILTER)
     first.seen.put_many([(f"old{i}", rec(i % 4, i, ingested=1_000)) for i in range(20_000)])
     first.seen.put_many([(f"new{i}", rec(i % 4, 30_000 + i, ingested=9_000)) for i in range(3_000)])
     first.store.close()
     monkeypatch.setattr(seen_filter, "RETRY_SECONDS", 0.0)  # every write counts the keys
-    again = open_store(tmp_path, limits=tiny)
+    again = open_store(tmp_path, limits=TINY_FILTER)
     keys = again.store.keys
     again.store._opened_index()
     assert keys.current is None  # over the limit
