@@ -12,7 +12,8 @@ plus the keys of the chunks not finished yet, which is what the store would hold
 they finished.  Any exception leaves the batch unacknowledged: the caller exits without
 acknowledging (``streams.app``), as after a crash, whatever write is still in flight
 (``streams.sink`` says what a crash at each step costs: nothing lost, nothing counted
-twice).
+twice).  The loop's time per step (planning, waiting for a write, finishing) is counted
+in ``meterline_stream_step_seconds_total``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from streams import metrics
 from streams.liveness import WorkerState
 from streams.plan import BatchPlan, PendingSeen, Record
 from streams.sink import MeteringSink, SeenStore
@@ -49,18 +51,31 @@ class BatchMeter:
         pending = PendingSeen(self.store)
         writing: asyncio.Future[None] | None = None  # the write of `previous`
         previous: BatchPlan | None = None
+        clock = time.perf_counter
+        planned = waited = finished = 0.0  # the loop's seconds per step (the metrics)
         for chunk in sink.chunks(records, self.max_events):
+            started = clock()
             plan = sink.plan(chunk, pending)
             pending.add(plan.seen)
+            ready = clock()
             if writing is not None:
                 await writing  # one write at a time, in chunk order
+            written = clock()
             writing = self._write(plan)
             if previous is not None:  # finished while the next chunk is being written
                 await self._finish(previous)
+            planned, waited = planned + ready - started, waited + written - ready
+            finished += clock() - written
             previous = plan
         if writing is not None and previous is not None:
+            ready = clock()
             await writing
+            written = clock()
             await self._finish(previous)
+            waited, finished = waited + written - ready, finished + clock() - written
+        metrics.STEP_PLAN.inc(planned)
+        metrics.STEP_WRITE_WAIT.inc(waited)
+        metrics.STEP_FINISH.inc(finished)
         self.state.writing_since = None
         self.state.records += len(records)
 

@@ -23,6 +23,17 @@ WINDOW_ROWS = Counter(
     ["fate"],
 )
 BATCHES = Counter("meterline_stream_batches_total", "Batches flushed to ClickHouse.")
+STEP_SECONDS = Counter(
+    "meterline_stream_step_seconds_total",
+    "Seconds the worker's event loop spent metering batches, by step: plan (decode, "
+    "dedupe, fold a chunk), write_wait (waiting for the previous chunk's ClickHouse "
+    "write), finish (record a written chunk's keys, send its dead letters).  Their rates "
+    "say whether a worker that falls behind is bound by its own work or by ClickHouse.",
+    ["step"],
+)
+STEP_PLAN, STEP_WRITE_WAIT, STEP_FINISH = (
+    STEP_SECONDS.labels(step) for step in ("plan", "write_wait", "finish")
+)  # each at 0 from the start
 FLUSH_SECONDS = Histogram(
     "meterline_clickhouse_flush_seconds",
     "Time to write one batch (raw events and windows) to ClickHouse.",

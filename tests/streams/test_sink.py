@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from schemas.events import UsageEvent
 from schemas.metering.contributions import DeadLetterReason
@@ -450,6 +451,39 @@ def test_a_batch_is_written_and_finished_chunk_by_chunk_in_order() -> None:
     assert meter.state.writing_since is None
     written = [n for table, n in engine.inserts if table == "meter_window_agg_feed"]
     assert sum(written) == 3  # a, b and c: the duplicate of a is not counted
+
+
+def step_seconds() -> dict[str, float]:
+    """The worker's ``meterline_stream_step_seconds_total`` per step, as exported."""
+    return {
+        step: REGISTRY.get_sample_value("meterline_stream_step_seconds_total", {"step": step})
+        or 0.0
+        for step in ("plan", "write_wait", "finish")
+    }
+
+
+def test_the_loop_s_time_is_counted_per_step() -> None:
+    """A write held 0.2 s while the loop has nothing else to do is 0.2 s of write_wait;
+    planning and finishing count too."""
+    engine, store = SlowStartEngine(), Store()
+    s = sink(engine)
+    meter = batch_meter(s, store, {0: 0}, [])
+    records = [record(0, "a", 1), record(1, "b", 2), record(2, "c", 3)]
+    before = step_seconds()
+
+    async def run() -> None:
+        task = asyncio.ensure_future(meter(records))
+        # the loop planned the next chunk and waits for the first write before this runs
+        await asyncio.to_thread(engine.first_started.wait, 10)
+        await asyncio.sleep(0.2)
+        engine.release.set()
+        await task
+
+    asyncio.run(run())
+    after = step_seconds()
+    assert after["write_wait"] - before["write_wait"] >= 0.19
+    assert after["plan"] > before["plan"]
+    assert after["finish"] > before["finish"]
 
 
 class WriteWatchingStore(Store):
