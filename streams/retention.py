@@ -23,10 +23,11 @@ windows as any late event is).
 
 On a ClickHouse cluster (``clickhouse_cluster``) the raw events live in each shard's
 local table (``<database>_shard.usage_events``): a month's rows and bytes are the sums
-over the shards, its newest ingestion the latest on any shard (:func:`merge_months`,
-read from one replica of each shard: every acknowledged write is on all of them), and a
-month that goes is dropped shard by shard, each shard's other replicas following
-through ClickHouse's replication log.  A run cut short between two shards is finished
+over the shards (:func:`merge_months`, read from one replica of each shard: every
+acknowledged write is on all of them), its newest ingestion the latest on any replica
+(a write still reaching the others keeps its month), and a month that goes is dropped
+shard by shard, each shard's other replicas following through ClickHouse's replication
+log.  A run cut short between two shards is finished
 by the next one: the month's remaining rows still pass the same checks.
 
 The plan (:func:`plan_retention`) is pure; ``streams.retention_cli`` reads and deletes.

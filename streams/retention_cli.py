@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 
 from schemas.settings import Settings
 from schemas.storage.cluster import shard_database
@@ -19,25 +20,31 @@ __all__ = ["run_retention"]
 def run_retention(settings: Settings, args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     first_kept = first_kept_month(now.date(), args.keep_months)
-    # one connection per shard on a cluster (the shards' local tables), else the server
     shards = shard_engines(settings)
     database = settings.clickhouse_database
     table = EventsTable(shard_database(database) if shards else database)
-    engines: list[Engine] = []
+    opened: list[Engine] = []
+
+    def connect(make: Callable[[], Engine]) -> Engine:
+        opened.append(make())  # one at a time: `finally` closes what was opened
+        return opened[-1]
+
     try:
-        connects: list[Callable[[], Engine]] = (
-            list(shards) if shards else [lambda: ServerEngine.of(settings)]
+        # per shard, a connection to each of its replicas (one server: itself)
+        replicas = (
+            [[connect(partial(s.connect_to, r)) for r in s.replicas] for s in shards]
+            if shards
+            else [[connect(lambda: ServerEngine.of(settings))]]
         )
-        for connect in connects:
-            engines.append(connect())  # one at a time: `finally` closes what was opened
-        months = merge_months(
-            [Month(int(m), int(r), int(b)) for m, r, b in engine.execute(table.months().to_sql())]
-            for engine in engines
+        months = merge_months(  # one replica per shard: an acknowledged write is on all
+            [Month(int(m), int(r), int(b)) for m, r, b in shard[0].execute(table.months().to_sql())]
+            for shard in replicas
         )
 
         def newest(month: int) -> int:
+            # every replica: a write not yet on all of them still keeps its month
             sql = table.newest_ingested(month).to_sql()
-            return max(int(engine.execute(sql)[0][0] or 0) for engine in engines)
+            return max(int(engine.execute(sql)[0][0] or 0) for engine in opened)
 
         verdicts = plan_retention(
             months,
@@ -61,13 +68,13 @@ def run_retention(settings: Settings, args: argparse.Namespace) -> int:
             print("would be deleted; add --yes to delete them")
             return 0
         for m in dropping:
-            for engine in engines:  # shard by shard; a rerun finishes a cut-short month
-                engine.execute(table.drop_month(m.month).to_sql())
-            where = f" on {_count(len(engines), 'shard')}" if shards else ""
+            for shard in replicas:  # shard by shard; a rerun finishes a cut-short month
+                shard[0].execute(table.drop_month(m.month).to_sql())
+            where = f" on {_count(len(replicas), 'shard')}" if shards else ""
             print(f"deleted the raw events of {_label(m.month)} ({_count(m.rows, 'row')}){where}")
         return 0
     finally:
-        for engine in engines:
+        for engine in opened:
             engine.close()
 
 

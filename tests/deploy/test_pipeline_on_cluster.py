@@ -514,3 +514,58 @@ def test_retention_drops_an_old_month_on_every_shard_and_replica(
         60,
         f"the month {label} gone from every replica of every shard",
     )
+
+
+def test_retention_keeps_a_month_a_recent_write_reached_on_one_replica_only(
+    cluster: Cluster, on_cluster: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The horizon check reads every replica: a row still on one replica of a shard (its
+    copy to the other held back) keeps its month; nothing of it is deleted."""
+    settings = on_cluster
+    prepare(settings).close()
+    local = EventsTable(shard_database(settings.clickhouse_database))
+    day = 86_400_000
+    now = datetime.now(UTC)
+    this_month = int(
+        now.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp() * 1000
+    )
+    old = this_month - 400 * day
+    subject = next(s for s in SUBJECTS if shard_of(s, cluster.shards) == 0)
+    shards = shard_engines(settings)
+    assert shards is not None
+    first = shards[0]
+
+    def row(event_id: str, ingested_ms: int) -> RawEventRow:
+        return RawEventRow(
+            settings.namespace, "src", event_id, "api", subject, old, "{}", ingested_ms,
+            0, 0, 0, "h",
+        )  # fmt: skip
+
+    engine = first()
+    engine.insert(*local.insert_args([row("old", old)]))  # on both replicas (quorum)
+    engine.close()
+    kept = first.connect_to(first.replicas[0])
+    # no insert quorum: the row stays on the second replica while the first fetches nothing
+    other = ServerEngine(first.replicas[1].host, first.replicas[1].port)
+    try:
+        kept.execute(f"SYSTEM STOP FETCHES {local.name}")
+        other.insert(*local.insert_args([row("recent", int(now.timestamp() * 1000) - day)]))
+        assert run_retention(settings, argparse.Namespace(keep_months=2, yes=True)) == 0
+        out = capsys.readouterr().out
+        assert "within the dedupe horizon" in out
+        assert "nothing to delete" in out
+    finally:
+        kept.execute(f"SYSTEM START FETCHES {local.name}")
+        kept.close()
+        other.close()
+    count = f"SELECT count() FROM {local.name}"
+    for replica in first.replicas:
+        reader = first.connect_to(replica)
+        try:
+            wait_until(
+                lambda reader=reader: reader.execute(count) == [(2,)],  # type: ignore[misc]
+                60,
+                "both rows on every replica",
+            )
+        finally:
+            reader.close()
