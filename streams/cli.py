@@ -38,14 +38,12 @@ from schemas.metering.definitions import MeterSet, load_meters
 from schemas.settings import Settings
 from schemas.storage.bootstrap import CURRENT_VERSION, ensure_schema, migrate, require_current
 from schemas.storage.engine import ServerEngine
-from schemas.storage.events_table import EventsTable
 from schemas.storage.migrations import drop_database
-from schemas.storage.rollups import WindowStore
-from schemas.storage.windows_table import WindowsTable
 from schemas.timeutil import format_ms, parse_instant
+from streams.backfill import backfill, shard_views
 from streams.dead_letters_cli import run_dead_letters
 from streams.progress import consumer_lag, describe_group
-from streams.reconcile import DAY_MS, backfill_rows, compare
+from streams.reconcile import compare
 from streams.retention_cli import run_retention
 
 __all__ = [
@@ -282,16 +280,12 @@ def _group_is_idle(settings: Settings) -> bool:
 
 
 def run_backfill(settings: Settings, meters: MeterSet, args: argparse.Namespace) -> int:
+    """``python -m streams backfill``: ``streams.backfill`` once the worker group is
+    stopped, below the offsets it committed."""
     if not args.meter or len(args.meter) != 1:
         raise InvalidInput.single("backfill", "--meter", "name exactly one meter", "--meter SLUG")
     meter = meters.get(args.meter[0])
     start, end = _range(args)
-    if settings.clickhouse_cluster:
-        raise InvariantViolated(
-            f"backfill writes one server's windows tables; on the cluster "
-            f"{settings.clickhouse_cluster!r} it is not supported by this build: define the "
-            "meter before its events arrive, or re-meter into a new database"
-        )
     if not _group_is_idle(settings):
         raise InvariantViolated(
             f"the metering worker group {settings.worker_app_id!r} is running; stop it first, "
@@ -299,39 +293,13 @@ def run_backfill(settings: Settings, meters: MeterSet, args: argparse.Namespace)
         )
     lag = consumer_lag(settings.kafka_bootstrap, settings.worker_app_id, settings.events_topic)
     passed = {p: max(o, 0) for p, o in lag.committed.items()}
-    engine = ServerEngine.of(settings)
-    windows = WindowsTable(settings.clickhouse_database)
-    ns, db = settings.namespace, settings.clickhouse_database
-    for partition, offset in engine.execute(windows.meter_progress(ns, meter.slug).to_sql()):
-        if int(offset) >= passed.get(int(partition), 0):
-            raise InvariantViolated(
-                f"meter {meter.slug!r} already has windows from the live worker (partition "
-                f"{partition}, offset {offset}); backfill only before its first live run"
-            )
-    scan = EventsTable(db).scan(ns, [meter.event_type], start, end, below_offsets=passed)
-    chunks, unmeterable = backfill_rows(engine.execute(scan.to_sql()), ns, meter)
-    written = skipped = rows = 0
-    tables = WindowStore(db).tables()
-    for (partition, day_ms), chunk in sorted(chunks.items()):
-        missing = []
-        for table, feed in tables.values():  # each table on its own: a crash may split them
-            exists = engine.execute(
-                windows.chunk_exists(
-                    ns, meter.slug, partition, day_ms // 1000, (day_ms + DAY_MS) // 1000, table
-                ).to_sql()
-            )
-            if not (exists and int(exists[0][0]) > 0):
-                missing.append(feed)
-        if not missing:
-            skipped += 1
-            continue
-        for feed in missing:  # one block per table: the chunk lands whole or not
-            engine.insert(*windows.insert_args(chunk, feed=feed))
-        written += 1
-        rows += len(chunk)
+    with shard_views(settings) as (database, views):
+        done = backfill(views, database, settings.namespace, meter, start, end, passed)
+    where = f" on {len(views)} shards" if settings.clickhouse_cluster else ""
     print(
-        f"backfill {meter.slug}: {rows} events in {written} (partition, day) chunks written, "
-        f"{skipped} already filled, {unmeterable} stored events not meterable by it"
+        f"backfill {meter.slug}: {done.events} events in {done.written} (partition, day) "
+        f"chunks written{where}, {done.skipped} already filled, {done.unmeterable} stored "
+        "events not meterable by it"
     )
     return 0
 

@@ -25,10 +25,13 @@ from pathlib import Path
 
 import pytest
 import stack_cluster
+from confluent_kafka import Consumer, TopicPartition
 from prometheus_client import REGISTRY
 
 from api.services import Reader
 from ingest.telemetry import Telemetry, generate
+from schemas.errors import InvariantViolated
+from schemas.events import UsageEvent
 from schemas.metering.definitions import MeterSet, load_meters
 from schemas.settings import Settings
 from schemas.storage.cluster import ClusterLayout, local_sql, shard_database, shard_of
@@ -36,6 +39,7 @@ from schemas.storage.engine import ServerEngine, ShardReplicas, shard_engines
 from schemas.storage.events_table import EventsTable, RawEventRow
 from schemas.storage.usage import UsageRead
 from schemas.wire import encode_event, event_key
+from streams.cli import run_backfill
 from streams.progress import consumer_lag
 from streams.reconcile import stored_totals as reconcile_totals
 from streams.retention_cli import run_retention
@@ -569,3 +573,95 @@ def test_retention_keeps_a_month_a_recent_write_reached_on_one_replica_only(
             )
         finally:
             reader.close()
+
+
+def test_backfill_meters_each_shard_from_its_own_events_once_its_replicas_agree(
+    cluster: Cluster, on_cluster: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``meterline backfill`` on the cluster: each shard's windows are metered from its own
+    raw events and written to every replica of it.  While a raw event is on one replica of
+    a shard only, the backfill stops naming the shard and writes nothing anywhere; once the
+    replicas agree it fills the meter exactly, and a rerun writes nothing."""
+    settings = on_cluster
+    prepare(settings).close()
+    meters = load_meters(settings.meters_file)
+    meter = meters.get("llm_tokens")
+    local = shard_database(settings.clickhouse_database)
+    events_table = EventsTable(local)
+    telemetry = generate(SUBJECTS, OCTOBER, timedelta(days=31), 40, duplicate_ratio=0.0)
+    shards = shard_engines(settings)
+    assert shards is not None
+    rows: dict[int, list[RawEventRow]] = {n: [] for n in range(len(shards))}
+
+    def row(event: UsageEvent, offset: int) -> RawEventRow:  # partition 0, an event a record
+        return RawEventRow(
+            settings.namespace, event.source, event.id, event.type, event.subject,
+            event.time_ms, encode_event(event), event.time_ms, 0, offset, 0, "h",
+        )  # fmt: skip
+
+    for offset, event in enumerate(telemetry.events):
+        rows[shard_of(event.subject, cluster.shards)].append(row(event, offset))
+    # one of the meter's events held back: it reaches one replica of the first shard only
+    late = rows[0].pop(max(n for n, r in enumerate(rows[0]) if r.type == meter.event_type))
+    for n, replicas in enumerate(shards):
+        engine = replicas()  # every replica (quorum)
+        engine.insert(*events_table.insert_args(rows[n]))
+        engine.close()
+    consumer = Consumer(
+        {"bootstrap.servers": settings.kafka_bootstrap, "group.id": settings.worker_app_id}
+    )
+    try:  # the stopped worker group has passed every event
+        topic = settings.events_topic
+        consumer.commit(
+            offsets=[TopicPartition(topic, 0, len(telemetry.events))], asynchronous=False
+        )
+    finally:
+        consumer.close()
+    args = argparse.Namespace(
+        meter=[meter.slug], start="2026-10-01T00:00:00Z", end="2026-11-01T00:00:00Z"
+    )
+    reader = ServerEngine.of(settings)
+    first = shards[0]
+    behind = first.connect_to(first.replicas[0])
+    ahead = ServerEngine(first.replicas[1].host, first.replicas[1].port)  # no quorum
+    try:
+        behind.execute(f"SYSTEM STOP FETCHES {events_table.name}")
+        ahead.insert(*events_table.insert_args([late]))
+        with pytest.raises(InvariantViolated, match="the replicas of shard 1 hold different raw"):
+            run_backfill(settings, meters, args)
+        assert reconcile_totals(reader, settings.clickhouse_database, settings.namespace,
+                                MeterSet([meter])) == {}  # fmt: skip
+    finally:
+        behind.execute(f"SYSTEM START FETCHES {events_table.name}")
+        behind.close()
+        ahead.close()
+
+    def agreed() -> bool:
+        try:
+            return run_backfill(settings, meters, args) == 0
+        except InvariantViolated:
+            return False
+
+    wait_until(agreed, 60, "the replicas of the first shard to agree and the backfill to run")
+    out = capsys.readouterr().out
+    assert f"chunks written on {cluster.shards} shards, 0 already filled" in out
+    truth = {k: v for k, v in telemetry.truth.items() if k[1] == meter.slug}
+    assert truth
+    assert all(v > 0 for v in truth.values())
+    got = reconcile_totals(reader, settings.clickhouse_database, settings.namespace, meters)
+    assert got == truth
+    shape = stack_cluster.ClusterSettings.from_env()
+    for k, shard, replica in shape.clickhouse_servers():  # each shard's own, on each replica
+        server = ServerEngine(settings.clickhouse_host, shape.clickhouse_ports(k)[0])
+        own = reconcile_totals(server, local, settings.namespace, MeterSet([meter]))
+        server.close()
+        mine = {s: v for s, v in truth.items() if shard_of(s[0], cluster.shards) == shard - 1}
+        assert own == mine, f"s{shard}r{replica}"
+
+    assert run_backfill(settings, meters, args) == 0
+    again = capsys.readouterr().out
+    assert " 0 events in 0 (partition, day) chunks written on 2 shards" in again
+    assert (
+        reconcile_totals(reader, settings.clickhouse_database, settings.namespace, meters) == truth
+    )
+    reader.close()

@@ -172,20 +172,3 @@ def test_one_shard_is_the_whole_plan() -> None:
     assert shard_of("anyone", 1) == 0
     db = "x" + uuid.uuid4().hex[:6]
     assert all_ddl(db, None) == all_ddl(db)
-
-
-def test_backfill_on_a_cluster_is_refused_with_the_way_out() -> None:
-    import argparse
-
-    from schemas.errors import InvariantViolated
-    from schemas.metering.definitions import load_meters
-    from schemas.settings import Settings
-    from streams.cli import run_backfill
-
-    settings = Settings(clickhouse_cluster="main")
-    meters = load_meters(settings.meters_file)
-    args = argparse.Namespace(
-        meter=[next(iter(meters)).slug], start="2026-10-01T00:00:00Z", end="2026-11-01T00:00:00Z"
-    )
-    with pytest.raises(InvariantViolated, match="on the cluster 'main' it is not supported"):
-        run_backfill(settings, meters, args)
