@@ -257,11 +257,14 @@ def _range(args: argparse.Namespace) -> tuple[int, int]:
 
 def run_reconcile(settings: Settings, meters: MeterSet, args: argparse.Namespace) -> int:
     start, end = _range(args)
-    engine = ServerEngine.of(settings)
     only = set(args.meter) if args.meter else None
-    differences, checked, unmeterable = compare(
-        engine, settings.clickhouse_database, settings.namespace, meters, start, end, only
-    )
+    engine = ServerEngine.of(settings)
+    try:
+        differences, checked, unmeterable = compare(
+            engine, settings.clickhouse_database, settings.namespace, meters, start, end, only
+        )
+    finally:
+        engine.close()
     for d in differences:
         print(f"DIFF meter={d.meter} subject={d.subject} raw={d.from_raw} windows={d.stored}")
     if unmeterable:

@@ -39,7 +39,7 @@ from schemas.storage.engine import ServerEngine, ShardReplicas, shard_engines
 from schemas.storage.events_table import EventsTable, RawEventRow
 from schemas.storage.usage import UsageRead
 from schemas.wire import encode_event, event_key
-from streams.cli import run_backfill
+from streams.cli import run_backfill, run_reconcile
 from streams.progress import consumer_lag
 from streams.reconcile import stored_totals as reconcile_totals
 from streams.retention_cli import run_retention
@@ -657,6 +657,10 @@ def test_backfill_meters_each_shard_from_its_own_events_once_its_replicas_agree(
         server.close()
         mine = {s: v for s, v in truth.items() if shard_of(s[0], cluster.shards) == shard - 1}
         assert own == mine, f"s{shard}r{replica}"
+
+    checked = argparse.Namespace(meter=[meter.slug], start=args.start, end=args.end)
+    assert run_reconcile(settings, meters, checked) == 0  # raw events against the windows
+    assert f"reconcile OK: {len(truth)} (meter, subject) pairs checked" in capsys.readouterr().out
 
     assert run_backfill(settings, meters, args) == 0
     again = capsys.readouterr().out
