@@ -155,7 +155,10 @@ def _init(_args: argparse.Namespace) -> int:
     settings = Settings()
     ensure_topics(settings.kafka_bootstrap, meterline_topics(settings))
     engine = ServerEngine.of(settings)
-    ensure_schema(engine, settings.clickhouse_database)
+    try:
+        ensure_schema(engine, settings.clickhouse_database)
+    finally:
+        engine.close()
     print(f"topics and tables ready (database {settings.clickhouse_database})")
     return 0
 
@@ -171,7 +174,10 @@ def _reset(args: argparse.Namespace) -> int:
     local = delete_local_state(settings)  # first: refused while a worker runs
     deleted = delete_state(settings)
     engine = ServerEngine.of(settings)
-    engine.execute(drop_database(settings.clickhouse_database).to_sql())
+    try:
+        engine.execute(drop_database(settings.clickhouse_database).to_sql())
+    finally:
+        engine.close()
     print(
         f"deleted topics {deleted}, group {settings.worker_app_id}, "
         f"database {settings.clickhouse_database}, "
@@ -324,16 +330,18 @@ def run_migrate(settings: Settings, *, timeout_s: float = 900.0) -> int:
     def report(text: str) -> None:
         print(text, flush=True)
 
-    done = migrate(
-        engine,
-        settings.clickhouse_database,
-        writer_active=writer_active,
-        settle=settle,
-        report=report,
-    )
+    try:
+        done = migrate(
+            engine,
+            settings.clickhouse_database,
+            writer_active=writer_active,
+            settle=settle,
+            report=report,
+        )
+    finally:
+        engine.close()
     if not done:
         print(f"{settings.clickhouse_database} is already at schema version {CURRENT_VERSION}")
-    engine.close()
     return 0
 
 
