@@ -10,7 +10,7 @@
 //! the chunk (the pending keys of earlier chunks, the dedupe store) is the caller's.
 
 use crate::key_filter::KeyFilter;
-use crate::{decided, Meters};
+use crate::{decided, Event, Meters};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyList, PyString, PyTuple};
@@ -19,6 +19,9 @@ use std::collections::HashSet;
 const MINUTE_MS: i64 = 60_000;
 /// Lines planned between two moments the interpreter is let go (about 5 ms of planning).
 const LINES_PER_RELEASE: usize = 1_000;
+/// Records of at least this many lines are parsed without the interpreter (letting it go
+/// and taking it back costs about a microsecond, and may wait for another thread).
+const LINES_WITHOUT_LOCK: usize = 64;
 
 /// Where a plan's results go: the planner's `BatchPlan` fields.
 pub(crate) struct Out<'py> {
@@ -126,6 +129,16 @@ pub(crate) fn plan<'py>(
         let batch = rec.getattr(intern!(py, "batch"))?.is_truthy()?;
         let found = lines(value.as_bytes(), batch);
         held += found.len().max(1);
+        // The record's lines parsed, checked and hashed (`decided`) before any Python
+        // object is built for them; a record of many lines does it without the
+        // interpreter, so the previous chunk's write can encode its columns meanwhile.
+        // The bytes stay alive and unchanged: `value` holds them, and bytes are immutable.
+        let decided_lines: Vec<Option<Event<'_>>> = if found.len() >= LINES_WITHOUT_LOCK {
+            held = 0;
+            py.allow_threads(|| found.iter().map(|raw| decided(raw)).collect())
+        } else {
+            found.iter().map(|raw| decided(raw)).collect()
+        };
         if found.is_empty() {
             let reason = py.None();
             let dead = (&rec, reason, "the batch record holds no events", 0, value);
@@ -135,14 +148,14 @@ pub(crate) fn plan<'py>(
         let (partition_obj, offset_obj) = (partition.into_pyobject(py)?, offset.into_pyobject(py)?);
         let (minute_obj, ingested_obj) = (minute_s.into_pyobject(py)?, ingested.into_pyobject(py)?);
         let mut spanned = false;
-        for (index, raw) in found.into_iter().enumerate() {
+        for (index, (raw, parsed)) in found.into_iter().zip(decided_lines).enumerate() {
             let index = index as i64;
             let line = if batch {
                 PyBytes::new(py, raw)
             } else {
                 value.clone()
             };
-            let event = match decode(meters, py, raw, &line, rules)? {
+            let event = match decode(meters, py, parsed, &line, rules)? {
                 Ok(event) => event,
                 Err((reason, detail)) => {
                     out.dead.append((&rec, reason, detail, index, &line))?;
@@ -299,15 +312,15 @@ fn dedupe_key(ns: &str, source: &str, id: &str) -> String {
 
 type DeadLine<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>);
 
-/// A line's event, or the dead-letter reason and detail the Python chain gave it.
+/// A line's event (`event`: what `decided` made of it), or the dead-letter reason and
+/// detail the Python chain gave it.
 fn decode<'py>(
     meters: &Meters,
     py: Python<'py>,
-    raw: &[u8],
+    event: Option<Event<'_>>,
     line: &Bound<'py, PyBytes>,
     rules: &Rules<'py>,
 ) -> PyResult<Result<Decoded<'py>, DeadLine<'py>>> {
-    let event = decided(raw);
     let mut decoded: Option<PyObject> = None;
     if let Some(event) = &event {
         let subject = meters.texts.text(py, event.subject);
