@@ -11,98 +11,27 @@ from the live worker is refused: those offsets are metered already.
 On a cluster (``clickhouse_cluster``) an event's windows live on the shard that holds
 the event (both are placed by subject, ``schemas.storage.cluster``), so each shard is
 backfilled from its own raw events into its own tables.  Every replica of a shard is
-read, as the worker reads its progress (``streams.shard``): the replicas must hold the
-same raw events and the same chunks, else a write is still on its way to one of them
-and the backfill stops, naming the shard, before it writes anything anywhere.  Writes wait
-for every replica of the shard (``insert_quorum``).
+read (``streams.shard.ShardView``), as the worker reads its progress: the replicas must
+hold the same raw events and the same chunks, else a write is still on its way to one of
+them and the backfill stops, naming the shard, before it writes anything anywhere.
+Writes wait for every replica of the shard (``insert_quorum``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from schemas.errors import InvariantViolated
 from schemas.metering.definitions import MeterDefinition
-from schemas.settings import Settings
-from schemas.storage.cluster import shard_database
-from schemas.storage.engine import Engine, Row, ServerEngine, shard_engines
 from schemas.storage.events_table import EventsTable
 from schemas.storage.feed import FeedRow
 from schemas.storage.rollups import WindowStore
 from schemas.storage.windows_table import WindowsTable
 from streams.reconcile import DAY_MS, backfill_rows
+from streams.shard import ShardView
 
-__all__ = ["Backfilled", "ShardView", "backfill", "shard_views"]
-
-
-@dataclass(slots=True)
-class ShardView:
-    """One shard as the backfill sees it: ``readers`` — one connection per replica,
-    named by address — and ``writer``, which opens the connection its inserts go through
-    (on a cluster, one that waits for every replica)."""
-
-    label: str
-    """``shard N`` on a cluster, ``""`` on one server (its messages name no shard)."""
-    readers: list[tuple[str, Engine]]
-    writer: Callable[[], Engine]
-    _writing: Engine | None = field(default=None, init=False)
-
-    def agreed(self, sql: str, what: str) -> list[Row]:
-        """The rows of ``sql`` on every replica, which must be the same."""
-        answers = [(address, reader.execute(sql)) for address, reader in self.readers]
-        (first_address, first), *others = answers
-        for address, rows in others:
-            if rows != first:
-                raise InvariantViolated(
-                    f"the replicas of {self.label} hold different {what} ({first_address}: "
-                    f"{_summary(first)}; {address}: {_summary(rows)}): a write is still "
-                    "reaching every replica; nothing was written — run the backfill again "
-                    "once they agree (if they never do, the replica behind says why in "
-                    "system.replication_queue: last_exception)"
-                )
-        return first
-
-    def insert(self, args: tuple[str, tuple[str, ...], list[tuple[object, ...]]]) -> None:
-        if self._writing is None:
-            self._writing = self.writer()
-        self._writing.insert(*args)
-
-    def close(self) -> None:
-        engines = [reader for _, reader in self.readers]
-        if self._writing is not None and self._writing not in engines:
-            engines.append(self._writing)
-        for engine in engines:
-            engine.close()
-
-
-def _summary(rows: list[Row]) -> str:
-    return repr(rows[0]) if len(rows) == 1 else f"{len(rows)} rows"
-
-
-@contextmanager
-def shard_views(settings: Settings) -> Iterator[tuple[str, list[ShardView]]]:
-    """The database holding the usage tables each view reaches, and the views: every
-    shard of the cluster, or the one server."""
-    shards = shard_engines(settings)
-    views: list[ShardView] = []
-    try:
-        if shards is None:
-            engine = ServerEngine.of(settings)
-            address = f"{settings.clickhouse_host}:{settings.clickhouse_tcp_port}"
-            views.append(ShardView("", [(address, engine)], lambda: engine))
-            yield settings.clickhouse_database, views
-            return
-        for n, shard in enumerate(shards, start=1):
-            view = ShardView(f"shard {n}", [], shard)
-            views.append(view)  # before connecting: `finally` closes what was opened
-            for replica in shard.replicas:
-                view.readers.append((f"{replica.host}:{replica.port}", shard.connect_to(replica)))
-        yield shard_database(settings.clickhouse_database), views
-    finally:
-        for view in views:
-            view.close()
+__all__ = ["Backfilled", "backfill"]
 
 
 @dataclass(frozen=True, slots=True)

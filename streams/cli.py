@@ -40,11 +40,12 @@ from schemas.storage.bootstrap import CURRENT_VERSION, ensure_schema, migrate, r
 from schemas.storage.engine import ServerEngine
 from schemas.storage.migrations import drop_database
 from schemas.timeutil import format_ms, parse_instant
-from streams.backfill import backfill, shard_views
+from streams.backfill import backfill
 from streams.dead_letters_cli import run_dead_letters
 from streams.progress import consumer_lag, describe_group
 from streams.reconcile import compare
 from streams.retention_cli import run_retention
+from streams.shard import shard_views
 
 __all__ = [
     "WORKER_GC_THRESHOLDS",

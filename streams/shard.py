@@ -11,20 +11,39 @@ learnt (the server died mid-insert, the quorum wait timed out) may be stored on 
 replica only; read from another, the progress would leave those windows to be written
 again — counted twice once the first copy reaches every replica.  Until the replicas
 agree, the shard is not written (its writes wait for every replica anyway).
+
+The commands that act on a cluster shard by shard (``meterline backfill``, ``retention``)
+see each shard as a :class:`ShardView` (:func:`shard_views`): a connection to every
+replica and the writer the worker's writes go through.  Replicas' answers are compared in
+one place (:func:`replicas_differ`) for the worker's progress and the commands' reads.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TypeVar
 
-from schemas.errors import MeterlineError, ServiceUnavailable
-from schemas.storage.engine import Engine, Row, ShardReplicas
+from schemas.errors import InvariantViolated, MeterlineError, ServiceUnavailable
+from schemas.settings import Settings
+from schemas.storage.cluster import shard_database
+from schemas.storage.engine import Engine, Row, ServerEngine, ShardReplicas, shard_engines
 from schemas.storage.events_table import EventsTable, RawRow
 from schemas.storage.rollups import WindowStore
 from schemas.storage.windows_table import WindowsTable
 
-__all__ = ["Connection", "ReplicasDisagree", "Shard"]
+__all__ = [
+    "Connection",
+    "ReplicasDisagree",
+    "Shard",
+    "ShardView",
+    "replicas_differ",
+    "shard_views",
+]
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -115,17 +134,15 @@ class Shard:
                 ) from exc
             finally:
                 engine.close()
-        (first_address, first), *others = views
-        for address, view in others:
-            if view != first:
-                raise ReplicasDisagree(
-                    f"the replicas of a shard hold different window progress for partitions "
-                    f"{sorted(partitions)} ({first_address}: {first}; {address}: {view}): "
-                    "a write is still reaching every replica; the shard is written again "
-                    "once they agree (if they never do, the replica behind says why in "
-                    "system.replication_queue: last_exception)"
-                )
-        return first
+        problem = replicas_differ(
+            views,
+            shard="a shard",
+            what=f"window progress for partitions {sorted(partitions)}",
+            then="the shard is written again once they agree",
+        )
+        if problem is not None:
+            raise ReplicasDisagree(problem)
+        return views[0][1]
 
     def _parse(self, rows: Iterable[Row], partitions: set[int]) -> dict[str, dict[int, int]]:
         stored: dict[str, dict[int, int]] = {label: {} for label in self.progress}
@@ -133,3 +150,97 @@ class Shard:
             if int(partition) in partitions:
                 stored[str(label)][int(partition)] = int(offset)
         return stored
+
+
+def replicas_differ(
+    answers: Sequence[tuple[str, T]],
+    *,
+    shard: str,
+    what: str,
+    then: str,
+    show: Callable[[T], str] = str,
+) -> str | None:
+    """Why the replicas of ``shard`` cannot be trusted for ``what`` — their answers (each
+    named by its replica's address) differ: the first and the first that differs from it,
+    with ``then`` (what the caller does about it) — or ``None`` when every replica gave the
+    same answer."""
+    (first_address, first), *others = answers
+    for address, answer in others:
+        if answer != first:
+            return (
+                f"the replicas of {shard} hold different {what} ({first_address}: "
+                f"{show(first)}; {address}: {show(answer)}): a write is still reaching every "
+                f"replica; {then} (if they never do, the replica behind says why in "
+                "system.replication_queue: last_exception)"
+            )
+    return None
+
+
+@dataclass(slots=True)
+class ShardView:
+    """One shard as a command reads and writes it (``meterline backfill`` and
+    ``retention``): ``readers`` — an open connection to every replica, named by address —
+    and ``writer``, which opens the connection its inserts go through (on a cluster, one
+    that waits for every replica)."""
+
+    label: str
+    """``shard N`` on a cluster, ``""`` on one server (its messages name no shard)."""
+    readers: list[tuple[str, Engine]]
+    writer: Callable[[], Engine]
+    _writing: Engine | None = field(default=None, init=False)
+
+    def agreed(self, sql: str, what: str) -> list[Row]:
+        """The rows of ``sql``, which every replica must answer alike (a command that acts
+        on them stops before acting otherwise)."""
+        answers = [(address, reader.execute(sql)) for address, reader in self.readers]
+        problem = replicas_differ(
+            answers,
+            shard=self.label,
+            what=what,
+            then="nothing was written — run the command again once they agree",
+            show=_summary,
+        )
+        if problem is not None:
+            raise InvariantViolated(problem)
+        return answers[0][1]
+
+    def insert(self, args: tuple[str, tuple[str, ...], list[tuple[object, ...]]]) -> None:
+        if self._writing is None:
+            self._writing = self.writer()
+        self._writing.insert(*args)
+
+    def close(self) -> None:
+        engines = [reader for _, reader in self.readers]
+        if self._writing is not None and self._writing not in engines:
+            engines.append(self._writing)
+        for engine in engines:
+            engine.close()
+
+
+def _summary(rows: list[Row]) -> str:
+    return repr(rows[0]) if len(rows) == 1 else f"{len(rows)} rows"
+
+
+@contextmanager
+def shard_views(settings: Settings) -> Iterator[tuple[str, list[ShardView]]]:
+    """The database holding the usage tables the views reach, and the views: every shard
+    of the cluster (its local tables), or the one server.  Every connection opened is
+    closed on the way out."""
+    shards = shard_engines(settings)
+    views: list[ShardView] = []
+    try:
+        if shards is None:
+            engine = ServerEngine.of(settings)
+            address = f"{settings.clickhouse_host}:{settings.clickhouse_tcp_port}"
+            views.append(ShardView("", [(address, engine)], lambda: engine))
+            yield settings.clickhouse_database, views
+            return
+        for n, shard in enumerate(shards, start=1):
+            view = ShardView(f"shard {n}", [], shard)
+            views.append(view)  # before connecting: `finally` closes what was opened
+            for replica in shard.replicas:
+                view.readers.append((f"{replica.host}:{replica.port}", shard.connect_to(replica)))
+        yield shard_database(settings.clickhouse_database), views
+    finally:
+        for view in views:
+            view.close()

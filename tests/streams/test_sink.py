@@ -29,7 +29,7 @@ from streams.batch import BatchMeter
 from streams.dedupe import SeenRecord
 from streams.liveness import WorkerState
 from streams.retry import RetryLog
-from streams.shard import ReplicasDisagree, Shard
+from streams.shard import ReplicasDisagree, Shard, replicas_differ
 from streams.sink import (
     MeteringSink,
     Record,
@@ -610,3 +610,19 @@ def test_a_shard_whose_replica_cannot_be_read_is_not_written() -> None:
     with pytest.raises(ReplicasDisagree, match=f"replica 127.0.0.1:{closed} .* cannot be read"):
         shard.load_progress({0}, "default")
     assert all(0 not in table for table in shard.progress.values())  # nothing assumed
+
+
+def test_replicas_differ_names_the_first_replica_and_the_first_that_differs() -> None:
+    """The one comparison of replicas' answers (the sink's progress, the backfill's reads)."""
+
+    def differ(*answers: tuple[str, list[tuple[int, int]]]) -> str | None:
+        return replicas_differ(answers, shard="shard 2", what="progress", then="retried")
+
+    assert differ(("a:1", [(0, 5)])) is None
+    assert differ(("a:1", [(0, 5)]), ("b:2", [(0, 5)])) is None
+    problem = differ(("a:1", [(0, 5)]), ("b:2", [(0, 5)]), ("c:3", [(0, 6)]), ("d:4", []))
+    assert problem is not None
+    assert problem.startswith(
+        "the replicas of shard 2 hold different progress (a:1: [(0, 5)]; c:3: [(0, 6)]): "
+        "a write is still reaching every replica; retried (if they never do"
+    )
