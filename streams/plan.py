@@ -19,6 +19,11 @@ from schemas.storage.cluster import shard_of
 from schemas.storage.events_table import RawRow
 from streams.dedupe import SeenRecord
 
+try:  # a chunk's raw rows as columns, from the native plan to the raw insert
+    from meterline_native import RawRows as NativeRawRows
+except ImportError:  # not built, or built from older sources: rows are tuples in a list
+    NativeRawRows = None
+
 __all__ = [
     "EVENTS",
     "SUM",
@@ -26,6 +31,7 @@ __all__ = [
     "DeadLetter",
     "GroupKey",
     "Kept",
+    "NativeRawRows",
     "PendingSeen",
     "Record",
     "SeenLookup",
@@ -94,8 +100,11 @@ class PendingSeen:
 
 @dataclass(slots=True)
 class BatchPlan:
-    raw_rows: list[RawRow] = field(default_factory=list)
-    """Rows of ``usage_events`` in its column order (``events_table.COLUMNS``)."""
+    raw_rows: Sequence[RawRow] = field(default_factory=list)
+    """Rows of ``usage_events`` in its column order (``events_table.COLUMNS``): tuples in a
+    list, or from the native plan a ``meterline_native.RawRows``, which reads as the same
+    tuples and which the raw insert encodes without the interpreter lock
+    (``schemas/native/src/raw_rows.rs``)."""
     seen: list[tuple[str, SeenRecord]] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
     outcomes: dict[str, int] = field(default_factory=dict)
@@ -148,8 +157,15 @@ def split_plan(plan: BatchPlan, shards: int) -> list[BatchPlan]:
             found = where[subject] = shard_of(subject, shards)
         return found
 
-    for row in plan.raw_rows:
-        parts[shard(row[4])].raw_rows.append(row)
+    if NativeRawRows is not None and isinstance(plan.raw_rows, NativeRawRows):
+        for part, rows in zip(parts, plan.raw_rows.split(shard, shards), strict=True):
+            part.raw_rows = rows
+    else:
+        part_rows: list[list[RawRow]] = [[] for _ in range(shards)]
+        for row in plan.raw_rows:
+            part_rows[shard(row[4])].append(row)
+        for part, rows_of_part in zip(parts, part_rows, strict=True):
+            part.raw_rows = rows_of_part
     for partition, offset, index, minute_s, rows in plan.kept:
         by_shard: dict[int, list[MeterRow]] = {}
         for meter_row in rows:  # a meter may bill a subject other than the event's

@@ -23,10 +23,11 @@ from schemas.metering import fastpath
 from schemas.metering.contributions import DeadLetterReason, Unmeterable, contributions
 from schemas.metering.definitions import MeterSet
 from schemas.metering.fastpath import ContributionRow as MeterRow
+from schemas.storage.events_table import RawRow
 from schemas.timeutil import MINUTE_MS
 from schemas.wire import content_hash, decode_event, split_record
 from streams.dedupe import DEFAULT_HORIZON_MS, SeenRecord, Verdict, judge
-from streams.plan import BatchPlan, DeadLetter, PendingSeen, Record, SeenLookup
+from streams.plan import BatchPlan, DeadLetter, NativeRawRows, PendingSeen, Record, SeenLookup
 
 __all__ = ["Planner"]
 
@@ -79,7 +80,9 @@ class Planner:
         lookup = store.store.get if isinstance(store, PendingSeen) else store.get
         in_batch: dict[str, SeenRecord] = {}
         positions: set[tuple[int, int]] = set()
-        raw_rows, seen, kept, dead = plan.raw_rows, plan.seen, plan.kept, plan.dead
+        raw_rows: list[RawRow] = []
+        plan.raw_rows = raw_rows
+        seen, kept, dead = plan.seen, plan.kept, plan.dead
         groups, spans = plan.groups, plan.spans
         fast_decode, fast_meter, fast_meters = fastpath.decode, fastpath.meter, self._fast
         native = fast_meters.native
@@ -226,7 +229,10 @@ class Planner:
         records: Sequence[Record],
         store: SeenLookup,
     ) -> BatchPlan:
-        """:meth:`plan` by the native loop: the same rules, objects and order."""
+        """:meth:`plan` by the native loop: the same rules, objects and order (the raw rows
+        as columns, ``NativeRawRows``, that read as the same tuples)."""
+        if NativeRawRows is not None:
+            plan.raw_rows = NativeRawRows()
         pending = store.pending if isinstance(store, PendingSeen) else {}
         owner = store.store if isinstance(store, PendingSeen) else store
         filter_of = getattr(owner, "key_filter", None)  # the worker's store has one

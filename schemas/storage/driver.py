@@ -25,6 +25,10 @@ range or that would need rounding, an int in a decimal column, a type it does no
 goes to the driver's own writer with that column as a list: the same bytes or the same
 error as before.
 
+Rows that come as a ``meterline_native.RawRows`` (the native plan's raw rows, kept as
+columns: ``schemas/native/src/raw_rows.rs``) are not rows at all to the native writer: it
+encodes each column from its buffer with the interpreter lock let go, the same bytes.
+
 On that path, and wherever the native module is missing, :func:`scaled` replaces the
 driver's decimal conversion: it skips the round trip (``str`` then ``Decimal`` gives back
 an equal ``Decimal``) and multiplies by the power of ten as a ``Decimal`` (made once per
@@ -57,6 +61,10 @@ try:
     from meterline_native import encode_columns
 except ImportError:  # built from older sources: one native pass per column
     encode_columns = None
+try:
+    from meterline_native import RawRows
+except ImportError:  # built from older sources: rows are tuples
+    RawRows = None
 
 
 def columns_of(
@@ -69,6 +77,9 @@ def columns_of(
     ``insert`` names the statement (its text): once one insert of it was written, the
     column types the server gave are known, and the next one is encoded in one pass over
     its rows, every column at once (:meth:`_Rows.encoded_column`)."""
+    if _NATIVE_COLUMNS and rows and RawRows is not None and type(rows) is RawRows:
+        width = len(rows[0])  # the native plan's raw rows: columns already, no row read
+        return [RowColumn(_Rows(rows, insert, width), index) for index in range(width)]
     if _NATIVE_COLUMNS and rows:
         widths = set(map(len, rows))
         if len(widths) > 1:
@@ -91,7 +102,7 @@ class _Rows:
 
     __slots__ = ("encoded", "insert", "learned", "rows", "specs", "width")
 
-    def __init__(self, rows: list[Sequence[Any]], insert: str | None, width: int) -> None:
+    def __init__(self, rows: Sequence[Sequence[Any]], insert: str | None, width: int) -> None:
         self.rows = rows
         self.insert = insert
         self.width = width

@@ -66,7 +66,7 @@ def fields(plan: BatchPlan) -> dict[str, Any]:
     dead = [(d.record, d.reason, d.detail, d.index, d.value) for d in plan.dead]
     seen = [(key, msgspec.structs.astuple(record)) for key, record in plan.seen]
     return {
-        "raw rows": typed(plan.raw_rows),
+        "raw rows": typed(list(plan.raw_rows)),
         "dedupe entries": typed(seen),
         "dead letters": dead,
         "outcomes": plan.outcomes,
@@ -122,7 +122,7 @@ def test_the_comparison_sees_each_field() -> None:
         "dead_letter": 2,
     }
     mutations: dict[str, Callable[[BatchPlan], object]] = {
-        "raw rows": lambda plan: plan.raw_rows.pop(),
+        "raw rows": lambda plan: setattr(plan, "raw_rows", list(plan.raw_rows)[:-1]),
         "dedupe entries": lambda plan: plan.seen.pop(),
         "dead letters": lambda plan: plan.dead.pop(),
         "outcomes": lambda plan: plan.count("new"),

@@ -23,6 +23,7 @@ use std::sync::Mutex;
 mod key_filter;
 mod native_column;
 mod plan_loop;
+mod raw_rows;
 mod seen_chunk;
 
 const MAX_TEXT: usize = 512;
@@ -836,5 +837,6 @@ fn meterline_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(seen_chunk::encode_chunk, m)?)?;
     m.add_function(wrap_pyfunction!(native_column::encode_column, m)?)?;
     m.add_function(wrap_pyfunction!(native_column::encode_columns, m)?)?;
+    m.add_class::<raw_rows::RawRows>()?;
     Ok(())
 }

@@ -11,12 +11,13 @@
 //! that would need rounding) returns `None` or raises, and the caller lets the driver
 //! write that column instead.
 
+use crate::raw_rows::RawRows;
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
 #[derive(Clone, Copy)]
-enum Kind {
+pub(crate) enum Kind {
     Text,
     Unsigned(usize),
     Signed(usize),
@@ -27,7 +28,7 @@ enum Kind {
     },
 }
 
-fn kind(spec: &str) -> Option<Kind> {
+pub(crate) fn kind(spec: &str) -> Option<Kind> {
     Some(match spec {
         "String" => Kind::Text,
         "UInt8" => Kind::Unsigned(1),
@@ -95,7 +96,7 @@ fn scaled_decimal(text: &str, scale: u32) -> Option<i128> {
 }
 
 /// ClickHouse's length prefix: unsigned LEB128.
-fn varint(out: &mut Vec<u8>, mut n: usize) {
+pub(crate) fn varint(out: &mut Vec<u8>, mut n: usize) {
     while n >= 0x80 {
         out.push((n as u8 & 0x7f) | 0x80);
         n >>= 7;
@@ -161,16 +162,20 @@ fn cell(out: &mut Vec<u8>, kind: Kind, item: &Bound<'_, PyAny>) -> PyResult<()> 
     Ok(())
 }
 
-/// Cell `index` of every row of `rows` (tuples or lists) as the Native-format data of a
+/// Cell `index` of every row of `rows` (a list of tuples or lists, or a [`RawRows`]) as the Native-format data of a
 /// `spec` column, exactly the bytes clickhouse-driver writes for it; `None` for a type
 /// this does not encode.  Raises on a cell it cannot write (the driver then decides).
 #[pyfunction]
 pub fn encode_column<'py>(
     py: Python<'py>,
-    rows: &Bound<'py, PyList>,
+    rows: &Bound<'py, PyAny>,
     index: usize,
     spec: &str,
 ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    if let Ok(raw) = rows.downcast::<RawRows>() {
+        return raw.borrow().encode_column(py, index, spec);
+    }
+    let rows = rows.downcast::<PyList>()?;
     let Some(kind) = kind(spec) else {
         return Ok(None);
     };
@@ -191,7 +196,7 @@ pub fn encode_column<'py>(
     Ok(Some(PyBytes::new(py, &out)))
 }
 
-/// Every column of `rows` in one pass over them: for each of `specs` (one per column, in
+/// Every column of `rows` (as for [`encode_column`]) in one pass over them: for each of `specs` (one per column, in
 /// order), the bytes [`encode_column`] gives for it, or `None` where it would give `None`
 /// or raise (the caller lets the driver write that column).  A row is read once for all
 /// its cells, and a `Decimal` object that fills several cells of a row (a window row of
@@ -199,9 +204,13 @@ pub fn encode_column<'py>(
 #[pyfunction]
 pub fn encode_columns<'py>(
     py: Python<'py>,
-    rows: &Bound<'py, PyList>,
+    rows: &Bound<'py, PyAny>,
     specs: Vec<String>,
 ) -> PyResult<Vec<Option<Bound<'py, PyBytes>>>> {
+    if let Ok(raw) = rows.downcast::<RawRows>() {
+        return Ok(raw.borrow().encode(py, &specs)); // the interpreter let go meanwhile
+    }
+    let rows = rows.downcast::<PyList>()?;
     let kinds: Vec<Option<Kind>> = specs.iter().map(|spec| kind(spec)).collect();
     let mut outs: Vec<Option<Vec<u8>>> = kinds
         .iter()

@@ -10,10 +10,11 @@
 //! the chunk (the pending keys of earlier chunks, the dedupe store) is the caller's.
 
 use crate::key_filter::KeyFilter;
+use crate::raw_rows::{RawRows, Row};
 use crate::{decided, Event, Meters};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use std::collections::HashSet;
 
 const MINUTE_MS: i64 = 60_000;
@@ -25,7 +26,7 @@ const LINES_WITHOUT_LOCK: usize = 64;
 
 /// Where a plan's results go: the planner's `BatchPlan` fields.
 pub(crate) struct Out<'py> {
-    pub raw_rows: Bound<'py, PyList>,
+    pub raw_rows: Bound<'py, RawRows>,
     pub seen: Bound<'py, PyList>,
     pub kept: Bound<'py, PyList>,
     pub groups: Bound<'py, PyDict>,
@@ -150,15 +151,19 @@ pub(crate) fn plan<'py>(
         let mut spanned = false;
         for (index, (raw, parsed)) in found.into_iter().zip(decided_lines).enumerate() {
             let index = index as i64;
-            let line = if batch {
-                PyBytes::new(py, raw)
-            } else {
-                value.clone()
+            // The line as a Python object only where one is handed out (to the Python
+            // chain, or as a dead letter's value): the raw row copies its bytes.
+            let line = || {
+                if batch {
+                    PyBytes::new(py, raw)
+                } else {
+                    value.clone()
+                }
             };
             let event = match decode(meters, py, parsed, &line, rules)? {
                 Ok(event) => event,
                 Err((reason, detail)) => {
-                    out.dead.append((&rec, reason, detail, index, &line))?;
+                    out.dead.append((&rec, reason, detail, index, line()))?;
                     continue;
                 }
             };
@@ -233,25 +238,25 @@ pub(crate) fn plan<'py>(
             if is_late {
                 counts.late += 1;
             }
-            let row = PyTuple::new(
-                py,
-                [
-                    rules.ns.clone().into_any(),
-                    event.source.clone(),
-                    event.id.clone(),
-                    event.type_.clone(),
-                    event.subject.clone(),
-                    time_ms.into_pyobject(py)?.into_any(),
-                    line.clone().into_any(),
-                    ingested_obj.clone().into_any(),
-                    partition_obj.clone().into_any(),
-                    offset_obj.clone().into_any(),
-                    index.into_pyobject(py)?.into_any(),
-                    event.digest.clone(),
-                    PyBool::new(py, is_late).to_owned().into_any(),
+            out.raw_rows.borrow_mut().push(&Row {
+                texts: [
+                    rules.ns_text.as_bytes(),
+                    text(&event.source)?,
+                    text(&event.id)?,
+                    text(&event.type_)?,
+                    text(&event.subject)?,
+                    raw,
+                    text(&event.digest)?,
                 ],
-            )?;
-            out.raw_rows.append(row)?;
+                ints: [
+                    time_ms,
+                    ingested,
+                    partition,
+                    offset,
+                    index,
+                    i64::from(is_late),
+                ],
+            });
             if !event.rows.is_truthy()? {
                 continue;
             }
@@ -286,6 +291,11 @@ pub(crate) fn plan<'py>(
     Ok(counts)
 }
 
+/// A text of the event's row (what the Python chain returns is text too).
+fn text<'a>(value: &'a Bound<'_, PyAny>) -> PyResult<&'a [u8]> {
+    Ok(value.downcast::<PyString>()?.to_str()?.as_bytes())
+}
+
 /// Whether the store may hold `key`: not when its key filter rules the key out (a filter
 /// borrowed elsewhere, or a key that is not UTF-8, is asked of the store instead).
 fn may_be_stored(rules: &Rules<'_>, key: &Bound<'_, PyString>) -> bool {
@@ -313,12 +323,12 @@ fn dedupe_key(ns: &str, source: &str, id: &str) -> String {
 type DeadLine<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>);
 
 /// A line's event (`event`: what `decided` made of it), or the dead-letter reason and
-/// detail the Python chain gave it.
+/// detail the Python chain gave it (`line` makes the line's bytes object, for that chain).
 fn decode<'py>(
     meters: &Meters,
     py: Python<'py>,
     event: Option<Event<'_>>,
-    line: &Bound<'py, PyBytes>,
+    line: &dyn Fn() -> Bound<'py, PyBytes>,
     rules: &Rules<'py>,
 ) -> PyResult<Result<Decoded<'py>, DeadLine<'py>>> {
     let mut decoded: Option<PyObject> = None;
@@ -352,7 +362,7 @@ fn decode<'py>(
             }
         }
     }
-    let answer = rules.other.call1((line, decoded))?;
+    let answer = rules.other.call1((line(), decoded))?;
     let answer = answer.downcast::<PyTuple>()?;
     if answer.len() == 2 {
         return Ok(Err((answer.get_item(0)?, answer.get_item(1)?)));

@@ -1,0 +1,328 @@
+//! A chunk's rows of `usage_events` kept as columns ([`RawRows`]), from the native plan
+//! (`plan_loop`) to the raw insert (`schemas/storage/driver.py`).
+//!
+//! As tuples, each kept event cost the worker a 13-field tuple built by the plan, read
+//! back cell by cell by the insert's column encoding, and freed after the write — all of
+//! it under the interpreter lock.  Here the plan appends each row's cells to one buffer
+//! per column, and the insert's Native-format columns are written from those buffers
+//! with the lock let go, so the event loop plans or finishes meanwhile.  Read as a
+//! sequence (`len`, indexing, iteration, `==`), the rows are the tuples the Python
+//! planner builds (`schemas.storage.events_table.RawRow`), typed alike:
+//! `tests/streams/test_plan_native.py` holds the two loops' rows equal and
+//! `tests/schemas/test_driver.py` holds the encoded columns to the driver's own writer.
+
+use crate::native_column::{kind, varint, Kind};
+use pyo3::exceptions::{PyIndexError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyBytes, PyList, PyString, PyTuple};
+use std::collections::HashMap;
+
+/// `usage_events`' columns in `events_table.COLUMNS` order: which are text (7 of them,
+/// `data` among them, held as bytes) and which integers.
+const WIDTH: usize = 13;
+const SUBJECT: usize = 4;
+const DATA: usize = 6;
+const LATE: usize = 12;
+const TEXTS: [usize; 7] = [0, 1, 2, 3, 4, 6, 11];
+const INTS: [usize; 6] = [5, 7, 8, 9, 10, 12];
+
+/// One text column: the cells' bytes end to end, and where each ends.
+#[derive(Default, Clone)]
+struct Texts {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Texts {
+    fn push(&mut self, cell: &[u8]) {
+        self.bytes.extend_from_slice(cell);
+        self.ends.push(self.bytes.len());
+    }
+
+    fn get(&self, row: usize) -> &[u8] {
+        let start = if row == 0 { 0 } else { self.ends[row - 1] };
+        &self.bytes[start..self.ends[row]]
+    }
+
+    /// The Native format's `String` column: each cell's length (LEB128), then its bytes.
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.bytes.len() + self.ends.len() * 2);
+        let mut start = 0;
+        for &end in &self.ends {
+            varint(&mut out, end - start);
+            out.extend_from_slice(&self.bytes[start..end]);
+            start = end;
+        }
+        out
+    }
+}
+
+/// One event's row: its texts (namespace, source, id, type, subject, data, content hash)
+/// and integers (time_ms, ingested_ms, source partition, offset and index, late).
+pub(crate) struct Row<'a> {
+    pub texts: [&'a [u8]; 7],
+    pub ints: [i64; 6],
+}
+
+/// The rows of `usage_events` a plan inserts, column by column.
+#[pyclass(module = "meterline_native", sequence)]
+#[derive(Default, Clone)]
+pub struct RawRows {
+    texts: [Texts; 7],
+    ints: [Vec<i64>; 6],
+}
+
+impl RawRows {
+    pub(crate) fn push(&mut self, row: &Row<'_>) {
+        for (column, cell) in self.texts.iter_mut().zip(row.texts) {
+            column.push(cell);
+        }
+        for (column, value) in self.ints.iter_mut().zip(row.ints) {
+            column.push(value);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.ints[0].len()
+    }
+
+    fn text_slot(column: usize) -> Option<usize> {
+        TEXTS.iter().position(|&c| c == column)
+    }
+
+    fn int_slot(column: usize) -> Option<usize> {
+        INTS.iter().position(|&c| c == column)
+    }
+
+    fn cell<'py>(&self, py: Python<'py>, row: usize, column: usize) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(slot) = Self::text_slot(column) {
+            let bytes = self.texts[slot].get(row);
+            if column == DATA {
+                return Ok(PyBytes::new(py, bytes).into_any());
+            }
+            let text = std::str::from_utf8(bytes).expect("text cells are pushed as UTF-8");
+            return Ok(PyString::new(py, text).into_any());
+        }
+        let slot = Self::int_slot(column).expect("every column is text or integer");
+        let value = self.ints[slot][row];
+        if column == LATE {
+            return Ok(PyBool::new(py, value != 0).to_owned().into_any());
+        }
+        Ok(value.into_pyobject(py)?.into_any())
+    }
+
+    fn tuple<'py>(&self, py: Python<'py>, row: usize) -> PyResult<Bound<'py, PyTuple>> {
+        let cells = (0..WIDTH)
+            .map(|column| self.cell(py, row, column))
+            .collect::<PyResult<Vec<_>>>()?;
+        PyTuple::new(py, cells)
+    }
+
+    fn rows_list<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let rows = (0..self.len())
+            .map(|row| self.tuple(py, row))
+            .collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, rows)
+    }
+
+    /// Column `column` in the Native format for a `spec` column, or `None` when its type
+    /// is not this column's kind or a value does not fit it (the driver then writes the
+    /// column from its cells, or refuses it with its own error).
+    fn encode_one(&self, column: usize, spec: Option<Kind>) -> Option<Vec<u8>> {
+        let spec = spec?;
+        if let Some(slot) = Self::text_slot(column) {
+            return matches!(spec, Kind::Text).then(|| self.texts[slot].encode());
+        }
+        let values = &self.ints[Self::int_slot(column)?];
+        let (size, signed) = match spec {
+            Kind::Unsigned(size) => (size, false),
+            Kind::Signed(size) => (size, true),
+            _ => return None,
+        };
+        let bits = size as u32 * 8;
+        let (low, high): (i128, i128) = if signed {
+            (-(1i128 << (bits - 1)), (1i128 << (bits - 1)) - 1)
+        } else {
+            (0, (1i128 << bits) - 1)
+        };
+        let mut out = Vec::with_capacity(values.len() * size);
+        for &value in values {
+            if !(low..=high).contains(&i128::from(value)) {
+                return None;
+            }
+            out.extend_from_slice(&value.to_le_bytes()[..size]);
+        }
+        Some(out)
+    }
+
+    /// Every column for `specs` (one per column, in order), with the interpreter let go.
+    pub(crate) fn encode<'py>(
+        &self,
+        py: Python<'py>,
+        specs: &[String],
+    ) -> Vec<Option<Bound<'py, PyBytes>>> {
+        let kinds: Vec<Option<Kind>> = specs.iter().map(|spec| kind(spec)).collect();
+        let encoded: Vec<Option<Vec<u8>>> = py.allow_threads(|| {
+            kinds
+                .iter()
+                .enumerate()
+                .map(|(column, spec)| {
+                    if column < WIDTH {
+                        self.encode_one(column, *spec)
+                    } else {
+                        None
+                    }
+                })
+                .collect()
+        });
+        encoded
+            .into_iter()
+            .map(|bytes| bytes.map(|bytes| PyBytes::new(py, &bytes)))
+            .collect()
+    }
+
+    /// Column `column` alone for `spec` (the first insert of a statement).
+    pub(crate) fn encode_column<'py>(
+        &self,
+        py: Python<'py>,
+        column: usize,
+        spec: &str,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let Some(spec) = kind(spec) else {
+            return Ok(None);
+        };
+        if column >= WIDTH {
+            return Err(PyIndexError::new_err("a raw row has 13 cells"));
+        }
+        match py.allow_threads(|| self.encode_one(column, Some(spec))) {
+            Some(bytes) => Ok(Some(PyBytes::new(py, &bytes))),
+            None => Err(PyValueError::new_err(
+                "a cell does not fit the column's type",
+            )),
+        }
+    }
+}
+
+fn text_of<'a>(cell: &'a Bound<'_, PyAny>, column: usize) -> PyResult<&'a [u8]> {
+    if column == DATA {
+        if let Ok(raw) = cell.downcast::<PyBytes>() {
+            return Ok(raw.as_bytes());
+        }
+    }
+    match cell.downcast::<PyString>() {
+        Ok(text) => Ok(text.to_str()?.as_bytes()),
+        Err(_) if column == DATA => Err(PyTypeError::new_err(
+            "a raw row's data cell (6) is str or bytes",
+        )),
+        Err(_) => Err(PyTypeError::new_err(format!(
+            "a raw row's cell {column} is a str"
+        ))),
+    }
+}
+
+#[pymethods]
+impl RawRows {
+    /// Rows from `rows` (tuples of `events_table.RawRow`), or none.
+    #[new]
+    #[pyo3(signature = (rows = None))]
+    fn new(rows: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+        let mut out = RawRows::default();
+        if let Some(rows) = rows {
+            for row in rows.try_iter()? {
+                out.append(&row?)?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Append one row (a 13-cell tuple or list in `COLUMNS` order). A `data` cell given
+    /// as `str` reads back as `bytes` (both engines store the two alike).
+    fn append(&mut self, row: &Bound<'_, PyAny>) -> PyResult<()> {
+        if row.len()? != WIDTH {
+            return Err(PyValueError::new_err("a raw row has 13 cells"));
+        }
+        let cells = (0..WIDTH)
+            .map(|c| row.get_item(c))
+            .collect::<PyResult<Vec<_>>>()?;
+        let mut texts: [&[u8]; 7] = [b""; 7];
+        for (slot, &column) in TEXTS.iter().enumerate() {
+            texts[slot] = text_of(&cells[column], column)?;
+        }
+        let mut ints = [0i64; 6];
+        for (slot, &column) in INTS.iter().enumerate() {
+            ints[slot] = cells[column].extract()?;
+        }
+        self.push(&Row { texts, ints });
+        Ok(())
+    }
+
+    fn __len__(&self) -> usize {
+        self.len()
+    }
+
+    fn __getitem__<'py>(&self, py: Python<'py>, index: isize) -> PyResult<Bound<'py, PyTuple>> {
+        let n = self.len() as isize;
+        let at = if index < 0 { index + n } else { index };
+        if !(0..n).contains(&at) {
+            return Err(PyIndexError::new_err("raw row index out of range"));
+        }
+        self.tuple(py, at as usize)
+    }
+
+    fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        Ok(self.rows_list(py)?.try_iter()?.into_any())
+    }
+
+    /// Equal to another `RawRows` or a sequence holding the same row tuples.
+    fn __eq__(&self, py: Python<'_>, other: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let other = match other.downcast::<RawRows>() {
+            Ok(rows) => rows.borrow().rows_list(py)?.into_any(),
+            Err(_) => match other.downcast::<PyList>() {
+                Ok(list) => list.clone().into_any(),
+                Err(_) => {
+                    PyList::new(py, other.try_iter()?.collect::<PyResult<Vec<_>>>()?)?.into_any()
+                }
+            },
+        };
+        self.rows_list(py)?.eq(other)
+    }
+
+    /// The rows as tuples (`events_table.RawRow`).
+    fn rows<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        self.rows_list(py)
+    }
+
+    /// The rows in `parts` parts, row by row to part `shard(subject)` (called once per
+    /// subject), each part in the rows' order: a plan split per ClickHouse shard.
+    fn split(&self, shard: &Bound<'_, PyAny>, parts: usize) -> PyResult<Vec<RawRows>> {
+        let mut out = vec![RawRows::default(); parts];
+        let mut known: HashMap<&[u8], usize> = HashMap::new();
+        for row in 0..self.len() {
+            let subject = self.texts[TEXTS.iter().position(|&c| c == SUBJECT).unwrap()].get(row);
+            let part = match known.get(subject) {
+                Some(&part) => part,
+                None => {
+                    let text = std::str::from_utf8(subject).expect("pushed as UTF-8");
+                    let part: usize = shard.call1((text,))?.extract()?;
+                    if part >= parts {
+                        return Err(PyIndexError::new_err(format!(
+                            "shard {part} of a split into {parts}"
+                        )));
+                    }
+                    known.insert(subject, part);
+                    part
+                }
+            };
+            let mut texts: [&[u8]; 7] = [b""; 7];
+            for (slot, column) in self.texts.iter().enumerate() {
+                texts[slot] = column.get(row);
+            }
+            let mut ints = [0i64; 6];
+            for (slot, column) in self.ints.iter().enumerate() {
+                ints[slot] = column[row];
+            }
+            out[part].push(&Row { texts, ints });
+        }
+        Ok(out)
+    }
+}
