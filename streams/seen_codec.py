@@ -27,6 +27,7 @@ __all__ = [
     "entry_slices",
     "index_entries",
     "key_hash",
+    "partition_slices",
     "points_at",
     "raw_entries",
     "unpack",
@@ -143,6 +144,25 @@ def points_at(value: bytes, chunk_key: bytes) -> bool:
     its changelog partition need not be the record's)."""
     chunk_len = HEAD.unpack_from(value)[4]
     return value[HEAD.size : HEAD.size + chunk_len] == chunk_key
+
+
+def partition_slices(
+    entries: Sequence[tuple[str, SeenRecord]], max_events: int
+) -> list[tuple[int, list[tuple[str, SeenRecord]]]]:
+    """A written chunk's kept events as table entries (pure): grouped by their partition,
+    partitions in the order they first appear, events in record order, each partition cut
+    by :func:`entry_slices`."""
+    by_partition: dict[int, list[tuple[str, SeenRecord]]] = {}
+    for entry in entries:  # per event: no list or tuple built
+        kept = by_partition.get(entry[1].partition)
+        if kept is None:
+            kept = by_partition[entry[1].partition] = []
+        kept.append(entry)
+    return [
+        (partition, part)
+        for partition, kept in by_partition.items()
+        for part in entry_slices(kept, max_events)
+    ]
 
 
 def entry_slices(

@@ -12,7 +12,7 @@ from typing import Any
 import faust
 
 from streams.dedupe import SeenRecord
-from streams.seen_codec import encode_chunk, entry_slices
+from streams.seen_codec import encode_chunk, partition_slices
 from streams.seen_index import SeenIndex
 from streams.seen_store import SeenIndexStore, index_of
 
@@ -105,15 +105,17 @@ class TableSeenStore:
         return [self.index.lookup(key) for key in keys]
 
     def put_many(self, entries: Sequence[tuple[str, SeenRecord]]) -> None:
-        by_partition: dict[int, list[tuple[str, SeenRecord]]] = {}
-        for entry in entries:  # per event: no list or tuple built
-            kept = by_partition.get(entry[1].partition)
-            if kept is None:
-                kept = by_partition[entry[1].partition] = []
-            kept.append(entry)
-        for partition, kept in by_partition.items():
-            for part in entry_slices(kept, ENTRY_EVENTS):
-                self._put(partition, part)
+        for partition, part in partition_slices(entries, ENTRY_EVENTS):
+            self._put(partition, part)
+
+    def put_raw_rows(self, rows: Any) -> None:
+        """What :meth:`put_many` records for a native plan's dedupe entries, read from its
+        raw rows instead (``meterline_native.RawRows``: the plan makes the two one to one,
+        in the same order): the same table entries, encoded natively, without reading a
+        ``SeenRecord`` per event."""
+        for partition, (table_key, value, indexed) in rows.seen_chunks(ENTRY_EVENTS):
+            self.index.prepare(value, indexed)
+            self.table.put_at(table_key, value, partition)
 
     def _put(self, partition: int, kept: list[tuple[str, SeenRecord]]) -> None:
         table_key, value, indexed = encode_chunk(kept, partition)

@@ -4,7 +4,7 @@ chunking and the per-record dedupe store."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
 
@@ -137,6 +137,38 @@ def test_table_store_writes_one_entry_per_partition_and_reads_it_back() -> None:
     assert fresh.get("k3") == SeenRecord(1, 7, "h3", T0 + 5, 0)
     assert fresh.get("k4") == SeenRecord(2, 41, "h4", T0 + 9, 0)
     assert fresh.get("nope") is None
+
+
+def test_a_native_plan_is_recorded_from_its_raw_rows_as_from_its_entries() -> None:
+    """``finish`` records a native plan through ``put_raw_rows`` (no ``SeenRecord`` read
+    per event): the table holds what ``put_many`` of the plan's entries writes, and every
+    kept key reads back; a plan of tuples goes through ``put_many``."""
+    value = encode_record([event("a", 1), event("b", 2), event("a", 1), event("c", 3)])
+    records = [packed(3, value), packed(4, encode_record([event("d", 4)]), partition=1)]
+    worker = sink(RecordingEngine())
+    plan = worker.plan(records, Store())
+    assert type(plan.raw_rows) is not list, "the native plan keeps its raw rows as columns"
+    by_rows, by_entries = FakeTable(), FakeTable()
+    store = TableSeenStore(by_rows)  # type: ignore[arg-type]
+    worker.finish(plan, store)
+    TableSeenStore(by_entries).put_many(plan.seen)  # type: ignore[arg-type]
+    assert by_rows.data == by_entries.data
+    assert set(by_rows.data) == {b"0:3-3", b"1:4-4"}
+    for key, seen in plan.seen:
+        assert store.get(key) == seen
+    calls: list[str] = []
+
+    class Recording(Store):
+        def put_raw_rows(self, rows: object) -> None:
+            calls.append("raw rows")
+
+        def put_many(self, entries: Sequence[tuple[str, SeenRecord]]) -> None:
+            calls.append("entries")
+
+    worker.finish(plan, Recording())
+    plan.raw_rows = list(plan.raw_rows)  # as the Python loop makes them
+    worker.finish(plan, Recording())
+    assert calls == ["raw rows", "entries"]
 
 
 def test_table_store_reads_entries_written_one_per_event() -> None:

@@ -23,7 +23,8 @@ from meterline_native import KeyFilter
 from streams.dedupe import SeenRecord
 from streams.plan import EVENTS, SUM, BatchPlan, PendingSeen, Record
 from streams.planner import Planner
-from streams.seen_codec import key_hash
+from streams.seen_codec import encode_chunk, key_hash, partition_slices
+from streams.seen_table import ENTRY_EVENTS
 from tests.schemas.event_cases import METER_SETS
 from tests.streams.sink_kit import Store
 from tests.streams.test_plan_oracle import GRACE_MS, HORIZON_MS, NS, T0, chunks
@@ -92,6 +93,26 @@ def test_the_native_loop_fills_the_plan_as_the_python_loop(
     pending.add([item for n, item in enumerate(store.data.items()) if n % 4 < split])
     native, python = both(planner(meter_set, unknown), records, pending)
     assert differences(native, python) == []
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(chunks(), st.sampled_from(sorted(METER_SETS)), st.sampled_from([1, 2, 3, ENTRY_EVENTS]))
+def test_the_dedupe_entries_read_from_the_raw_rows_are_the_seen_entries(
+    chunk: tuple[list[Record], Store], meter_set: str, max_events: int
+) -> None:
+    """The native plan makes its raw rows one to one with its dedupe entries, in the same
+    order, so the table entries the worker records from the raw rows
+    (``TableSeenStore.put_raw_rows``) are the ones ``put_many`` encodes from the entries:
+    the same partitions, cuts, keys, values and index entries, to the byte."""
+    records, store = chunk
+    plan = planner(meter_set, False).plan(records, PendingSeen(store))
+    assert len(plan.raw_rows) == len(plan.seen)
+    from_rows = plan.raw_rows.seen_chunks(max_events)  # type: ignore[attr-defined]
+    from_seen = [
+        (partition, encode_chunk(part, partition))
+        for partition, part in partition_slices(plan.seen, max_events)
+    ]
+    assert from_rows == from_seen
 
 
 def test_the_comparison_sees_each_field() -> None:

@@ -22,7 +22,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-const HASH_BYTES: usize = 16;
+pub(crate) const HASH_BYTES: usize = 16;
 const PROBES: u64 = 7;
 const BITS_PER_KEY: u64 = 10; // with 7 probes: ~1 % false "maybe" at capacity
 const MIN_CAPACITY: u64 = 1 << 16;

@@ -12,7 +12,8 @@
 //! `tests/schemas/test_driver.py` holds the encoded columns to the driver's own writer.
 
 use crate::native_column::{kind, varint, Kind};
-use pyo3::exceptions::{PyIndexError, PyTypeError, PyValueError};
+use crate::seen_chunk::{encode, entry_slices, Event};
+use pyo3::exceptions::{PyIndexError, PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyList, PyString, PyTuple};
 use std::collections::HashMap;
@@ -290,6 +291,73 @@ impl RawRows {
     /// The rows as tuples (`events_table.RawRow`).
     fn rows<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         self.rows_list(py)
+    }
+
+    /// The dedupe table entries of these rows' events, each
+    /// `(partition, (table key, table value, (index entries, key hashes, newest)))`: the
+    /// events grouped by source partition in the order partitions first appear, each
+    /// partition cut into entries of at most `max_events` events between records — what
+    /// `streams.seen_table.TableSeenStore.put_many` writes for the plan's dedupe entries,
+    /// which the native plan makes one to one with its raw rows, in the same order.
+    fn seen_chunks<'py>(
+        &self,
+        py: Python<'py>,
+        max_events: usize,
+    ) -> PyResult<Vec<(u32, Bound<'py, PyTuple>)>> {
+        let slot = |column: usize| Self::text_slot(column).expect("a text column");
+        let (ns, source, id) = (
+            &self.texts[slot(0)],
+            &self.texts[slot(1)],
+            &self.texts[slot(2)],
+        );
+        let digests = &self.texts[slot(11)];
+        let int = |column: usize| &self.ints[Self::int_slot(column).expect("an integer column")];
+        let (ingested, partitions, offsets, indexes) = (int(7), int(8), int(9), int(10));
+        let mut keys = Vec::with_capacity(self.len());
+        for row in 0..self.len() {
+            let mut key = Vec::with_capacity(ns.get(row).len() + source.get(row).len() + 40);
+            key.extend_from_slice(ns.get(row));
+            key.push(0x1f);
+            key.extend_from_slice(source.get(row));
+            key.push(0x1f);
+            key.extend_from_slice(id.get(row));
+            keys.push(String::from_utf8(key).expect("text cells are pushed as UTF-8"));
+        }
+        let mut order: Vec<(i64, Vec<usize>)> = Vec::new();
+        let mut at_of: HashMap<i64, usize> = HashMap::new();
+        for (row, &partition) in partitions.iter().enumerate() {
+            let at = *at_of.entry(partition).or_insert_with(|| {
+                order.push((partition, Vec::new()));
+                order.len() - 1
+            });
+            order[at].1.push(row);
+        }
+        let mut out = Vec::new();
+        for (partition, rows) in order {
+            let partition = u32::try_from(partition)
+                .map_err(|_| PyOverflowError::new_err("a source partition is a u32"))?;
+            let events = rows
+                .iter()
+                .map(|&row| {
+                    Ok(Event {
+                        key: &keys[row],
+                        offset: offsets[row],
+                        index: u32::try_from(indexes[row])
+                            .map_err(|_| PyOverflowError::new_err("a source index is a u32"))?,
+                        digest: std::str::from_utf8(digests.get(row))
+                            .expect("text cells are pushed as UTF-8"),
+                        ingested: ingested[row],
+                    })
+                })
+                .collect::<PyResult<Vec<_>>>()?;
+            let row_offsets: Vec<i64> = events.iter().map(|e| e.offset).collect();
+            for (start, end) in entry_slices(&row_offsets, max_events) {
+                let encoded =
+                    encode(&events[start..end], partition).map_err(PyOverflowError::new_err)?;
+                out.push((partition, encoded.into_python(py)?));
+            }
+        }
+        Ok(out)
     }
 
     /// The rows in `parts` parts, row by row to part `shard(subject)` (called once per
