@@ -150,7 +150,11 @@ def child(code: Path, events_per_subject: int, live: bool = False) -> dict[str, 
             for chunk in sink.chunks(batch, chunk_events):
                 t0 = clock()
                 plan = sink.plan(chunk, pending)
-                pending.add(plan.seen)
+                add_plan = getattr(pending, "add_plan", None)  # a baseline may predate it
+                if add_plan is not None:
+                    add_plan(plan)
+                else:
+                    pending.add(plan.seen)
                 t1 = clock()
                 sink.write(plan)
                 t2 = clock()

@@ -56,7 +56,7 @@ class BatchMeter:
         for chunk in sink.chunks(records, self.max_events):
             started = clock()
             plan = sink.plan(chunk, pending)
-            pending.add(plan.seen)
+            pending.add_plan(plan)
             ready = clock()
             if writing is not None:
                 await writing  # one write at a time, in chunk order

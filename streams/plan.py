@@ -8,9 +8,9 @@ records its keys.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, overload
 
 from schemas.metering.contributions import DeadLetterReason
 from schemas.metering.fastpath import ContributionRow as MeterRow
@@ -34,6 +34,7 @@ __all__ = [
     "NativeRawRows",
     "PendingSeen",
     "Record",
+    "RowsSeen",
     "SeenLookup",
     "split_plan",
 ]
@@ -83,19 +84,73 @@ class SeenLookup(Protocol):
 
 
 class PendingSeen:
-    """A dedupe store seen through the keys of planned chunks not yet finished."""
+    """A dedupe store seen through the keys of planned chunks not yet finished: the raw
+    rows of native plans (``add_plan``; their rows are their dedupe entries), looked up
+    newest first, then entries added one by one (``add``), then the store."""
 
     def __init__(self, store: SeenLookup) -> None:
         self.store = store
         self.pending: dict[str, SeenRecord] = {}
+        self.rows: list[Any] = []
+        """``meterline_native.RawRows`` of native plans, oldest first."""
         self._store_get = store.get  # bound once: the planner calls get per event
 
     def get(self, key: str) -> SeenRecord | None:
-        found = self.pending.get(key)
+        found = self.pending_get(key)
         return found if found is not None else self._store_get(key)
+
+    def pending_get(self, key: str) -> SeenRecord | None:
+        """Where ``key`` was accepted by a planned chunk, or ``None`` (the store not asked)."""
+        for rows in reversed(self.rows):
+            found: SeenRecord | None = rows.find_record(key, SeenRecord)
+            if found is not None:
+                return found
+        return self.pending.get(key)
 
     def add(self, entries: Sequence[tuple[str, SeenRecord]]) -> None:
         self.pending.update(entries)
+
+    def add_plan(self, plan: BatchPlan) -> None:
+        """A planned chunk's keys: a native plan's raw rows as they are (no entry built),
+        any other plan's entries."""
+        if type(plan.seen) is RowsSeen:
+            self.rows.append(plan.seen.rows)
+        else:
+            self.add(plan.seen)
+
+
+class RowsSeen(Sequence[tuple[str, SeenRecord]]):
+    """A native plan's dedupe entries, read from its raw rows (one entry per row, in row
+    order: ``RawRows.seen_entries``), built only when read."""
+
+    __slots__ = ("_entries", "rows")
+
+    def __init__(self, rows: Any) -> None:
+        self.rows = rows
+        self._entries: list[tuple[str, SeenRecord]] | None = None
+
+    def _built(self) -> list[tuple[str, SeenRecord]]:
+        if self._entries is None:
+            self._entries = self.rows.seen_entries(SeenRecord)
+        return self._entries
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[str, SeenRecord]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[tuple[str, SeenRecord]]: ...
+    def __getitem__(self, index: int | slice) -> Any:
+        return self._built()[index]
+
+    def __iter__(self) -> Iterator[tuple[str, SeenRecord]]:
+        return iter(self._built())
+
+    def __eq__(self, other: object) -> bool:
+        return self._built() == (list(other) if isinstance(other, Sequence) else other)
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 @dataclass(slots=True)
@@ -105,7 +160,9 @@ class BatchPlan:
     list, or from the native plan a ``meterline_native.RawRows``, which reads as the same
     tuples and which the raw insert encodes without the interpreter lock
     (``schemas/native/src/raw_rows.rs``)."""
-    seen: list[tuple[str, SeenRecord]] = field(default_factory=list)
+    seen: Sequence[tuple[str, SeenRecord]] = field(default_factory=list)
+    """The kept events' dedupe entries: a list, or from the native plan its raw rows read
+    as entries (:class:`RowsSeen`)."""
     dead: list[DeadLetter] = field(default_factory=list)
     outcomes: dict[str, int] = field(default_factory=dict)
     conflicts: list[str] = field(default_factory=list)

@@ -27,7 +27,15 @@ from schemas.storage.events_table import RawRow
 from schemas.timeutil import MINUTE_MS
 from schemas.wire import content_hash, decode_event, split_record
 from streams.dedupe import DEFAULT_HORIZON_MS, SeenRecord, Verdict, judge
-from streams.plan import BatchPlan, DeadLetter, NativeRawRows, PendingSeen, Record, SeenLookup
+from streams.plan import (
+    BatchPlan,
+    DeadLetter,
+    NativeRawRows,
+    PendingSeen,
+    Record,
+    RowsSeen,
+    SeenLookup,
+)
 
 __all__ = ["Planner"]
 
@@ -56,7 +64,10 @@ class Planner:
         self.horizon_ms = horizon_ms
         self.late_grace_ms = late_grace_ms
         native = self._fast.native
-        self._native_plan: Callable[..., Any] | None = getattr(native, "plan", None)
+        current = NativeRawRows is not None and hasattr(NativeRawRows, "seen_entries")
+        self._native_plan: Callable[..., Any] | None = (
+            getattr(native, "plan", None) if current else None
+        )
         """The loop below in one native call per chunk (``plan_loop.rs``); ``None`` without
         the native module or with one built from older sources (the loop below then runs)."""
 
@@ -77,12 +88,16 @@ class Planner:
         # a PendingSeen's two look-ups inline: one call less per event
         pending_seen = store.pending if isinstance(store, PendingSeen) else {}
         pending: Callable[[str], SeenRecord | None] = pending_seen.get
+        if isinstance(store, PendingSeen) and store.rows:  # native plans' keys too
+            pending = store.pending_get
         lookup = store.store.get if isinstance(store, PendingSeen) else store.get
         in_batch: dict[str, SeenRecord] = {}
         positions: set[tuple[int, int]] = set()
         raw_rows: list[RawRow] = []
         plan.raw_rows = raw_rows
-        seen, kept, dead = plan.seen, plan.kept, plan.dead
+        seen: list[tuple[str, SeenRecord]] = []
+        plan.seen = seen
+        kept, dead = plan.kept, plan.dead
         groups, spans = plan.groups, plan.spans
         fast_decode, fast_meter, fast_meters = fastpath.decode, fastpath.meter, self._fast
         native = fast_meters.native
@@ -229,11 +244,12 @@ class Planner:
         records: Sequence[Record],
         store: SeenLookup,
     ) -> BatchPlan:
-        """:meth:`plan` by the native loop: the same rules, objects and order (the raw rows
-        as columns, ``NativeRawRows``, that read as the same tuples)."""
-        if NativeRawRows is not None:
-            plan.raw_rows = NativeRawRows()
+        """:meth:`plan` by the native loop: the same rules, objects and order — the raw rows
+        as columns (``NativeRawRows``) that read as the same tuples, and the dedupe entries
+        read from them (:class:`RowsSeen`): no object per event for either."""
+        plan.raw_rows = raw = NativeRawRows()
         pending = store.pending if isinstance(store, PendingSeen) else {}
+        pending_rows = store.rows if isinstance(store, PendingSeen) else []
         owner = store.store if isinstance(store, PendingSeen) else store
         filter_of = getattr(owner, "key_filter", None)  # the worker's store has one
         counts, dead = native_plan(
@@ -243,12 +259,13 @@ class Planner:
             self.unknown_type_is_error,
             MINUTE_MS + self.late_grace_ms,
             self.horizon_ms,
+            pending_rows,
             pending,
             owner.get,
             self._line,
-            SeenRecord,
             filter_of() if filter_of is not None else None,
         )
+        plan.seen = RowsSeen(raw)
         redelivered, conflict, new, replay, duplicate, late = counts
         plan.count("redelivered", redelivered)
         plan.count("conflict", conflict)

@@ -96,6 +96,33 @@ def test_the_native_loop_fills_the_plan_as_the_python_loop(
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(chunks(), st.sampled_from(sorted(METER_SETS)), st.integers(0, 12))
+def test_a_planned_chunk_s_keys_are_seen_by_the_next_as_the_python_loop_sees_them(
+    chunk: tuple[list[Record], Store], meter_set: str, cut: int
+) -> None:
+    """Two chunks of one batch: the native loop finds the first chunk's keys in its raw
+    rows (``PendingSeen.add_plan``: no entry built), the Python loop in its entries; the
+    second chunk's plans are equal, and ``PendingSeen.get`` answers alike for every key."""
+    records, store = chunk
+    first, second = records[:cut], records[cut:]
+    plans = []
+    for native in (True, False):
+        loop = planner(meter_set, False)
+        if not native:
+            loop._native_plan = None
+        pending = PendingSeen(store)
+        earlier = loop.plan(first, pending)
+        pending.add_plan(earlier)
+        assert bool(pending.rows) == native
+        plans.append((loop.plan(second, pending), pending, earlier))
+    (native_plan, native_pending, earlier), (python_plan, python_pending, _) = plans
+    assert differences(native_plan, python_plan) == []
+    for key, _ in earlier.seen:
+        assert native_pending.get(key) == python_pending.get(key) is not None
+    assert native_pending.get("ns\x1fnowhere\x1fat all") is None
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(chunks(), st.sampled_from(sorted(METER_SETS)), st.sampled_from([1, 2, 3, ENTRY_EVENTS]))
 def test_the_dedupe_entries_read_from_the_raw_rows_are_the_seen_entries(
     chunk: tuple[list[Record], Store], meter_set: str, max_events: int
@@ -144,7 +171,7 @@ def test_the_comparison_sees_each_field() -> None:
     }
     mutations: dict[str, Callable[[BatchPlan], object]] = {
         "raw rows": lambda plan: setattr(plan, "raw_rows", list(plan.raw_rows)[:-1]),
-        "dedupe entries": lambda plan: plan.seen.pop(),
+        "dedupe entries": lambda plan: setattr(plan, "seen", list(plan.seen)[:-1]),
         "dead letters": lambda plan: plan.dead.pop(),
         "outcomes": lambda plan: plan.count("new"),
         "conflicts": lambda plan: plan.conflicts.pop(),

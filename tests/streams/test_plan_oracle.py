@@ -339,7 +339,7 @@ def test_the_oracle_finds_each_kind_of_difference() -> None:
     changed.raw_rows = list(changed.raw_rows)[:-1]
     assert disagreements(changed, ref, meters) == ["raw rows"]
     changed = fresh()
-    changed.seen[0] = (changed.seen[0][0], SeenRecord(0, 8, "x", T0, 0))
+    changed.seen = [(changed.seen[0][0], SeenRecord(0, 8, "x", T0, 0)), *changed.seen[1:]]
     assert disagreements(changed, ref, meters) == ["dedupe entries"]
     changed = fresh()
     changed.dead.clear()

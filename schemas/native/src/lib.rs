@@ -645,14 +645,17 @@ impl Meters {
     }
 
     /// ``Planner.plan``'s loop over a chunk (``streams/planner.py``) (``plan_loop``): fills ``out``'s (a
-    /// ``BatchPlan``) raw rows, dedupe entries, kept events, folded groups, spans and
-    /// conflicts as the Python loop does, and returns the outcome counts
+    /// ``BatchPlan``) raw rows (a ``RawRows``, which are its dedupe entries too:
+    /// ``RawRows.seen_entries``), kept events, folded groups, spans and conflicts as the
+    /// Python loop does, and returns the outcome counts
     /// ``(redelivered, conflict, new, replay, duplicate, late)`` and the dead letters as
     /// ``(record, reason or None for the planner's schema reason, detail, index, line)``.
+    /// ``pending_rows``: the raw rows of chunks planned but not finished (newest last),
+    /// looked up before ``pending`` (``{key: SeenRecord}``) and the store's ``lookup``.
     /// ``key_filter``: the store's ``KeyFilter`` in use, if any (a key it rules out is
     /// not looked up).
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (records, out, ns, unknown_type_is_error, grace_ms, horizon_ms, pending, lookup, other, seen_record, key_filter = None))]
+    #[pyo3(signature = (records, out, ns, unknown_type_is_error, grace_ms, horizon_ms, pending_rows, pending, lookup, other, key_filter = None))]
     fn plan<'py>(
         &self,
         py: Python<'py>,
@@ -662,16 +665,15 @@ impl Meters {
         unknown_type_is_error: bool,
         grace_ms: i64,
         horizon_ms: i64,
+        pending_rows: Vec<Bound<'py, raw_rows::RawRows>>,
         pending: Bound<'py, PyDict>,
         lookup: Bound<'py, PyAny>,
         other: Bound<'py, PyAny>,
-        seen_record: Bound<'py, PyAny>,
         key_filter: Option<Bound<'py, key_filter::KeyFilter>>,
     ) -> PyResult<(plan_loop::CountsTuple, Bound<'py, PyList>)> {
         let field = |name: &str| out.getattr(name);
         let target = plan_loop::Out {
             raw_rows: field("raw_rows")?.downcast_into()?,
-            seen: field("seen")?.downcast_into()?,
             kept: field("kept")?.downcast_into()?,
             groups: field("groups")?.downcast_into()?,
             spans: field("spans")?.downcast_into()?,
@@ -684,11 +686,11 @@ impl Meters {
             unknown_type_is_error,
             grace_ms,
             horizon_ms,
+            pending_rows,
             pending,
             lookup,
             key_filter,
             other,
-            seen_record,
         };
         let c = plan_loop::plan(self, py, &records, &rules, &target)?;
         let counts = (

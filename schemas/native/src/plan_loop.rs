@@ -10,12 +10,12 @@
 //! the chunk (the pending keys of earlier chunks, the dedupe store) is the caller's.
 
 use crate::key_filter::KeyFilter;
-use crate::raw_rows::{RawRows, Row};
+use crate::raw_rows::{FirstSeen, RawRows, Row};
 use crate::{decided, Event, Meters};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 const MINUTE_MS: i64 = 60_000;
 /// Lines planned between two moments the interpreter is let go (about 5 ms of planning).
@@ -27,7 +27,6 @@ const LINES_WITHOUT_LOCK: usize = 64;
 /// Where a plan's results go: the planner's `BatchPlan` fields.
 pub(crate) struct Out<'py> {
     pub raw_rows: Bound<'py, RawRows>,
-    pub seen: Bound<'py, PyList>,
     pub kept: Bound<'py, PyList>,
     pub groups: Bound<'py, PyDict>,
     pub spans: Bound<'py, PyDict>,
@@ -43,7 +42,9 @@ pub(crate) struct Rules<'py> {
     pub unknown_type_is_error: bool,
     pub grace_ms: i64,
     pub horizon_ms: i64,
-    /// keys of chunks planned but not finished: ``{key: SeenRecord}``
+    /// keys of chunks planned but not finished: the raw rows of native plans (newest
+    /// last), then ``{key: SeenRecord}`` added by other callers
+    pub pending_rows: Vec<Bound<'py, RawRows>>,
     pub pending: Bound<'py, PyDict>,
     /// the dedupe store's look-up: ``key -> SeenRecord | None``
     pub lookup: Bound<'py, PyAny>,
@@ -53,20 +54,47 @@ pub(crate) struct Rules<'py> {
     /// the Python chain for a line not decided here: ``(line, decoded or None) ->``
     /// ``(source, id, type, subject, time_ms, rows, digest, key)`` or ``(reason, detail)``
     pub other: Bound<'py, PyAny>,
-    /// ``SeenRecord(partition, offset, digest, ingested_ms, index)``
-    pub seen_record: Bound<'py, PyAny>,
 }
 
-/// One event ready for dedupe: its envelope texts, rows and digest as Python objects.
-struct Decoded<'py> {
-    source: Bound<'py, PyAny>,
-    id: Bound<'py, PyAny>,
-    type_: Bound<'py, PyAny>,
-    subject: Bound<'py, PyAny>,
+/// A text of an event: the line's own (the native decoder's), or what the Python chain
+/// gave; a Python object only where one is handed out.
+enum Text<'py, 'a> {
+    Line(&'a str),
+    /// the native decoder's digest (lowercase hexadecimal)
+    Digest([u8; 24]),
+    Object(Bound<'py, PyAny>),
+}
+
+impl<'py> Text<'py, '_> {
+    fn bytes(&self) -> PyResult<&[u8]> {
+        match self {
+            Text::Line(text) => Ok(text.as_bytes()),
+            Text::Digest(digest) => Ok(digest),
+            Text::Object(object) => text(object),
+        }
+    }
+
+    fn object(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        Ok(match self {
+            Text::Line(text) => PyString::new(py, text).into_any(),
+            Text::Digest(digest) => {
+                PyString::new(py, std::str::from_utf8(digest).expect("hex digits")).into_any()
+            }
+            Text::Object(object) => object.clone(),
+        })
+    }
+}
+
+/// One event ready for dedupe: its envelope texts, digest and dedupe key, and its rows.
+struct Decoded<'py, 'a> {
+    source: Text<'py, 'a>,
+    id: Text<'py, 'a>,
+    type_: Text<'py, 'a>,
+    subject: Text<'py, 'a>,
     time_ms: i64,
     rows: Bound<'py, PyAny>,
-    digest: Bound<'py, PyAny>,
-    key: Bound<'py, PyString>,
+    digest: Text<'py, 'a>,
+    key: String,
 }
 
 /// `(redelivered, conflict, new, replay, duplicate, late)`
@@ -103,7 +131,8 @@ pub(crate) fn plan<'py>(
     out: &Out<'py>,
 ) -> PyResult<Counts> {
     let mut counts = Counts::default();
-    let in_batch = PyDict::new(py);
+    // the chunk's new keys, to the raw row of their event (the record of its acceptance)
+    let mut in_batch: HashMap<String, usize> = HashMap::new();
     let mut positions: HashSet<(i64, i64)> = HashSet::new();
     let conflict_text = intern!(
         py,
@@ -147,7 +176,7 @@ pub(crate) fn plan<'py>(
         }
         let minute_s = (ingested - ingested.rem_euclid(MINUTE_MS)) / 1000;
         let (partition_obj, offset_obj) = (partition.into_pyobject(py)?, offset.into_pyobject(py)?);
-        let (minute_obj, ingested_obj) = (minute_s.into_pyobject(py)?, ingested.into_pyobject(py)?);
+        let minute_obj = minute_s.into_pyobject(py)?;
         let mut spanned = false;
         for (index, (raw, parsed)) in found.into_iter().zip(decided_lines).enumerate() {
             let index = index as i64;
@@ -168,71 +197,49 @@ pub(crate) fn plan<'py>(
                 }
             };
             let key = &event.key;
-            let mut first = in_batch.get_item(key)?;
-            if first.is_none() {
-                first = rules.pending.get_item(key)?;
-            }
-            if first.is_none() && may_be_stored(rules, key) {
-                let found = rules.lookup.call1((key,))?;
-                if !found.is_none() {
-                    first = Some(found);
-                }
-            }
-            let new_record = || {
-                let args = (
-                    &partition_obj,
-                    &offset_obj,
-                    &event.digest,
-                    &ingested_obj,
-                    index,
-                );
-                rules.seen_record.call1(args)
+            let first = match in_batch.get(key) {
+                Some(&row) => Some(out.raw_rows.borrow().first_seen(row)),
+                None => first_elsewhere(py, rules, key)?,
             };
-            let record = match first {
+            let row = out.raw_rows.borrow().len();
+            match first {
                 None => {
                     counts.new += 1;
-                    let record = new_record()?;
-                    in_batch.set_item(key, &record)?;
-                    record
+                    in_batch.insert(key.clone(), row);
                 }
-                Some(first) => match judge(
-                    py, &first, partition, offset, index, ingested, &event, rules,
-                )? {
-                    Verdict::Duplicate => {
-                        counts.duplicate += 1;
-                        continue;
+                Some(first) => {
+                    match judge(&first, partition, offset, index, ingested, &event, rules)? {
+                        Verdict::Duplicate => {
+                            counts.duplicate += 1;
+                            continue;
+                        }
+                        Verdict::Conflict => {
+                            counts.conflict += 1;
+                            let message = conflict_text.call_method1(
+                                intern!(py, "format"),
+                                (
+                                    event.source.object(py)?,
+                                    event.id.object(py)?,
+                                    partition,
+                                    offset,
+                                    index,
+                                    first.partition,
+                                    first.offset,
+                                    first.index,
+                                ),
+                            )?;
+                            out.conflicts.append(message)?;
+                            continue;
+                        }
+                        Verdict::New => {
+                            counts.new += 1;
+                            in_batch.insert(key.clone(), row);
+                        }
+                        Verdict::Replay => counts.replay += 1,
                     }
-                    Verdict::Conflict => {
-                        counts.conflict += 1;
-                        let message = conflict_text.call_method1(
-                            intern!(py, "format"),
-                            (
-                                &event.source,
-                                &event.id,
-                                partition,
-                                offset,
-                                index,
-                                first.getattr(intern!(py, "partition"))?,
-                                first.getattr(intern!(py, "offset"))?,
-                                first.getattr(intern!(py, "index"))?,
-                            ),
-                        )?;
-                        out.conflicts.append(message)?;
-                        continue;
-                    }
-                    Verdict::New => {
-                        counts.new += 1;
-                        let record = new_record()?;
-                        in_batch.set_item(key, &record)?;
-                        record
-                    }
-                    Verdict::Replay => {
-                        counts.replay += 1;
-                        new_record()?
-                    }
-                },
-            };
-            out.seen.append((key, record))?;
+                }
+            }
+            // the dedupe entry is this raw row (`RawRows.seen_entries`): no object made
             let time_ms = event.time_ms;
             let is_late = ingested > time_ms - time_ms.rem_euclid(MINUTE_MS) + rules.grace_ms;
             if is_late {
@@ -241,12 +248,12 @@ pub(crate) fn plan<'py>(
             out.raw_rows.borrow_mut().push(&Row {
                 texts: [
                     rules.ns_text.as_bytes(),
-                    text(&event.source)?,
-                    text(&event.id)?,
-                    text(&event.type_)?,
-                    text(&event.subject)?,
+                    event.source.bytes()?,
+                    event.id.bytes()?,
+                    event.type_.bytes()?,
+                    event.subject.bytes()?,
                     raw,
-                    text(&event.digest)?,
+                    event.digest.bytes()?,
                 ],
                 ints: [
                     time_ms,
@@ -297,13 +304,13 @@ fn text<'a>(value: &'a Bound<'_, PyAny>) -> PyResult<&'a [u8]> {
 }
 
 /// Whether the store may hold `key`: not when its key filter rules the key out (a filter
-/// borrowed elsewhere, or a key that is not UTF-8, is asked of the store instead).
-fn may_be_stored(rules: &Rules<'_>, key: &Bound<'_, PyString>) -> bool {
+/// borrowed elsewhere is asked of the store instead).
+fn may_be_stored(rules: &Rules<'_>, key: &str) -> bool {
     let Some(filter) = &rules.key_filter else {
         return true;
     };
-    match (filter.try_borrow(), key.to_str()) {
-        (Ok(filter), Ok(text)) => filter.may_contain_text(text),
+    match filter.try_borrow() {
+        Ok(filter) => filter.may_contain_text(key),
         _ => true,
     }
 }
@@ -324,36 +331,34 @@ type DeadLine<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>);
 
 /// A line's event (`event`: what `decided` made of it), or the dead-letter reason and
 /// detail the Python chain gave it (`line` makes the line's bytes object, for that chain).
-fn decode<'py>(
+fn decode<'py, 'a>(
     meters: &Meters,
     py: Python<'py>,
-    event: Option<Event<'_>>,
+    event: Option<Event<'a>>,
     line: &dyn Fn() -> Bound<'py, PyBytes>,
     rules: &Rules<'py>,
-) -> PyResult<Result<Decoded<'py>, DeadLine<'py>>> {
+) -> PyResult<Result<Decoded<'py, 'a>, DeadLine<'py>>> {
     let mut decoded: Option<PyObject> = None;
-    if let Some(event) = &event {
+    if let Some(event) = event {
         let subject = meters.texts.text(py, event.subject);
-        match meters.meter(py, event, &subject, rules.unknown_type_is_error)? {
+        match meters.meter(py, &event, &subject, rules.unknown_type_is_error)? {
             Some(rows) => {
-                let key = dedupe_key(&rules.ns_text, event.source, event.id);
-                let digest = std::str::from_utf8(&event.digest).expect("hex digits");
                 return Ok(Ok(Decoded {
-                    source: meters.texts.text(py, event.source).into_any(),
-                    id: PyString::new(py, event.id).into_any(),
-                    type_: meters.texts.text(py, event.type_).into_any(),
-                    subject: subject.into_any(),
+                    key: dedupe_key(&rules.ns_text, event.source, event.id),
+                    source: Text::Line(event.source),
+                    id: Text::Line(event.id),
+                    type_: Text::Line(event.type_),
+                    subject: Text::Line(event.subject),
                     time_ms: event.time_ms,
                     rows: rows.into_bound(py),
-                    digest: PyString::new(py, digest).into_any(),
-                    key: PyString::new(py, &key),
+                    digest: Text::Digest(event.digest),
                 }));
             }
             None => {
                 // metered by the lean path, from the data decoded here
                 decoded = Some(crate::event_tuple(
                     py,
-                    event,
+                    &event,
                     &subject,
                     None,
                     true,
@@ -368,14 +373,18 @@ fn decode<'py>(
         return Ok(Err((answer.get_item(0)?, answer.get_item(1)?)));
     }
     Ok(Ok(Decoded {
-        source: answer.get_item(0)?,
-        id: answer.get_item(1)?,
-        type_: answer.get_item(2)?,
-        subject: answer.get_item(3)?,
+        source: Text::Object(answer.get_item(0)?),
+        id: Text::Object(answer.get_item(1)?),
+        type_: Text::Object(answer.get_item(2)?),
+        subject: Text::Object(answer.get_item(3)?),
         time_ms: answer.get_item(4)?.extract()?,
         rows: answer.get_item(5)?,
-        digest: answer.get_item(6)?,
-        key: answer.get_item(7)?.downcast_into::<PyString>()?,
+        digest: Text::Object(answer.get_item(6)?),
+        key: answer
+            .get_item(7)?
+            .downcast::<PyString>()?
+            .to_str()?
+            .to_owned(),
     }))
 }
 
@@ -387,34 +396,59 @@ enum Verdict {
 }
 
 /// `streams.dedupe.judge`: the verdict on an event whose key was first accepted as `first`.
-#[allow(clippy::too_many_arguments)]
 fn judge(
-    py: Python<'_>,
-    first: &Bound<'_, PyAny>,
+    first: &FirstSeen,
     partition: i64,
     offset: i64,
     index: i64,
     ingested: i64,
-    event: &Decoded<'_>,
+    event: &Decoded<'_, '_>,
     rules: &Rules<'_>,
 ) -> PyResult<Verdict> {
-    let at = |name: &Bound<'_, PyString>| -> PyResult<i64> { first.getattr(name)?.extract() };
-    if at(intern!(py, "partition"))? == partition
-        && at(intern!(py, "offset"))? == offset
-        && at(intern!(py, "index"))? == index
-    {
+    if (first.partition, first.offset, first.index) == (partition, offset, index) {
         return Ok(Verdict::Replay);
     }
-    if ingested - at(intern!(py, "ingested_ms"))? > rules.horizon_ms {
+    if ingested - first.ingested > rules.horizon_ms {
         return Ok(Verdict::New); // the first copy is beyond the dedupe horizon
     }
-    if first
-        .getattr(intern!(py, "content_hash"))?
-        .eq(&event.digest)?
-    {
+    if first.digest == event.digest.bytes()? {
         return Ok(Verdict::Duplicate);
     }
     Ok(Verdict::Conflict)
+}
+
+/// Where `key` was first accepted outside this chunk: the chunks planned but not
+/// finished (newest first), then the store — its key filter first, the look-up only on
+/// its "maybe"; `None` if nowhere.
+fn first_elsewhere(py: Python<'_>, rules: &Rules<'_>, key: &str) -> PyResult<Option<FirstSeen>> {
+    for rows in rules.pending_rows.iter().rev() {
+        let rows = rows.borrow();
+        if let Some(row) = rows.find(key.as_bytes()) {
+            return Ok(Some(rows.first_seen(row)));
+        }
+    }
+    let mut found = None;
+    if !rules.pending.is_empty() {
+        found = rules.pending.get_item(key)?;
+    }
+    if found.is_none() && may_be_stored(rules, key) {
+        let stored = rules.lookup.call1((key,))?;
+        if !stored.is_none() {
+            found = Some(stored);
+        }
+    }
+    let Some(record) = found else {
+        return Ok(None);
+    };
+    let at = |name: &Bound<'_, PyString>| -> PyResult<i64> { record.getattr(name)?.extract() };
+    let digest = record.getattr(intern!(py, "content_hash"))?;
+    Ok(Some(FirstSeen {
+        partition: at(intern!(py, "partition"))?,
+        offset: at(intern!(py, "offset"))?,
+        index: at(intern!(py, "index"))?,
+        ingested: at(intern!(py, "ingested_ms"))?,
+        digest: digest.downcast::<PyString>()?.to_str()?.as_bytes().to_vec(),
+    }))
 }
 
 /// Where a kept event's contributions are folded: its record and place in it.

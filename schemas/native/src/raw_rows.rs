@@ -17,6 +17,7 @@ use pyo3::exceptions::{PyIndexError, PyOverflowError, PyTypeError, PyValueError}
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyList, PyString, PyTuple};
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 /// `usage_events`' columns in `events_table.COLUMNS` order: which are text (7 of them,
 /// `data` among them, held as bytes) and which integers.
@@ -71,10 +72,23 @@ pub(crate) struct Row<'a> {
 pub struct RawRows {
     texts: [Texts; 7],
     ints: [Vec<i64>; 6],
+    /// Each row's dedupe key (`namespace \x1f source \x1f id`) to the row, built when a
+    /// later chunk first looks a key up (a pending chunk: `streams.plan.PendingSeen`).
+    keys: OnceLock<HashMap<Vec<u8>, usize>>,
+}
+
+/// Where a dedupe key was first accepted, as `streams.dedupe.SeenRecord` holds it.
+pub(crate) struct FirstSeen {
+    pub partition: i64,
+    pub offset: i64,
+    pub index: i64,
+    pub ingested: i64,
+    pub digest: Vec<u8>,
 }
 
 impl RawRows {
     pub(crate) fn push(&mut self, row: &Row<'_>) {
+        self.keys = OnceLock::new();
         for (column, cell) in self.texts.iter_mut().zip(row.texts) {
             column.push(cell);
         }
@@ -83,8 +97,62 @@ impl RawRows {
         }
     }
 
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.ints[0].len()
+    }
+
+    fn key_of(&self, row: usize) -> Vec<u8> {
+        let slot = |column: usize| &self.texts[Self::text_slot(column).expect("a text column")];
+        let (ns, source, id) = (slot(0).get(row), slot(1).get(row), slot(2).get(row));
+        let mut key = Vec::with_capacity(ns.len() + source.len() + id.len() + 2);
+        key.extend_from_slice(ns);
+        key.push(0x1f);
+        key.extend_from_slice(source);
+        key.push(0x1f);
+        key.extend_from_slice(id);
+        key
+    }
+
+    /// The row whose dedupe key is `key` (the last one, should two share it).
+    pub(crate) fn find(&self, key: &[u8]) -> Option<usize> {
+        let keys = self.keys.get_or_init(|| {
+            let mut keys = HashMap::with_capacity(self.len());
+            for row in 0..self.len() {
+                keys.insert(self.key_of(row), row);
+            }
+            keys
+        });
+        keys.get(key).copied()
+    }
+
+    /// Row `row` as the record of its key's first acceptance.
+    pub(crate) fn first_seen(&self, row: usize) -> FirstSeen {
+        let int =
+            |column: usize| self.ints[Self::int_slot(column).expect("an integer column")][row];
+        let digest = self.texts[Self::text_slot(11).expect("a text column")].get(row);
+        FirstSeen {
+            partition: int(8),
+            offset: int(9),
+            index: int(10),
+            ingested: int(7),
+            digest: digest.to_vec(),
+        }
+    }
+
+    fn seen_record<'py>(
+        &self,
+        row: usize,
+        seen_record: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let first = self.first_seen(row);
+        let digest = std::str::from_utf8(&first.digest).expect("text cells are pushed as UTF-8");
+        seen_record.call1((
+            first.partition,
+            first.offset,
+            digest,
+            first.ingested,
+            first.index,
+        ))
     }
 
     fn text_slot(column: usize) -> Option<usize> {
@@ -286,6 +354,37 @@ impl RawRows {
             },
         };
         self.rows_list(py)?.eq(other)
+    }
+
+    /// The record `seen_record(partition, offset, digest, ingested_ms, index)` of the row
+    /// whose dedupe key is `key`, or `None`: a pending chunk's look-up.
+    fn find_record<'py>(
+        &self,
+        key: &str,
+        seen_record: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        match self.find(key.as_bytes()) {
+            Some(row) => Ok(Some(self.seen_record(row, seen_record)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every row as its dedupe entry `(key, seen_record(partition, offset, digest,
+    /// ingested_ms, index))`, in row order: the plan's dedupe entries, which the native
+    /// plan makes one to one with its raw rows.
+    fn seen_entries<'py>(
+        &self,
+        py: Python<'py>,
+        seen_record: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let entries = (0..self.len())
+            .map(|row| {
+                let key =
+                    String::from_utf8(self.key_of(row)).expect("text cells are pushed as UTF-8");
+                Ok((key, self.seen_record(row, seen_record)?))
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, entries)
     }
 
     /// The rows as tuples (`events_table.RawRow`).
