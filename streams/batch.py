@@ -64,6 +64,7 @@ class BatchMeter:
             writing = self._write(plan)
             if previous is not None:  # finished while the next chunk is being written
                 await self._finish(previous)
+                pending.settle(previous)  # its keys stay pending, its events' bytes go
             planned, waited = planned + ready - started, waited + written - ready
             finished += clock() - written
             previous = plan

@@ -118,6 +118,14 @@ class PendingSeen:
         else:
             self.add(plan.seen)
 
+    def settle(self, plan: BatchPlan) -> None:
+        """``plan`` is written and recorded: its raw rows stay a pending look-up without
+        their events' bytes (the batch's later chunks still find its keys here first)."""
+        if type(plan.seen) is RowsSeen:
+            for at, rows in enumerate(self.rows):
+                if rows is plan.seen.rows:
+                    self.rows[at] = rows.without_data()
+
 
 class RowsSeen(Sequence[tuple[str, SeenRecord]]):
     """A native plan's dedupe entries, read from its raw rows (one entry per row, in row

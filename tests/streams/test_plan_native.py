@@ -120,6 +120,13 @@ def test_a_planned_chunk_s_keys_are_seen_by_the_next_as_the_python_loop_sees_the
     for key, _ in earlier.seen:
         assert native_pending.get(key) == python_pending.get(key) is not None
     assert native_pending.get("ns\x1fnowhere\x1fat all") is None
+    native_pending.settle(earlier)  # written: its keys stay, its events' bytes go
+    (settled,) = native_pending.rows
+    assert settled is not earlier.raw_rows
+    assert [row[6] for row in settled] == [b""] * len(earlier.raw_rows)
+    assert [row[:6] + row[7:] for row in settled] == [r[:6] + r[7:] for r in earlier.raw_rows]
+    for key, _ in earlier.seen:
+        assert native_pending.get(key) == python_pending.get(key)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

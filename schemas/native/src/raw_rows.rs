@@ -9,7 +9,14 @@
 //! sequence (`len`, indexing, iteration, `==`), the rows are the tuples the Python
 //! planner builds (`schemas.storage.events_table.RawRow`), typed alike:
 //! `tests/streams/test_plan_native.py` holds the two loops' rows equal and
-//! `tests/schemas/test_driver.py` holds the encoded columns to the driver's own writer.
+//! `tests/schemas/test_raw_rows.py` holds the encoded columns to the tuples' bytes.
+//!
+//! The rows are the plan's dedupe entries too (`namespace \x1f source \x1f id` is the
+//! key, and partition, offset, index, digest and ingestion time where it was accepted):
+//! a pending chunk is looked up by a key map built on its first look-up
+//! (`RawRows::find`), its entries are built only when read
+//! (`RawRows::seen_entries`), and its dedupe table entries are encoded from them
+//! (`RawRows::seen_chunks`).
 
 use crate::native_column::{kind, varint, Kind};
 use crate::seen_chunk::{encode, entry_slices, Event};
@@ -387,6 +394,28 @@ impl RawRows {
         PyList::new(py, entries)
     }
 
+    /// A copy without the `data` cells (empty), for looking keys up once the rows are
+    /// written: what a pending chunk needs, without its events' bytes.
+    fn without_data(&self) -> RawRows {
+        let slot = Self::text_slot(DATA).expect("a text column");
+        let mut out = RawRows {
+            texts: Default::default(),
+            ints: self.ints.clone(),
+            keys: self.keys.clone(),
+        };
+        for (at, column) in self.texts.iter().enumerate() {
+            out.texts[at] = if at == slot {
+                Texts {
+                    bytes: Vec::new(),
+                    ends: vec![0; self.len()],
+                }
+            } else {
+                column.clone()
+            };
+        }
+        out
+    }
+
     /// The rows as tuples (`events_table.RawRow`).
     fn rows<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         self.rows_list(py)
@@ -403,25 +432,12 @@ impl RawRows {
         py: Python<'py>,
         max_events: usize,
     ) -> PyResult<Vec<(u32, Bound<'py, PyTuple>)>> {
-        let slot = |column: usize| Self::text_slot(column).expect("a text column");
-        let (ns, source, id) = (
-            &self.texts[slot(0)],
-            &self.texts[slot(1)],
-            &self.texts[slot(2)],
-        );
-        let digests = &self.texts[slot(11)];
+        let digests = &self.texts[Self::text_slot(11).expect("a text column")];
         let int = |column: usize| &self.ints[Self::int_slot(column).expect("an integer column")];
         let (ingested, partitions, offsets, indexes) = (int(7), int(8), int(9), int(10));
-        let mut keys = Vec::with_capacity(self.len());
-        for row in 0..self.len() {
-            let mut key = Vec::with_capacity(ns.get(row).len() + source.get(row).len() + 40);
-            key.extend_from_slice(ns.get(row));
-            key.push(0x1f);
-            key.extend_from_slice(source.get(row));
-            key.push(0x1f);
-            key.extend_from_slice(id.get(row));
-            keys.push(String::from_utf8(key).expect("text cells are pushed as UTF-8"));
-        }
+        let keys = (0..self.len())
+            .map(|row| String::from_utf8(self.key_of(row)).expect("text cells are pushed as UTF-8"))
+            .collect::<Vec<_>>();
         let mut order: Vec<(i64, Vec<usize>)> = Vec::new();
         let mut at_of: HashMap<i64, usize> = HashMap::new();
         for (row, &partition) in partitions.iter().enumerate() {
