@@ -12,6 +12,7 @@ from typing import Any
 import faust
 
 from streams.dedupe import SeenRecord
+from streams.plan import RowsSeen
 from streams.seen_codec import encode_chunk, partition_slices
 from streams.seen_index import SeenIndex
 from streams.seen_store import SeenIndexStore, index_of
@@ -105,13 +106,16 @@ class TableSeenStore:
         return [self.index.lookup(key) for key in keys]
 
     def put_many(self, entries: Sequence[tuple[str, SeenRecord]]) -> None:
+        if type(entries) is RowsSeen:  # a native plan's: encoded from its raw rows
+            self._put_rows(entries.rows)
+            return
         for partition, part in partition_slices(entries, ENTRY_EVENTS):
             self._put(partition, part)
 
-    def put_raw_rows(self, rows: Any) -> None:
-        """What :meth:`put_many` records for a native plan's dedupe entries, read from its
-        raw rows instead (``meterline_native.RawRows``: the plan makes the two one to one,
-        in the same order): the same table entries, encoded natively, without reading a
+    def _put_rows(self, rows: Any) -> None:
+        """The table entries of a native plan's dedupe entries, read from its raw rows
+        (``meterline_native.RawRows.seen_chunks``: the rows *are* the entries, in the same
+        order): the same bytes as :meth:`_put` of the entries, without reading a
         ``SeenRecord`` per event."""
         for partition, (table_key, value, indexed) in rows.seen_chunks(ENTRY_EVENTS):
             self.index.prepare(value, indexed)

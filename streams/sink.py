@@ -54,7 +54,6 @@ from streams.dedupe import DEFAULT_HORIZON_MS, SeenRecord
 from streams.plan import (
     BatchPlan,
     DeadLetter,
-    NativeRawRows,
     PendingSeen,
     Record,
     SeenLookup,
@@ -308,20 +307,10 @@ class MeteringSink:
 
     # -- step 3 ---------------------------------------------------------------------------
     def finish(self, plan: BatchPlan, store: SeenStore) -> None:
-        """Record the plan's kept events in the dedupe store and count its outcomes.  A
-        store that can (``TableSeenStore.put_raw_rows``) records a native plan's entries
-        from its raw rows, which that plan makes one to one with them: the same entries."""
-        put_raw_rows = getattr(store, "put_raw_rows", None)
-        raw = plan.raw_rows
-        if (
-            put_raw_rows is not None
-            and NativeRawRows is not None
-            and type(raw) is NativeRawRows
-            and len(raw) == len(plan.seen)
-        ):
-            put_raw_rows(raw)  # the native plan's dedupe entries, read from its raw rows
-        else:
-            store.put_many(plan.seen)
+        """Record the plan's kept events in the dedupe store (a native plan's entries are a
+        view of its raw rows, which the worker's store encodes from directly) and count
+        its outcomes."""
+        store.put_many(plan.seen)
         for outcome, n in plan.outcomes.items():
             if outcome == "late":
                 metrics.LATE.inc(n)

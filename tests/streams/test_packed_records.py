@@ -4,7 +4,7 @@ chunking and the per-record dedupe store."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -140,35 +140,36 @@ def test_table_store_writes_one_entry_per_partition_and_reads_it_back() -> None:
 
 
 def test_a_native_plan_is_recorded_from_its_raw_rows_as_from_its_entries() -> None:
-    """``finish`` records a native plan through ``put_raw_rows`` (no ``SeenRecord`` read
-    per event): the table holds what ``put_many`` of the plan's entries writes, and every
-    kept key reads back; a plan of tuples goes through ``put_many``."""
+    """``finish`` hands the store a native plan's entries as a view of its raw rows, which
+    the worker's store encodes from directly (no ``SeenRecord`` read per event): the table
+    holds what the entries as a list write, and every kept key reads back; a list of
+    entries goes the entry by entry way."""
     value = encode_record([event("a", 1), event("b", 2), event("a", 1), event("c", 3)])
     records = [packed(3, value), packed(4, encode_record([event("d", 4)]), partition=1)]
     worker = sink(RecordingEngine())
     plan = worker.plan(records, Store())
     assert type(plan.raw_rows) is not list, "the native plan keeps its raw rows as columns"
+    calls: list[str] = []
+
+    class Recording(TableSeenStore):
+        def _put_rows(self, rows: object) -> None:
+            calls.append("raw rows")
+            super()._put_rows(rows)
+
+        def _put(self, partition: int, kept: list[tuple[str, SeenRecord]]) -> None:
+            calls.append("entries")
+            super()._put(partition, kept)
+
     by_rows, by_entries = FakeTable(), FakeTable()
-    store = TableSeenStore(by_rows)  # type: ignore[arg-type]
+    store = Recording(by_rows)  # type: ignore[arg-type]
     worker.finish(plan, store)
-    TableSeenStore(by_entries).put_many(plan.seen)  # type: ignore[arg-type]
+    assert calls == ["raw rows"]
+    Recording(by_entries).put_many(list(plan.seen))  # type: ignore[arg-type]
+    assert calls == ["raw rows", "entries", "entries"]
     assert by_rows.data == by_entries.data
     assert set(by_rows.data) == {b"0:3-3", b"1:4-4"}
     for key, seen in plan.seen:
         assert store.get(key) == seen
-    calls: list[str] = []
-
-    class Recording(Store):
-        def put_raw_rows(self, rows: object) -> None:
-            calls.append("raw rows")
-
-        def put_many(self, entries: Sequence[tuple[str, SeenRecord]]) -> None:
-            calls.append("entries")
-
-    worker.finish(plan, Recording())
-    plan.raw_rows = list(plan.raw_rows)  # as the Python loop makes them
-    worker.finish(plan, Recording())
-    assert calls == ["raw rows", "entries"]
 
 
 def test_table_store_reads_entries_written_one_per_event() -> None:
