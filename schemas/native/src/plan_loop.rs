@@ -10,7 +10,7 @@
 //! the chunk (the pending keys of earlier chunks, the dedupe store) is the caller's.
 
 use crate::key_filter::KeyFilter;
-use crate::raw_rows::{FirstSeen, RawRows, Row};
+use crate::raw_rows::{dedupe_key, FirstSeen, RawRows, Row};
 use crate::{decided, Event, Meters};
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -315,18 +315,6 @@ fn may_be_stored(rules: &Rules<'_>, key: &str) -> bool {
     }
 }
 
-/// `namespace \x1f source \x1f id`, the planner's dedupe key (one allocation, no
-/// formatting machinery: this runs once per event).
-fn dedupe_key(ns: &str, source: &str, id: &str) -> String {
-    let mut key = String::with_capacity(ns.len() + source.len() + id.len() + 2);
-    key.push_str(ns);
-    key.push('\x1f');
-    key.push_str(source);
-    key.push('\x1f');
-    key.push_str(id);
-    key
-}
-
 type DeadLine<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>);
 
 /// A line's event (`event`: what `decided` made of it), or the dead-letter reason and
@@ -344,7 +332,12 @@ fn decode<'py, 'a>(
         match meters.meter(py, &event, &subject, rules.unknown_type_is_error)? {
             Some(rows) => {
                 return Ok(Ok(Decoded {
-                    key: dedupe_key(&rules.ns_text, event.source, event.id),
+                    key: String::from_utf8(dedupe_key(
+                        rules.ns_text.as_bytes(),
+                        event.source.as_bytes(),
+                        event.id.as_bytes(),
+                    ))
+                    .expect("joined texts are UTF-8"),
                     source: Text::Line(event.source),
                     id: Text::Line(event.id),
                     type_: Text::Line(event.type_),

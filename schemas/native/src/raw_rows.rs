@@ -66,6 +66,18 @@ impl Texts {
     }
 }
 
+/// `namespace \x1f source \x1f id`, the planner's dedupe key (`streams.dedupe.dedupe_key`),
+/// in one allocation: the native loop's keys and the rows' are this one function's.
+pub(crate) fn dedupe_key(ns: &[u8], source: &[u8], id: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(ns.len() + source.len() + id.len() + 2);
+    key.extend_from_slice(ns);
+    key.push(0x1f);
+    key.extend_from_slice(source);
+    key.push(0x1f);
+    key.extend_from_slice(id);
+    key
+}
+
 /// One event's row: its texts (namespace, source, id, type, subject, data, content hash)
 /// and integers (time_ms, ingested_ms, source partition, offset and index, late).
 pub(crate) struct Row<'a> {
@@ -110,14 +122,7 @@ impl RawRows {
 
     fn key_of(&self, row: usize) -> Vec<u8> {
         let slot = |column: usize| &self.texts[Self::text_slot(column).expect("a text column")];
-        let (ns, source, id) = (slot(0).get(row), slot(1).get(row), slot(2).get(row));
-        let mut key = Vec::with_capacity(ns.len() + source.len() + id.len() + 2);
-        key.extend_from_slice(ns);
-        key.push(0x1f);
-        key.extend_from_slice(source);
-        key.push(0x1f);
-        key.extend_from_slice(id);
-        key
+        dedupe_key(slot(0).get(row), slot(1).get(row), slot(2).get(row))
     }
 
     /// The row whose dedupe key is `key` (the last one, should two share it).
