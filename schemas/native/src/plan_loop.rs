@@ -117,10 +117,13 @@ fn lines(value: &[u8], batch: bool) -> Vec<&[u8]> {
     if !batch {
         return vec![value];
     }
-    value
-        .split(|&b| b == b'\n')
-        .filter(|line| line.iter().any(|b| !b" \t\n\r\x0b\x0c".contains(b)))
-        .collect()
+    let mut found = Vec::with_capacity(value.iter().filter(|&&b| b == b'\n').count() + 1);
+    found.extend(
+        value
+            .split(|&b| b == b'\n')
+            .filter(|line| line.iter().any(|b| !b" \t\n\r\x0b\x0c".contains(b))),
+    );
+    found
 }
 
 pub(crate) fn plan<'py>(
@@ -189,23 +192,24 @@ pub(crate) fn plan<'py>(
                     value.clone()
                 }
             };
-            let event = match decode(meters, py, parsed, &line, rules)? {
+            let mut event = match decode(meters, py, parsed, &line, rules)? {
                 Ok(event) => event,
                 Err((reason, detail)) => {
                     out.dead.append((&rec, reason, detail, index, line()))?;
                     continue;
                 }
             };
-            let key = &event.key;
-            let first = match in_batch.get(key) {
+            // the key moves into the chunk's map if the event is kept (not used after)
+            let key = std::mem::take(&mut event.key);
+            let first = match in_batch.get(&key) {
                 Some(&row) => Some(out.raw_rows.borrow().first_seen(row)),
-                None => first_elsewhere(py, rules, key)?,
+                None => first_elsewhere(py, rules, &key)?,
             };
             let row = out.raw_rows.borrow().len();
             match first {
                 None => {
                     counts.new += 1;
-                    in_batch.insert(key.clone(), row);
+                    in_batch.insert(key, row);
                 }
                 Some(first) => {
                     match judge(&first, partition, offset, index, ingested, &event, rules)? {
@@ -233,7 +237,7 @@ pub(crate) fn plan<'py>(
                         }
                         Verdict::New => {
                             counts.new += 1;
-                            in_batch.insert(key.clone(), row);
+                            in_batch.insert(key, row);
                         }
                         Verdict::Replay => counts.replay += 1,
                     }
