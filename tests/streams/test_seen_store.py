@@ -137,6 +137,22 @@ def test_put_then_get_by_key_across_partitions(opened: Opened) -> None:
     assert chunk_keys(opened.store) == [b"0:10-11", b"3:5-5"]
 
 
+def test_of_one_keys_two_entries_in_a_chunk_the_later_answers(opened: Opened) -> None:
+    """A chunk's index entries are put in the order of their key hashes (faster into the
+    memtable); two entries for one key (its first copy past the horizon, metered again)
+    keep their record order, so the later one is the key's entry, as a restore reads it."""
+    keys = [f"k{n}" for n in range(40)]
+    opened.seen.put_many(
+        [
+            ("dup", rec(0, 10)),
+            *((key, rec(0, 11 + n)) for n, key in enumerate(keys)),
+            ("dup", rec(0, 60, T0 + 5, digest="later")),
+        ]
+    )
+    assert opened.seen.get("dup") == rec(0, 60, T0 + 5, digest="later")
+    assert [opened.seen.get(key) for key in keys] == [rec(0, 11 + n) for n in range(40)]
+
+
 def test_purge_drops_chunks_past_the_horizon_and_forgets_their_keys(opened: Opened) -> None:
     opened.seen.put_many([("old", rec(0, 1, 1_000)), ("mid", rec(0, 2, 4_000))])
     opened.seen.put_many([("new", rec(0, 3, 9_000)), ("x", rec(0, 4, 2_000))])

@@ -170,26 +170,30 @@ pub(crate) fn encode(events: &[Event<'_>], partition: u32) -> Result<Encoded, St
 
 impl Encoded {
     /// `(table key, table value, (index entries, key hashes, newest ingested_ms))`, what
-    /// `streams.seen_codec.encode_chunk` returns.
+    /// `streams.seen_codec.encode_chunk` returns: the index entries in the order of their
+    /// key hashes, as `seen_codec.index_entries` sorts them.
     pub(crate) fn into_python(self, py: Python<'_>) -> PyResult<Bound<'_, PyTuple>> {
-        let mut pairs = Vec::with_capacity(self.ends.len());
-        let mut start = 0;
-        for (i, &end) in self.ends.iter().enumerate() {
-            let hashed = &self.hashes[i * HASH_BYTES..(i + 1) * HASH_BYTES];
+        let hash = |i: usize| &self.hashes[i * HASH_BYTES..(i + 1) * HASH_BYTES];
+        let mut order: Vec<usize> = (0..self.ends.len()).collect();
+        order.sort_by_key(|&i| hash(i)); // stable: of one key's two entries, the later wins
+        let mut pairs = Vec::with_capacity(order.len());
+        let mut hashes = Vec::with_capacity(self.hashes.len());
+        for i in order {
+            let start = if i == 0 { 0 } else { self.ends[i - 1] };
             pairs.push(PyTuple::new(
                 py,
                 [
-                    PyBytes::new(py, hashed),
-                    PyBytes::new(py, &self.entries[start..end]),
+                    PyBytes::new(py, hash(i)),
+                    PyBytes::new(py, &self.entries[start..self.ends[i]]),
                 ],
             )?);
-            start = end;
+            hashes.extend_from_slice(hash(i));
         }
         let indexed = PyTuple::new(
             py,
             [
                 PyList::new(py, pairs)?.into_any(),
-                PyBytes::new(py, &self.hashes).into_any(),
+                PyBytes::new(py, &hashes).into_any(),
                 self.newest.into_pyobject(py)?.into_any(),
             ],
         )?;
