@@ -56,8 +56,8 @@ newest ``ingested_ms`` (at least 0).
 Why sorted: the index's memtable is a skip list, and RocksDB resumes each insert of a
 write batch from where the previous one ended, so a batch of keys in ascending order is
 inserted faster than the same keys at random (a chunk's key hashes are random): 600,000
-keys in batches of 5,000, 0.92–0.93 µs per key written against 1.23–1.25
-(``docs/benchmarks.md``, eighteenth round).  The sort is stable, so where one key has two
+keys in batches of 5,000, ×0.70–0.75 the CPU per key written (``docs/benchmarks.md``,
+eighteenth round).  The sort is stable, so where one key has two
 entries in a chunk the later is still put last and wins."""
 
 
