@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 export METERLINE_HOME ?= $(HOME)/.cache/meterline
 
-.PHONY: help install up down status lint fmt test test-unit test-cluster demo run bench bench-state bench-alerts bench-entitlements bench-scaleout bench-worker chaos soak stress reset clean tools browser api
+.PHONY: help install up down status lint fmt test test-unit test-cluster demo run bench bench-state bench-alerts bench-entitlements bench-scaleout bench-worker bench-layout chaos soak stress reset clean tools browser api
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -166,6 +166,9 @@ bench-worker: install up ## The worker's CPU per event: its per-chunk path in on
 
 bench-compression: install up ## The events topic's codecs against none, one run: bytes the broker stores per event, producer and worker CPU per event, stream stage events/s, exact (CODECS=none,lz4,zstd; about 6 min)
 	$(PY) bench/compression.py --repeats 3 --codecs $${CODECS:-none,lz4,zstd}
+
+bench-layout: install up ## ClickHouse CPU per windows-table row on a backfill: the current layout against candidate ones (ROUNDS=; about 6 min)
+	$(PY) bench/windows_layout.py --rounds $${ROUNDS:-3}
 
 bench-entitlements: install up ## Entitlement check p50/p95/p99 with 10k customers and a month of windows, against /whoami (CUSTOMERS=, REQUESTS=; about 6 min)
 	$(PY) bench/bench_entitlements.py --customers $${CUSTOMERS:-10000} --requests $${REQUESTS:-2000}

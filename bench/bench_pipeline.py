@@ -229,7 +229,7 @@ class Bench:
         """The configured server (on a cluster, the layout is the cluster's)."""
         return ServerEngine.of(self.base)
 
-    def cleanup(self) -> dict[str, int]:
+    def cleanup(self) -> dict[str, int | str]:
         for proc in self.procs:
             stop_process_group(proc)
         admin = AdminClient({"bootstrap.servers": self.base.kafka_bootstrap})
