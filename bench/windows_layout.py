@@ -219,11 +219,11 @@ def run(client: Client, pid: int, layout: str, rows: list[tuple[Any, ...]]) -> d
         parts = settled(client, database)
         total = bench_pipeline.pids_cpu_seconds([pid]) - before
         (stored,) = client.execute(f"SELECT count() FROM {database}.meter_windows")[0]
-        events, total = client.execute(totals(layout, database))[0]
+        events, stored_sum = client.execute(totals(layout, database))[0]
     finally:
         client.execute(f"DROP DATABASE IF EXISTS {database}")
-    if (events, Decimal(total)) != expected(rows):
-        raise bench_pipeline.BenchError(f"{layout}: stored {events} events, {total} in all")
+    if (events, Decimal(stored_sum)) != expected(rows):
+        raise bench_pipeline.BenchError(f"{layout}: stored {events} events, {stored_sum} in all")
     return {
         "layout": layout,
         "rows": len(rows),

@@ -106,25 +106,21 @@ class TableSeenStore:
         return [self.index.lookup(key) for key in keys]
 
     def put_many(self, entries: Sequence[tuple[str, SeenRecord]]) -> None:
-        if type(entries) is RowsSeen:  # a native plan's: encoded from its raw rows
-            self._put_rows(entries.rows)
-            return
-        for partition, part in partition_slices(entries, ENTRY_EVENTS):
-            self._put(partition, part)
-
-    def _put_rows(self, rows: Any) -> None:
-        """The table entries of a native plan's dedupe entries, read from its raw rows
+        """Record ``entries`` in table entries of at most ``ENTRY_EVENTS`` events, cut by
+        partition.  A native plan's entries (``RowsSeen``) are encoded from its raw rows
         (``meterline_native.RawRows.seen_chunks``: the rows *are* the entries, in the same
-        order): the same bytes as :meth:`_put` of the entries, without reading a
+        order), the same bytes as :func:`encode_chunk` of the entries, without reading a
         ``SeenRecord`` per event."""
-        for partition, (table_key, value, indexed) in rows.seen_chunks(ENTRY_EVENTS):
-            self.index.prepare(value, indexed)
+        if type(entries) is RowsSeen:
+            chunks = entries.rows.seen_chunks(ENTRY_EVENTS)
+        else:
+            chunks = (
+                (partition, encode_chunk(part, partition))
+                for partition, part in partition_slices(entries, ENTRY_EVENTS)
+            )
+        for partition, (table_key, value, indexed) in chunks:
+            self.index.prepare(value, indexed)  # the index need not read the entry back
             self.table.put_at(table_key, value, partition)
-
-    def _put(self, partition: int, kept: list[tuple[str, SeenRecord]]) -> None:
-        table_key, value, indexed = encode_chunk(kept, partition)
-        self.index.prepare(value, indexed)  # the index need not read the entry back
-        self.table.put_at(table_key, value, partition)
 
     def invalidate(self) -> None:
         """The assignment changed or a recovery ended: purge the partitions owned now."""

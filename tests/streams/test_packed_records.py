@@ -7,14 +7,17 @@ import asyncio
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import orjson
+import pytest
 
 from schemas.metering.contributions import DeadLetterReason
 from schemas.settings import Settings
 from schemas.wire import encode_event, encode_record
 from streams.app import create_worker
 from streams.dedupe import SeenRecord
+from streams.seen_codec import encode_chunk
 from streams.seen_table import TableSeenStore
 from streams.sink import MeteringSink, PendingSeen, Record
 from tests.streams.sink_kit import (
@@ -139,33 +142,31 @@ def test_table_store_writes_one_entry_per_partition_and_reads_it_back() -> None:
     assert fresh.get("nope") is None
 
 
-def test_a_native_plan_is_recorded_from_its_raw_rows_as_from_its_entries() -> None:
+def test_a_native_plan_is_recorded_from_its_raw_rows_as_from_its_entries(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """``finish`` hands the store a native plan's entries as a view of its raw rows, which
     the worker's store encodes from directly (no ``SeenRecord`` read per event): the table
     holds what the entries as a list write, and every kept key reads back; a list of
-    entries goes the entry by entry way."""
+    entries goes the entry by entry way (``encode_chunk``)."""
     value = encode_record([event("a", 1), event("b", 2), event("a", 1), event("c", 3)])
     records = [packed(3, value), packed(4, encode_record([event("d", 4)]), partition=1)]
     worker = sink(RecordingEngine())
     plan = worker.plan(records, Store())
     assert type(plan.raw_rows) is not list, "the native plan keeps its raw rows as columns"
-    calls: list[str] = []
+    calls: list[int] = []
 
-    class Recording(TableSeenStore):
-        def _put_rows(self, rows: object) -> None:
-            calls.append("raw rows")
-            super()._put_rows(rows)
+    def recording(kept: list[tuple[str, SeenRecord]], partition: int) -> Any:
+        calls.append(partition)
+        return encode_chunk(kept, partition)
 
-        def _put(self, partition: int, kept: list[tuple[str, SeenRecord]]) -> None:
-            calls.append("entries")
-            super()._put(partition, kept)
-
+    monkeypatch.setattr("streams.seen_table.encode_chunk", recording)
     by_rows, by_entries = FakeTable(), FakeTable()
-    store = Recording(by_rows)  # type: ignore[arg-type]
+    store = TableSeenStore(by_rows)  # type: ignore[arg-type]
     worker.finish(plan, store)
-    assert calls == ["raw rows"]
-    Recording(by_entries).put_many(list(plan.seen))  # type: ignore[arg-type]
-    assert calls == ["raw rows", "entries", "entries"]
+    assert calls == [], "the native plan's entries are encoded from its raw rows"
+    TableSeenStore(by_entries).put_many(list(plan.seen))  # type: ignore[arg-type]
+    assert calls == [0, 1], "a list of entries: one table entry per partition"
     assert by_rows.data == by_entries.data
     assert set(by_rows.data) == {b"0:3-3", b"1:4-4"}
     for key, seen in plan.seen:
