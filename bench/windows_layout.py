@@ -1,7 +1,7 @@
 """What a windows-table row costs ClickHouse, for the current layout and candidate ones.
 
     python bench/windows_layout.py [--rows 400000] [--rounds 3]
-                                   [--layouts current,narrow,narrow_sum_count,no_uniq,plain]
+                                   [--layouts current,uniq_if_value,no_uniq,narrow,...]
 
 The server's share of a backfill is mostly rows written into the three windows tables
 (``docs/benchmarks.md``, eighteenth round).  This stage replays the same backfill-shaped
@@ -23,8 +23,9 @@ The others are candidates, defined only here, to say what a layout migration wou
   ``sum``, ``count`` (through the same expansion) and the highest offset;
 * ``narrow_sum_count``: the same with the count kept as ``sum`` of the row's events, no
   expansion;
-* ``plain``: ordinary columns in a ``SummingMergeTree`` (events, sum, highest offset
-  summed): the floor of a row in a sorted, merged table on this server.
+* ``plain``: ordinary columns in a ``SummingMergeTree`` (events and sum summed; the
+  offset column keeps whichever value a merge leaves, so it is not a progress): the
+  floor of a row in a sorted, merged table on this server.
 
 The layouts alternate within each round; one JSON line per run, then per layout the
 median CPU per row and its ratio to ``current`` of the same rounds.

@@ -60,7 +60,7 @@ def test_each_layout_stores_every_event_and_the_exact_sum(
     events, total = engine.execute(windows_layout.totals(layout, database))[0]
     assert (int(events), Decimal(total)) == windows_layout.expected(rows)
     (stored,) = engine.execute(f"SELECT count() FROM {database}.meter_windows")[0]
-    assert int(stored) <= len(rows)
+    assert len({row[:7] for row in rows}) <= int(stored) <= len(rows)  # folded, or not yet
 
 
 def test_an_unknown_layout_is_refused_by_name(
