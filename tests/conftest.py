@@ -136,10 +136,13 @@ def isolated(stack: Settings, tmp_path: Path, request: pytest.FixtureRequest) ->
     delete_topics(settings)
 
 
-def fresh_database(request: pytest.FixtureRequest, prefix: str) -> Iterator[tuple[Any, str]]:
+def fresh_database(
+    request: pytest.FixtureRequest, prefix: str, *, tables: bool = True
+) -> Iterator[tuple[Any, str]]:
     """For a fixture over both engines (``params=["server", "chdb"]``): a new database
-    with every table on ``request.param``'s engine — the ClickHouse 18.16 server (marked
-    integration) or chDB (marked chdb) — dropped afterwards."""
+    with every table (``tables=False``: none) on ``request.param``'s engine — the
+    ClickHouse 18.16 server (marked integration) or chDB (marked chdb) — dropped
+    afterwards."""
     database = prefix + uuid.uuid4().hex[:10]
     if request.param == "server":
         request.applymarker(pytest.mark.integration)
@@ -147,7 +150,10 @@ def fresh_database(request: pytest.FixtureRequest, prefix: str) -> Iterator[tupl
     else:
         request.applymarker(pytest.mark.chdb)
         engine = request.getfixturevalue("chdb_engine")
-    ensure_schema(engine, database)
+    if tables:
+        ensure_schema(engine, database)
+    else:
+        engine.execute(f"CREATE DATABASE {database}")
     yield engine, database
     engine.execute(drop_database(database).to_sql())
     if request.param == "server":

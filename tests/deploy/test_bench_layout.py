@@ -5,7 +5,6 @@ as the tables it times)."""
 from __future__ import annotations
 
 import sys
-import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -14,8 +13,7 @@ from typing import Any
 import pytest
 
 from schemas.storage.agg_feed import AGG_COLUMNS
-from schemas.storage.engine import ServerEngine
-from schemas.storage.migrations import drop_database
+from tests.conftest import fresh_database
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -26,18 +24,7 @@ import windows_layout  # noqa: E402
 @pytest.fixture(params=["server", "chdb"])
 def empty_database(request: pytest.FixtureRequest) -> Iterator[tuple[Any, str]]:
     """A new, empty database on the ClickHouse 18.16 server or on chDB."""
-    database = "bench_layout_test_" + uuid.uuid4().hex[:10]
-    if request.param == "server":
-        request.applymarker(pytest.mark.integration)
-        engine: Any = ServerEngine.of(request.getfixturevalue("stack"))
-    else:
-        request.applymarker(pytest.mark.chdb)
-        engine = request.getfixturevalue("chdb_engine")
-    engine.execute(f"CREATE DATABASE {database}")
-    yield engine, database
-    engine.execute(drop_database(database).to_sql())
-    if request.param == "server":
-        engine.close()
+    yield from fresh_database(request, "bench_layout_test_", tables=False)
 
 
 def test_backfill_rows_are_one_event_each_and_never_share_a_window_row() -> None:
