@@ -129,6 +129,28 @@ CASES = [
         ],
     ),
     Case(
+        "one supervisor cannot read offsets for 12 minutes, another for 5 at its start",
+        {
+            'meterline_worker_lag_records{instance="w0"}': "0 0 -1x12 0",
+            'meterline_worker_lag_records{instance="w1"}': "-1x5 0x9",
+        },
+        [
+            ("MeterlineWorkerLagUnknown", "11m", []),  # unknown since 2m: pending
+            (
+                "MeterlineWorkerLagUnknown",
+                "13m",
+                [
+                    Fires(
+                        {"instance": "w0"},
+                        "Supervisor of w0 cannot read its group's offsets from Kafka"
+                        " for 10 minutes",
+                    )
+                ],
+            ),
+            ("MeterlineWorkerLagUnknown", "15m", []),  # read again at 15m
+        ],
+    ),
+    Case(
         "lag high but steady",
         {'meterline_worker_lag_records{instance="w0"}': "20000x40"},
         [("MeterlineMeteringBehind", "30m", [])],
