@@ -600,16 +600,21 @@ class Bench:
                 sink.finish(plan, store)
                 plans.append(plan)
             sink_elapsed = time.perf_counter() - start
+            sink.close()
             checks.append(self._check_exact(engine, settings))
 
             bare_db = self.settings()
             ensure_schema(engine, bare_db.clickhouse_database)
             events_table = EventsTable(bare_db.clickhouse_database)
             windows = WindowsTable(bare_db.clickhouse_database)
-            inserts: list[tuple[str, Sequence[str], Sequence[Any]]] = []
+            # The driver's own row insert takes a list of tuples: the native plan's raw
+            # rows (columns in a buffer) are read out before the clock starts.
+            inserts: list[tuple[str, Sequence[str], list[tuple[Any, ...]]]] = []
             for plan in plans:
-                inserts.append(events_table.insert_args(plan.raw_rows))
-                inserts.append(windows.agg_insert_args(plan.aggregated()))
+                raw_table, raw_columns, raw_rows = events_table.insert_args(plan.raw_rows)
+                inserts.append((raw_table, raw_columns, [tuple(row) for row in raw_rows]))
+                agg_table, agg_columns, agg_rows = windows.agg_insert_args(plan.aggregated())
+                inserts.append((agg_table, agg_columns, [tuple(row) for row in agg_rows]))
             client = Client(host=self.base.clickhouse_host, port=self.base.clickhouse_tcp_port)
             start = time.perf_counter()
             for table, columns, rows in inserts:

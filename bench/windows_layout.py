@@ -54,7 +54,12 @@ from clickhouse_driver import Client  # noqa: E402
 from schemas.settings import Settings  # noqa: E402
 from schemas.storage.agg_feed import AGG_COLUMNS, STATES_FROM_AGG, agg_feed_ddl  # noqa: E402
 from schemas.storage.feed import DEC  # noqa: E402
-from schemas.storage.windows_table import SORTING_KEY, STATE_COLUMNS, WindowsTable  # noqa: E402
+from schemas.storage.windows_table import (  # noqa: E402
+    GROUP_KEYS,
+    SORTING_KEY,
+    STATE_COLUMNS,
+    WindowsTable,
+)
 
 INSERT_ROWS = 20_000
 OCTOBER_S = 1_696_118_400  # 2023-10-01 00:00 UTC
@@ -68,7 +73,6 @@ KEY_COLUMNS = (
     "namespace String, meter String, subject String, group_key String,"
     " window_start DateTime, ingest_minute DateTime, source_partition UInt32"
 )
-GROUP_BY = "namespace, meter, window_start, subject, group_key, ingest_minute, source_partition"
 EXPANDED = "ARRAY JOIN range(events) AS k"
 
 # candidate layouts: (state columns, the view's state expressions, expand rows, engine)
@@ -168,7 +172,7 @@ def create(client: Client, layout: str, database: str) -> str:
             f"CREATE TABLE {windows.name} ({KEY_COLUMNS}, {columns}) ENGINE = {engine}"
             f" ORDER BY ({SORTING_KEY}) SETTINGS index_granularity = 1024",
             f"CREATE MATERIALIZED VIEW {database}.view TO {windows.name} AS SELECT"
-            f" {KEY_SELECT}, {states} FROM {source} GROUP BY {GROUP_BY}",
+            f" {KEY_SELECT}, {states} FROM {source} GROUP BY {GROUP_KEYS}",
         ]
     for sql in statements:
         client.execute(sql)

@@ -53,6 +53,7 @@ from schemas.storage.sql import OnTable, Statement, lit
 
 __all__ = [
     "FEED_COLUMNS",
+    "GROUP_KEYS",
     "LATEST_TYPE_MARK",
     "MINUTE_GRANULE_ROWS",
     "SORTING_KEY",
@@ -70,7 +71,8 @@ __all__ = [
 LATEST_TYPE_MARK = "Tuple(Int64,UInt64,UInt32)"
 """How ``value_latest``'s tie-break tuple reads in ``system.columns`` (spaces removed)."""
 
-_GROUP_KEYS = "namespace, meter, window_start, subject, group_key, ingest_minute, source_partition"
+GROUP_KEYS = "namespace, meter, window_start, subject, group_key, ingest_minute, source_partition"
+"""What a view groups a feed block by: a minute row's identity."""
 SORTING_KEY = "namespace, meter, subject, window_start, group_key, ingest_minute, source_partition"
 """Subject first: one customer over a long range reads only its own rows."""
 MINUTE_GRANULE_ROWS = 1024
@@ -177,7 +179,7 @@ class WindowsTable:
             " toDateTime(window_start_s) AS window_start,"
             " toDateTime(ingest_minute_s) AS ingest_minute, source_partition,"
             f"{STATES_FROM_FEED}"
-            f" FROM {source} GROUP BY {_GROUP_KEYS}"
+            f" FROM {source} GROUP BY {GROUP_KEYS}"
         )
 
     def agg_view_ddl(self, view: str, source: str) -> Statement:
@@ -188,7 +190,7 @@ class WindowsTable:
             " toDateTime(window_start_s) AS window_start,"
             " toDateTime(ingest_minute_s) AS ingest_minute, source_partition,"
             f"{STATES_FROM_AGG}"
-            f" FROM {source} ARRAY JOIN range(events) AS k GROUP BY {_GROUP_KEYS}"
+            f" FROM {source} ARRAY JOIN range(events) AS k GROUP BY {GROUP_KEYS}"
         )
 
     def agg_ddl(self) -> list[Statement]:
