@@ -37,9 +37,9 @@ import stack_cluster  # noqa: E402
 RESULTS = ROOT / "bench" / "scaleout-results.json"
 
 
-def shard_writes(bench: Any, quorum: bool, batch: int = 5000) -> dict[str, Any]:
+def shard_writes(bench: Any, quorum: bool, batch: int) -> dict[str, Any]:
     """One shard's write capacity: every event planned once, then written by one
-    in-process sink to shard 1 alone, ``batch`` events per write (the worker's default
+    in-process sink to shard 1 alone, ``batch`` events per write (by default the worker's
     chunk), with the quorum of its two replicas or without; events/s of write time only.
     The totals are checked after every run (read through the ``Distributed`` tables)."""
     from schemas.metering.definitions import load_meters
@@ -113,12 +113,19 @@ def cluster_pids() -> dict[str, list[int]]:
 
 
 def main() -> int:
+    from schemas.settings import Settings
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events-per-subject", type=int, default=10_000)
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--workers", default="1,2,3")
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--shard-batch", type=int, default=5000, help="events per shard write")
+    parser.add_argument(
+        "--shard-batch",
+        type=int,
+        default=Settings.model_fields["worker_chunk_events"].default,
+        help="events per shard write (default: the worker's chunk, METERLINE_WORKER_CHUNK_EVENTS)",
+    )
     args = parser.parse_args()
     if not os.environ.get("METERLINE_CLICKHOUSE_CLUSTER"):
         raise SystemExit(
