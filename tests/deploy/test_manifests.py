@@ -151,7 +151,7 @@ def test_alerts_are_tuned_from_the_values_and_the_tuned_rules_pass_promtool(
     rules.write_text(yaml.safe_dump(rule["spec"]))
     done = run([tool("promtool"), "check", "rules", str(rules)])
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 12 rules found" in done.stdout
+    assert f"SUCCESS: {len(expected)} rules found" in done.stdout  # all but the disabled one
 
 
 @pytest.mark.parametrize(
