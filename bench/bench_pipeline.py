@@ -30,7 +30,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import closing, contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -583,54 +583,57 @@ class Bench:
         checks: list[dict[str, Any]] = []
         for run in range(self.repeats + 1):
             settings = self.settings()
-            engine = self.engine()
-            ensure_schema(engine, settings.clickhouse_database)
-            sink = MeteringSink(
-                namespace=settings.namespace,
-                meters=meters,
-                engine_factory=self.engine,
-                database=settings.clickhouse_database,
-            )
-            store = Store()
-            plans = []
-            start = time.perf_counter()
-            for chunk in batches:
-                plan = sink.plan(chunk, store)
-                sink.write(plan)
-                sink.finish(plan, store)
-                plans.append(plan)
-            sink_elapsed = time.perf_counter() - start
-            sink.close()
-            checks.append(self._check_exact(engine, settings))
+            with closing(self.engine()) as engine:  # closed also when a run raises
+                ensure_schema(engine, settings.clickhouse_database)
+                sink = MeteringSink(
+                    namespace=settings.namespace,
+                    meters=meters,
+                    engine_factory=self.engine,
+                    database=settings.clickhouse_database,
+                )
+                store = Store()
+                plans = []
+                try:
+                    start = time.perf_counter()
+                    for chunk in batches:
+                        plan = sink.plan(chunk, store)
+                        sink.write(plan)
+                        sink.finish(plan, store)
+                        plans.append(plan)
+                    sink_elapsed = time.perf_counter() - start
+                finally:  # its connections and write thread, also when a run raises
+                    sink.close()
+                checks.append(self._check_exact(engine, settings))
 
-            bare_db = self.settings()
-            ensure_schema(engine, bare_db.clickhouse_database)
-            events_table = EventsTable(bare_db.clickhouse_database)
-            windows = WindowsTable(bare_db.clickhouse_database)
-            # The driver's own row insert takes a list of tuples: the native plan's raw
-            # rows (columns in a buffer) are read out before the clock starts.
-            inserts: list[tuple[str, Sequence[str], list[tuple[Any, ...]]]] = []
-            for plan in plans:
-                raw_table, raw_columns, raw_rows = events_table.insert_args(plan.raw_rows)
-                inserts.append((raw_table, raw_columns, [tuple(row) for row in raw_rows]))
-                agg_table, agg_columns, agg_rows = windows.agg_insert_args(plan.aggregated())
-                inserts.append((agg_table, agg_columns, [tuple(row) for row in agg_rows]))
-            client = Client(host=self.base.clickhouse_host, port=self.base.clickhouse_tcp_port)
-            start = time.perf_counter()
-            for table, columns, rows in inserts:
-                if rows:
-                    client.execute(
-                        f"INSERT INTO {table} ({', '.join(columns)}) VALUES",
-                        rows,
-                        types_check=False,
-                    )
-            bare_elapsed = time.perf_counter() - start
-            client.disconnect()
-            checks.append(self._check_exact(engine, bare_db))
-            engine.close()
-            if run:
-                sink_rates.append(self.events / sink_elapsed)
-                bare_rates.append(self.events / bare_elapsed)
+                bare_db = self.settings()
+                ensure_schema(engine, bare_db.clickhouse_database)
+                events_table = EventsTable(bare_db.clickhouse_database)
+                windows = WindowsTable(bare_db.clickhouse_database)
+                # The driver's own row insert takes a list of tuples: the native plan's raw
+                # rows (columns in a buffer) are read out before the clock starts.
+                inserts: list[tuple[str, Sequence[str], list[tuple[Any, ...]]]] = []
+                for plan in plans:
+                    raw_table, raw_columns, raw_rows = events_table.insert_args(plan.raw_rows)
+                    inserts.append((raw_table, raw_columns, [tuple(row) for row in raw_rows]))
+                    agg_table, agg_columns, agg_rows = windows.agg_insert_args(plan.aggregated())
+                    inserts.append((agg_table, agg_columns, [tuple(row) for row in agg_rows]))
+                client = Client(host=self.base.clickhouse_host, port=self.base.clickhouse_tcp_port)
+                try:
+                    start = time.perf_counter()
+                    for table, columns, rows in inserts:
+                        if rows:
+                            client.execute(
+                                f"INSERT INTO {table} ({', '.join(columns)}) VALUES",
+                                rows,
+                                types_check=False,
+                            )
+                    bare_elapsed = time.perf_counter() - start
+                finally:
+                    client.disconnect()
+                checks.append(self._check_exact(engine, bare_db))
+                if run:
+                    sink_rates.append(self.events / sink_elapsed)
+                    bare_rates.append(self.events / bare_elapsed)
         return {
             "sink": summary(sink_rates),
             "bare_insert": summary(bare_rates),

@@ -21,6 +21,7 @@ import json
 import os
 import sys
 import time
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -123,7 +124,7 @@ def main() -> int:
     parser.add_argument(
         "--shard-batch",
         type=int,
-        default=Settings.model_fields["worker_chunk_events"].default,
+        default=Settings().worker_chunk_events,
         help="events per shard write (default: the worker's chunk, METERLINE_WORKER_CHUNK_EVENTS)",
     )
     args = parser.parse_args()
@@ -134,7 +135,11 @@ def main() -> int:
         )
     counts = [int(n) for n in args.workers.split(",") if n]  # "": the shard stage only
     stage = bench_pipeline.timed_stage
-    out: dict[str, Any] = {"partitions": args.partitions, "cores": os.cpu_count()}
+    out: dict[str, Any] = {
+        "measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "partitions": args.partitions,
+        "cores": os.cpu_count(),
+    }
     with bench_pipeline.isolated_bench(
         events_per_subject=args.events_per_subject,
         seed=3,
@@ -147,12 +152,10 @@ def main() -> int:
         out["baseline"] = stage("bare consume", lambda: bench.consume_baseline())
         for quorum in (True, False):
             name = "shard_write_quorum" if quorum else "shard_write_no_quorum"
-            out[name] = stage(
-                name, lambda quorum=quorum: shard_writes(bench, quorum, args.shard_batch)
-            )
+            out[name] = stage(name, partial(shard_writes, bench, quorum, args.shard_batch))
         bench.watch_pids = cluster_pids()
         for n in counts:
-            result = stage(f"{n} worker(s)", lambda n=n: bench.stream(n))
+            result = stage(f"{n} worker(s)", partial(bench.stream, n))
             # the first run of each stage warms up; its figures are not kept
             result["servers_cpu_us_per_event"] = {
                 name: bench_pipeline.summary(values[1:] or values)
