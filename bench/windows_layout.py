@@ -12,9 +12,11 @@ partitions; nothing folds) into one minute table of each layout, in inserts of 2
 insert until its merges have settled — the inserts' views and the merges they start —
 after checking that the table holds every event and the exact sum of the values.
 
-Layouts: ``current`` is the product's own DDL (``WindowsTable`` and ``agg_feed``: seven
-aggregate states, the view expanding each row ``events`` times for ``countState``).
-The others are candidates, defined only here, to say what a layout migration would buy:
+Layouts: ``current`` is the product's own DDL with the full state set (``WindowsTable``
+and ``window_states``: seven aggregate states, the view expanding each row ``events``
+times for ``countState``), ``additive`` the product's DDL with the additive set (sum,
+count and the progress: what ``narrow`` below measured before it was built).  The others
+are candidates, defined only here, to say what a layout change would buy:
 
 * ``uniq_if_value``: the current table, its view leaving the ``uniqExact`` state empty
   where the row has no value to count (a change of the view alone);
@@ -25,7 +27,10 @@ The others are candidates, defined only here, to say what a layout migration wou
   expansion;
 * ``plain``: ordinary columns in a ``SummingMergeTree`` (events and sum summed; the
   offset column keeps whichever value a merge leaves, so it is not a progress): the
-  floor of a row in a sorted, merged table on this server.
+  floor of a row in a sorted, merged table on this server;
+* ``per_row``: the full set, each feed row's states built on their own by
+  ``arrayReduce`` in a view without ``GROUP BY`` (the worker's rows are already one per
+  key; the table's merges fold the rest), the count as ``count(UInt32)``.
 
 The layouts alternate within each round; one JSON line per run, then per layout the
 median CPU per row and its ratio to ``current`` of the same rounds.
@@ -52,14 +57,17 @@ import bench_pipeline  # noqa: E402
 from clickhouse_driver import Client  # noqa: E402
 
 from schemas.settings import Settings  # noqa: E402
-from schemas.storage.agg_feed import AGG_COLUMNS, STATES_FROM_AGG, agg_feed_ddl  # noqa: E402
+from schemas.storage.agg_feed import AGG_COLUMNS, agg_feed_ddl  # noqa: E402
 from schemas.storage.feed import DEC  # noqa: E402
-from schemas.storage.windows_table import (  # noqa: E402
-    GROUP_KEYS,
-    SORTING_KEY,
-    STATE_COLUMNS,
-    WindowsTable,
+from schemas.storage.window_states import (  # noqa: E402
+    WindowStates,
+    state_columns,
+    states_from_agg,
 )
+from schemas.storage.windows_table import GROUP_KEYS, SORTING_KEY, WindowsTable  # noqa: E402
+
+STATE_COLUMNS = state_columns(WindowStates.FULL)
+STATES_FROM_AGG = states_from_agg(WindowStates.FULL)
 
 INSERT_ROWS = 20_000
 OCTOBER_S = 1_696_118_400  # 2023-10-01 00:00 UTC
@@ -120,8 +128,26 @@ CANDIDATES: dict[str, tuple[str, str, bool, str]] = {
         False,
         "SummingMergeTree((events, value_sum))",
     ),
+    "per_row": (
+        STATE_COLUMNS.replace("AggregateFunction(count)", "AggregateFunction(count, UInt32)"),
+        "arrayReduce('sumState', [value_sum]) AS value_sum,"
+        " arrayReduce('countState', range(events)) AS event_count,"
+        " arrayReduce('uniqExactState', [uniq]) AS value_uniq,"
+        " arrayReduce('maxState', [value_max]) AS value_max,"
+        " arrayReduce('minState', [value_min]) AS value_min,"
+        " arrayReduce('argMaxState', [latest_value], [(latest_ms, latest_offset, latest_index)])"
+        " AS value_latest, arrayReduce('maxState', [max_offset]) AS max_offset",
+        False,
+        "AggregatingMergeTree()",
+    ),
 }
-LAYOUTS = ("current", *CANDIDATES)
+UNGROUPED = frozenset({"per_row"})
+"""Candidates whose view builds each row's states on its own (``arrayReduce``), without a
+``GROUP BY``: the worker's rows are already one per key, and the table's merges fold any
+that are not."""
+PRODUCT = {"current": WindowStates.FULL, "additive": WindowStates.ADDITIVE}
+"""The product's own layouts (``window_states``): the full set and the additive one."""
+LAYOUTS = (*PRODUCT, *CANDIDATES)
 
 
 def backfill_rows(count: int, seed: int = 11) -> list[tuple[Any, ...]]:
@@ -160,7 +186,8 @@ def create(client: Client, layout: str, database: str) -> str:
     windows = WindowsTable(database)
     feed = f"{database}.feed"
     statements = [agg_feed_ddl(feed).sql]
-    if layout == "current":
+    if layout in PRODUCT:
+        windows = WindowsTable(database, PRODUCT[layout])
         statements += [
             windows.table_ddl(windows.name).sql,
             windows.agg_view_ddl(f"{database}.view", feed).sql,
@@ -172,7 +199,8 @@ def create(client: Client, layout: str, database: str) -> str:
             f"CREATE TABLE {windows.name} ({KEY_COLUMNS}, {columns}) ENGINE = {engine}"
             f" ORDER BY ({SORTING_KEY}) SETTINGS index_granularity = 1024",
             f"CREATE MATERIALIZED VIEW {database}.view TO {windows.name} AS SELECT"
-            f" {KEY_SELECT}, {states} FROM {source} GROUP BY {GROUP_KEYS}",
+            f" {KEY_SELECT}, {states} FROM {source}"
+            + ("" if layout in UNGROUPED else f" GROUP BY {GROUP_KEYS}"),
         ]
     for sql in statements:
         client.execute(sql)
@@ -257,7 +285,10 @@ def main() -> int:
     for _ in range(args.rounds):
         for layout in layouts:
             result = run(client, pid, layout, rows)
-            if result["stored_rows"] != len({row[:7] for row in rows}):
+            keys = len({row[:7] for row in rows})
+            # an ungrouped view writes a row per feed row; merges fold them, in their time
+            most = len(rows) if layout in UNGROUPED else keys
+            if not keys <= result["stored_rows"] <= most:
                 raise bench_pipeline.BenchError(f"{layout}: {result['stored_rows']} rows stored")
             runs[layout].append(result["cpu_us_per_row"])
             print(json.dumps(result), flush=True)

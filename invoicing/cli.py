@@ -78,7 +78,12 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             )
         customers = tuple(c for c in customers if c.id in set(args.customer))
     engine = ServerEngine.of(settings)
-    require_current(engine, settings.clickhouse_database)
+    require_current(
+        engine,
+        settings.clickhouse_database,
+        states=settings.clickhouse_window_states,
+        meters=meters.meters,
+    )
     _progress(f"billing {month.label} for {len(customers)} subscriptions")
     result = run_period(
         BillingRun(
@@ -143,7 +148,7 @@ def _cutoff(text: str | None) -> int | None:
 
 def _void(args: argparse.Namespace, settings: Settings) -> int:
     engine = ServerEngine.of(settings)
-    require_current(engine, settings.clickhouse_database)
+    require_current(engine, settings.clickhouse_database, states=settings.clickhouse_window_states)
     record = void_invoice(
         namespace=settings.namespace,
         database=settings.clickhouse_database,

@@ -74,7 +74,7 @@ def _version(args: argparse.Namespace) -> int:
 
 def _engine(settings: Settings) -> ServerEngine:
     engine = ServerEngine.of(settings)
-    require_current(engine, settings.clickhouse_database)
+    require_current(engine, settings.clickhouse_database, states=settings.clickhouse_window_states)
     return engine
 
 

@@ -14,6 +14,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.storage.window_states import WindowStates
 from schemas.wire import DEFAULT_COMPRESSION, Compression
 
 __all__ = ["Settings"]
@@ -64,6 +65,12 @@ class Settings(BaseSettings):
     """A cluster in the server's ``remote_servers``: the tables are laid out on it, sharded
     by subject and replicated (``schemas.storage.cluster``), and the worker writes every
     shard; empty: one server."""
+    clickhouse_window_states: WindowStates = WindowStates.FULL
+    """Which aggregate states the windows tables keep, chosen when the database is created
+    (``schemas.storage.window_states``): ``full``, every aggregation's; ``additive``, only
+    sum and count — SUM, COUNT and AVG meters only, for about 0.6 of ClickHouse's CPU per
+    window row.  An existing database keeps its own; meters it cannot answer are refused
+    at start."""
 
     meters_file: str = "deploy/demo/meters.yaml"
     rate_card_file: str = "deploy/demo/rate-card.yaml"

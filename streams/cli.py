@@ -157,7 +157,7 @@ def _init(_args: argparse.Namespace) -> int:
     ensure_topics(settings.kafka_bootstrap, meterline_topics(settings))
     engine = ServerEngine.of(settings)
     try:
-        ensure_schema(engine, settings.clickhouse_database)
+        ensure_schema(engine, settings.clickhouse_database, settings.clickhouse_window_states)
     finally:
         engine.close()
     print(f"topics and tables ready (database {settings.clickhouse_database})")
@@ -220,7 +220,12 @@ def _worker(args: argparse.Namespace) -> int:
 
     ensure_topics(settings.kafka_bootstrap, meterline_topics(settings))
     engine = ServerEngine.of(settings)
-    require_current(engine, settings.clickhouse_database)
+    require_current(
+        engine,
+        settings.clickhouse_database,
+        states=settings.clickhouse_window_states,
+        meters=meters.meters,
+    )
     engine.close()
     worker = create_worker(settings, meters)
     if fastpath.native_decode is None:
@@ -338,6 +343,7 @@ def run_migrate(settings: Settings, *, timeout_s: float = 900.0) -> int:
             writer_active=writer_active,
             settle=settle,
             report=report,
+            states=settings.clickhouse_window_states,
         )
     finally:
         engine.close()

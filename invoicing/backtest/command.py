@@ -126,7 +126,8 @@ def _engine(settings: Settings) -> ServerEngine:
             " there",
             "point it at the database billing writes to",
         )
-    require_current(engine, database)  # the tables exist: this only checks their version
+    # the tables exist: this only checks their version, and the meters' window states
+    require_current(engine, database, meters=load_meters(settings.meters_file).meters)
     return engine
 
 

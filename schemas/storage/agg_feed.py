@@ -10,8 +10,9 @@ The tables keep ``countState()`` for the number of events, whose state cannot be
 from a number, so each view expands a row into ``events`` rows (``ARRAY JOIN
 range(events)``): the count counts them, every other state reads only the first
 (``-If(k = 0)``: the state types stay those of the per-event feed, so both feeds fill the
-same tables).  The per-event feed (``windows_table``) stays for workers of earlier
-builds during an upgrade; this build writes only this one.
+same tables; ``schemas.storage.window_states`` has the expressions).  The per-event feed
+(``windows_table``) stays for workers of earlier builds during an upgrade; this build
+writes only this one.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from schemas.storage.sql import Statement
 
 __all__ = [
     "AGG_COLUMNS",
-    "STATES_FROM_AGG",
     "AggRow",
     "Contribution",
     "agg_feed_ddl",
@@ -64,15 +64,6 @@ AggRow = tuple[
     int,
     int,
 ]
-STATES_FROM_AGG = (
-    " sumStateIf(value_sum, k = 0) AS value_sum, countState() AS event_count,"
-    " uniqExactStateIf(uniq, k = 0) AS value_uniq, maxStateIf(value_max, k = 0) AS value_max,"
-    " minStateIf(value_min, k = 0) AS value_min,"
-    " argMaxStateIf(latest_value, (latest_ms, latest_offset, latest_index), k = 0)"
-    " AS value_latest, maxStateIf(max_offset, k = 0) AS max_offset"
-)
-"""The states of a block of aggregated rows; the source is ``… ARRAY JOIN range(events)
-AS k``."""
 
 
 def agg_feed_ddl(name: str) -> Statement:

@@ -12,8 +12,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
+from schemas.metering.definitions import MeterDefinition
 from schemas.storage.cluster import ClusterLayout
 from schemas.storage.credits_table import CreditsTable
 from schemas.storage.deliveries_table import DeliveriesTable
@@ -38,6 +39,7 @@ from schemas.storage.rate_cards_table import RateCardsTable
 from schemas.storage.rollups import WindowStore
 from schemas.storage.schema_versions import VERSIONS, check_baseline, reattach_feed
 from schemas.storage.sql import Statement, lit
+from schemas.storage.window_states import WindowStates, check_meters, states_in
 
 __all__ = [
     "CURRENT_VERSION",
@@ -57,21 +59,24 @@ CURRENT_VERSION = VERSIONS[-1].number
 MIGRATE_COMMAND = "python -m streams migrate"
 
 
-def all_ddl(database: str, cluster: str | None = None) -> list[Statement]:
+def all_ddl(
+    database: str, cluster: str | None = None, states: WindowStates = WindowStates.FULL
+) -> list[Statement]:
     """The current layout of a new database (the migrations table included), for one
-    server, or rendered for the ClickHouse cluster ``cluster`` (``schemas.storage.cluster``)."""
-    single = _single_server_ddl(database)
+    server, or rendered for the ClickHouse cluster ``cluster`` (``schemas.storage.cluster``);
+    its windows tables keep ``states``."""
+    single = _single_server_ddl(database, states)
     if not cluster:
         return single
     layout = ClusterLayout(cluster)
     return [*layout.database(database), *(c for s in single[1:] for c in layout.render(s))]
 
 
-def _single_server_ddl(database: str) -> list[Statement]:
+def _single_server_ddl(database: str, states: WindowStates) -> list[Statement]:
     return [
         database_ddl(database),
         *EventsTable(database).ddl(),
-        *WindowStore(database).ddl(),
+        *WindowStore(database, states).ddl(),
         *InvoicesTable(database).ddl(),
         *RateCardsTable(database).ddl(),
         *CreditsTable(database).ddl(),
@@ -96,9 +101,11 @@ def applied_versions(engine: Engine, database: str) -> list[int]:
     return [int(v) for (v,) in engine.execute(MigrationsTable(database).applied().to_sql())]
 
 
-def ensure_schema(engine: Engine, database: str) -> list[int]:
+def ensure_schema(
+    engine: Engine, database: str, states: WindowStates = WindowStates.FULL
+) -> list[int]:
     """:func:`migrate` a database that no worker writes to."""
-    return migrate(engine, database, writer_active=lambda: False, settle=_no_writer)
+    return migrate(engine, database, writer_active=lambda: False, settle=_no_writer, states=states)
 
 
 def _no_writer(_minute: int) -> None:
@@ -112,8 +119,10 @@ def migrate(
     writer_active: Callable[[], bool],
     settle: Settle,
     report: Callable[[str], None] = log.info,
+    states: WindowStates = WindowStates.FULL,
 ) -> list[int]:
-    """Bring ``database`` to :data:`CURRENT_VERSION`; the versions applied now."""
+    """Bring ``database`` to :data:`CURRENT_VERSION`; the versions applied now.  A new
+    database's windows tables keep ``states``; an existing one keeps its own."""
     table = MigrationsTable(database)
     cluster = getattr(engine, "cluster", None)
     for statement in all_ddl(database, cluster)[: 2 if cluster else 1]:
@@ -124,11 +133,14 @@ def migrate(
             reattach_feed(engine, WindowStore(database).minute.feed, report)
         tables = {n: e for n, e in tables_of(engine, database).items() if "lock" not in n}
         if not tables:
-            for statement in all_ddl(database, cluster)[2 if cluster else 1 :]:
+            for statement in all_ddl(database, cluster, states)[2 if cluster else 1 :]:
                 engine.execute(statement.to_sql())
             for version in VERSIONS:
                 engine.execute(table.record(version.number, version.name, "created").to_sql())
-            report(f"created {database} at schema version {CURRENT_VERSION}")
+            report(
+                f"created {database} at schema version {CURRENT_VERSION}, "
+                f"{states.value} window states"
+            )
             return [v.number for v in VERSIONS]
         if "schema_migrations" not in tables:
             _adopt(engine, database, tables, report)
@@ -188,11 +200,26 @@ def _adopt(
     report(f"{database} has the layout of the last build before migrations: version 1")
 
 
-def require_current(engine: Engine, database: str) -> None:
-    """Create a new database at the current layout; refuse an older one, naming the fix."""
+def require_current(
+    engine: Engine,
+    database: str,
+    *,
+    states: WindowStates = WindowStates.FULL,
+    meters: Iterable[MeterDefinition] = (),
+) -> None:
+    """Create a new database at the current layout (its windows tables keeping
+    ``states``); refuse an older one, naming the fix; refuse ``meters`` the database's
+    window states cannot answer (``window_states.check_meters``)."""
+    _require_version(engine, database, states)
+    kept = states_in(engine, database)
+    if kept is not None:
+        check_meters(meters, kept, database)
+
+
+def _require_version(engine: Engine, database: str, states: WindowStates) -> None:
     tables = tables_of(engine, database)
     if not tables:
-        ensure_schema(engine, database)
+        ensure_schema(engine, database, states)
         return
     applied = applied_versions(engine, database)
     refuse_unknown(database, applied, [v.number for v in VERSIONS])

@@ -2,10 +2,11 @@
 UTC hour and UTC day, for questions about every customer at once.
 
 Each rollup keeps the same aggregate states as ``meter_windows`` (so any coarser window
-is still exact), without the ingestion minute, ordered by time first: ``(namespace,
-meter, window_start, subject, ...)``.  A materialized view fills it from the main feed,
-next to the minute table's view; a repair feed and view of its own let the worker write
-exactly what the rollup lacks after a partial failure (see ``windows_table``).
+is still exact; ``schemas.storage.window_states``), without the ingestion minute, ordered
+by time first: ``(namespace, meter, window_start, subject, ...)``.  A materialized view
+fills it from the main feed, next to the minute table's view; a repair feed and view of
+its own let the worker write exactly what the rollup lacks after a partial failure (see
+``windows_table``).
 
 :class:`WindowStore` is the set of windows tables as the worker writes them: the minute
 table and both rollups, each with its repair feed, and their progress in one query.
@@ -15,14 +16,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from schemas.storage.agg_feed import STATES_FROM_AGG, agg_feed_ddl
+from schemas.storage.agg_feed import agg_feed_ddl
 from schemas.storage.feed import feed_ddl
 from schemas.storage.sql import Statement, lit
-from schemas.storage.windows_table import (
-    STATE_COLUMNS,
-    STATES_FROM_FEED,
-    WindowsTable,
+from schemas.storage.window_states import (
+    WindowStates,
+    merge_states,
+    state_columns,
+    states_from_agg,
+    states_from_feed,
 )
+from schemas.storage.windows_table import WindowsTable
 
 __all__ = ["GRAINS", "RollupTable", "WindowStore"]
 
@@ -30,13 +34,6 @@ GRAINS = {"hourly": 3600, "daily": 86400}
 """Rollup name → the width of its windows in seconds (UTC-aligned)."""
 
 _KEYS = "namespace, meter, window_start, subject, group_key, source_partition"
-_MERGE_STATES = (
-    " sumMergeState(value_sum) AS value_sum, countMergeState(event_count) AS event_count,"
-    " uniqExactMergeState(value_uniq) AS value_uniq, maxMergeState(value_max) AS value_max,"
-    " minMergeState(value_min) AS value_min,"
-    " argMaxMergeState(value_latest) AS value_latest,"
-    " maxMergeState(max_offset) AS max_offset"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +41,7 @@ class RollupTable:
     database: str
     grain: str
     """A key of :data:`GRAINS`."""
+    states: WindowStates = WindowStates.FULL
 
     @property
     def seconds(self) -> int:
@@ -85,7 +83,7 @@ class RollupTable:
             f"CREATE TABLE IF NOT EXISTS {self.name} ("
             " namespace String, meter String, subject String, group_key String,"
             " window_start DateTime, source_partition UInt32,"
-            f"{STATE_COLUMNS}"
+            f"{state_columns(self.states)}"
             f") ENGINE = AggregatingMergeTree() ORDER BY ({_KEYS})"
         )
 
@@ -96,7 +94,7 @@ class RollupTable:
         return Statement(
             f"CREATE MATERIALIZED VIEW IF NOT EXISTS {view} TO {self.name} AS SELECT"
             f" namespace, meter, subject, group_key, {self._bucket('window_start_s')},"
-            f" source_partition,{STATES_FROM_FEED}"
+            f" source_partition,{states_from_feed(self.states)}"
             f" FROM {source}{where} GROUP BY {_KEYS}"
         )
 
@@ -105,7 +103,7 @@ class RollupTable:
         return Statement(
             f"CREATE MATERIALIZED VIEW IF NOT EXISTS {view} TO {self.name} AS SELECT"
             f" namespace, meter, subject, group_key, {self._bucket('window_start_s')},"
-            f" source_partition,{STATES_FROM_AGG}"
+            f" source_partition,{states_from_agg(self.states)}"
             f" FROM {source} ARRAY JOIN range(events) AS k GROUP BY {_KEYS}"
         )
 
@@ -128,7 +126,8 @@ class RollupTable:
         """Roll up the minute rows ingested before a minute (the states merge exactly)."""
         return Statement(
             f"INSERT INTO {self.name} SELECT namespace, meter, subject, group_key,"
-            f" {self._bucket('toUInt32(window_start)')}, source_partition,{_MERGE_STATES}"
+            f" {self._bucket('toUInt32(window_start)')}, source_partition,"
+            f"{merge_states(self.states)}"
             f" FROM {minute_table}"
             f" WHERE ingest_minute < toDateTime({before_minute_s}) GROUP BY {_KEYS}"
         )
@@ -139,14 +138,17 @@ class WindowStore:
     """The windows tables the worker writes: minute, hourly, daily."""
 
     database: str
+    states: WindowStates = WindowStates.FULL
+    """The aggregate states their DDL keeps; what they are read and written with is the
+    same either way."""
 
     @property
     def minute(self) -> WindowsTable:
-        return WindowsTable(self.database)
+        return WindowsTable(self.database, self.states)
 
     @property
     def rollups(self) -> tuple[RollupTable, ...]:
-        return tuple(RollupTable(self.database, grain) for grain in GRAINS)
+        return tuple(RollupTable(self.database, grain, self.states) for grain in GRAINS)
 
     def tables(self) -> dict[str, tuple[str, str]]:
         """Table label → (table, its per-event repair feed)."""

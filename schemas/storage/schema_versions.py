@@ -50,6 +50,7 @@ from schemas.storage.notifications_table import NotificationsTable
 from schemas.storage.rate_cards_table import RateCardsTable
 from schemas.storage.rollups import RollupTable, WindowStore
 from schemas.storage.sql import Statement
+from schemas.storage.window_states import WindowStates, states_in
 from schemas.storage.windows_table import (
     LATEST_TYPE_MARK,
     MINUTE_GRANULE_ROWS,
@@ -164,8 +165,9 @@ def rewrite_minute_table(
 ) -> None:
     """Copy ``meter_windows`` into a new table of the current layout and swap it in, with
     ``feeds`` (every feed whose views write it) detached for the last pass; ``done``: the
-    table has the layout already (only a killed run's leftover is dropped)."""
-    windows = WindowsTable(ctx.database)
+    table has the layout already (only a killed run's leftover is dropped).  The new table
+    keeps the old one's window states."""
+    windows = WindowsTable(ctx.database, states_in(ctx.engine, ctx.database) or WindowStates.FULL)
     new, old = f"{windows.name}_{tag}", f"{windows.name}_pre_{tag}"
     for feed in feeds:
         reattach(ctx, feed)

@@ -29,9 +29,9 @@ reports for a partition is exactly the last event whose contribution that table 
 After a crash the worker skips contributions at or below it, table by table, so a batch
 that was written but not yet committed to Kafka is never counted twice.
 
-States kept: sum, count, uniqExact (UNIQUE_COUNT), max, min, argMax by (event time,
-Kafka offset, index within the record) (LATEST); AVG is sum / count, computed in Python
-with Decimal.
+States kept: every aggregation's (sum, count, uniqExact, max, min, argMax) or only sum
+and count, chosen when the database is created (``schemas.storage.window_states``); AVG is
+sum / count, computed in Python with Decimal.
 """
 
 from __future__ import annotations
@@ -42,14 +42,15 @@ from decimal import Decimal
 from enum import StrEnum
 
 from schemas.metering.definitions import Aggregation
-from schemas.storage.agg_feed import (
-    AGG_COLUMNS,
-    STATES_FROM_AGG,
-    AggRow,
-    agg_feed_ddl,
-)
-from schemas.storage.feed import DEC, FEED_COLUMNS, FeedRow, feed_ddl
+from schemas.storage.agg_feed import AGG_COLUMNS, AggRow, agg_feed_ddl
+from schemas.storage.feed import FEED_COLUMNS, FeedRow, feed_ddl
 from schemas.storage.sql import OnTable, Statement, lit
+from schemas.storage.window_states import (
+    WindowStates,
+    state_columns,
+    states_from_agg,
+    states_from_feed,
+)
 
 __all__ = [
     "FEED_COLUMNS",
@@ -82,24 +83,6 @@ ClickHouse's default 8,192 a customer's three meters over a month read ~95,000 r
 1,024 ~11,600, and the statement took 9.5 ms instead of 16.6 ms on a busy 2-core box
 (``docs/benchmarks.md``, *Entitlement check*).  The index grows eight times: one mark per
 1,024 rows, ~1 MB of marks per billion rows per key column."""
-STATE_COLUMNS = (
-    f" value_sum AggregateFunction(sum, {DEC}),"
-    " event_count AggregateFunction(count),"
-    " value_uniq AggregateFunction(uniqExact, String),"
-    f" value_max AggregateFunction(max, {DEC}),"
-    f" value_min AggregateFunction(min, {DEC}),"
-    f" value_latest AggregateFunction(argMax, {DEC}, Tuple(Int64, UInt64, UInt32)),"
-    " max_offset AggregateFunction(max, UInt64)"
-)
-"""The aggregate states every windows table keeps (minute and rollups)."""
-STATES_FROM_FEED = (
-    " sumState(value) AS value_sum, countState() AS event_count,"
-    " uniqExactState(uniq) AS value_uniq, maxState(value) AS value_max,"
-    " minState(value) AS value_min,"
-    " argMaxState(value, (event_ms, source_offset, source_index)) AS value_latest,"
-    " maxState(source_offset) AS max_offset"
-)
-"""The states of a block of feed rows, as a materialized view computes them."""
 
 
 class WindowSize(StrEnum):
@@ -149,8 +132,10 @@ def _width(kind: Aggregation) -> int:
 
 
 class WindowsTable:
-    def __init__(self, database: str) -> None:
+    def __init__(self, database: str, states: WindowStates = WindowStates.FULL) -> None:
         self.database = database
+        self.states = states
+        """The aggregate states its DDL keeps (``window_states``); readers need not say."""
         self.feed = f"{database}.meter_window_feed"
         self.name = f"{database}.meter_windows"
         self.view = f"{database}.meter_windows_mv"
@@ -166,7 +151,7 @@ class WindowsTable:
             f"CREATE TABLE IF NOT EXISTS {name} ("
             " namespace String, meter String, subject String, group_key String,"
             " window_start DateTime, ingest_minute DateTime, source_partition UInt32,"
-            f"{STATE_COLUMNS}"
+            f"{state_columns(self.states)}"
             f") ENGINE = AggregatingMergeTree() ORDER BY ({SORTING_KEY})"
             f" SETTINGS index_granularity = {MINUTE_GRANULE_ROWS}"
         )
@@ -178,7 +163,7 @@ class WindowsTable:
             " namespace, meter, subject, group_key,"
             " toDateTime(window_start_s) AS window_start,"
             " toDateTime(ingest_minute_s) AS ingest_minute, source_partition,"
-            f"{STATES_FROM_FEED}"
+            f"{states_from_feed(self.states)}"
             f" FROM {source} GROUP BY {GROUP_KEYS}"
         )
 
@@ -189,7 +174,7 @@ class WindowsTable:
             " namespace, meter, subject, group_key,"
             " toDateTime(window_start_s) AS window_start,"
             " toDateTime(ingest_minute_s) AS ingest_minute, source_partition,"
-            f"{STATES_FROM_AGG}"
+            f"{states_from_agg(self.states)}"
             f" FROM {source} ARRAY JOIN range(events) AS k GROUP BY {GROUP_KEYS}"
         )
 

@@ -30,14 +30,16 @@ from prometheus_client import REGISTRY
 
 from api.services import Reader
 from ingest.telemetry import Telemetry, generate
-from schemas.errors import InvariantViolated
+from schemas.errors import InvalidInput, InvariantViolated
 from schemas.events import UsageEvent
-from schemas.metering.definitions import MeterSet, load_meters
+from schemas.metering.definitions import Aggregation, MeterDefinition, MeterSet, load_meters
 from schemas.settings import Settings
+from schemas.storage.bootstrap import require_current
 from schemas.storage.cluster import ClusterLayout, local_sql, shard_database, shard_of
 from schemas.storage.engine import ServerEngine, ShardReplicas, shard_engines
 from schemas.storage.events_table import EventsTable, RawEventRow
 from schemas.storage.usage import UsageRead
+from schemas.storage.window_states import WindowStates, states_in
 from schemas.wire import encode_event, event_key
 from streams.cli import run_backfill, run_reconcile
 from streams.progress import consumer_lag
@@ -349,6 +351,46 @@ def test_a_one_customer_read_is_answered_by_its_shard_alone(
         other.close()
     reader.close()
     spanning_reader.close()
+    engine.close()
+
+
+def test_a_cluster_database_of_the_additive_window_states_meters_exactly(
+    cluster: Cluster, on_cluster: Settings
+) -> None:
+    """``METERLINE_CLICKHOUSE_WINDOW_STATES=additive`` on the cluster: every server's
+    shard-local windows tables and the ``Distributed`` ones keep the sum and count states
+    only, the sink's writes through them store the generated totals exactly, and a meter
+    the set cannot answer is refused at start."""
+    settings = on_cluster.model_copy(update={"clickhouse_window_states": WindowStates.ADDITIVE})
+    engine, meters, telemetry, records, factories = sink_inputs(settings, 100, seed=95)
+    database = settings.clickhouse_database
+    shape = stack_cluster.ClusterSettings.from_env()
+    for k, _shard, _replica in shape.clickhouse_servers():
+        server = ServerEngine(settings.clickhouse_host, shape.clickhouse_ports(k)[0])
+        assert states_in(server, shard_database(database)) is WindowStates.ADDITIVE
+        assert states_in(server, database) is WindowStates.ADDITIVE
+        server.close()
+    sink = MeteringSink(
+        namespace=settings.namespace,
+        meters=meters,
+        engine_factory=factories[0],
+        database=shard_database(database),
+        shards=factories,
+    )
+    plan = sink.plan(records, Store())
+    sink.write(plan)
+    sink.close()
+    assert reconcile_totals(engine, database, settings.namespace, meters) == telemetry.truth
+    require_current(engine, database, meters=meters.meters)  # SUM and COUNT: answered
+    peak = MeterDefinition(
+        slug="peak",
+        event_type="llm.completion",
+        aggregation=Aggregation.MAX,
+        value_property="$.tokens",
+    )
+    with pytest.raises(InvalidInput) as refused:
+        require_current(engine, database, meters=[*meters.meters, peak])
+    assert [p.path for p in refused.value.problems] == ["peak.aggregation"]
     engine.close()
 
 

@@ -40,7 +40,7 @@ def prepare(settings: Settings) -> ServerEngine:
     ensure_topics(settings.kafka_bootstrap, meterline_topics(settings))
     engine = ServerEngine.of(settings)
     OPENED_ENGINES.append(engine)  # closed after the test, however it ends
-    ensure_schema(engine, settings.clickhouse_database)
+    ensure_schema(engine, settings.clickhouse_database, settings.clickhouse_window_states)
     return engine
 
 
