@@ -51,6 +51,7 @@ from schemas.settings import Settings
 from schemas.storage.bootstrap import ensure_schema
 from schemas.storage.engine import ServerEngine
 from schemas.storage.events_table import EventsTable
+from schemas.storage.window_states import WindowStates
 from schemas.storage.windows_table import MeterQuery, WindowsTable
 from schemas.wire import (
     DEFAULT_COMPRESSION,
@@ -211,11 +212,16 @@ class Bench:
         self.watched_cpu_us: dict[str, list[float]] = {}
 
     # -- isolation ------------------------------------------------------------------------
-    def settings(self, events_topic: str | None = None) -> Settings:
+    def settings(
+        self, events_topic: str | None = None, states: WindowStates | None = None
+    ) -> Settings:
+        """Isolated settings; ``states``: the window states of the database it names
+        (default: the environment's, ``METERLINE_CLICKHOUSE_WINDOW_STATES``)."""
         self._n += 1
         tag = f"{self.prefix}_{self._n}"
         return self.base.model_copy(
             update={
+                "clickhouse_window_states": states or self.base.clickhouse_window_states,
                 "clickhouse_database": tag,
                 "events_topic": events_topic or f"{tag}.events",
                 "dead_letter_topic": f"{tag}.dead-letter",
@@ -259,7 +265,7 @@ class Bench:
         settings = self.settings()
         ensure_topics(settings.kafka_bootstrap, meterline_topics(settings))
         engine = self.engine()
-        ensure_schema(engine, settings.clickhouse_database)
+        ensure_schema(engine, settings.clickhouse_database, settings.clickhouse_window_states)
         return settings, engine
 
     # -- producer SDK + consume baseline -----------------------------------------------------
@@ -385,23 +391,33 @@ class Bench:
         return self.streams(workers, [worker_root], layout)[0]
 
     def streams(
-        self, workers: int, roots: Sequence[Path], layout: str = PACKED
+        self,
+        workers: int,
+        roots: Sequence[Path],
+        layout: str = PACKED,
+        window_states: Sequence[WindowStates] = (),
     ) -> list[dict[str, Any]]:
-        """The stream stage of the code in each of ``roots``, run in turn on each filled
-        topic (root 1, root 2, root 1, ...): a drift of the box's speed over minutes then
-        falls on every side alike instead of on whichever ran last.  One result per root,
+        """The stream stage of the code in each of ``roots`` — or, given ``window_states``,
+        of the first root on a database of each of those sets — run in turn on each filled
+        topic (side 1, side 2, side 1, ...): a drift of the box's speed over minutes then
+        falls on every side alike instead of on whichever ran last.  One result per side,
         each with its ``server_cpu_us_per_event``."""
         for root in roots:  # a baseline's own native module, built before anything is timed
             if root != ROOT:
                 native_dir(root)
+        sides: list[tuple[Path, WindowStates | None]] = (
+            [(roots[0], states) for states in window_states]
+            if window_states
+            else [(root, None) for root in roots]
+        )
         runs: list[dict[str, list[Any]]] = [
-            {"rates": [], "cpu": [], "peaks": [], "checks": []} for _ in roots
+            {"rates": [], "cpu": [], "peaks": [], "checks": []} for _ in sides
         ]
-        watched: list[dict[str, list[float]]] = [{} for _ in roots]
+        watched: list[dict[str, list[float]]] = [{} for _ in sides]
         for run, topic in enumerate(self.topics[layout]):
-            for side, root in enumerate(roots):
+            for side, (root, states) in enumerate(sides):
                 self.watched_cpu_us = watched[side]  # where this run's server CPU goes
-                rate, cpu, peak, check = self._stream_run(workers, topic, root)
+                rate, cpu, peak, check = self._stream_run(workers, topic, root, states)
                 runs[side]["peaks"].append(peak)
                 runs[side]["checks"].append(check)
                 if run:  # the first topic warms up
@@ -420,6 +436,7 @@ class Bench:
             out["checks"] = found["checks"]
             out["workers"] = workers
             out["layout"] = layout
+            out["window_states"] = str(sides[side][1] or self.base.clickhouse_window_states)
             out["server_cpu_us_per_event"] = {  # medians, the warm-up run left out
                 name: statistics.median(values[1:] or values)
                 for name, values in watched[side].items()
@@ -429,14 +446,15 @@ class Bench:
         return results
 
     def _stream_run(
-        self, workers: int, topic: str, root: Path
+        self, workers: int, topic: str, root: Path, states: WindowStates | None = None
     ) -> tuple[float, float, float, dict[str, Any]]:
         """One run of ``workers`` workers from ``root`` through ``topic`` into a fresh
-        database: ``(events/s, CPU µs per event, peak RSS MB, exactness check)``."""
-        settings = self.settings(events_topic=topic)
+        database (of window states ``states``, default the environment's): ``(events/s,
+        CPU µs per event, peak RSS MB, exactness check)``."""
+        settings = self.settings(events_topic=topic, states=states)
         ensure_topics(settings.kafka_bootstrap, meterline_topics(settings))
         engine = self.engine()
-        ensure_schema(engine, settings.clickhouse_database)
+        ensure_schema(engine, settings.clickhouse_database, settings.clickhouse_window_states)
         procs = [self._start_worker(settings, i, root) for i in range(workers)]
         try:
             rate, cpu, committed = self._wait_through(settings, procs)
@@ -584,7 +602,9 @@ class Bench:
         for run in range(self.repeats + 1):
             settings = self.settings()
             with closing(self.engine()) as engine:  # closed also when a run raises
-                ensure_schema(engine, settings.clickhouse_database)
+                ensure_schema(
+                    engine, settings.clickhouse_database, settings.clickhouse_window_states
+                )
                 sink = MeteringSink(
                     namespace=settings.namespace,
                     meters=meters,
@@ -606,7 +626,7 @@ class Bench:
                 checks.append(self._check_exact(engine, settings))
 
                 bare_db = self.settings()
-                ensure_schema(engine, bare_db.clickhouse_database)
+                ensure_schema(engine, bare_db.clickhouse_database, bare_db.clickhouse_window_states)
                 events_table = EventsTable(bare_db.clickhouse_database)
                 windows = WindowsTable(bare_db.clickhouse_database)
                 # The driver's own row insert takes a list of tuples: the native plan's raw

@@ -39,6 +39,7 @@ import bench_query  # noqa: E402
 import bench_rating  # noqa: E402
 import hot_path  # noqa: E402
 
+from schemas.storage.window_states import WindowStates  # noqa: E402
 from streams.app import COMMIT_INTERVAL_S  # noqa: E402
 
 ROWS = 500_000
@@ -104,7 +105,14 @@ def pipeline() -> dict[str, object]:
         out["producer"] = stage("producer SDK", bench.producer)
         out["consume_baseline"] = stage("bare consume + orjson", bench.consume_baseline)
         bench.watch_pids = bench_pipeline.server_pids()
-        out["stream_1_worker"] = stage("stream stage, 1 worker", lambda: bench.stream(1))
+        # the default (full) window states and the additive ones, alternating run by run
+        full, additive = stage(
+            "stream stage, 1 worker, full and additive window states",
+            lambda: bench.streams(
+                1, [ROOT], window_states=[WindowStates.FULL, WindowStates.ADDITIVE]
+            ),
+        )
+        out["stream_1_worker"], out["stream_1_worker_additive"] = full, additive
         bench.watch_pids = {}
         out["per_chunk"] = stage(
             "per-chunk path in one process",
@@ -149,7 +157,8 @@ def exact(stage: dict[str, Any]) -> str:
 
 def exactness_lines(p: dict[str, Any]) -> list[str]:
     lines = []
-    names = ["stream_1_worker", "stream_2_workers", "stream_1_worker_single", "sink"]
+    names = ["stream_1_worker", "stream_1_worker_additive", "stream_2_workers"]
+    names += ["stream_1_worker_single", "sink"]
     for name in [*names, *(["stream_1_worker_ref"] if "stream_1_worker_ref" in p else [])]:
         for check in p[name]["checks"]:
             if check["exact"]:
@@ -180,6 +189,7 @@ def pipeline_rows(p: dict[str, Any]) -> list[str]:
     base = p["consume_baseline"]
     base_text = f"bare confluent-kafka consume + orjson: {rate(base)}"
     one, two = p["stream_1_worker"], p["stream_2_workers"]
+    additive = p["stream_1_worker_additive"]
     single, single_base = p["stream_1_worker_single"], p["consume_baseline_single"]
     floor_single = p["faust_floor_single"]
     sink, bare = p["sink"]["sink"], p["sink"]["bare_insert"]
@@ -203,6 +213,12 @@ def pipeline_rows(p: dict[str, Any]) -> list[str]:
         f"and the worker's peak RSS | ClickHouse {servers['clickhouse']:.1f} µs/event, "
         f"broker {servers['kafka']:.1f} µs/event; worker peak RSS {one['peak_rss_mb']:.0f} MB "
         f"| worker CPU: {cpu(one)} | ClickHouse {servers['clickhouse'] / worker_cpu:.2f}× |",
+        f"| stream stage, 1 worker, a database of the **additive window states** (sum and "
+        f"count only: SUM, COUNT and AVG meters, `METERLINE_CLICKHOUSE_WINDOW_STATES=additive`;"
+        f" runs alternating with the row above); exact: {exact(additive)}; ClickHouse "
+        f"{additive['server_cpu_us_per_event']['clickhouse']:.1f} µs/event, worker "
+        f"{cpu(additive)} | {rate(additive)} | {base_text} | "
+        f"{additive['median'] / base['median']:.3f} |",
         f"| the worker's per-chunk path in one process, no Faust or Kafka "
         f"(`bench/hot_path.py`: `plan`, `write` to the server, `finish` into the on-disk "
         f"dedupe store), CPU per event, median of {REPEATS}; exact: "

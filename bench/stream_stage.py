@@ -2,6 +2,7 @@
 
     python bench/stream_stage.py [--events-per-subject 10000] [--repeats 2] [--workers 1]
                                  [--baseline-code DIR] [--live]
+                                 [--window-states full,additive]
 
 Produces the generated telemetry (20 subjects, 10 % duplicates, packed records) into
 fresh topics, times the bare confluent-kafka consume + orjson baseline on them, then one
@@ -23,6 +24,10 @@ another checkout (``git worktree add DIR <commit>``) and that checkout's own nat
 module (``bench/baseline_native.py``), on the same topics in the same run, the two
 alternating run by run: the same-run ablation a change to the worker's hot path is
 measured with.
+
+``--window-states full,additive`` runs the same code on a database of each windows-table
+state set (``schemas.storage.window_states``), alternating run by run, and prints the
+second against the first.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import bench_pipeline  # noqa: E402
 
+from schemas.storage.window_states import WindowStates  # noqa: E402
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -46,12 +53,25 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--baseline-code", type=Path, default=None)
     parser.add_argument(
+        "--window-states",
+        default="",
+        help="the windows tables' state sets to run on, alternating run by run: "
+        "'full,additive' is the same-run ablation of the two (default: the environment's "
+        "METERLINE_CLICKHOUSE_WINDOW_STATES, full unless set)",
+    )
+    parser.add_argument(
         "--live",
         action="store_true",
         help="stamp the events over the minute before the run (live traffic, events share "
         "windows) instead of 31 days of October (a backfill, a window row per event)",
     )
     args = parser.parse_args()
+    try:
+        states = [WindowStates(name) for name in args.window_states.split(",") if name]
+    except ValueError:
+        parser.error(f"--window-states: choose from {', '.join(WindowStates)}")
+    if states and args.baseline_code is not None:
+        parser.error("--window-states and --baseline-code are two ablations: run one at a time")
     with bench_pipeline.stage_bench(args.events_per_subject, args.repeats, args.live) as bench:
         stage = bench_pipeline.timed_stage
         bench.watch_pids = bench_pipeline.server_pids()
@@ -66,11 +86,13 @@ def main() -> int:
             roots.append(args.baseline_code.resolve())
         found = stage(
             f"stream stage, {args.workers} worker(s), code in {', '.join(map(str, roots))}",
-            lambda: bench.streams(args.workers, roots),
+            lambda: bench.streams(args.workers, roots, window_states=states),
         )
         out["stream"] = found[0]
         if args.baseline_code is not None:
             out["stream_baseline_code"] = found[1]
+        for other in found[1:] if states else ():
+            out[f"stream_{other['window_states']}"] = other
     base, stream = out["consume_baseline"], out["stream"]
     out["ratio_events_per_s"] = stream["median"] / base["median"]
     out["ratio_committed_events_per_s"] = (
@@ -98,7 +120,26 @@ def main() -> int:
                 }
             )
         )
-    exact = stream["exact"] and out.get("stream_baseline_code", stream)["exact"]
+    for other in found[1:] if states else ():
+        print(
+            json.dumps(
+                {
+                    f"{other['window_states']}_against_{stream['window_states']}": {
+                        "cpu_per_event": other["cpu_us_per_event"]["median"]
+                        / stream["cpu_us_per_event"]["median"],
+                        "events_per_s": other["median"] / stream["median"],
+                        "ratio_events_per_s": other["median"] / base["median"],
+                        "server_cpu_per_event": {
+                            name: value / stream["server_cpu_us_per_event"][name]
+                            for name, value in other["server_cpu_us_per_event"].items()
+                        },
+                    }
+                }
+            )
+        )
+    exact = (
+        all(side["exact"] for side in found) and out.get("stream_baseline_code", stream)["exact"]
+    )
     return 0 if exact else 1
 
 
