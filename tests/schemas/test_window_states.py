@@ -5,7 +5,6 @@ refused at start, each named with the fix."""
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator
 from decimal import Decimal
 
@@ -35,6 +34,7 @@ from schemas.storage.windows_table import (
     finish_value,
 )
 from tests.conftest import fresh_database
+from tests.schemas.test_rollups import rows
 
 T0 = 1_790_812_800  # 2026-10-01T00:00:00Z
 DAY = 86_400
@@ -63,29 +63,6 @@ def meter(slug: str, kind: Aggregation) -> MeterDefinition:
         aggregation=kind,
         value_property=None if kind is Aggregation.COUNT else "$.n",
     )
-
-
-def rows(n: int, seed: int) -> list[FeedRow]:
-    rng = random.Random(seed)
-    out = []
-    for offset in range(n):
-        window = T0 + 60 * rng.randrange(0, 40 * 24 * 60)
-        out.append(
-            FeedRow(
-                namespace="ns",
-                meter="m",
-                subject=f"s{rng.randrange(4)}",
-                group_key='{"region":"' + rng.choice(["eu", "us"]) + '"}',
-                window_start_s=window,
-                ingest_minute_s=window + 60 * rng.randrange(0, 3),
-                value=Decimal(rng.randrange(-500, 10**6)) / Decimal(1000),
-                uniq="",
-                event_ms=window * 1000 + offset % 60_000,
-                source_partition=offset % 3,
-                source_offset=offset,
-            )
-        )
-    return out
 
 
 @pytest.fixture(params=["server", "chdb"])
