@@ -3,8 +3,10 @@ a ClickHouse reader that runs the blocking driver off the event loop."""
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -27,6 +29,7 @@ from schemas.storage.invoices_table import InvoicesTable
 __all__ = ["Reader", "Services"]
 
 Row = tuple[Any, ...]
+log = logging.getLogger(__name__)
 _NOT_INITIALISED = {60, 81}  # ClickHouse UNKNOWN_TABLE, UNKNOWN_DATABASE
 
 
@@ -55,6 +58,20 @@ class Reader:
         self._local = threading.local()
         self._all: list[Engine] = []
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._busy = 0
+        """Queries running on pool threads: :meth:`close` waits for them."""
+
+    @contextmanager
+    def _in_use(self) -> Iterator[None]:
+        with self._lock:
+            self._busy += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._busy -= 1
+                self._idle.notify_all()
 
     def _engine(self, shard: int | None = None) -> Engine:
         engines: dict[int | None, Engine] | None = getattr(self._local, "engines", None)
@@ -92,7 +109,8 @@ class Reader:
         if shard is not None:
             sql = local_sql(sql, self._database)
         try:
-            return self._engine(shard).execute(sql)
+            with self._in_use():
+                return self._engine(shard).execute(sql)
         except ServiceUnavailable:
             self._local.engines.pop(shard, None)
             raise
@@ -113,15 +131,22 @@ class Reader:
 
         def write() -> None:
             try:
-                self._engine().insert(table, columns, rows)
+                with self._in_use():
+                    self._engine().insert(table, columns, rows)
             except ServiceUnavailable:
                 self._local.engines.pop(None, None)
                 raise
 
         await run_in_threadpool(write)
 
-    def close(self) -> None:
-        with self._lock:
+    def close(self, wait_s: float = 30.0) -> None:
+        """Close every engine, once no query is running on one: a query still running on
+        a pool thread (a background read nobody awaits, such as the credit-holder hint's)
+        would race its connection's close.  After ``wait_s`` the engines are closed
+        anyway, and the wait is logged."""
+        with self._idle:
+            if not self._idle.wait_for(lambda: self._busy == 0, timeout=wait_s):
+                log.warning("closing the reader with %d queries still running", self._busy)
             engines, self._all = self._all, []
         for engine in engines:
             engine.close()

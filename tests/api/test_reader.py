@@ -6,7 +6,10 @@ cluster and compares the answers."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
+
+import pytest
 
 from api.services import Reader
 from schemas.storage.cluster import local_sql, shard_of
@@ -85,3 +88,57 @@ def test_local_sql_renames_only_the_sharded_tables_of_the_database() -> None:
         "SELECT 1 FROM db_shard.meter_windows_hourly FINAL, db_shard.usage_events,"
         " db.invoices, otherdb.meter_windows, db_shard.meter_windows"
     )
+
+
+class Blocking(Recorder):
+    """A query that runs until released; records when it ends and when it is closed."""
+
+    def __init__(self, events: list[str], started: threading.Event, release: threading.Event):
+        super().__init__("default", [])
+        self.events, self.started, self.release = events, started, release
+
+    def execute(self, sql: str) -> list[tuple[Any, ...]]:
+        self.started.set()
+        assert self.release.wait(30)
+        self.events.append("query done")
+        return []
+
+    def close(self) -> None:
+        self.events.append("closed")
+
+
+def test_close_waits_for_a_query_still_running_on_another_thread() -> None:
+    """A read nobody awaits (the credit-holder hint's refresh) may still run on a pool
+    thread when the app closes its reader: its connection is closed after it, not under
+    it (a close racing a query broke the driver's socket and leaked it)."""
+    events: list[str] = []
+    started, release = threading.Event(), threading.Event()
+    r = Reader(lambda: Blocking(events, started, release))
+    query = threading.Thread(target=r.run, args=("SELECT 1",))
+    query.start()
+    assert started.wait(30)
+    closer = threading.Thread(target=r.close)
+    closer.start()
+    closer.join(0.2)
+    assert closer.is_alive()  # still waiting: the query runs
+    assert events == []
+    release.set()
+    query.join(30)
+    closer.join(30)
+    assert events == ["query done", "closed"]
+
+
+def test_close_stops_waiting_after_its_limit_and_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    events: list[str] = []
+    started, release = threading.Event(), threading.Event()
+    r = Reader(lambda: Blocking(events, started, release))
+    query = threading.Thread(target=r.run, args=("SELECT 1",))
+    query.start()
+    assert started.wait(30)
+    r.close(wait_s=0.05)
+    assert events == ["closed"]
+    assert "closing the reader with 1 queries still running" in caplog.text
+    release.set()
+    query.join(30)
