@@ -107,16 +107,23 @@ class Blocking(Recorder):
         self.events.append("closed")
 
 
-def test_close_waits_for_a_query_still_running_on_another_thread() -> None:
-    """A read nobody awaits (the credit-holder hint's refresh) may still run on a pool
-    thread when the app closes its reader: its connection is closed after it, not under
-    it (a close racing a query broke the driver's socket and leaked it)."""
+def running_query() -> tuple[Reader, list[str], threading.Event, threading.Thread]:
+    """A reader with one query running on another thread until released:
+    ``(reader, events, release, the query's thread)``."""
     events: list[str] = []
     started, release = threading.Event(), threading.Event()
     r = Reader(lambda: Blocking(events, started, release))
     query = threading.Thread(target=r.run, args=("SELECT 1",))
     query.start()
     assert started.wait(30)
+    return r, events, release, query
+
+
+def test_close_waits_for_a_query_still_running_on_another_thread() -> None:
+    """A read nobody awaits (the credit-holder hint's refresh) may still run on a pool
+    thread when the app closes its reader: its connection is closed after it, not under
+    it (a close racing a query broke the driver's socket and leaked it)."""
+    r, events, release, query = running_query()
     closer = threading.Thread(target=r.close)
     closer.start()
     closer.join(0.2)
@@ -131,12 +138,7 @@ def test_close_waits_for_a_query_still_running_on_another_thread() -> None:
 def test_close_stops_waiting_after_its_limit_and_says_so(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    events: list[str] = []
-    started, release = threading.Event(), threading.Event()
-    r = Reader(lambda: Blocking(events, started, release))
-    query = threading.Thread(target=r.run, args=("SELECT 1",))
-    query.start()
-    assert started.wait(30)
+    r, events, release, query = running_query()
     r.close(wait_s=0.05)
     assert events == ["closed"]
     assert "closing the reader with 1 queries still running" in caplog.text
