@@ -265,7 +265,7 @@ class Bench:
         settings = self.settings()
         ensure_topics(settings.kafka_bootstrap, meterline_topics(settings))
         engine = self.engine()
-        ensure_schema(engine, settings.clickhouse_database, settings.clickhouse_window_states)
+        _ensure_schema(engine, settings)
         return settings, engine
 
     # -- producer SDK + consume baseline -----------------------------------------------------
@@ -454,7 +454,7 @@ class Bench:
         settings = self.settings(events_topic=topic, states=states)
         ensure_topics(settings.kafka_bootstrap, meterline_topics(settings))
         engine = self.engine()
-        ensure_schema(engine, settings.clickhouse_database, settings.clickhouse_window_states)
+        _ensure_schema(engine, settings)
         procs = [self._start_worker(settings, i, root) for i in range(workers)]
         try:
             rate, cpu, committed = self._wait_through(settings, procs)
@@ -602,9 +602,7 @@ class Bench:
         for run in range(self.repeats + 1):
             settings = self.settings()
             with closing(self.engine()) as engine:  # closed also when a run raises
-                ensure_schema(
-                    engine, settings.clickhouse_database, settings.clickhouse_window_states
-                )
+                _ensure_schema(engine, settings)
                 sink = MeteringSink(
                     namespace=settings.namespace,
                     meters=meters,
@@ -626,7 +624,7 @@ class Bench:
                 checks.append(self._check_exact(engine, settings))
 
                 bare_db = self.settings()
-                ensure_schema(engine, bare_db.clickhouse_database, bare_db.clickhouse_window_states)
+                _ensure_schema(engine, bare_db)
                 events_table = EventsTable(bare_db.clickhouse_database)
                 windows = WindowsTable(bare_db.clickhouse_database)
                 # The driver's own row insert takes a list of tuples: the native plan's raw
@@ -779,3 +777,14 @@ def timed_stage(name: str, action: Callable[[], Any]) -> Any:
     result = action()
     print(f"{name}: done in {time.perf_counter() - start:.0f}s", flush=True)
     return result
+
+
+def _ensure_schema(engine: ServerEngine, settings: Settings) -> None:
+    """A fresh database as the worker would create it: window states chosen for the
+    bench's meters (``clickhouse_window_states``)."""
+    ensure_schema(
+        engine,
+        settings.clickhouse_database,
+        settings.clickhouse_window_states,
+        load_meters(settings.meters_file).meters,
+    )

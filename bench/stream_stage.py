@@ -2,7 +2,7 @@
 
     python bench/stream_stage.py [--events-per-subject 10000] [--repeats 2] [--workers 1]
                                  [--baseline-code DIR] [--live]
-                                 [--window-states full,additive]
+                                 [--window-states needed,full]
 
 Produces the generated telemetry (20 subjects, 10 % duplicates, packed records) into
 fresh topics, times the bare confluent-kafka consume + orjson baseline on them, then one
@@ -25,8 +25,8 @@ module (``bench/baseline_native.py``), on the same topics in the same run, the t
 alternating run by run: the same-run ablation a change to the worker's hot path is
 measured with.
 
-``--window-states full,additive`` runs the same code on a database of each windows-table
-state set (``schemas.storage.window_states``), alternating run by run, and prints the
+``--window-states needed,full`` runs the same code on a database of each windows-table
+state setting (``schemas.storage.window_states``), alternating run by run, and prints the
 second against the first.
 """
 
@@ -56,8 +56,8 @@ def main() -> int:
         "--window-states",
         default="",
         help="the windows tables' state sets to run on, alternating run by run: "
-        "'full,additive' is the same-run ablation of the two (default: the environment's "
-        "METERLINE_CLICKHOUSE_WINDOW_STATES, full unless set)",
+        "'needed,full' is the same-run ablation of the default and the full set (default: the "
+        "environment's METERLINE_CLICKHOUSE_WINDOW_STATES, needed unless set)",
     )
     parser.add_argument(
         "--live",

@@ -60,14 +60,15 @@ from schemas.settings import Settings  # noqa: E402
 from schemas.storage.agg_feed import AGG_COLUMNS, agg_feed_ddl  # noqa: E402
 from schemas.storage.feed import DEC  # noqa: E402
 from schemas.storage.window_states import (  # noqa: E402
-    WindowStates,
+    ADDITIVE_STATES,
+    FULL_STATES,
     state_columns,
     states_from_agg,
 )
 from schemas.storage.windows_table import GROUP_KEYS, SORTING_KEY, WindowsTable  # noqa: E402
 
-STATE_COLUMNS = state_columns(WindowStates.FULL)
-STATES_FROM_AGG = states_from_agg(WindowStates.FULL)
+STATE_COLUMNS = state_columns(FULL_STATES)
+STATES_FROM_AGG = states_from_agg(FULL_STATES)
 
 INSERT_ROWS = 20_000
 OCTOBER_S = 1_696_118_400  # 2023-10-01 00:00 UTC
@@ -145,7 +146,7 @@ UNGROUPED = frozenset({"per_row"})
 """Candidates whose view builds each row's states on its own (``arrayReduce``), without a
 ``GROUP BY``: the worker's rows are already one per key, and the table's merges fold any
 that are not."""
-PRODUCT = {"current": WindowStates.FULL, "additive": WindowStates.ADDITIVE}
+PRODUCT = {"current": FULL_STATES, "additive": ADDITIVE_STATES}
 """The product's own layouts (``window_states``): the full set and the additive one."""
 LAYOUTS = (*PRODUCT, *CANDIDATES)
 

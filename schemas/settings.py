@@ -65,12 +65,13 @@ class Settings(BaseSettings):
     """A cluster in the server's ``remote_servers``: the tables are laid out on it, sharded
     by subject and replicated (``schemas.storage.cluster``), and the worker writes every
     shard; empty: one server."""
-    clickhouse_window_states: WindowStates = WindowStates.FULL
-    """Which aggregate states the windows tables keep, chosen when the database is created
-    (``schemas.storage.window_states``): ``full``, every aggregation's; ``additive``, only
-    sum and count — SUM, COUNT and AVG meters only, for about 0.6 of ClickHouse's CPU per
-    window row.  An existing database keeps its own; meters it cannot answer are refused
-    at start."""
+    clickhouse_window_states: WindowStates = WindowStates.NEEDED
+    """Which aggregate states the windows tables keep (``schemas.storage.window_states``):
+    ``needed``, those the meters need, a state added at the start that first sees a meter
+    needing it (a cluster database keeps every one); ``full``, every aggregation's, chosen
+    when the database is created; ``additive``, only sum and count (SUM, COUNT and AVG
+    meters).  Sum and count alone cost ClickHouse about 0.6 of the CPU per window row of
+    every state.  Meters a database cannot answer are refused at start."""
 
     meters_file: str = "deploy/demo/meters.yaml"
     rate_card_file: str = "deploy/demo/rate-card.yaml"

@@ -157,7 +157,12 @@ def _init(_args: argparse.Namespace) -> int:
     ensure_topics(settings.kafka_bootstrap, meterline_topics(settings))
     engine = ServerEngine.of(settings)
     try:
-        ensure_schema(engine, settings.clickhouse_database, settings.clickhouse_window_states)
+        ensure_schema(
+            engine,
+            settings.clickhouse_database,
+            settings.clickhouse_window_states,
+            load_meters(settings.meters_file).meters,
+        )
     finally:
         engine.close()
     print(f"topics and tables ready (database {settings.clickhouse_database})")
@@ -344,6 +349,7 @@ def run_migrate(settings: Settings, *, timeout_s: float = 900.0) -> int:
             settle=settle,
             report=report,
             states=settings.clickhouse_window_states,
+            meters=load_meters(settings.meters_file).meters,
         )
     finally:
         engine.close()

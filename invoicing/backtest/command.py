@@ -127,7 +127,12 @@ def _engine(settings: Settings) -> ServerEngine:
             "point it at the database billing writes to",
         )
     # the tables exist: this only checks their version, and the meters' window states
-    require_current(engine, database, meters=load_meters(settings.meters_file).meters)
+    require_current(
+        engine,
+        database,
+        states=settings.clickhouse_window_states,
+        meters=load_meters(settings.meters_file).meters,
+    )
     return engine
 
 

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 
 from schemas.metering.definitions import MeterDefinition
@@ -39,7 +40,17 @@ from schemas.storage.rate_cards_table import RateCardsTable
 from schemas.storage.rollups import WindowStore
 from schemas.storage.schema_versions import VERSIONS, check_baseline, reattach_feed
 from schemas.storage.sql import Statement, lit
-from schemas.storage.window_states import WindowStates, check_meters, states_in
+from schemas.storage.state_migration import finish_interrupted, paused, set_states
+from schemas.storage.window_states import (
+    FULL_STATES,
+    GapsTable,
+    StateSet,
+    WindowStates,
+    check_meters,
+    gaps_of,
+    needed_states,
+    states_in,
+)
 
 __all__ = [
     "CURRENT_VERSION",
@@ -60,7 +71,7 @@ MIGRATE_COMMAND = "python -m streams migrate"
 
 
 def all_ddl(
-    database: str, cluster: str | None = None, states: WindowStates = WindowStates.FULL
+    database: str, cluster: str | None = None, states: StateSet = FULL_STATES
 ) -> list[Statement]:
     """The current layout of a new database (the migrations table included), for one
     server, or rendered for the ClickHouse cluster ``cluster`` (``schemas.storage.cluster``);
@@ -72,7 +83,7 @@ def all_ddl(
     return [*layout.database(database), *(c for s in single[1:] for c in layout.render(s))]
 
 
-def _single_server_ddl(database: str, states: WindowStates) -> list[Statement]:
+def _single_server_ddl(database: str, states: StateSet) -> list[Statement]:
     return [
         database_ddl(database),
         *EventsTable(database).ddl(),
@@ -82,6 +93,7 @@ def _single_server_ddl(database: str, states: WindowStates) -> list[Statement]:
         *CreditsTable(database).ddl(),
         *DeliveriesTable(database).ddl(),
         *NotificationsTable(database).ddl(),
+        GapsTable(database).ddl(),
         MigrationsTable(database).ddl(),
     ]
 
@@ -102,10 +114,20 @@ def applied_versions(engine: Engine, database: str) -> list[int]:
 
 
 def ensure_schema(
-    engine: Engine, database: str, states: WindowStates = WindowStates.FULL
+    engine: Engine,
+    database: str,
+    states: WindowStates = WindowStates.FULL,
+    meters: Iterable[MeterDefinition] | None = None,
 ) -> list[int]:
     """:func:`migrate` a database that no worker writes to."""
-    return migrate(engine, database, writer_active=lambda: False, settle=_no_writer, states=states)
+    return migrate(
+        engine,
+        database,
+        writer_active=lambda: False,
+        settle=_no_writer,
+        states=states,
+        meters=meters,
+    )
 
 
 def _no_writer(_minute: int) -> None:
@@ -120,9 +142,12 @@ def migrate(
     settle: Settle,
     report: Callable[[str], None] = log.info,
     states: WindowStates = WindowStates.FULL,
+    meters: Iterable[MeterDefinition] | None = None,
 ) -> list[int]:
     """Bring ``database`` to :data:`CURRENT_VERSION`; the versions applied now.  A new
-    database's windows tables keep ``states``; an existing one keeps its own."""
+    database's windows tables keep the window states ``states`` chooses for ``meters``
+    (``WindowStates.for_new``); an existing one keeps its own (a state change killed
+    half-way is finished: ``state_migration.finish_interrupted``)."""
     table = MigrationsTable(database)
     cluster = getattr(engine, "cluster", None)
     for statement in all_ddl(database, cluster)[: 2 if cluster else 1]:
@@ -133,13 +158,14 @@ def migrate(
             reattach_feed(engine, WindowStore(database).minute.feed, report)
         tables = {n: e for n, e in tables_of(engine, database).items() if "lock" not in n}
         if not tables:
-            for statement in all_ddl(database, cluster, states)[2 if cluster else 1 :]:
+            kept = states.for_new(meters, cluster=bool(cluster))
+            for statement in all_ddl(database, cluster, kept)[2 if cluster else 1 :]:
                 engine.execute(statement.to_sql())
             for version in VERSIONS:
                 engine.execute(table.record(version.number, version.name, "created").to_sql())
             report(
                 f"created {database} at schema version {CURRENT_VERSION}, "
-                f"{states.value} window states"
+                f"{kept.label} window states"
             )
             return [v.number for v in VERSIONS]
         if "schema_migrations" not in tables:
@@ -164,6 +190,8 @@ def migrate(
             done.append(version.number)
         if done:
             report(f"{database} is at schema version {CURRENT_VERSION}")
+        if not cluster:
+            finish_interrupted(engine, database, report)
         return done
     finally:
         engine.execute(table.release_lock().to_sql())
@@ -204,22 +232,78 @@ def require_current(
     engine: Engine,
     database: str,
     *,
-    states: WindowStates = WindowStates.FULL,
-    meters: Iterable[MeterDefinition] = (),
+    states: WindowStates = WindowStates.NEEDED,
+    meters: Iterable[MeterDefinition] | None = None,
+    report: Callable[[str], None] = log.info,
 ) -> None:
-    """Create a new database at the current layout (its windows tables keeping
-    ``states``); refuse an older one, naming the fix; refuse ``meters`` the database's
-    window states cannot answer (``window_states.check_meters``)."""
-    _require_version(engine, database, states)
+    """Create a new database at the current layout (its window states chosen by
+    ``states`` for ``meters``); refuse an older one, naming the fix.  With ``needed``,
+    add the window states ``meters`` need and the database lacks
+    (``state_migration.set_states``); refuse the meters its states cannot answer
+    (``window_states.check_meters``).  ``meters`` ``None``: not checked."""
+    listed = None if meters is None else list(meters)
+    _require_version(engine, database, states, listed)
     kept = states_in(engine, database)
-    if kept is not None:
-        check_meters(meters, kept, database)
+    if kept is None or listed is None:
+        return
+    cluster = getattr(engine, "cluster", None)
+    fix = ""
+    if cluster:
+        fix = (
+            "meter it in a new database created with METERLINE_CLICKHOUSE_WINDOW_STATES=full "
+            "or =needed (a cluster database keeps every state: cluster databases are not "
+            "migrated), re-metered from the raw events (`meterline backfill`)"
+        )
+    if not cluster:
+        kept = _add_needed(engine, database, kept, needed_states(listed), states, report)
+    gaps = gaps_of(engine.execute(GapsTable(database).read().to_sql()))
+    check_meters(listed, kept, database, gaps, fix_missing=fix)
 
 
-def _require_version(engine: Engine, database: str, states: WindowStates) -> None:
+STATE_LOCK_WAIT_S = 60.0
+"""How long a start waits for another runner's migration (the same states, usually,
+added by a worker and an API started together) before it gives up."""
+
+
+def _add_needed(
+    engine: Engine,
+    database: str,
+    kept: StateSet,
+    needed: StateSet,
+    states: WindowStates,
+    report: Callable[[str], None],
+) -> StateSet:
+    """With ``needed``, add the states ``needed`` that ``kept`` lacks; finish a change left
+    half-way in any case; the set kept now."""
+    deadline = time.monotonic() + STATE_LOCK_WAIT_S
+    while True:
+        adding = states is WindowStates.NEEDED and bool((needed - kept).optional)
+        if not adding and not paused(engine, database):
+            return kept
+        table = MigrationsTable(database)
+        try:
+            _lock(engine, table)
+        except MigrationLocked:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
+            kept = states_in(engine, database) or kept
+            continue
+        try:
+            return set_states(engine, database, needed - kept if adding else kept, report)
+        finally:
+            engine.execute(table.release_lock().to_sql())
+
+
+def _require_version(
+    engine: Engine,
+    database: str,
+    states: WindowStates,
+    meters: list[MeterDefinition] | None,
+) -> None:
     tables = tables_of(engine, database)
     if not tables:
-        ensure_schema(engine, database, states)
+        ensure_schema(engine, database, states, meters)
         return
     applied = applied_versions(engine, database)
     refuse_unknown(database, applied, [v.number for v in VERSIONS])

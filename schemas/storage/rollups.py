@@ -20,7 +20,8 @@ from schemas.storage.agg_feed import agg_feed_ddl
 from schemas.storage.feed import feed_ddl
 from schemas.storage.sql import Statement, lit
 from schemas.storage.window_states import (
-    WindowStates,
+    FULL_STATES,
+    StateSet,
     merge_states,
     state_columns,
     states_from_agg,
@@ -41,7 +42,7 @@ class RollupTable:
     database: str
     grain: str
     """A key of :data:`GRAINS`."""
-    states: WindowStates = WindowStates.FULL
+    states: StateSet = FULL_STATES
 
     @property
     def seconds(self) -> int:
@@ -138,7 +139,7 @@ class WindowStore:
     """The windows tables the worker writes: minute, hourly, daily."""
 
     database: str
-    states: WindowStates = WindowStates.FULL
+    states: StateSet = FULL_STATES
     """The aggregate states their DDL keeps; what they are read and written with is the
     same either way."""
 
@@ -169,6 +170,38 @@ class WindowStore:
         """The aggregated feed, its views into every table, and their repair feeds."""
         minute = self.minute
         return [*minute.agg_ddl(), *(s for r in self.rollups for s in r.agg_ddl(minute.agg_feed))]
+
+    def feeds(self) -> list[str]:
+        """Every feed whose views write the windows tables (main, aggregated, repairs)."""
+        minute = self.minute
+        return [
+            minute.feed,
+            minute.agg_feed,
+            minute.repair_feed,
+            minute.agg_repair_feed,
+            *(f for r in self.rollups for f in (r.repair_feed, r.agg_repair_feed)),
+        ]
+
+    def views(self) -> list[tuple[str, Statement]]:
+        """Every view into the windows tables: (name, its ``CREATE``)."""
+        minute = self.minute
+        views = [
+            (minute.view, minute.view_ddl(minute.view, minute.feed)),
+            (minute.repair_view, minute.view_ddl(minute.repair_view, minute.repair_feed)),
+            (minute.agg_view, minute.agg_view_ddl(minute.agg_view, minute.agg_feed)),
+            (
+                minute.agg_repair_view,
+                minute.agg_view_ddl(minute.agg_repair_view, minute.agg_repair_feed),
+            ),
+        ]
+        for r in self.rollups:
+            views += [
+                (r.view, r.view_ddl(r.view, minute.feed)),
+                (r.repair_view, r.view_ddl(r.repair_view, r.repair_feed)),
+                (r.agg_view, r.agg_view_ddl(r.agg_view, minute.agg_feed)),
+                (r.agg_repair_view, r.agg_view_ddl(r.agg_repair_view, r.agg_repair_feed)),
+            ]
+        return views
 
     def ddl(self) -> list[Statement]:
         return [

@@ -12,6 +12,8 @@
    is sent.
 9. ``meter_windows`` in 1,024-row granules (a customer's reads take fewer rows), copied
    and swapped in like version 2.
+10. ``window_state_gaps``: which meters' windows lack a window state added later
+    (``schemas.storage.window_states``).
 
 Copies under a live writer use a *cut*: a whole minute M chosen by the migration.  The
 worker stores a record's contributions under its ingestion minute (the broker's append
@@ -50,7 +52,7 @@ from schemas.storage.notifications_table import NotificationsTable
 from schemas.storage.rate_cards_table import RateCardsTable
 from schemas.storage.rollups import RollupTable, WindowStore
 from schemas.storage.sql import Statement
-from schemas.storage.window_states import WindowStates, states_in
+from schemas.storage.window_states import FULL_STATES, GapsTable, states_in
 from schemas.storage.windows_table import (
     LATEST_TYPE_MARK,
     MINUTE_GRANULE_ROWS,
@@ -167,7 +169,7 @@ def rewrite_minute_table(
     ``feeds`` (every feed whose views write it) detached for the last pass; ``done``: the
     table has the layout already (only a killed run's leftover is dropped).  The new table
     keeps the old one's window states."""
-    windows = WindowsTable(ctx.database, states_in(ctx.engine, ctx.database) or WindowStates.FULL)
+    windows = WindowsTable(ctx.database, states_in(ctx.engine, ctx.database) or FULL_STATES)
     new, old = f"{windows.name}_{tag}", f"{windows.name}_pre_{tag}"
     for feed in feeds:
         reattach(ctx, feed)
@@ -314,6 +316,17 @@ class FineGrainedWindows:
         rewrite_minute_table(ctx, "v9", done, feeds)
 
 
+@dataclass(frozen=True, slots=True)
+class WindowStateGaps:
+    """A new table only: nothing writes it before a window state is added."""
+
+    number: int = 10
+    name: str = "window state gaps"
+
+    def apply(self, ctx: MigrationContext) -> None:
+        ctx.run(GapsTable(ctx.database).ddl())
+
+
 VERSIONS: tuple[Version, ...] = (
     Baseline(),
     SubjectLeadingWindows(),
@@ -324,4 +337,5 @@ VERSIONS: tuple[Version, ...] = (
     WebhookDeliveries(),
     Notifications(),
     FineGrainedWindows(),
+    WindowStateGaps(),
 )

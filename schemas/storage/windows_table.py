@@ -29,9 +29,9 @@ reports for a partition is exactly the last event whose contribution that table 
 After a crash the worker skips contributions at or below it, table by table, so a batch
 that was written but not yet committed to Kafka is never counted twice.
 
-States kept: every aggregation's (sum, count, uniqExact, max, min, argMax) or only sum
-and count, chosen when the database is created (``schemas.storage.window_states``); AVG is
-sum / count, computed in Python with Decimal.
+States kept: sum and count always, and of uniqExact, max, min and argMax those the
+database's meters need (``schemas.storage.window_states``); AVG is sum / count, computed
+in Python with Decimal.
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ from schemas.storage.agg_feed import AGG_COLUMNS, AggRow, agg_feed_ddl
 from schemas.storage.feed import FEED_COLUMNS, FeedRow, feed_ddl
 from schemas.storage.sql import OnTable, Statement, lit
 from schemas.storage.window_states import (
-    WindowStates,
+    FULL_STATES,
+    StateSet,
     state_columns,
     states_from_agg,
     states_from_feed,
@@ -132,7 +133,7 @@ def _width(kind: Aggregation) -> int:
 
 
 class WindowsTable:
-    def __init__(self, database: str, states: WindowStates = WindowStates.FULL) -> None:
+    def __init__(self, database: str, states: StateSet = FULL_STATES) -> None:
         self.database = database
         self.states = states
         """The aggregate states its DDL keeps (``window_states``); readers need not say."""

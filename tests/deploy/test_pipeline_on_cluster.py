@@ -39,7 +39,7 @@ from schemas.storage.cluster import ClusterLayout, local_sql, shard_database, sh
 from schemas.storage.engine import ServerEngine, ShardReplicas, shard_engines
 from schemas.storage.events_table import EventsTable, RawEventRow
 from schemas.storage.usage import UsageRead
-from schemas.storage.window_states import WindowStates, states_in
+from schemas.storage.window_states import ADDITIVE_STATES, WindowStates, states_in
 from schemas.wire import encode_event, event_key
 from streams.cli import run_backfill, run_reconcile
 from streams.progress import consumer_lag
@@ -367,8 +367,8 @@ def test_a_cluster_database_of_the_additive_window_states_meters_exactly(
     shape = stack_cluster.ClusterSettings.from_env()
     for k, _shard, _replica in shape.clickhouse_servers():
         server = ServerEngine(settings.clickhouse_host, shape.clickhouse_ports(k)[0])
-        assert states_in(server, shard_database(database)) is WindowStates.ADDITIVE
-        assert states_in(server, database) is WindowStates.ADDITIVE
+        assert states_in(server, shard_database(database)) == ADDITIVE_STATES
+        assert states_in(server, database) == ADDITIVE_STATES
         server.close()
     sink = MeteringSink(
         namespace=settings.namespace,

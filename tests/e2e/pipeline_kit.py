@@ -40,7 +40,12 @@ def prepare(settings: Settings) -> ServerEngine:
     ensure_topics(settings.kafka_bootstrap, meterline_topics(settings))
     engine = ServerEngine.of(settings)
     OPENED_ENGINES.append(engine)  # closed after the test, however it ends
-    ensure_schema(engine, settings.clickhouse_database, settings.clickhouse_window_states)
+    ensure_schema(
+        engine,
+        settings.clickhouse_database,
+        settings.clickhouse_window_states,
+        load_meters(settings.meters_file).meters,
+    )
     return engine
 
 
