@@ -224,14 +224,7 @@ def _worker(args: argparse.Namespace) -> int:
     from streams.app import create_worker
 
     ensure_topics(settings.kafka_bootstrap, meterline_topics(settings))
-    engine = ServerEngine.of(settings)
-    require_current(
-        engine,
-        settings.clickhouse_database,
-        states=settings.clickhouse_window_states,
-        meters=meters.meters,
-    )
-    engine.close()
+    _require_schema(settings, meters)
     worker = create_worker(settings, meters)
     if fastpath.native_decode is None:
         logging.getLogger(__name__).warning(
@@ -272,9 +265,26 @@ def _range(args: argparse.Namespace) -> tuple[int, int]:
     return _instant(args.start), _instant(args.end)
 
 
+def _require_schema(settings: Settings, meters: MeterSet) -> None:
+    """The database at the current schema version, keeping the window states ``meters``
+    need (added now with ``needed``), or refused naming the fix
+    (``schemas.storage.bootstrap.require_current``)."""
+    engine = ServerEngine.of(settings)
+    try:
+        require_current(
+            engine,
+            settings.clickhouse_database,
+            states=settings.clickhouse_window_states,
+            meters=meters.meters,
+        )
+    finally:
+        engine.close()
+
+
 def run_reconcile(settings: Settings, meters: MeterSet, args: argparse.Namespace) -> int:
     start, end = _range(args)
     only = set(args.meter) if args.meter else None
+    _require_schema(settings, meters)
     engine = ServerEngine.of(settings)
     try:
         differences, checked, unmeterable = compare(
@@ -311,6 +321,8 @@ def run_backfill(settings: Settings, meters: MeterSet, args: argparse.Namespace)
             f"the metering worker group {settings.worker_app_id!r} is running; stop it first, "
             "backfill, then start it with the new meter (see streams/reconcile.py)"
         )
+    # a meter defined later may need a window state the database does not keep yet
+    _require_schema(settings, meters)
     lag = consumer_lag(settings.kafka_bootstrap, settings.worker_app_id, settings.events_topic)
     passed = {p: max(o, 0) for p, o in lag.committed.items()}
     with shard_views(settings) as (database, views):
