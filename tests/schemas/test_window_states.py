@@ -279,6 +279,18 @@ def _columns(engine: Engine, database: str, table: str) -> list[str]:
 WINDOWS_TABLES = ("meter_windows", "meter_windows_hourly", "meter_windows_daily")
 
 
+def _assert_max_added(engine: Engine, database: str) -> None:
+    """Every windows table keeps the max state, in the full column order; writes flow."""
+    for table in WINDOWS_TABLES:
+        assert _columns(engine, database, table) == [
+            "value_sum",
+            "event_count",
+            "value_max",
+            "max_offset",
+        ], table
+    assert not paused(engine, database)
+
+
 def _answers(engine: Engine, database: str, slug: str, kind: Aggregation) -> list[object]:
     """The meter's values through every table (the planner's grains)."""
     out: list[object] = []
@@ -304,14 +316,7 @@ def test_needed_adds_a_state_when_a_meter_first_needs_it_and_it_answers_exactly(
             _fill(engine, db, history)
         require_current(engine, database, states=WindowStates.NEEDED, meters=[calls, peak])
         assert states_in(engine, database) == StateSet(frozenset({"value_max"}))
-        for table in WINDOWS_TABLES:
-            assert _columns(engine, database, table) == [
-                "value_sum",
-                "event_count",
-                "value_max",
-                "max_offset",
-            ], table
-        assert not paused(engine, database)
+        _assert_max_added(engine, database)
         fresh = [
             replace(r, meter="peak", source_offset=10_000 + i)
             for i, r in enumerate(rows(600, seed=6))
@@ -366,15 +371,8 @@ def test_writes_fail_while_paused_and_an_interrupted_change_is_finished_at_the_n
     require_current(
         engine, additive_db, meters=[meter("m", Aggregation.SUM)], report=reports.append
     )
-    assert not paused(engine, additive_db)
     assert any("writes resumed" in r for r in reports)
-    for table in WINDOWS_TABLES:
-        assert _columns(engine, additive_db, table) == [
-            "value_sum",
-            "event_count",
-            "value_max",
-            "max_offset",
-        ], table
+    _assert_max_added(engine, additive_db)
     _fill(engine, additive_db, sample)
     _fill(engine, full_db, sample)
     for kind in (Aggregation.SUM, Aggregation.MAX):
