@@ -1,7 +1,8 @@
 """Issue-level acceptance for metering, on the real Kafka, Faust worker and ClickHouse:
 every aggregation kind exact through duplicates, late events, malformed events and a
-SIGKILL; reconcile passing; every malformed event on the dead-letter topic; and a
-rebalance between two workers that neither loses nor double-counts."""
+SIGKILL; reconcile passing; every malformed event on the dead-letter topic; a rebalance
+between two workers, and a window state added while a worker writes, that neither lose
+nor double-count."""
 
 from __future__ import annotations
 
@@ -23,7 +24,11 @@ from ingest import UsageProducer
 from schemas.events import UsageEvent
 from schemas.metering.definitions import Aggregation, load_meters
 from schemas.settings import Settings
+from schemas.storage.bootstrap import require_current
 from schemas.storage.events_table import EventsTable
+from schemas.storage.rollups import WindowStore
+from schemas.storage.state_migration import pause_ddl, paused
+from schemas.storage.window_states import ADDITIVE_STATES, FULL_STATES, states_in
 from schemas.storage.windows_table import FeedRow, WindowsTable
 from streams.progress import describe_group
 from tests.conftest import ROOT, WorkerProcess, run_module, settings_env, wait_until
@@ -400,4 +405,46 @@ def test_backfill_meters_history_for_a_meter_defined_later(
     want = {k: v for k, v in expected(events).items() if k[1] in {"m_sum", "m_max"}}
     got = {k: v for k, v in stored_totals(engine, later).items() if k[1] in {"m_sum", "m_max"}}
     assert got == want
+    engine.close()
+
+
+def test_a_window_state_added_while_a_worker_meters_loses_and_doubles_nothing(
+    isolated: Settings, workers: WorkerProcess, tmp_path: Path
+) -> None:
+    early = tmp_path / "early.yaml"
+    early.write_text(
+        "meters:\n  - {slug: m_sum, event_type: job, aggregation: SUM, value_property: $.v}\n"
+    )
+    settings = isolated.model_copy(update={"meters_file": str(early)})
+    workers.settings = settings
+    engine = prepare(settings)
+    database = settings.clickhouse_database
+    assert states_in(engine, database) == ADDITIVE_STATES  # what a SUM meter needs
+    before, during = make_events(300, seed=31, late_share=0.3), make_events(300, 32, 0.3)
+    workers.start()
+    with UsageProducer(settings.kafka_bootstrap, settings.events_topic) as producer:
+        producer.send_many(before)
+    wait_caught_up(settings, workers)
+
+    # writes paused as a state change pauses them, held while events keep arriving: the
+    # worker's window writes fail and are retried
+    store = WindowStore(database)
+    for statement in pause_ddl(database, store.feeds()):
+        engine.execute(statement.to_sql())
+    with UsageProducer(settings.kafka_bootstrap, settings.events_topic) as producer:
+        producer.send_many(during)
+    wait_until(
+        lambda: "ClickHouse write failed" in workers.logs(), 60, "a write to fail on the pause"
+    )
+    # a start that sees every aggregation finishes the change (views rebuilt, states added)
+    later = with_meters(isolated, tmp_path)
+    require_current(engine, database, meters=load_meters(later.meters_file).meters)
+    assert not paused(engine, database)
+    assert states_in(engine, database) == FULL_STATES
+    wait_caught_up(settings, workers)
+
+    want = {k: v for k, v in expected(before + during).items() if k[1] == "m_sum"}
+    assert stored_totals(engine, settings) == want
+    raw = engine.execute(EventsTable(database).count(settings.namespace).to_sql())
+    assert raw == [(len(before) + len(during),)]
     engine.close()
