@@ -25,6 +25,7 @@ from schemas.events import UsageEvent
 from schemas.metering.definitions import Aggregation, load_meters
 from schemas.settings import Settings
 from schemas.storage.bootstrap import require_current
+from schemas.storage.engine import ServerEngine
 from schemas.storage.events_table import EventsTable
 from schemas.storage.rollups import WindowStore
 from schemas.storage.state_migration import pause_ddl, paused
@@ -369,16 +370,23 @@ def test_two_workers_rebalance_without_loss_or_double_count(
     engine.close()
 
 
-def test_backfill_meters_history_for_a_meter_defined_later(
+def sum_meter_only(
     isolated: Settings, workers: WorkerProcess, tmp_path: Path
-) -> None:
+) -> tuple[Settings, ServerEngine]:
+    """Settings whose catalogue is one SUM meter (the workers' too), the pipeline ready."""
     early = tmp_path / "early.yaml"
     early.write_text(
         "meters:\n  - {slug: m_sum, event_type: job, aggregation: SUM, value_property: $.v}\n"
     )
     settings = isolated.model_copy(update={"meters_file": str(early)})
     workers.settings = settings
-    engine = prepare(settings)
+    return settings, prepare(settings)
+
+
+def test_backfill_meters_history_for_a_meter_defined_later(
+    isolated: Settings, workers: WorkerProcess, tmp_path: Path
+) -> None:
+    settings, engine = sum_meter_only(isolated, workers, tmp_path)
     events = make_events(400, seed=12, late_share=0.5)
     with UsageProducer(settings.kafka_bootstrap, settings.events_topic) as producer:
         producer.send_many(events)
@@ -411,13 +419,7 @@ def test_backfill_meters_history_for_a_meter_defined_later(
 def test_a_window_state_added_while_a_worker_meters_loses_and_doubles_nothing(
     isolated: Settings, workers: WorkerProcess, tmp_path: Path
 ) -> None:
-    early = tmp_path / "early.yaml"
-    early.write_text(
-        "meters:\n  - {slug: m_sum, event_type: job, aggregation: SUM, value_property: $.v}\n"
-    )
-    settings = isolated.model_copy(update={"meters_file": str(early)})
-    workers.settings = settings
-    engine = prepare(settings)
+    settings, engine = sum_meter_only(isolated, workers, tmp_path)
     database = settings.clickhouse_database
     assert states_in(engine, database) == ADDITIVE_STATES  # what a SUM meter needs
     before, during = make_events(300, seed=31, late_share=0.3), make_events(300, 32, 0.3)
