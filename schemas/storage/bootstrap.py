@@ -246,15 +246,14 @@ def require_current(
     kept = states_in(engine, database)
     if kept is None or listed is None:
         return
-    cluster = getattr(engine, "cluster", None)
-    fix = ""
-    if cluster:
+    if getattr(engine, "cluster", None):
         fix = (
             "meter it in a new database created with METERLINE_CLICKHOUSE_WINDOW_STATES=full "
             "or =needed (a cluster database keeps every state: cluster databases are not "
             "migrated), re-metered from the raw events (`meterline backfill`)"
         )
-    if not cluster:
+    else:
+        fix = ""
         kept = _add_needed(engine, database, kept, needed_states(listed), states, report)
     gaps = gaps_of(engine.execute(GapsTable(database).read().to_sql()))
     check_meters(listed, kept, database, gaps, fix_missing=fix)

@@ -32,13 +32,13 @@ from collections.abc import Callable
 from schemas.storage.engine import Engine
 from schemas.storage.migrations import tables_of
 from schemas.storage.rollups import WindowStore
-from schemas.storage.sql import Statement, lit
+from schemas.storage.sql import Statement
 from schemas.storage.window_states import (
     ADDITIVE_STATES,
     GapsTable,
     StateSet,
     add_columns,
-    states_of,
+    states_in,
 )
 
 __all__ = [
@@ -78,14 +78,6 @@ def resume_ddl(database: str, feeds: list[str]) -> list[Statement]:
     ]
 
 
-def table_states_query(table: str) -> Statement:
-    """Rows ``(column,)`` of one windows table."""
-    database, name = table.split(".", 1)
-    return Statement(
-        f"SELECT name FROM system.columns WHERE database = {lit(database)} AND table = {lit(name)}"
-    )
-
-
 def paused(engine: Engine, database: str) -> bool:
     """Whether a state change left the feeds of ``database`` paused."""
     store = WindowStore(database)
@@ -100,11 +92,7 @@ def set_states(
     module's text); the set they keep now.  Run under the migration lock."""
     store = WindowStore(database)
     names = [store.minute.name, *(r.name for r in store.rollups)]
-    per_table = {
-        t: states_of(str(c) for (c,) in engine.execute(table_states_query(t).to_sql()))
-        or ADDITIVE_STATES
-        for t in names
-    }
+    per_table = {t: states_in(engine, *t.split(".", 1)) or ADDITIVE_STATES for t in names}
     target = added
     for kept in per_table.values():
         target = target | kept

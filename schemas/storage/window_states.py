@@ -204,13 +204,14 @@ def add_columns(table: str, kept: StateSet, added: StateSet) -> list[Statement]:
     return statements
 
 
-def states_query(database: str) -> Statement:
-    """Rows ``(column,)``: the state columns ``meter_windows`` of ``database`` has (on a
-    cluster, its ``Distributed`` table's, which are the shards')."""
+def states_query(database: str, table: str = "meter_windows") -> Statement:
+    """Rows ``(column,)``: the state columns ``table`` of ``database`` has (the default,
+    ``meter_windows``, on a cluster is the ``Distributed`` table, whose columns are the
+    shards')."""
     names = ", ".join(lit(s.column) for s in _STATES)
     return Statement(
         f"SELECT name FROM system.columns WHERE database = {lit(database)}"
-        f" AND table = 'meter_windows' AND name IN ({names})"
+        f" AND table = {lit(table)} AND name IN ({names})"
     )
 
 
@@ -223,9 +224,11 @@ def states_of(columns: Iterable[str]) -> StateSet | None:
     return StateSet(frozenset(c for c in found if c in _BY_COLUMN and _BY_COLUMN[c].serves))
 
 
-def states_in(engine: Engine, database: str) -> StateSet | None:
-    """The set ``database``'s windows tables keep; ``None``: it has none."""
-    return states_of(str(name) for (name,) in engine.execute(states_query(database).to_sql()))
+def states_in(engine: Engine, database: str, table: str = "meter_windows") -> StateSet | None:
+    """The set ``database``'s windows tables keep (or one of them, ``table``); ``None``:
+    it has no such table."""
+    rows = engine.execute(states_query(database, table).to_sql())
+    return states_of(str(name) for (name,) in rows)
 
 
 @dataclass(frozen=True, slots=True)
