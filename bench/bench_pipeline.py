@@ -312,44 +312,48 @@ class Bench:
         rates: list[float] = []
         cpu_us: list[float] = []
         for run, topic in enumerate(self.topics[layout]):
-            consumer = Consumer(
-                {
-                    "bootstrap.servers": self.base.kafka_bootstrap,
-                    "group.id": f"{self.prefix}_raw_{run}",
-                    "auto.offset.reset": "earliest",
-                    "enable.auto.commit": False,
-                }
-            )
-            consumer.subscribe([topic])
-            seen, total_bytes = 0, 0
-            start: float | None = None
-            cpu_start = time.process_time()
-            deadline = time.monotonic() + 300
-            while seen < self.events:
-                if time.monotonic() > deadline:
-                    raise BenchError(f"bare consume read {seen}/{self.events}")
-                for msg in consumer.consume(num_messages=10_000, timeout=1.0):
-                    if msg.error():
-                        continue
-                    if start is None:
-                        start = time.perf_counter()  # time from the first record: no join
-                        cpu_start = time.process_time()
-                    value = msg.value()
-                    for line in split_record(value, is_batch(msg.headers())):
-                        orjson.loads(line)
-                        seen += 1
-                    total_bytes += len(value)
-            elapsed = time.perf_counter() - (start or time.perf_counter())
-            cpu = time.process_time() - cpu_start
-            consumer.close()
-            if seen != self.events:
-                raise BenchError(f"bare consume read {seen}, expected {self.events}")
+            rate, cpu = self.bare_consume(topic, f"{self.prefix}_raw_{run}")
             if run:
-                rates.append(self.events / elapsed)
-                cpu_us.append(cpu / self.events * 1e6)
+                rates.append(rate)
+                cpu_us.append(cpu)
         out = summary(rates)
         out["cpu_us_per_event"] = summary(cpu_us)
         return out
+
+    def bare_consume(self, topic: str, group: str) -> tuple[float, float]:
+        """One bare consume of ``topic`` by a new consumer group: ``(events/s, process CPU
+        µs per event)``, timed from the first record received (the group join left out)."""
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.base.kafka_bootstrap,
+                "group.id": group,
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            }
+        )
+        consumer.subscribe([topic])
+        seen = 0
+        start: float | None = None
+        cpu_start = time.process_time()
+        deadline = time.monotonic() + 300
+        while seen < self.events:
+            if time.monotonic() > deadline:
+                raise BenchError(f"bare consume read {seen}/{self.events}")
+            for msg in consumer.consume(num_messages=10_000, timeout=1.0):
+                if msg.error():
+                    continue
+                if start is None:
+                    start = time.perf_counter()  # time from the first record: no join
+                    cpu_start = time.process_time()
+                for line in split_record(msg.value(), is_batch(msg.headers())):
+                    orjson.loads(line)
+                    seen += 1
+        elapsed = time.perf_counter() - (start or time.perf_counter())
+        cpu = time.process_time() - cpu_start
+        consumer.close()
+        if seen != self.events:
+            raise BenchError(f"bare consume read {seen}, expected {self.events}")
+        return self.events / elapsed, cpu / self.events * 1e6
 
     # -- the Faust floor ---------------------------------------------------------------------
     def faust_floor(self, layout: str) -> dict[str, Any]:
@@ -401,7 +405,12 @@ class Bench:
         of the first root on a database of each of those sets — run in turn on each filled
         topic (side 1, side 2, side 1, ...): a drift of the box's speed over minutes then
         falls on every side alike instead of on whichever ran last.  One result per side,
-        each with its ``server_cpu_us_per_event``."""
+        each with its ``server_cpu_us_per_event``.
+
+        Each run is paired with a bare consume of its topic right before it
+        (:meth:`bare_consume`): ``paired_ratio`` is the median of the runs' ratios to their
+        own pair, so a box that slows down or speeds up over the minutes of a stage moves
+        both sides of each ratio instead of only the side measured at that time."""
         for root in roots:  # a baseline's own native module, built before anything is timed
             if root != ROOT:
                 native_dir(root)
@@ -411,11 +420,12 @@ class Bench:
             else [(root, None) for root in roots]
         )
         runs: list[dict[str, list[Any]]] = [
-            {"rates": [], "cpu": [], "peaks": [], "checks": []} for _ in sides
+            {"rates": [], "cpu": [], "peaks": [], "checks": [], "pairs": []} for _ in sides
         ]
         watched: list[dict[str, list[float]]] = [{} for _ in sides]
         for run, topic in enumerate(self.topics[layout]):
             for side, (root, states) in enumerate(sides):
+                pair, _ = self.bare_consume(topic, f"{self.prefix}_pair_{run}_{side}")
                 self.watched_cpu_us = watched[side]  # where this run's server CPU goes
                 rate, cpu, peak, check = self._stream_run(workers, topic, root, states)
                 runs[side]["peaks"].append(peak)
@@ -423,6 +433,7 @@ class Bench:
                 if run:  # the first topic warms up
                     runs[side]["rates"].append(rate)
                     runs[side]["cpu"].append(cpu)
+                    runs[side]["pairs"].append(pair)
         self.watched_cpu_us = {}
         results = []
         for side, found in enumerate(runs):
@@ -430,6 +441,10 @@ class Bench:
             out["cpu_us_per_event"] = summary(found["cpu"])
             out["committed_events_per_s"] = summary(  # the warm-up run left out
                 [c["committed_events_per_s"] for c in found["checks"][1:]]
+            )
+            out["paired_baseline"] = summary(found["pairs"])
+            out["paired_ratio"] = summary(
+                [rate / pair for rate, pair in zip(found["rates"], found["pairs"], strict=True)]
             )
             out["peak_rss_mb"] = max(found["peaks"])
             out["exact"] = all(c["exact"] for c in found["checks"])

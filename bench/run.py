@@ -203,6 +203,12 @@ def pipeline_rows(p: dict[str, Any]) -> list[str]:
         f"| stream stage, 1 worker process (Faust dedupe + aggregation + ClickHouse write), "
         f"first to last stored event; exact totals and row counts: {exact(one)} | "
         f"{rate(one)} | {base_text} | {one['median'] / base['median']:.3f} |",
+        f"| the same runs, each against a bare consume of its own topic right before it "
+        f"(paired: a drift of the box's speed falls on both sides of each ratio), the "
+        f"median of the runs' ratios | {rate(one)} | bare confluent-kafka consume + orjson, "
+        f"right before each run: {rate(one['paired_baseline'])} | "
+        f"**{one['paired_ratio']['median']:.3f}** (runs "
+        f"{', '.join(f'{r:.3f}' for r in one['paired_ratio']['runs'])}) |",
         f"| the same runs, first stored event to the commit (zero consumer lag, the worker "
         f"commits every {COMMIT_INTERVAL_S:g} s) | {rate(one['committed_events_per_s'])} | "
         f"{base_text} | {one['committed_events_per_s']['median'] / base['median']:.3f} |",

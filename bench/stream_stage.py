@@ -6,7 +6,9 @@
 
 Produces the generated telemetry (20 subjects, 10 % duplicates, packed records) into
 fresh topics, times the bare confluent-kafka consume + orjson baseline on them, then one
-supervised worker (``python -m streams worker``) per run: events/s from the first stored
+supervised worker (``python -m streams worker``) per run, each run right after a bare
+consume of its own topic (``ratio_paired``: the median of the runs' ratios to their own
+bare consume, beside the ratio of the medians): events/s from the first stored
 event until everything is stored (every raw event, and windows holding exactly the
 generated totals), and beside it until everything is also committed (zero consumer lag;
 the worker commits on a timer, which on a run of a few seconds moves this figure by up to
@@ -95,6 +97,7 @@ def main() -> int:
             out[f"stream_{other['window_states']}"] = other
     base, stream = out["consume_baseline"], out["stream"]
     out["ratio_events_per_s"] = stream["median"] / base["median"]
+    out["ratio_paired"] = stream["paired_ratio"]["median"]
     out["ratio_committed_events_per_s"] = (
         stream["committed_events_per_s"]["median"] / base["median"]
     )
@@ -129,6 +132,7 @@ def main() -> int:
                         / stream["cpu_us_per_event"]["median"],
                         "events_per_s": other["median"] / stream["median"],
                         "ratio_events_per_s": other["median"] / base["median"],
+                        "ratio_paired": other["paired_ratio"]["median"],
                         "server_cpu_per_event": {
                             name: value / stream["server_cpu_us_per_event"][name]
                             for name, value in other["server_cpu_us_per_event"].items()
