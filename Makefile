@@ -48,11 +48,12 @@ status: ## Health of each local service (the cluster's too, when started) and pi
 	@P=$$([ -x $(PY) ] && echo $(PY) || echo $(PYTHON)); $$P deploy/stack.py status; s=$$?; \
 	  $$P deploy/pipeline.py status || s=3; exit $$s
 
-lint: install ## ruff + mypy --strict on the packages and the tests
+lint: install ## ruff + mypy --strict on the packages, the tests, the benches and the deploy scripts
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy tests
+	$(VENV)/bin/mypy bench deploy
 
 fmt: install ## Apply ruff formatting and safe fixes
 	$(VENV)/bin/ruff check --fix .

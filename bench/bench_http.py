@@ -472,7 +472,7 @@ def read_topic(bootstrap: str, topic: str) -> Iterator[tuple[str, bytes]]:
 
 
 def median_of(runs: list[dict[str, Any]], name: str) -> float:
-    return statistics.median(r[name] for r in runs)
+    return float(statistics.median(r[name] for r in runs))
 
 
 def run(

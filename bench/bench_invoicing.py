@@ -180,6 +180,7 @@ class _TimedEngine:
 
     def __init__(self, inner: Engine) -> None:
         self.inner, self.name, self.seconds = inner, inner.name, 0.0
+        self.cluster = inner.cluster
 
     def execute(self, sql: str) -> list[Row]:
         start = time.perf_counter()

@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -202,7 +203,7 @@ def run(events: int = 50_000_000, seed: int = 7) -> dict[str, Any]:
         log.parent.mkdir(parents=True, exist_ok=True)
         api = start_background(env=env, log_path=log)
         client = Api(api.url)
-        shapes = {
+        shapes: dict[str, Callable[[str], dict[str, str]]] = {
             "one subject, 30 days, hourly": lambda s: {
                 "subject": s,
                 "from": FROM,
@@ -225,7 +226,7 @@ def run(events: int = 50_000_000, seed: int = 7) -> dict[str, Any]:
             "top 20 subjects over the month": lambda s: {"from": FROM, "to": TO, "top": "20"},
         }
         before = f"{database}.meter_windows_before"
-        baselines = {
+        baselines: dict[str, Callable[[str], MeterQuery | RangeQuery]] = {
             "one subject, 30 days, hourly": lambda s: MeterQuery(
                 "default", METER, Aggregation.SUM, T0, T1, WindowSize.HOUR, "UTC", (s,)
             ),
@@ -240,8 +241,11 @@ def run(events: int = 50_000_000, seed: int = 7) -> dict[str, Any]:
             ),
         }
         results: dict[str, Any] = {}
+
+        def subject() -> str:
+            return f"c{rng.randrange(subjects)}"
+
         for name, params in shapes.items():
-            subject = lambda: f"c{rng.randrange(subjects)}"  # noqa: E731
             for _ in range(3):  # warm-up
                 client.get(params(subject()))
             samples, tables = [], set()

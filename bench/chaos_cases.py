@@ -203,9 +203,11 @@ def worker_kill_three(stack: ChaosStack, work: Path) -> Result:
             old = pipe.health()["child_pid"]
             os.kill(old, signal.SIGKILL)
             killed = time.monotonic()
-            wait_for(
-                lambda old=old: pipe.health().get("child_pid") not in (None, old), 30, "replacement"
-            )
+
+            def replaced_child(old: int = old) -> bool:
+                return pipe.health().get("child_pid") not in (None, old)
+
+            wait_for(replaced_child, 30, "replacement")
             replaced.append(round(time.monotonic() - killed, 1))
             wait_for(lambda: pipe.health().get("ready"), 120, "the replacement to be ready")
         last = time.monotonic()

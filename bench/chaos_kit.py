@@ -139,9 +139,10 @@ class ChaosStack:
         """Fill ClickHouse's data filesystem to the last byte (a file of all the free
         space), or free it again; confirmed by an insert on a new connection."""
         filler = self.data_dir / "chaos-filler"
-        engine = lambda: ServerEngine(  # noqa: E731 - a new session per probe
-            "127.0.0.1", int(CHAOS_PORTS["METERLINE_CLICKHOUSE_TCP_PORT"])
-        )
+
+        def engine() -> ServerEngine:  # a new session per probe
+            return ServerEngine("127.0.0.1", int(CHAOS_PORTS["METERLINE_CLICKHOUSE_TCP_PORT"]))
+
         setup = engine()
         try:
             setup.execute(
@@ -390,7 +391,10 @@ class SdkSender(threading.Thread):
             self.error = exc
 
     def _producer(self) -> UsageProducer:
-        return wait_for(lambda: _try(self._connect), 300, "Kafka for the SDK", every=1.0)
+        producer: UsageProducer = wait_for(
+            lambda: _try(self._connect), 300, "Kafka for the SDK", every=1.0
+        )
+        return producer
 
     def _connect(self) -> UsageProducer:
         return UsageProducer(

@@ -46,7 +46,7 @@ def main() -> int:
         topics: dict[str, list[str]] = {}
         for codec in codecs:
             bench.topics[bench_pipeline.PACKED] = []
-            producer = bench.producer(compression=codec)  # type: ignore[arg-type]
+            producer = bench.producer(compression=codec)
             topics[codec] = list(bench.topics[bench_pipeline.PACKED])
             stored = [
                 sum(size for _, size in stack_kafka.stored_batches(node, topic))

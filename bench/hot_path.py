@@ -71,12 +71,12 @@ def child(code: Path, events_per_subject: int, live: bool = False) -> dict[str, 
     try:
         from streams.seen_table import PositionedTable, TableSeenStore
     except ModuleNotFoundError:  # a baseline checkout from before the module
-        from streams.app import PositionedTable, TableSeenStore  # type: ignore[attr-defined,no-redef]
+        from streams.app import PositionedTable, TableSeenStore  # type: ignore[attr-defined]
     from streams.plan import PendingSeen, Record
     from streams.reconcile import stored_totals
     from streams.sink import MeteringSink
 
-    class UnsentTable(PositionedTable):  # type: ignore[misc]
+    class UnsentTable(PositionedTable):
         def on_key_set(self, key: Any, value: Any) -> None:
             pass
 
@@ -144,8 +144,8 @@ def child(code: Path, events_per_subject: int, live: bool = False) -> dict[str, 
     clock = time.process_time
     wall = time.perf_counter()
     try:
-        for start in range(0, len(records), 64):
-            batch = records[start : start + 64]
+        for first in range(0, len(records), 64):
+            batch = records[first : first + 64]
             pending = PendingSeen(store)
             for chunk in sink.chunks(batch, chunk_events):
                 t0 = clock()

@@ -53,6 +53,7 @@ from demo_credit import credit_check, grant_credit  # noqa: E402
 from demo_plan_change import plan_change_step  # noqa: E402
 from demo_receiver import show_alerts  # noqa: E402
 from demo_verify import verify_one_line  # noqa: E402
+from pidfiles import StackError  # noqa: E402
 
 from ingest import UsageProducer  # noqa: E402
 from ingest.admin import ensure_topics, meterline_topics  # noqa: E402
@@ -377,6 +378,6 @@ def main() -> int:
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except (MeterlineError, pipeline.StackError) as exc:
+    except (MeterlineError, StackError) as exc:
         print(f"error: {exc}\nFAIL", file=sys.stderr)
         sys.exit(2)
