@@ -417,7 +417,9 @@ def main() -> int:
             "- Baseline for the producer and the stream stage: a bare confluent-kafka "
             "consumer reading the same topic on the same broker with `orjson.loads` per "
             "event (a packed record is split on newlines first), timed from the first "
-            "record received (group join excluded).",
+            "record received (group join excluded). Each stream-stage run is also preceded "
+            "by a bare consume of its own topic: the *paired* row is the median of the runs' "
+            "ratios to those.",
             "- Stream stage: `python -m streams worker` on a topic already holding every "
             "event, with its own consumer group and ClickHouse database; the rate is "
             "taken from the first stored event to the last (worker start-up excluded), by "
