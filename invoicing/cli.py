@@ -148,7 +148,12 @@ def _cutoff(text: str | None) -> int | None:
 
 def _void(args: argparse.Namespace, settings: Settings) -> int:
     engine = ServerEngine.of(settings)
-    require_current(engine, settings.clickhouse_database, states=settings.clickhouse_window_states)
+    require_current(
+        engine,
+        settings.clickhouse_database,
+        states=settings.clickhouse_window_states,
+        meters=load_meters(settings.meters_file).meters,
+    )
     record = void_invoice(
         namespace=settings.namespace,
         database=settings.clickhouse_database,

@@ -21,6 +21,7 @@ import orjson
 from rating import card_version, load_rate_card
 from rating.validation import choose_fix
 from schemas.errors import InvalidInput, Problem
+from schemas.metering.definitions import load_meters
 from schemas.settings import Settings
 from schemas.storage.bootstrap import require_current
 from schemas.storage.engine import Engine, ServerEngine
@@ -73,8 +74,15 @@ def _version(args: argparse.Namespace) -> int:
 
 
 def _engine(settings: Settings) -> ServerEngine:
+    """The database, checked (or created, as the worker would create it: with the window
+    states the catalogue's meters need) before a command reads or writes it."""
     engine = ServerEngine.of(settings)
-    require_current(engine, settings.clickhouse_database, states=settings.clickhouse_window_states)
+    require_current(
+        engine,
+        settings.clickhouse_database,
+        states=settings.clickhouse_window_states,
+        meters=load_meters(settings.meters_file).meters,
+    )
     return engine
 
 

@@ -11,9 +11,11 @@ import pytest
 
 from invoicing.ledger import record_card_version
 from rating import card_document, card_version, load_rate_card_data
+from schemas.metering.definitions import load_meters
 from schemas.settings import Settings
 from schemas.storage.bootstrap import ensure_schema
 from schemas.storage.engine import ServerEngine
+from schemas.storage.window_states import FULL_STATES, needed_states, states_in
 from tests.conftest import settings_env
 from tests.invoicing.helpers import DEMO_CARD, ROOT, TIERED_CARD
 
@@ -63,3 +65,20 @@ def test_recorded_versions_list_and_show_exactly(isolated: Settings) -> None:
     missing = meterline(isolated, "show", first[:-1] + "x")
     assert missing.returncode == 2
     assert f"did you mean '{first}'" in missing.stderr
+
+
+def test_a_database_a_rate_card_command_creates_keeps_the_states_its_meters_need(
+    isolated: Settings,
+) -> None:
+    """Cards are often published before any worker ran: the database that command creates
+    is laid out as the worker would lay it out, not with every window state."""
+    listed = meterline(isolated, "list")
+    assert listed.returncode == 0, listed.stderr
+    engine = ServerEngine(isolated.clickhouse_host, isolated.clickhouse_tcp_port)
+    try:
+        kept = states_in(engine, isolated.clickhouse_database)
+    finally:
+        engine.close()
+    needed = needed_states(load_meters(isolated.meters_file).meters)
+    assert needed != FULL_STATES  # the demo catalogue: SUM and COUNT meters only
+    assert kept == needed
