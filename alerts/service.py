@@ -45,7 +45,7 @@ from rating import load_rate_card
 from schemas.errors import MeterlineError
 from schemas.metering.definitions import load_meters
 from schemas.settings import Settings
-from schemas.storage.bootstrap import require_current
+from schemas.storage.bootstrap import require_configured
 from schemas.storage.engine import Engine, ServerEngine
 from schemas.storage.notifications_table import NotificationsTable
 
@@ -231,12 +231,7 @@ def run(settings: Settings, *, ticks: int | None = None) -> int:
     customers = load_customers(settings.customers_file)
     engine = ServerEngine.of(settings)
     # the schema's version, and the window states the meters read here need
-    require_current(
-        engine,
-        settings.clickhouse_database,
-        states=settings.clickhouse_window_states,
-        meters=meters.meters,
-    )
+    require_configured(engine, settings, meters=meters.meters)
     credit = LiveCredit(engine, settings, sorted({c.id for c in customers}))
     watch = Watch(
         settings.namespace,

@@ -127,20 +127,14 @@ def _check_schema() -> None:
     """Refuse a ClickHouse schema older than this code (naming the command that migrates
     it); a ClickHouse that does not answer is not a reason to refuse ingest."""
     from schemas.errors import ServiceUnavailable
-    from schemas.metering.definitions import load_meters
     from schemas.settings import Settings
-    from schemas.storage.bootstrap import require_current
+    from schemas.storage.bootstrap import require_configured
     from schemas.storage.engine import ServerEngine
 
     pipeline = Settings()
     engine = ServerEngine(pipeline.clickhouse_host, pipeline.clickhouse_tcp_port)
     try:
-        require_current(
-            engine,
-            pipeline.clickhouse_database,
-            states=pipeline.clickhouse_window_states,
-            meters=load_meters(pipeline.meters_file).meters,
-        )
+        require_configured(engine, pipeline)
     except ServiceUnavailable as exc:
         logging.getLogger("api").warning("schema not checked: %s", exc)
     finally:

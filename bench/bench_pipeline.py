@@ -164,6 +164,12 @@ def summary(values: list[float]) -> dict[str, Any]:
     }
 
 
+def fastest_bare(stage: dict[str, Any], base: dict[str, Any]) -> float:
+    """The fastest bare consume of a run, the least flattering baseline for ``stage``:
+    the baseline stage's (``base``) or one paired with the stage's runs."""
+    return max(float(base["max"]), float(stage["paired_baseline"]["max"]))
+
+
 def percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     index = max(0, min(len(ordered) - 1, round(pct / 100 * len(ordered) + 0.5) - 1))

@@ -185,12 +185,6 @@ def cpu_ratio(stage: dict[str, Any], base: dict[str, Any]) -> float:
     return float(stage["cpu_us_per_event"]["median"]) / float(base["cpu_us_per_event"]["median"])
 
 
-def fastest_bare(stage: dict[str, Any], base: dict[str, Any]) -> float:
-    """The fastest bare consume of a run: the baseline stage's or one paired with the
-    stage's runs."""
-    return max(float(base["max"]), float(stage["paired_baseline"]["max"]))
-
-
 def pipeline_rows(p: dict[str, Any]) -> list[str]:
     events = f"{p['events']:,} events ({p['unique_events']:,} unique), {p['partitions']} partitions"
     base = p["consume_baseline"]
@@ -217,8 +211,8 @@ def pipeline_rows(p: dict[str, Any]) -> list[str]:
         f"{', '.join(f'{r:.3f}' for r in one['paired_ratio']['runs'])}) |",
         f"| the same runs against the fastest bare consume of the run (the baseline stage's "
         f"or a paired one: the least flattering of the three ratios) | {rate(one)} | "
-        f"fastest bare consume: {fastest_bare(one, base):,.0f} events/s | "
-        f"**{one['median'] / fastest_bare(one, base):.3f}** |",
+        f"fastest bare consume: {bench_pipeline.fastest_bare(one, base):,.0f} events/s | "
+        f"**{one['median'] / bench_pipeline.fastest_bare(one, base):.3f}** |",
         f"| the same runs, first stored event to the commit (zero consumer lag, the worker "
         f"commits every {COMMIT_INTERVAL_S:g} s) | {rate(one['committed_events_per_s'])} | "
         f"{base_text} | {one['committed_events_per_s']['median'] / base['median']:.3f} |",

@@ -41,7 +41,7 @@ from schemas.cli import command_line
 from schemas.errors import InvalidInput
 from schemas.metering.definitions import load_meters
 from schemas.settings import Settings
-from schemas.storage.bootstrap import require_current
+from schemas.storage.bootstrap import require_configured
 from schemas.storage.engine import ServerEngine
 from schemas.timeutil import parse_instant
 from streams.progress import consumer_lag
@@ -78,12 +78,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             )
         customers = tuple(c for c in customers if c.id in set(args.customer))
     engine = ServerEngine.of(settings)
-    require_current(
-        engine,
-        settings.clickhouse_database,
-        states=settings.clickhouse_window_states,
-        meters=meters.meters,
-    )
+    require_configured(engine, settings, meters=meters.meters)
     _progress(f"billing {month.label} for {len(customers)} subscriptions")
     result = run_period(
         BillingRun(
@@ -148,12 +143,7 @@ def _cutoff(text: str | None) -> int | None:
 
 def _void(args: argparse.Namespace, settings: Settings) -> int:
     engine = ServerEngine.of(settings)
-    require_current(
-        engine,
-        settings.clickhouse_database,
-        states=settings.clickhouse_window_states,
-        meters=load_meters(settings.meters_file).meters,
-    )
+    require_configured(engine, settings)
     record = void_invoice(
         namespace=settings.namespace,
         database=settings.clickhouse_database,

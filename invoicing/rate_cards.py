@@ -21,9 +21,8 @@ import orjson
 from rating import card_version, load_rate_card
 from rating.validation import choose_fix
 from schemas.errors import InvalidInput, Problem
-from schemas.metering.definitions import load_meters
 from schemas.settings import Settings
-from schemas.storage.bootstrap import require_current
+from schemas.storage.bootstrap import require_configured
 from schemas.storage.engine import Engine, ServerEngine
 from schemas.storage.rate_cards_table import RateCardsTable
 from schemas.timeutil import format_ms
@@ -77,12 +76,7 @@ def _engine(settings: Settings) -> ServerEngine:
     """The database, checked (or created, as the worker would create it: with the window
     states the catalogue's meters need) before a command reads or writes it."""
     engine = ServerEngine.of(settings)
-    require_current(
-        engine,
-        settings.clickhouse_database,
-        states=settings.clickhouse_window_states,
-        meters=load_meters(settings.meters_file).meters,
-    )
+    require_configured(engine, settings)
     return engine
 
 

@@ -36,7 +36,7 @@ from schemas.errors import InvalidInput, InvariantViolated, MeterlineError, Serv
 from schemas.metering import fastpath
 from schemas.metering.definitions import MeterSet, load_meters
 from schemas.settings import Settings
-from schemas.storage.bootstrap import CURRENT_VERSION, ensure_schema, migrate, require_current
+from schemas.storage.bootstrap import CURRENT_VERSION, ensure_schema, migrate, require_configured
 from schemas.storage.engine import ServerEngine
 from schemas.storage.migrations import drop_database
 from schemas.timeutil import format_ms, parse_instant
@@ -268,15 +268,10 @@ def _range(args: argparse.Namespace) -> tuple[int, int]:
 def _require_schema(settings: Settings, meters: MeterSet) -> None:
     """The database at the current schema version, keeping the window states ``meters``
     need (added now with ``needed``), or refused naming the fix
-    (``schemas.storage.bootstrap.require_current``)."""
+    (``schemas.storage.bootstrap.require_configured``)."""
     engine = ServerEngine.of(settings)
     try:
-        require_current(
-            engine,
-            settings.clickhouse_database,
-            states=settings.clickhouse_window_states,
-            meters=meters.meters,
-        )
+        require_configured(engine, settings, meters=meters.meters)
     finally:
         engine.close()
 

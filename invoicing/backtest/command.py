@@ -30,7 +30,7 @@ from schemas.errors import InvalidInput, Problem
 from schemas.memory import collection_paused
 from schemas.metering.definitions import load_meters
 from schemas.settings import Settings
-from schemas.storage.bootstrap import require_current
+from schemas.storage.bootstrap import require_configured
 from schemas.storage.engine import ServerEngine
 from schemas.storage.migrations import tables_of
 
@@ -127,12 +127,7 @@ def _engine(settings: Settings) -> ServerEngine:
             "point it at the database billing writes to",
         )
     # the tables exist: this only checks their version, and the meters' window states
-    require_current(
-        engine,
-        database,
-        states=settings.clickhouse_window_states,
-        meters=load_meters(settings.meters_file).meters,
-    )
+    require_configured(engine, settings, database=database)
     return engine
 
 

@@ -7,6 +7,8 @@
   the demo, the tests, a worker starting on a new database).
 * :func:`require_current` — what the worker and the API run at start: create a new
   database, accept a current one, refuse an older one with the command that migrates it.
+* :func:`require_configured` — :func:`require_current` for the configured pipeline: every
+  command that reads or writes the database runs it with the same settings and meters.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
-from schemas.metering.definitions import MeterDefinition
+from schemas.metering.definitions import MeterDefinition, load_meters
 from schemas.storage.cluster import ClusterLayout
 from schemas.storage.credits_table import CreditsTable
 from schemas.storage.deliveries_table import DeliveriesTable
@@ -52,6 +55,9 @@ from schemas.storage.window_states import (
     states_in,
 )
 
+if TYPE_CHECKING:
+    from schemas.settings import Settings
+
 __all__ = [
     "CURRENT_VERSION",
     "MIGRATE_COMMAND",
@@ -62,6 +68,7 @@ __all__ = [
     "columns",
     "ensure_schema",
     "migrate",
+    "require_configured",
     "require_current",
 ]
 
@@ -257,6 +264,25 @@ def require_current(
         kept = _add_needed(engine, database, kept, needed_states(listed), states, report)
     gaps = gaps_of(engine.execute(GapsTable(database).read().to_sql()))
     check_meters(listed, kept, database, gaps, fix_missing=fix)
+
+
+def require_configured(
+    engine: Engine,
+    settings: Settings,
+    *,
+    meters: Iterable[MeterDefinition] | None = None,
+    database: str | None = None,
+) -> None:
+    """:func:`require_current` as every command runs it: the configured database (or
+    ``database``) and window states, checked against ``meters`` — the catalogue's
+    (``settings.meters_file``) unless given — so a database any command creates first
+    keeps the states the worker would have given it."""
+    require_current(
+        engine,
+        settings.clickhouse_database if database is None else database,
+        states=settings.clickhouse_window_states,
+        meters=load_meters(settings.meters_file).meters if meters is None else meters,
+    )
 
 
 STATE_LOCK_WAIT_S = 60.0
