@@ -14,7 +14,7 @@ from decimal import Decimal
 import pytest
 
 from schemas.errors import InvalidInput
-from schemas.metering.definitions import Aggregation
+from schemas.metering.definitions import Aggregation, load_meters
 from schemas.settings import Settings
 from schemas.storage.bootstrap import (
     CURRENT_VERSION,
@@ -22,6 +22,7 @@ from schemas.storage.bootstrap import (
     SchemaNotCurrent,
     applied_versions,
     ensure_schema,
+    require_configured,
     require_current,
 )
 from schemas.storage.engine import Engine, ServerEngine
@@ -35,6 +36,7 @@ from schemas.storage.migrations import (
     tables_of,
 )
 from schemas.storage.schema_versions import FineGrainedWindows, v1_ddl
+from schemas.storage.window_states import FULL_STATES, WindowStates, needed_states, states_in
 from schemas.storage.windows_table import (
     MINUTE_GRANULE_ROWS,
     FeedRow,
@@ -43,6 +45,7 @@ from schemas.storage.windows_table import (
     WindowSize,
     WindowsTable,
 )
+from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.chdb]
 T0 = 1_790_812_800  # 2026-10-01T00:00:00Z
@@ -236,6 +239,30 @@ def test_a_newer_schema_is_refused(blank: tuple[Engine, str]) -> None:
     eng.execute(MigrationsTable(database).record(99, "from the future", "applied").to_sql())
     with pytest.raises(SchemaNotCurrent, match=r"versions 99 .*newer Meterline"):
         require_current(eng, database)
+
+
+def test_a_command_creates_its_database_as_the_configured_pipeline_would(
+    blank: tuple[Engine, str], stack: Settings
+) -> None:
+    """``require_configured``: the database given (not the settings' one), created with
+    the window states the settings' meter catalogue needs, and current after."""
+    eng, database = blank
+    elsewhere = "mlm_" + uuid.uuid4().hex[:10]
+    settings = stack.model_copy(
+        update={
+            "clickhouse_database": elsewhere,
+            "clickhouse_window_states": WindowStates.NEEDED,
+            "meters_file": str(ROOT / "deploy/demo/meters.yaml"),
+        }
+    )
+    require_configured(eng, settings, database=database)
+    needed = needed_states(load_meters(settings.meters_file).meters)
+    assert needed != FULL_STATES  # the demo catalogue: SUM and COUNT meters only
+    assert states_in(eng, database) == needed
+    assert max(applied_versions(eng, database)) == CURRENT_VERSION
+    assert tables_of(eng, elsewhere) == {}
+    require_configured(eng, settings, database=database)  # current: accepted as it is
+    assert states_in(eng, database) == needed
 
 
 def coarse_minute_table(eng: Engine, database: str) -> dict[str, object]:
