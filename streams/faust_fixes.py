@@ -2,7 +2,8 @@
 
 Each fix is small, pinned by a test in ``tests/streams/test_faust_fixes.py``, and
 changes nothing else.  ``docs/reliability.md`` tells how the first two were found,
-``docs/metering.md`` (*Faust behaviour the worker guards against*) the third.
+``docs/metering.md`` (*Faust behaviour the worker guards against*) the third,
+``docs/benchmarks.md`` (the twenty-fifth round) what the fourth saves.
 
 1. Duplicate acknowledgements stall commits
 -------------------------------------------
@@ -60,15 +61,36 @@ partitions received a record often enough to end each long poll early.
 
 The fix: the worker's consumer long-polls for at most :data:`FETCH_MAX_WAIT_MS`.  A
 caught-up worker then sends a few more empty fetches per second; nothing else changes.
+
+4. A race of four tasks per record
+----------------------------------
+
+Symptom seen here (``make soak``, and a Faust agent that does nothing): Faust's fetch
+loop hands each record to the conductor through ``wait_first(deliver(record),
+suspend_flow.wait())`` — four tasks per record (the delivery, the suspension, the
+service's stopped and crashed events), an ``asyncio.wait`` and three cancellations, so
+that a rebalance can interrupt a delivery blocked on a full stream buffer.  Almost every
+delivery finishes without ever blocking.  With records of one event each the race cost
+a do-nothing agent ~40 % of its CPU, and the soak's worker (which gets its duplicates
+one per record) about a third.
+
+The fix: the delivery's first step runs at once, in a copy of the context as a task's
+would.  A delivery that finishes there is done: no task, nothing to race.  One that
+blocks goes on as a task from where it stopped, raced against the suspension exactly
+as before.  Anything the delivery raises is raised from the same call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import contextvars
+from collections.abc import Coroutine, Generator, Mapping
 from typing import Any
 
 from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+from mode import Service
+from mode.services import WaitResults
 
 __all__ = ["FETCH_MAX_WAIT_MS", "apply"]
 
@@ -103,6 +125,7 @@ def apply() -> None:
         return consumer
 
     AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer
+    Consumer.wait_first = _wait_first_delivering_eagerly
     _APPLIED = True
 
 
@@ -143,3 +166,71 @@ async def _seek_in_thread(consumer: Any, is_changelog: Any) -> Mapping[Any, int 
     if unset:
         await consumer.seek_to_beginning(*unset)
     return committed
+
+
+_SUSPENSION = asyncio.Event.wait.__code__
+"""The code of the second racer in the fetch loop's per-record call (fix 4)."""
+
+
+async def _wait_first_delivering_eagerly(
+    self: Any, *coros: Any, timeout: float | None = None
+) -> WaitResults:
+    """Fix 4: the fetch loop's ``wait_first(deliver(record), suspend_flow.wait())`` runs
+    the delivery's first step at once; any other call is mode's ``wait_first``."""
+    if not (
+        timeout is None
+        and len(coros) == 2
+        and asyncio.iscoroutine(coros[0])
+        and getattr(coros[1], "cr_code", None) is _SUSPENSION
+        and not self._stopped.is_set()
+        and not self._crashed.is_set()
+    ):
+        return await Service.wait_first(self, *coros, timeout=timeout)
+    delivery, suspension = coros
+    context = contextvars.copy_context()  # what a task of its own would run it in
+    try:
+        blocked_on = context.run(delivery.send, None)
+    except StopIteration as finished:
+        suspension.close()  # never started: closed, so never reported "never awaited"
+        return WaitResults([delivery], [finished.value], False)
+    except BaseException:
+        suspension.close()
+        raise
+    rest = asyncio.Task(_carry_on(delivery, blocked_on), context=context)
+    return await Service.wait_first(self, rest, suspension)
+
+
+async def _carry_on(coro: Coroutine[Any, Any, Any], blocked_on: Any) -> Any:
+    """The rest of ``coro``, whose first step yielded ``blocked_on``."""
+    return await _Resumed(coro, blocked_on)
+
+
+class _Resumed:
+    """Awaiting it continues a coroutine after a step already taken: what it yielded
+    goes up to the awaiting task, and what the task sends or throws (a wake-up, a
+    cancellation) goes down into the coroutine, as ``await coro`` would have done."""
+
+    __slots__ = ("blocked_on", "coro")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], blocked_on: Any) -> None:
+        self.coro = coro
+        self.blocked_on = blocked_on
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, blocked_on = self.coro, self.blocked_on
+        while True:
+            try:
+                sent = yield blocked_on
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # noqa: BLE001  # thrown in by the task: passed down
+                try:
+                    blocked_on = coro.throw(exc)
+                except StopIteration as finished:
+                    return finished.value
+                continue
+            try:
+                blocked_on = coro.send(sent)
+            except StopIteration as finished:
+                return finished.value

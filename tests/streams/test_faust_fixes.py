@@ -1,6 +1,8 @@
 """Defects of faust-streaming and aiokafka that the worker fixes (streams.faust_fixes)."""
 
 import asyncio
+import contextvars
+import inspect
 from collections import defaultdict
 from types import SimpleNamespace
 from typing import Any
@@ -121,3 +123,145 @@ def test_the_worker_consumer_long_polls_idle_partitions_briefly() -> None:
 
     assert asyncio.run(long_poll_ms()) == faust_fixes.FETCH_MAX_WAIT_MS
     assert faust_fixes.FETCH_MAX_WAIT_MS <= 100
+
+
+# -- fix 4: the per-record delivery runs its first step at once -----------------------
+
+
+async def race(consumer: Any, delivery: Any) -> Any:
+    """The fetch loop's per-record call, as Faust makes it."""
+    return await consumer.wait_first(delivery, consumer.suspend_flow.wait())
+
+
+def on_a_consumer(test: Any) -> Any:
+    async def run() -> Any:
+        faust_fixes.apply()
+        app = faust.App("meterline-test-eager-delivery", broker="kafka://127.0.0.1:1")
+        consumer = app.consumer
+        try:
+            return await test(consumer)
+        finally:
+            consumer._thread.thread_loop.close()  # never started
+
+    return asyncio.run(run())
+
+
+def test_the_fetch_loop_races_each_delivery_as_the_fix_expects() -> None:
+    """The fix recognises Faust's call by its shape; if Faust changes it, this fails
+    rather than the fix silently no longer applying."""
+    source = " ".join(inspect.getsource(Consumer._drain_messages).split())
+    assert "await self.wait_first( callback(message), self.suspend_flow.wait() )" in source
+
+
+def test_a_delivery_that_never_blocks_finishes_in_the_call_without_a_task() -> None:
+    async def test(consumer: Any) -> Any:
+        caller = asyncio.current_task()
+        ran_in: list[Any] = []
+
+        async def deliver() -> str:
+            ran_in.append(asyncio.current_task())
+            return "delivered"
+
+        suspension = consumer.suspend_flow.wait()
+        result = await consumer.wait_first(deliver(), suspension)
+        return result, ran_in, caller, suspension
+
+    result, ran_in, caller, suspension = on_a_consumer(test)
+    assert result.results == ["delivered"]
+    assert not result.stopped
+    assert ran_in == [caller]  # no task of its own
+    assert suspension.cr_frame is None  # closed: no "never awaited" warning
+
+
+def test_a_delivery_that_blocks_finishes_as_a_task() -> None:
+    async def test(consumer: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        room = loop.create_future()
+        steps: list[str] = []
+
+        async def deliver() -> str:
+            steps.append("first")
+            await room  # a full stream buffer
+            steps.append("rest")
+            return "delivered"
+
+        loop.call_later(0.01, room.set_result, None)
+        result = await race(consumer, deliver())
+        return result, steps
+
+    result, steps = on_a_consumer(test)
+    assert steps == ["first", "rest"]
+    assert result.results == ["delivered"]
+    assert not result.stopped
+
+
+def test_a_blocked_delivery_is_cancelled_when_the_flow_is_suspended() -> None:
+    """What Faust's race is for: a rebalance interrupts a delivery waiting for room."""
+
+    async def test(consumer: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        room = loop.create_future()
+        seen: list[str] = []
+
+        async def deliver() -> None:
+            try:
+                await room
+            except asyncio.CancelledError:
+                seen.append("cancelled")
+                raise
+
+        loop.call_later(0.01, consumer.suspend_flow.set)
+        result = await race(consumer, deliver())
+        await asyncio.sleep(0)  # the cancellation reaches the delivery
+        return result, seen, room
+
+    result, seen, room = on_a_consumer(test)
+    assert seen == ["cancelled"]
+    assert room.cancelled()  # as a task's cancellation cancels what it awaits
+    assert result.results == [True]  # the suspension won
+    assert not result.stopped
+
+
+def test_what_a_delivery_raises_comes_out_of_the_call_blocked_or_not() -> None:
+    async def test(consumer: Any) -> Any:
+        async def at_once() -> None:
+            raise ValueError("bad record")
+
+        async def after_blocking() -> None:
+            await asyncio.sleep(0.001)
+            raise KeyError("no such channel")
+
+        raised = []
+        for deliver in (at_once, after_blocking):
+            try:
+                await race(consumer, deliver())
+            except (ValueError, KeyError) as exc:
+                raised.append(type(exc))
+        return raised
+
+    assert on_a_consumer(test) == [ValueError, KeyError]
+
+
+def test_a_delivery_sets_context_variables_in_a_context_of_its_own() -> None:
+    marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="caller")
+
+    async def test(consumer: Any) -> Any:
+        async def deliver() -> str:
+            marker.set("delivery")
+            await asyncio.sleep(0.001)
+            return marker.get()
+
+        result = await race(consumer, deliver())
+        return result.results, marker.get()
+
+    assert on_a_consumer(test) == (["delivery"], "caller")  # as in a task of its own
+
+
+def test_other_waits_of_the_consumer_are_modes_own() -> None:
+    async def test(consumer: Any) -> Any:
+        event = asyncio.Event()
+        asyncio.get_running_loop().call_later(0.01, event.set)
+        result = await consumer.wait_first(event.wait(), timeout=5.0)
+        return result.stopped, len(result.done)
+
+    assert on_a_consumer(test) == (False, 1)
