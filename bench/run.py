@@ -197,6 +197,7 @@ def pipeline_rows(p: dict[str, Any]) -> list[str]:
     q = p["queries"]
     servers, chunk = one["server_cpu_us_per_event"], p["per_chunk"]
     worker_cpu = float(one["cpu_us_per_event"]["median"])
+    fastest = bench_pipeline.fastest_bare(one, base)
     return [
         f"| producer SDK → local broker, {events} | {rate(p['producer'])} | {base_text} | "
         f"{p['producer']['median'] / base['median']:.3f} |",
@@ -211,8 +212,8 @@ def pipeline_rows(p: dict[str, Any]) -> list[str]:
         f"{', '.join(f'{r:.3f}' for r in one['paired_ratio']['runs'])}) |",
         f"| the same runs against the fastest bare consume of the run (the baseline stage's "
         f"or a paired one: the least flattering of the three ratios) | {rate(one)} | "
-        f"fastest bare consume: {bench_pipeline.fastest_bare(one, base):,.0f} events/s | "
-        f"**{one['median'] / bench_pipeline.fastest_bare(one, base):.3f}** |",
+        f"fastest bare consume: {fastest:,.0f} events/s | "
+        f"**{one['median'] / fastest:.3f}** |",
         f"| the same runs, first stored event to the commit (zero consumer lag, the worker "
         f"commits every {COMMIT_INTERVAL_S:g} s) | {rate(one['committed_events_per_s'])} | "
         f"{base_text} | {one['committed_events_per_s']['median'] / base['median']:.3f} |",
