@@ -57,7 +57,7 @@ from streams.sink import (
     SinkFailed,
 )
 
-__all__ = ["Worker", "create_worker"]
+__all__ = ["RawRecords", "Worker", "create_worker"]
 
 log = logging.getLogger(__name__)
 EXIT_SINK_FAILED = 70
@@ -70,6 +70,20 @@ RESTORE_BATCH = 20
 PURGE_SLICES = 10_000
 STORE_STATS_INTERVAL_S = 15.0
 """How often the dedupe store's gauges are read from RocksDB (a few property reads)."""
+
+
+class RawRecords(faust.Schema):  # type: ignore[misc]  # faust is untyped here
+    """The events topic's keys and values as Kafka holds them (bytes, or ``None``): what
+    Faust's ``raw`` serializer returns, without its codec registry's calls per record
+    (~5 % of a do-nothing agent's CPU on records of one event each)."""
+
+    def loads_key(self, app: Any, message: Any, **_: Any) -> bytes | None:
+        key: bytes | None = message.key
+        return key
+
+    def loads_value(self, app: Any, message: Any, **_: Any) -> bytes | None:
+        value: bytes | None = message.value
+        return value
 
 
 @dataclass(slots=True)
@@ -195,7 +209,10 @@ def create_worker(
 
     seen_table.on_recover(reindex_after_recovery)
     events_topic = app.topic(
-        settings.events_topic, partitions=settings.events_partitions, internal=False
+        settings.events_topic,
+        partitions=settings.events_partitions,
+        internal=False,
+        schema=RawRecords(),
     )
     dead_letters = app.topic(settings.dead_letter_topic, internal=False)
 

@@ -9,13 +9,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import faust
 import orjson
 import pytest
+from faust.types import Message
 
 from schemas.metering.contributions import DeadLetterReason
 from schemas.settings import Settings
 from schemas.wire import encode_event, encode_record
-from streams.app import create_worker
+from streams.app import RawRecords, create_worker
 from streams.dedupe import SeenRecord
 from streams.seen_codec import encode_chunk
 from streams.seen_table import TableSeenStore
@@ -243,3 +245,22 @@ def test_the_group_waits_for_a_write_in_flight_before_moving_its_partitions(
         assert conf.broker_rebalance_timeout > WRITE_DEADLINE_SECONDS
         assert conf.broker_rebalance_timeout >= 3 * session
         assert conf.broker_session_timeout == session
+
+
+def test_the_worker_reads_the_events_topic_as_the_raw_serializer_would(tmp_path: Path) -> None:
+    """The events topic's schema skips Faust's codec registry; what it hands the agent is
+    what the registry's ``raw`` serializer gives, keys and values, bytes or ``None``.
+    Nothing connects: the worker is only built."""
+    settings = Settings().model_copy(update={"worker_data_dir": str(tmp_path)})
+    app = create_worker(settings, METERS).app
+    (agent,) = app.agents.values()
+    assert isinstance(agent.channel.schema, RawRecords)
+
+    def decoded(schema: faust.Schema, key: bytes | None, value: bytes | None) -> Any:
+        message = Message(settings.events_topic, 0, 7, 0.0, 0, [], key, value, None)
+        return asyncio.run(schema.decode(app, message))
+
+    registry = faust.Schema(key_serializer="raw", value_serializer="raw")
+    for key, value in ((b"c1", b'{"id":"a"}'), (None, b"x"), (b"c2", None), (b"", b"")):
+        ours, theirs = decoded(agent.channel.schema, key, value), decoded(registry, key, value)
+        assert (ours.key, ours.value) == (theirs.key, theirs.value) == (key, value)
