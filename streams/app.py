@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
+from faust.sensors.monitor import Monitor
 
 from ingest.admin import MAX_RECORD_BYTES
 from schemas.errors import ServiceUnavailable
@@ -57,7 +58,7 @@ from streams.sink import (
     SinkFailed,
 )
 
-__all__ = ["RawRecords", "Worker", "create_worker"]
+__all__ = ["QuietMonitor", "RawRecords", "Worker", "create_worker"]
 
 log = logging.getLogger(__name__)
 EXIT_SINK_FAILED = 70
@@ -84,6 +85,27 @@ class RawRecords(faust.Schema):  # type: ignore[misc]  # faust is untyped here
     def loads_value(self, app: Any, message: Any, **_: Any) -> bytes | None:
         value: bytes | None = message.value
         return value
+
+
+class QuietMonitor(Monitor):  # type: ignore[misc]  # faust is untyped here
+    """Faust's monitor without the statistics it keeps for every record (nothing reads
+    them: the worker's own metrics are ``streams.metrics``).  The four calls Faust makes
+    per record do nothing (~5 % of a do-nothing agent's CPU on records of one event each);
+    offsets, commits, rebalances and sends are tracked as before."""
+
+    def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
+        return None
+
+    def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> None:
+        return None
+
+    def on_stream_event_out(
+        self, tp: Any, offset: int, stream: Any, event: Any, state: Any = None
+    ) -> None:
+        return None
+
+    def on_message_out(self, tp: Any, offset: int, message: Any) -> None:
+        return None
 
 
 @dataclass(slots=True)
@@ -125,6 +147,7 @@ def _faust_app(settings: Settings) -> faust.App:
     slot = claim_slot(state_root(settings))
     return faust.App(
         settings.worker_app_id,
+        monitor=QuietMonitor(),
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="memory://",
         datadir=str(slot),

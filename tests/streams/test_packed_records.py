@@ -12,12 +12,12 @@ from typing import Any
 import faust
 import orjson
 import pytest
-from faust.types import Message
+from faust.types import TP, Message
 
 from schemas.metering.contributions import DeadLetterReason
 from schemas.settings import Settings
 from schemas.wire import encode_event, encode_record
-from streams.app import RawRecords, create_worker
+from streams.app import QuietMonitor, RawRecords, create_worker
 from streams.dedupe import SeenRecord
 from streams.seen_codec import encode_chunk
 from streams.seen_table import TableSeenStore
@@ -264,3 +264,24 @@ def test_the_worker_reads_the_events_topic_as_the_raw_serializer_would(tmp_path:
     for key, value in ((b"c1", b'{"id":"a"}'), (None, b"x"), (b"c2", None), (b"", b"")):
         ours, theirs = decoded(agent.channel.schema, key, value), decoded(registry, key, value)
         assert (ours.key, ours.value) == (theirs.key, theirs.value) == (key, value)
+
+
+def test_the_worker_keeps_no_statistics_per_record_but_tracks_offsets(tmp_path: Path) -> None:
+    """Faust's monitor keeps counters and timings for every record, which nothing reads;
+    the worker's skips them and still tracks what Faust itself asks of it (the end
+    offsets its consumer reports, the commits).  Nothing connects: the worker is only built."""
+    settings = Settings().model_copy(update={"worker_data_dir": str(tmp_path)})
+    monitor = create_worker(settings, METERS).app.monitor
+    assert isinstance(monitor, QuietMonitor)
+    tp = TP(settings.events_topic, 0)
+    message = Message(settings.events_topic, 0, 7, 0.0, 0, [], b"c1", b"{}", None)
+    monitor.on_message_in(tp, 7, message)
+    monitor.on_stream_event_in(tp, 7, None, None)
+    monitor.on_stream_event_out(tp, 7, None, None, {"time_in": 0.0})
+    monitor.on_message_out(tp, 7, message)
+    assert monitor.messages_received_total == 0
+    assert message.time_in is None
+    monitor.track_tp_end_offset(tp, 42)
+    monitor.on_tp_commit({tp: 40})
+    assert monitor.tp_end_offsets[tp] == 42
+    assert monitor.tp_committed_offsets[tp] == 40
