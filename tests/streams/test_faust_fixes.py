@@ -8,6 +8,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import faust
+import pytest
 from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
@@ -195,8 +196,14 @@ def test_a_delivery_that_blocks_finishes_as_a_task() -> None:
     assert not result.stopped
 
 
-def test_a_blocked_delivery_is_cancelled_when_the_flow_is_suspended() -> None:
-    """What Faust's race is for: a rebalance interrupts a delivery waiting for room."""
+@pytest.mark.parametrize("already_suspended", [False, True])
+def test_a_blocked_delivery_is_cancelled_when_the_flow_is_suspended(
+    already_suspended: bool,
+) -> None:
+    """What Faust's race is for: a rebalance interrupts a delivery waiting for room.  With
+    the flow suspended before the call, the race is decided in the loop's first turn —
+    the earliest the rest of the delivery can be cancelled; it has taken its step by then
+    (tasks start in the order made), so the cancellation still reaches what it waits on."""
 
     async def test(consumer: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -210,7 +217,10 @@ def test_a_blocked_delivery_is_cancelled_when_the_flow_is_suspended() -> None:
                 seen.append("cancelled")
                 raise
 
-        loop.call_later(0.01, consumer.suspend_flow.set)
+        if already_suspended:
+            consumer.suspend_flow.set()
+        else:
+            loop.call_later(0.01, consumer.suspend_flow.set)
         result = await race(consumer, deliver())
         await asyncio.sleep(0)  # the cancellation reaches the delivery
         return result, seen, room
