@@ -1,5 +1,6 @@
-"""Producers of usage events: the Python SDK and (later) the HTTP gateway."""
+"""The producer SDK: usage events to the events topic (the HTTP gateway, ``api``, writes the
+same records)."""
 
-from ingest.producer import Delivery, DeliveryReport, UsageProducer
+from ingest.producer import DEFAULT_PACK_MS, Delivery, DeliveryReport, UsageProducer
 
-__all__ = ["Delivery", "DeliveryReport", "UsageProducer"]
+__all__ = ["DEFAULT_PACK_MS", "Delivery", "DeliveryReport", "UsageProducer"]

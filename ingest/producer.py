@@ -7,16 +7,18 @@ so one customer's events stay in order on one partition; the client batches them
 (``linger.ms``) and compresses each batch (``compression``, ``zstd`` by default:
 ``schemas.wire``).
 
-:meth:`send` puts one event in one record.  :meth:`send_many` packs consecutive events of
-one subject into records of up to ``record_events`` events / ``record_bytes`` bytes
-(``schemas.wire``: one compact JSON per line, header ``content-type:
-application/x-ndjson``).  The worker's cost is mostly per record, so packing is what
-high-volume producers should use; each event still gets its own :class:`Delivery`, with
-its index in the record.  With ``pack_ms`` the producer also packs *across* calls: a
-subject's events wait up to ``pack_ms`` for company before a background thread produces
-their record — the setting for a service that sends events one at a time at a high
-rate.  :meth:`flush` and :meth:`close` produce whatever is waiting.  Delivery callbacks
-then run on whichever thread serves the client (the caller's or the packing thread's).
+Events of one subject share records of up to ``record_events`` events / ``record_bytes``
+bytes (``schemas.wire``: one compact JSON per line, header ``content-type:
+application/x-ndjson``).  The worker's cost is mostly per record, so packing is what lets
+one worker meter tens of thousands of events per second; each event still gets its own
+:class:`Delivery`, with its index in the record.  By default (``pack_ms``,
+:data:`DEFAULT_PACK_MS`) a subject's events wait up to 50 ms for company, across calls,
+before a background thread produces their record: a service that calls :meth:`send` once
+per event gets packed records too.  ``pack_ms=0`` turns the window off: :meth:`send` then
+puts each event in a record of its own, and :meth:`send_many` packs only the consecutive
+events of one call.  :meth:`flush` and :meth:`close` produce whatever is waiting.
+Delivery callbacks run on whichever thread serves the client (the caller's or the
+packing thread's).
 
 Delivery is asynchronous.  Each outcome reaches the caller three ways: an optional
 per-event callback, the running :class:`DeliveryReport`, and :meth:`flush` /
@@ -49,9 +51,21 @@ from schemas.wire import (
     record_value,
 )
 
-__all__ = ["Delivery", "DeliveryReport", "UsageProducer", "events_producer_config"]
+__all__ = [
+    "DEFAULT_PACK_MS",
+    "Delivery",
+    "DeliveryReport",
+    "UsageProducer",
+    "events_producer_config",
+]
 
 log = logging.getLogger(__name__)
+
+DEFAULT_PACK_MS = 50
+"""How long a subject's events wait for company before their record is produced, by
+default: at most this much latency added to an event (the pipeline's own is ~0.5 s at
+p50), for records the worker meters several times faster than one event per record
+(``docs/benchmarks.md``, *The SDK's packing window by default*)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +78,7 @@ class Delivery:
     offset: int | None
     error: str | None = None
     index: int = 0
-    """The event's place in its record (0 unless :meth:`UsageProducer.send_many` packed
-    several events into one record)."""
+    """The event's place in its record (0 unless several events share the record)."""
 
     @property
     def ok(self) -> bool:
@@ -123,12 +136,18 @@ class UsageProducer:
         linger_ms: int = 5,
         record_events: int = 500,
         record_bytes: int = 256_000,
-        pack_ms: int = 0,
+        pack_ms: int = DEFAULT_PACK_MS,
         delivery_timeout_ms: int = 30_000,
         connect_timeout: float = 10.0,
         compression: Compression = DEFAULT_COMPRESSION,
         extra_config: dict[str, Any] | None = None,
     ) -> None:
+        if pack_ms < 0 or record_events < 1 or record_bytes < 1:
+            raise ValueError(
+                f"pack_ms={pack_ms}, record_events={record_events}, record_bytes={record_bytes}:"
+                " pack_ms is a window in milliseconds (0 turns packing across calls off), "
+                "record_events and record_bytes are at least 1"
+            )
         self.bootstrap = bootstrap
         self.topic = topic
         self.report = DeliveryReport()
@@ -167,8 +186,8 @@ class UsageProducer:
     def send(self, event: UsageEvent, on_delivery: Callback | None = None) -> None:
         """Queue one event; its :class:`Delivery` arrives via callback, report and flush.
 
-        Without ``pack_ms`` the event is a record of its own; with it, it waits (at most
-        ``pack_ms``) to share a record with the same subject's next events."""
+        It waits (at most ``pack_ms``) to share a record with the same subject's next
+        events; with ``pack_ms=0`` it is a record of its own."""
         if self._packing is not None:
             self._add([event], on_delivery)
             return
@@ -178,8 +197,8 @@ class UsageProducer:
         """Queue events, packing consecutive events of one subject into shared records.
 
         Order is kept per subject (one subject's records go to one partition, in order).
-        Without ``pack_ms`` the records are produced before this returns; with it,
-        partly filled records wait up to ``pack_ms`` for more of the subject's events.
+        Partly filled records wait up to ``pack_ms`` for more of the subject's events;
+        with ``pack_ms=0`` every record is produced before this returns.
         Returns the number of events queued.
         """
         if self._packing is not None:

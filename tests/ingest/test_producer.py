@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 from confluent_kafka import Consumer
 
-from ingest import Delivery, UsageProducer
+from ingest import DEFAULT_PACK_MS, Delivery, UsageProducer
 from ingest.admin import ensure_topics, meterline_topics
 from schemas.errors import ServiceUnavailable
 from schemas.events import UsageEvent
@@ -32,13 +32,14 @@ def events(n: int) -> list[UsageEvent]:
 def test_deliveries_are_reported_and_keyed_by_subject(isolated: Settings) -> None:
     ensure_topics(isolated.kafka_bootstrap, meterline_topics(isolated))
     seen: list[Delivery] = []
-    with UsageProducer(isolated.kafka_bootstrap, isolated.events_topic) as producer:
+    with UsageProducer(isolated.kafka_bootstrap, isolated.events_topic, pack_ms=0) as producer:
         for event in events(30):
             producer.send(event, seen.append)
     # flushed on close: every delivery is known, with its partition and offset
     assert producer.report.delivered == 30
     assert len(seen) == 30
     assert all(d.ok and d.partition is not None and d.offset is not None for d in seen)
+    assert len({(d.partition, d.offset) for d in seen}) == 30  # no window: a record each
     subject_of = {e.id: e.subject for e in events(30)}
     by_subject: dict[str, set[int | None]] = {}
     for d in seen:  # callbacks arrive per partition, not in send order
@@ -123,6 +124,42 @@ def test_pack_ms_packs_events_sent_one_at_a_time(isolated: Settings) -> None:
     assert sorted(d.index for d in seen if (d.partition, d.offset) == min(records)) == list(
         range(10)
     )
+
+
+def test_events_sent_one_at_a_time_share_records_by_default(isolated: Settings) -> None:
+    ensure_topics(isolated.kafka_bootstrap, meterline_topics(isolated))
+    sent = events(300)
+    seen: list[Delivery] = []
+    with UsageProducer(isolated.kafka_bootstrap, isolated.events_topic) as p:
+        assert p.pack_ms == DEFAULT_PACK_MS > 0
+        for event in sent:
+            p.send(event, seen.append)
+    assert p.report.delivered == 300
+    assert not p.report.failed
+    assert {d.id for d in seen} == {e.id for e in sent}
+    records: dict[tuple[int | None, int | None], list[Delivery]] = {}
+    for d in seen:
+        records.setdefault((d.partition, d.offset), []).append(d)
+    # three subjects sent within a few milliseconds: a handful of records, not 300 (a
+    # pause of the box longer than the window splits a subject's events, no more)
+    assert len(records) <= 30
+    assert all(sorted(d.index for d in r) == list(range(len(r))) for r in records.values())
+    position = {d.id: (d.partition, d.offset, d.index) for d in seen}
+    for subject in ("s0", "s1", "s2"):  # each subject's events in the order sent
+        ids = [e.id for e in sent if e.subject == subject]
+        assert sorted(ids, key=position.__getitem__) == ids
+
+
+def test_producer_settings_are_checked_by_name() -> None:
+    for pack_ms, record_events, record_bytes in ((-1, 500, 256), (50, 0, 256), (50, 500, 0)):
+        with pytest.raises(ValueError, match="pack_ms is a window in milliseconds"):
+            UsageProducer(  # refused before any connection
+                "127.0.0.1:1",
+                "events",
+                pack_ms=pack_ms,
+                record_events=record_events,
+                record_bytes=record_bytes,
+            )
 
 
 def test_send_and_wait_returns_every_outcome(isolated: Settings) -> None:
