@@ -4,8 +4,9 @@
 
 One supervised worker (``python -m streams worker``) meters an isolated topic while a
 producer offers ``--rate`` events/s (packed NDJSON records of one subject each, 10 %
-re-sent duplicates, the demo meters).  Every 5 s the harness samples the worker child's
-RSS and CPU time, the consumer lag and the events stored so far.  At the end it waits
+re-sent duplicates packed the same way a little later, the demo meters).  Every 5 s the
+harness samples the worker child's RSS and CPU time, the consumer lag and the events
+stored so far.  At the end it waits
 for zero lag, checks the stored totals per (subject, meter) against the totals of the
 events it generated (duplicates excluded) and the raw-event count, then SIGKILLs the
 worker child and times its replacement until it consumes again — with every key of the
@@ -119,9 +120,13 @@ def produce(settings: Settings, events: int, rate: float, offered: Offered, run:
                 value = b"\n".join(lines[start : start + PER_RECORD])
                 _send(producer, settings.events_topic, f"c{subject}".encode(), value, headers)
         if len(resend) >= PER_RECORD:  # the duplicates: exact re-sends, later, packed
+            by_key: dict[bytes, list[bytes]] = {}
             for line in resend:
-                subject_key = orjson.loads(line)["subject"].encode()
-                _send(producer, settings.events_topic, subject_key, line, headers)
+                by_key.setdefault(orjson.loads(line)["subject"].encode(), []).append(line)
+            for subject_key, lines in by_key.items():
+                for start in range(0, len(lines), PER_RECORD):
+                    value = b"\n".join(lines[start : start + PER_RECORD])
+                    _send(producer, settings.events_topic, subject_key, value, headers)
             offered.duplicates += len(resend)
             resend.clear()
         offered.sent = n + offered.duplicates
