@@ -222,7 +222,7 @@ class UsageProducer:
                 for group in self._packer.add(
                     (event, encode_event(event), on_delivery), time.monotonic()
                 ):
-                    self._produce(group)
+                    self._produce_held(group)
                 count += 1
         return count
 
@@ -232,7 +232,24 @@ class UsageProducer:
         while not self._stop.wait(tick):
             with self._lock:
                 for group in self._packer.due(time.monotonic()):
-                    self._produce(group)
+                    self._produce_held(group)
+
+    def _produce_held(self, group: list[Pending]) -> None:
+        """Produce a group the packer held; if the client refuses it (e.g. a record over
+        ``message.max.bytes``), each of its events is reported failed with the client's
+        reason — to its callback, the report, and so to :meth:`flush` / :meth:`close` —
+        and the groups after it still go out (the packing thread carries on)."""
+        try:
+            self._produce(group)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            reason = f"not produced: {error.str() if isinstance(error, KafkaError) else exc}"
+            log.error("%d events of subject %r %s", len(group), group[0][0].subject, reason)
+            for index, (event, _, callback) in enumerate(group):
+                outcome = Delivery(event.source, event.id, None, None, reason, index)
+                self.report.failed.append(outcome)
+                if callback is not None:
+                    callback(outcome)
 
     def _produce(self, group: list[Pending]) -> None:
         names = [(event.source, event.id, callback) for event, _, callback in group]
@@ -264,7 +281,7 @@ class UsageProducer:
         """Wait for every queued event; raise if any is still undelivered at the deadline."""
         with self._lock:
             for group in self._packer.drain():
-                self._produce(group)
+                self._produce_held(group)
         remaining = self._producer.flush(timeout)
         if remaining:
             raise DeliveryFailed(

@@ -12,7 +12,7 @@ from confluent_kafka import Consumer
 
 from ingest import DEFAULT_PACK_MS, Delivery, UsageProducer
 from ingest.admin import ensure_topics, meterline_topics
-from schemas.errors import ServiceUnavailable
+from schemas.errors import DeliveryFailed, ServiceUnavailable
 from schemas.events import UsageEvent
 from schemas.settings import Settings
 from schemas.wire import decode_event, is_batch, split_record
@@ -184,3 +184,34 @@ def test_unreachable_broker_is_a_clear_error() -> None:
 def test_missing_topic_names_the_fix(stack: Settings) -> None:
     with pytest.raises(ServiceUnavailable, match="python -m streams init"):
         UsageProducer(stack.kafka_bootstrap, f"absent-{uuid.uuid4().hex}", connect_timeout=5)
+
+
+def test_a_held_record_the_client_refuses_is_reported_failed_and_packing_goes_on(
+    isolated: Settings,
+) -> None:
+    ensure_topics(isolated.kafka_bootstrap, meterline_topics(isolated))
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    big = UsageEvent.create(type="t", subject="s0", id="big", time=at, data={"v": "x" * 2000})
+    small = UsageEvent.create(type="t", subject="s1", id="small", time=at, data={"v": 1})
+    seen: list[Delivery] = []
+    p = UsageProducer(  # records over 1,000 bytes are refused by the client itself
+        isolated.kafka_bootstrap,
+        isolated.events_topic,
+        pack_ms=20,
+        extra_config={"message.max.bytes": 1000},
+    )
+    p.send(big, seen.append)
+    wait_until(lambda: len(seen) == 1, 15, "the packing thread to report the refused record")
+    (refused,) = seen
+    assert refused.id == "big"
+    assert not refused.ok
+    assert refused.error is not None
+    assert "not produced" in refused.error
+    p.send(small, seen.append)  # the packing thread still produces what comes next
+    wait_until(lambda: p.waiting == 0, 15, "the packing thread to produce the next record")
+    p.flush()  # serves the delivery report of that record
+    assert len(seen) == 2
+    assert seen[1].id == "small"
+    assert seen[1].ok
+    with pytest.raises(DeliveryFailed, match="big"):
+        p.close()
