@@ -21,8 +21,9 @@ Delivery callbacks run on whichever thread serves the client (the caller's or th
 packing thread's).
 
 Delivery is asynchronous.  Each outcome reaches the caller three ways: an optional
-per-event callback, the running :class:`DeliveryReport`, and :meth:`flush` /
-:meth:`close`, which wait for every pending record.  An event is accepted only once its
+per-event callback (one that raises is logged, and changes nothing else), the running
+:class:`DeliveryReport`, and :meth:`flush` / :meth:`close`, which wait for every pending
+record.  An event is accepted only once its
 delivery succeeded; :meth:`send_and_wait` does both and raises
 :class:`~schemas.errors.DeliveryFailed` naming each event that was not accepted.
 """
@@ -96,6 +97,21 @@ class DeliveryReport:
 
 
 Callback = Callable[[Delivery], None]
+
+
+def _call(callback: Callback, outcome: Delivery) -> None:
+    """Hand ``outcome`` to the caller's callback.  A callback that raises is logged with
+    its traceback and the SDK goes on: the report still counts every outcome of the
+    record, and the packing thread (which serves callbacks too) keeps producing."""
+    try:
+        callback(outcome)
+    except Exception:
+        log.exception(
+            "the delivery callback raised for %s/%s (%s); the SDK goes on",
+            outcome.source,
+            outcome.id,
+            "delivered" if outcome.ok else f"failed: {outcome.error}",
+        )
 
 
 def events_producer_config(
@@ -249,7 +265,7 @@ class UsageProducer:
                 outcome = Delivery(event.source, event.id, None, None, reason, index)
                 self.report.failed.append(outcome)
                 if callback is not None:
-                    callback(outcome)
+                    _call(callback, outcome)
 
     def _produce(self, group: list[Pending]) -> None:
         names = [(event.source, event.id, callback) for event, _, callback in group]
@@ -263,7 +279,7 @@ class UsageProducer:
                     outcome = Delivery(source, event_id, None, None, err.str(), index)
                     self.report.failed.append(outcome)
                 if callback is not None:
-                    callback(outcome)
+                    _call(callback, outcome)
 
         key = event_key(group[0][0])
         value, headers = record_value([encoded for _, encoded, _ in group])

@@ -215,3 +215,27 @@ def test_a_held_record_the_client_refuses_is_reported_failed_and_packing_goes_on
     assert seen[1].ok
     with pytest.raises(DeliveryFailed, match="big"):
         p.close()
+
+
+def test_a_callback_that_raises_is_logged_and_changes_nothing_else(
+    isolated: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    ensure_topics(isolated.kafka_bootstrap, meterline_topics(isolated))
+    called: list[str] = []
+
+    def broken(delivery: Delivery) -> None:
+        called.append(delivery.id)
+        raise RuntimeError("a bug in the caller's callback")
+
+    with UsageProducer(isolated.kafka_bootstrap, isolated.events_topic, pack_ms=20) as p:
+        for event in events(6):  # records of two events each (three subjects)
+            p.send(event, broken)
+        p.flush()
+        assert sorted(called) == sorted(e.id for e in events(6))
+        assert p.report.delivered == 6  # every event of each record counted
+        p.send(events(7)[6], broken)  # the packing thread still produces
+    assert p.report.delivered == 7
+    assert not p.report.failed
+    logged = [r for r in caplog.records if "the delivery callback raised" in r.getMessage()]
+    assert len(logged) == 7
+    assert all(r.exc_info is not None for r in logged)
