@@ -45,7 +45,7 @@ from schemas.settings import Settings  # noqa: E402
 from schemas.storage.bootstrap import ensure_schema  # noqa: E402
 from schemas.storage.engine import ServerEngine  # noqa: E402
 from schemas.storage.events_table import EventsTable  # noqa: E402
-from schemas.wire import BATCH_CONTENT_TYPE, CONTENT_TYPE_HEADER  # noqa: E402
+from schemas.wire import record_value  # noqa: E402
 from streams.progress import consumer_lag  # noqa: E402
 from streams.reconcile import stored_totals  # noqa: E402
 
@@ -78,11 +78,11 @@ def produce(settings: Settings, events: int, rate: float, offered: Offered, run:
             "queue.buffering.max.messages": 1_000_000,
         }
     )
-    headers = [(CONTENT_TYPE_HEADER, BATCH_CONTENT_TYPE)]
     tick_events = max(int(rate / 10), 1)
     started = time.monotonic()
     n = 0
-    resend: list[bytes] = []
+    resend: dict[int, list[bytes]] = {}  # per subject, the lines to send again later
+    resending = 0
     tick = 0
     while n < events:
         due = started + tick / 10
@@ -113,28 +113,30 @@ def produce(settings: Settings, events: int, rate: float, offered: Offered, run:
             offered.truth[key] = offered.truth.get(key, Decimal(0)) + tokens
             offered.unique += 1
             if n % 10 == 0:
-                resend.append(line)
+                resend.setdefault(subject, []).append(line)
+                resending += 1
             n += 1
         for subject, lines in by_subject.items():
-            for start in range(0, len(lines), PER_RECORD):
-                value = b"\n".join(lines[start : start + PER_RECORD])
-                _send(producer, settings.events_topic, f"c{subject}".encode(), value, headers)
-        if len(resend) >= PER_RECORD:  # the duplicates: exact re-sends, later, packed
-            by_key: dict[bytes, list[bytes]] = {}
-            for line in resend:
-                by_key.setdefault(orjson.loads(line)["subject"].encode(), []).append(line)
-            for subject_key, lines in by_key.items():
-                for start in range(0, len(lines), PER_RECORD):
-                    value = b"\n".join(lines[start : start + PER_RECORD])
-                    _send(producer, settings.events_topic, subject_key, value, headers)
-            offered.duplicates += len(resend)
-            resend.clear()
+            _send_packed(producer, settings.events_topic, subject, lines)
+        if resending >= PER_RECORD:  # the duplicates: exact re-sends, later, packed
+            for subject, lines in resend.items():
+                _send_packed(producer, settings.events_topic, subject, lines)
+            offered.duplicates += resending
+            resend, resending = {}, 0
         offered.sent = n + offered.duplicates
         tick += 1
         producer.poll(0)
     if producer.flush(120):
         raise RuntimeError("the soak producer could not deliver everything")
     offered.done = True
+
+
+def _send_packed(producer: Producer, topic: str, subject: int, lines: list[bytes]) -> None:
+    """``lines`` of subject ``c<subject>`` in records of up to ``PER_RECORD`` events."""
+    key = f"c{subject}".encode()
+    for start in range(0, len(lines), PER_RECORD):
+        value, headers = record_value(lines[start : start + PER_RECORD])
+        _send(producer, topic, key, value, headers)
 
 
 def _send(producer: Producer, topic: str, key: bytes, value: bytes, headers: Any) -> None:
