@@ -17,8 +17,10 @@ before a background thread produces their record: a service that calls :meth:`se
 per event gets packed records too.  ``pack_ms=0`` turns the window off: :meth:`send` then
 puts each event in a record of its own, and :meth:`send_many` packs only the consecutive
 events of one call.  :meth:`flush` and :meth:`close` produce whatever is waiting.
-Delivery callbacks run on whichever thread serves the client (the caller's or the
-packing thread's).
+Delivery callbacks run on whichever thread serves the client's reports: the caller's
+(in :meth:`send`, :meth:`send_many`, :meth:`flush`) or, with the window on, the packing
+thread's, which serves them every quarter window, so a callback arrives soon after the
+broker's acknowledgement even when the caller sends nothing more.
 
 Delivery is asynchronous.  Each outcome reaches the caller three ways: an optional
 per-event callback (one that raises is logged, and changes nothing else), the running
@@ -90,6 +92,15 @@ class Delivery:
 class DeliveryReport:
     delivered: int = 0
     failed: list[Delivery] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count(self, delivered: int, failed: Iterable[Delivery] = ()) -> None:
+        """Add a record's outcomes.  Two threads may serve the client's reports at once
+        (the packing thread and a caller's :meth:`UsageProducer.flush`), so no count is
+        lost between them."""
+        with self._lock:
+            self.delivered += delivered
+            self.failed.extend(failed)
 
     @property
     def pending_errors(self) -> bool:
@@ -249,6 +260,7 @@ class UsageProducer:
             with self._lock:
                 for group in self._packer.due(time.monotonic()):
                     self._produce_held(group)
+            self._producer.poll(0)  # the acknowledged records' callbacks, without a send
 
     def _produce_held(self, group: list[Pending]) -> None:
         """Produce a group the packer held; if the client refuses it (e.g. a record over
@@ -261,23 +273,39 @@ class UsageProducer:
             error = exc.args[0] if exc.args else None
             reason = f"not produced: {error.str() if isinstance(error, KafkaError) else exc}"
             log.error("%d events of subject %r %s", len(group), group[0][0].subject, reason)
-            for index, (event, _, callback) in enumerate(group):
-                outcome = Delivery(event.source, event.id, None, None, reason, index)
-                self.report.failed.append(outcome)
+            outcomes = [
+                Delivery(event.source, event.id, None, None, reason, index)
+                for index, (event, _, _) in enumerate(group)
+            ]
+            self.report.count(0, outcomes)
+            for outcome, (_, _, callback) in zip(outcomes, group, strict=True):
                 if callback is not None:
                     _call(callback, outcome)
 
     def _produce(self, group: list[Pending]) -> None:
         names = [(event.source, event.id, callback) for event, _, callback in group]
 
+        called = any(callback is not None for _, _, callback in names)
+
         def delivered(err: KafkaError | None, msg: Message) -> None:
-            for index, (source, event_id, callback) in enumerate(names):
-                if err is None:
-                    outcome = Delivery(source, event_id, msg.partition(), msg.offset(), None, index)
-                    self.report.delivered += 1
-                else:
-                    outcome = Delivery(source, event_id, None, None, err.str(), index)
-                    self.report.failed.append(outcome)
+            if err is None and not called:
+                self.report.count(len(names))
+                return
+            if err is None:
+                partition, offset = msg.partition(), msg.offset()
+                outcomes = [
+                    Delivery(source, event_id, partition, offset, None, index)
+                    for index, (source, event_id, _) in enumerate(names)
+                ]
+                self.report.count(len(outcomes))
+            else:
+                reason = err.str()
+                outcomes = [
+                    Delivery(source, event_id, None, None, reason, index)
+                    for index, (source, event_id, _) in enumerate(names)
+                ]
+                self.report.count(0, outcomes)
+            for outcome, (_, _, callback) in zip(outcomes, names, strict=True):
                 if callback is not None:
                     _call(callback, outcome)
 

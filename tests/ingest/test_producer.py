@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -239,3 +240,48 @@ def test_a_callback_that_raises_is_logged_and_changes_nothing_else(
     logged = [r for r in caplog.records if "the delivery callback raised" in r.getMessage()]
     assert len(logged) == 7
     assert all(r.exc_info is not None for r in logged)
+
+
+def test_with_the_window_on_callbacks_arrive_without_another_send(isolated: Settings) -> None:
+    ensure_topics(isolated.kafka_bootstrap, meterline_topics(isolated))
+    seen: list[Delivery] = []
+    p = UsageProducer(isolated.kafka_bootstrap, isolated.events_topic, pack_ms=20)
+    try:
+        for event in events(3):  # three subjects, three records
+            p.send(event, seen.append)
+        # no further send, flush or close: the packing thread serves the acknowledgements
+        wait_until(lambda: len(seen) == 3, 30, "the delivery callbacks of three records")
+        assert all(d.ok for d in seen)
+        assert p.report.delivered == 3
+    finally:
+        p.close()
+
+
+def test_the_report_stays_exact_while_a_caller_flushes_beside_the_packing_thread(
+    isolated: Settings,
+) -> None:
+    ensure_topics(isolated.kafka_bootstrap, meterline_topics(isolated))
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    sent = [
+        UsageEvent.create(type="t", subject=f"s{i % 40}", id=f"e{i}", time=at, data={"v": i})
+        for i in range(4000)
+    ]
+    seen: list[Delivery] = []
+    stop = threading.Event()
+    with UsageProducer(isolated.kafka_bootstrap, isolated.events_topic, pack_ms=5) as p:
+
+        def flushing() -> None:  # a second thread serving the client's reports
+            while not stop.is_set():
+                p.flush(30)
+
+        flusher = threading.Thread(target=flushing)
+        flusher.start()
+        try:
+            for start in range(0, len(sent), 50):
+                p.send_many(sent[start : start + 50], seen.append)
+        finally:
+            stop.set()
+            flusher.join(60)
+    assert p.report.delivered == len(sent)
+    assert not p.report.failed
+    assert sorted(d.id for d in seen) == sorted(e.id for e in sent)  # each exactly once
