@@ -20,7 +20,9 @@ events of one call.  :meth:`flush` and :meth:`close` produce whatever is waiting
 Delivery callbacks run on whichever thread serves the client's reports: the caller's
 (in :meth:`send`, :meth:`send_many`, :meth:`flush`) or, with the window on, the packing
 thread's, which serves them every quarter window, so a callback arrives soon after the
-broker's acknowledgement even when the caller sends nothing more.
+broker's acknowledgement even when the caller sends nothing more.  A callback may send
+(its events are waited for by :meth:`flush`); it may not flush or close, which would wait
+for the callbacks being served (a ``RuntimeError`` says so).
 
 Delivery is asynchronous.  Each outcome reaches the caller three ways: an optional
 per-event callback (one that raises is logged, and changes nothing else), the running
@@ -182,7 +184,12 @@ class UsageProducer:
         self.record_bytes = record_bytes
         self.pack_ms = pack_ms
         self._packer = Packer(pack_ms / 1000, record_events, record_bytes)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        """Held while the packer hands groups to the client, so each subject's records
+        stay in order.  Re-entrant: a delivery callback served there may send."""
+        self._serving = threading.local()
+        """``active`` while this thread serves the client's reports (callbacks run then):
+        the client must not be polled again from inside a callback."""
         self._stop = threading.Event()
         self._packing: threading.Thread | None = None
         config = events_producer_config(
@@ -260,7 +267,7 @@ class UsageProducer:
             with self._lock:
                 for group in self._packer.due(time.monotonic()):
                     self._produce_held(group)
-            self._producer.poll(0)  # the acknowledged records' callbacks, without a send
+            self._serve(0)  # the acknowledged records' callbacks, without a send
 
     def _produce_held(self, group: list[Pending]) -> None:
         """Produce a group the packer held; if the client refuses it (e.g. a record over
@@ -318,15 +325,53 @@ class UsageProducer:
                 )
                 break
             except BufferError:
-                self._producer.poll(0.05)  # local queue full: serve callbacks, then retry
-        self._producer.poll(0)
+                if self._in_callback():
+                    raise BufferError(
+                        "the Kafka client's local queue is full (queue.buffering.max.messages)"
+                        " while a delivery callback sends: send from outside the callback, or"
+                        " raise the limit in extra_config"
+                    ) from None
+                self._serve(0.05)  # local queue full: serve callbacks, then retry
+        self._serve(0)
+
+    def _in_callback(self) -> bool:
+        return bool(getattr(self._serving, "active", False))
+
+    def _refuse_in_callback(self, call: str) -> None:
+        if self._in_callback():
+            raise RuntimeError(
+                f"{call} from inside a delivery callback would wait for the callbacks it is "
+                "serving: call it after the callback returns"
+            )
+
+    def _serve(self, timeout: float) -> None:
+        """Serve the client's delivery reports: their callbacks run here.  From inside a
+        callback (a callback that sends) it does nothing: the client's poll is not
+        re-entrant, and the poll already running serves what comes."""
+        if self._in_callback():
+            return
+        self._serving.active = True
+        try:
+            self._producer.poll(timeout)
+        finally:
+            self._serving.active = False
 
     def flush(self, timeout: float = 60.0) -> DeliveryReport:
-        """Wait for every queued event; raise if any is still undelivered at the deadline."""
-        with self._lock:
-            for group in self._packer.drain():
-                self._produce_held(group)
-        remaining = self._producer.flush(timeout)
+        """Wait for every queued event; raise if any is still undelivered at the deadline.
+        Events sent by delivery callbacks meanwhile are waited for too."""
+        self._refuse_in_callback("flush")
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                for group in self._packer.drain():
+                    self._produce_held(group)
+            self._serving.active = True
+            try:
+                remaining = self._producer.flush(max(deadline - time.monotonic(), 0.0))
+            finally:
+                self._serving.active = False
+            if remaining or not self.waiting:  # a callback may have sent while it waited
+                break
         if remaining:
             raise DeliveryFailed(
                 f"{remaining} records still undelivered after {timeout:.0f}s to {self.bootstrap}"
@@ -346,6 +391,7 @@ class UsageProducer:
 
     def close(self, timeout: float = 60.0) -> DeliveryReport:
         """Flush on close; raise if anything failed, so no loss goes unnoticed."""
+        self._refuse_in_callback("close")
         self._stop_packing()
         report = self.flush(timeout)
         if report.failed:

@@ -285,3 +285,55 @@ def test_the_report_stays_exact_while_a_caller_flushes_beside_the_packing_thread
     assert p.report.delivered == len(sent)
     assert not p.report.failed
     assert sorted(d.id for d in seen) == sorted(e.id for e in sent)  # each exactly once
+
+
+@pytest.mark.parametrize("pack_ms", [0, 20])
+def test_a_delivery_callback_may_send(isolated: Settings, pack_ms: int) -> None:
+    """A callback that sends (say, a follow-up event per acknowledged one) neither
+    deadlocks on the SDK's lock nor polls the client from inside its own poll (which
+    aborts the process in the client's C code)."""
+    ensure_topics(isolated.kafka_bootstrap, meterline_topics(isolated))
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    follow_ups: list[Delivery] = []
+    p = UsageProducer(isolated.kafka_bootstrap, isolated.events_topic, pack_ms=pack_ms)
+
+    def follow_up(delivery: Delivery) -> None:
+        if delivery.ok and int(delivery.id[1:]) % 50 == 0:
+            event = UsageEvent.create(
+                type="t", subject="s-follow", id=f"f{delivery.id}", time=at, data={}
+            )
+            p.send(event, follow_ups.append)
+
+    def run() -> None:
+        for i in range(3000):
+            event = UsageEvent.create(
+                type="t", subject=f"s{i % 30}", id=f"e{i}", time=at, data={"v": i}
+            )
+            p.send(event, follow_up)
+        p.flush(60)
+
+    sender = threading.Thread(target=run, daemon=True)
+    sender.start()
+    sender.join(90)
+    assert not sender.is_alive(), "the sender is stuck (a callback's send deadlocked)"
+    assert len(follow_ups) == 3000 // 50  # flush waited for the callbacks' sends too
+    assert all(d.ok for d in follow_ups)
+    assert p.close().delivered == 3000 + 3000 // 50
+
+
+def test_flush_from_inside_a_callback_is_refused_with_the_reason(
+    isolated: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    ensure_topics(isolated.kafka_bootstrap, meterline_topics(isolated))
+    with UsageProducer(isolated.kafka_bootstrap, isolated.events_topic) as p:
+
+        def flushing(_: Delivery) -> None:
+            p.flush()
+
+        p.send(events(1)[0], flushing)
+        p.flush()
+    logged = [r for r in caplog.records if "the delivery callback raised" in r.getMessage()]
+    assert len(logged) == 1
+    assert logged[0].exc_info is not None
+    assert "flush from inside a delivery callback" in str(logged[0].exc_info[1])
+    assert p.report.delivered == 1
