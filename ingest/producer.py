@@ -271,12 +271,13 @@ class UsageProducer:
 
     def _produce_held(self, group: list[Pending]) -> None:
         """Produce a group the packer held; if the client refuses it (e.g. a record over
-        ``message.max.bytes``), each of its events is reported failed with the client's
-        reason — to its callback, the report, and so to :meth:`flush` / :meth:`close` —
-        and the groups after it still go out (the packing thread carries on)."""
+        ``message.max.bytes``, or a full local queue while a delivery callback sends),
+        each of its events is reported failed with the client's reason — to its callback,
+        the report, and so to :meth:`flush` / :meth:`close` — and the groups after it
+        still go out (the packing thread carries on)."""
         try:
             self._produce(group)
-        except KafkaException as exc:
+        except (KafkaException, BufferError) as exc:
             error = exc.args[0] if exc.args else None
             reason = f"not produced: {error.str() if isinstance(error, KafkaError) else exc}"
             log.error("%d events of subject %r %s", len(group), group[0][0].subject, reason)

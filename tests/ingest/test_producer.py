@@ -337,3 +337,33 @@ def test_flush_from_inside_a_callback_is_refused_with_the_reason(
     assert logged[0].exc_info is not None
     assert "flush from inside a delivery callback" in str(logged[0].exc_info[1])
     assert p.report.delivered == 1
+
+
+def test_a_held_event_a_callback_sends_into_a_full_queue_is_reported_failed(
+    isolated: Settings,
+) -> None:
+    ensure_topics(isolated.kafka_bootstrap, meterline_topics(isolated))
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    seen: list[Delivery] = []
+    p = UsageProducer(  # one record in the client's queue at most; every event a full group
+        isolated.kafka_bootstrap,
+        isolated.events_topic,
+        pack_ms=20,
+        record_events=1,
+        extra_config={"queue.buffering.max.messages": 1},
+    )
+    follow = UsageEvent.create(type="t", subject="s1", id="follow", time=at, data={})
+
+    def follow_up(delivery: Delivery) -> None:
+        seen.append(delivery)
+        p.send(follow, seen.append)  # the acknowledged record still holds the queue's slot
+
+    p.send(events(1)[0], follow_up)
+    wait_until(lambda: len(seen) == 2, 30, "the first outcome and the follow-up's")
+    first, refused = seen
+    assert first.ok
+    assert refused.id == "follow"
+    assert refused.error is not None
+    assert "local queue is full" in refused.error
+    with pytest.raises(DeliveryFailed, match="follow"):
+        p.close()
