@@ -24,7 +24,8 @@ broker's acknowledgement even when the caller sends nothing more.  A callback ma
 (its events are waited for by :meth:`flush`); it may not flush or close, which would wait
 for the callbacks being served (a ``RuntimeError`` says so).
 
-Delivery is asynchronous.  Each outcome reaches the caller three ways: an optional
+Delivery is asynchronous (the outcomes themselves: ``ingest.outcomes``).  Each outcome
+reaches the caller three ways: an optional
 per-event callback (one that raises is logged, and changes nothing else), the running
 :class:`DeliveryReport`, and :meth:`flush` / :meth:`close`, which wait for every pending
 record.  An event is accepted only once its
@@ -37,13 +38,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from ingest.outcomes import Callback, Delivery, DeliveryReport, report_record
 from ingest.packing import Packer, Pending, pack
 from schemas.errors import DeliveryFailed, ServiceUnavailable
 from schemas.events import UsageEvent
@@ -56,13 +57,7 @@ from schemas.wire import (
     record_value,
 )
 
-__all__ = [
-    "DEFAULT_PACK_MS",
-    "Delivery",
-    "DeliveryReport",
-    "UsageProducer",
-    "events_producer_config",
-]
+__all__ = ["DEFAULT_PACK_MS", "UsageProducer", "events_producer_config"]
 
 log = logging.getLogger(__name__)
 
@@ -71,60 +66,6 @@ DEFAULT_PACK_MS = 50
 default: at most this much latency added to an event (the pipeline's own is ~0.5 s at
 p50), for records the worker meters several times faster than one event per record
 (``docs/benchmarks.md``, *The SDK's packing window by default*)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """The outcome of one send: where it landed, or why it did not."""
-
-    source: str
-    id: str
-    partition: int | None
-    offset: int | None
-    error: str | None = None
-    index: int = 0
-    """The event's place in its record (0 unless several events share the record)."""
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-
-@dataclass(slots=True)
-class DeliveryReport:
-    delivered: int = 0
-    failed: list[Delivery] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    def count(self, delivered: int, failed: Iterable[Delivery] = ()) -> None:
-        """Add a record's outcomes.  Two threads may serve the client's reports at once
-        (the packing thread and a caller's :meth:`UsageProducer.flush`), so no count is
-        lost between them."""
-        with self._lock:
-            self.delivered += delivered
-            self.failed.extend(failed)
-
-    @property
-    def pending_errors(self) -> bool:
-        return bool(self.failed)
-
-
-Callback = Callable[[Delivery], None]
-
-
-def _call(callback: Callback, outcome: Delivery) -> None:
-    """Hand ``outcome`` to the caller's callback.  A callback that raises is logged with
-    its traceback and the SDK goes on: the report still counts every outcome of the
-    record, and the packing thread (which serves callbacks too) keeps producing."""
-    try:
-        callback(outcome)
-    except Exception:
-        log.exception(
-            "the delivery callback raised for %s/%s (%s); the SDK goes on",
-            outcome.source,
-            outcome.id,
-            "delivered" if outcome.ok else f"failed: {outcome.error}",
-        )
 
 
 def events_producer_config(
@@ -281,41 +222,17 @@ class UsageProducer:
             error = exc.args[0] if exc.args else None
             reason = f"not produced: {error.str() if isinstance(error, KafkaError) else exc}"
             log.error("%d events of subject %r %s", len(group), group[0][0].subject, reason)
-            outcomes = [
-                Delivery(event.source, event.id, None, None, reason, index)
-                for index, (event, _, _) in enumerate(group)
-            ]
-            self.report.count(0, outcomes)
-            for outcome, (_, _, callback) in zip(outcomes, group, strict=True):
-                if callback is not None:
-                    _call(callback, outcome)
+            sent = [(event.source, event.id, callback) for event, _, callback in group]
+            report_record(self.report, sent, None, None, reason)
 
     def _produce(self, group: list[Pending]) -> None:
-        names = [(event.source, event.id, callback) for event, _, callback in group]
-
-        called = any(callback is not None for _, _, callback in names)
+        sent = [(event.source, event.id, callback) for event, _, callback in group]
 
         def delivered(err: KafkaError | None, msg: Message) -> None:
-            if err is None and not called:
-                self.report.count(len(names))
-                return
             if err is None:
-                partition, offset = msg.partition(), msg.offset()
-                outcomes = [
-                    Delivery(source, event_id, partition, offset, None, index)
-                    for index, (source, event_id, _) in enumerate(names)
-                ]
-                self.report.count(len(outcomes))
+                report_record(self.report, sent, msg.partition(), msg.offset(), None)
             else:
-                reason = err.str()
-                outcomes = [
-                    Delivery(source, event_id, None, None, reason, index)
-                    for index, (source, event_id, _) in enumerate(names)
-                ]
-                self.report.count(0, outcomes)
-            for outcome, (_, _, callback) in zip(outcomes, names, strict=True):
-                if callback is not None:
-                    _call(callback, outcome)
+                report_record(self.report, sent, None, None, err.str())
 
         key = event_key(group[0][0])
         value, headers = record_value([encoded for _, encoded, _ in group])
