@@ -22,7 +22,9 @@ Delivery callbacks run on whichever thread serves the client's reports: the call
 thread's, which serves them every quarter window, so a callback arrives soon after the
 broker's acknowledgement even when the caller sends nothing more.  A callback may send
 (its events are waited for by :meth:`flush`); it may not flush or close, which would wait
-for the callbacks being served (a ``RuntimeError`` says so).
+for the callbacks being served (a ``RuntimeError`` says so).  A producer its owner never
+closes is flushed anyway, with a warning, when it is garbage-collected or at interpreter
+exit (the packing thread holds it weakly), so the events it held are not lost with it.
 
 Delivery is asynchronous (the outcomes themselves: ``ingest.outcomes``).  Each outcome
 reaches the caller three ways: an optional
@@ -35,9 +37,11 @@ delivery succeeded; :meth:`send_and_wait` does both and raises
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
@@ -97,7 +101,13 @@ def events_producer_config(
     }
 
 
+_OPEN: weakref.WeakSet[UsageProducer] = weakref.WeakSet()
+"""Producers not yet closed: flushed at interpreter exit (:func:`_flush_unclosed`)."""
+
+
 class UsageProducer:
+    _closed = True  # until ``__init__`` completes: a producer that failed to start holds nothing
+
     def __init__(
         self,
         bootstrap: str,
@@ -139,9 +149,17 @@ class UsageProducer:
         config.update({"batch.size": 1_000_000, "queue.buffering.max.messages": 500_000})
         self._producer = Producer({**config, **(extra_config or {})})
         self._check_reachable(connect_timeout)
-        if pack_ms > 0:
-            self._packing = threading.Thread(target=self._pack_loop, name="pack", daemon=True)
+        self._closing_timeout = delivery_timeout_ms / 1000 + 5.0
+        if pack_ms > 0:  # the thread holds the producer weakly: dropping it ends the thread
+            self._packing = threading.Thread(
+                target=_pack_loop,
+                args=(weakref.ref(self), self._stop, max(pack_ms / 4000, 0.001)),
+                name=f"meterline-pack-{topic}",
+                daemon=True,
+            )
             self._packing.start()
+        self._closed = False
+        _OPEN.add(self)
 
     def _check_reachable(self, timeout: float) -> None:
         try:
@@ -201,14 +219,12 @@ class UsageProducer:
                 count += 1
         return count
 
-    def _pack_loop(self) -> None:
-        """Produce the groups whose window closed (the SDK's packing thread)."""
-        tick = max(self.pack_ms / 4000, 0.001)
-        while not self._stop.wait(tick):
-            with self._lock:
-                for group in self._packer.due(time.monotonic()):
-                    self._produce_held(group)
-            self._serve(0)  # the acknowledged records' callbacks, without a send
+    def _pack_tick(self) -> None:
+        """Produce the groups whose window closed (a turn of the packing thread)."""
+        with self._lock:
+            for group in self._packer.due(time.monotonic()):
+                self._produce_held(group)
+        self._serve(0)  # the acknowledged records' callbacks, without a send
 
     def _produce_held(self, group: list[Pending]) -> None:
         """Produce a group the packer held; if the client refuses it (e.g. a record over
@@ -310,7 +326,7 @@ class UsageProducer:
     def close(self, timeout: float = 60.0) -> DeliveryReport:
         """Flush on close; raise if anything failed, so no loss goes unnoticed."""
         self._refuse_in_callback("close")
-        self._stop_packing()
+        self._mark_closed()
         report = self.flush(timeout)
         if report.failed:
             first = report.failed[0]
@@ -320,11 +336,58 @@ class UsageProducer:
             )
         return report
 
+    def _mark_closed(self) -> None:
+        """Closed by its owner: the packing thread stops, and neither the exit hook nor the
+        garbage collector flushes it again."""
+        self._closed = True
+        _OPEN.discard(self)
+        self._stop_packing()
+
     def _stop_packing(self) -> None:
         if self._packing is not None:
             self._stop.set()
-            self._packing.join(5)
+            if self._packing is not threading.current_thread():
+                self._packing.join(5)
             self._packing = None
+
+    def _close_unclosed(self, when: str) -> None:
+        """A producer its owner never closed: what it still holds is produced and waited
+        for (at most the delivery timeout), with a warning, instead of being lost with the
+        process or the object.  A failure is logged: there is no caller left to raise to."""
+        if self._closed:
+            return
+        events, records = self.waiting, len(self._producer)
+        self._mark_closed()
+        if not events and not records:
+            return
+        log.warning(
+            "a UsageProducer for topic %r was not closed: producing the %d events it held "
+            "and waiting for its %d undelivered records %s; call close() (or use it in a "
+            "`with` block) so a failed delivery raises where you can handle it",
+            self.topic,
+            events,
+            records,
+            when,
+        )
+        try:
+            self.flush(self._closing_timeout)
+        except DeliveryFailed as exc:
+            log.error("a UsageProducer for topic %r, flushed %s: %s", self.topic, when, exc)
+        if self.report.failed:
+            first = self.report.failed[0]
+            log.error(
+                "a UsageProducer for topic %r, flushed %s: %d events were not accepted; "
+                "first: %s/%s: %s",
+                self.topic,
+                when,
+                len(self.report.failed),
+                first.source,
+                first.id,
+                first.error,
+            )
+
+    def __del__(self) -> None:
+        self._close_unclosed("as it was garbage-collected")
 
     def __enter__(self) -> UsageProducer:
         return self
@@ -338,5 +401,24 @@ class UsageProducer:
         if exc_type is None:
             self.close()
         else:
-            self._stop_packing()
+            self._mark_closed()
             self.flush()
+
+
+def _pack_loop(ref: weakref.ref[UsageProducer], stop: threading.Event, tick: float) -> None:
+    """The SDK's packing thread: every ``tick``, the producer's due groups and callbacks,
+    until it is closed or dropped (it is held only for a turn)."""
+    while not stop.wait(tick):
+        producer = ref()
+        if producer is None:
+            return
+        producer._pack_tick()
+        del producer  # the last reference may go here: then its ``__del__`` runs here
+
+
+@atexit.register
+def _flush_unclosed() -> None:
+    """At interpreter exit (before the packing threads, which are daemons, stop), every
+    producer not closed produces and waits for what it holds."""
+    for producer in list(_OPEN):
+        producer._close_unclosed("at interpreter exit")

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import gc
 import socket
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer
@@ -367,3 +372,74 @@ def test_a_held_event_a_callback_sends_into_a_full_queue_is_reported_failed(
     assert "local queue is full" in refused.error
     with pytest.raises(DeliveryFailed, match="follow"):
         p.close()
+
+
+def read_back(settings: Settings, expected: int) -> list[UsageEvent]:
+    """Every event of the topic (up to ``expected``, 30 s at most), records split."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": uuid.uuid4().hex,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    consumer.subscribe([settings.events_topic])
+    got: list[UsageEvent] = []
+    deadline = time.monotonic() + 30
+    while len(got) < expected and time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is not None and not msg.error():
+            got.extend(map(decode_event, split_record(msg.value(), is_batch(msg.headers()))))
+    consumer.close()
+    return got
+
+
+def test_a_producer_dropped_unclosed_still_delivers_what_it_held_and_its_thread_ends(
+    isolated: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    ensure_topics(isolated.kafka_bootstrap, meterline_topics(isolated))
+    sent = events(30)
+    producer = UsageProducer(isolated.kafka_bootstrap, isolated.events_topic, pack_ms=60_000)
+    producer.send_many(sent)
+    assert producer.waiting == 30  # held for the window, not produced yet
+    packing = producer._packing
+    assert packing is not None
+    assert packing.is_alive()
+    with caplog.at_level("WARNING", logger="ingest.producer"):
+        del producer  # never closed: dropped with its events held
+        gc.collect()
+    packing.join(5)
+    assert not packing.is_alive()  # the packing thread does not keep it (or itself) alive
+    assert "was not closed" in caplog.text
+    assert "call close()" in caplog.text
+    assert sorted(e.id for e in read_back(isolated, 30)) == sorted(e.id for e in sent)
+
+
+def test_a_producer_never_closed_delivers_what_it_held_at_interpreter_exit(
+    isolated: Settings,
+) -> None:
+    ensure_topics(isolated.kafka_bootstrap, meterline_topics(isolated))
+    script = textwrap.dedent(
+        f"""
+        from tests.ingest.test_producer import events
+        from ingest import UsageProducer
+
+        producer = UsageProducer({isolated.kafka_bootstrap!r}, {isolated.events_topic!r},
+                                 pack_ms=60_000)
+        producer.send_many(events(30))
+        assert producer.waiting == 30
+        # the script ends here, the producer still open and holding every event
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "was not closed" in done.stderr
+    assert "at interpreter exit" in done.stderr
+    assert sorted(e.id for e in read_back(isolated, 30)) == sorted(e.id for e in events(30))
