@@ -1,24 +1,35 @@
 """Packing events into records over a time window (the SDK's ``pack_ms``).
 
-Pure bookkeeping, no I/O: :class:`Packer` holds each subject's pending events and says
-which groups are ready to become a record — full (``max_events`` / ``max_bytes``), or
-older than the window.  :class:`ingest.UsageProducer` feeds it and produces the groups.
-Order is kept per subject: a subject's groups come out in the order its events went in.
+Pure bookkeeping, no I/O: :class:`Packer` holds the pending events of each *lane* and
+says which groups are ready to become a record — full (``max_events`` / ``max_bytes``), or
+older than the window.  A lane is what a record may mix: by default the subject (one
+subject per record); :class:`ingest.UsageProducer` uses the subject's partition, so the
+subjects that share a partition share records too.  Every event of a subject is in one
+lane, so order is kept per subject: a lane's groups come out in the order its events
+went in.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.events import UsageEvent
 from schemas.wire import encode_event
 
-__all__ = ["Packer", "Pending", "pack"]
+__all__ = ["Lane", "Packer", "Pending", "by_subject", "pack"]
 
 Pending = tuple[UsageEvent, bytes, Any]
 """An event, its encoded bytes and whatever the caller attached (its callback)."""
+Lane = Callable[[UsageEvent], Hashable]
+"""Which events may share a record: those of one lane.  A subject's events must all be
+in one lane (a lane is a function of the subject), so its order is kept."""
+
+
+def by_subject(event: UsageEvent) -> Hashable:
+    """One subject per record."""
+    return event.subject
 
 
 @dataclass(slots=True)
@@ -33,7 +44,8 @@ class Packer:
     window_s: float
     max_events: int
     max_bytes: int
-    _groups: dict[str, _Group] = field(default_factory=dict)
+    lane: Lane = by_subject
+    _groups: dict[Hashable, _Group] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.window_s < 0 or self.max_events < 1 or self.max_bytes < 1:
@@ -43,25 +55,26 @@ class Packer:
         """Queue one event; returns the groups that are ready because of it (a full group
         is closed before an event that would not fit)."""
         event, value, _ = item
+        lane = self.lane(event)
         ready = []
-        group = self._groups.get(event.subject)
+        group = self._groups.get(lane)
         if group is not None and (
             len(group.items) >= self.max_events or group.size + len(value) + 1 > self.max_bytes
         ):
             ready.append(group.items)
             group = None
         if group is None:
-            group = self._groups[event.subject] = _Group(now)
+            group = self._groups[lane] = _Group(now)
         group.items.append(item)
         group.size += len(value) + 1
         if len(group.items) >= self.max_events:
-            ready.append(self._groups.pop(event.subject).items)
+            ready.append(self._groups.pop(lane).items)
         return ready
 
     def due(self, now: float) -> list[list[Pending]]:
         """Groups whose first event has waited the whole window."""
-        expired = [s for s, g in self._groups.items() if now - g.first_at >= self.window_s]
-        return [self._groups.pop(s).items for s in expired]
+        expired = [k for k, g in self._groups.items() if now - g.first_at >= self.window_s]
+        return [self._groups.pop(k).items for k in expired]
 
     def drain(self) -> list[list[Pending]]:
         """Every pending group (on flush or close)."""
@@ -78,13 +91,17 @@ class Packer:
 
 
 def pack(
-    events: Iterable[UsageEvent], max_events: int, max_bytes: int, tag: Any = None
+    events: Iterable[UsageEvent],
+    max_events: int,
+    max_bytes: int,
+    tag: Any = None,
+    lane: Lane = by_subject,
 ) -> Iterator[list[Pending]]:
-    """Group events into records at once (no window): consecutive events of one subject
-    share a record of at most ``max_events`` events and about ``max_bytes`` bytes (a single
-    larger event gets a record of its own).  Groups are yielded as they fill, the partial
-    ones at the end; ``tag`` is attached to every event."""
-    packer = Packer(0.0, max_events, max_bytes)
+    """Group events into records at once (no window): the events of one lane (by default
+    one subject) share a record of at most ``max_events`` events and about ``max_bytes``
+    bytes (a single larger event gets a record of its own).  Groups are yielded as they
+    fill, the partial ones at the end; ``tag`` is attached to every event."""
+    packer = Packer(0.0, max_events, max_bytes, lane)
     for event in events:
         yield from packer.add((event, encode_event(event), tag), now=0.0)
     yield from packer.drain()

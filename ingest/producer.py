@@ -49,7 +49,8 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from ingest.outcomes import Callback, Delivery, DeliveryReport, report_record
-from ingest.packing import Packer, Pending, pack
+from ingest.packing import Lane, Packer, Pending, by_subject, pack
+from ingest.partitions import Partitions
 from schemas.errors import DeliveryFailed, ServiceUnavailable
 from schemas.events import UsageEvent
 from schemas.wire import (
@@ -120,6 +121,7 @@ class UsageProducer:
         delivery_timeout_ms: int = 30_000,
         connect_timeout: float = 10.0,
         compression: Compression = DEFAULT_COMPRESSION,
+        pack_subjects: bool = True,
         extra_config: dict[str, Any] | None = None,
     ) -> None:
         if pack_ms < 0 or record_events < 1 or record_bytes < 1:
@@ -134,7 +136,7 @@ class UsageProducer:
         self.record_events = record_events
         self.record_bytes = record_bytes
         self.pack_ms = pack_ms
-        self._packer = Packer(pack_ms / 1000, record_events, record_bytes)
+        self.pack_subjects = pack_subjects
         self._lock = threading.RLock()
         """Held while the packer hands groups to the client, so each subject's records
         stay in order.  Re-entrant: a delivery callback served there may send."""
@@ -148,7 +150,11 @@ class UsageProducer:
         )
         config.update({"batch.size": 1_000_000, "queue.buffering.max.messages": 500_000})
         self._producer = Producer({**config, **(extra_config or {})})
-        self._check_reachable(connect_timeout)
+        self._partitions = Partitions(
+            self._producer, topic, self._check_reachable(connect_timeout), time.monotonic()
+        )
+        lane: Lane = self._partitions.of if pack_subjects else by_subject
+        self._packer = Packer(pack_ms / 1000, record_events, record_bytes, lane)
         self._closing_timeout = delivery_timeout_ms / 1000 + 5.0
         if pack_ms > 0:  # the thread holds the producer weakly: dropping it ends the thread
             self._packing = threading.Thread(
@@ -161,7 +167,8 @@ class UsageProducer:
         self._closed = False
         _OPEN.add(self)
 
-    def _check_reachable(self, timeout: float) -> None:
+    def _check_reachable(self, timeout: float) -> int:
+        """The topic's partition count, or :class:`ServiceUnavailable` naming the fix."""
         try:
             metadata = self._producer.list_topics(self.topic, timeout=timeout)
         except KafkaException as exc:
@@ -175,31 +182,39 @@ class UsageProducer:
                 f"topic {self.topic!r} does not exist on {self.bootstrap}; "
                 "create it with `python -m streams init`"
             )
+        return len(topic.partitions)
 
     def send(self, event: UsageEvent, on_delivery: Callback | None = None) -> None:
         """Queue one event; its :class:`Delivery` arrives via callback, report and flush.
 
-        It waits (at most ``pack_ms``) to share a record with the same subject's next
-        events; with ``pack_ms=0`` it is a record of its own."""
+        It waits (at most ``pack_ms``) to share a record with the next events of its
+        partition's subjects (``pack_subjects=False``: of its own subject); with
+        ``pack_ms=0`` it is a record of its own."""
         if self._packing is not None:
             self._add([event], on_delivery)
             return
-        self._produce([(event, encode_event(event), on_delivery)])
+        self._keep_partitions_fresh()
+        with self._lock:
+            self._produce([(event, encode_event(event), on_delivery)])
 
     def send_many(self, events: Iterable[UsageEvent], on_delivery: Callback | None = None) -> int:
-        """Queue events, packing consecutive events of one subject into shared records.
+        """Queue events, packing the events of the subjects of one partition into shared
+        records (``pack_subjects=False``: the events of one subject).
 
         Order is kept per subject (one subject's records go to one partition, in order).
-        Partly filled records wait up to ``pack_ms`` for more of the subject's events;
-        with ``pack_ms=0`` every record is produced before this returns.
-        Returns the number of events queued.
+        Partly filled records wait up to ``pack_ms`` for more events; with ``pack_ms=0``
+        every record is produced before this returns.  Returns the number of events queued.
         """
         if self._packing is not None:
             return self._add(events, on_delivery)
+        self._keep_partitions_fresh()
         count = 0
-        for group in pack(events, self.record_events, self.record_bytes, on_delivery):
-            self._produce(group)
-            count += len(group)
+        with self._lock:  # the partition count does not change between packing and producing
+            for group in pack(
+                events, self.record_events, self.record_bytes, on_delivery, self._packer.lane
+            ):
+                self._produce(group)
+                count += len(group)
         return count
 
     @property
@@ -219,8 +234,23 @@ class UsageProducer:
                 count += 1
         return count
 
+    def _keep_partitions_fresh(self) -> None:
+        """Re-read the topic's partition count when due; if it changed, what was packed for
+        the old count is produced first (each subject's events stay in order)."""
+        count = self._partitions.reread(time.monotonic()) if self.pack_subjects else None
+        if count is None or count == self._partitions.count:
+            return
+        log.info(
+            "topic %r has %d partitions now (was %d)", self.topic, count, self._partitions.count
+        )
+        with self._lock:
+            for group in self._packer.drain():
+                self._produce_held(group)
+            self._partitions.count = count
+
     def _pack_tick(self) -> None:
         """Produce the groups whose window closed (a turn of the packing thread)."""
+        self._keep_partitions_fresh()
         with self._lock:
             for group in self._packer.due(time.monotonic()):
                 self._produce_held(group)
@@ -250,12 +280,17 @@ class UsageProducer:
             else:
                 report_record(self.report, sent, None, None, err.str())
 
-        key = event_key(group[0][0])
+        first = group[0][0]
         value, headers = record_value([encoded for _, encoded, _ in group])
+        placed: dict[str, Any] = {"key": event_key(first)}
+        if self.pack_subjects:  # placed by the subjects' partition; a key only if one subject
+            placed["partition"] = self._partitions.of(first)
+            if any(event.subject != first.subject for event, _, _ in group):
+                placed["key"] = None
         while True:
             try:
                 self._producer.produce(
-                    self.topic, value=value, key=key, headers=headers, on_delivery=delivered
+                    self.topic, value=value, headers=headers, on_delivery=delivered, **placed
                 )
                 break
             except BufferError:

@@ -1,16 +1,20 @@
 """The Kafka wire format of the events topic.
 
-Key: the event's ``subject`` in UTF-8, so one subject's events share a partition (and so
-its windows, its dedupe state and its ordering).
+Partition: the one the subject's key gets from Kafka's default partitioner,
+CRC-32 of the subject in UTF-8 modulo the partition count (:func:`subject_partition`), so
+one subject's events share a partition (and so its windows, its dedupe state and its
+ordering).  Key: the event's ``subject`` in UTF-8 when the record holds one subject's
+events; none when it packs several subjects of one partition (the SDK's records: a
+subject that sends rarely still shares a record with the others of its partition).
 
 Value: either one event as JSON, or — with the record header
-``content-type: application/x-ndjson`` — several events *of that one subject*, each as
-compact JSON on its own line.  Compact JSON never holds a raw newline (string newlines
-are escaped), so the lines split back into the exact bytes of each event.  Packing
-events into records is what lets the worker meter far more events per second than the
-consumer can hand it records: the per-record cost (Kafka fetch, Faust dispatch,
-acknowledgement) is paid once per record, not per event.  An event inside a record is
-identified by its position ``(partition, offset, index)``.
+``content-type: application/x-ndjson`` — several events, each as compact JSON on its own
+line, every one of them of a subject whose partition is the record's.  Compact JSON never
+holds a raw newline (string newlines are escaped), so the lines split back into the exact
+bytes of each event.  Packing events into records is what lets the worker meter far more
+events per second than the consumer can hand it records: the per-record cost (Kafka
+fetch, Faust dispatch, acknowledgement) is paid once per record, not per event.  An event
+inside a record is identified by its position ``(partition, offset, index)``.
 
 Records may be compressed by their producer (Kafka's record-batch compression:
 ``none``, ``gzip``, ``snappy``, ``lz4`` or ``zstd``, :data:`COMPRESSION_CODECS`); the
@@ -31,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import zlib
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any, Literal, get_args
@@ -55,6 +60,7 @@ __all__ = [
     "is_batch",
     "record_value",
     "split_record",
+    "subject_partition",
 ]
 
 SURROGATE_ESCAPE = re.compile(rb"\\u[dD]")
@@ -94,6 +100,14 @@ def event_key(event: UsageEvent) -> bytes:
     return event.subject.encode("utf-8")
 
 
+def subject_partition(subject: str, partitions: int) -> int:
+    """The partition of ``subject``'s events among ``partitions``: where Kafka's default
+    partitioner (librdkafka's ``consistent_random``: CRC-32 of the key) puts a record keyed
+    by the subject, so a record packing several subjects lands where each of them would
+    alone, and any producer that keys by subject agrees with it."""
+    return zlib.crc32(subject.encode("utf-8")) % partitions
+
+
 def encode_record(events: Sequence[UsageEvent]) -> bytes:
     """Several events of one subject as one record value (one compact JSON per line).
 
@@ -108,8 +122,9 @@ def encode_record(events: Sequence[UsageEvent]) -> bytes:
 
 
 def record_value(encoded: Sequence[bytes]) -> tuple[bytes, list[tuple[str, bytes]] | None]:
-    """``(value, headers)`` of the record carrying these encoded events of one subject:
-    one event as itself, several as lines under the batch content type."""
+    """``(value, headers)`` of the record carrying these encoded events (of one subject,
+    or of subjects of one partition): one event as itself, several as lines under the
+    batch content type."""
     if len(encoded) == 1:
         return encoded[0], None
     return b"\n".join(encoded), [(CONTENT_TYPE_HEADER, BATCH_CONTENT_TYPE)]

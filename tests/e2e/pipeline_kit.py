@@ -4,6 +4,8 @@ sending telemetry, reading the stored totals and waiting for the worker to commi
 from __future__ import annotations
 
 import subprocess
+import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -11,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Consumer
 
 from ingest import UsageProducer
 from ingest.admin import ensure_topics, meterline_topics
@@ -28,6 +31,7 @@ from schemas.storage.engine import ServerEngine
 from schemas.storage.events_table import EventsTable, LineEvents
 from schemas.storage.windows_table import WindowsTable
 from schemas.timeutil import format_ms
+from schemas.wire import decode_event, is_batch, split_record
 from streams.progress import consumer_lag
 from streams.reconcile import stored_totals as totals_of
 from tests.conftest import OPENED_ENGINES, ROOT, WorkerProcess, wait_until
@@ -54,6 +58,34 @@ def send(settings: Settings, telemetry: Telemetry) -> None:
         producer.send_many(telemetry.events)
     assert producer.report.delivered == len(telemetry.events)
     assert not producer.report.failed
+
+
+def records_of_several_subjects(settings: Settings, timeout: float = 60) -> int:
+    """How many records of the events topic pack the events of more than one subject
+    (read to its end)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": uuid.uuid4().hex,
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": True,
+        }
+    )
+    consumer.subscribe([settings.events_topic])
+    mixed, deadline = 0, time.monotonic() + timeout
+    ended: set[int] = set()
+    while len(ended) < settings.events_partitions and time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is None:
+            continue
+        if msg.error():
+            ended.add(msg.partition())
+            continue
+        lines = split_record(msg.value(), is_batch(msg.headers()))
+        mixed += len({decode_event(line).subject for line in lines}) > 1
+    consumer.close()
+    assert len(ended) == settings.events_partitions, "the events topic was not read to its end"
+    return mixed
 
 
 def stored_totals(engine: ServerEngine, settings: Settings) -> dict[tuple[str, str], Decimal]:

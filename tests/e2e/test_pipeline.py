@@ -22,6 +22,7 @@ from tests.e2e.pipeline_kit import (
     SUBJECTS,
     bill_october,
     prepare,
+    records_of_several_subjects,
     send,
     stored_totals,
     verify_every_line,
@@ -43,6 +44,7 @@ def test_duplicates_and_disorder_give_exact_invoices(
     telemetry = generate(SUBJECTS, OCTOBER, timedelta(days=31), 400, seed=11)
     assert telemetry.duplicates > 0
     send(isolated, telemetry)
+    assert records_of_several_subjects(isolated) > 0  # the SDK packs subjects per partition
     workers.start()
     wait_caught_up(isolated, workers)
 

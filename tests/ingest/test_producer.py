@@ -15,13 +15,14 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer
+from confluent_kafka.admin import AdminClient, NewPartitions
 
 from ingest import DEFAULT_PACK_MS, Delivery, UsageProducer
 from ingest.admin import ensure_topics, meterline_topics
 from schemas.errors import DeliveryFailed, ServiceUnavailable
 from schemas.events import UsageEvent
 from schemas.settings import Settings
-from schemas.wire import decode_event, is_batch, split_record
+from schemas.wire import decode_event, is_batch, split_record, subject_partition
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.integration
@@ -76,7 +77,9 @@ def test_send_many_packs_each_subjects_events_into_shared_records(isolated: Sett
     ensure_topics(isolated.kafka_bootstrap, meterline_topics(isolated))
     sent = events(30)
     seen: list[Delivery] = []
-    with UsageProducer(isolated.kafka_bootstrap, isolated.events_topic, record_events=4) as p:
+    with UsageProducer(
+        isolated.kafka_bootstrap, isolated.events_topic, record_events=4, pack_subjects=False
+    ) as p:
         assert p.send_many(sent, seen.append) == 30
     assert p.report.delivered == 30
     positions = {(d.partition, d.offset, d.index) for d in seen}
@@ -117,7 +120,9 @@ def test_pack_ms_packs_events_sent_one_at_a_time(isolated: Settings) -> None:
     ensure_topics(isolated.kafka_bootstrap, meterline_topics(isolated))
     sent = events(30)
     seen: list[Delivery] = []
-    with UsageProducer(isolated.kafka_bootstrap, isolated.events_topic, pack_ms=1500) as p:
+    with UsageProducer(
+        isolated.kafka_bootstrap, isolated.events_topic, pack_ms=1500, pack_subjects=False
+    ) as p:
         for event in sent:
             p.send(event, seen.append)
         assert p.waiting == 30  # held inside the window, not produced yet
@@ -443,3 +448,107 @@ def test_a_producer_never_closed_delivers_what_it_held_at_interpreter_exit(
     assert "was not closed" in done.stderr
     assert "at interpreter exit" in done.stderr
     assert sorted(e.id for e in read_back(isolated, 30)) == sorted(e.id for e in events(30))
+
+
+def many_subjects(n: int, subjects: int) -> list[UsageEvent]:
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    return [
+        UsageEvent.create(type="t", subject=f"c{i % subjects}", id=f"e{i}", time=at, data={})
+        for i in range(n)
+    ]
+
+
+def test_subject_partition_is_where_the_client_puts_a_record_keyed_by_the_subject(
+    isolated: Settings,
+) -> None:
+    ensure_topics(isolated.kafka_bootstrap, meterline_topics(isolated))
+    sent = many_subjects(200, 200)  # one event per subject: every record keyed, one subject
+    seen: list[Delivery] = []
+    with UsageProducer(
+        isolated.kafka_bootstrap, isolated.events_topic, pack_ms=0, pack_subjects=False
+    ) as p:  # placed by the client's own partitioner
+        p.send_many(sent, seen.append)
+    partitions = isolated.events_partitions
+    subject_of = {e.id: e.subject for e in sent}
+    placed = {subject_of[d.id]: d.partition for d in seen}
+    assert len(set(placed.values())) == partitions  # 200 subjects reach every partition
+    assert placed == {s: subject_partition(s, partitions) for s in placed}
+
+
+@pytest.mark.parametrize("pack_ms", [0, 1500])
+def test_records_pack_the_subjects_of_one_partition(isolated: Settings, pack_ms: int) -> None:
+    ensure_topics(isolated.kafka_bootstrap, meterline_topics(isolated))
+    sent = many_subjects(300, 100)  # three events per subject: rare senders
+    seen: list[Delivery] = []
+    with UsageProducer(isolated.kafka_bootstrap, isolated.events_topic, pack_ms=pack_ms) as p:
+        if pack_ms:
+            for event in sent:
+                p.send(event, seen.append)
+        else:
+            p.send_many(sent, seen.append)
+    assert p.report.delivered == 300
+    partitions = isolated.events_partitions
+    subject_of = {e.id: e.subject for e in sent}
+    assert all(d.partition == subject_partition(subject_of[d.id], partitions) for d in seen)
+    records = {(d.partition, d.offset) for d in seen}
+    assert len(records) == partitions  # one record per partition, not one per subject
+
+    stored = read_back_records(isolated, len(records))
+    for key, lines in stored.values():
+        subjects = {event.subject for event in lines}
+        assert key == (subjects.pop().encode() if len(subjects) == 1 else None)
+    in_topic = [e.id for _, (_, lines) in sorted(stored.items()) for e in lines]
+    assert sorted(in_topic) == sorted(e.id for e in sent)
+    for subject in ("c0", "c1", "c99"):  # each subject's events in the order sent
+        ids = [e.id for e in sent if e.subject == subject]
+        assert [i for i in in_topic if subject_of[i] == subject] == ids
+
+
+def test_a_topic_given_more_partitions_is_packed_for_the_new_count(
+    isolated: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ensure_topics(isolated.kafka_bootstrap, meterline_topics(isolated))
+    monkeypatch.setattr("ingest.partitions.REFRESH_S", 0.0)  # re-read at every turn
+    sent = many_subjects(400, 100)
+    seen: list[Delivery] = []
+    with UsageProducer(isolated.kafka_bootstrap, isolated.events_topic, pack_ms=200) as p:
+        p.send_many(sent[:200], seen.append)
+        admin = AdminClient({"bootstrap.servers": isolated.kafka_bootstrap})
+        grown = isolated.events_partitions * 2
+        admin.create_partitions([NewPartitions(isolated.events_topic, grown)])[
+            isolated.events_topic
+        ].result(30)
+        wait_until(lambda: p._partitions.count == grown, 30, "the new partition count")
+        p.send_many(sent[200:], seen.append)
+    subject_of = {e.id: e.subject for e in sent}
+    at = {d.id: d for d in seen}
+    before, after = sent[:200], sent[200:]
+    assert all(
+        at[e.id].partition == subject_partition(e.subject, isolated.events_partitions)
+        for e in before
+    )
+    assert all(at[e.id].partition == subject_partition(e.subject, grown) for e in after)
+    assert {subject_of[i] for i in at} == {e.subject for e in sent}
+
+
+def read_back_records(
+    settings: Settings, expected: int
+) -> dict[tuple[int, int], tuple[bytes | None, list[UsageEvent]]]:
+    """The topic's records by position: each one's key and events (30 s at most)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": uuid.uuid4().hex,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    consumer.subscribe([settings.events_topic])
+    got: dict[tuple[int, int], tuple[bytes | None, list[UsageEvent]]] = {}
+    deadline = time.monotonic() + 30
+    while len(got) < expected and time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is not None and not msg.error():
+            lines = split_record(msg.value(), is_batch(msg.headers()))
+            got[(msg.partition(), msg.offset())] = (msg.key(), [decode_event(b) for b in lines])
+    consumer.close()
+    return got
