@@ -185,10 +185,11 @@ class Bench:
         partitions: int,
         start: datetime = OCTOBER,
         span: timedelta = timedelta(days=31),
+        subjects: Sequence[str] = SUBJECTS,
     ) -> None:
-        """Telemetry stamped over ``[start, start + span)``: by default 31 days of October,
-        a backfill in which nearly every event is a window of its own; a recent, short
-        span is the shape of live traffic, whose events share windows."""
+        """Telemetry of ``subjects`` stamped over ``[start, start + span)``: by default 31
+        days of October, a backfill in which nearly every event is a window of its own; a
+        recent, short span is the shape of live traffic, whose events share windows."""
         self.prefix = "bench_" + uuid.uuid4().hex[:8]
         self.repeats = repeats
         self.partitions = partitions
@@ -204,7 +205,7 @@ class Bench:
                 "customers_file": str(ROOT / "deploy/demo/customers.yaml"),
             }
         )
-        self.telemetry = generate(SUBJECTS, start, span, events_per_subject, seed=seed)
+        self.telemetry = generate(subjects, start, span, events_per_subject, seed=seed)
         self.events = len(self.telemetry.events)
         # filled event topics per record layout, one per producer run (the first: warm-up)
         self.topics: dict[str, list[str]] = {PACKED: [], SINGLE: []}

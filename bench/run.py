@@ -38,6 +38,7 @@ import bench_pipeline  # noqa: E402
 import bench_query  # noqa: E402
 import bench_rating  # noqa: E402
 import hot_path  # noqa: E402
+import sdk_window  # noqa: E402
 
 from schemas.storage.window_states import WindowStates  # noqa: E402
 from streams.app import COMMIT_INTERVAL_S  # noqa: E402
@@ -49,6 +50,10 @@ REPEATS = 3
 EVENTS_PER_SUBJECT = int(os.environ.get("BENCH_EVENTS_PER_SUBJECT", "10000"))
 PARTITIONS = 4
 LATENCY_RATE = 10_000
+#: Many subjects that each send rarely, one event at a time: this many subjects × events
+#: each (+10 % duplicates), offered at MANY_RATE events/s (each subject ~10 a second,
+#: fewer than one per 50 ms packing window), packed by partition and by subject.
+MANY_SUBJECTS, MANY_EVENTS, MANY_RATE = 2_000, 50, 20_000
 #: (offered events/s, SDK packing window in ms): the issue's load, as each 10 ms tick's
 #: ``send_many`` packs it, and with a 50 ms window packing a subject's events across ticks.
 LATENCY_RUNS = ((LATENCY_RATE, 0), (LATENCY_RATE, 50))
@@ -143,6 +148,18 @@ def pipeline() -> dict[str, object]:
             out["compare_ref"] = COMPARE_REF
         out["sink"] = stage("sink vs bare insert", bench.sink)
         out["record_events"] = bench_pipeline.RECORD_EVENTS[packed]
+    with bench_pipeline.isolated_bench(
+        events_per_subject=MANY_EVENTS,
+        seed=SEED,
+        repeats=2,
+        partitions=PARTITIONS,
+        subjects=sdk_window.subjects(MANY_SUBJECTS),
+    ) as many:
+        out["many_subjects"] = bench_pipeline.timed_stage(
+            f"{MANY_SUBJECTS:,} subjects sent one at a time, by partition and by subject",
+            lambda: sdk_window.lanes(many, 50, MANY_RATE, repeats=2),
+        )
+        out["many_subjects"]["subjects"] = MANY_SUBJECTS
     return out
 
 
@@ -256,6 +273,7 @@ def pipeline_rows(p: dict[str, Any]) -> list[str]:
         f"| stream stage, 1 worker, one event per record, against its own baseline | "
         f"{rate(single)} | bare consume, one event per record: {rate(single_base)} | "
         f"{single['median'] / single_base['median']:.3f} |",
+        *many_subjects_rows(p["many_subjects"]),
         *compare_rows(p),
         f"| sink: `MeteringSink` plan + write in-process, batches of {p['sink']['batch']:,}; "
         f"exact: {'yes' if p['sink']['exact'] else 'NO'} | "
@@ -266,6 +284,32 @@ def pipeline_rows(p: dict[str, Any]) -> list[str]:
         f"`SELECT 1` round trip: p50 {q['select_1_ms']['p50']:.1f} ms, "
         f"p95 {q['select_1_ms']['p95']:.1f} ms | "
         f"{q['meter_query_ms']['p50'] / q['select_1_ms']['p50']:.1f} (p50) |",
+    ]
+
+
+def many_subjects_rows(m: dict[str, Any]) -> list[str]:
+    by_part, by_subject = m["partition"], m["subject"]
+    one, other = by_part["stream"], by_subject["stream"]
+    sdk_one = by_part["producer"]["cpu_us_per_event"]["median"]
+    sdk_other = by_subject["producer"]["cpu_us_per_event"]["median"]
+
+    def per_record(lane: dict[str, Any]) -> str:
+        return f"{lane['producer']['events_per_record']['median']:,.1f} events per record"
+
+    sent = (
+        f"{m['events']:,} events of {m['subjects']:,} subjects sent one at a time with `send`, "
+        f"{m['rate']:,.0f} events/s offered (each subject about "
+        f"{m['rate'] / m['subjects']:,.0f} a second), `pack_ms={m['pack_ms']}`"
+    )
+    return [
+        f"| stream stage, 1 worker, {sent}: records packing the subjects of a partition "
+        f"({per_record(by_part)}); exact: {exact(one)} | {rate(one)} | the same events in "
+        f"records of one subject (`pack_subjects=False`, {per_record(by_subject)}); exact: "
+        f"{exact(other)}: {rate(other)} | {one['median'] / other['median']:.2f}× |",
+        f"| the same runs: worker CPU per event, and the producer's (process CPU, "
+        f"librdkafka's threads included) | worker {cpu(one)}, producer {sdk_one:.1f} µs/event "
+        f"| records of one subject: worker {cpu(other)}, producer {sdk_other:.1f} µs/event | "
+        f"worker {cpu_ratio(one, other):.2f}×, producer {sdk_one / sdk_other:.2f}× |",
     ]
 
 
@@ -416,9 +460,16 @@ def main() -> int:
             "figures are in `bench/results.json`.",
             "- Producer SDK: `UsageProducer.send_many` then `flush` (acks=all, idempotent) "
             "into a fresh topic per run; those topics are then read by the other stages. "
-            "`send_many` packs up to 500 events of one subject into one record "
-            "(`schemas/wire.py`); the *one event per record* rows use the same producer with "
-            "`record_events=1`, the layout every record had before packing.",
+            "`send_many` packs up to 500 events of the subjects of one partition into one "
+            "record (`schemas/wire.py`); the *one event per record* rows use the same "
+            "producer with `record_events=1`, the layout every record had before packing.",
+            f"- Many subjects (`bench/sdk_window.py`, also runs alone): {MANY_SUBJECTS:,} "
+            f"subjects × {MANY_EVENTS} events (+10 % re-sent, shuffled), sent one at a time "
+            f"with `send` at {MANY_RATE:,} events/s offered (ticks of 10 ms), `pack_ms=50`, "
+            "into a fresh topic per run (one warm-up, then 2), once with records packing the "
+            "subjects of a partition (the default) and once with records of one subject "
+            "(`pack_subjects=False`); then the stream stage (one worker, exact totals "
+            "checked) on each topic.",
             "- Baseline for the producer and the stream stage: a bare confluent-kafka "
             "consumer reading the same topic on the same broker with `orjson.loads` per "
             "event (a packed record is split on newlines first), timed from the first "

@@ -24,7 +24,6 @@ import argparse
 import json
 import sys
 import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +31,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_pipeline import OCTOBER, Bench, BenchError, summary  # noqa: E402
+from bench_pipeline import Bench, BenchError, summary  # noqa: E402
 
 from ingest import Delivery, UsageProducer  # noqa: E402
 from ingest.admin import ensure_topics, meterline_topics  # noqa: E402
-from ingest.telemetry import generate  # noqa: E402
 
 TICK_S = 0.01
 
@@ -88,6 +86,22 @@ def layout(pack_ms: int, pack_subjects: bool) -> str:
     return f"sent_{pack_ms}_{'partition' if pack_subjects else 'subject'}"
 
 
+def subjects(count: int) -> list[str]:
+    return [f"customer-{n:05d}" for n in range(count)]
+
+
+def lanes(bench: Bench, pack_ms: int, rate: float, repeats: int) -> dict[str, Any]:
+    """``make bench``'s stage: the same events sent one at a time at ``rate``, packed by
+    partition and by subject; per lane the producer's figures and the stream stage's."""
+    out: dict[str, Any] = {"pack_ms": pack_ms, "rate": rate, "events": bench.events}
+    for lane, on in (("partition", True), ("subject", False)):
+        producer = fill(bench, pack_ms, repeats, on, rate)
+        stream = bench.streams(1, [ROOT], layout(pack_ms, on))[0]
+        stream.pop("checks")
+        out[lane] = {"producer": producer, "stream": stream}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--windows", default="0,50", help="pack_ms values, comma-separated")
@@ -97,11 +111,13 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.0, help="offered events/s (0: flat out)")
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
-    bench = Bench(args.events_per_subject, seed=7, repeats=args.repeats, partitions=4)
-    if args.subjects != 20:  # the stage's own telemetry has 20
-        subjects = [f"customer-{n:05d}" for n in range(args.subjects)]
-        bench.telemetry = generate(subjects, OCTOBER, timedelta(days=31), args.events_per_subject)
-        bench.events = len(bench.telemetry.events)
+    bench = Bench(
+        args.events_per_subject,
+        seed=7,
+        repeats=args.repeats,
+        partitions=4,
+        subjects=subjects(args.subjects),
+    )
     results: dict[str, Any] = {"events": bench.events, "subjects": args.subjects}
     try:
         for pack_ms in (int(w) for w in args.windows.split(",")):
