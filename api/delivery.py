@@ -3,9 +3,11 @@
 :class:`KafkaDelivery` owns an idempotent confluent-kafka producer (``acks=all``,
 ``enable.idempotence``).  A request's events arrive already encoded
 (:data:`api.fastingest.EncodedEvent`: the subject and the bytes ``encode_event`` writes)
-and are packed per subject into shared records by :func:`records`, in the wire format of
-``schemas.wire`` — the same records :class:`ingest.UsageProducer` writes: key = subject,
-so every copy of an event (a retried batch included) lands on one partition, where the
+and are packed into shared records by :func:`records`, the events of every subject of one
+partition together, in the wire format of ``schemas.wire`` — the same records
+:class:`ingest.UsageProducer` writes: each on its subjects' partition (CRC-32 of the
+subject, where a record keyed by it goes), keyed by the subject when it holds one, so
+every copy of an event (a retried batch included) lands on one partition, where the
 worker's dedupe finds it.  A daemon thread serves delivery callbacks; one countdown per
 request resolves an asyncio future on the request's event loop when the last of its
 records is acknowledged, so a request awaits its own batch without blocking others and
@@ -29,54 +31,63 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Hashable, Sequence
+from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from api.fastingest import EncodedEvent
 from ingest.producer import events_producer_config
 from schemas.errors import DeliveryFailed, ServiceUnavailable
-from schemas.wire import DEFAULT_COMPRESSION, Compression, record_value
+from schemas.wire import DEFAULT_COMPRESSION, Compression, record_value, subject_partition
 
 __all__ = ["Delivery", "KafkaDelivery", "records"]
 
 log = logging.getLogger(__name__)
 
-Record = tuple[str, list[bytes]]
-"""``(subject, the encoded events of one record)``."""
+Record = tuple[str | None, int | None, list[bytes]]
+"""``(key, partition, the encoded events of one record)``: the key is the subject when the
+record holds one subject's events, ``None`` when it holds several; the partition is
+``None`` when the record is placed by its key (the client's partitioner)."""
 
 
-def records(events: Sequence[EncodedEvent], max_events: int, max_bytes: int) -> list[Record]:
-    """Group encoded events by subject into records of at most ``max_events`` events and
-    about ``max_bytes`` bytes (a single larger event gets a record of its own).  A
-    subject's events keep their order across its records; subjects need not be
-    consecutive in the body."""
-    if len(events) <= max_events and sum(len(v) + 1 for _, v in events) <= max_bytes:
-        # the common case: no record can reach a limit, so one record per subject
-        grouped: dict[str, list[bytes]] = {}
-        for subject, value in events:
-            lines = grouped.get(subject)
-            if lines is None:
-                grouped[subject] = [value]
-            else:
-                lines.append(value)
-        return list(grouped.items())
+def records(
+    events: Sequence[EncodedEvent], max_events: int, max_bytes: int, partitions: int = 0
+) -> list[Record]:
+    """Group encoded events into records of at most ``max_events`` events and about
+    ``max_bytes`` bytes (a single larger event gets a record of its own): with
+    ``partitions``, the events of every subject of one partition
+    (:func:`~schemas.wire.subject_partition`) share records, placed on that partition;
+    without, each subject's events get records of their own, placed by key.  A subject's
+    events keep their order across its records; subjects need not be consecutive in the
+    body."""
+    lanes: dict[str, Hashable] = {}  # subject -> its lane, worked out once per request
     out: list[Record] = []
-    open_: dict[str, tuple[list[bytes], list[int]]] = {}
+    open_: dict[Hashable, list[Any]] = {}  # lane -> [lines, bytes, subject or None]
     for subject, value in events:
-        group = open_.get(subject)
+        lane = lanes.get(subject)
+        if lane is None:
+            lane = lanes[subject] = (
+                subject_partition(subject, partitions) if partitions else subject
+            )
+        group = open_.get(lane)
         if group is not None and (
-            len(group[0]) >= max_events or group[1][0] + len(value) + 1 > max_bytes
+            len(group[0]) >= max_events or group[1] + len(value) + 1 > max_bytes
         ):
-            out.append((subject, group[0]))
+            out.append(_record(lane, group, partitions))
             group = None
         if group is None:
-            group = open_[subject] = ([], [0])
+            group = open_[lane] = [[], 0, subject]
+        elif group[2] != subject:
+            group[2] = None  # several subjects: the record has no key
         group[0].append(value)
-        group[1][0] += len(value) + 1
-    out.extend((subject, lines) for subject, (lines, _) in open_.items())
+        group[1] += len(value) + 1
+    out.extend(_record(lane, group, partitions) for lane, group in open_.items())
     return out
+
+
+def _record(lane: Hashable, group: list[Any], partitions: int) -> Record:
+    return group[2], lane if partitions else None, group[0]  # type: ignore[return-value]
 
 
 class Delivery(Protocol):
@@ -112,6 +123,9 @@ class KafkaDelivery:
         )
         self._probed_at = float("-inf")
         self._reachable = False
+        self._partitions = 0
+        """The topic's partition count at the last probe (every ``PROBE_EVERY_S``): a
+        request's records pack the subjects of one partition."""
         self._probe_lock = threading.Lock()
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="kafka-delivery", daemon=True)
@@ -131,7 +145,9 @@ class KafkaDelivery:
             try:
                 topics = self._producer.list_topics(self.topic, timeout=2.0).topics
                 meta = topics.get(self.topic)
-                self._reachable = meta is not None and meta.error is None
+                self._reachable = meta is not None and meta.error is None and bool(meta.partitions)
+                if self._reachable:
+                    self._partitions = len(meta.partitions)
             except KafkaException:
                 self._reachable = False
             self._probed_at = time.monotonic()
@@ -148,21 +164,26 @@ class KafkaDelivery:
         loop = asyncio.get_running_loop()
         if not (self._reachable and time.monotonic() - self._probed_at < self.PROBE_EVERY_S):
             await loop.run_in_executor(None, self._check)
-        grouped = records(events, self.record_events, self.record_bytes)
+        grouped = records(events, self.record_events, self.record_bytes, self._partitions)
         if not grouped:
             return
         countdown = _Countdown(loop, len(grouped))
-        produce = self._producer.produce
+        produce, topic = self._producer.produce, self.topic
         try:
-            for subject, lines in grouped:
+            for subject, partition, lines in grouped:
                 value, headers = record_value(lines)
-                produce(
-                    self.topic,
-                    value=value,
-                    key=subject.encode("utf-8"),
-                    headers=headers,
-                    on_delivery=countdown,
-                )
+                key = None if subject is None else subject.encode("utf-8")
+                if partition is None:
+                    produce(topic, value=value, key=key, headers=headers, on_delivery=countdown)
+                else:
+                    produce(
+                        topic,
+                        value=value,
+                        key=key,
+                        headers=headers,
+                        partition=partition,
+                        on_delivery=countdown,
+                    )
         except BufferError:
             # never wait on the event loop: shed the request, the client retries it.  The
             # records already queued may still land (the retry's copies are deduplicated);

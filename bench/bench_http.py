@@ -320,11 +320,12 @@ class HttpBench:
             if err is not None:
                 failed.append(str(err))
 
-        producer.list_topics(topic, timeout=10)  # metadata before the clock starts
+        # metadata before the clock starts; the gateway's records: a partition's subjects
+        partitions = len(producer.list_topics(topic, timeout=10).topics[topic].partitions)
         started, cpu = time.perf_counter(), time.process_time()
         for _, items in self.work:
-            for subject, lines in records(
-                [(s, line) for s, _, line in items], RECORD_EVENTS, RECORD_BYTES
+            for subject, partition, lines in records(
+                [(s, line) for s, _, line in items], RECORD_EVENTS, RECORD_BYTES, partitions
             ):
                 value, headers = record_value(lines)
                 while True:
@@ -332,8 +333,9 @@ class HttpBench:
                         producer.produce(
                             topic,
                             value=value,
-                            key=subject.encode(),
+                            key=None if subject is None else subject.encode(),
                             headers=headers,
+                            partition=partition,
                             on_delivery=on_delivery,
                         )
                         break

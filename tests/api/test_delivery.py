@@ -22,7 +22,7 @@ from ingest.admin import ensure_topics, meterline_topics
 from schemas.errors import DeliveryFailed, ServiceUnavailable
 from schemas.events import UsageEvent
 from schemas.settings import Settings
-from schemas.wire import encode_event, is_batch, split_record
+from schemas.wire import encode_event, is_batch, split_record, subject_partition
 from tests.api.doubles import ADMIN, FakeEngine, SyncClient, demo_settings
 from tests.conftest import isolated_settings
 
@@ -70,9 +70,9 @@ def encoded(subjects: str, size: int = 10) -> list[EncodedEvent]:
 def test_a_small_batch_makes_one_record_per_subject_in_order() -> None:
     events = encoded("abacbba")
     assert records(events, 500, 256_000) == [
-        ("a", [b"a0........", b"a2........", b"a6........"]),
-        ("b", [b"b1........", b"b4........", b"b5........"]),
-        ("c", [b"c3........"]),
+        ("a", None, [b"a0........", b"a2........", b"a6........"]),
+        ("b", None, [b"b1........", b"b4........", b"b5........"]),
+        ("c", None, [b"c3........"]),
     ]
 
 
@@ -82,18 +82,43 @@ def test_limits_split_a_subject_into_records_that_keep_its_order(
 ) -> None:
     events = encoded("aabababbbaac")
     out = records(events, max_events, max_bytes)
-    for subject, lines in out:
+    for subject, partition, lines in out:
+        assert subject is not None
+        assert partition is None  # placed by its key
         assert len(lines) <= max_events
         assert len(lines) == 1 or sum(len(line) + 1 for line in lines) <= max_bytes
         assert all(line.startswith(subject.encode()) for line in lines)
     for subject in "abc":
-        mine = [line for s, lines in out if s == subject for line in lines]
+        mine = [line for s, _, lines in out if s == subject for line in lines]
         assert mine == [v for s, v in events if s == subject]  # all there, in body order
 
 
 def test_an_event_over_the_byte_limit_gets_a_record_of_its_own() -> None:
     events = [("a", b"x" * 10), ("a", b"y" * 100), ("a", b"z" * 10)]
-    assert records(events, 500, 50) == [("a", [b"x" * 10]), ("a", [b"y" * 100]), ("a", [b"z" * 10])]
+    assert records(events, 500, 50) == [
+        ("a", None, [b"x" * 10]),
+        ("a", None, [b"y" * 100]),
+        ("a", None, [b"z" * 10]),
+    ]
+
+
+@pytest.mark.parametrize(("max_events", "max_bytes"), [(500, 256_000), (2, 10_000), (3, 40)])
+def test_with_partitions_the_subjects_of_one_partition_share_records(
+    max_events: int, max_bytes: int
+) -> None:
+    events = encoded("abcdefghijabcdefghij")
+    out = records(events, max_events, max_bytes, partitions=4)
+    for key, partition, lines in out:
+        subjects = {line[:1].decode() for line in lines}
+        assert partition is not None
+        assert {subject_partition(s, 4) for s in subjects} == {partition}
+        assert key == (subjects.pop() if len(subjects) == 1 else None)
+        assert len(lines) <= max_events
+    if max_events == 500:  # nothing splits: one record per partition the subjects use
+        assert len(out) == len({subject_partition(s, 4) for s in "abcdefghij"}) < 10
+    for subject in "abcdefghij":  # all there, each subject in body order
+        mine = [line for _, _, lines in out for line in lines if line[:1] == subject.encode()]
+        assert mine == [v for s, v in events if s == subject]
 
 
 # -- one request's acknowledgements --------------------------------------------------------
@@ -181,9 +206,14 @@ def test_a_delivered_request_is_in_kafka_as_the_worker_reads_it(
         asyncio.run(delivery.deliver([(e.subject, encode_event(e)) for e in events], timeout=10))
     finally:
         delivery.close()
-    got = sorted(read_back(settings))
-    assert got == [
-        ("acme", [encode_event(events[0]), encode_event(events[2]), encode_event(events[4])]),
-        ("globex", [encode_event(events[1])]),
-        ("initech", [encode_event(events[3])]),
-    ]
+    # the subjects of one partition share a record, keyed only if it holds one subject
+    by_partition: dict[int, list[UsageEvent]] = {}
+    for event in events:
+        part = subject_partition(event.subject, settings.events_partitions)
+        by_partition.setdefault(part, []).append(event)
+    expected = []
+    for mine in by_partition.values():
+        subjects = {e.subject for e in mine}
+        key = subjects.pop() if len(subjects) == 1 else ""
+        expected.append((key, [encode_event(e) for e in mine]))
+    assert sorted(read_back(settings)) == sorted(expected)

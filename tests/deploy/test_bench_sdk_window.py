@@ -13,16 +13,30 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_pipeline import isolated_bench  # noqa: E402
-from sdk_window import fill  # noqa: E402
+from sdk_window import fill, layout, subjects  # noqa: E402
 
 
 def test_the_window_packs_events_sent_one_at_a_time(stack: Settings) -> None:
     with isolated_bench(events_per_subject=200, seed=7, repeats=1, partitions=2) as bench:
-        alone = fill(bench, 0, runs=1)
-        packed = fill(bench, 50, runs=1)
+        alone = fill(bench, 0, runs=1, pack_subjects=True, rate=0)
+        packed = fill(bench, 50, runs=1, pack_subjects=False, rate=0)
         # a warm-up topic and a timed one per window, each holding every event
-        assert [len(bench.topics[f"sent_{w}"]) for w in (0, 50)] == [2, 2]
+        assert [len(bench.topics[layout(0, True)]), len(bench.topics[layout(50, False)])] == [2, 2]
     assert alone["events_per_record"]["runs"] == [1.0]
     (per_record,) = packed["events_per_record"]["runs"]
     assert per_record > 2  # 20 subjects, ~220 events each, sent within a few windows
     assert packed["cpu_us_per_event"]["median"] > 0
+
+
+def test_at_an_offered_rate_a_partitions_subjects_share_records(stack: Settings) -> None:
+    with isolated_bench(
+        events_per_subject=5, seed=7, repeats=1, partitions=2, subjects=subjects(400)
+    ) as bench:  # 2,200 events of 400 subjects at 4,000 events/s: ~0.5 s each
+        by_partition = fill(bench, 50, runs=1, pack_subjects=True, rate=4000)
+        by_subject = fill(bench, 50, runs=1, pack_subjects=False, rate=4000)
+    (shared,) = by_partition["events_per_record"]["runs"]
+    (alone,) = by_subject["events_per_record"]["runs"]
+    assert alone < 2  # each subject sends about once every 0.1 s: rarely in company
+    assert shared > 20  # a 50 ms window of a partition holds ~100 events
+    (rate,) = by_partition["runs"]
+    assert rate < 4000 * 1.1  # offered, not flat out
