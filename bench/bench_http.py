@@ -63,7 +63,13 @@ from ingest.admin import TopicSpec, ensure_topics, meterline_topics  # noqa: E40
 from ingest.telemetry import generate  # noqa: E402
 from schemas.settings import Settings  # noqa: E402
 from schemas.storage.engine import ServerEngine  # noqa: E402
-from schemas.wire import encode_event, is_batch, record_value, split_record  # noqa: E402
+from schemas.wire import (  # noqa: E402
+    encode_event,
+    is_batch,
+    record_value,
+    split_record,
+    subject_partition,
+)
 
 SUBJECTS = [f"customer-{n:03d}" for n in range(20)]
 OCTOBER = datetime(2026, 10, 1, tzinfo=UTC)
@@ -414,15 +420,18 @@ class HttpBench:
                 expected[id_] = line
         seen = Counter[bytes]()
         wrong: list[str] = []
-        for subject, line in read_topic(self.bootstrap, topic):
-            id_ = orjson.loads(line)["id"].encode()
+        for key, partition, partitions, line in read_topic(self.bootstrap, topic):
+            event = orjson.loads(line)
+            id_ = event["id"].encode()
             seen[id_] += 1
             if id_ in expected and expected[id_] != line:
                 wrong.append(f"{id_!r}: other bytes than encode_event writes")
             elif id_ not in sent_ids:
                 wrong.append(f"{id_!r}: never sent")
-            if orjson.loads(line)["subject"] != subject:
-                wrong.append(f"{id_!r}: under key {subject!r}")
+            if key and event["subject"] != key:  # a record of several subjects has no key
+                wrong.append(f"{id_!r}: under key {key!r}")
+            if subject_partition(event["subject"], partitions) != partition:
+                wrong.append(f"{id_!r}: on partition {partition}, not its subject's")
         missing = [i for i in expected if seen[i] == 0]
         repeated = [i for i, n in seen.items() if n > 1 and i not in retried_ids]
         if missing or repeated or wrong:
@@ -439,8 +448,9 @@ class HttpBench:
         }
 
 
-def read_topic(bootstrap: str, topic: str) -> Iterator[tuple[str, bytes]]:
-    """``(key, event line)`` of every event in ``topic``, up to its end now."""
+def read_topic(bootstrap: str, topic: str) -> Iterator[tuple[str, int, int, bytes]]:
+    """``(key, partition, the topic's partition count, event line)`` of every event in
+    ``topic``, up to its end now."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -466,7 +476,7 @@ def read_topic(bootstrap: str, topic: str) -> Iterator[tuple[str, bytes]]:
                     raise BenchError(f"reading {topic}: {msg.error()}")
                 key = (msg.key() or b"").decode()
                 for line in split_record(msg.value() or b"", is_batch(msg.headers())):
-                    yield key, line
+                    yield key, msg.partition(), len(partitions), line
                 if msg.offset() + 1 >= ends[msg.partition()]:
                     left.discard(msg.partition())
     finally:

@@ -2,21 +2,24 @@
 
 ``UsageProducer`` wraps an idempotent confluent-kafka producer (``acks=all``,
 ``enable.idempotence``): a retried send inside the client cannot duplicate a record, and a
-record the broker acknowledged is on every in-sync replica.  Records are keyed by subject
-so one customer's events stay in order on one partition; the client batches them
+record the broker acknowledged is on every in-sync replica.  Records go to their
+subjects' partition (``ingest.partitions``: where a record keyed by the subject goes), so
+one customer's events stay in order on one partition; the client batches them
 (``linger.ms``) and compresses each batch (``compression``, ``zstd`` by default:
 ``schemas.wire``).
 
-Events of one subject share records of up to ``record_events`` events / ``record_bytes``
-bytes (``schemas.wire``: one compact JSON per line, header ``content-type:
+The events of the subjects of one partition share records (``pack_subjects=False``: of
+one subject, keyed by it) of up to ``record_events`` events / ``record_bytes`` bytes
+(``schemas.wire``: one compact JSON per line, header ``content-type:
 application/x-ndjson``).  The worker's cost is mostly per record, so packing is what lets
 one worker meter tens of thousands of events per second; each event still gets its own
 :class:`Delivery`, with its index in the record.  By default (``pack_ms``,
-:data:`DEFAULT_PACK_MS`) a subject's events wait up to 50 ms for company, across calls,
-before a background thread produces their record: a service that calls :meth:`send` once
-per event gets packed records too.  ``pack_ms=0`` turns the window off: :meth:`send` then
-puts each event in a record of its own, and :meth:`send_many` packs only the consecutive
-events of one call.  :meth:`flush` and :meth:`close` produce whatever is waiting.
+:data:`DEFAULT_PACK_MS`) events wait up to 50 ms for company, across calls, before a
+background thread produces their record: a service that calls :meth:`send` once per
+event gets packed records too, even for subjects that each send rarely.  ``pack_ms=0``
+turns the window off: :meth:`send` then puts each event in a record of its own, and
+:meth:`send_many` packs only the events of one call.  :meth:`flush` and :meth:`close`
+produce whatever is waiting.
 Delivery callbacks run on whichever thread serves the client's reports: the caller's
 (in :meth:`send`, :meth:`send_many`, :meth:`flush`) or, with the window on, the packing
 thread's, which serves them every quarter window, so a callback arrives soon after the
