@@ -177,7 +177,7 @@ bench-entitlements: install up ## Entitlement check p50/p95/p99 with 10k custome
 stress: install up ## SIGKILL end-to-end tests 20 times in a row beside a CPU hog (RUNS=20)
 	$(PY) tests/stress/sigkill_under_load.py --runs $${RUNS:-20}
 
-bench: install ## Benchmarks (run `make up` first); writes docs/benchmarks.md (about 25 min)
+bench: install tools ## Benchmarks (run `make up` first; the dashboard stage drives chromium, which `tools` installs); writes docs/benchmarks.md (about 25 min)
 	$(PY) bench/run.py
 
 reset: install ## Delete the local pipeline's topics, consumer group, database and worker state (asks nothing; stop the pipeline first)
