@@ -37,7 +37,7 @@ from typing import Any, Protocol
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from api.fastingest import EncodedEvent
-from ingest.producer import events_producer_config
+from ingest.config import events_producer_config
 from schemas.errors import DeliveryFailed, ServiceUnavailable
 from schemas.wire import DEFAULT_COMPRESSION, Compression, record_value, subject_partition
 

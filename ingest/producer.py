@@ -27,7 +27,8 @@ broker's acknowledgement even when the caller sends nothing more.  A callback ma
 (its events are waited for by :meth:`flush`); it may not flush or close, which would wait
 for the callbacks being served (a ``RuntimeError`` says so).  A producer its owner never
 closes is flushed anyway, with a warning, when it is garbage-collected or at interpreter
-exit (the packing thread holds it weakly), so the events it held are not lost with it.
+exit (``ingest.lifecycle``: the packing thread holds it weakly), so the events it held are
+not lost with it.
 
 Delivery is asynchronous (the outcomes themselves: ``ingest.outcomes``).  Each outcome
 reaches the caller three ways: an optional
@@ -40,32 +41,25 @@ delivery succeeded; :meth:`send_and_wait` does both and raises
 
 from __future__ import annotations
 
-import atexit
 import logging
 import threading
 import time
-import weakref
 from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from ingest import lifecycle
+from ingest.config import events_producer_config
 from ingest.outcomes import Callback, Delivery, DeliveryReport, report_record
 from ingest.packing import Lane, Packer, Pending, by_subject, pack
 from ingest.partitions import Partitions
 from schemas.errors import DeliveryFailed, ServiceUnavailable
 from schemas.events import UsageEvent
-from schemas.wire import (
-    COMPRESSION_CODECS,
-    DEFAULT_COMPRESSION,
-    Compression,
-    encode_event,
-    event_key,
-    record_value,
-)
+from schemas.wire import DEFAULT_COMPRESSION, Compression, encode_event, event_key, record_value
 
-__all__ = ["DEFAULT_PACK_MS", "UsageProducer", "events_producer_config"]
+__all__ = ["DEFAULT_PACK_MS", "UsageProducer"]
 
 log = logging.getLogger(__name__)
 
@@ -74,39 +68,6 @@ DEFAULT_PACK_MS = 50
 default: at most this much latency added to an event (the pipeline's own is ~0.5 s at
 p50), for records the worker meters several times faster than one event per record
 (``docs/benchmarks.md``, *The SDK's packing window by default*)."""
-
-
-def events_producer_config(
-    bootstrap: str,
-    linger_ms: float,
-    delivery_timeout_ms: int,
-    logger: logging.Logger = log,
-    compression: str = DEFAULT_COMPRESSION,
-) -> dict[str, Any]:
-    """How every producer of the events topic (the SDK, the HTTP gateway) talks to Kafka:
-    acknowledged by all in-sync replicas, idempotent (a retry never duplicates a
-    record), within ``delivery_timeout_ms``, its batches compressed with ``compression``
-    (one of :data:`~schemas.wire.COMPRESSION_CODECS`)."""
-    if compression not in COMPRESSION_CODECS:
-        raise ValueError(
-            f"compression {compression!r} is not a Kafka codec: use one of "
-            f"{', '.join(COMPRESSION_CODECS)} (the producer's `compression`, or "
-            f"METERLINE_KAFKA_COMPRESSION for Meterline's services; {DEFAULT_COMPRESSION} "
-            "by default)"
-        )
-    return {
-        "bootstrap.servers": bootstrap,
-        "acks": "all",
-        "enable.idempotence": True,
-        "linger.ms": linger_ms,
-        "delivery.timeout.ms": delivery_timeout_ms,
-        "compression.type": compression,
-        "logger": logger,
-    }
-
-
-_OPEN: weakref.WeakSet[UsageProducer] = weakref.WeakSet()
-"""Producers not yet closed: flushed at interpreter exit (:func:`_flush_unclosed`)."""
 
 
 class UsageProducer:
@@ -148,9 +109,7 @@ class UsageProducer:
         the client must not be polled again from inside a callback."""
         self._stop = threading.Event()
         self._packing: threading.Thread | None = None
-        config = events_producer_config(
-            bootstrap, linger_ms, delivery_timeout_ms, compression=compression
-        )
+        config = events_producer_config(bootstrap, linger_ms, delivery_timeout_ms, log, compression)
         config.update({"batch.size": 1_000_000, "queue.buffering.max.messages": 500_000})
         self._producer = Producer({**config, **(extra_config or {})})
         self._partitions = Partitions(
@@ -160,15 +119,11 @@ class UsageProducer:
         self._packer = Packer(pack_ms / 1000, record_events, record_bytes, lane)
         self._closing_timeout = delivery_timeout_ms / 1000 + 5.0
         if pack_ms > 0:  # the thread holds the producer weakly: dropping it ends the thread
-            self._packing = threading.Thread(
-                target=_pack_loop,
-                args=(weakref.ref(self), self._stop, max(pack_ms / 4000, 0.001)),
-                name=f"meterline-pack-{topic}",
-                daemon=True,
+            self._packing = lifecycle.start_packing(
+                self, self._stop, max(pack_ms / 4000, 0.001), f"meterline-pack-{topic}"
             )
-            self._packing.start()
         self._closed = False
-        _OPEN.add(self)
+        lifecycle.register(self)
 
     def _check_reachable(self, timeout: float) -> int:
         """The topic's partition count, or :class:`ServiceUnavailable` naming the fix."""
@@ -270,7 +225,9 @@ class UsageProducer:
         except (KafkaException, BufferError) as exc:
             error = exc.args[0] if exc.args else None
             reason = f"not produced: {error.str() if isinstance(error, KafkaError) else exc}"
-            log.error("%d events of subject %r %s", len(group), group[0][0].subject, reason)
+            log.error(
+                "%d events (the first of subject %r) %s", len(group), group[0][0].subject, reason
+            )
             sent = [(event.source, event.id, callback) for event, _, callback in group]
             report_record(self.report, sent, None, None, reason)
 
@@ -378,7 +335,7 @@ class UsageProducer:
         """Closed by its owner: the packing thread stops, and neither the exit hook nor the
         garbage collector flushes it again."""
         self._closed = True
-        _OPEN.discard(self)
+        lifecycle.unregister(self)
         self._stop_packing()
 
     def _stop_packing(self) -> None:
@@ -441,22 +398,3 @@ class UsageProducer:
         else:
             self._mark_closed()
             self.flush()
-
-
-def _pack_loop(ref: weakref.ref[UsageProducer], stop: threading.Event, tick: float) -> None:
-    """The SDK's packing thread: every ``tick``, the producer's due groups and callbacks,
-    until it is closed or dropped (it is held only for a turn)."""
-    while not stop.wait(tick):
-        producer = ref()
-        if producer is None:
-            return
-        producer._pack_tick()
-        del producer  # the last reference may go here: then its ``__del__`` runs here
-
-
-@atexit.register
-def _flush_unclosed() -> None:
-    """At interpreter exit (before the packing threads, which are daemons, stop), every
-    producer not closed produces and waits for what it holds."""
-    for producer in list(_OPEN):
-        producer._close_unclosed("at interpreter exit")

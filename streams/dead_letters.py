@@ -259,7 +259,7 @@ def resend(
 
 class LetterSender:
     """Sends dead letters' events back to the events topic the way producers send events
-    (idempotent, ``acks=all``: ``ingest.producer.events_producer_config``): one event per
+    (idempotent, ``acks=all``: ``ingest.config.events_producer_config``): one event per
     record, its exact bytes, its original key, and the header :data:`RESENT_FROM_HEADER`.
     A call returns once Kafka acknowledged every event it was given, with where each is."""
 
@@ -272,7 +272,7 @@ class LetterSender:
     ) -> None:
         from confluent_kafka import Producer
 
-        from ingest.producer import events_producer_config
+        from ingest.config import events_producer_config
 
         self.topic, self.timeout_s = topic, timeout_s
         self._producer = Producer(

@@ -14,7 +14,8 @@ from aiokafka import codec
 from confluent_kafka.admin import AdminClient
 
 from ingest.admin import TopicSpec, ensure_topics
-from ingest.producer import UsageProducer, events_producer_config
+from ingest.config import events_producer_config
+from ingest.producer import UsageProducer
 from ingest.telemetry import generate
 from schemas.errors import MeterlineError
 from schemas.settings import Settings
