@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, assume, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -32,6 +32,8 @@ from tests.api.doubles import ACME, ADMIN
 pytestmark = [pytest.mark.integration]
 
 MAX_EXAMPLES = int(os.environ.get("METERLINE_FUZZ_EXAMPLES", "50"))
+FRAMING = {"content-length", "transfer-encoding"}
+"""Headers that frame the HTTP message itself: a generated value there is malformed HTTP."""
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -55,6 +57,10 @@ def fuzz(schema: Any, base_url: str, headers: dict[str, str], tally: Counter[str
                 suppress_health_check=list(HealthCheck),
             )
             def check(case: Any) -> None:
+                # a generated header that frames the message (a Content-Length of "g=`O")
+                # is refused by the HTTP server before the application, as text/plain:
+                # such a case tests h11, not the API's document
+                assume(not FRAMING & {name.lower() for name in case.headers or {}})
                 response = case.call(base_url=base_url, headers=headers)
                 tally[f"{response.status_code // 100}xx"] += 1
                 tally["cases"] += 1
