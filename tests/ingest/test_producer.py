@@ -10,6 +10,7 @@ import textwrap
 import threading
 import time
 import uuid
+import weakref
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -418,6 +419,32 @@ def test_a_producer_dropped_unclosed_still_delivers_what_it_held_and_its_thread_
     assert "was not closed" in caplog.text
     assert "call close()" in caplog.text
     assert sorted(e.id for e in read_back(isolated, 30)) == sorted(e.id for e in sent)
+
+
+def test_a_callback_that_drops_the_last_reference_still_delivers_what_it_sent(
+    isolated: Settings, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The producer is collected after the callback returns, never inside it (the thread
+    serving callbacks holds it for its turn), so its flush is not refused as a flush from
+    a callback: what the callback sent is delivered, and nothing is raised unseen."""
+    ensure_topics(isolated.kafka_bootstrap, meterline_topics(isolated))
+    first, second = events(2)
+    unraisable: list[object] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    owner = [UsageProducer(isolated.kafka_bootstrap, isolated.events_topic, pack_ms=20)]
+    collected = weakref.ref(owner[0])
+
+    def on_first(delivery: Delivery) -> None:
+        assert delivery.ok, delivery.error
+        producer = owner.pop()  # the owner's only reference leaves with this callback
+        producer.send(second)  # held for the window when the producer is dropped
+
+    with caplog.at_level("WARNING", logger="ingest.producer"):
+        owner[0].send(first, on_first)
+        wait_until(lambda: gc.collect() >= 0 and collected() is None, 30, "the producer collected")
+    assert unraisable == []  # no error raised from __del__, where nobody would see it
+    assert "was not closed" in caplog.text
+    assert sorted(e.id for e in read_back(isolated, 2)) == sorted([first.id, second.id])
 
 
 def test_a_producer_never_closed_delivers_what_it_held_at_interpreter_exit(
