@@ -24,8 +24,9 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -37,6 +38,7 @@ from ingest import Delivery, UsageProducer  # noqa: E402
 from ingest.admin import ensure_topics, meterline_topics  # noqa: E402
 
 TICK_S = 0.01
+T = TypeVar("T")
 
 
 def fill(bench: Bench, pack_ms: int, runs: int, pack_subjects: bool, rate: float) -> dict[str, Any]:
@@ -61,12 +63,9 @@ def fill(bench: Bench, pack_ms: int, runs: int, pack_subjects: bool, rate: float
             pack_subjects=pack_subjects,
         ) as p:
             start, cpu = time.perf_counter(), time.process_time()
-            per_tick = max(int(rate * TICK_S), 1) if rate else len(bench.telemetry.events)
-            for tick, at in enumerate(range(0, bench.events, per_tick)):
-                for event in bench.telemetry.events[at : at + per_tick]:
+            for tick in paced(bench.telemetry.events, rate):
+                for event in tick:
                     p.send(event, landed)
-                if rate:  # open loop: each tick starts on its own clock, late or not
-                    time.sleep(max(0.0, start + (tick + 1) * TICK_S - time.perf_counter()))
             p.flush()
             wall, cpu = time.perf_counter() - start, time.process_time() - cpu
         if p.report.delivered != bench.events or p.report.failed:
@@ -80,6 +79,26 @@ def fill(bench: Bench, pack_ms: int, runs: int, pack_subjects: bool, rate: float
     out["cpu_us_per_event"] = summary(cpu_us)
     out["events_per_record"] = summary(per_record)
     return out
+
+
+def paced(
+    items: Sequence[T],
+    rate: float,
+    clock: Callable[[], float] = time.perf_counter,
+    sleep: Callable[[float], object] = time.sleep,
+) -> Iterator[Sequence[T]]:
+    """``items`` in ticks of :data:`TICK_S` at ``rate`` items/s (0: all at once): after
+    the caller has used a tick, sleep until the next one is due.  Open loop: each tick is
+    due on its own clock, ``start + n × TICK_S``, so a late tick is not made up by the
+    next, nor does a slow sender slow the offered schedule further."""
+    if not rate:
+        yield items
+        return
+    per_tick = max(int(rate * TICK_S), 1)
+    start = clock()
+    for tick, at in enumerate(range(0, len(items), per_tick)):
+        yield items[at : at + per_tick]
+        sleep(max(0.0, start + (tick + 1) * TICK_S - clock()))
 
 
 def layout(pack_ms: int, pack_subjects: bool) -> str:

@@ -7,13 +7,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 from schemas.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_pipeline import isolated_bench  # noqa: E402
-from sdk_window import fill, layout, subjects  # noqa: E402
+from sdk_window import fill, layout, paced, subjects  # noqa: E402
 
 
 def test_the_window_packs_events_sent_one_at_a_time(stack: Settings) -> None:
@@ -38,5 +40,35 @@ def test_at_an_offered_rate_a_partitions_subjects_share_records(stack: Settings)
     (alone,) = by_subject["events_per_record"]["runs"]
     assert alone < 2  # each subject sends about once every 0.1 s: rarely in company
     assert shared > 20  # a 50 ms window of a partition holds ~100 events
-    (rate,) = by_partition["runs"]
-    assert rate < 4000 * 1.1  # offered, not flat out
+    for lane in (by_partition, by_subject):
+        (rate,) = lane["runs"]
+        assert rate <= 4000 * 1.001  # offered (paced by the clock), not flat out
+
+
+class _Clock:
+    """A clock that moves only when slept on, or by ``cost`` per tick used."""
+
+    def __init__(self) -> None:
+        self.now, self.slept = 0.0, 0.0
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds >= 0
+        self.now += seconds
+        self.slept += seconds
+
+
+def test_an_offered_rate_is_kept_by_the_clock_however_fast_the_sender() -> None:
+    clock = _Clock()
+    ticks = list(paced(list(range(1000)), 4000, lambda: clock.now, clock.sleep))
+    assert [len(t) for t in ticks] == [40] * 25  # 4,000/s in ticks of 10 ms
+    assert [n for t in ticks for n in t] == list(range(1000))  # each once, in order
+    assert clock.now == pytest.approx(0.25)  # sends that take no time still take 0.25 s
+
+
+def test_a_late_tick_is_not_made_up_and_flat_out_sends_everything_at_once() -> None:
+    clock = _Clock()
+    for tick in paced(list(range(1000)), 4000, lambda: clock.now, clock.sleep):
+        clock.now += 0.02 * len(tick) / 40  # the sender takes two ticks per tick
+    assert clock.slept == 0  # open loop: always late, never waits
+    assert clock.now == pytest.approx(0.5)
+    assert [len(t) for t in paced(list(range(1000)), 0)] == [1000]
