@@ -15,6 +15,7 @@ events still leave in order.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Protocol
 
 from confluent_kafka import KafkaException
@@ -30,8 +31,22 @@ REFRESH_S = 30.0
 """How often the partition count is read again."""
 
 
+class _TopicMetadata(Protocol):
+    @property
+    def error(self) -> object: ...
+    @property
+    def partitions(self) -> Mapping[int, object]: ...
+
+
+class _ClusterMetadata(Protocol):
+    @property
+    def topics(self) -> Mapping[str, _TopicMetadata]: ...
+
+
 class _Metadata(Protocol):
-    def list_topics(self, topic: str, timeout: float) -> object: ...
+    """The one call :class:`Partitions` makes: the client's ``list_topics``."""
+
+    def list_topics(self, topic: str, timeout: float) -> _ClusterMetadata: ...
 
 
 class Partitions:
@@ -64,7 +79,7 @@ class Partitions:
                 REFRESH_S,
             )
             return None
-        topic = metadata.topics.get(self.topic)  # type: ignore[attr-defined]
+        topic = metadata.topics.get(self.topic)
         if topic is None or topic.error is not None or not topic.partitions:
             log.warning(
                 "topic %r not in the broker's metadata (%s): %d partitions kept",

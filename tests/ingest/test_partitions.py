@@ -4,7 +4,7 @@ what the test says."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+from dataclasses import dataclass, field
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
@@ -22,16 +22,29 @@ class Metadata:
     def __init__(self, answer: int | Exception | None) -> None:
         self.answer, self.calls = answer, 0
 
-    def list_topics(self, topic: str, timeout: float) -> object:
+    def list_topics(self, topic: str, timeout: float) -> Cluster:
         self.calls += 1
         if isinstance(self.answer, Exception):
             raise self.answer
-        topics = {} if self.answer is None else {topic: _topic(self.answer)}
-        return SimpleNamespace(topics=topics)
+        topics = {} if self.answer is None else {topic: Topic(self.answer)}
+        return Cluster(topics)
 
 
-def _topic(partitions: int) -> object:
-    return SimpleNamespace(error=None, partitions=dict.fromkeys(range(partitions)))
+@dataclass
+class Topic:
+    """What the client's metadata says of a topic: its error, if any, and partitions."""
+
+    count: int
+    error: object = None
+    partitions: dict[int, object] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.partitions = dict.fromkeys(range(self.count))
+
+
+@dataclass
+class Cluster:
+    topics: dict[str, Topic]
 
 
 def ev(subject: str, n: int) -> UsageEvent:
