@@ -32,12 +32,13 @@ import logging
 import threading
 import time
 from collections.abc import Hashable, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from api.fastingest import EncodedEvent
 from ingest.config import events_producer_config
+from ingest.packing import Packer
 from schemas.errors import DeliveryFailed, ServiceUnavailable
 from schemas.wire import DEFAULT_COMPRESSION, Compression, record_value, subject_partition
 
@@ -55,39 +56,32 @@ def records(
     events: Sequence[EncodedEvent], max_events: int, max_bytes: int, partitions: int = 0
 ) -> list[Record]:
     """Group encoded events into records of at most ``max_events`` events and about
-    ``max_bytes`` bytes (a single larger event gets a record of its own): with
-    ``partitions``, the events of every subject of one partition
-    (:func:`~schemas.wire.subject_partition`) share records, placed on that partition;
-    without, each subject's events get records of their own, placed by key.  A subject's
-    events keep their order across its records; subjects need not be consecutive in the
-    body."""
+    ``max_bytes`` bytes (a single larger event gets a record of its own), by the SDK's
+    rule (:class:`ingest.packing.Packer`): with ``partitions``, the events of every
+    subject of one partition (:func:`~schemas.wire.subject_partition`) share records,
+    placed on that partition; without, each subject's events get records of their own,
+    placed by key.  A subject's events keep their order across its records; subjects need
+    not be consecutive in the body."""
+    packer: Packer[EncodedEvent] = Packer(0.0, max_events, max_bytes)
     lanes: dict[str, Hashable] = {}  # subject -> its lane, worked out once per request
-    out: list[Record] = []
-    open_: dict[Hashable, list[Any]] = {}  # lane -> [lines, bytes, subject or None]
-    for subject, value in events:
+    groups: list[list[EncodedEvent]] = []
+    for event in events:
+        subject = event[0]
         lane = lanes.get(subject)
         if lane is None:
             lane = lanes[subject] = (
                 subject_partition(subject, partitions) if partitions else subject
             )
-        group = open_.get(lane)
-        if group is not None and (
-            len(group[0]) >= max_events or group[1] + len(value) + 1 > max_bytes
-        ):
-            out.append(_record(lane, group, partitions))
-            group = None
-        if group is None:
-            group = open_[lane] = [[], 0, subject]
-        elif group[2] != subject:
-            group[2] = None  # several subjects: the record has no key
-        group[0].append(value)
-        group[1] += len(value) + 1
-    out.extend(_record(lane, group, partitions) for lane, group in open_.items())
-    return out
+        groups += packer.put(lane, event, len(event[1]), 0.0)
+    groups += packer.drain()
+    return [_record(group, partitions) for group in groups]
 
 
-def _record(lane: Hashable, group: list[Any], partitions: int) -> Record:
-    return group[2], lane if partitions else None, group[0]  # type: ignore[return-value]
+def _record(group: list[EncodedEvent], partitions: int) -> Record:
+    first = group[0][0]
+    key = first if all(subject == first for subject, _ in group) else None
+    partition = subject_partition(first, partitions) if partitions else None
+    return key, partition, [value for _, value in group]
 
 
 class Delivery(Protocol):

@@ -116,7 +116,7 @@ class UsageProducer:
             self._producer, topic, self._check_reachable(connect_timeout), time.monotonic()
         )
         lane: Lane = self._partitions.of if pack_subjects else by_subject
-        self._packer = Packer(pack_ms / 1000, record_events, record_bytes, lane)
+        self._packer: Packer[Pending] = Packer(pack_ms / 1000, record_events, record_bytes, lane)
         self._closing_timeout = delivery_timeout_ms / 1000 + 5.0
         if pack_ms > 0:  # the thread holds the producer weakly: dropping it ends the thread
             self._packing = lifecycle.start_packing(

@@ -13,12 +13,16 @@ from typing import Any
 import orjson
 import pytest
 from confluent_kafka import Consumer, KafkaError, TopicPartition
+from hypothesis import given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 
 from api.app import create_app
 from api.delivery import KafkaDelivery, _Countdown, records
 from api.fastingest import EncodedEvent
 from api.server import free_port
 from ingest.admin import ensure_topics, meterline_topics
+from ingest.packing import by_subject, pack
 from schemas.errors import DeliveryFailed, ServiceUnavailable
 from schemas.events import UsageEvent
 from schemas.settings import Settings
@@ -119,6 +123,37 @@ def test_with_partitions_the_subjects_of_one_partition_share_records(
     for subject in "abcdefghij":  # all there, each subject in body order
         mine = [line for _, _, lines in out for line in lines if line[:1] == subject.encode()]
         assert mine == [v for s, v in events if s == subject]
+
+
+@examples(max_examples=200, deadline=None)
+@given(
+    body=st.lists(st.tuples(st.sampled_from("abcdefgh"), st.integers(1, 60)), max_size=60),
+    max_events=st.integers(1, 8),
+    max_bytes=st.integers(1, 2_000),  # an event is 130-200 bytes
+    partitions=st.sampled_from([0, 1, 3, 4]),
+)
+def test_the_gateways_records_are_the_sdks_records_of_the_same_events(
+    body: list[tuple[str, int]], max_events: int, max_bytes: int, partitions: int
+) -> None:
+    """One packing rule: the gateway's records of a body are the groups the SDK's
+    :func:`ingest.packing.pack` makes of the same events, in the same order, each keyed
+    by its subject only when it holds one, and placed on its subjects' partition."""
+    events = [
+        UsageEvent.create(type="t", subject=s, id=f"{n}", data={"pad": "x" * size})
+        for n, (s, size) in enumerate(body)
+    ]
+    lane = (lambda e: subject_partition(e.subject, partitions)) if partitions else by_subject
+    sdk = list(pack(events, max_events, max_bytes, lane=lane))
+    gateway = records(
+        [(e.subject, encode_event(e)) for e in events], max_events, max_bytes, partitions
+    )
+    assert [lines for _, _, lines in gateway] == [[value for _, value, _ in g] for g in sdk]
+    for (key, partition, _), group in zip(gateway, sdk, strict=True):
+        subjects = {event.subject for event, _, _ in group}
+        assert key == (subjects.pop() if len(subjects) == 1 else None)
+        assert partition == (
+            subject_partition(group[0][0].subject, partitions) if partitions else None
+        )
 
 
 # -- one request's acknowledgements --------------------------------------------------------

@@ -19,7 +19,7 @@ def ids(groups: list[list[Pending]]) -> list[list[str]]:
 
 
 def test_a_group_waits_for_its_window_then_is_due() -> None:
-    packer = Packer(window_s=0.05, max_events=10, max_bytes=10_000)
+    packer: Packer[Pending] = Packer(window_s=0.05, max_events=10, max_bytes=10_000)
     assert packer.add(item("a", 0), now=1.0) == []
     assert packer.add(item("b", 0), now=1.02) == []
     assert packer.add(item("a", 1), now=1.04) == []
@@ -31,7 +31,7 @@ def test_a_group_waits_for_its_window_then_is_due() -> None:
 
 
 def test_a_full_group_is_ready_at_once_and_order_is_kept() -> None:
-    packer = Packer(window_s=10, max_events=3, max_bytes=10_000)
+    packer: Packer[Pending] = Packer(window_s=10, max_events=3, max_bytes=10_000)
     ready = [g for n in range(7) for g in packer.add(item("a", n), now=0)]
     assert ids(ready) == [["a-0", "a-1", "a-2"], ["a-3", "a-4", "a-5"]]
     assert ids(packer.drain()) == [["a-6"]]
@@ -39,7 +39,7 @@ def test_a_full_group_is_ready_at_once_and_order_is_kept() -> None:
 
 def test_the_byte_budget_closes_a_group_before_an_event_that_would_not_fit() -> None:
     first = item("a", 0)
-    packer = Packer(window_s=10, max_events=100, max_bytes=(len(first[1]) + 1) * 2)
+    packer: Packer[Pending] = Packer(window_s=10, max_events=100, max_bytes=(len(first[1]) + 1) * 2)
     assert packer.add(first, now=0) == []
     assert packer.add(item("a", 1), now=0) == []
     assert ids(packer.add(item("a", 2), now=0)) == [["a-0", "a-1"]]

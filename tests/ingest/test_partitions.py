@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from ingest.packing import Packer, pack
+from ingest.packing import Packer, Pending, pack
 from ingest.partitions import REFRESH_S, Partitions
 from schemas.events import UsageEvent
 from schemas.wire import subject_partition
@@ -99,7 +99,7 @@ def test_packing_by_partition_mixes_subjects_of_one_partition_only_and_keeps_the
 
 def test_the_window_holds_a_partitions_events_together() -> None:
     partitions = Partitions(Metadata(4), "events", 4, now=0.0)
-    packer = Packer(0.05, 500, 1_000_000, partitions.of)
+    packer: Packer[Pending] = Packer(0.05, 500, 1_000_000, partitions.of)
     for n, subject in enumerate(f"c{i}" for i in range(100)):
         assert packer.add((ev(subject, n), b"{}", None), now=0.0) == []
     assert packer.due(0.049) == []
