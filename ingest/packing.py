@@ -1,13 +1,12 @@
 """Packing events into records over a time window (the SDK's ``pack_ms``).
 
 Pure bookkeeping, no I/O: :class:`Packer` holds the pending events of each *lane* and
-says which groups are ready to become a record (the SDK's and the HTTP gateway's
-records alike) — full (``max_events`` / ``max_bytes``), or
-older than the window.  A lane is what a record may mix: by default the subject (one
-subject per record); :class:`ingest.UsageProducer` uses the subject's partition, so the
-subjects that share a partition share records too.  Every event of a subject is in one
-lane, so order is kept per subject: a lane's groups come out in the order its events
-went in.
+says which groups are ready to become a record — full (``max_events`` / ``max_bytes``), or
+older than the window; the SDK's records and the HTTP gateway's alike.  A lane is what a
+record may mix: by default the subject (one subject per record);
+:class:`ingest.UsageProducer` uses the subject's partition, so the subjects that share a
+partition share records too.  Every event of a subject is in one lane, so order is kept
+per subject: a lane's groups come out in the order its events went in.
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ def test_at_an_offered_rate_a_partitions_subjects_share_records(stack: Settings)
 
 
 class _Clock:
-    """A clock that moves only when slept on, or by ``cost`` per tick used."""
+    """A clock that moves only when slept on (or when the test moves it itself)."""
 
     def __init__(self) -> None:
         self.now, self.slept = 0.0, 0.0
