@@ -31,7 +31,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from typing import Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -62,25 +62,26 @@ def records(
     placed on that partition; without, each subject's events get records of their own,
     placed by key.  A subject's events keep their order across its records; subjects need
     not be consecutive in the body."""
-    packer: Packer[EncodedEvent] = Packer(0.0, max_events, max_bytes)
-    lanes: dict[str, Hashable] = {}  # subject -> its lane, worked out once per request
+    packer: Packer[EncodedEvent] = Packer(0.0, max_events, max_bytes)  # no window: never due
+    placed: dict[str, int] = {}  # subject -> its partition, worked out once per request
     groups: list[list[EncodedEvent]] = []
     for event in events:
         subject = event[0]
-        lane = lanes.get(subject)
-        if lane is None:
-            lane = lanes[subject] = (
-                subject_partition(subject, partitions) if partitions else subject
-            )
-        groups += packer.put(lane, event, len(event[1]), 0.0)
+        if not partitions:
+            groups += packer.put(subject, event, len(event[1]), 0.0)
+            continue
+        partition = placed.get(subject)
+        if partition is None:
+            partition = placed[subject] = subject_partition(subject, partitions)
+        groups += packer.put(partition, event, len(event[1]), 0.0)
     groups += packer.drain()
-    return [_record(group, partitions) for group in groups]
+    return [_record(group, placed.get(group[0][0])) for group in groups]
 
 
-def _record(group: list[EncodedEvent], partitions: int) -> Record:
+def _record(group: list[EncodedEvent], partition: int | None) -> Record:
+    """One group as a record: keyed by its subject when it holds one subject's events."""
     first = group[0][0]
     key = first if all(subject == first for subject, _ in group) else None
-    partition = subject_partition(first, partitions) if partitions else None
     return key, partition, [value for _, value in group]
 
 
