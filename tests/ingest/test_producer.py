@@ -433,16 +433,23 @@ def test_a_callback_that_drops_the_last_reference_still_delivers_what_it_sent(
     monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
     owner = [UsageProducer(isolated.kafka_bootstrap, isolated.events_topic, pack_ms=20)]
     collected = weakref.ref(owner[0])
+    in_callback = [False]
+    collected_in_callback: list[bool] = []  # one entry, when the producer is collected
+    weakref.finalize(owner[0], lambda: collected_in_callback.append(in_callback[0]))
 
     def on_first(delivery: Delivery) -> None:
+        in_callback[0] = True
         assert delivery.ok, delivery.error
         producer = owner.pop()  # the owner's only reference leaves with this callback
         producer.send(second)  # held for the window when the producer is dropped
+        del producer
+        in_callback[0] = False
 
     with caplog.at_level("WARNING", logger="ingest.producer"):
         owner[0].send(first, on_first)
         wait_until(lambda: gc.collect() >= 0 and collected() is None, 30, "the producer collected")
     assert unraisable == []  # no error raised from __del__, where nobody would see it
+    assert collected_in_callback == [False]  # after the callback returned, not inside it
     assert "was not closed" in caplog.text
     assert sorted(e.id for e in read_back(isolated, 2)) == sorted([first.id, second.id])
 
