@@ -5,13 +5,15 @@
 One supervised worker (``python -m streams worker``) meters an isolated topic while a
 producer offers ``--rate`` events/s (packed NDJSON records of one subject each, 10 %
 re-sent duplicates packed the same way a little later, the demo meters).  Every 5 s the
-harness samples the worker child's RSS and CPU time, the consumer lag and the events
-stored so far.  At the end it waits
-for zero lag, checks the stored totals per (subject, meter) against the totals of the
-events it generated (duplicates excluded) and the raw-event count, then SIGKILLs the
-worker child and times its replacement until it consumes again — with every key of the
-run retained in the dedupe state.  Figures go to ``bench/soak-results.json``, the chart
-to ``docs/soak.png``, a summary to stdout.
+harness samples the worker child's RSS (and its anonymous part), its CPU time, the
+dedupe store's memory by part as the worker reports it
+(``meterline_stream_dedupe_memory_bytes``, read from RocksDB every 15 s), the consumer
+lag and the events stored so far.  At the end it waits for zero lag, checks the stored
+totals per (subject, meter) against the totals of the events it generated (duplicates
+excluded) and the raw-event count, then SIGKILLs the worker child and times its
+replacement until it consumes again — with every key of the run retained in the dedupe
+state.  Figures go to ``bench/soak-results.json``, the chart to ``docs/soak.png``, a
+summary to stdout.
 """
 
 from __future__ import annotations
@@ -157,6 +159,32 @@ def child_stats(pid: int) -> tuple[int, float]:
     return rss * 1024, (int(fields[11]) + int(fields[12])) / ticks
 
 
+def anonymous_bytes(pid: int) -> int:
+    """The anonymous part of a process's RSS (heaps, arenas, RocksDB's memory; not the
+    mapped libraries), from ``/proc/<pid>/smaps_rollup``."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Anonymous:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def dedupe_memory(port: int) -> dict[str, float]:
+    """The worker's ``meterline_stream_dedupe_memory_bytes`` by part, in MB (empty while
+    the child's metrics are not in the supervisor's scrape)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=3).text
+    except httpx.HTTPError:
+        return {}
+    return {
+        sample.labels["part"]: round(sample.value / 2**20, 1)
+        for family in text_string_to_metric_families(text)
+        if family.name == "meterline_stream_dedupe_memory_bytes"
+        for sample in family.samples
+    }
+
+
 def health(port: int) -> dict[str, Any]:
     try:
         return dict(httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=3).json())
@@ -219,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
             state = health(port)
             pid = state.get("child_pid")
             rss, cpu = child_stats(int(pid)) if pid else (0, 0.0)
+            anonymous = anonymous_bytes(int(pid)) if pid else 0
             stored = int(
                 engine.execute(events_table.rows_written(settings.namespace).to_sql())[0][0]
             )
@@ -232,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
                 {
                     "t": round(now - started, 1),
                     "rss_mb": round(rss / 2**20, 1),
+                    "anonymous_mb": round(anonymous / 2**20, 1),
+                    "dedupe_memory_mb": dedupe_memory(port),
                     "lag_records": lag.total,
                     "stored": stored,
                     "events_per_s": round(rate),
@@ -313,8 +344,18 @@ def chart(result: dict[str, Any], path: Path) -> None:
     samples = result["samples"]
     t = [s["t"] for s in samples]
     fig, axes = plt.subplots(3, 1, figsize=(9, 8), sharex=True)
-    axes[0].plot(t, [s["rss_mb"] for s in samples], color="#2563eb")
-    axes[0].set_ylabel("worker RSS (MB)")
+    axes[0].plot(t, [s["rss_mb"] for s in samples], color="#2563eb", label="RSS")
+    if any(s.get("dedupe_memory_mb") for s in samples):
+        rocksdb = [_dedupe_total(s) for s in samples]
+        axes[0].plot(t, rocksdb, color="#9333ea", label="dedupe store (RocksDB + key filter)")
+        axes[0].plot(
+            t,
+            [s["rss_mb"] - r for s, r in zip(samples, rocksdb, strict=True)],
+            color="#6b7280",
+            label="the rest",
+        )
+        axes[0].legend(loc="upper left")
+    axes[0].set_ylabel("worker memory (MB)")
     axes[1].plot(t, [s["lag_records"] for s in samples], color="#dc2626")
     axes[1].set_ylabel("consumer lag (records)")
     axes[2].plot(t, [s["events_per_s"] for s in samples], color="#16a34a", label="stored")
@@ -328,6 +369,13 @@ def chart(result: dict[str, Any], path: Path) -> None:
     )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
+
+
+def _dedupe_total(sample: dict[str, Any]) -> float:
+    """The dedupe store's memory in a sample: the block cache (memtables inside it), the
+    table readers and the key filter."""
+    parts = sample.get("dedupe_memory_mb") or {}
+    return float(sum(v for k, v in parts.items() if k != "memtables"))
 
 
 def _wait(predicate: Any, timeout: float, what: str) -> Any:

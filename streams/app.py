@@ -343,15 +343,17 @@ def create_worker(
 
 
 def report_store(store: TableSeenStore) -> None:
-    """Set the dedupe store's gauges (keys, table-file bytes, compaction debt); left as
-    they were while the store's index is not open.  Runs on the event loop, which owns
-    the store."""
+    """Set the dedupe store's gauges (keys, table-file bytes, compaction debt, memory by
+    part); left as they were while the store's index is not open.  Runs on the event
+    loop, which owns the store."""
     stats = store.index.disk_stats()
     if stats is None:
         return
     metrics.DEDUPE_KEYS.set(stats.keys)
     metrics.DEDUPE_SST_BYTES.set(stats.sst_bytes)
     metrics.DEDUPE_PENDING_COMPACTION_BYTES.set(stats.pending_compaction_bytes)
+    for part, size in stats.memory.items():
+        metrics.DEDUPE_MEMORY_BYTES.labels(part).set(size)
 
 
 def _die(message: str, code: int = EXIT_SINK_FAILED) -> None:

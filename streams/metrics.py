@@ -62,6 +62,14 @@ DEDUPE_SST_BYTES = Gauge(
     "meterline_stream_dedupe_sst_bytes",
     "Bytes of the dedupe store's table files on the worker's disk.",
 )
+DEDUPE_MEMORY_BYTES = Gauge(
+    "meterline_stream_dedupe_memory_bytes",
+    "Bytes the dedupe store holds in memory, by part: block_cache (data blocks and the "
+    "memtables charged to it, bounded), memtables (inside block_cache), table_readers "
+    "(the open table files' bloom filters and indexes, growing with the keys on disk), "
+    "key_filter (the index's own Bloom filter).",
+    ["part"],
+)
 DEDUPE_PENDING_COMPACTION_BYTES = Gauge(
     "meterline_stream_dedupe_pending_compaction_bytes",
     "Bytes the dedupe store's compaction still has to rewrite (RocksDB's estimate); "

@@ -105,6 +105,12 @@ class IndexFilter:
         return self.current
 
     @property
+    def nbytes(self) -> int:
+        """Bytes of the filter in use and of the one being built."""
+        building = self._build.keys if self._build is not None else None
+        return sum(int(f.nbytes) for f in (self.current, building) if f is not None)
+
+    @property
     def building(self) -> bool:
         return self._build is not None
 

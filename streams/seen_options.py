@@ -135,9 +135,13 @@ class SeenOptions(rocksdb.RocksDBOptions):  # type: ignore[misc]  # faust is unt
         return options
 
 
-def disk_stats(index: SeenDatabases, partition_dbs: Iterable[Rdict]) -> StoreStats:
-    """The dedupe store's size on disk from RocksDB's own figures: keys of ``seen``,
-    table-file bytes and pending compaction bytes summed over every database and family."""
+def disk_stats(
+    index: SeenDatabases, partition_dbs: Iterable[Rdict], cache: Cache, key_filter_bytes: int
+) -> StoreStats:
+    """The dedupe store's size from RocksDB's own figures: keys of ``seen``, table-file
+    bytes and pending compaction bytes summed over every database and family, and what it
+    holds in memory by part (``seen_index.MEMORY_PARTS``; ``key_filter_bytes`` is the key
+    filter's, which RocksDB does not see)."""
     families = (index.seen, index.chunks, index.expiry, *partition_dbs)
 
     def total(name: str) -> int:
@@ -147,4 +151,10 @@ def disk_stats(index: SeenDatabases, partition_dbs: Iterable[Rdict]) -> StoreSta
         keys=index.seen.property_int_value("rocksdb.estimate-num-keys") or 0,
         sst_bytes=total("rocksdb.total-sst-files-size"),
         pending_compaction_bytes=total("rocksdb.estimate-pending-compaction-bytes"),
+        memory={
+            "block_cache": cache.get_usage(),
+            "memtables": total("rocksdb.cur-size-all-mem-tables"),
+            "table_readers": total("rocksdb.estimate-table-readers-mem"),
+            "key_filter": key_filter_bytes,
+        },
     )

@@ -284,7 +284,10 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
 
     def disk_stats(self) -> StoreStats | None:
         """``None`` while the index is not open (never opened for this); event loop only."""
-        return None if self._index is None else disk_stats(self._index, self._dbs.values())
+        if self._index is None:
+            return None
+        cache = self.rocksdb_options.cache
+        return disk_stats(self._index, self._dbs.values(), cache, self.keys.nbytes)
 
     # -- lifecycle -----------------------------------------------------------------------
     def _opened_index(self) -> SeenDatabases:

@@ -294,6 +294,15 @@ def test_the_worker_reports_the_store_on_disk_once_its_index_is_open(opened: Ope
     assert gauge("meterline_stream_dedupe_sst_bytes") == 0  # nothing flushed yet
     assert gauge("meterline_stream_dedupe_pending_compaction_bytes") == 0
 
+    def memory(part: str) -> float:
+        figure = REGISTRY.get_sample_value("meterline_stream_dedupe_memory_bytes", {"part": part})
+        assert figure is not None, part
+        return figure
+
+    memtables = memory("memtables")
+    assert 3_000 * 16 < memtables <= memory("block_cache")  # memtables are charged to it
+    assert memory("table_readers") == 0  # no table file yet
+
     index = opened.store._opened_index()
     for family in (index.seen, index.chunks, index.expiry, *opened.store._dbs.values()):
         family.flush()
@@ -302,6 +311,11 @@ def test_the_worker_reports_the_store_on_disk_once_its_index_is_open(opened: Ope
     assert stats is not None
     assert 3_000 * 16 < stats.sst_bytes == gauge("meterline_stream_dedupe_sst_bytes")
     assert gauge("meterline_stream_dedupe_keys") == stats.keys > 0
+    assert memory("memtables") < memtables  # flushed to table files, whose readers
+    assert memory("table_readers") == stats.memory["table_readers"] > 0  # hold their index
+    keys = index_filter(opened.store)  # the key filter, built from the chunk entries
+    app.report_store(opened.seen)
+    assert memory("key_filter") == keys.nbytes == opened.store.keys.nbytes > 0
 
     opened.store.close()
     assert opened.store.disk_stats() is None
