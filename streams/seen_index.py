@@ -9,7 +9,7 @@ from typing import Any, NamedTuple, Protocol
 from streams.dedupe import SeenRecord
 from streams.seen_codec import Indexed, raw_entries
 
-__all__ = ["MEMORY_PARTS", "ScanIndex", "SeenIndex", "StoreStats"]
+__all__ = ["ScanIndex", "SeenIndex", "StoreStats"]
 
 
 class StoreStats(NamedTuple):
@@ -23,18 +23,12 @@ class StoreStats(NamedTuple):
     """Bytes RocksDB estimates its compaction still has to rewrite: a figure that keeps
     growing means compaction falls behind the writes."""
     memory: dict[str, int]
-    """Bytes the store holds in memory, by part (:data:`MEMORY_PARTS`)."""
-
-
-MEMORY_PARTS = {
-    "block_cache": "RocksDB's block cache, shared by every database: data blocks and the "
-    "memtables charged to it (bounded by StoreLimits.block_cache_bytes)",
-    "memtables": "the memtables of every database (inside block_cache)",
-    "table_readers": "the open table files' bloom filters and block indexes, outside the "
-    "cache: they grow with the keys on disk",
-    "key_filter": "the dedupe index's own Bloom filter, and the one being built",
-}
-"""The parts of :attr:`StoreStats.memory`, each with what it counts."""
+    """Bytes the store holds in memory, by part: ``block_cache`` (RocksDB's cache, shared
+    by every database: data blocks and the memtables charged to it; bounded by
+    ``StoreLimits.block_cache_bytes``), ``memtables`` (every database's, inside
+    ``block_cache``), ``table_readers`` (the open table files' bloom filters and block
+    indexes, outside the cache: they grow with the keys on disk) and ``key_filter`` (the
+    index's own Bloom filter, and the one being built)."""
 
 
 class SeenIndex(Protocol):

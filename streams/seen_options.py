@@ -140,7 +140,7 @@ def disk_stats(
 ) -> StoreStats:
     """The dedupe store's size from RocksDB's own figures: keys of ``seen``, table-file
     bytes and pending compaction bytes summed over every database and family, and what it
-    holds in memory by part (``seen_index.MEMORY_PARTS``; ``key_filter_bytes`` is the key
+    holds in memory by part (``StoreStats.memory``; ``key_filter_bytes`` is the key
     filter's, which RocksDB does not see)."""
     families = (index.seen, index.chunks, index.expiry, *partition_dbs)
 

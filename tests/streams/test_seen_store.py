@@ -268,9 +268,12 @@ def test_a_reopened_store_answers_from_disk_and_keeps_its_offsets(tmp_path: Path
     assert again.seen.get("r") == SeenRecord(1, 5000, "h", T0, 0)
 
 
-def test_the_worker_reports_the_store_on_disk_once_its_index_is_open(opened: Opened) -> None:
-    """``streams.app.report_store`` sets the dedupe gauges from RocksDB's own figures,
-    and leaves them alone (never opening the index for it) while the index is closed."""
+def test_the_worker_reports_the_store_on_disk_and_in_memory_once_its_index_is_open(
+    opened: Opened,
+) -> None:
+    """``streams.app.report_store`` sets the dedupe gauges from RocksDB's own figures
+    (and the key filter's size), and leaves them alone (never opening the index for it)
+    while the index is closed."""
     from prometheus_client import REGISTRY
 
     from streams import app, metrics
