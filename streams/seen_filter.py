@@ -21,6 +21,8 @@ import threading
 import time
 from typing import Any
 
+from rocksdict import ReadOptions
+
 from streams.seen_codec import HASH_BYTES, TIME
 from streams.seen_options import SeenDatabases
 
@@ -161,8 +163,10 @@ class _Build:
     def _fill(self, index: SeenDatabases) -> None:
         started = time.monotonic()
         keys = self.keys
+        scan = ReadOptions()  # a one-off read of every entry: keep the look-ups' blocks
+        scan.fill_cache(False)  # type: ignore[call-arg]  # the stub omits the flag it takes
         try:
-            chunks = index.chunks.iter()
+            chunks = index.chunks.iter(scan)
             try:
                 chunks.seek_to_first()
                 while chunks.valid() and not self._stop:

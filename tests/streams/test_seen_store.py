@@ -326,6 +326,23 @@ def test_the_worker_reports_the_store_on_disk_and_in_memory_once_its_index_is_op
     assert gauge("meterline_stream_dedupe_sst_bytes") == stats.sst_bytes
 
 
+def test_building_the_key_filter_reads_around_the_block_cache(opened: Opened) -> None:
+    """The filter's build reads every chunk entry once: the block cache keeps what the
+    look-ups read, not those entries (nor does the worker's memory grow by them)."""
+    opened.seen.put_many([(f"k{i}", rec(i % 4, i, T0 + i)) for i in range(100_000)])
+    index = opened.store._opened_index()
+    index_filter(opened.store)
+    for family in (index.seen, index.chunks, index.expiry, *opened.store._dbs.values()):
+        family.flush()  # the chunk entries in table files, read through the cache or not
+    cache = opened.store.rocksdb_options.cache
+    before = cache.get_usage()
+    opened.store.keys.close()
+    opened.store.keys.start(index)  # a rebuild, as when the filter outgrows its keys
+    keys = index_filter(opened.store)
+    assert keys.added == 100_000
+    assert cache.get_usage() - before < 64 * 1024  # 1.6 MB of hashes were read
+
+
 def test_a_hash_collision_never_answers_for_another_key(
     opened: Opened, monkeypatch: pytest.MonkeyPatch
 ) -> None:
