@@ -121,6 +121,15 @@ class Settings(BaseSettings):
     too) where probes and Prometheus reach the machine or pod on its own address, as in
     the Helm chart."""
     worker_data_dir: str = ""
+    worker_dedupe_cache_mb: int = Field(default=128, ge=64)
+    """RocksDB's block cache for the worker's dedupe store (MiB): shared by its databases,
+    with their memtables (32 MiB) charged to it (``streams.seen_options.StoreLimits``)."""
+    worker_dedupe_bounded_memory: bool = False
+    """Keep the dedupe store's bloom filters and block indexes in that cache too
+    (partitioned), so the store's memory stops growing with the retained keys, at ~1.6x
+    the cost of a look-up that misses.  Off, each table file holds its own in memory:
+    ~1.5 bytes per retained key, ~4 GB at a 32-day horizon of 1,000 events/s
+    (``docs/metering.md``, *Memory*)."""
     worker_stall_seconds: float = Field(default=60.0, gt=0)
     """Watchdog: replace a ready worker that is behind and commits nothing for this long."""
     worker_heartbeat_seconds: float = Field(default=30.0, gt=0)

@@ -48,6 +48,7 @@ from streams.batch import BatchMeter
 from streams.liveness import WorkerState, supervise_from_child
 from streams.local_state import claim_slot, state_root
 from streams.progress import resume_positions
+from streams.seen_options import MiB, StoreLimits
 from streams.seen_table import PURGE_SLICE, PositionedTable, TableSeenStore
 from streams.sink import (
     WRITE_DEADLINE_SECONDS,
@@ -217,7 +218,10 @@ def create_worker(
             partitions=settings.events_partitions,
             key_type=bytes,
             value_type=bytes,
-            options={"on_restored": state.count_restored},  # the watchdog's restore progress
+            options={
+                "on_restored": state.count_restored,  # the watchdog's restore progress
+                "limits": store_limits(settings),
+            },
             # applied every RESTORE_BATCH changelog messages (Faust's default, 1000 chunks
             # of up to 5,000 keys, would hold the event loop for a minute per batch and
             # report restore progress only that often)
@@ -340,6 +344,14 @@ def create_worker(
     app.timer(interval=STORE_STATS_INTERVAL_S, on_leader=False)(store_stats)
     supervise_from_child(app, state, settings.events_topic, settings.worker_failpoint, sink)
     return Worker(app=app, sink=sink, store=store, state=state)
+
+
+def store_limits(settings: Settings) -> StoreLimits:
+    """The dedupe store's memory limits from the settings (the rest keep their defaults)."""
+    return StoreLimits(
+        block_cache_bytes=settings.worker_dedupe_cache_mb * MiB,
+        index_and_filters_in_cache=settings.worker_dedupe_bounded_memory,
+    )
 
 
 def report_store(store: TableSeenStore) -> None:

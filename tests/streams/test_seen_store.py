@@ -343,6 +343,43 @@ def test_building_the_key_filter_reads_around_the_block_cache(opened: Opened) ->
     assert cache.get_usage() - before < 64 * 1024  # 1.6 MB of hashes were read
 
 
+def test_the_worker_keeps_the_dedupe_filters_in_its_cache_when_the_settings_say(
+    tmp_path: Path,
+) -> None:
+    """``METERLINE_WORKER_DEDUPE_BOUNDED_MEMORY``: the table files' filters and indexes go
+    to the block cache (``METERLINE_WORKER_DEDUPE_CACHE_MB``) instead of each file's own
+    memory, which is what grows with the keys.  Nothing connects: the worker is built."""
+    from schemas.settings import Settings
+    from streams.app import create_worker
+    from tests.streams.sink_kit import METERS
+
+    readers = {}
+    for bounded in (False, True):
+        settings = Settings().model_copy(
+            update={
+                "worker_data_dir": str(tmp_path / str(bounded)),
+                "worker_dedupe_cache_mb": 64,
+                "worker_dedupe_bounded_memory": bounded,
+            }
+        )
+        store = create_worker(settings, METERS).store.table.data
+        assert isinstance(store, SeenIndexStore)
+        assert store.rocksdb_options.limits == StoreLimits(
+            block_cache_bytes=64 << 20, index_and_filters_in_cache=bounded
+        )
+        chunk = {"e": [[f"k{i}", i, 0, "h", T0] for i in range(20_000)]}
+        store[b"0:0-19999"] = orjson.dumps(chunk)  # as a restore writes a chunk
+        index = store._opened_index()
+        for family in (index.seen, index.chunks, index.expiry, *store._dbs.values()):
+            family.flush()
+        stats = store.disk_stats()
+        assert stats is not None
+        assert stats.keys == 20_000
+        readers[bounded] = stats.memory["table_readers"]
+        store.close()
+    assert readers[True] < readers[False] / 2, readers
+
+
 def test_a_hash_collision_never_answers_for_another_key(
     opened: Opened, monkeypatch: pytest.MonkeyPatch
 ) -> None:
