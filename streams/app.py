@@ -358,7 +358,7 @@ def report_store(store: TableSeenStore) -> None:
     """Set the dedupe store's gauges (keys, table-file bytes, compaction debt, memory by
     part); left as they were while the store's index is not open.  Runs on the event
     loop, which owns the store."""
-    stats = store.index.disk_stats()
+    stats = store.index.store_stats()
     if stats is None:
         return
     metrics.DEDUPE_KEYS.set(stats.keys)

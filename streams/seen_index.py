@@ -13,7 +13,8 @@ __all__ = ["ScanIndex", "SeenIndex", "StoreStats"]
 
 
 class StoreStats(NamedTuple):
-    """What a dedupe store holds on the worker's disk, from RocksDB's own estimates."""
+    """What a dedupe store holds on the worker's disk and in its memory, from RocksDB's own
+    estimates."""
 
     keys: int
     """Dedupe keys indexed (estimated: exact in memtables, from file metadata on disk)."""
@@ -38,7 +39,7 @@ class SeenIndex(Protocol):
         self, threshold_ms: int, limit: int | None = None
     ) -> list[tuple[bytes, int, int]]: ...
     def refresh(self) -> None: ...
-    def disk_stats(self) -> StoreStats | None: ...
+    def store_stats(self) -> StoreStats | None: ...
 
 
 class ScanIndex:
@@ -73,6 +74,6 @@ class ScanIndex:
     def refresh(self) -> None:
         pass
 
-    def disk_stats(self) -> StoreStats | None:
+    def store_stats(self) -> StoreStats | None:
         """Nothing on disk."""
         return None

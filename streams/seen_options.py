@@ -30,7 +30,7 @@ __all__ = [
     "SeenDatabases",
     "SeenOptions",
     "StoreLimits",
-    "disk_stats",
+    "read_store_stats",
 ]
 
 MiB = 1024 * 1024
@@ -135,7 +135,7 @@ class SeenOptions(rocksdb.RocksDBOptions):  # type: ignore[misc]  # faust is unt
         return options
 
 
-def disk_stats(
+def read_store_stats(
     index: SeenDatabases, partition_dbs: Iterable[Rdict], cache: Cache, key_filter_bytes: int
 ) -> StoreStats:
     """The dedupe store's size from RocksDB's own figures: keys of ``seen``, table-file

@@ -84,7 +84,12 @@ from streams.seen_codec import (
 )
 from streams.seen_filter import IndexFilter
 from streams.seen_index import ScanIndex, SeenIndex, StoreStats
-from streams.seen_options import SeenDatabases, SeenOptions, StoreLimits, disk_stats
+from streams.seen_options import (
+    SeenDatabases,
+    SeenOptions,
+    StoreLimits,
+    read_store_stats,
+)
 
 __all__ = ["SeenIndexStore", "StoreLimits", "index_of"]
 
@@ -282,12 +287,12 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
         if self._assigned is None or tp.partition in self._assigned:
             super().set_persisted_offset(tp, offset)
 
-    def disk_stats(self) -> StoreStats | None:
+    def store_stats(self) -> StoreStats | None:
         """``None`` while the index is not open (never opened for this); event loop only."""
         if self._index is None:
             return None
         cache = self.rocksdb_options.cache
-        return disk_stats(self._index, self._dbs.values(), cache, self.keys.nbytes)
+        return read_store_stats(self._index, self._dbs.values(), cache, self.keys.nbytes)
 
     # -- lifecycle -----------------------------------------------------------------------
     def _opened_index(self) -> SeenDatabases:

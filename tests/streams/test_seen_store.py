@@ -310,7 +310,7 @@ def test_the_worker_reports_the_store_on_disk_and_in_memory_once_its_index_is_op
     for family in (index.seen, index.chunks, index.expiry, *opened.store._dbs.values()):
         family.flush()
     app.report_store(opened.seen)
-    stats = opened.store.disk_stats()
+    stats = opened.store.store_stats()
     assert stats is not None
     assert 3_000 * 16 < stats.sst_bytes == gauge("meterline_stream_dedupe_sst_bytes")
     assert gauge("meterline_stream_dedupe_keys") == stats.keys > 0
@@ -321,7 +321,7 @@ def test_the_worker_reports_the_store_on_disk_and_in_memory_once_its_index_is_op
     assert memory("key_filter") == keys.nbytes == opened.store.keys.nbytes > 0
 
     opened.store.close()
-    assert opened.store.disk_stats() is None
+    assert opened.store.store_stats() is None
     app.report_store(opened.seen)  # closed: the gauges keep their last figures
     assert gauge("meterline_stream_dedupe_sst_bytes") == stats.sst_bytes
 
@@ -372,7 +372,7 @@ def test_the_worker_keeps_the_dedupe_filters_in_its_cache_when_the_settings_say(
         index = store._opened_index()
         for family in (index.seen, index.chunks, index.expiry, *store._dbs.values()):
             family.flush()
-        stats = store.disk_stats()
+        stats = store.store_stats()
         assert stats is not None
         assert stats.keys == 20_000
         readers[bounded] = stats.memory["table_readers"]
