@@ -5,6 +5,7 @@ a Faust app that is built but never started; changelog sends are recorded, not s
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import shutil
 import subprocess
@@ -378,6 +379,40 @@ def test_the_worker_keeps_the_dedupe_filters_in_its_cache_when_the_settings_say(
         readers[bounded] = stats.memory["table_readers"]
         store.close()
     assert readers[True] < readers[False] / 2, readers
+
+
+def flush_all(store: SeenIndexStore) -> None:
+    """Every family of every database into table files."""
+    index = store._opened_index()
+    for family in (index.seen, index.chunks, index.expiry, *store._dbs.values()):
+        family.flush()
+
+
+def test_bounded_memory_takes_effect_at_a_restart_on_the_files_already_written(
+    tmp_path: Path,
+) -> None:
+    """The setting is read as the store opens: a store written without it and reopened
+    with it keeps its filters in the cache from then on, its old table files too, and
+    every key still answers; and back."""
+    readers: list[int] = []
+    for in_cache in (False, True, False):
+        opened = open_store(
+            tmp_path,
+            limits=StoreLimits(block_cache_bytes=64 << 20, index_and_filters_in_cache=in_cache),
+        )
+        if not readers:  # written once, without the setting
+            opened.seen.put_many([(f"k{i}", rec(i % 4, i, T0 + i)) for i in range(20_000)])
+            flush_all(opened.store)
+        assert opened.seen.get("k123") == rec(3, 123, T0 + 123)
+        assert opened.seen.get("k19999") == rec(3, 19_999, T0 + 19_999)
+        stats = opened.store.store_stats()
+        assert stats is not None
+        readers.append(stats.memory["table_readers"])
+        opened.store.close()
+        del opened
+        gc.collect()  # the handles go with the store, and the database's lock with them
+    unbounded, bounded, again = readers
+    assert bounded < unbounded / 2 < again, readers
 
 
 def test_a_hash_collision_never_answers_for_another_key(
