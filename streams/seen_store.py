@@ -84,12 +84,7 @@ from streams.seen_codec import (
 )
 from streams.seen_filter import IndexFilter
 from streams.seen_index import ScanIndex, SeenIndex, StoreStats
-from streams.seen_options import (
-    SeenDatabases,
-    SeenOptions,
-    StoreLimits,
-    read_store_stats,
-)
+from streams.seen_options import SeenDatabases, SeenOptions, StoreLimits, read_store_stats
 
 __all__ = ["SeenIndexStore", "StoreLimits", "index_of"]
 
