@@ -19,6 +19,7 @@ from rocksdict import (
     Options,
     Rdict,
     WriteBufferManager,
+    WriteOptions,
 )
 
 from streams.seen_index import StoreStats
@@ -30,11 +31,17 @@ __all__ = [
     "SeenDatabases",
     "SeenOptions",
     "StoreLimits",
+    "boot_id",
+    "claim_for_this_boot",
     "read_store_stats",
+    "release_boot_claim",
 ]
 
 MiB = 1024 * 1024
 SEEN, CHUNKS, EXPIRY = "seen", "chunks", "expiry"
+_OPENED_IN = b"meterline\0opened-in-boot"
+_SYNCED = WriteOptions()
+_SYNCED.sync = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +81,33 @@ class SeenDatabases(NamedTuple):
     seen_cf: ColumnFamily
     chunks_cf: ColumnFamily
     expiry_cf: ColumnFamily
+
+    def close(self) -> None:
+        for family in (self.seen, self.chunks, self.expiry, self.db):
+            family.close()
+
+
+def boot_id() -> bytes:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_bytes().strip()
+    except OSError:  # not Linux: every start counts as the same boot
+        return b"-"
+
+
+def claim_for_this_boot(index: SeenDatabases) -> bool:
+    """Record (synced) that the index is open in this boot, unless it was left open in
+    another: a host crash, after which its unsynced write-ahead logs are not trusted
+    (``False``, nothing written).  A clean close releases the claim."""
+    boot = boot_id()
+    opened_in = index.db.get(_OPENED_IN)
+    if opened_in is not None and opened_in != boot:
+        return False
+    index.db.put(_OPENED_IN, boot, _SYNCED)
+    return True
+
+
+def release_boot_claim(index: SeenDatabases) -> None:
+    index.db.delete(_OPENED_IN, _SYNCED)
 
 
 class SeenOptions(rocksdb.RocksDBOptions):  # type: ignore[misc]  # faust is untyped here

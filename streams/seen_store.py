@@ -62,11 +62,7 @@ from pathlib import Path
 from typing import Any
 
 from faust.stores import rocksdb
-from rocksdict import (
-    Rdict,
-    WriteBatch,
-    WriteOptions,
-)
+from rocksdict import Rdict, WriteBatch
 
 from streams.dedupe import SeenRecord
 from streams.seen_codec import (
@@ -84,15 +80,19 @@ from streams.seen_codec import (
 )
 from streams.seen_filter import IndexFilter
 from streams.seen_index import ScanIndex, SeenIndex, StoreStats
-from streams.seen_options import SeenDatabases, SeenOptions, StoreLimits, read_store_stats
+from streams.seen_options import (
+    SeenDatabases,
+    SeenOptions,
+    StoreLimits,
+    claim_for_this_boot,
+    read_store_stats,
+    release_boot_claim,
+)
 
 __all__ = ["SeenIndexStore", "StoreLimits", "index_of"]
 
 log = logging.getLogger(__name__)
 _CHUNK_KEY = re.compile(rb"(\d+):\d+-\d+")
-_OPENED_IN = b"meterline\0opened-in-boot"
-_SYNCED = WriteOptions()
-_SYNCED.sync = True
 
 
 class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped here
@@ -299,20 +299,17 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
         return self._index
 
     def _open_index(self, path: Path) -> SeenDatabases:
-        boot = _boot_id()
         if path.exists():
             index = self.rocksdb_options.open_index(path)
-            opened_in = index.db.get(_OPENED_IN)
-            if opened_in is None or opened_in == boot:
-                index.db.put(_OPENED_IN, boot, _SYNCED)
+            if claim_for_this_boot(index):
                 return index
             log.warning("the host restarted under the open dedupe store: restoring it anew")
-            _close_index(index)
+            index.close()
             del index  # its column family handles keep the database open
             shutil.rmtree(path)
         self._drop_partitions()
         index = self.rocksdb_options.open_index(path)
-        index.db.put(_OPENED_IN, boot, _SYNCED)
+        claim_for_this_boot(index)
         return index
 
     def _drop_partitions(self) -> None:
@@ -367,26 +364,14 @@ class SeenIndexStore(rocksdb.Store):  # type: ignore[misc]  # faust is untyped h
         if index is not None:
             for family in (index.seen, index.chunks, index.expiry):
                 family.flush()
-            index.db.delete(_OPENED_IN, _SYNCED)
-            _close_index(index)
+            release_boot_claim(index)
+            index.close()
 
     def _close(self, partition: int) -> None:
         db = self._dbs.pop(partition, None)
         if db is not None:
             log.info("closing dedupe table of partition %d", partition)
             db.close()
-
-
-def _close_index(index: SeenDatabases) -> None:
-    for family in (index.seen, index.chunks, index.expiry, index.db):
-        family.close()
-
-
-def _boot_id() -> bytes:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_bytes().strip()
-    except OSError:  # not Linux: every start counts as the same boot
-        return b"-"
 
 
 def _entries_or_log(chunk_key: bytes, value: bytes) -> list[Entry]:

@@ -20,7 +20,7 @@ import pytest
 from faust.types import TP
 from rocksdict import Rdict
 
-from streams import seen_codec, seen_filter, seen_store
+from streams import seen_codec, seen_filter, seen_options, seen_store
 from streams import seen_table as table_module
 from streams.dedupe import SeenRecord
 from streams.local_state import claim_slot
@@ -269,6 +269,13 @@ def test_a_reopened_store_answers_from_disk_and_keeps_its_offsets(tmp_path: Path
     assert again.seen.get("r") == SeenRecord(1, 5000, "h", T0, 0)
 
 
+def flush_all(store: SeenIndexStore) -> None:
+    """Every family of every database into table files."""
+    index = store._opened_index()
+    for family in (index.seen, index.chunks, index.expiry, *store._dbs.values()):
+        family.flush()
+
+
 def test_the_worker_reports_the_store_on_disk_and_in_memory_once_its_index_is_open(
     opened: Opened,
 ) -> None:
@@ -307,9 +314,7 @@ def test_the_worker_reports_the_store_on_disk_and_in_memory_once_its_index_is_op
     assert 3_000 * 16 < memtables <= memory("block_cache")  # memtables are charged to it
     assert memory("table_readers") == 0  # no table file yet
 
-    index = opened.store._opened_index()
-    for family in (index.seen, index.chunks, index.expiry, *opened.store._dbs.values()):
-        family.flush()
+    flush_all(opened.store)
     app.report_store(opened.seen)
     stats = opened.store.store_stats()
     assert stats is not None
@@ -333,8 +338,7 @@ def test_building_the_key_filter_reads_around_the_block_cache(opened: Opened) ->
     opened.seen.put_many([(f"k{i}", rec(i % 4, i, T0 + i)) for i in range(100_000)])
     index = opened.store._opened_index()
     index_filter(opened.store)
-    for family in (index.seen, index.chunks, index.expiry, *opened.store._dbs.values()):
-        family.flush()  # the chunk entries in table files, read through the cache or not
+    flush_all(opened.store)  # the chunk entries in table files, read through the cache or not
     cache = opened.store.rocksdb_options.cache
     before = cache.get_usage()
     opened.store.keys.close()
@@ -370,22 +374,13 @@ def test_the_worker_keeps_the_dedupe_filters_in_its_cache_when_the_settings_say(
         )
         chunk = {"e": [[f"k{i}", i, 0, "h", T0] for i in range(20_000)]}
         store[b"0:0-19999"] = orjson.dumps(chunk)  # as a restore writes a chunk
-        index = store._opened_index()
-        for family in (index.seen, index.chunks, index.expiry, *store._dbs.values()):
-            family.flush()
+        flush_all(store)
         stats = store.store_stats()
         assert stats is not None
         assert stats.keys == 20_000
         readers[bounded] = stats.memory["table_readers"]
         store.close()
     assert readers[True] < readers[False] / 2, readers
-
-
-def flush_all(store: SeenIndexStore) -> None:
-    """Every family of every database into table files."""
-    index = store._opened_index()
-    for family in (index.seen, index.chunks, index.expiry, *store._dbs.values()):
-        family.flush()
 
 
 def test_bounded_memory_takes_effect_at_a_restart_on_the_files_already_written(
@@ -533,14 +528,14 @@ def test_a_crash_keeps_the_state_unless_the_host_restarted(
     same_boot.store.close()
 
     crash()
-    monkeypatch.setattr(seen_store, "_boot_id", lambda: b"another boot")
+    monkeypatch.setattr(seen_options, "boot_id", lambda: b"another boot")
     rebooted = open_store(tmp_path)
     assert rebooted.seen.get("a") is None  # unsynced logs are not trusted: restore anew
     assert rebooted.store.persisted_offset(TP(rebooted.topic, 1)) is None
     rebooted.seen.put_many([("b", rec(1, 2))])
     rebooted.store.close()
 
-    monkeypatch.setattr(seen_store, "_boot_id", lambda: b"a third boot")
+    monkeypatch.setattr(seen_options, "boot_id", lambda: b"a third boot")
     after_clean_close = open_store(tmp_path)  # in yet another boot, but closed cleanly
     assert after_clean_close.seen.get("b") == rec(1, 2)
 
