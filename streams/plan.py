@@ -8,7 +8,7 @@ records its keys.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, overload
 
@@ -23,14 +23,20 @@ try:  # a chunk's raw rows as columns, from the native plan to the raw insert
     from meterline_native import RawRows as NativeRawRows
 except ImportError:  # not built, or built from older sources: rows are tuples in a list
     NativeRawRows = None
+try:  # a chunk's folded contributions as structs, from the native plan to the windows insert
+    from meterline_native import Groups as NativeGroups
+except ImportError:  # not built, or built from older sources: the fold is a dictionary
+    NativeGroups = None
 
 __all__ = [
     "EVENTS",
     "SUM",
     "BatchPlan",
     "DeadLetter",
+    "FoldedGroups",
     "GroupKey",
     "Kept",
+    "NativeGroups",
     "NativeRawRows",
     "PendingSeen",
     "Record",
@@ -161,6 +167,33 @@ class RowsSeen(Sequence[tuple[str, SeenRecord]]):
     __hash__ = None  # type: ignore[assignment]
 
 
+class FoldedGroups(Mapping[GroupKey, GroupState]):
+    """A native plan's folded groups (``meterline_native.Groups``: one struct per row,
+    ``schemas/native/src/folded.rs``) read as the Python fold's dictionary.  The windows
+    insert encodes the rows from the structs (:meth:`BatchPlan.aggregated`); the
+    dictionary, of new lists, is built only when read (tests, a plan split per shard)."""
+
+    __slots__ = ("_dict", "native")
+
+    def __init__(self, native: Any) -> None:
+        self.native = native
+        self._dict: dict[GroupKey, GroupState] | None = None
+
+    def _built(self) -> dict[GroupKey, GroupState]:
+        if self._dict is None:
+            self._dict = dict(self.native.items())
+        return self._dict
+
+    def __getitem__(self, key: GroupKey) -> GroupState:
+        return self._built()[key]
+
+    def __iter__(self) -> Iterator[GroupKey]:
+        return iter(self._built())
+
+    def __len__(self) -> int:
+        return len(self.native)
+
+
 @dataclass(slots=True)
 class BatchPlan:
     raw_rows: Sequence[RawRow] = field(default_factory=list)
@@ -176,8 +209,9 @@ class BatchPlan:
     conflicts: list[str] = field(default_factory=list)
     kept: list[Kept] = field(default_factory=list)
     """The kept events that add to windows, in plan order."""
-    groups: dict[GroupKey, GroupState] = field(default_factory=dict)
-    """Their contributions folded per aggregated-feed row, in first-seen order."""
+    groups: Mapping[GroupKey, GroupState] = field(default_factory=dict)
+    """Their contributions folded per aggregated-feed row, in first-seen order: a
+    dictionary the planner fills, or from the native plan its :class:`FoldedGroups`."""
     spans: dict[int, list[int]] = field(default_factory=dict)
     """Per partition, the lowest and highest offset of a kept event with contributions."""
     namespace: str = ""
@@ -190,6 +224,8 @@ class BatchPlan:
     def contributions(self) -> int:
         """How many contributions the kept events make: each one is counted in exactly one
         folded group (``len(feed_rows)``, without building them)."""
+        if type(self.groups) is FoldedGroups:
+            return int(self.groups.native.contributions())
         return sum(state[EVENTS] for state in self.groups.values())
 
     @property
@@ -203,9 +239,12 @@ class BatchPlan:
             for meter, who, group, window, value, uniq, ms in rows
         ]
 
-    def aggregated(self) -> list[AggRow]:
+    def aggregated(self) -> Sequence[AggRow]:
         """The aggregated-feed rows of every contribution (``agg_feed.AGG_COLUMNS``): the
-        folded groups themselves, no row built."""
+        folded groups themselves, no row built (from the native plan its ``Groups``, which
+        reads as the same lists and which the insert encodes from its structs)."""
+        if type(self.groups) is FoldedGroups:
+            return self.groups.native  # type: ignore[no-any-return]
         return list(self.groups.values())  # type: ignore[arg-type]  # lists shaped as AggRow
 
 
@@ -244,5 +283,5 @@ def split_plan(plan: BatchPlan, shards: int) -> list[BatchPlan]:
             else:
                 span[0], span[1] = min(span[0], offset), max(span[1], offset)
     for key, state in plan.groups.items():
-        parts[shard(key[1])].groups[key] = state
+        parts[shard(key[1])].groups[key] = state  # type: ignore[index]  # a part's is a dict
     return parts

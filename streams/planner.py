@@ -30,6 +30,10 @@ from streams.dedupe import DEFAULT_HORIZON_MS, SeenRecord, Verdict, judge
 from streams.plan import (
     BatchPlan,
     DeadLetter,
+    FoldedGroups,
+    GroupKey,
+    GroupState,
+    NativeGroups,
     NativeRawRows,
     PendingSeen,
     Record,
@@ -98,7 +102,8 @@ class Planner:
         seen: list[tuple[str, SeenRecord]] = []
         plan.seen = seen
         kept, dead = plan.kept, plan.dead
-        groups, spans = plan.groups, plan.spans
+        groups: dict[GroupKey, GroupState] = {}
+        plan.groups, spans = groups, plan.spans
         fast_decode, fast_meter, fast_meters = fastpath.decode, fastpath.meter, self._fast
         native = fast_meters.native
         native_decode = native.decode if native is not None else _undecided
@@ -248,6 +253,7 @@ class Planner:
         as columns (``NativeRawRows``) that read as the same tuples, and the dedupe entries
         read from them (:class:`RowsSeen`): no object per event for either."""
         plan.raw_rows = raw = NativeRawRows()
+        folded = NativeGroups() if NativeGroups is not None else None
         pending = store.pending if isinstance(store, PendingSeen) else {}
         pending_rows = store.rows if isinstance(store, PendingSeen) else []
         owner = store.store if isinstance(store, PendingSeen) else store
@@ -264,7 +270,10 @@ class Planner:
             owner.get,
             self._line,
             filter_of() if filter_of is not None else None,
+            **({} if folded is None else {"folded": folded}),
         )
+        if folded is not None:
+            plan.groups = FoldedGroups(folded)
         plan.seen = RowsSeen(raw)
         redelivered, conflict, new, replay, duplicate, late = counts
         plan.count("redelivered", redelivered)

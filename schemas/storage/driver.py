@@ -28,6 +28,9 @@ error as before.
 Rows that come as a ``meterline_native.RawRows`` (the native plan's raw rows, kept as
 columns: ``schemas/native/src/raw_rows.rs``) are not rows at all to the native writer: it
 encodes each column from its buffer with the interpreter lock let go, the same bytes.
+Rows that come as a ``meterline_native.Groups`` (the native plan's folded rows:
+``schemas/native/src/folded.rs``) are encoded from its structs, the same bytes as their
+lists.
 
 On that path, and wherever the native module is missing, :func:`scaled` replaces the
 driver's decimal conversion: it skips the round trip (``str`` then ``Decimal`` gives back
@@ -65,6 +68,10 @@ try:
     from meterline_native import RawRows
 except ImportError:  # built from older sources: rows are tuples
     RawRows = None
+try:
+    from meterline_native import Groups
+except ImportError:  # built from older sources: folded rows are lists
+    Groups = None
 
 
 def columns_of(
@@ -77,8 +84,8 @@ def columns_of(
     ``insert`` names the statement (its text): once one insert of it was written, the
     column types the server gave are known, and the next one is encoded in one pass over
     its rows, every column at once (:meth:`_Rows.encoded_column`)."""
-    if _NATIVE_COLUMNS and rows and RawRows is not None and type(rows) is RawRows:
-        width = len(rows[0])  # the native plan's raw rows: columns already, no row read
+    if _NATIVE_COLUMNS and rows and type(rows) in _NATIVE_ROWS:
+        width = len(rows[0])  # the native plan's raw rows or folded rows: no row read
         return [RowColumn(_Rows(rows, insert, width), index) for index in range(width)]
     if _NATIVE_COLUMNS and rows:
         widths = set(map(len, rows))
@@ -90,6 +97,8 @@ def columns_of(
     return [list(column) for column in zip(*rows, strict=True)]
 
 
+_NATIVE_ROWS = frozenset(kind for kind in (RawRows, Groups) if kind is not None)
+"""Row containers of the native plan, whose columns the native writer reads directly."""
 _SPECS: dict[str, list[str]] = {}
 """Per insert statement, the column types the server gave its last insert (in order)."""
 _SPECS_KEPT = 1024

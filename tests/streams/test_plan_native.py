@@ -11,7 +11,7 @@ up through a ``PendingSeen`` holding part of the store as earlier chunks would.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from meterline_native import KeyFilter
 
 from streams.dedupe import SeenRecord
-from streams.plan import EVENTS, SUM, BatchPlan, PendingSeen, Record
+from streams.plan import EVENTS, SUM, BatchPlan, FoldedGroups, PendingSeen, Record
 from streams.planner import Planner
 from streams.seen_codec import encode_chunk, key_hash, partition_slices
 from streams.seen_table import ENTRY_EVENTS
@@ -56,7 +56,7 @@ def typed(value: Any) -> Any:
     """``value`` with every type spelt out: ``1 == True == Decimal(1)`` must not pass."""
     if isinstance(value, tuple | list):
         return (type(value).__name__, [typed(v) for v in value])
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):  # the native fold's groups read as the dictionary
         return ("dict", [(typed(k), typed(v)) for k, v in value.items()])
     if isinstance(value, Decimal):
         return ("Decimal", str(value))
@@ -93,6 +93,9 @@ def test_the_native_loop_fills_the_plan_as_the_python_loop(
     pending.add([item for n, item in enumerate(store.data.items()) if n % 4 < split])
     native, python = both(planner(meter_set, unknown), records, pending)
     assert differences(native, python) == []
+    assert type(native.groups) is FoldedGroups  # the native fold (``folded.rs``) is held
+    assert type(python.groups) is dict  # to the Python loop's dictionary
+    assert [tuple(row) for row in native.aggregated()] == [tuple(r) for r in python.aggregated()]
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

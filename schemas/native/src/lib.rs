@@ -20,6 +20,7 @@ use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+mod folded;
 mod key_filter;
 mod native_column;
 mod plan_loop;
@@ -655,9 +656,10 @@ impl Meters {
     /// ``pending_rows``: the raw rows of chunks planned but not finished (newest last),
     /// looked up before ``pending`` (``{key: SeenRecord}``) and the store's ``lookup``.
     /// ``key_filter``: the store's ``KeyFilter`` in use, if any (a key it rules out is
-    /// not looked up).
+    /// not looked up).  ``folded``: a ``Groups`` to fold the contributions into, in place
+    /// of ``out.groups`` (a dictionary).
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (records, out, ns, unknown_type_is_error, grace_ms, horizon_ms, pending_rows, pending, lookup, other, key_filter = None))]
+    #[pyo3(signature = (records, out, ns, unknown_type_is_error, grace_ms, horizon_ms, pending_rows, pending, lookup, other, key_filter = None, folded = None))]
     fn plan<'py>(
         &self,
         py: Python<'py>,
@@ -672,12 +674,17 @@ impl Meters {
         lookup: Bound<'py, PyAny>,
         other: Bound<'py, PyAny>,
         key_filter: Option<Bound<'py, key_filter::KeyFilter>>,
+        folded: Option<Bound<'py, folded::Groups>>,
     ) -> PyResult<(plan_loop::CountsTuple, Bound<'py, PyList>)> {
         let field = |name: &str| out.getattr(name);
+        let groups = match folded {
+            Some(groups) => plan_loop::Folds::Native(groups),
+            None => plan_loop::Folds::Dict(field("groups")?.downcast_into()?),
+        };
         let target = plan_loop::Out {
             raw_rows: field("raw_rows")?.downcast_into()?,
             kept: field("kept")?.downcast_into()?,
-            groups: field("groups")?.downcast_into()?,
+            groups,
             spans: field("spans")?.downcast_into()?,
             conflicts: field("conflicts")?.downcast_into()?,
             dead: PyList::empty(py),
@@ -843,5 +850,6 @@ fn meterline_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(native_column::encode_column, m)?)?;
     m.add_function(wrap_pyfunction!(native_column::encode_columns, m)?)?;
     m.add_class::<raw_rows::RawRows>()?;
+    m.add_class::<folded::Groups>()?;
     Ok(())
 }

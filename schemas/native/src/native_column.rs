@@ -11,6 +11,7 @@
 //! that would need rounding) returns `None` or raises, and the caller lets the driver
 //! write that column instead.
 
+use crate::folded::Groups;
 use crate::raw_rows::RawRows;
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -105,7 +106,7 @@ pub(crate) fn varint(out: &mut Vec<u8>, mut n: usize) {
 }
 
 /// A decimal cell's value at the column's scale, checked to fit `size` bytes.
-fn decimal_value(item: &Bound<'_, PyAny>, size: usize, scale: u32) -> PyResult<i128> {
+pub(crate) fn decimal_value(item: &Bound<'_, PyAny>, size: usize, scale: u32) -> PyResult<i128> {
     if !item
         .get_type()
         .is(crate::decimal_type(item.py())?.bind(item.py()))
@@ -118,7 +119,7 @@ fn decimal_value(item: &Bound<'_, PyAny>, size: usize, scale: u32) -> PyResult<i
     fits(value, size)
 }
 
-fn fits(value: i128, size: usize) -> PyResult<i128> {
+pub(crate) fn fits(value: i128, size: usize) -> PyResult<i128> {
     let bits = size * 8;
     if size < 16 && (value < -(1i128 << (bits - 1)) || value >= 1i128 << (bits - 1)) {
         return Err(PyOverflowError::new_err("out of range for the column"));
@@ -162,7 +163,7 @@ fn cell(out: &mut Vec<u8>, kind: Kind, item: &Bound<'_, PyAny>) -> PyResult<()> 
     Ok(())
 }
 
-/// Cell `index` of every row of `rows` (a list of tuples or lists, or a [`RawRows`]) as the Native-format data of a
+/// Cell `index` of every row of `rows` (a list of tuples or lists, a [`RawRows`] or [`Groups`]) as the Native-format data of a
 /// `spec` column, exactly the bytes clickhouse-driver writes for it; `None` for a type
 /// this does not encode.  Raises on a cell it cannot write (the driver then decides).
 #[pyfunction]
@@ -175,10 +176,18 @@ pub fn encode_column<'py>(
     if let Ok(raw) = rows.downcast::<RawRows>() {
         return raw.borrow().encode_column(py, index, spec);
     }
-    let rows = rows.downcast::<PyList>()?;
     let Some(kind) = kind(spec) else {
         return Ok(None);
     };
+    if let Ok(groups) = rows.downcast::<Groups>() {
+        let mut kinds = vec![None; index + 1];
+        kinds[index] = Some(kind);
+        return match groups.borrow().encode(py, &kinds).swap_remove(index) {
+            Some(bytes) => Ok(Some(PyBytes::new(py, &bytes))),
+            None => Err(PyTypeError::new_err("a cell does not fit its column")),
+        };
+    }
+    let rows = rows.downcast::<PyList>()?;
     let width = match kind {
         Kind::Text => 16,
         Kind::Unsigned(size) | Kind::Signed(size) | Kind::Decimal { size, .. } => size,
@@ -209,6 +218,14 @@ pub fn encode_columns<'py>(
 ) -> PyResult<Vec<Option<Bound<'py, PyBytes>>>> {
     if let Ok(raw) = rows.downcast::<RawRows>() {
         return Ok(raw.borrow().encode(py, &specs)); // the interpreter let go meanwhile
+    }
+    if let Ok(groups) = rows.downcast::<Groups>() {
+        let kinds: Vec<Option<Kind>> = specs.iter().map(|spec| kind(spec)).collect();
+        let outs = groups.borrow().encode(py, &kinds);
+        return Ok(outs
+            .into_iter()
+            .map(|out| out.map(|bytes| PyBytes::new(py, &bytes)))
+            .collect());
     }
     let rows = rows.downcast::<PyList>()?;
     let kinds: Vec<Option<Kind>> = specs.iter().map(|spec| kind(spec)).collect();

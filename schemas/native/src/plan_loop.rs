@@ -9,6 +9,7 @@
 //! every rule it applies is the Python loop's, line for line, and every look-up outside
 //! the chunk (the pending keys of earlier chunks, the dedupe store) is the caller's.
 
+use crate::folded::{Groups, Place as FoldPlace};
 use crate::key_filter::KeyFilter;
 use crate::raw_rows::{dedupe_key, FirstSeen, RawRows, Row};
 use crate::{decided, Event, Meters};
@@ -28,10 +29,16 @@ const LINES_WITHOUT_LOCK: usize = 64;
 pub(crate) struct Out<'py> {
     pub raw_rows: Bound<'py, RawRows>,
     pub kept: Bound<'py, PyList>,
-    pub groups: Bound<'py, PyDict>,
+    pub groups: Folds<'py>,
     pub spans: Bound<'py, PyDict>,
     pub conflicts: Bound<'py, PyList>,
     pub dead: Bound<'py, PyList>,
+}
+
+/// Where the contributions are folded: the planner's dictionary, or natively.
+pub(crate) enum Folds<'py> {
+    Dict(Bound<'py, PyDict>),
+    Native(Bound<'py, Groups>),
 }
 
 /// What the caller supplies: its rules and look-ups.
@@ -281,8 +288,24 @@ pub(crate) fn plan<'py>(
                 offset,
                 index,
             };
-            for row in event.rows.try_iter()? {
-                fold(py, &out.groups, &row?, &place)?;
+            match &out.groups {
+                Folds::Dict(groups) => {
+                    for row in event.rows.try_iter()? {
+                        fold(py, groups, &row?, &place)?;
+                    }
+                }
+                Folds::Native(groups) => {
+                    let at = FoldPlace {
+                        minute_s,
+                        partition,
+                        offset,
+                        index,
+                    };
+                    let mut groups = groups.borrow_mut();
+                    for row in event.rows.try_iter()? {
+                        groups.fold(rules.ns.as_any(), row?.downcast::<PyTuple>()?, &at)?;
+                    }
+                }
             }
         }
         if spanned {
