@@ -205,6 +205,12 @@ impl Groups {
         Ok(())
     }
 
+    /// Room for `rows` more rows.
+    pub(crate) fn reserve(&mut self, rows: usize) {
+        self.rows.reserve(rows);
+        self.heads.reserve(rows);
+    }
+
     fn ns<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
         match &self.ns {
             Some(ns) => ns.bind(py).clone(),

@@ -118,6 +118,20 @@ pub(crate) struct Counts {
     pub late: u64,
 }
 
+/// An upper bound of the chunk's lines: a batch value's newlines and one, else one.
+fn lines_at_most(records: &Bound<'_, PyList>) -> PyResult<usize> {
+    let py = records.py();
+    let mut most = 0;
+    for rec in records.iter() {
+        let value = rec.getattr(intern!(py, "value"))?;
+        most += match value.downcast::<PyBytes>() {
+            Ok(bytes) => bytes.as_bytes().iter().filter(|&&b| b == b'\n').count() + 1,
+            Err(_) => 1, // refused where the loop reads it
+        };
+    }
+    Ok(most)
+}
+
 /// The events of a record value, as `schemas.wire.split_record` gives them: a batch
 /// value's non-blank lines (bytes `strip()` would leave non-empty), unchanged.
 fn lines(value: &[u8], batch: bool) -> Vec<&[u8]> {
@@ -141,8 +155,13 @@ pub(crate) fn plan<'py>(
     out: &Out<'py>,
 ) -> PyResult<Counts> {
     let mut counts = Counts::default();
+    // at most one key and one folded row per line: room for them once, not by doubling
+    let most = lines_at_most(records)?;
+    if let Folds::Native(groups) = &out.groups {
+        groups.borrow_mut().reserve(most);
+    }
     // the chunk's new keys, to the raw row of their event (the record of its acceptance)
-    let mut in_batch: HashMap<String, usize> = HashMap::new();
+    let mut in_batch: HashMap<String, usize> = HashMap::with_capacity(most);
     let mut positions: HashSet<(i64, i64)> = HashSet::new();
     let conflict_text = intern!(
         py,
