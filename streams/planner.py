@@ -68,7 +68,7 @@ class Planner:
         self.horizon_ms = horizon_ms
         self.late_grace_ms = late_grace_ms
         native = self._fast.native
-        current = NativeRawRows is not None and hasattr(NativeRawRows, "seen_entries")
+        current = NativeGroups is not None  # the module built from these sources
         self._native_plan: Callable[..., Any] | None = (
             getattr(native, "plan", None) if current else None
         )
@@ -253,7 +253,7 @@ class Planner:
         as columns (``NativeRawRows``) that read as the same tuples, and the dedupe entries
         read from them (:class:`RowsSeen`): no object per event for either."""
         plan.raw_rows = raw = NativeRawRows()
-        folded = NativeGroups() if NativeGroups is not None else None
+        folded = NativeGroups()
         pending = store.pending if isinstance(store, PendingSeen) else {}
         pending_rows = store.rows if isinstance(store, PendingSeen) else []
         owner = store.store if isinstance(store, PendingSeen) else store
@@ -270,10 +270,9 @@ class Planner:
             owner.get,
             self._line,
             filter_of() if filter_of is not None else None,
-            **({} if folded is None else {"folded": folded}),
+            folded=folded,
         )
-        if folded is not None:
-            plan.groups = FoldedGroups(folded)
+        plan.groups = FoldedGroups(folded)
         plan.seen = RowsSeen(raw)
         redelivered, conflict, new, replay, duplicate, late = counts
         plan.count("redelivered", redelivered)

@@ -15,10 +15,10 @@
 //! `tests/streams/test_plan_native.py` holds the two folds equal and
 //! `tests/schemas/test_driver.py` holds the encoded columns to the lists' bytes.
 
-use crate::native_column::{decimal_value, fits, varint, Kind};
-use pyo3::exceptions::{PyIndexError, PyOverflowError, PyTypeError};
+use crate::native_column::{write_cell, Cell, Kind};
+use pyo3::exceptions::PyIndexError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+use pyo3::types::{PyList, PyString, PyTuple};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -283,75 +283,13 @@ impl Groups {
                     15 => Cell::Int(row.latest_index),
                     _ => Cell::Int(row.max_offset),
                 };
-                if write(out, *kind, cell, &mut seen).is_err() {
+                if write_cell(out, *kind, cell, &mut seen).is_err() {
                     outs[index] = None; // the driver writes this column, or raises its own error
                 }
             }
         }
         outs
     }
-}
-
-enum Cell<'a, 'py> {
-    Object(&'a Bound<'py, PyAny>),
-    Int(i64),
-}
-
-fn write(
-    out: &mut Vec<u8>,
-    kind: Kind,
-    cell: Cell<'_, '_>,
-    seen: &mut Vec<(usize, u32, i128)>,
-) -> PyResult<()> {
-    match (kind, cell) {
-        (Kind::Text, Cell::Object(item)) => {
-            let bytes = if let Ok(text) = item.downcast::<PyString>() {
-                text.to_str()?.as_bytes()
-            } else if let Ok(raw) = item.downcast::<PyBytes>() {
-                raw.as_bytes()
-            } else {
-                return Err(PyTypeError::new_err("a String cell is str or bytes"));
-            };
-            varint(out, bytes.len());
-            out.extend_from_slice(bytes);
-        }
-        (Kind::Unsigned(size), Cell::Int(value)) => {
-            let fits = value >= 0 && (size == 8 || (value as u64) >> (size * 8) == 0);
-            if !fits {
-                return Err(PyOverflowError::new_err("out of range for the column"));
-            }
-            out.extend_from_slice(&(value as u64).to_le_bytes()[..size]);
-        }
-        (Kind::Signed(size), Cell::Int(value)) => {
-            let bits = size * 8;
-            if size < 8 && (value < -(1i64 << (bits - 1)) || value >= 1i64 << (bits - 1)) {
-                return Err(PyOverflowError::new_err("out of range for the column"));
-            }
-            out.extend_from_slice(&value.to_le_bytes()[..size]);
-        }
-        (Kind::Decimal { size, scale }, Cell::Object(item)) => {
-            let at = item.as_ptr() as usize;
-            let known = seen
-                .iter()
-                .find(|(ptr, s, _)| *ptr == at && *s == scale)
-                .map(|(_, _, value)| *value);
-            let value = match known {
-                Some(value) => fits(value, size)?,
-                None => {
-                    let value = decimal_value(item, size, scale)?;
-                    seen.push((at, scale, value));
-                    value
-                }
-            };
-            out.extend_from_slice(&value.to_le_bytes()[..size]);
-        }
-        _ => {
-            return Err(PyTypeError::new_err(
-                "a cell of another type than its column",
-            ))
-        }
-    }
-    Ok(())
 }
 
 #[pymethods]

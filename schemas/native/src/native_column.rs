@@ -140,26 +140,30 @@ fn cell(out: &mut Vec<u8>, kind: Kind, item: &Bound<'_, PyAny>) -> PyResult<()> 
             varint(out, bytes.len());
             out.extend_from_slice(bytes);
         }
-        Kind::Unsigned(size) => {
-            let value: u64 = item.extract()?;
-            if size < 8 && value >> (size * 8) != 0 {
-                return Err(PyOverflowError::new_err("out of range for the column"));
-            }
-            out.extend_from_slice(&value.to_le_bytes()[..size]);
-        }
-        Kind::Signed(size) => {
-            let value: i64 = item.extract()?;
-            let bits = size * 8;
-            if size < 8 && (value < -(1i64 << (bits - 1)) || value >= 1i64 << (bits - 1)) {
-                return Err(PyOverflowError::new_err("out of range for the column"));
-            }
-            out.extend_from_slice(&value.to_le_bytes()[..size]);
-        }
+        Kind::Unsigned(size) => unsigned(out, size, item.extract()?)?,
+        Kind::Signed(size) => signed(out, size, item.extract()?)?,
         Kind::Decimal { size, scale } => {
             let value = decimal_value(item, size, scale)?;
             out.extend_from_slice(&value.to_le_bytes()[..size]);
         }
     }
+    Ok(())
+}
+
+fn unsigned(out: &mut Vec<u8>, size: usize, value: u64) -> PyResult<()> {
+    if size < 8 && value >> (size * 8) != 0 {
+        return Err(PyOverflowError::new_err("out of range for the column"));
+    }
+    out.extend_from_slice(&value.to_le_bytes()[..size]);
+    Ok(())
+}
+
+fn signed(out: &mut Vec<u8>, size: usize, value: i64) -> PyResult<()> {
+    let bits = size * 8;
+    if size < 8 && (value < -(1i64 << (bits - 1)) || value >= 1i64 << (bits - 1)) {
+        return Err(PyOverflowError::new_err("out of range for the column"));
+    }
+    out.extend_from_slice(&value.to_le_bytes()[..size]);
     Ok(())
 }
 
@@ -262,23 +266,7 @@ pub fn encode_columns<'py>(
             } else {
                 row.get_item(index)?
             };
-            let written = match *kind {
-                Kind::Decimal { size, scale } => {
-                    let at = item.as_ptr() as usize;
-                    let known = seen
-                        .iter()
-                        .find(|(ptr, s, _)| *ptr == at && *s == scale)
-                        .map(|(_, _, value)| *value);
-                    let value = match known {
-                        Some(value) => fits(value, size),
-                        None => decimal_value(&item, size, scale).inspect(|value| {
-                            seen.push((at, scale, *value));
-                        }),
-                    };
-                    value.map(|value| out.extend_from_slice(&value.to_le_bytes()[..size]))
-                }
-                kind => cell(out, kind, &item),
-            };
+            let written = write_cell(out, *kind, Cell::Object(&item), &mut seen);
             if written.is_err() {
                 outs[index] = None; // the driver writes this column, or raises its own error
             }
@@ -288,4 +276,49 @@ pub fn encode_columns<'py>(
         .into_iter()
         .map(|out| out.map(|bytes| PyBytes::new(py, &bytes)))
         .collect())
+}
+
+/// A cell that is not a Python object of its own: an integer field of a native row.
+pub(crate) enum Cell<'a, 'py> {
+    Object(&'a Bound<'py, PyAny>),
+    Int(i64),
+}
+
+/// `cell` into a `kind` column, a decimal read once per object and scale of the row
+/// (`seen`); an error where the driver would write it otherwise or refuse it.
+pub(crate) fn write_cell(
+    out: &mut Vec<u8>,
+    kind: Kind,
+    cell_of_row: Cell<'_, '_>,
+    seen: &mut Vec<(usize, u32, i128)>,
+) -> PyResult<()> {
+    match (kind, cell_of_row) {
+        (Kind::Decimal { size, scale }, Cell::Object(item)) => {
+            let at = item.as_ptr() as usize;
+            let known = seen
+                .iter()
+                .find(|(ptr, s, _)| *ptr == at && *s == scale)
+                .map(|(_, _, value)| *value);
+            let value = match known {
+                Some(value) => fits(value, size)?,
+                None => {
+                    let value = decimal_value(item, size, scale)?;
+                    seen.push((at, scale, value));
+                    value
+                }
+            };
+            out.extend_from_slice(&value.to_le_bytes()[..size]);
+            Ok(())
+        }
+        (kind, Cell::Object(item)) => cell(out, kind, item),
+        (Kind::Unsigned(size), Cell::Int(value)) => {
+            let value = u64::try_from(value)
+                .map_err(|_| PyOverflowError::new_err("out of range for the column"))?;
+            unsigned(out, size, value)
+        }
+        (Kind::Signed(size), Cell::Int(value)) => signed(out, size, value),
+        _ => Err(PyTypeError::new_err(
+            "a cell of another type than its column",
+        )),
+    }
 }

@@ -4,12 +4,14 @@
 //! dedupe key up, judge it, and fold its contributions per aggregated-feed row.
 //!
 //! It fills the same lists and dictionaries, with the same objects in the same order, as
-//! the planner's Python loop, which stays as the path without this module and as the
-//! oracle this one is held to (`tests/streams/test_plan_native.py`).  Only the loop moved:
+//! the planner's Python loop — the raw rows and the folded contributions as native
+//! structures that read as the loop's tuples and dictionary ([`RawRows`], [`Groups`]) —
+//! which stays as the path without this module and as the oracle this one is held to
+//! (`tests/streams/test_plan_native.py`).  Only the loop moved:
 //! every rule it applies is the Python loop's, line for line, and every look-up outside
 //! the chunk (the pending keys of earlier chunks, the dedupe store) is the caller's.
 
-use crate::folded::{Groups, Place as FoldPlace};
+use crate::folded::{Groups, Place};
 use crate::key_filter::KeyFilter;
 use crate::raw_rows::{dedupe_key, FirstSeen, RawRows, Row};
 use crate::{decided, Event, Meters};
@@ -29,16 +31,10 @@ const LINES_WITHOUT_LOCK: usize = 64;
 pub(crate) struct Out<'py> {
     pub raw_rows: Bound<'py, RawRows>,
     pub kept: Bound<'py, PyList>,
-    pub groups: Folds<'py>,
+    pub groups: Bound<'py, Groups>,
     pub spans: Bound<'py, PyDict>,
     pub conflicts: Bound<'py, PyList>,
     pub dead: Bound<'py, PyList>,
-}
-
-/// Where the contributions are folded: the planner's dictionary, or natively.
-pub(crate) enum Folds<'py> {
-    Dict(Bound<'py, PyDict>),
-    Native(Bound<'py, Groups>),
 }
 
 /// What the caller supplies: its rules and look-ups.
@@ -157,9 +153,7 @@ pub(crate) fn plan<'py>(
     let mut counts = Counts::default();
     // at most one key and one folded row per line: room for them once, not by doubling
     let most = lines_at_most(records)?;
-    if let Folds::Native(groups) = &out.groups {
-        groups.borrow_mut().reserve(most);
-    }
+    out.groups.borrow_mut().reserve(most);
     // the chunk's new keys, to the raw row of their event (the record of its acceptance)
     let mut in_batch: HashMap<String, usize> = HashMap::with_capacity(most);
     let mut positions: HashSet<(i64, i64)> = HashSet::new();
@@ -300,31 +294,15 @@ pub(crate) fn plan<'py>(
             let kept = (&partition_obj, &offset_obj, index, &minute_obj, &event.rows);
             out.kept.append(kept)?;
             spanned = true;
-            let place = Place {
-                ns: &rules.ns,
-                partition: &partition_obj,
-                minute: &minute_obj,
+            let at = Place {
+                minute_s,
+                partition,
                 offset,
                 index,
             };
-            match &out.groups {
-                Folds::Dict(groups) => {
-                    for row in event.rows.try_iter()? {
-                        fold(py, groups, &row?, &place)?;
-                    }
-                }
-                Folds::Native(groups) => {
-                    let at = FoldPlace {
-                        minute_s,
-                        partition,
-                        offset,
-                        index,
-                    };
-                    let mut groups = groups.borrow_mut();
-                    for row in event.rows.try_iter()? {
-                        groups.fold(rules.ns.as_any(), row?.downcast::<PyTuple>()?, &at)?;
-                    }
-                }
+            let mut groups = out.groups.borrow_mut();
+            for row in event.rows.try_iter()? {
+                groups.fold(rules.ns.as_any(), row?.downcast::<PyTuple>()?, &at)?;
             }
         }
         if spanned {
@@ -488,103 +466,4 @@ fn first_elsewhere(py: Python<'_>, rules: &Rules<'_>, key: &str) -> PyResult<Opt
         ingested: at(intern!(py, "ingested_ms"))?,
         digest: digest.downcast::<PyString>()?.to_str()?.as_bytes().to_vec(),
     }))
-}
-
-/// Where a kept event's contributions are folded: its record and place in it.
-struct Place<'a, 'py> {
-    ns: &'a Bound<'py, PyString>,
-    partition: &'a Bound<'py, pyo3::types::PyInt>,
-    minute: &'a Bound<'py, pyo3::types::PyInt>,
-    offset: i64,
-    index: i64,
-}
-
-/// One contribution `(meter, subject, group, window_ms, value, uniq, event_ms)` folded
-/// into its aggregated-feed row (`AGG_COLUMNS`: events, sum, max, min at 7-10, the
-/// latest value with its event ms, offset and index at 12-15, the highest offset at 16).
-fn fold<'py>(
-    py: Python<'py>,
-    groups: &Bound<'py, PyDict>,
-    row: &Bound<'py, PyAny>,
-    at: &Place<'_, 'py>,
-) -> PyResult<()> {
-    let row = row.downcast::<PyTuple>()?;
-    let item = |n: usize| row.get_item(n);
-    let (meter, who, group, window, value, uniq, ms) = (
-        item(0)?,
-        item(1)?,
-        item(2)?,
-        item(3)?,
-        item(4)?,
-        item(5)?,
-        item(6)?,
-    );
-    let key = PyTuple::new(
-        py,
-        [
-            &meter,
-            &who,
-            &group,
-            &window,
-            at.minute.as_any(),
-            at.partition.as_any(),
-            &uniq,
-        ],
-    )?;
-    let Some(state) = groups.get_item(&key)? else {
-        let window_s = window.extract::<i64>()?.div_euclid(1000);
-        let state = PyList::new(
-            py,
-            [
-                at.ns.clone().into_any(),
-                meter,
-                who,
-                group,
-                window_s.into_pyobject(py)?.into_any(),
-                at.minute.clone().into_any(),
-                at.partition.clone().into_any(),
-                1i64.into_pyobject(py)?.into_any(),
-                value.clone(),
-                value.clone(),
-                value.clone(),
-                uniq,
-                value,
-                ms,
-                at.offset.into_pyobject(py)?.into_any(),
-                at.index.into_pyobject(py)?.into_any(),
-                at.offset.into_pyobject(py)?.into_any(),
-            ],
-        )?;
-        return groups.set_item(key, state);
-    };
-    let state = state.downcast::<PyList>()?;
-    let events: i64 = state.get_item(7)?.extract()?;
-    state.set_item(7, events + 1)?;
-    state.set_item(8, state.get_item(8)?.add(&value)?)?;
-    if value.gt(state.get_item(9)?)? {
-        state.set_item(9, &value)?;
-    }
-    if value.lt(state.get_item(10)?)? {
-        state.set_item(10, &value)?;
-    }
-    let event_ms: i64 = ms.extract()?;
-    let latest_ms: i64 = state.get_item(13)?.extract()?;
-    if event_ms > latest_ms
-        || (event_ms == latest_ms && {
-            let position: (i64, i64) = (
-                state.get_item(14)?.extract()?,
-                state.get_item(15)?.extract()?,
-            );
-            (at.offset, at.index) > position
-        })
-    {
-        state.set_item(12, &value)?;
-        state.set_item(13, &ms)?;
-        state.set_item(14, at.offset)?;
-        state.set_item(15, at.index)?;
-    }
-    if at.offset > state.get_item(16)?.extract::<i64>()? {
-        state.set_item(16, at.offset)?;
-    }
-    Ok(())
 }
