@@ -23,8 +23,10 @@ mod json;
 mod key_filter;
 mod meters;
 mod native_column;
+mod plan_dedupe;
 mod plan_loop;
 mod raw_rows;
+mod record_lines;
 mod seen_chunk;
 
 use event::decode;

@@ -13,7 +13,9 @@
 
 use crate::folded::{Groups, Place};
 use crate::key_filter::KeyFilter;
-use crate::raw_rows::{dedupe_key, FirstSeen, RawRows, Row};
+use crate::plan_dedupe::{first_elsewhere, judge, Verdict};
+use crate::raw_rows::{dedupe_key, RawRows, Row};
+use crate::record_lines::{lines, lines_at_most};
 use crate::{decided, Event, Meters};
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -114,35 +116,6 @@ pub(crate) struct Counts {
     pub late: u64,
 }
 
-/// An upper bound of the chunk's lines: a batch value's newlines and one, else one.
-fn lines_at_most(records: &Bound<'_, PyList>) -> PyResult<usize> {
-    let py = records.py();
-    let mut most = 0;
-    for rec in records.iter() {
-        let value = rec.getattr(intern!(py, "value"))?;
-        most += match value.downcast::<PyBytes>() {
-            Ok(bytes) => bytes.as_bytes().iter().filter(|&&b| b == b'\n').count() + 1,
-            Err(_) => 1, // refused where the loop reads it
-        };
-    }
-    Ok(most)
-}
-
-/// The events of a record value, as `schemas.wire.split_record` gives them: a batch
-/// value's non-blank lines (bytes `strip()` would leave non-empty), unchanged.
-fn lines(value: &[u8], batch: bool) -> Vec<&[u8]> {
-    if !batch {
-        return vec![value];
-    }
-    let mut found = Vec::with_capacity(value.iter().filter(|&&b| b == b'\n').count() + 1);
-    found.extend(
-        value
-            .split(|&b| b == b'\n')
-            .filter(|line| line.iter().any(|b| !b" \t\n\r\x0b\x0c".contains(b))),
-    );
-    found
-}
-
 pub(crate) fn plan<'py>(
     meters: &Meters,
     py: Python<'py>,
@@ -232,7 +205,15 @@ pub(crate) fn plan<'py>(
                     in_batch.insert(key, row);
                 }
                 Some(first) => {
-                    match judge(&first, partition, offset, index, ingested, &event, rules)? {
+                    match judge(
+                        &first,
+                        partition,
+                        offset,
+                        index,
+                        ingested,
+                        || event.digest.bytes(),
+                        rules,
+                    )? {
                         Verdict::Duplicate => {
                             counts.duplicate += 1;
                             continue;
@@ -327,18 +308,6 @@ fn text<'a>(value: &'a Bound<'_, PyAny>) -> PyResult<&'a [u8]> {
     Ok(value.downcast::<PyString>()?.to_str()?.as_bytes())
 }
 
-/// Whether the store may hold `key`: not when its key filter rules the key out (a filter
-/// borrowed elsewhere is asked of the store instead).
-fn may_be_stored(rules: &Rules<'_>, key: &str) -> bool {
-    let Some(filter) = &rules.key_filter else {
-        return true;
-    };
-    match filter.try_borrow() {
-        Ok(filter) => filter.may_contain_text(key),
-        _ => true,
-    }
-}
-
 type DeadLine<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>);
 
 /// A line's event (`event`: what `decided` made of it), or the dead-letter reason and
@@ -402,68 +371,5 @@ fn decode<'py, 'a>(
             .downcast::<PyString>()?
             .to_str()?
             .to_owned(),
-    }))
-}
-
-enum Verdict {
-    Replay,
-    New,
-    Duplicate,
-    Conflict,
-}
-
-/// `streams.dedupe.judge`: the verdict on an event whose key was first accepted as `first`.
-fn judge(
-    first: &FirstSeen,
-    partition: i64,
-    offset: i64,
-    index: i64,
-    ingested: i64,
-    event: &Decoded<'_, '_>,
-    rules: &Rules<'_>,
-) -> PyResult<Verdict> {
-    if (first.partition, first.offset, first.index) == (partition, offset, index) {
-        return Ok(Verdict::Replay);
-    }
-    if ingested - first.ingested > rules.horizon_ms {
-        return Ok(Verdict::New); // the first copy is beyond the dedupe horizon
-    }
-    if first.digest == event.digest.bytes()? {
-        return Ok(Verdict::Duplicate);
-    }
-    Ok(Verdict::Conflict)
-}
-
-/// Where `key` was first accepted outside this chunk: the chunks planned but not
-/// finished (newest first), then the store — its key filter first, the look-up only on
-/// its "maybe"; `None` if nowhere.
-fn first_elsewhere(py: Python<'_>, rules: &Rules<'_>, key: &str) -> PyResult<Option<FirstSeen>> {
-    for rows in rules.pending_rows.iter().rev() {
-        let rows = rows.borrow();
-        if let Some(row) = rows.find(key.as_bytes()) {
-            return Ok(Some(rows.first_seen(row)));
-        }
-    }
-    let mut found = None;
-    if !rules.pending.is_empty() {
-        found = rules.pending.get_item(key)?;
-    }
-    if found.is_none() && may_be_stored(rules, key) {
-        let stored = rules.lookup.call1((key,))?;
-        if !stored.is_none() {
-            found = Some(stored);
-        }
-    }
-    let Some(record) = found else {
-        return Ok(None);
-    };
-    let at = |name: &Bound<'_, PyString>| -> PyResult<i64> { record.getattr(name)?.extract() };
-    let digest = record.getattr(intern!(py, "content_hash"))?;
-    Ok(Some(FirstSeen {
-        partition: at(intern!(py, "partition"))?,
-        offset: at(intern!(py, "offset"))?,
-        index: at(intern!(py, "index"))?,
-        ingested: at(intern!(py, "ingested_ms"))?,
-        digest: digest.downcast::<PyString>()?.to_str()?.as_bytes().to_vec(),
     }))
 }
