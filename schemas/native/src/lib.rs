@@ -25,7 +25,9 @@ mod meters;
 mod native_column;
 mod plan_dedupe;
 mod plan_loop;
+mod raw_columns;
 mod raw_rows;
+mod raw_seen;
 mod record_lines;
 mod seen_chunk;
 

@@ -3,7 +3,7 @@
 //! filter — and `streams.dedupe.judge`'s verdict on an event found there.
 
 use crate::plan_loop::Rules;
-use crate::raw_rows::FirstSeen;
+use crate::raw_seen::FirstSeen;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyString;

@@ -14,7 +14,8 @@
 use crate::folded::{Groups, Place};
 use crate::key_filter::KeyFilter;
 use crate::plan_dedupe::{first_elsewhere, judge, Verdict};
-use crate::raw_rows::{dedupe_key, RawRows, Row};
+use crate::raw_rows::{RawRows, Row};
+use crate::raw_seen::dedupe_key;
 use crate::record_lines::{lines, lines_at_most};
 use crate::{decided, Event, Meters};
 use pyo3::intern;

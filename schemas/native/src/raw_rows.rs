@@ -11,16 +11,11 @@
 //! `tests/streams/test_plan_native.py` holds the two loops' rows equal and
 //! `tests/schemas/test_raw_rows.py` holds the encoded columns to the tuples' bytes.
 //!
-//! The rows are the plan's dedupe entries too (`namespace \x1f source \x1f id` is the
-//! key, and partition, offset, index, digest and ingestion time where it was accepted):
-//! a pending chunk is looked up by a key map built on its first look-up
-//! (`RawRows::find`), its entries are built only when read
-//! (`RawRows::seen_entries`), and its dedupe table entries are encoded from them
-//! (`RawRows::seen_chunks`).
+//! The rows are the plan's dedupe entries too ([`crate::raw_seen`]: the key map, the
+//! entries, the dedupe table's chunks), and the insert's columns are written from their
+//! buffers ([`crate::raw_columns`]).
 
-use crate::native_column::{kind, varint, Kind};
-use crate::seen_chunk::{encode, entry_slices, Event};
-use pyo3::exceptions::{PyIndexError, PyOverflowError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyIndexError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyList, PyString, PyTuple};
 use std::collections::HashMap;
@@ -28,18 +23,18 @@ use std::sync::OnceLock;
 
 /// `usage_events`' columns in `events_table.COLUMNS` order: which are text (7 of them,
 /// `data` among them, held as bytes) and which integers.
-const WIDTH: usize = 13;
+pub(crate) const WIDTH: usize = 13;
 const SUBJECT: usize = 4;
-const DATA: usize = 6;
+pub(crate) const DATA: usize = 6;
 const LATE: usize = 12;
 const TEXTS: [usize; 7] = [0, 1, 2, 3, 4, 6, 11];
 const INTS: [usize; 6] = [5, 7, 8, 9, 10, 12];
 
 /// One text column: the cells' bytes end to end, and where each ends.
 #[derive(Default, Clone)]
-struct Texts {
-    bytes: Vec<u8>,
-    ends: Vec<usize>,
+pub(crate) struct Texts {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) ends: Vec<usize>,
 }
 
 impl Texts {
@@ -48,34 +43,10 @@ impl Texts {
         self.ends.push(self.bytes.len());
     }
 
-    fn get(&self, row: usize) -> &[u8] {
+    pub(crate) fn get(&self, row: usize) -> &[u8] {
         let start = if row == 0 { 0 } else { self.ends[row - 1] };
         &self.bytes[start..self.ends[row]]
     }
-
-    /// The Native format's `String` column: each cell's length (LEB128), then its bytes.
-    fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.bytes.len() + self.ends.len() * 2);
-        let mut start = 0;
-        for &end in &self.ends {
-            varint(&mut out, end - start);
-            out.extend_from_slice(&self.bytes[start..end]);
-            start = end;
-        }
-        out
-    }
-}
-
-/// `namespace \x1f source \x1f id`, the planner's dedupe key (`streams.dedupe.dedupe_key`),
-/// in one allocation: the native loop's keys and the rows' are this one function's.
-pub(crate) fn dedupe_key(ns: &[u8], source: &[u8], id: &[u8]) -> Vec<u8> {
-    let mut key = Vec::with_capacity(ns.len() + source.len() + id.len() + 2);
-    key.extend_from_slice(ns);
-    key.push(0x1f);
-    key.extend_from_slice(source);
-    key.push(0x1f);
-    key.extend_from_slice(id);
-    key
 }
 
 /// One event's row: its texts (namespace, source, id, type, subject, data, content hash)
@@ -89,20 +60,11 @@ pub(crate) struct Row<'a> {
 #[pyclass(module = "meterline_native", sequence)]
 #[derive(Default, Clone)]
 pub struct RawRows {
-    texts: [Texts; 7],
-    ints: [Vec<i64>; 6],
+    pub(crate) texts: [Texts; 7],
+    pub(crate) ints: [Vec<i64>; 6],
     /// Each row's dedupe key (`namespace \x1f source \x1f id`) to the row, built when a
     /// later chunk first looks a key up (a pending chunk: `streams.plan.PendingSeen`).
-    keys: OnceLock<HashMap<Vec<u8>, usize>>,
-}
-
-/// Where a dedupe key was first accepted, as `streams.dedupe.SeenRecord` holds it.
-pub(crate) struct FirstSeen {
-    pub partition: i64,
-    pub offset: i64,
-    pub index: i64,
-    pub ingested: i64,
-    pub digest: Vec<u8>,
+    pub(crate) keys: OnceLock<HashMap<Vec<u8>, usize>>,
 }
 
 impl RawRows {
@@ -120,58 +82,11 @@ impl RawRows {
         self.ints[0].len()
     }
 
-    fn key_of(&self, row: usize) -> Vec<u8> {
-        let slot = |column: usize| &self.texts[Self::text_slot(column).expect("a text column")];
-        dedupe_key(slot(0).get(row), slot(1).get(row), slot(2).get(row))
-    }
-
-    /// The row whose dedupe key is `key` (the last one, should two share it).
-    pub(crate) fn find(&self, key: &[u8]) -> Option<usize> {
-        let keys = self.keys.get_or_init(|| {
-            let mut keys = HashMap::with_capacity(self.len());
-            for row in 0..self.len() {
-                keys.insert(self.key_of(row), row);
-            }
-            keys
-        });
-        keys.get(key).copied()
-    }
-
-    /// Row `row` as the record of its key's first acceptance.
-    pub(crate) fn first_seen(&self, row: usize) -> FirstSeen {
-        let int =
-            |column: usize| self.ints[Self::int_slot(column).expect("an integer column")][row];
-        let digest = self.texts[Self::text_slot(11).expect("a text column")].get(row);
-        FirstSeen {
-            partition: int(8),
-            offset: int(9),
-            index: int(10),
-            ingested: int(7),
-            digest: digest.to_vec(),
-        }
-    }
-
-    fn seen_record<'py>(
-        &self,
-        row: usize,
-        seen_record: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let first = self.first_seen(row);
-        let digest = std::str::from_utf8(&first.digest).expect("text cells are pushed as UTF-8");
-        seen_record.call1((
-            first.partition,
-            first.offset,
-            digest,
-            first.ingested,
-            first.index,
-        ))
-    }
-
-    fn text_slot(column: usize) -> Option<usize> {
+    pub(crate) fn text_slot(column: usize) -> Option<usize> {
         TEXTS.iter().position(|&c| c == column)
     }
 
-    fn int_slot(column: usize) -> Option<usize> {
+    pub(crate) fn int_slot(column: usize) -> Option<usize> {
         INTS.iter().position(|&c| c == column)
     }
 
@@ -204,83 +119,6 @@ impl RawRows {
             .map(|row| self.tuple(py, row))
             .collect::<PyResult<Vec<_>>>()?;
         PyList::new(py, rows)
-    }
-
-    /// Column `column` in the Native format for a `spec` column, or `None` when its type
-    /// is not this column's kind or a value does not fit it (the driver then writes the
-    /// column from its cells, or refuses it with its own error).
-    fn encode_one(&self, column: usize, spec: Option<Kind>) -> Option<Vec<u8>> {
-        let spec = spec?;
-        if let Some(slot) = Self::text_slot(column) {
-            return matches!(spec, Kind::Text).then(|| self.texts[slot].encode());
-        }
-        let values = &self.ints[Self::int_slot(column)?];
-        let (size, signed) = match spec {
-            Kind::Unsigned(size) => (size, false),
-            Kind::Signed(size) => (size, true),
-            _ => return None,
-        };
-        let bits = size as u32 * 8;
-        let (low, high): (i128, i128) = if signed {
-            (-(1i128 << (bits - 1)), (1i128 << (bits - 1)) - 1)
-        } else {
-            (0, (1i128 << bits) - 1)
-        };
-        let mut out = Vec::with_capacity(values.len() * size);
-        for &value in values {
-            if !(low..=high).contains(&i128::from(value)) {
-                return None;
-            }
-            out.extend_from_slice(&value.to_le_bytes()[..size]);
-        }
-        Some(out)
-    }
-
-    /// Every column for `specs` (one per column, in order), with the interpreter let go.
-    pub(crate) fn encode<'py>(
-        &self,
-        py: Python<'py>,
-        specs: &[String],
-    ) -> Vec<Option<Bound<'py, PyBytes>>> {
-        let kinds: Vec<Option<Kind>> = specs.iter().map(|spec| kind(spec)).collect();
-        let encoded: Vec<Option<Vec<u8>>> = py.allow_threads(|| {
-            kinds
-                .iter()
-                .enumerate()
-                .map(|(column, spec)| {
-                    if column < WIDTH {
-                        self.encode_one(column, *spec)
-                    } else {
-                        None
-                    }
-                })
-                .collect()
-        });
-        encoded
-            .into_iter()
-            .map(|bytes| bytes.map(|bytes| PyBytes::new(py, &bytes)))
-            .collect()
-    }
-
-    /// Column `column` alone for `spec` (the first insert of a statement).
-    pub(crate) fn encode_column<'py>(
-        &self,
-        py: Python<'py>,
-        column: usize,
-        spec: &str,
-    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        let Some(spec) = kind(spec) else {
-            return Ok(None);
-        };
-        if column >= WIDTH {
-            return Err(PyIndexError::new_err("a raw row has 13 cells"));
-        }
-        match py.allow_threads(|| self.encode_one(column, Some(spec))) {
-            Some(bytes) => Ok(Some(PyBytes::new(py, &bytes))),
-            None => Err(PyValueError::new_err(
-                "a cell does not fit the column's type",
-            )),
-        }
     }
 }
 
@@ -389,14 +227,7 @@ impl RawRows {
         py: Python<'py>,
         seen_record: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyList>> {
-        let entries = (0..self.len())
-            .map(|row| {
-                let key =
-                    String::from_utf8(self.key_of(row)).expect("text cells are pushed as UTF-8");
-                Ok((key, self.seen_record(row, seen_record)?))
-            })
-            .collect::<PyResult<Vec<_>>>()?;
-        PyList::new(py, entries)
+        self.seen_entries_of(py, seen_record)
     }
 
     /// A copy without the `data` cells (empty), for looking keys up once the rows are
@@ -437,47 +268,7 @@ impl RawRows {
         py: Python<'py>,
         max_events: usize,
     ) -> PyResult<Vec<(u32, Bound<'py, PyTuple>)>> {
-        let digests = &self.texts[Self::text_slot(11).expect("a text column")];
-        let int = |column: usize| &self.ints[Self::int_slot(column).expect("an integer column")];
-        let (ingested, partitions, offsets, indexes) = (int(7), int(8), int(9), int(10));
-        let keys = (0..self.len())
-            .map(|row| String::from_utf8(self.key_of(row)).expect("text cells are pushed as UTF-8"))
-            .collect::<Vec<_>>();
-        let mut order: Vec<(i64, Vec<usize>)> = Vec::new();
-        let mut at_of: HashMap<i64, usize> = HashMap::new();
-        for (row, &partition) in partitions.iter().enumerate() {
-            let at = *at_of.entry(partition).or_insert_with(|| {
-                order.push((partition, Vec::new()));
-                order.len() - 1
-            });
-            order[at].1.push(row);
-        }
-        let mut out = Vec::new();
-        for (partition, rows) in order {
-            let partition = u32::try_from(partition)
-                .map_err(|_| PyOverflowError::new_err("a source partition is a u32"))?;
-            let events = rows
-                .iter()
-                .map(|&row| {
-                    Ok(Event {
-                        key: &keys[row],
-                        offset: offsets[row],
-                        index: u32::try_from(indexes[row])
-                            .map_err(|_| PyOverflowError::new_err("a source index is a u32"))?,
-                        digest: std::str::from_utf8(digests.get(row))
-                            .expect("text cells are pushed as UTF-8"),
-                        ingested: ingested[row],
-                    })
-                })
-                .collect::<PyResult<Vec<_>>>()?;
-            let row_offsets: Vec<i64> = events.iter().map(|e| e.offset).collect();
-            for (start, end) in entry_slices(&row_offsets, max_events) {
-                let encoded =
-                    encode(&events[start..end], partition).map_err(PyOverflowError::new_err)?;
-                out.push((partition, encoded.into_python(py)?));
-            }
-        }
-        Ok(out)
+        self.seen_chunks_of(py, max_events)
     }
 
     /// The rows in `parts` parts, row by row to part `shard(subject)` (called once per
