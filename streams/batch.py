@@ -4,10 +4,12 @@ and maps failures to exits).
 
 In order: partitions new to this worker are anchored at the group's committed offset and
 every partition's offsets are checked for holes (``MeteringSink.check_contiguous``); then
-the batch is planned, written and finished chunk by chunk, the next chunk planned while
-the previous one is written, and a written chunk finished (its keys recorded, its dead
-letters sent) while the next one is written.  One write at a time, in chunk order, and
-a chunk is finished only once it is written; a chunk is planned against the dedupe store
+the batch is planned, written and finished chunk by chunk.  Writes run on one thread, in
+chunk order, each queued as soon as its chunk is planned: the event loop goes on planning
+while up to :data:`WRITES_AHEAD` writes are queued or running, and finishes a chunk (its
+keys recorded, its dead letters sent) once its write has ended, so neither the loop nor
+the writer waits on the other's jitter.  A write whose predecessor failed is not made; a
+chunk is finished only once it is written; a chunk is planned against the dedupe store
 plus the keys of the chunks not finished yet, which is what the store would hold had
 they finished.  Any exception leaves the batch unacknowledged: the caller exits without
 acknowledging (``streams.app``), as after a crash, whatever write is still in flight
@@ -20,15 +22,35 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 from streams import metrics
 from streams.liveness import WorkerState
 from streams.plan import BatchPlan, PendingSeen, Record
 from streams.sink import MeteringSink, SeenStore
 
-__all__ = ["BatchMeter"]
+__all__ = ["WRITES_AHEAD", "BatchMeter"]
+
+WRITES_AHEAD = 2
+"""Chunks whose writes may be queued or running while the next chunk is planned (one
+more chunk's plan held in memory than with one: ``docs/benchmarks.md``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Write:
+    plan: BatchPlan
+    done: Future[None]
+    since: float
+    """When it was queued (``time.monotonic``)."""
+
+
+def _write_after(sink: MeteringSink, plan: BatchPlan, after: Future[None] | None) -> None:
+    if after is not None:
+        after.result()  # the previous chunk's write failed: this one is not made
+    sink.write(plan)
 
 
 @dataclass(slots=True)
@@ -41,6 +63,10 @@ class BatchMeter:
     """Where the group resumes the given partitions (``streams.progress``)."""
     send_dead_letters: Callable[[BatchPlan], Awaitable[None]]
     state: WorkerState
+    _writer: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="meterline-write")
+    )
+    """The one thread chunks are written on, in chunk order."""
 
     async def __call__(self, records: Sequence[Record]) -> None:
         sink = self.sink
@@ -49,43 +75,54 @@ class BatchMeter:
             sink.anchor(await self.resume_positions(unanchored))
         sink.check_contiguous(records)
         pending = PendingSeen(self.store)
-        writing: asyncio.Future[None] | None = None  # the write of `previous`
-        previous: BatchPlan | None = None
+        writes: deque[_Write] = deque()  # written or being written, not finished; oldest first
         clock = time.perf_counter
         planned = waited = finished = 0.0  # the loop's seconds per step (the metrics)
         for chunk in sink.chunks(records, self.max_events):
             started = clock()
             plan = sink.plan(chunk, pending)
             pending.add_plan(plan)
-            ready = clock()
-            if writing is not None:
-                await writing  # one write at a time, in chunk order
-            written = clock()
-            writing = self._write(plan)
-            if previous is not None:  # finished while the next chunk is being written
-                await self._finish(previous)
-                pending.settle(previous)  # its keys stay pending, its events' bytes go
-            planned, waited = planned + ready - started, waited + written - ready
-            finished += clock() - written
-            previous = plan
-        if writing is not None and previous is not None:
-            ready = clock()
-            await writing
-            written = clock()
-            await self._finish(previous)
-            waited, finished = waited + written - ready, finished + clock() - written
+            planned += clock() - started
+            writes.append(self._write(plan, writes[-1].done if writes else None))
+            # finish written chunks while a later write keeps the writer busy; wait for
+            # the oldest write only with WRITES_AHEAD others behind it
+            while len(writes) > WRITES_AHEAD or (len(writes) > 1 and writes[0].done.done()):
+                wait, finish = await self._finish_oldest(writes, pending)
+                waited, finished = waited + wait, finished + finish
+        while writes:
+            wait, finish = await self._finish_oldest(writes, pending)
+            waited, finished = waited + wait, finished + finish
         metrics.STEP_PLAN.inc(planned)
         metrics.STEP_WRITE_WAIT.inc(waited)
         metrics.STEP_FINISH.inc(finished)
         self.state.writing_since = None
         self.state.records += len(records)
 
-    def _write(self, plan: BatchPlan) -> asyncio.Future[None]:
-        """Start writing ``plan`` in a thread *now*: a task (``asyncio.to_thread``) would
-        start only at the next ``await``, after the planning or finishing it is meant to
-        overlap."""
-        self.state.writing_since = time.monotonic()
-        return asyncio.get_running_loop().run_in_executor(None, self.sink.write, plan)
+    def _write(self, plan: BatchPlan, after: Future[None] | None) -> _Write:
+        """Queue ``plan``'s write behind ``after`` (the previous chunk's) on the one writer
+        thread, which starts it *now* if it is free; a write whose predecessor failed
+        fails with it, unwritten."""
+        if self.state.writing_since is None:
+            self.state.writing_since = time.monotonic()
+        return _Write(
+            plan, self._writer.submit(_write_after, self.sink, plan, after), time.monotonic()
+        )
+
+    async def _finish_oldest(
+        self, writes: deque[_Write], pending: PendingSeen
+    ) -> tuple[float, float]:
+        """Wait for the oldest write, then finish its chunk: ``(seconds waited, seconds
+        finishing)``."""
+        clock = time.perf_counter
+        started = clock()
+        oldest = writes[0]
+        await asyncio.wrap_future(oldest.done)
+        written = clock()
+        writes.popleft()
+        self.state.writing_since = writes[0].since if writes else None
+        await self._finish(oldest.plan)
+        pending.settle(oldest.plan)  # its keys stay pending, its events' bytes go
+        return written - started, clock() - written
 
     async def _finish(self, plan: BatchPlan) -> None:
         """Record a written chunk's keys and send its dead letters."""
