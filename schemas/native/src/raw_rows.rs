@@ -276,8 +276,12 @@ impl RawRows {
     fn split(&self, shard: &Bound<'_, PyAny>, parts: usize) -> PyResult<Vec<RawRows>> {
         let mut out = vec![RawRows::default(); parts];
         let mut known: HashMap<&[u8], usize> = HashMap::new();
+        let subjects = &self.texts[TEXTS
+            .iter()
+            .position(|&c| c == SUBJECT)
+            .expect("a text column")];
         for row in 0..self.len() {
-            let subject = self.texts[TEXTS.iter().position(|&c| c == SUBJECT).unwrap()].get(row);
+            let subject = subjects.get(row);
             let part = match known.get(subject) {
                 Some(&part) => part,
                 None => {
