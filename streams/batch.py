@@ -63,10 +63,10 @@ class BatchMeter:
     """Where the group resumes the given partitions (``streams.progress``)."""
     send_dead_letters: Callable[[BatchPlan], Awaitable[None]]
     state: WorkerState
-    _writer: ThreadPoolExecutor = field(
+    writer: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="meterline-write")
     )
-    """The one thread chunks are written on, in chunk order."""
+    """The one thread chunks are written on, in chunk order (a test passes its own)."""
 
     async def __call__(self, records: Sequence[Record]) -> None:
         sink = self.sink
@@ -105,7 +105,7 @@ class BatchMeter:
         if self.state.writing_since is None:
             self.state.writing_since = time.monotonic()
         return _Write(
-            plan, self._writer.submit(_write_after, self.sink, plan, after), time.monotonic()
+            plan, self.writer.submit(_write_after, self.sink, plan, after), time.monotonic()
         )
 
     async def _finish_oldest(

@@ -58,10 +58,9 @@ def meter_for(s: MeteringSink, store: Store, writer: ThreadPoolExecutor | None =
     async def dead_letters(plan: BatchPlan) -> None:
         return None
 
-    meter = BatchMeter(s, store, CHUNK_EVENTS, resume, dead_letters, WorkerState())
-    if writer is not None:
-        meter._writer = writer
-    return meter
+    if writer is None:
+        return BatchMeter(s, store, CHUNK_EVENTS, resume, dead_letters, WorkerState())
+    return BatchMeter(s, store, CHUNK_EVENTS, resume, dead_letters, WorkerState(), writer=writer)
 
 
 def key(n: int) -> str:
