@@ -106,13 +106,13 @@ class Period:
         """``2026-11`` (a calendar month), ``2026-11-05`` (a day), ``2026`` (a calendar
         year), otherwise ``2026-10-15..2026-11-15`` (end exclusive)."""
         first, end = self.first_day, self.end_day
+        if not (self._midnight(self.start) and self._midnight(self.end)):
+            return f"{self._edge(self.start)}..{self._edge(self.end)}"
         if first.day == 1 and end.day == 1:
             if (end.year * 12 + end.month) - (first.year * 12 + first.month) == 1:
                 return f"{first:%Y-%m}"
             if first.month == 1 and end.month == 1 and end.year == first.year + 1:
                 return f"{first:%Y}"
-        if not (self._midnight(self.start) and self._midnight(self.end)):
-            return f"{self._edge(self.start)}..{self._edge(self.end)}"
         if end - first == timedelta(days=1):
             return first.isoformat()
         quarter_end = date(first.year + (first.month == 10), (first.month + 2) % 12 + 1, 1)
@@ -279,11 +279,15 @@ class Schedule:
             day = period.end_day
 
     def ending_in(self, month: Month) -> list[Period]:
-        """The periods whose end falls in ``(month.first, month.next_first]`` (local)."""
+        """The periods whose end falls in ``(month.first, month.next_first]``, each the
+        instant its local midnight begins: a period ending during the 1st (a plan change
+        at 13:45) is the new month's, not the month before."""
+        first = local_midnight(month.first, self.timezone)
+        last = local_midnight(month.next_first, self.timezone)
         out = []
         for period in self.periods(month.first - timedelta(days=1)):
-            if period.end_day > month.next_first:
+            if period.end > last:
                 break
-            if period.end_day > month.first:
+            if period.end > first:
                 out.append(period)
         return out

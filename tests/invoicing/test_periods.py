@@ -181,3 +181,45 @@ def test_annual_is_yearly_and_natural_periods_ignore_the_cut() -> None:
     monthly = Schedule(Cadence.MONTHLY, "UTC", date(2026, 10, 15), anchor_day=1)
     first = next(monthly.periods(date(2026, 10, 1)))
     assert (first.label, monthly.natural(first).label) == ("2026-10-15..2026-11-01", "2026-10")
+
+
+def test_a_period_ending_during_the_first_belongs_to_the_new_month() -> None:
+    # a plan change at 13:45 on 1 December: the short period before it ends in December
+    old = Schedule(
+        Cadence.MONTHLY, "UTC", date(2026, 10, 1), end=datetime(2026, 12, 1, 13, 45, tzinfo=UTC)
+    )
+    assert [p.label for p in old.ending_in(parse_month("2026-11"))] == ["2026-11"]
+    assert [p.label for p in old.ending_in(parse_month("2026-12"))] == [
+        "2026-12-01..2026-12-01T13:45"
+    ]
+    new = Schedule(Cadence.MONTHLY, "UTC", datetime(2026, 12, 1, 13, 45, tzinfo=UTC))
+    assert new.ending_in(parse_month("2026-11")) == []
+    (rest,) = new.ending_in(parse_month("2026-12"))
+    # not a calendar month: it starts at 13:45, so its label names the instant
+    assert rest.label == "2026-12-01T13:45..2027-01-01"
+
+
+@given(
+    tz=st.sampled_from(["UTC", "Europe/Berlin", "America/Los_Angeles", "Asia/Kolkata"]),
+    day=st.integers(0, 90),
+    minute=st.integers(0, 24 * 60 - 1),
+)
+def test_every_period_of_a_cut_subscription_ends_in_exactly_one_month(
+    tz: str, day: int, minute: int
+) -> None:
+    local = datetime.combine(date(2026, 10, 1) + timedelta(days=day), datetime.min.time())
+    cut = (local + timedelta(minutes=minute)).replace(tzinfo=ZoneInfo(tz)).astimezone(UTC)
+    before = Schedule(Cadence.MONTHLY, tz, date(2026, 9, 1), end=cut)
+    after = Schedule(Cadence.MONTHLY, tz, cut)
+    months = [Month(2026, m) for m in range(9, 13)] + [Month(2027, m) for m in range(1, 4)]
+    for schedule in (before, after):
+        chosen = [(month, p) for month in months for p in schedule.ending_in(month)]
+        periods = [p for _, p in chosen]
+        assert len(periods) == len(set(periods)), "a period chosen by two months"
+        for month, period in chosen:
+            first = datetime.combine(month.first, datetime.min.time(), ZoneInfo(tz))
+            last = datetime.combine(month.next_first, datetime.min.time(), ZoneInfo(tz))
+            assert first < period.end <= last
+    assert before.ending_in(Month(2027, 3)) == []
+    assert any(p.end == cut for m in months for p in before.ending_in(m))
+    assert any(p.start == cut for m in months for p in after.ending_in(m))
