@@ -193,13 +193,19 @@ def plan_subscription(
         latest = max(revisions, key=lambda b: b.revision, default=None)
         revision = 0 if latest is None else latest.revision + 1
         cutoff = cutoff_s if latest is None else latest.cutoff_s
-        start_s = _billable_s(customer, period.start_s)
-        usage, found = customer_usage(
-            customer, index, meters, read(start_s, period.end_s, None, cutoff)
+        # a period wholly inside a trial bills nothing of its own: no usage, no minimum
+        start_s = min(_billable_s(customer, period.start_s), period.end_s)
+        in_trial = start_s == period.end_s
+        usage, found = (
+            ({}, [])
+            if in_trial
+            else customer_usage(customer, index, meters, read(start_s, period.end_s, None, cutoff))
         )
         problems += found
         fees = fee_terms(customer, proration, charges, period, advanced, invoiced)
-        rated = rate_plan(card, customer.plan, customer.currency, usage, fees=fees.terms)
+        rated = rate_plan(
+            card, customer.plan, customer.currency, usage, fees=fees.terms, minimums=not in_trial
+        )
         proof = {}
         if evidence is not None:
             proof = {

@@ -67,6 +67,7 @@ def rate_plan(
     *,
     strict: bool = False,
     fees: Mapping[str, tuple[FeeTerm, ...]] | None = None,
+    minimums: bool = True,
 ) -> RatedPlan:
     """Price ``usage`` with ``plan``'s charges in ``currency``.
 
@@ -80,12 +81,14 @@ def rate_plan(
     ``fees``: per flat charge id, the shares of its fee this invoice bills (invoicing's
     proration, trials and in-advance billing); a flat charge missing from it, or with no
     terms, gives no line.  Without ``fees`` every flat fee is billed once, whole.
+    ``minimums=False``: no minimum commitment is compared (a period with nothing to bill,
+    such as one wholly inside a trial).
     """
     charges = card.charges(plan, currency)
     _check_usage(charges, usage, strict)
     try:
         with localcontext(EXACT):
-            lines = _price(charges, currency, usage, fees)
+            lines = _price(charges, currency, usage, fees, minimums)
             _check_amounts(plan, lines)
             total = round_money(ZERO, currency)
             for line in lines:
@@ -102,14 +105,15 @@ def _price(
     currency: str,
     usage: Mapping[str, Usage],
     fees: Mapping[str, tuple[FeeTerm, ...]] | None,
+    minimums: bool = True,
 ) -> tuple[Line, ...]:
     """Usage and flat charges in card order, then minimum true-ups (also in card order)."""
     priced: dict[str, Line] = {}
-    minimums: list[tuple[Charge, MinimumCommitment]] = []
+    commitments: list[tuple[Charge, MinimumCommitment]] = []
     for charge in charges:
         model = charge.model
         if isinstance(model, MinimumCommitment):
-            minimums.append((charge, model))
+            commitments.append((charge, model))
         elif isinstance(model, FlatFee):
             terms = None if fees is None else fees.get(charge.id, ())
             if terms == ():
@@ -122,7 +126,7 @@ def _price(
                 charge, currency, meter_usage.quantity, model.price(meter_usage)
             )
     lines = list(priced.values())
-    for charge, minimum in minimums:
+    for charge, minimum in commitments if minimums else ():
         scope = set(minimum.applies_to)
         charged = sum(
             (line.amount for line in priced.values() if not scope or line.charge_id in scope),

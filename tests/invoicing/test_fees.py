@@ -127,6 +127,40 @@ def test_a_trial_bills_nothing_before_its_end() -> None:
     assert calls.evidence is None  # no evidence reader in a pure plan
 
 
+def test_a_period_wholly_inside_a_trial_bills_no_minimum() -> None:
+    committed = load_rate_card_data(
+        {
+            "plans": {
+                "base": {
+                    "proration": "day",
+                    "USD": {
+                        "charges": [
+                            {"meter": "api_calls", "model": "per_unit", "unit_price": "0.01"},
+                            {"id": "fee", "model": "flat", "amount": "31.00"},
+                            {"id": "commit", "model": "minimum", "amount": "50.00"},
+                        ]
+                    },
+                }
+            }
+        },
+        METERS.slugs(),
+    )
+    buyer = customer(plan="base", start=date(2026, 10, 1), trial_end=date(2026, 11, 15))
+    log = UsageLog()
+    log.add("acme", "api_calls", OCT.start_s + 3600, OCT.start_s + 3660)  # in the trial
+    (october,) = bill(buyer, committed, ["2026-10"], log=log)
+    assert october.total == "0.00"
+    assert [line.charge_id for line in october.lines] == ["api_calls"]
+    assert log.reads == 0  # nothing of October is billable: no usage read
+    (november,) = bill(buyer, committed, ["2026-11"], log=log)
+    # November: 16 of 30 days billable, 31.00 × 0.5333333333 = 16.53; the minimum is
+    # compared with what the billable part was charged
+    assert fee_line(november).amount == "16.53"
+    commit = next(line for line in november.lines if line.charge_id == "commit")
+    assert commit.amount == "33.47"
+    assert november.total == "50.00"
+
+
 def test_fees_in_advance_then_a_cancellation_credited() -> None:
     rate_card = card("in_advance")
     buyer = customer(plan="base", start=date(2026, 10, 1))
