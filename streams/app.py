@@ -125,14 +125,19 @@ def _headers(raw: Any) -> list[tuple[str, bytes | None]]:
 
 
 def _record(event: Any) -> Record:
+    """The sink's record of a Faust event.  A record with no value (a tombstone, which
+    no producer of events writes) becomes an empty one: an invalid event, dead-lettered
+    with the rest, rather than an error that stops the worker on the same record at every
+    restart."""
     message = event.message
+    value = event.value
     return Record(
         topic=message.topic,
         partition=message.partition,
         offset=message.offset,
         timestamp_ms=round(message.timestamp * 1000),
         key=message.key,
-        value=event.value,
+        value=b"" if value is None else value,
         batch=is_batch(_headers(message.headers)),
     )
 

@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import faust
@@ -16,8 +17,8 @@ from faust.types import TP, Message
 
 from schemas.metering.contributions import DeadLetterReason
 from schemas.settings import Settings
-from schemas.wire import encode_event, encode_record
-from streams.app import QuietMonitor, RawRecords, create_worker
+from schemas.wire import BATCH_CONTENT_TYPE, CONTENT_TYPE_HEADER, encode_event, encode_record
+from streams.app import QuietMonitor, RawRecords, _record, create_worker
 from streams.dedupe import SeenRecord
 from streams.seen_codec import encode_chunk
 from streams.seen_table import TableSeenStore
@@ -69,6 +70,21 @@ def test_one_bad_event_is_dead_lettered_alone_with_its_bytes_and_index() -> None
         (1, DeadLetterReason.SCHEMA, b"{not json"),
         (2, DeadLetterReason.VALUE_NOT_NUMERIC, bad),
     ]
+
+
+@pytest.mark.parametrize("batch", [False, True])
+def test_a_record_without_a_value_is_dead_lettered_not_raised(batch: bool) -> None:
+    # a tombstone on the events topic: Faust hands its value over as None
+    headers = [(CONTENT_TYPE_HEADER, BATCH_CONTENT_TYPE)] if batch else []
+    message = Message(
+        "events", 0, 3, T0 / 1000 + 1, 0, headers=headers, key=b"acme", value=None, checksum=None
+    )
+    record = _record(SimpleNamespace(message=message, value=None))
+    assert (record.value, record.batch) == (b"", batch)
+    good = Record("events", 0, 4, T0 + 1000, b"acme", encode_event(event("a", 1)))
+    plan = sink(RecordingEngine()).plan([record, good], Store())
+    assert [(d.record.offset, d.reason) for d in plan.dead] == [(3, DeadLetterReason.SCHEMA)]
+    assert [r.id for r in named_raw(plan)] == ["a"]
 
 
 def test_a_record_read_again_after_a_crash_is_a_replay_not_a_duplicate() -> None:
