@@ -179,12 +179,16 @@ class KafkaDelivery:
                         partition=partition,
                         on_delivery=countdown,
                     )
-        except BufferError:
+        except (BufferError, KafkaException) as exc:
             # never wait on the event loop: shed the request, the client retries it.  The
             # records already queued may still land (the retry's copies are deduplicated);
-            # nobody awaits their outcome any more.
+            # nobody awaits their outcome any more.  A record the client refuses outright
+            # (over its message.max.bytes) is kept from here by the ingest route's check
+            # of each event's size; this names any other refusal instead of a 500.
             countdown.future.cancel()
-            raise DeliveryFailed("the producer's local queue is full") from None
+            if isinstance(exc, BufferError):
+                raise DeliveryFailed("the producer's local queue is full") from None
+            raise DeliveryFailed(f"the Kafka client refused a record: {exc}") from None
         try:
             await asyncio.wait_for(countdown.future, timeout)
         except TimeoutError:

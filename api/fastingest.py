@@ -63,8 +63,10 @@ import msgspec
 import orjson
 
 from api.ingest import BATCH, MEDIA_TYPES, SINGLE, media_type, parse_events
+from api.problems import invalid
+from schemas.errors import InvalidInput, Problem
 from schemas.timeutil import hour_ms, parse_wire_time
-from schemas.wire import SURROGATE_ESCAPE, encode_event
+from schemas.wire import MAX_EVENT_BYTES, SURROGATE_ESCAPE, encode_event
 from schemas.wire import _default as _wire_default  # the encoding encode_event uses
 
 __all__ = ["EncodedEvent", "accept_body", "encode_fast"]
@@ -117,11 +119,32 @@ def accept_body(raw: bytes, content_type: str | None, max_events: int) -> list[E
     """The events of an acceptable ingest body, encoded for Kafka, in body order; raise
     :class:`~api.problems.HttpProblem` (400, 413 or 415) exactly as the reference does."""
     kind = media_type(content_type)
-    if kind in MEDIA_TYPES:
-        fast = encode_fast(raw, kind, max_events)
-        if fast is not None:
-            return fast
-    return [(event.subject, encode_event(event)) for event in parse_events(raw, kind, max_events)]
+    events = encode_fast(raw, kind, max_events) if kind in MEDIA_TYPES else None
+    if events is None:
+        events = [
+            (event.subject, encode_event(event)) for event in parse_events(raw, kind, max_events)
+        ]
+    return _fitting(events, batch=raw.lstrip()[:1] == b"[")
+
+
+def _fitting(events: list[EncodedEvent], *, batch: bool) -> list[EncodedEvent]:
+    """``events``, if each fits a Kafka record; otherwise a 400 naming every one that does
+    not, before anything is sent (a record the client refused would fail the request
+    after its other records were queued)."""
+    problems = [
+        Problem(
+            f"[{index}]" if batch else "",
+            f"the event is {len(line):,} bytes encoded; at most {MAX_EVENT_BYTES:,} fit a"
+            " Kafka record",
+            "send less data per event (numbers are written with every digit: 1e999 takes"
+            " 1,000 bytes)",
+        )
+        for index, (_, line) in enumerate(events)
+        if len(line) > MAX_EVENT_BYTES
+    ]
+    if problems:
+        raise invalid(InvalidInput("batch" if batch else "event", problems), "Invalid events")
+    return events
 
 
 def encode_fast(raw: bytes, kind: str, max_events: int) -> list[EncodedEvent] | None:

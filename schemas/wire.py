@@ -50,6 +50,7 @@ __all__ = [
     "COMPRESSION_CODECS",
     "CONTENT_TYPE_HEADER",
     "DEFAULT_COMPRESSION",
+    "MAX_EVENT_BYTES",
     "SURROGATE_ESCAPE",
     "Compression",
     "content_hash",
@@ -71,6 +72,12 @@ substring tests it replaces."""
 
 CONTENT_TYPE_HEADER = "content-type"
 BATCH_CONTENT_TYPE = b"application/x-ndjson"
+
+MAX_EVENT_BYTES = 900_000
+"""The most one encoded event may take: it must fit a Kafka record under the clients'
+``message.max.bytes`` (librdkafka's 1,000,000 by default) with the record's key and
+headers.  The encoding writes every digit of a number, so a short literal can grow
+(``1e999`` is 1,000 bytes encoded)."""
 
 Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
 """A producer's record-batch compression (librdkafka's ``compression.type``)."""

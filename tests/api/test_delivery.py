@@ -252,3 +252,22 @@ def test_a_delivered_request_is_in_kafka_as_the_worker_reads_it(
         key = subjects.pop() if len(subjects) == 1 else ""
         expected.append((key, [encode_event(e) for e in mine]))
     assert sorted(read_back(settings)) == sorted(expected)
+
+
+@pytest.mark.integration
+def test_a_record_the_client_refuses_fails_the_request_as_not_delivered(
+    stack: Settings, tmp_path: Path
+) -> None:
+    # a record over librdkafka's message.max.bytes is refused by produce() itself; the
+    # request is answered as not delivered (503, retry), never as a server error
+    settings = isolated_settings(stack, tmp_path)
+    ensure_topics(settings.kafka_bootstrap, meterline_topics(settings))
+    huge = UsageEvent.create(type="api.request", subject="globex", data={"pad": "x" * 1_100_000})
+    small = UsageEvent.create(type="api.request", subject="acme", data={"n": 1})
+    delivery = KafkaDelivery(settings.kafka_bootstrap, settings.events_topic)
+    try:
+        batch = [(e.subject, encode_event(e)) for e in (small, huge)]
+        with pytest.raises(DeliveryFailed, match="refused a record"):
+            asyncio.run(delivery.deliver(batch, timeout=10))
+    finally:
+        delivery.close()

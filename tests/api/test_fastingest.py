@@ -272,3 +272,28 @@ def test_unsupported_media_type_is_415(header: str | None) -> None:
     with pytest.raises(HttpProblem) as err:
         accept_body(ONE, header, LIMIT)
     assert err.value.status == 415
+
+
+@pytest.mark.parametrize(("kind", "batch"), [(SINGLE, False), (BATCH, True), (JSON, True)])
+def test_an_event_too_large_for_a_kafka_record_is_refused_before_anything_is_sent(
+    kind: str, batch: bool
+) -> None:
+    # 1e999 is 5 bytes in the body and 1,000 digits on the wire
+    data = b"{" + b",".join(b'"k%d":1e999' % i for i in range(1000)) + b"}"
+    big = (
+        b'{"id":"e1","source":"t","type":"api.request","subject":"acme",'
+        b'"time":"2026-11-01T12:00:00Z","data":' + data + b"}"
+    )
+    small = (
+        b'{"id":"e0","source":"t","type":"api.request","subject":"acme",'
+        b'"time":"2026-11-01T12:00:00Z"}'
+    )
+    raw = b"[" + small + b"," + big + b"]" if batch else big
+    assert len(raw) < 20_000
+    with pytest.raises(HttpProblem) as err:
+        accept_body(raw, kind, 10)
+    assert err.value.status == 400
+    (problem,) = err.value.problems
+    assert problem.path == ("[1]" if batch else "")
+    assert "900,000 fit a Kafka record" in problem.message
+    assert "1e999" in problem.fix
