@@ -17,16 +17,29 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cached_property
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from schemas.errors import InvalidInput
 from schemas.timeutil import format_ms, to_ms, truncate_ms
 
 __all__ = ["MAX_PLAIN_DIGITS", "UsageEvent", "parse_event", "parse_event_json", "too_long"]
+
+
+_TRIMMED: TypeAdapter[str] = TypeAdapter(Annotated[str, StringConstraints(strip_whitespace=True)])
+"""A text trimmed as the event's model trims its texts and ``data``'s keys."""
 
 
 class UsageEvent(BaseModel):
@@ -57,6 +70,34 @@ class UsageEvent(BaseModel):
             raise ValueError(
                 "time is outside the supported range; send a time between years 1970 and 9999"
             ) from None
+
+    @field_validator("data", mode="wrap")
+    @classmethod
+    def _keys_distinct_once_trimmed(
+        cls, value: Any, handler: ValidatorFunctionWrapHandler
+    ) -> dict[str, Any] | None:
+        """Whitespace around a top-level key of ``data`` is trimmed like every text of the
+        event; two keys that become one (``"tokens"`` and ``" tokens"``) are refused, or
+        one of the two values would be dropped without a word."""
+        data: dict[str, Any] | None = handler(value)
+        if data is None or not isinstance(value, dict) or len(data) == len(value):
+            return data
+        trimmed: dict[str, str] = {}
+        for key in value:
+            first = trimmed.setdefault(_TRIMMED.validate_python(key), key)
+            if first != key:
+                raise PydanticCustomError(
+                    "value_error",
+                    "keys {first} and {second} are the same key once the whitespace around"
+                    " them is trimmed; one of the two values would be lost",
+                    {
+                        "first": repr(first),
+                        "second": repr(key),
+                        "fix": "rename one of the two keys, or send each without surrounding"
+                        " whitespace",
+                    },
+                )
+        return data
 
     @field_validator("data", mode="after")
     @classmethod

@@ -33,10 +33,11 @@ Invariants, checked against the reference by ``tests/schemas/test_fastpath.py``:
 mark or UTF-16, invalid UTF-8, unknown field, wrong type), any surrogate escape
 (``\\ud800``) in the raw bytes, an envelope text outside 1..512 characters or with
 whitespace the reference would strip (also around ``data``'s top-level keys, which the
-reference strips silently), a specversion other than ``"1.0"``, a time not of the form
-``YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`` or outside years 1..9999 in UTC, and data
-the canonical JSON cannot hold (integers beyond 64 bits, nesting deeper than orjson
-writes) — the reference writes those with the standard library.
+reference strips, refusing two that strip to one), a specversion other than ``"1.0"``,
+a time not of the form ``YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`` or outside years
+1..9999 in UTC, and data the canonical JSON cannot hold (integers beyond 64 bits,
+nesting deeper than orjson writes) — the reference writes those with the standard
+library.
 
 Three things are copies of the reference, not calls into it, because the reference only
 offers them on a ``UsageEvent``: the canonical form hashed by ``content_hash``

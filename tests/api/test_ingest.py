@@ -143,3 +143,21 @@ def test_invalid_unicode_is_a_problem_at_data() -> None:
     with pytest.raises(HttpProblem) as err:
         parse_events(RAW + b'{"s": "\\ud800"}' + b"}", SINGLE, 10)
     assert [p.path for p in err.value.problems] == ["data"]
+
+
+@pytest.mark.parametrize(
+    "data", [{"tokens": 1, " tokens": 2}, {"tokens ": 1, "tokens": 2}, {" a": 1, "a\t": 2}]
+)
+def test_data_keys_that_trim_to_one_are_refused_not_merged(data: dict[str, int]) -> None:
+    # trimmed, the two keys would be one and one value would be dropped without a word
+    with pytest.raises(HttpProblem) as err:
+        parse_events(body([event(0), event(1, data=data)]), BATCH, 10)
+    (problem,) = err.value.problems
+    assert problem.path == "[1].data"
+    assert "same key once the whitespace around them is trimmed" in problem.message
+    assert problem.fix.startswith("rename one of the two keys")
+
+
+def test_a_data_key_with_whitespace_alone_is_still_trimmed() -> None:
+    (accepted,) = parse_events(body(event(0, data={" tokens ": 5, "model": "m"})), SINGLE, 10)
+    assert accepted.data == {"tokens": 5, "model": "m"}

@@ -156,7 +156,10 @@ def test_meter_agrees_with_contributions(
     """Metering alone, on events built in memory: many more data shapes per second."""
     meters, fast_meters = METER_SETS[meter_set]
     at = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=time_ms % 10**14)
-    event = UsageEvent.create(type=type_, subject=subject, data=data, time=at)
+    try:
+        event = UsageEvent.create(type=type_, subject=subject, data=data, time=at)
+    except InvalidInput:
+        hypothesis.reject()  # e.g. two keys that trim to one: refused, nothing to meter
     reference = outcome(
         lambda: [
             astuple(c)
@@ -282,7 +285,8 @@ def test_edge_case(
 
 # Reference behaviour that surprised: pinned so a change to it is noticed here.
 SURPRISES = {
-    "data keys are stripped": (data_with(**{" v ": 3}), True, False),
+    "data keys are stripped": (data_with(**{" w ": 3}), True, False),
+    "data keys that strip to one are refused": (data_with(**{" v ": 3}), False, False),
     "1e400": (data_with(v=Raw("1e400")), True, True),
     "1e999, the longest plain form written": (data_with(x=Raw("1e999")), True, True),
     "1e1000, too long to write": (data_with(x=Raw("1e1000")), False, False),

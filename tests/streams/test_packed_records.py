@@ -87,6 +87,16 @@ def test_a_record_without_a_value_is_dead_lettered_not_raised(batch: bool) -> No
     assert [r.id for r in named_raw(plan)] == ["a"]
 
 
+def test_data_keys_that_trim_to_one_are_dead_lettered_not_merged() -> None:
+    # a line no producer of Meterline writes (they refuse it), sent to the topic directly
+    line = encode_event(event("a", 1)).replace(b'"data":{', b'"data":{" n":7,')
+    plan = sink(RecordingEngine()).plan([packed(2, line)], Store())
+    assert named_feed(plan) == []
+    ((reason, detail),) = [(d.reason, d.detail) for d in plan.dead]
+    assert reason is DeadLetterReason.SCHEMA
+    assert "same key once the whitespace around them is trimmed" in detail
+
+
 def test_a_record_read_again_after_a_crash_is_a_replay_not_a_duplicate() -> None:
     store = Store()
     s = sink(RecordingEngine())
