@@ -11,23 +11,35 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import socket
+import time
+import uuid
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
 from schemas.errors import ServiceUnavailable
 from schemas.storage import driver
-from schemas.storage.sql import values_literal
+from schemas.storage.sql import Statement, lit, values_literal
 
 if TYPE_CHECKING:
     from schemas.settings import Settings
     from schemas.storage.cluster import Replica
 
-__all__ = ["ChdbEngine", "Engine", "ServerEngine", "ShardReplicas", "shard_engines"]
+__all__ = ["ChdbEngine", "Engine", "ServerEngine", "ShardReplicas", "running", "shard_engines"]
 
 Row = tuple[Any, ...]
 REPLY_TIMEOUT_S = 60
 """The longest one statement may go without a reply from the server before it fails."""
+SETTLE_POLL_S = 0.2
+"""How often a lost insert's query is looked for among the server's running queries."""
+SETTLE_TIMEOUT_S = 60
+"""How long a lost insert waits to learn that the server no longer runs it."""
+
+
+def running(query_id: str) -> Statement:
+    """How many queries of id ``query_id`` the server is running (0 or 1)."""
+    return Statement(f"SELECT count() FROM system.processes WHERE query_id = {lit(query_id)}")
 
 
 class Engine(Protocol):
@@ -62,6 +74,7 @@ class ServerEngine:
         port: int = 9000,
         *,
         cluster: str | None = None,
+        reply_timeout_s: float = REPLY_TIMEOUT_S,
         **settings: Any,
     ) -> None:
         from clickhouse_driver import Client
@@ -71,10 +84,11 @@ class ServerEngine:
             host=host,
             port=port,
             connect_timeout=5,
-            send_receive_timeout=REPLY_TIMEOUT_S,
+            send_receive_timeout=reply_timeout_s,
             settings={"max_block_size": 65536, **settings},
         )
         self.host, self.port, self.cluster = host, port, cluster
+        self.reply_timeout_s = reply_timeout_s
 
     @classmethod
     def of(cls, settings: Settings) -> ServerEngine:
@@ -97,17 +111,63 @@ class ServerEngine:
 
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """One INSERT, sent as one block: the rows land together or not at all (sent as
-        columns, ``schemas.storage.driver``)."""
+        columns, ``schemas.storage.driver``).
+
+        When it raises, its outcome is settled: a connection lost after the insert was
+        sent (the reply timed out, the socket broke) does not stop the server, which may
+        still be writing the rows; the insert then waits until the server no longer runs
+        it (:meth:`_settle`), so that whatever the caller reads next — the windows'
+        progress, before writing again — already holds the rows if they landed."""
         if not rows:
             return
         sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES"
         data = driver.columns_of(rows, sql)
+        unreachable = f"ClickHouse at {self.host}:{self.port} is unreachable"
+        connection = self._client.connection
         try:
-            self._client.execute(sql, data, types_check=False, columnar=True)
+            if not connection.connected:
+                connection.connect()  # a failure here sent nothing
         except _lost() as exc:
-            raise ServiceUnavailable(
-                f"ClickHouse at {self.host}:{self.port} is unreachable ({exc})"
-            ) from exc
+            raise ServiceUnavailable(f"{unreachable} ({exc})") from exc
+        query_id = f"meterline-insert-{uuid.uuid4().hex}"
+        try:
+            self._client.execute(sql, data, types_check=False, columnar=True, query_id=query_id)
+        except _lost() as exc:
+            self._client.disconnect()
+            settled = self._settle(query_id)
+            if not settled:
+                unreachable += f"; insert {query_id} may still be running there"
+            raise ServiceUnavailable(f"{unreachable} ({exc})") from exc
+
+    def _settle(self, query_id: str) -> bool:
+        """Wait until the server no longer runs ``query_id`` (asked on a new connection
+        every :data:`SETTLE_POLL_S`); ``False`` if that is not known within
+        :data:`SETTLE_TIMEOUT_S`.  A server that refuses connections runs nothing, so
+        that answers too."""
+        from clickhouse_driver import Client
+
+        probe = Client(host=self.host, port=self.port, connect_timeout=5, send_receive_timeout=5)
+        deadline = time.monotonic() + SETTLE_TIMEOUT_S
+        sql = running(query_id).sql
+        try:
+            while True:
+                try:
+                    socket.create_connection((self.host, self.port), timeout=5).close()
+                except ConnectionRefusedError:
+                    return True
+                except OSError:
+                    pass  # not reachable now: ask again
+                else:
+                    try:
+                        if probe.execute(sql)[0][0] == 0:
+                            return True
+                    except _lost():
+                        pass  # lost again: ask again
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(SETTLE_POLL_S)
+        finally:
+            probe.disconnect()
 
     def close(self) -> None:
         self._client.disconnect()
