@@ -34,7 +34,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
 from invoicing.customers import Customer
-from invoicing.document import InvoiceDocument
+from invoicing.document import InvoiceDocument, UsageLine
 from invoicing.periods import Period, local_midnight
 from rating import Charge
 from rating.models import FeeTerm, FlatFee
@@ -48,6 +48,7 @@ __all__ = [
     "Fees",
     "billable",
     "billed_ahead",
+    "billed_fees",
     "fee_terms",
     "share",
 ]
@@ -85,6 +86,15 @@ def billed_ahead(document: InvoiceDocument) -> list[Ahead]:
         Ahead(r.charge_id, _span(r.period_start, r.period_end), Decimal(r.share))
         for r in document.billed_ahead
     ]
+
+
+def billed_fees(document: InvoiceDocument) -> dict[str, Decimal]:
+    """The share of each flat fee an issued invoice billed (its flat lines' quantities)."""
+    return {
+        line.charge_id: Decimal(line.quantity)
+        for line in document.lines
+        if isinstance(line, UsageLine) and line.model == "flat"
+    }
 
 
 def _span(start: str, end: str) -> Period:

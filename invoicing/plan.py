@@ -22,7 +22,7 @@ never a late event billed twice or lost.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -36,6 +36,7 @@ from invoicing.lifecycle import Status
 from invoicing.periods import Month, Period
 from invoicing.usage import customer_usage
 from rating import RateCard, Usage, minor_units, rate_plan
+from rating.models import FeeTerm, FlatFee
 from rating.versions import card_version
 from schemas.errors import InvalidInput, Problem
 from schemas.metering.definitions import MeterSet
@@ -128,11 +129,24 @@ def adjustments_for(
     after: dict[str, Usage],
     from_cutoff_s: int,
     to_cutoff_s: int,
+    billed_fees: Mapping[str, Decimal] | None = None,
 ) -> tuple[Adjustment, ...]:
     """Charge by charge, the re-rated period minus the period as billed; unchanged
-    charges give no line."""
-    rated_before = rate_plan(card, customer.plan, customer.currency, before)
-    rated_after = rate_plan(card, customer.plan, customer.currency, after)
+    charges give no line.  ``billed_fees``: the share of each flat fee the original
+    invoice billed (prorated, cut by a trial, billed ahead), priced the same on both
+    sides so that a minimum is compared with what that invoice charged; without it each
+    flat fee counts once, whole."""
+    fees = None
+    if billed_fees is not None:
+        fees = {
+            charge.id: (
+                (FeeTerm("as billed", billed_fees[charge.id]),) if charge.id in billed_fees else ()
+            )
+            for charge in card.charges(customer.plan, customer.currency)
+            if isinstance(charge.model, FlatFee)
+        }
+    rated_before = rate_plan(card, customer.plan, customer.currency, before, fees=fees)
+    rated_after = rate_plan(card, customer.plan, customer.currency, after, fees=fees)
     old = {line.charge_id: line for line in rated_before.lines}
     new = {line.charge_id: line for line in rated_after.lines}
     out = []
@@ -171,13 +185,15 @@ def plan_subscription(
     version: str | None = None,
     evidence: EvidenceReader | None = None,
     ahead_of: AheadReader | None = None,
+    fees_of: FeesReader | None = None,
 ) -> SubscriptionPlan:
     """Invoices for the subscription's due ``periods`` (chronological).  ``history`` is
     extended with each planned invoice so later periods of the same run see it.
     ``version``: ``card``'s version, when the caller has it already (one digest per run,
     not per customer).  ``evidence`` reads the digests of the events each metered line
     bills; without it lines carry no evidence (planning tests).  ``ahead_of`` reads the
-    fee shares a stored invoice billed in advance (``invoicing.fees``)."""
+    fee shares a stored invoice billed in advance (``invoicing.fees``), ``fees_of`` the
+    flat fees it billed (for its late-usage adjustments)."""
     version = version or card_version(card)
     out = SubscriptionPlan()
     problems: list[Problem] = []
@@ -252,15 +268,17 @@ def plan_subscription(
                 customer, index, meters, read(from_s, end_s, None, cutoff)
             )
             problems += found_before + found_after
+            original_id = _original_id(history, namespace, customer, start_s)
             adjustments += adjustments_for(
                 card,
                 customer,
                 original,
-                _original_id(history, namespace, customer, start_s),
+                original_id,
                 before,
                 after,
                 since,
                 cutoff,
+                None if fees_of is None else fees_of(original_id),
             )
         invoice = Invoice(
             namespace=namespace,
@@ -320,6 +338,9 @@ def credit_invoices(invoices: Sequence[Invoice], book: CreditBook) -> list[Invoi
 
 AheadReader = Callable[[str], Sequence[Ahead]]
 """``ahead_of(invoice_id)`` -> the fee shares that stored invoice billed in advance."""
+FeesReader = Callable[[str], Mapping[str, Decimal] | None]
+"""``fees_of(invoice_id)`` -> the share of each flat fee that stored invoice billed (its
+flat lines' quantities), or ``None`` if it is not stored."""
 
 
 def _billable_s(customer: Customer, start_s: int) -> int:

@@ -35,12 +35,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from invoicing.credit_ledger import read_book
 from invoicing.customers import Customer
 from invoicing.document import InvoiceDocument
 from invoicing.evidence import EvidenceReader
-from invoicing.fees import Ahead, billed_ahead
+from invoicing.fees import Ahead, billed_ahead, billed_fees
 from invoicing.invoice import Invoice
 from invoicing.ledger import (
     Publisher,
@@ -211,7 +212,7 @@ def run_period(
     created = now_ms()
     version = card_version(card)
     evidence = _evidence_reader(engine, database, namespace)
-    ahead_of = _ahead_reader(engine, table, namespace)
+    ahead_of, fees_of = _document_readers(engine, table, namespace)
     periods_of: dict[int, list[Period]] = {}
     for d in closable:  # grouped once: a scan per customer would be quadratic
         periods_of.setdefault(id(d.customer), []).append(d.period)
@@ -235,6 +236,7 @@ def run_period(
             version=version,
             evidence=evidence,
             ahead_of=ahead_of,
+            fees_of=fees_of,
         )
         result.invoices += planned.invoices
         result.already_emitted += planned.existing
@@ -261,21 +263,29 @@ def run_period(
     return result
 
 
-def _ahead_reader(
+def _document_readers(
     engine: Engine, table: InvoicesTable, namespace: str
-) -> Callable[[str], list[Ahead]]:
-    """The fee shares a stored invoice billed in advance, read from its document (only
-    asked for plans with fees billed in advance)."""
-    cache: dict[str, list[Ahead]] = {}
+) -> tuple[Callable[[str], list[Ahead]], Callable[[str], dict[str, Decimal] | None]]:
+    """What a stored invoice billed in advance (only asked for plans with fees billed in
+    advance), and the share of each flat fee it billed (only asked for a period with late
+    usage): both read from its document, once."""
+    cache: dict[str, InvoiceDocument | None] = {}
 
-    def ahead_of(invoice_id: str) -> list[Ahead]:
+    def document(invoice_id: str) -> InvoiceDocument | None:
         if invoice_id not in cache:
             rows = engine.execute(table.documents(namespace, [invoice_id]).to_sql())
-            document = InvoiceDocument.from_json(str(rows[0][2])) if rows else None
-            cache[invoice_id] = [] if document is None else billed_ahead(document)
+            cache[invoice_id] = InvoiceDocument.from_json(str(rows[0][2])) if rows else None
         return cache[invoice_id]
 
-    return ahead_of
+    def ahead_of(invoice_id: str) -> list[Ahead]:
+        found = document(invoice_id)
+        return [] if found is None else billed_ahead(found)
+
+    def fees_of(invoice_id: str) -> dict[str, Decimal] | None:
+        found = document(invoice_id)
+        return None if found is None else billed_fees(found)
+
+    return ahead_of, fees_of
 
 
 def _evidence_reader(engine: Engine, database: str, namespace: str) -> EvidenceReader:

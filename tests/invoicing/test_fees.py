@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from invoicing.customers import Customer
-from invoicing.fees import Ahead, billable, billed_ahead, share
+from invoicing.fees import Ahead, billable, billed_ahead, billed_fees, share
 from invoicing.periods import Period, month_period, parse_month
 from invoicing.plan import Billed, plan_subscription
 from rating import RateCard, load_rate_card_data
@@ -159,6 +159,50 @@ def test_a_period_wholly_inside_a_trial_bills_no_minimum() -> None:
     commit = next(line for line in november.lines if line.charge_id == "commit")
     assert commit.amount == "33.47"
     assert november.total == "50.00"
+
+
+def test_late_usage_rerates_a_minimum_against_the_prorated_fee_it_was_billed_with() -> None:
+    committed = load_rate_card_data(
+        {
+            "plans": {
+                "base": {
+                    "proration": "day",
+                    "USD": {
+                        "charges": [
+                            {"meter": "api_calls", "model": "per_unit", "unit_price": "1.00"},
+                            {"id": "fee", "model": "flat", "amount": "100.00"},
+                            {"id": "commit", "model": "minimum", "amount": "100.00"},
+                        ]
+                    },
+                }
+            }
+        },
+        METERS.slugs(),
+    )
+    buyer = customer(plan="base", start=date(2026, 10, 16), anchor_day=1)
+    log = UsageLog()
+    on_time, late = OCT.end_s + 60, OCT.end_s + 7200  # October's run reads until +3600
+    for n in range(30):
+        log.add(
+            "acme", "api_calls", OCT.start_s + 86400 * 20 + n * 60, late if n >= 10 else on_time
+        )
+
+    def fees_of(invoice_id: str) -> dict[str, Decimal] | None:
+        return billed_fees(STORED[invoice_id]) if invoice_id in STORED else None
+
+    history: list[Billed] = []
+    october, november = bill(
+        buyer, committed, ["2026-10", "2026-11"], log=log, history=history, fees_of=fees_of
+    )
+    # October: 10 calls + 16/31 of the fee (51.61) + a true-up of 38.39 to the minimum
+    assert [(line.charge_id, line.amount) for line in october.lines] == [
+        ("api_calls", "10.00"),
+        ("fee", "51.61"),
+        ("commit", "38.39"),
+    ]
+    adjusted = {line.charge_id: line.amount for line in november.lines if line.kind == "adjustment"}
+    # October with all 30 calls: 30.00 + 51.61 + 18.39 = 100.00, as billed plus adjusted
+    assert adjusted == {"api_calls": "20.00", "commit": "-20.00"}
 
 
 def test_fees_in_advance_then_a_cancellation_credited() -> None:
