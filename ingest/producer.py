@@ -153,7 +153,7 @@ class UsageProducer:
             return
         self._keep_partitions_fresh()
         with self._lock:
-            self._produce([(event, encode_event(event), on_delivery)])
+            self._produce_now([(event, encode_event(event), on_delivery)])
 
     def send_many(self, events: Iterable[UsageEvent], on_delivery: Callback | None = None) -> int:
         """Queue events, packing the events of the subjects of one partition into shared
@@ -171,7 +171,7 @@ class UsageProducer:
             for group in pack(
                 events, self.record_events, self.record_bytes, on_delivery, self._packer.lane
             ):
-                self._produce(group)
+                self._produce_now(group)
                 count += len(group)
         return count
 
@@ -223,13 +223,24 @@ class UsageProducer:
         try:
             self._produce(group)
         except (KafkaException, BufferError) as exc:
-            error = exc.args[0] if exc.args else None
-            reason = f"not produced: {error.str() if isinstance(error, KafkaError) else exc}"
-            log.error(
-                "%d events (the first of subject %r) %s", len(group), group[0][0].subject, reason
-            )
-            sent = [(event.source, event.id, callback) for event, _, callback in group]
-            report_record(self.report, sent, None, None, reason)
+            self._refused(group, exc)
+
+    def _produce_now(self, group: list[Pending]) -> None:
+        """Produce a group at once (``pack_ms=0``); a record the client refuses outright
+        (over ``message.max.bytes``) is reported failed for each of its events, as a held
+        group's is, and the caller goes on to the next.  A full local queue while a
+        delivery callback sends still raises (:meth:`_produce`)."""
+        try:
+            self._produce(group)
+        except KafkaException as exc:
+            self._refused(group, exc)
+
+    def _refused(self, group: list[Pending], exc: Exception) -> None:
+        error = exc.args[0] if exc.args else None
+        reason = f"not produced: {error.str() if isinstance(error, KafkaError) else exc}"
+        log.error("%d events (the first of subject %r) %s", len(group), group[0][0].subject, reason)
+        sent = [(event.source, event.id, callback) for event, _, callback in group]
+        report_record(self.report, sent, None, None, reason)
 
     def _produce(self, group: list[Pending]) -> None:
         sent = [(event.source, event.id, callback) for event, _, callback in group]

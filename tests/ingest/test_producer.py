@@ -229,6 +229,37 @@ def test_a_held_record_the_client_refuses_is_reported_failed_and_packing_goes_on
         p.close()
 
 
+@pytest.mark.parametrize("many", [False, True])
+def test_without_packing_a_refused_record_is_a_failed_delivery_not_an_exception(
+    isolated: Settings, many: bool
+) -> None:
+    ensure_topics(isolated.kafka_bootstrap, meterline_topics(isolated))
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    big = UsageEvent.create(type="t", subject="s0", id="big", time=at, data={"v": "x" * 2000})
+    small = UsageEvent.create(type="t", subject="s1", id="small", time=at, data={"v": 1})
+    p = UsageProducer(  # records over 1,000 bytes are refused by the client itself
+        isolated.kafka_bootstrap,
+        isolated.events_topic,
+        pack_ms=0,
+        extra_config={"message.max.bytes": 1000},
+    )
+    try:
+        if many:
+            with pytest.raises(DeliveryFailed, match=r"1 of 2 events not accepted: [^ ]+/big"):
+                p.send_and_wait([big, small], timeout=15)
+        else:
+            seen: list[Delivery] = []
+            p.send(big, seen.append)
+            p.send(small, seen.append)
+            p.flush(15)
+            assert [(d.id, d.ok) for d in seen] == [("big", False), ("small", True)]
+            assert seen[0].error is not None
+            assert "not produced" in seen[0].error
+    finally:
+        with pytest.raises(DeliveryFailed, match="big"):
+            p.close()
+
+
 def test_a_callback_that_raises_is_logged_and_changes_nothing_else(
     isolated: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
