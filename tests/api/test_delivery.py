@@ -226,21 +226,26 @@ def read_back(settings: Settings) -> list[tuple[str, list[bytes]]]:
         consumer.close()
 
 
-@pytest.mark.integration
-def test_a_delivered_request_is_in_kafka_as_the_worker_reads_it(
-    stack: Settings, tmp_path: Path
-) -> None:
-    settings = isolated_settings(stack, tmp_path)
+def deliver_to(settings: Settings, events: list[UsageEvent]) -> None:
+    """``events`` through a gateway's delivery to the events topic of ``settings``."""
     ensure_topics(settings.kafka_bootstrap, meterline_topics(settings))
-    events = [
-        UsageEvent.create(type="api.request", subject=subject, data={"n": n})
-        for n, subject in enumerate(["acme", "globex", "acme", "initech", "acme"])
-    ]
     delivery = KafkaDelivery(settings.kafka_bootstrap, settings.events_topic)
     try:
         asyncio.run(delivery.deliver([(e.subject, encode_event(e)) for e in events], timeout=10))
     finally:
         delivery.close()
+
+
+@pytest.mark.integration
+def test_a_delivered_request_is_in_kafka_as_the_worker_reads_it(
+    stack: Settings, tmp_path: Path
+) -> None:
+    settings = isolated_settings(stack, tmp_path)
+    events = [
+        UsageEvent.create(type="api.request", subject=subject, data={"n": n})
+        for n, subject in enumerate(["acme", "globex", "acme", "initech", "acme"])
+    ]
+    deliver_to(settings, events)
     # the subjects of one partition share a record, keyed only if it holds one subject
     by_partition: dict[int, list[UsageEvent]] = {}
     for event in events:
@@ -260,14 +265,7 @@ def test_a_record_the_client_refuses_fails_the_request_as_not_delivered(
 ) -> None:
     # a record over librdkafka's message.max.bytes is refused by produce() itself; the
     # request is answered as not delivered (503, retry), never as a server error
-    settings = isolated_settings(stack, tmp_path)
-    ensure_topics(settings.kafka_bootstrap, meterline_topics(settings))
     huge = UsageEvent.create(type="api.request", subject="globex", data={"pad": "x" * 1_100_000})
     small = UsageEvent.create(type="api.request", subject="acme", data={"n": 1})
-    delivery = KafkaDelivery(settings.kafka_bootstrap, settings.events_topic)
-    try:
-        batch = [(e.subject, encode_event(e)) for e in (small, huge)]
-        with pytest.raises(DeliveryFailed, match="refused a record"):
-            asyncio.run(delivery.deliver(batch, timeout=10))
-    finally:
-        delivery.close()
+    with pytest.raises(DeliveryFailed, match="refused a record"):
+        deliver_to(isolated_settings(stack, tmp_path), [small, huge])

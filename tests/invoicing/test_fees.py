@@ -40,6 +40,28 @@ def card(billed: str = "in_arrears", proration: str = "day") -> RateCard:
     )
 
 
+def committed_card(unit_price: str, fee: str, minimum: str) -> RateCard:
+    """Plan "base" (prorated by day): api calls at ``unit_price``, a monthly ``fee`` and a
+    ``minimum`` commitment over both."""
+    return load_rate_card_data(
+        {
+            "plans": {
+                "base": {
+                    "proration": "day",
+                    "USD": {
+                        "charges": [
+                            {"meter": "api_calls", "model": "per_unit", "unit_price": unit_price},
+                            {"id": "fee", "model": "flat", "amount": fee},
+                            {"id": "commit", "model": "minimum", "amount": minimum},
+                        ]
+                    },
+                }
+            }
+        },
+        METERS.slugs(),
+    )
+
+
 STORED: dict[str, Any] = {}
 """Every document billed by :func:`bill`, as the ledger would hold them."""
 
@@ -128,23 +150,7 @@ def test_a_trial_bills_nothing_before_its_end() -> None:
 
 
 def test_a_period_wholly_inside_a_trial_bills_no_minimum() -> None:
-    committed = load_rate_card_data(
-        {
-            "plans": {
-                "base": {
-                    "proration": "day",
-                    "USD": {
-                        "charges": [
-                            {"meter": "api_calls", "model": "per_unit", "unit_price": "0.01"},
-                            {"id": "fee", "model": "flat", "amount": "31.00"},
-                            {"id": "commit", "model": "minimum", "amount": "50.00"},
-                        ]
-                    },
-                }
-            }
-        },
-        METERS.slugs(),
-    )
+    committed = committed_card("0.01", "31.00", "50.00")
     buyer = customer(plan="base", start=date(2026, 10, 1), trial_end=date(2026, 11, 15))
     log = UsageLog()
     log.add("acme", "api_calls", OCT.start_s + 3600, OCT.start_s + 3660)  # in the trial
@@ -162,23 +168,7 @@ def test_a_period_wholly_inside_a_trial_bills_no_minimum() -> None:
 
 
 def test_late_usage_rerates_a_minimum_against_the_prorated_fee_it_was_billed_with() -> None:
-    committed = load_rate_card_data(
-        {
-            "plans": {
-                "base": {
-                    "proration": "day",
-                    "USD": {
-                        "charges": [
-                            {"meter": "api_calls", "model": "per_unit", "unit_price": "1.00"},
-                            {"id": "fee", "model": "flat", "amount": "100.00"},
-                            {"id": "commit", "model": "minimum", "amount": "100.00"},
-                        ]
-                    },
-                }
-            }
-        },
-        METERS.slugs(),
-    )
+    committed = committed_card("1.00", "100.00", "100.00")
     buyer = customer(plan="base", start=date(2026, 10, 16), anchor_day=1)
     log = UsageLog()
     on_time, late = OCT.end_s + 60, OCT.end_s + 7200  # October's run reads until +3600
