@@ -124,13 +124,16 @@ def accept_body(raw: bytes, content_type: str | None, max_events: int) -> list[E
         events = [
             (event.subject, encode_event(event)) for event in parse_events(raw, kind, max_events)
         ]
-    return _fitting(events, batch=raw.lstrip()[:1] == b"[")
+    return _fitting(events, raw)
 
 
-def _fitting(events: list[EncodedEvent], *, batch: bool) -> list[EncodedEvent]:
-    """``events``, if each fits a Kafka record; otherwise a 400 naming every one that does
-    not, before anything is sent (a record the client refused would fail the request
-    after its other records were queued)."""
+def _fitting(events: list[EncodedEvent], raw: bytes) -> list[EncodedEvent]:
+    """``events`` (of the body ``raw``), if each fits a Kafka record; otherwise a 400
+    naming every one that does not, before anything is sent (a record the client refused
+    would fail the request after its other records were queued)."""
+    if all(len(line) <= MAX_EVENT_BYTES for _, line in events):
+        return events
+    batch = raw.lstrip()[:1] == b"["
     problems = [
         Problem(
             f"[{index}]" if batch else "",
@@ -142,9 +145,7 @@ def _fitting(events: list[EncodedEvent], *, batch: bool) -> list[EncodedEvent]:
         for index, (_, line) in enumerate(events)
         if len(line) > MAX_EVENT_BYTES
     ]
-    if problems:
-        raise invalid(InvalidInput("batch" if batch else "event", problems), "Invalid events")
-    return events
+    raise invalid(InvalidInput("batch" if batch else "event", problems), "Invalid events")
 
 
 def encode_fast(raw: bytes, kind: str, max_events: int) -> list[EncodedEvent] | None:

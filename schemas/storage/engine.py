@@ -88,7 +88,6 @@ class ServerEngine:
             settings={"max_block_size": 65536, **settings},
         )
         self.host, self.port, self.cluster = host, port, cluster
-        self.reply_timeout_s = reply_timeout_s
 
     @classmethod
     def of(cls, settings: Settings) -> ServerEngine:
@@ -142,32 +141,34 @@ class ServerEngine:
     def _settle(self, query_id: str) -> bool:
         """Wait until the server no longer runs ``query_id`` (asked on a new connection
         every :data:`SETTLE_POLL_S`); ``False`` if that is not known within
-        :data:`SETTLE_TIMEOUT_S`.  A server that refuses connections runs nothing, so
-        that answers too."""
+        :data:`SETTLE_TIMEOUT_S`."""
         from clickhouse_driver import Client
 
         probe = Client(host=self.host, port=self.port, connect_timeout=5, send_receive_timeout=5)
         deadline = time.monotonic() + SETTLE_TIMEOUT_S
-        sql = running(query_id).sql
         try:
-            while True:
-                try:
-                    socket.create_connection((self.host, self.port), timeout=5).close()
-                except ConnectionRefusedError:
-                    return True
-                except OSError:
-                    pass  # not reachable now: ask again
-                else:
-                    try:
-                        if probe.execute(sql)[0][0] == 0:
-                            return True
-                    except _lost():
-                        pass  # lost again: ask again
+            while self._runs(probe, query_id) is not False:  # running, or not known yet
                 if time.monotonic() >= deadline:
                     return False
                 time.sleep(SETTLE_POLL_S)
+            return True
         finally:
             probe.disconnect()
+
+    def _runs(self, probe: Any, query_id: str) -> bool | None:
+        """Whether the server runs ``query_id``; ``None`` if it cannot be asked now.  A
+        server that refuses connections runs nothing (the driver's own error does not say
+        whether the connection was refused, so a plain socket asks that first)."""
+        try:
+            socket.create_connection((self.host, self.port), timeout=5).close()
+        except ConnectionRefusedError:
+            return False
+        except OSError:
+            return None
+        try:
+            return bool(probe.execute(running(query_id).sql)[0][0])
+        except _lost():
+            return None
 
     def close(self) -> None:
         self._client.disconnect()
