@@ -46,6 +46,7 @@ __all__ = [
     "AdvanceReader",
     "Ahead",
     "Fees",
+    "as_billed",
     "billable",
     "billed_ahead",
     "billed_fees",
@@ -93,7 +94,19 @@ def billed_fees(document: InvoiceDocument) -> dict[str, Decimal]:
     return {
         line.charge_id: Decimal(line.quantity)
         for line in document.lines
-        if isinstance(line, UsageLine) and line.model == "flat"
+        if isinstance(line, UsageLine) and line.model == FlatFee.kind
+    }
+
+
+def as_billed(
+    charges: Sequence[Charge], billed: Mapping[str, Decimal]
+) -> dict[str, tuple[FeeTerm, ...]]:
+    """Fee terms pricing each flat fee at the share an invoice billed (``billed_fees``);
+    a fee it did not bill gives no line."""
+    return {
+        charge.id: (FeeTerm("as billed", billed[charge.id]),) if charge.id in billed else ()
+        for charge in charges
+        if isinstance(charge.model, FlatFee)
     }
 
 

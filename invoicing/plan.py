@@ -30,13 +30,12 @@ from decimal import Decimal
 from invoicing.credits import CreditBook, CreditDue, apply_credits, consumption_entries
 from invoicing.customers import Customer
 from invoicing.evidence import EvidenceReader, LineEvidence
-from invoicing.fees import AdvanceReader, Ahead, fee_terms
+from invoicing.fees import AdvanceReader, Ahead, as_billed, fee_terms
 from invoicing.invoice import Adjustment, Invoice, invoice_id
 from invoicing.lifecycle import Status
 from invoicing.periods import Month, Period
 from invoicing.usage import customer_usage
 from rating import RateCard, Usage, minor_units, rate_plan
-from rating.models import FeeTerm, FlatFee
 from rating.versions import card_version
 from schemas.errors import InvalidInput, Problem
 from schemas.metering.definitions import MeterSet
@@ -136,15 +135,8 @@ def adjustments_for(
     invoice billed (prorated, cut by a trial, billed ahead), priced the same on both
     sides so that a minimum is compared with what that invoice charged; without it each
     flat fee counts once, whole."""
-    fees = None
-    if billed_fees is not None:
-        fees = {
-            charge.id: (
-                (FeeTerm("as billed", billed_fees[charge.id]),) if charge.id in billed_fees else ()
-            )
-            for charge in card.charges(customer.plan, customer.currency)
-            if isinstance(charge.model, FlatFee)
-        }
+    charges = card.charges(customer.plan, customer.currency)
+    fees = None if billed_fees is None else as_billed(charges, billed_fees)
     rated_before = rate_plan(card, customer.plan, customer.currency, before, fees=fees)
     rated_after = rate_plan(card, customer.plan, customer.currency, after, fees=fees)
     old = {line.charge_id: line for line in rated_before.lines}
