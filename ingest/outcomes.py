@@ -51,6 +51,14 @@ class DeliveryReport:
     def pending_errors(self) -> bool:
         return bool(self.failed)
 
+    def failures(self) -> str:
+        """``N events were not accepted; first: source/id: reason`` (some failed)."""
+        first = self.failed[0]
+        return (
+            f"{len(self.failed)} events were not accepted; first: "
+            f"{first.source}/{first.id}: {first.error}"
+        )
+
 
 Callback = Callable[[Delivery], None]
 

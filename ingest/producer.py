@@ -153,7 +153,7 @@ class UsageProducer:
             return
         self._keep_partitions_fresh()
         with self._lock:
-            self._produce_now([(event, encode_event(event), on_delivery)])
+            self._produce_held([(event, encode_event(event), on_delivery)], held=False)
 
     def send_many(self, events: Iterable[UsageEvent], on_delivery: Callback | None = None) -> int:
         """Queue events, packing the events of the subjects of one partition into shared
@@ -171,7 +171,7 @@ class UsageProducer:
             for group in pack(
                 events, self.record_events, self.record_bytes, on_delivery, self._packer.lane
             ):
-                self._produce_now(group)
+                self._produce_held(group, held=False)
                 count += len(group)
         return count
 
@@ -214,33 +214,24 @@ class UsageProducer:
                 self._produce_held(group)
         self._serve(0)  # the acknowledged records' callbacks, without a send
 
-    def _produce_held(self, group: list[Pending]) -> None:
-        """Produce a group the packer held; if the client refuses it (e.g. a record over
-        ``message.max.bytes``, or a full local queue while a delivery callback sends),
-        each of its events is reported failed with the client's reason — to its callback,
-        the report, and so to :meth:`flush` / :meth:`close` — and the groups after it
-        still go out (the packing thread carries on)."""
+    def _produce_held(self, group: list[Pending], *, held: bool = True) -> None:
+        """Produce a group; if the client refuses it (a record over ``message.max.bytes``;
+        for a group the packer ``held``, also a full local queue while a delivery callback
+        sends, which ``pack_ms=0`` raises instead), each of its events is reported failed
+        with the client's reason — to its callback, the report, and so to :meth:`flush` /
+        :meth:`close` — and the groups after it still go out."""
         try:
             self._produce(group)
         except (KafkaException, BufferError) as exc:
-            self._refused(group, exc)
-
-    def _produce_now(self, group: list[Pending]) -> None:
-        """Produce a group at once (``pack_ms=0``); a record the client refuses outright
-        (over ``message.max.bytes``) is reported failed for each of its events, as a held
-        group's is, and the caller goes on to the next.  A full local queue while a
-        delivery callback sends still raises (:meth:`_produce`)."""
-        try:
-            self._produce(group)
-        except KafkaException as exc:
-            self._refused(group, exc)
-
-    def _refused(self, group: list[Pending], exc: Exception) -> None:
-        error = exc.args[0] if exc.args else None
-        reason = f"not produced: {error.str() if isinstance(error, KafkaError) else exc}"
-        log.error("%d events (the first of subject %r) %s", len(group), group[0][0].subject, reason)
-        sent = [(event.source, event.id, callback) for event, _, callback in group]
-        report_record(self.report, sent, None, None, reason)
+            if isinstance(exc, BufferError) and not held:
+                raise
+            error = exc.args[0] if exc.args else None
+            reason = f"not produced: {error.str() if isinstance(error, KafkaError) else exc}"
+            log.error(
+                "%d events (the first of subject %r) %s", len(group), group[0][0].subject, reason
+            )
+            sent = [(event.source, event.id, callback) for event, _, callback in group]
+            report_record(self.report, sent, None, None, reason)
 
     def _produce(self, group: list[Pending]) -> None:
         sent = [(event.source, event.id, callback) for event, _, callback in group]
@@ -335,11 +326,7 @@ class UsageProducer:
         self._mark_closed()
         report = self.flush(timeout)
         if report.failed:
-            first = report.failed[0]
-            raise DeliveryFailed(
-                f"{len(report.failed)} events were not accepted; first: "
-                f"{first.source}/{first.id}: {first.error}"
-            )
+            raise DeliveryFailed(report.failures())
         return report
 
     def _mark_closed(self) -> None:
@@ -380,16 +367,11 @@ class UsageProducer:
         except DeliveryFailed as exc:
             log.error("a UsageProducer for topic %r, flushed %s: %s", self.topic, when, exc)
         if self.report.failed:
-            first = self.report.failed[0]
             log.error(
-                "a UsageProducer for topic %r, flushed %s: %d events were not accepted; "
-                "first: %s/%s: %s",
+                "a UsageProducer for topic %r, flushed %s: %s",
                 self.topic,
                 when,
-                len(self.report.failed),
-                first.source,
-                first.id,
-                first.error,
+                self.report.failures(),
             )
 
     def __del__(self) -> None:
