@@ -27,6 +27,10 @@ try:  # a chunk's folded contributions as structs, from the native plan to the w
     from meterline_native import Groups as NativeGroups
 except ImportError:  # not built, or built from older sources: the fold is a dictionary
     NativeGroups = None
+try:  # the keys of a batch's pending chunks, one map for all of them
+    from meterline_native import PendingKeys as NativePendingKeys
+except ImportError:  # not built, or built from older sources: the native plan is not used
+    NativePendingKeys = None
 
 __all__ = [
     "EVENTS",
@@ -37,6 +41,7 @@ __all__ = [
     "GroupKey",
     "Kept",
     "NativeGroups",
+    "NativePendingKeys",
     "NativeRawRows",
     "PendingSeen",
     "Record",
@@ -91,14 +96,16 @@ class SeenLookup(Protocol):
 
 class PendingSeen:
     """A dedupe store seen through the keys of planned chunks not yet finished: the raw
-    rows of native plans (``add_plan``; their rows are their dedupe entries), looked up
-    newest first, then entries added one by one (``add``), then the store."""
+    rows of native plans (``add_plan``; their rows are their dedupe entries, indexed in
+    one map for the batch: ``meterline_native.PendingKeys``), newest first, then entries
+    added one by one (``add``), then the store."""
 
     def __init__(self, store: SeenLookup) -> None:
         self.store = store
         self.pending: dict[str, SeenRecord] = {}
-        self.rows: list[Any] = []
-        """``meterline_native.RawRows`` of native plans, oldest first."""
+        self.keys: Any = NativePendingKeys() if NativePendingKeys is not None else None
+        """The native plans' raw rows, their keys in one map (``None`` without the
+        native module: no plan is native then)."""
         self._store_get = store.get  # bound once: the planner calls get per event
 
     def get(self, key: str) -> SeenRecord | None:
@@ -107,8 +114,8 @@ class PendingSeen:
 
     def pending_get(self, key: str) -> SeenRecord | None:
         """Where ``key`` was accepted by a planned chunk, or ``None`` (the store not asked)."""
-        for rows in reversed(self.rows):
-            found: SeenRecord | None = rows.find_record(key, SeenRecord)
+        if self.keys:
+            found: SeenRecord | None = self.keys.find_record(key, SeenRecord)
             if found is not None:
                 return found
         return self.pending.get(key)
@@ -120,7 +127,7 @@ class PendingSeen:
         """A planned chunk's keys: a native plan's raw rows as they are (no entry built),
         any other plan's entries."""
         if type(plan.seen) is RowsSeen:
-            self.rows.append(plan.seen.rows)
+            self.keys.add(plan.seen.rows)
         else:
             self.add(plan.seen)
 
@@ -128,9 +135,7 @@ class PendingSeen:
         """``plan`` is written and recorded: its raw rows stay a pending look-up without
         their events' bytes (the batch's later chunks still find its keys here first)."""
         if type(plan.seen) is RowsSeen:
-            for at, rows in enumerate(self.rows):
-                if rows is plan.seen.rows:
-                    self.rows[at] = rows.without_data()
+            self.keys.settle(plan.seen.rows)
 
 
 class RowsSeen(Sequence[tuple[str, SeenRecord]]):

@@ -34,6 +34,7 @@ from streams.plan import (
     GroupKey,
     GroupState,
     NativeGroups,
+    NativePendingKeys,
     NativeRawRows,
     PendingSeen,
     Record,
@@ -68,7 +69,7 @@ class Planner:
         self.horizon_ms = horizon_ms
         self.late_grace_ms = late_grace_ms
         native = self._fast.native
-        current = NativeGroups is not None  # the module built from these sources
+        current = NativePendingKeys is not None  # the module built from these sources
         self._native_plan: Callable[..., Any] | None = (
             getattr(native, "plan", None) if current else None
         )
@@ -92,7 +93,7 @@ class Planner:
         # a PendingSeen's two look-ups inline: one call less per event
         pending_seen = store.pending if isinstance(store, PendingSeen) else {}
         pending: Callable[[str], SeenRecord | None] = pending_seen.get
-        if isinstance(store, PendingSeen) and store.rows:  # native plans' keys too
+        if isinstance(store, PendingSeen) and store.keys:  # native plans' keys too
             pending = store.pending_get
         lookup = store.store.get if isinstance(store, PendingSeen) else store.get
         in_batch: dict[str, SeenRecord] = {}
@@ -255,7 +256,7 @@ class Planner:
         plan.raw_rows = raw = NativeRawRows()
         folded = NativeGroups()
         pending = store.pending if isinstance(store, PendingSeen) else {}
-        pending_rows = store.rows if isinstance(store, PendingSeen) else []
+        pending_keys = store.keys if isinstance(store, PendingSeen) else None
         owner = store.store if isinstance(store, PendingSeen) else store
         filter_of = getattr(owner, "key_filter", None)  # the worker's store has one
         counts, dead = native_plan(
@@ -265,7 +266,7 @@ class Planner:
             self.unknown_type_is_error,
             MINUTE_MS + self.late_grace_ms,
             self.horizon_ms,
-            pending_rows,
+            pending_keys,
             pending,
             owner.get,
             self._line,

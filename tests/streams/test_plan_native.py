@@ -116,7 +116,7 @@ def test_a_planned_chunk_s_keys_are_seen_by_the_next_as_the_python_loop_sees_the
         pending = PendingSeen(store)
         earlier = loop.plan(first, pending)
         pending.add_plan(earlier)
-        assert bool(pending.rows) == native
+        assert bool(pending.keys) == native
         plans.append((loop.plan(second, pending), pending, earlier))
     (native_plan, native_pending, earlier), (python_plan, python_pending, _) = plans
     assert differences(native_plan, python_plan) == []
@@ -124,7 +124,7 @@ def test_a_planned_chunk_s_keys_are_seen_by_the_next_as_the_python_loop_sees_the
         assert native_pending.get(key) == python_pending.get(key) is not None
     assert native_pending.get("ns\x1fnowhere\x1fat all") is None
     native_pending.settle(earlier)  # written: its keys stay, its events' bytes go
-    (settled,) = native_pending.rows
+    (settled,) = native_pending.keys.chunks()
     assert settled is not earlier.raw_rows
     assert [row[6] for row in settled] == [b""] * len(earlier.raw_rows)
     assert [row[:6] + row[7:] for row in settled] == [r[:6] + r[7:] for r in earlier.raw_rows]

@@ -50,9 +50,10 @@ struct Row {
     next: u32,
 }
 
-/// The keys' hashes are mixed already (`key_hash`): the map takes them as they are.
+/// The keys' hashes are mixed already (`key_hash`): the map takes them as they are (the
+/// pending keys' map too, `pending_keys`).
 #[derive(Default)]
-struct Identity(u64);
+pub(crate) struct Identity(u64);
 
 impl Hasher for Identity {
     fn finish(&self) -> u64 {

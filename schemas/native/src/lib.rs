@@ -23,6 +23,7 @@ mod json;
 mod key_filter;
 mod meters;
 mod native_column;
+mod pending_keys;
 mod plan_dedupe;
 mod plan_loop;
 mod raw_columns;
@@ -45,6 +46,7 @@ fn meterline_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(native_column::encode_column, m)?)?;
     m.add_function(wrap_pyfunction!(native_column::encode_columns, m)?)?;
     m.add_class::<raw_rows::RawRows>()?;
+    m.add_class::<pending_keys::PendingKeys>()?;
     m.add_class::<folded::Groups>()?;
     Ok(())
 }

@@ -4,7 +4,7 @@
 
 use crate::event::{decided, decimal_type, event_tuple, Event, TextCache};
 use crate::json::Val;
-use crate::{folded, key_filter, plan_loop, raw_rows};
+use crate::{folded, key_filter, pending_keys, plan_loop};
 use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
@@ -113,12 +113,12 @@ impl Meters {
     /// ``groups`` reads as the Python loop's dictionary), and returns the outcome counts
     /// ``(redelivered, conflict, new, replay, duplicate, late)`` and the dead letters as
     /// ``(record, reason or None for the planner's schema reason, detail, index, line)``.
-    /// ``pending_rows``: the raw rows of chunks planned but not finished (newest last),
+    /// ``pending_keys``: the keys of chunks planned but not finished (a ``PendingKeys``),
     /// looked up before ``pending`` (``{key: SeenRecord}``) and the store's ``lookup``.
     /// ``key_filter``: the store's ``KeyFilter`` in use, if any (a key it rules out is
     /// not looked up).
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (records, out, ns, unknown_type_is_error, grace_ms, horizon_ms, pending_rows, pending, lookup, other, key_filter = None, *, folded))]
+    #[pyo3(signature = (records, out, ns, unknown_type_is_error, grace_ms, horizon_ms, pending_keys, pending, lookup, other, key_filter = None, *, folded))]
     fn plan<'py>(
         &self,
         py: Python<'py>,
@@ -128,7 +128,7 @@ impl Meters {
         unknown_type_is_error: bool,
         grace_ms: i64,
         horizon_ms: i64,
-        pending_rows: Vec<Bound<'py, raw_rows::RawRows>>,
+        pending_keys: Option<Bound<'py, pending_keys::PendingKeys>>,
         pending: Bound<'py, PyDict>,
         lookup: Bound<'py, PyAny>,
         other: Bound<'py, PyAny>,
@@ -150,7 +150,7 @@ impl Meters {
             unknown_type_is_error,
             grace_ms,
             horizon_ms,
-            pending_rows,
+            pending_keys,
             pending,
             lookup,
             key_filter,

@@ -59,10 +59,9 @@ pub(crate) fn first_elsewhere(
     rules: &Rules<'_>,
     key: &str,
 ) -> PyResult<Option<FirstSeen>> {
-    for rows in rules.pending_rows.iter().rev() {
-        let rows = rows.borrow();
-        if let Some(row) = rows.find(key.as_bytes()) {
-            return Ok(Some(rows.first_seen(row)));
+    if let Some(pending) = &rules.pending_keys {
+        if let Some(first) = pending.borrow().first_seen(py, key.as_bytes()) {
+            return Ok(Some(first));
         }
     }
     let mut found = None;

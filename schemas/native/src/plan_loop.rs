@@ -13,6 +13,7 @@
 
 use crate::folded::{Groups, Place};
 use crate::key_filter::KeyFilter;
+use crate::pending_keys::PendingKeys;
 use crate::plan_dedupe::{first_elsewhere, judge, Verdict};
 use crate::raw_rows::{RawRows, Row};
 use crate::raw_seen::dedupe_key;
@@ -48,9 +49,9 @@ pub(crate) struct Rules<'py> {
     pub unknown_type_is_error: bool,
     pub grace_ms: i64,
     pub horizon_ms: i64,
-    /// keys of chunks planned but not finished: the raw rows of native plans (newest
-    /// last), then ``{key: SeenRecord}`` added by other callers
-    pub pending_rows: Vec<Bound<'py, RawRows>>,
+    /// keys of chunks planned but not finished: the raw rows of native plans, then
+    /// ``{key: SeenRecord}`` added by other callers
+    pub pending_keys: Option<Bound<'py, PendingKeys>>,
     pub pending: Bound<'py, PyDict>,
     /// the dedupe store's look-up: ``key -> SeenRecord | None``
     pub lookup: Bound<'py, PyAny>,

@@ -232,7 +232,7 @@ impl RawRows {
 
     /// A copy without the `data` cells (empty), for looking keys up once the rows are
     /// written: what a pending chunk needs, without its events' bytes.
-    fn without_data(&self) -> RawRows {
+    pub(crate) fn without_data(&self) -> RawRows {
         let slot = Self::text_slot(DATA).expect("a text column");
         let mut out = RawRows {
             texts: Default::default(),

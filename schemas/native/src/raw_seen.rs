@@ -34,6 +34,17 @@ pub(crate) struct FirstSeen {
     pub digest: Vec<u8>,
 }
 
+impl FirstSeen {
+    /// As `seen_record(partition, offset, digest, ingested_ms, index)`.
+    pub(crate) fn record<'py>(
+        &self,
+        seen_record: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let digest = std::str::from_utf8(&self.digest).expect("text cells are pushed as UTF-8");
+        seen_record.call1((self.partition, self.offset, digest, self.ingested, self.index))
+    }
+}
+
 impl RawRows {
     pub(crate) fn key_of(&self, row: usize) -> Vec<u8> {
         let slot = |column: usize| &self.texts[Self::text_slot(column).expect("a text column")];
@@ -71,15 +82,7 @@ impl RawRows {
         row: usize,
         seen_record: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let first = self.first_seen(row);
-        let digest = std::str::from_utf8(&first.digest).expect("text cells are pushed as UTF-8");
-        seen_record.call1((
-            first.partition,
-            first.offset,
-            digest,
-            first.ingested,
-            first.index,
-        ))
+        self.first_seen(row).record(seen_record)
     }
 
     /// Every row as its dedupe entry (`RawRows.seen_entries`).
