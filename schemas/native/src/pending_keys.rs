@@ -43,7 +43,7 @@ impl PendingKeys {
     pub(crate) fn first_seen(&self, py: Python<'_>, key: &[u8]) -> Option<FirstSeen> {
         let &(chunk, row) = self.newest.get(&self.hash(key))?;
         let rows = self.chunks[chunk as usize].borrow(py);
-        if rows.key_of(row as usize) == key {
+        if rows.key_is(row as usize, key) {
             return Some(rows.first_seen(row as usize));
         }
         drop(rows);

@@ -51,6 +51,26 @@ impl RawRows {
         dedupe_key(slot(0).get(row), slot(1).get(row), slot(2).get(row))
     }
 
+    /// Whether row `row`'s dedupe key is `key` (compared in place, no key built).
+    pub(crate) fn key_is(&self, row: usize, key: &[u8]) -> bool {
+        let slot = |column: usize| &self.texts[Self::text_slot(column).expect("a text column")];
+        let mut rest = key;
+        for (n, column) in [0, 1, 2].into_iter().enumerate() {
+            let cell = slot(column).get(row);
+            let Some(after) = rest.strip_prefix(cell) else {
+                return false;
+            };
+            rest = after;
+            if n < 2 {
+                let Some(after) = rest.strip_prefix(&[0x1f]) else {
+                    return false;
+                };
+                rest = after;
+            }
+        }
+        rest.is_empty()
+    }
+
     /// The row whose dedupe key is `key` (the last one, should two share it).
     pub(crate) fn find(&self, key: &[u8]) -> Option<usize> {
         let keys = self.keys.get_or_init(|| {
