@@ -45,7 +45,8 @@ raw bytes (a lone surrogate is refused by the reference), a shape the media type
 not take, an empty batch or one over the size limit, envelope text with whitespace the
 reference would strip (also around ``data``'s top-level keys), a specversion other than
 ``"1.0"``, a time outside the forms :func:`schemas.timeutil.parse_wire_time` decides (the worker's
-property-tested RFC 3339 reader, shared here), a number whose plain form would be long
+property-tested RFC 3339 reader, shared here) or outside the storable range
+(:func:`schemas.timeutil.storable_event_ms`), a number whose plain form would be long
 (exponent beyond ±20), and data orjson cannot write (see 3.).
 
 Failure cost: a decline costs only time (the reference's ~25 µs an event).  A wrong
@@ -65,7 +66,7 @@ import orjson
 from api.ingest import BATCH, MEDIA_TYPES, SINGLE, media_type, parse_events
 from api.problems import invalid
 from schemas.errors import InvalidInput, Problem
-from schemas.timeutil import hour_ms, parse_wire_time
+from schemas.timeutil import hour_ms, parse_wire_time, storable_event_ms
 from schemas.wire import MAX_EVENT_BYTES, SURROGATE_ESCAPE, encode_event
 from schemas.wire import _default as _wire_default  # the encoding encode_event uses
 
@@ -182,7 +183,7 @@ def encode_fast(raw: bytes, kind: str, max_events: int) -> list[EncodedEvent] | 
             return None
         if not _canonical_time(event.time):
             when = parse_wire_time(event.time)
-            if when is None:
+            if when is None or not storable_event_ms(when[0]):
                 return None
             event.time = when[1]
         values = event.data
@@ -216,6 +217,7 @@ def _canonical_time(text: str) -> bool:
         and clock.isascii()
         and text[14] < "6"  # minute < 60
         and text[17] < "6"  # second < 60
+        and "1970" <= text[:4] <= "2105"  # storable_event_ms, for this form
         and hour_ms(text[:14]) is not None
     )
 

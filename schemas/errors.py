@@ -88,7 +88,12 @@ def _fix_for(err: dict[str, object]) -> str:
         return "add this field"
     if kind == "extra_forbidden":
         return "remove this field or check its spelling"
-    if kind.startswith("string_") or kind == "string_type":
+    if kind == "string_too_short" and isinstance(ctx, dict) and "min_length" in ctx:
+        least = ctx["min_length"]
+        return "send a non-empty string" if least == 1 else f"send at least {least} characters"
+    if kind == "string_too_long" and isinstance(ctx, dict) and "max_length" in ctx:
+        return f"send at most {ctx['max_length']} characters"
+    if kind.startswith("string_"):
         return "send a string"
     if kind in {"decimal_parsing", "decimal_type", "float_parsing", "int_parsing"}:
         return 'send a number, e.g. 12.5 or "12.5"'

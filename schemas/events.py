@@ -33,7 +33,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from schemas.errors import InvalidInput
-from schemas.timeutil import format_ms, to_ms, truncate_ms
+from schemas.timeutil import EVENT_TIME_RANGE, format_ms, storable_event_ms, to_ms, truncate_ms
 
 __all__ = ["MAX_PLAIN_DIGITS", "UsageEvent", "parse_event", "parse_event_json", "too_long"]
 
@@ -65,11 +65,12 @@ class UsageEvent(BaseModel):
                 "time has no UTC offset; send RFC 3339 such as 2026-11-01T12:00:00.000Z"
             )
         try:
-            return truncate_ms(value.astimezone(UTC))
+            moment = truncate_ms(value.astimezone(UTC))
         except OverflowError:
-            raise ValueError(
-                "time is outside the supported range; send a time between years 1970 and 9999"
-            ) from None
+            moment = None
+        if moment is None or not storable_event_ms(to_ms(moment)):
+            raise ValueError(f"time is outside the supported range; send a time {EVENT_TIME_RANGE}")
+        return moment
 
     @field_validator("data", mode="wrap")
     @classmethod

@@ -11,6 +11,9 @@ import re
 from datetime import UTC, date, datetime, timedelta
 
 __all__ = [
+    "EVENT_TIME_MAX_MS",
+    "EVENT_TIME_MIN_MS",
+    "EVENT_TIME_RANGE",
     "MINUTE_MS",
     "format_ms",
     "from_ms",
@@ -18,6 +21,7 @@ __all__ = [
     "now_ms",
     "parse_instant",
     "parse_wire_time",
+    "storable_event_ms",
     "to_ms",
     "truncate_ms",
 ]
@@ -69,6 +73,24 @@ def format_ms(ms: int) -> str:
     """RFC 3339 with millisecond precision and a ``Z`` suffix."""
     # isoformat ends in "+00:00" for UTC; it also pads the year to four digits.
     return from_ms(ms).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+# -- the event times the pipeline can store -----------------------------------------------
+
+EVENT_TIME_MIN_MS = 0
+"""1970-01-01T00:00:00.000Z, the earliest event time accepted."""
+EVENT_TIME_MAX_MS = 4_291_747_199_999
+"""2105-12-31T23:59:59.999Z, the latest event time accepted.  The windows tables keep a
+window's start in whole seconds as ClickHouse's ``DateTime`` (unsigned 32 bits: 1970 to
+2106-02-07), so an event outside these bounds could never be written: accepted, it would
+stop its partition at every write.  Every decoder refuses it (the reference:
+``UsageEvent``; the lean and native decoders leave it to the reference)."""
+EVENT_TIME_RANGE = "between 1970-01-01T00:00:00Z and 2105-12-31T23:59:59.999Z"
+
+
+def storable_event_ms(ms: int) -> bool:
+    """Whether an event time of ``ms`` can be stored (``EVENT_TIME_MIN_MS`` to ``_MAX_MS``)."""
+    return EVENT_TIME_MIN_MS <= ms <= EVENT_TIME_MAX_MS
 
 
 # -- the lean RFC 3339 reader (the worker's and the gateway's fast paths) ---------------

@@ -34,8 +34,9 @@ mark or UTF-16, invalid UTF-8, unknown field, wrong type), any surrogate escape
 (``\\ud800``) in the raw bytes, an envelope text outside 1..512 characters or with
 whitespace the reference would strip (also around ``data``'s top-level keys, which the
 reference strips, refusing two that strip to one), a specversion other than ``"1.0"``,
-a time not of the form ``YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`` or outside years
-1..9999 in UTC, and data the canonical JSON cannot hold (integers beyond 64 bits,
+a time not of the form ``YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`` or outside the
+storable range (``schemas.timeutil.EVENT_TIME_MIN_MS``/``_MAX_MS``, which the reference
+refuses), and data the canonical JSON cannot hold (integers beyond 64 bits,
 nesting deeper than orjson writes) — the reference writes those with the standard
 library.
 
@@ -71,7 +72,7 @@ from schemas.metering.contributions import (
 )
 from schemas.metering.definitions import Aggregation, MeterDefinition, MeterSet
 from schemas.metering.paths import MISSING, JsonPath
-from schemas.timeutil import MINUTE_MS, parse_wire_time
+from schemas.timeutil import MINUTE_MS, parse_wire_time, storable_event_ms
 from schemas.wire import SURROGATE_ESCAPE
 
 __all__ = ["ContributionRow", "FastEvent", "FastMeters", "decode", "meter", "native_decode"]
@@ -151,7 +152,7 @@ def decode(line: bytes) -> FastEvent | None:
     if envelope.specversion != "1.0":
         return None
     when = parse_wire_time(envelope.time)
-    if when is None:
+    if when is None or not storable_event_ms(when[0]):
         return None
     time_ms, time_text = when
     wire: dict[str, Any] = {

@@ -69,6 +69,24 @@ def test_invalid_batch_is_400_with_every_problem_and_nothing_sent() -> None:
     assert delivery.sent == []
 
 
+def test_a_time_no_window_can_hold_is_400_naming_the_field_and_the_range() -> None:
+    """Accepted, it would stop its partition: every write of its chunk would fail."""
+    delivery = FakeDelivery()
+    body = [EVENT, {**EVENT, "id": "e2", "time": "1969-12-31T23:59:59.999Z"},
+            {**EVENT, "id": "e3", "time": "2106-01-01T00:00:00.000Z"}]  # fmt: skip
+    answer = client(delivery=delivery).post(
+        "/api/v1/events",
+        content=orjson.dumps(body),
+        headers={**ADMIN, "content-type": "application/cloudevents-batch+json"},
+    )
+    assert answer.status_code == 400, answer.text
+    problems = answer.json()["problems"]
+    assert [p["path"] for p in problems] == ["[1].time", "[2].time"]
+    for problem in problems:
+        assert "between 1970-01-01T00:00:00Z and 2105-12-31T23:59:59.999Z" in problem["message"]
+    assert delivery.sent == []
+
+
 def test_a_short_number_with_a_huge_exponent_is_400_not_a_billion_characters() -> None:
     """``1e-999999999`` is 13 bytes; written in plain form it would be 1 GB."""
     delivery = FakeDelivery()

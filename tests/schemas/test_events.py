@@ -5,6 +5,7 @@ import pytest
 
 from schemas.errors import InvalidInput
 from schemas.events import UsageEvent, parse_event, parse_event_json
+from schemas.timeutil import EVENT_TIME_MAX_MS
 from schemas.wire import content_hash, decode_event, encode_event, event_key
 
 VALID = {
@@ -87,10 +88,35 @@ def test_content_hash_tells_retry_from_conflict() -> None:
     assert content_hash(a) != content_hash(other)
 
 
-def test_time_outside_the_supported_range_is_a_field_error() -> None:
+@pytest.mark.parametrize(
+    "time",
+    [
+        "0001-01-01T00:00:00+01:00",
+        "1969-12-31T23:59:59.999Z",
+        "1970-01-01T00:30:00+01:00",
+        "2106-01-01T00:00:00Z",
+        "2106-02-07T06:28:16Z",  # past what a window's start (UInt32 seconds) can hold
+        "9999-12-31T23:59:59Z",
+        -1,
+    ],
+)
+def test_time_outside_the_supported_range_is_a_field_error(time: object) -> None:
+    """Accepted, such an event could never be written to its window: every write of its
+    chunk would fail and stop its partition.  Refused here, it is a dead letter (or a 400)
+    naming the field and the range."""
     with pytest.raises(InvalidInput) as caught:
-        parse_event({**VALID, "time": "0001-01-01T00:00:00+01:00"})
-    assert [p.path for p in caught.value.problems] == ["time"]
+        parse_event({**VALID, "time": time})
+    [problem] = caught.value.problems
+    assert problem.path == "time"
+    assert "between 1970-01-01T00:00:00Z and 2105-12-31T23:59:59.999Z" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("time", "ms"),
+    [("1970-01-01T00:00:00Z", 0), ("2105-12-31T23:59:59.999Z", EVENT_TIME_MAX_MS)],
+)
+def test_the_supported_range_holds_its_edges(time: str, ms: int) -> None:
+    assert parse_event({**VALID, "time": time}).time_ms == ms
 
 
 def test_integers_beyond_64_bits_survive_the_wire_exactly() -> None:
@@ -120,3 +146,20 @@ def test_a_number_too_long_to_write_is_refused_naming_its_path(
     [problem] = exc.value.problems
     assert "data.a[1].v" in problem.message
     assert "1000 digits" in problem.fix
+
+
+@pytest.mark.parametrize(
+    ("override", "fix"),
+    [
+        ({"id": ""}, "send a non-empty string"),
+        ({"subject": "   "}, "send a non-empty string"),
+        ({"source": "s" * 513}, "send at most 512 characters"),
+        ({"id": 5}, "send a string"),
+    ],
+)
+def test_a_text_field_s_fix_says_what_to_send(override: dict[str, object], fix: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse_event({**VALID, **override})
+    [problem] = caught.value.problems
+    assert problem.path == next(iter(override))
+    assert problem.fix == fix

@@ -262,7 +262,9 @@ def test_plain_lines_agree(line: bytes, meter_set: str) -> None:
 @settings(max_examples=300, deadline=None)
 @given(
     st.text(graphic, min_size=1, max_size=20),
-    st.datetimes(datetime(1, 1, 1), datetime(9999, 12, 31), timezones=st.just(UTC)),
+    st.datetimes(  # the storable range (schemas.timeutil.EVENT_TIME_MIN_MS/_MAX_MS)
+        datetime(1970, 1, 1), datetime(2105, 12, 31, 23, 59, 59, 999999), timezones=st.just(UTC)
+    ),
     st.lists(st.tuples(data_keys, integers | decimals() | inner), max_size=4),
 )
 def test_plain_events_are_decided_natively(
@@ -285,6 +287,25 @@ def test_plain_events_are_decided_natively(
     decided = check(line)
     if plain:
         assert decided is not None
+
+
+@pytest.mark.parametrize(
+    ("time", "decided"),
+    [
+        ("1970-01-01T00:00:00.000Z", True),
+        ("2105-12-31T23:59:59.999Z", True),
+        ("1969-12-31T23:59:59.999Z", False),
+        ("2106-01-01T00:00:00.000Z", False),
+        ("0001-01-01T00:00:00.000Z", False),
+        ("9999-12-31T23:59:59.999Z", False),
+    ],
+)
+def test_only_storable_times_are_decided_natively(time: str, decided: bool) -> None:
+    """The native decoder's bounds are ``schemas.timeutil``'s: a canonical time outside
+    them is left to the reference, which refuses it (``check`` holds the three alike)."""
+    fields = (("id", "e-1"), ("source", "s"), ("type", "job"), ("subject", "acme"))
+    line = write((*fields, ("time", time), ("data", (("v", "x"),))), "").encode()
+    assert (check(line) is not None) == decided
 
 
 def test_generated_telemetry_is_decided_and_metered_natively() -> None:

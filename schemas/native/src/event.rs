@@ -31,7 +31,8 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146097 + doe - 719468
 }
 
-/// Epoch ms of the canonical ``YYYY-MM-DDTHH:MM:SS.mmmZ``; anything else: ``None``.
+/// Epoch ms of the canonical ``YYYY-MM-DDTHH:MM:SS.mmmZ`` within the storable range;
+/// anything else: ``None``.
 fn canonical_time(t: &str) -> Option<i64> {
     let b = t.as_bytes();
     if b.len() != 24
@@ -78,8 +79,16 @@ fn canonical_time(t: &str) -> Option<i64> {
     if d > dim[(mo - 1) as usize] {
         return None;
     }
-    Some(days_from_civil(y, mo, d) * 86_400_000 + ((h * 60 + mi) * 60 + s) * 1000 + ms)
+    let at = days_from_civil(y, mo, d) * 86_400_000 + ((h * 60 + mi) * 60 + s) * 1000 + ms;
+    // a time the windows cannot store is the reference's to refuse
+    // (`schemas.timeutil.storable_event_ms`)
+    (EVENT_TIME_MIN_MS..=EVENT_TIME_MAX_MS).contains(&at).then_some(at)
 }
+
+/// `schemas.timeutil.EVENT_TIME_MIN_MS` and `EVENT_TIME_MAX_MS` (1970-01-01T00:00:00.000Z
+/// to 2105-12-31T23:59:59.999Z), held to them by `tests/schemas/test_native.py`.
+pub(crate) const EVENT_TIME_MIN_MS: i64 = 0;
+pub(crate) const EVENT_TIME_MAX_MS: i64 = 4_291_747_199_999;
 
 fn write_canonical(out: &mut Vec<u8>, v: &Val) {
     match v {
