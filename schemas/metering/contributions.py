@@ -31,9 +31,13 @@ __all__ = [
     "window_start_ms",
 ]
 
-MAX_INTEGER_DIGITS = 29
+MAX_INTEGER_DIGITS = 18
 MAX_FRACTION_DIGITS = 9
-"""Stored as Decimal(38, 9); a value that does not fit is refused, never rounded."""
+"""An event's value: at most 18 integer and 9 decimal digits (below 10^18), refused
+otherwise, never rounded.  Windows store ``Decimal(38, 9)``, up to ~1.7 × 10^29, and
+ClickHouse 18.16 wraps a sum past that without an error (two values of 10^29 summed to
+−1.4 × 10^29), so each value leaves 11 digits of headroom: a window, a rollup or a
+period's total wraps only past 10^11 events at the largest value."""
 
 
 class DeadLetterReason(StrEnum):
@@ -101,8 +105,9 @@ def _numeric(raw: Any, meter: MeterDefinition) -> Decimal:
     if fraction > MAX_FRACTION_DIGITS or integer > MAX_INTEGER_DIGITS:
         raise Unmeterable(
             DeadLetterReason.VALUE_OUT_OF_RANGE,
-            f"meter {meter.slug!r}: {path} = {raw!r} does not fit Decimal(38, 9) "
-            f"(at most {MAX_INTEGER_DIGITS} integer and {MAX_FRACTION_DIGITS} decimal digits)",
+            f"meter {meter.slug!r}: {path} = {raw!r} is out of range: send at most "
+            f"{MAX_INTEGER_DIGITS} integer and {MAX_FRACTION_DIGITS} decimal digits "
+            "(sums of values are kept as Decimal(38, 9))",
         )
     return value
 

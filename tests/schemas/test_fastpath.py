@@ -241,6 +241,20 @@ EDGE_CASES = {
     # valid, beyond 64 bits: only the reference writes its canonical form (stdlib json)
     "30-digit integer": (data_with(v=Raw("1" * 30)), True, False, OUT_OF_RANGE),
     "19 fraction digits": (data_with(v=Raw("0." + "1" * 19)), True, True, OUT_OF_RANGE),
+    # at most 18 integer digits: sums keep 11 digits of headroom in Decimal(38, 9), which
+    # ClickHouse 18.16 wraps past without an error
+    "18-digit integer": (data_with(v=Raw("9" * 18)), True, True, "metered"),
+    "-18-digit integer": (data_with(v=Raw("-" + "9" * 18)), True, True, "metered"),
+    "19-digit integer": (data_with(v=Raw("1" + "0" * 18)), True, True, OUT_OF_RANGE),
+    "-19-digit integer, beyond 64 bits": (
+        data_with(v=Raw("-" + "9" * 19)),
+        True,
+        False,
+        OUT_OF_RANGE,
+    ),
+    "18.9 digits as a string": (data_with(v="9" * 18 + "." + "9" * 9), True, True, "metered"),
+    "19 integer digits as a string": (data_with(v="1" + "0" * 18 + ".5"), True, True, OUT_OF_RANGE),
+    "29 integer digits as a string": (data_with(v="9" * 29), True, True, OUT_OF_RANGE),
     "value is a bool": (data_with(v=True), True, True, NOT_NUMERIC),
     "value is a list": (data_with(v=[1]), True, True, NOT_NUMERIC),
     "value is an object": (data_with(v={"n": 1}), True, True, NOT_NUMERIC),

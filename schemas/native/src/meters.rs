@@ -212,7 +212,9 @@ impl Meters {
             if let Some(keys) = &meter.value {
                 match (meter.unique, find(data, keys)) {
                     (true, Some(Val::Str(s))) => uniq = s,
-                    (false, Some(Val::Int(t))) => value = Some(decimal_type(py)?.call1(py, (*t,))?),
+                    (false, Some(Val::Int(t))) if fits(t) => {
+                        value = Some(decimal_type(py)?.call1(py, (*t,))?)
+                    }
                     (false, Some(Val::Dec(t))) if fits(t) => {
                         value = Some(decimal_type(py)?.call1(py, (*t,))?)
                     }
@@ -280,11 +282,12 @@ pub(crate) fn plain_number(text: &str) -> bool {
         && fraction.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// A decimal literal ``Decimal(38, 9)`` holds unchanged: at most 9 fraction digits and 29
-/// integer digits (the lean path refuses the rest as out of range).
+/// A value literal an event may carry: at most 9 fraction digits and 18 integer digits
+/// (``schemas.metering.contributions.MAX_INTEGER_DIGITS``, ``MAX_FRACTION_DIGITS``: the
+/// lean path refuses the rest as out of range).
 pub(crate) fn fits(text: &str) -> bool {
     let unsigned = text.trim_start_matches('-');
     let (whole, fraction) = unsigned.split_once('.').unwrap_or((unsigned, ""));
     let integer = if whole == "0" { 0 } else { whole.len() };
-    fraction.len() <= 9 && integer <= 29
+    fraction.len() <= 9 && integer <= 18
 }
