@@ -7,6 +7,7 @@ from typing import Any
 
 from api.openapi_credits import credit_schemas
 from api.openapi_entitlements import entitlement_schemas
+from schemas.timeutil import EVENT_TIME_RANGE
 
 __all__ = ["TIME", "ref", "schemas"]
 
@@ -32,7 +33,10 @@ def schemas() -> dict[str, Any]:
                 "source": {"type": "string", "minLength": 1, "maxLength": 512},
                 "type": {"type": "string", "minLength": 1, "maxLength": 512},
                 "subject": {"type": "string", "minLength": 1, "maxLength": 512},
-                "time": {**TIME, "description": "RFC 3339 with a UTC offset"},
+                "time": {
+                    **TIME,
+                    "description": f"RFC 3339 with a UTC offset, {EVENT_TIME_RANGE}",
+                },
                 "data": {"type": ["object", "null"]},
                 "datacontenttype": nullable_str,
                 "dataschema": nullable_str,
