@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 
@@ -38,6 +38,12 @@ otherwise, never rounded.  Windows store ``Decimal(38, 9)``, up to ~1.7 × 10^29
 ClickHouse 18.16 wraps a sum past that without an error (two values of 10^29 summed to
 −1.4 × 10^29), so each value leaves 11 digits of headroom: a window, a rollup or a
 period's total wraps only past 10^11 events at the largest value."""
+UNIQUE_INTEGER_DIGITS = 29
+"""A number a unique-count meter reads is kept as its text, never summed: 64-bit ids
+(19 or 20 digits) are common there, and the bound is the one values had before."""
+_UNIQUE_TEXT = Context(prec=UNIQUE_INTEGER_DIGITS + MAX_FRACTION_DIGITS)
+"""Enough digits to write any such number exactly (the default context's 28 would round
+a 29-digit id, and two ids would count as one)."""
 
 
 class DeadLetterReason(StrEnum):
@@ -80,7 +86,9 @@ def group_key(values: dict[str, str]) -> str:
     return orjson.dumps(values, option=orjson.OPT_SORT_KEYS).decode()
 
 
-def _numeric(raw: Any, meter: MeterDefinition) -> Decimal:
+def _numeric(raw: Any, meter: MeterDefinition, integer_digits: int = MAX_INTEGER_DIGITS) -> Decimal:
+    """``raw`` as an exact ``Decimal`` of at most ``integer_digits`` integer and
+    ``MAX_FRACTION_DIGITS`` fraction digits, else :class:`Unmeterable`."""
     path = meter.value_property
     if isinstance(raw, bool) or not isinstance(raw, int | Decimal | str | float):
         raise Unmeterable(
@@ -102,12 +110,11 @@ def _numeric(raw: Any, meter: MeterDefinition) -> Decimal:
     assert isinstance(exponent, int)
     fraction = max(0, -exponent)
     integer = max(0, len(digits) + exponent)
-    if fraction > MAX_FRACTION_DIGITS or integer > MAX_INTEGER_DIGITS:
+    if fraction > MAX_FRACTION_DIGITS or integer > integer_digits:
         raise Unmeterable(
             DeadLetterReason.VALUE_OUT_OF_RANGE,
             f"meter {meter.slug!r}: {path} = {raw!r} is out of range: send at most "
-            f"{MAX_INTEGER_DIGITS} integer and {MAX_FRACTION_DIGITS} decimal digits "
-            "(sums of values are kept as Decimal(38, 9))",
+            f"{integer_digits} integer and {MAX_FRACTION_DIGITS} decimal digits",
         )
     return value
 
@@ -120,7 +127,7 @@ def _unique_text(raw: Any, meter: MeterDefinition) -> str:
             DeadLetterReason.VALUE_NOT_NUMERIC,
             f"meter {meter.slug!r}: {meter.value_property} must be a string or number",
         )
-    return format(_numeric(raw, meter).normalize(), "f")
+    return format(_numeric(raw, meter, UNIQUE_INTEGER_DIGITS).normalize(_UNIQUE_TEXT), "f")
 
 
 def _one(event: UsageEvent, meter: MeterDefinition) -> Contribution:

@@ -67,6 +67,19 @@ def test_unique_count_keeps_the_value_text() -> None:
     assert users.uniq == "42"
 
 
+@pytest.mark.parametrize("user", [2**63 - 1, 2**64, int("9" * 29), int("9" * 28 + "8")])
+def test_a_unique_count_takes_the_64_bit_ids_a_sum_refuses(user: int) -> None:
+    """A summed value has at most 18 integer digits (its sums must fit Decimal(38, 9));
+    a unique-count meter keeps its value as text, never summed, so ids of 19 and 20
+    digits are counted, each as its own text (29 digits too: not rounded to 28)."""
+    (users,) = contributions(event("login", {"user": user}), METERS)
+    assert users.uniq == str(user)
+    with pytest.raises(Unmeterable) as caught:
+        contributions(event("req", {"bytes": user}), METERS)
+    assert caught.value.reason is DeadLetterReason.VALUE_OUT_OF_RANGE
+    assert "at most 18 integer" in caught.value.detail
+
+
 @pytest.mark.parametrize(
     ("data", "reason"),
     [
@@ -78,6 +91,8 @@ def test_unique_count_keeps_the_value_text() -> None:
         ({"bytes": "NaN"}, DeadLetterReason.VALUE_NOT_NUMERIC),
         ({"bytes": "0.0000000001"}, DeadLetterReason.VALUE_OUT_OF_RANGE),
         ({"bytes": "1" + "0" * 29}, DeadLetterReason.VALUE_OUT_OF_RANGE),
+        ({"bytes": "1" + "0" * 18}, DeadLetterReason.VALUE_OUT_OF_RANGE),
+        ({"bytes": -(10**18)}, DeadLetterReason.VALUE_OUT_OF_RANGE),
     ],
 )
 def test_unmeterable_values_name_the_reason(data: Any, reason: DeadLetterReason) -> None:
