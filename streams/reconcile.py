@@ -68,8 +68,8 @@ def _aligned(start_ms: int, end_ms: int) -> None:
 class MeteredRows:
     """Raw rows ``(partition, offset, index, ingested_ms, data)`` run through the pure
     metering code; iterating yields ``(partition, offset, index, ingested_ms,
-    contributions)`` and counts the stored events the given meters cannot meter in
-    :attr:`unmeterable`."""
+    contributions)`` and counts in :attr:`unmeterable` the stored events the given meters
+    cannot meter, or that the event rules refuse now (a row an older worker stored)."""
 
     def __init__(self, rows: Iterable[Sequence[object]], meters: MeterSet) -> None:
         self.rows = rows
@@ -78,10 +78,9 @@ class MeteredRows:
 
     def __iter__(self) -> Iterator[tuple[int, int, int, int, tuple[Contribution, ...]]]:
         for partition, offset, index, ingested_ms, data in self.rows:
-            event = decode_event(str(data).encode())
-            try:
-                contribs = contributions(event, self.meters)
-            except Unmeterable:
+            try:  # a row an older worker stored may hold what events may no longer carry
+                contribs = contributions(decode_event(str(data).encode()), self.meters)
+            except (InvalidInput, Unmeterable):
                 self.unmeterable += 1
                 continue
             yield (

@@ -18,7 +18,7 @@ from schemas.metering.definitions import parse_meters
 from schemas.storage.engine import Engine, ServerEngine
 from schemas.storage.events_table import EventsTable
 from streams.plan import PendingSeen, Record
-from streams.reconcile import stored_totals
+from streams.reconcile import recompute, stored_totals
 from streams.sink import MeteringSink
 
 METERS = parse_meters(
@@ -93,3 +93,21 @@ def test_the_edges_are_stored_and_a_time_outside_them_is_a_dead_letter(
     assert stored_totals(server, database, "ns", METERS) == {("acme", "n"): Decimal(3)}
     raw = server.execute(EventsTable(database).count("ns").to_sql())
     assert int(raw[0][0]) == 2
+
+
+def test_a_stored_row_the_rules_now_refuse_is_counted_as_unmeterable() -> None:
+    """A raw row an older worker stored with a time outside the range (its raw insert ran
+    beside the windows write that failed) is counted, not raised, by a reconcile."""
+    rows = [
+        (
+            0,
+            offset,
+            0,
+            1_790_000_000_000,
+            orjson.dumps({**ENVELOPE, "id": f"e{offset}", "time": time, "data": {"n": 2}}).decode(),
+        )
+        for offset, time in enumerate(["2026-10-01T00:00:00.000Z", "1969-12-31T23:59:59.999Z"])
+    ]
+    states, unmeterable = recompute(rows, METERS)
+    assert unmeterable == 1
+    assert {key: state.total for key, state in states.items()} == {("n", "acme"): Decimal(2)}
