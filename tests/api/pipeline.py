@@ -101,7 +101,7 @@ def demo_events(now: datetime) -> dict[str, list[dict[str, Any]]]:
                 "globex",
                 "llm.completion",
                 FIXED + timedelta(minutes=9),
-                tokens="12345678901234567890.123456789",
+                tokens="123456789012345678.123456789",  # the most digits a value may have
                 model="m2",
             ),
             event("acme", "api.request", live, endpoint="/v1/a", region="eu"),
